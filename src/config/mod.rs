@@ -1,0 +1,398 @@
+//! Configuration: the TOML model, validated in one step into a compiled runtime [`Config`].
+//!
+//! Parsing goes raw → validated. [`raw`] holds serde structs that reject unknown keys; each
+//! section and each array element is deserialized on its own so that one bad entry does not hide
+//! the next. [`Config::parse`] then checks references, compiles patterns and globs, parses
+//! durations and rejects inline secrets, and returns either a `Config` or *every* problem found,
+//! each with its key path (`data_sets[1].source.mappings[0].match`) and line.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::dataset::Schema;
+use crate::pattern::AttributeMapping;
+use crate::policy::Policy;
+use crate::secret::SecretSource;
+
+/// The embedded default configuration: one list, one data set fed from it, one blocking policy.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/warden.toml");
+
+/// One segment of a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// Where in the TOML document a value lives, e.g. `policies[0].criteria[1].data_set`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPath(Vec<Segment>);
+
+impl KeyPath {
+    pub fn root() -> KeyPath {
+        KeyPath(Vec::new())
+    }
+
+    pub fn key(&self, key: &str) -> KeyPath {
+        let mut p = self.clone();
+        p.0.push(Segment::Key(key.to_string()));
+        p
+    }
+
+    pub fn index(&self, i: usize) -> KeyPath {
+        let mut p = self.clone();
+        p.0.push(Segment::Index(i));
+        p
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(top level)");
+        }
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: KeyPath,
+    /// 1-based line in the source, where known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} (line {line}): {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    pub origin: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{}: {n} problem{}",
+            self.origin,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_batch: usize,
+    /// How often `serve` checks the store for changes made by other processes (the CLI).
+    pub store_poll_interval: Duration,
+}
+
+/// `[store]`: durable state.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+/// `[[directories]]`: an LDAP directory server (a "device").
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    pub name: String,
+    pub url: String,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub allow_insecure: bool,
+    pub bind_dn: String,
+    pub bind_password: SecretSource,
+    pub base_dn: String,
+    pub update_interval: Duration,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub page_size: u32,
+}
+
+/// `[[lists]]`: a local user list.
+#[derive(Debug, Clone)]
+pub struct ListConfig {
+    pub name: String,
+    pub description: String,
+}
+
+/// `[[mappings]]`: a list pushed into an AD group.
+#[derive(Debug, Clone)]
+pub struct MappingConfig {
+    pub list: String,
+    pub directory: String,
+    pub group_dn: String,
+}
+
+/// LDAP search scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Base,
+    One,
+    Sub,
+}
+
+/// A member field a `list`-sourced data set can expose as a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberField {
+    Principal,
+    Reason,
+    Incident,
+    AddedBy,
+    AddedAt,
+    ExpiresAt,
+}
+
+impl MemberField {
+    pub const NAMES: &'static str = "reason, incident, added_by, added_at, expires_at";
+
+    fn parse(name: &str) -> Option<MemberField> {
+        Some(match name {
+            "reason" => MemberField::Reason,
+            "incident" => MemberField::Incident,
+            "added_by" => MemberField::AddedBy,
+            "added_at" => MemberField::AddedAt,
+            "expires_at" => MemberField::ExpiresAt,
+            _ => return None,
+        })
+    }
+}
+
+/// An LDAP query feeding a data set.
+#[derive(Debug, Clone)]
+pub struct LdapSource {
+    pub directory: String,
+    pub base: String,
+    pub scope: Scope,
+    pub filter: String,
+    pub mappings: Vec<AttributeMapping>,
+    pub refresh_interval: Duration,
+    pub notify: bool,
+    /// A refresh that would drop more than this share of rows is held (0 < share ≤ 1).
+    pub max_shrink: f64,
+}
+
+/// Where a data set's rows come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Ldap(LdapSource),
+    /// A local list; one member field per schema column (the key column holds the principal).
+    List {
+        list: String,
+        fields: Vec<MemberField>,
+    },
+    /// Rows in a JSON file in Imperva's `{"records": [...]}` shape.
+    Static {
+        path: PathBuf,
+    },
+    /// Rows written through the Imperva-style data endpoints.
+    Api,
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Ldap(_) => "ldap",
+            Source::List { .. } => "list",
+            Source::Static { .. } => "static",
+            Source::Api => "api",
+        }
+    }
+}
+
+/// `[[data_sets]]`.
+#[derive(Debug, Clone)]
+pub struct DataSetConfig {
+    pub name: String,
+    pub schema: Schema,
+    pub source: Source,
+}
+
+/// A followed action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionConfig {
+    Log {
+        level: tracing::Level,
+    },
+    Webhook {
+        url: String,
+        timeout: Duration,
+        retries: u32,
+    },
+    Syslog {
+        address: String,
+        tcp: bool,
+    },
+}
+
+/// `[[action_sets]]`: named followed actions.
+#[derive(Debug, Clone)]
+pub struct ActionSetConfig {
+    pub name: String,
+    pub actions: Vec<ActionConfig>,
+}
+
+/// A validated, compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub directories: Vec<DirectoryConfig>,
+    pub lists: Vec<ListConfig>,
+    pub mappings: Vec<MappingConfig>,
+    pub data_sets: Vec<DataSetConfig>,
+    pub policies: Vec<Policy>,
+    pub action_sets: Vec<ActionSetConfig>,
+}
+
+impl Config {
+    /// Parses and validates TOML. Relative paths resolve against `base_dir`.
+    /// `origin` names the source in error messages (a path, or "embedded default").
+    pub fn parse(source: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+        validate::parse(source, base_dir).map_err(|errors| ConfigErrors {
+            origin: origin.to_string(),
+            errors,
+        })
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let origin = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            origin: origin.clone(),
+            errors: vec![ConfigError {
+                path: KeyPath::root(),
+                line: None,
+                message: format!("cannot read file: {e}"),
+            }],
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::parse(&source, &origin, base)
+    }
+
+    /// The embedded default, with relative paths resolved against the working directory.
+    pub fn embedded_default() -> Result<Config, ConfigErrors> {
+        Config::parse(DEFAULT_CONFIG, "embedded default config", Path::new("."))
+    }
+
+    pub fn data_set(&self, name: &str) -> Option<&DataSetConfig> {
+        self.data_sets.iter().find(|d| d.name == name)
+    }
+
+    pub fn directory(&self, name: &str) -> Option<&DirectoryConfig> {
+        self.directories.iter().find(|d| d.name == name)
+    }
+}
+
+/// Parses a duration such as `500ms`, `10s`, `1m`, `1h30m` or `2d`. A bare number is refused:
+/// the unit is part of the value.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration; write e.g. \"30s\" or \"1m\"".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "{text:?} is not a duration; write e.g. \"30s\" or \"1m\""
+            ));
+        }
+        let (num, tail) = rest.split_at(digits);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{text:?}: number {num} is too large"))?;
+        let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, tail) = tail.split_at(unit_len);
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            "" => {
+                return Err(format!(
+                    "{text:?} has no unit; write e.g. \"{n}s\" (units: ms, s, m, h, d)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?} (units: ms, s, m, h, d)"
+                ));
+            }
+        };
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("{text:?} is too long"))?;
+        rest = tail;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("10").unwrap_err().contains("no unit"));
+        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("1y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
+    }
+
+    #[test]
+    fn key_paths_display() {
+        let p = KeyPath::root()
+            .key("data_sets")
+            .index(1)
+            .key("source")
+            .key("filter");
+        assert_eq!(p.to_string(), "data_sets[1].source.filter");
+    }
+}

@@ -1,0 +1,148 @@
+//! Raw configuration as written in TOML: plain serde structs that reject unknown keys.
+//! Nothing here is checked beyond its TOML type; [`super::validate`] does the rest.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub listen: Option<String>,
+    pub max_batch: Option<usize>,
+    pub store_poll_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    pub name: String,
+    pub url: String,
+    pub starttls: Option<bool>,
+    pub ca_file: Option<String>,
+    pub allow_insecure: Option<bool>,
+    pub bind_dn: String,
+    /// Present only to be rejected with a helpful message: secrets never sit in config.
+    pub bind_password: Option<toml::Value>,
+    pub bind_password_file: Option<String>,
+    pub bind_password_env: Option<String>,
+    pub base_dn: String,
+    pub update_interval: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub timeout: Option<String>,
+    pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct List {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    pub list: String,
+    pub directory: String,
+    pub group_dn: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    pub name: String,
+    #[serde(default)]
+    pub key: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSet {
+    pub name: String,
+    #[serde(default)]
+    pub case_sensitive: bool,
+    pub columns: Vec<Column>,
+    pub source: Source,
+}
+
+/// One flat shape for every source type, so a key that belongs to another type gets a precise
+/// error ("`filter` is only valid for type = \"ldap\"") rather than serde's generic one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub list: Option<String>,
+    pub directory: Option<String>,
+    pub base: Option<String>,
+    pub scope: Option<String>,
+    pub filter: Option<String>,
+    pub mappings: Option<Vec<AttributeMapping>>,
+    pub refresh_interval: Option<String>,
+    pub notify: Option<bool>,
+    pub max_shrink: Option<f64>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeMapping {
+    pub column: String,
+    pub attribute: String,
+    #[serde(rename = "match")]
+    pub match_pattern: Option<String>,
+    pub substitute: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub action: String,
+    pub severity: String,
+    pub followed_action: Option<String>,
+    pub apply_to: Vec<String>,
+    pub criteria: Vec<Criterion>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Criterion {
+    pub field: String,
+    pub operation: String,
+    pub data_set: String,
+    #[serde(default)]
+    pub search_in: Vec<String>,
+    pub handle_unknown_values: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSet {
+    pub name: String,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+    pub retries: Option<u32>,
+    pub address: Option<String>,
+    pub protocol: Option<String>,
+    pub level: Option<String>,
+}

@@ -1,0 +1,1008 @@
+//! Raw → validated: deserialize each section and array element on its own, then check
+//! everything that spans entries, collecting every problem with its key path and line.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::raw;
+use super::{
+    ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DirectoryConfig, KeyPath,
+    LdapSource, ListConfig, MappingConfig, MemberField, Scope, Segment, ServerConfig, Source,
+    StoreConfig, parse_duration,
+};
+use crate::dataset::{Column, Schema};
+use crate::pattern::{AttributeMapping, PatternError};
+use crate::policy::{Criterion, Policy, ServiceScope};
+use crate::secret::SecretSource;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+const DEFAULT_MAX_BATCH: usize = 10_000;
+const DEFAULT_STORE_POLL: Duration = Duration::from_millis(50);
+const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_PAGE_SIZE: u32 = 500;
+const MAX_PAGE_SIZE: u32 = 1000;
+const DEFAULT_MAX_SHRINK: f64 = 0.5;
+
+const SECTIONS: &str =
+    "server, store, directories, lists, mappings, data_sets, policies, action_sets";
+
+/// Collects errors; maps key paths to lines through the spanned document.
+struct Ctx<'s> {
+    source: &'s str,
+    doc: Option<Spanned<DeTable<'s>>>,
+    base_dir: &'s Path,
+    errors: Vec<ConfigError>,
+}
+
+impl<'s> Ctx<'s> {
+    fn err(&mut self, path: KeyPath, message: impl Into<String>) {
+        let line = self.line_of(&path);
+        self.errors.push(ConfigError {
+            path,
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn line_at(&self, offset: usize) -> usize {
+        let end = offset.min(self.source.len());
+        self.source.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The line of the deepest value along `path` that exists in the document.
+    fn line_of(&self, path: &KeyPath) -> Option<usize> {
+        let doc = self.doc.as_ref()?;
+        let mut span = doc.span();
+        let mut value: Option<&DeValue<'_>> = None;
+        let mut table: Option<&DeTable<'_>> = Some(doc.get_ref());
+        for seg in path.segments() {
+            let next = match (seg, table, value) {
+                (Segment::Key(k), Some(t), _) => t
+                    .iter()
+                    .find(|(key, _)| key.get_ref() == k)
+                    .map(|(key, v)| (key.span(), v)),
+                (Segment::Index(i), _, Some(DeValue::Array(a))) => {
+                    a.into_iter().nth(*i).map(|v| (v.span(), v))
+                }
+                _ => None,
+            };
+            let Some((s, v)) = next else { break };
+            span = s;
+            value = Some(v.get_ref());
+            table = match v.get_ref() {
+                DeValue::Table(t) => Some(t),
+                _ => None,
+            };
+        }
+        Some(self.line_at(span.start))
+    }
+
+    fn path_buf(&self, text: &str) -> PathBuf {
+        let p = Path::new(text);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn duration(&mut self, path: KeyPath, text: Option<&str>, default: Duration) -> Duration {
+        match text.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) if d.is_zero() => {
+                self.err(path, "must be longer than zero");
+                default
+            }
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.err(path, e);
+                default
+            }
+        }
+    }
+
+    /// Checks that `names` are unique and non-empty; `what` names the section.
+    fn unique_names<'a>(
+        &mut self,
+        section: &str,
+        names: impl Iterator<Item = (usize, &'a str)>,
+    ) -> HashSet<String> {
+        let mut seen = HashSet::new();
+        for (i, name) in names {
+            let path = KeyPath::root().key(section).index(i).key("name");
+            if name.trim().is_empty() {
+                self.err(path, "must not be empty");
+            } else if !seen.insert(name.to_string()) {
+                self.err(path, format!("{name:?} is defined twice"));
+            }
+        }
+        seen
+    }
+}
+
+/// Deserializes one value, recording its error (with the inner key path) on failure.
+fn de_value<T: DeserializeOwned>(
+    ctx: &mut Ctx<'_>,
+    path: &KeyPath,
+    value: Spanned<DeValue<'_>>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(ValueDeserializer::from(value)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let mut full = path.clone();
+            for seg in e.path().iter() {
+                match seg {
+                    serde_path_to_error::Segment::Seq { index } => full = full.index(*index),
+                    serde_path_to_error::Segment::Map { key } => full = full.key(key),
+                    serde_path_to_error::Segment::Enum { variant } => full = full.key(variant),
+                    serde_path_to_error::Segment::Unknown => {}
+                }
+            }
+            let inner = e.into_inner();
+            let line = inner.span().map(|s| ctx.line_at(s.start));
+            let message = inner.message().trim().to_string();
+            ctx.errors.push(ConfigError {
+                path: full.clone(),
+                line: line.or_else(|| ctx.line_of(&full)),
+                message,
+            });
+            None
+        }
+    }
+}
+
+/// Deserializes each element of an array section on its own.
+fn de_array<T: DeserializeOwned>(
+    ctx: &mut Ctx<'_>,
+    section: &str,
+    value: Spanned<DeValue<'_>>,
+) -> Vec<(usize, T)> {
+    let path = KeyPath::root().key(section);
+    match value.into_inner() {
+        DeValue::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| de_value(ctx, &path.index(i), item).map(|v| (i, v)))
+            .collect(),
+        other => {
+            ctx.err(
+                path,
+                format!(
+                    "expected an array of tables ([[{section}]]), found a {}",
+                    other.type_str()
+                ),
+            );
+            Vec::new()
+        }
+    }
+}
+
+#[derive(Default)]
+struct RawConfig {
+    server: raw::Server,
+    store: raw::Store,
+    directories: Vec<(usize, raw::Directory)>,
+    lists: Vec<(usize, raw::List)>,
+    mappings: Vec<(usize, raw::Mapping)>,
+    data_sets: Vec<(usize, raw::DataSet)>,
+    policies: Vec<(usize, raw::Policy)>,
+    action_sets: Vec<(usize, raw::ActionSet)>,
+}
+
+pub(super) fn parse(source: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
+    let mut ctx = Ctx {
+        source,
+        doc: None,
+        base_dir,
+        errors: Vec::new(),
+    };
+    let (doc, syntax) = DeTable::parse_recoverable(source);
+    if !syntax.is_empty() {
+        for e in syntax {
+            let line = e.span().map(|s| ctx.line_at(s.start));
+            ctx.errors.push(ConfigError {
+                path: KeyPath::root(),
+                line,
+                message: format!("TOML syntax: {}", e.message().trim()),
+            });
+        }
+        return Err(ctx.errors);
+    }
+    ctx.doc = DeTable::parse(source).ok();
+    let raw = read_sections(&mut ctx, doc.into_inner());
+    let config = validate(&mut ctx, raw);
+    if ctx.errors.is_empty() {
+        Ok(config)
+    } else {
+        let mut errors = ctx.errors;
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(errors)
+    }
+}
+
+fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
+    let mut raw = RawConfig::default();
+    for (key, value) in doc {
+        let name = key.get_ref().as_ref();
+        let path = KeyPath::root().key(name);
+        match name {
+            "server" => raw.server = de_value(ctx, &path, value).unwrap_or_default(),
+            "store" => raw.store = de_value(ctx, &path, value).unwrap_or_default(),
+            "directories" => raw.directories = de_array(ctx, name, value),
+            "lists" => raw.lists = de_array(ctx, name, value),
+            "mappings" => raw.mappings = de_array(ctx, name, value),
+            "data_sets" => raw.data_sets = de_array(ctx, name, value),
+            "policies" => raw.policies = de_array(ctx, name, value),
+            "action_sets" => raw.action_sets = de_array(ctx, name, value),
+            other => {
+                let line = ctx.line_at(key.span().start);
+                ctx.errors.push(ConfigError {
+                    path,
+                    line: Some(line),
+                    message: format!("unknown section {other:?}; expected one of {SECTIONS}"),
+                });
+            }
+        }
+    }
+    raw
+}
+
+fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
+    let server = server(ctx, raw.server);
+    let store = StoreConfig {
+        path: ctx.path_buf(raw.store.path.as_deref().unwrap_or("warden.db")),
+    };
+    let directory_names = ctx.unique_names(
+        "directories",
+        raw.directories.iter().map(|(i, d)| (*i, d.name.as_str())),
+    );
+    let list_names = ctx.unique_names(
+        "lists",
+        raw.lists.iter().map(|(i, l)| (*i, l.name.as_str())),
+    );
+    let data_set_names = ctx.unique_names(
+        "data_sets",
+        raw.data_sets.iter().map(|(i, d)| (*i, d.name.as_str())),
+    );
+    ctx.unique_names(
+        "policies",
+        raw.policies.iter().map(|(i, p)| (*i, p.name.as_str())),
+    );
+    let action_set_names = ctx.unique_names(
+        "action_sets",
+        raw.action_sets.iter().map(|(i, a)| (*i, a.name.as_str())),
+    );
+    let names = Names {
+        directories: &directory_names,
+        lists: &list_names,
+        data_sets: &data_set_names,
+        action_sets: &action_set_names,
+    };
+
+    let directories = raw
+        .directories
+        .into_iter()
+        .filter_map(|(i, d)| directory(ctx, KeyPath::root().key("directories").index(i), d))
+        .collect();
+    let lists = raw
+        .lists
+        .into_iter()
+        .map(|(_, l)| ListConfig {
+            name: l.name,
+            description: l.description.unwrap_or_default(),
+        })
+        .collect();
+    let mappings = raw
+        .mappings
+        .into_iter()
+        .map(|(i, m)| mapping(ctx, &names, KeyPath::root().key("mappings").index(i), m))
+        .collect();
+    let data_sets: Vec<DataSetConfig> = raw
+        .data_sets
+        .into_iter()
+        .filter_map(|(i, d)| data_set(ctx, &names, KeyPath::root().key("data_sets").index(i), d))
+        .collect();
+    let policies = raw
+        .policies
+        .into_iter()
+        .filter_map(|(i, p)| {
+            policy(
+                ctx,
+                &names,
+                &data_sets,
+                KeyPath::root().key("policies").index(i),
+                p,
+            )
+        })
+        .collect();
+    let action_sets = raw
+        .action_sets
+        .into_iter()
+        .map(|(i, a)| action_set(ctx, KeyPath::root().key("action_sets").index(i), a))
+        .collect();
+    Config {
+        server,
+        store,
+        directories,
+        lists,
+        mappings,
+        data_sets,
+        policies,
+        action_sets,
+    }
+}
+
+struct Names<'a> {
+    directories: &'a HashSet<String>,
+    lists: &'a HashSet<String>,
+    data_sets: &'a HashSet<String>,
+    action_sets: &'a HashSet<String>,
+}
+
+fn reference(
+    ctx: &mut Ctx<'_>,
+    path: KeyPath,
+    known: &HashSet<String>,
+    kind: &str,
+    section: &str,
+    name: &str,
+) {
+    if !known.contains(name) {
+        let mut names: Vec<&str> = known.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        let hint = if names.is_empty() {
+            format!("no {kind} is defined in [[{section}]]")
+        } else {
+            format!("defined: {}", names.join(", "))
+        };
+        ctx.err(
+            path,
+            format!("names {kind} {name:?}, which does not exist ({hint})"),
+        );
+    }
+}
+
+fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
+    let path = KeyPath::root().key("server");
+    let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|e| {
+        ctx.err(
+            path.key("listen"),
+            format!("{listen_text:?} is not an address:port ({e}); e.g. \"127.0.0.1:8470\""),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8470))
+    });
+    let max_batch = raw.max_batch.unwrap_or(DEFAULT_MAX_BATCH);
+    if max_batch == 0 {
+        ctx.err(path.key("max_batch"), "must be at least 1");
+    }
+    ServerConfig {
+        listen,
+        max_batch,
+        store_poll_interval: ctx.duration(
+            path.key("store_poll_interval"),
+            raw.store_poll_interval.as_deref(),
+            DEFAULT_STORE_POLL,
+        ),
+    }
+}
+
+/// Resolves `<name>` / `<name>_file` / `<name>_env` into a source, rejecting inline secrets.
+fn secret(
+    ctx: &mut Ctx<'_>,
+    path: &KeyPath,
+    name: &str,
+    inline: bool,
+    file: Option<String>,
+    env: Option<String>,
+) -> Option<SecretSource> {
+    if inline {
+        ctx.err(
+            path.key(name),
+            format!(
+                "inline secrets are not allowed; put the secret in a file ({name}_file = \"/path\", \
+                 readable only by warden) or an environment variable ({name}_env = \"VAR\")"
+            ),
+        );
+        return None;
+    }
+    match (file, env) {
+        (Some(f), None) => Some(SecretSource::File(ctx.path_buf(&f))),
+        (None, Some(e)) if !e.is_empty() => Some(SecretSource::Env(e)),
+        (None, Some(_)) => {
+            ctx.err(
+                path.key(&format!("{name}_env")),
+                "must name an environment variable",
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            ctx.err(
+                path.key(&format!("{name}_file")),
+                format!("set only one of {name}_file and {name}_env"),
+            );
+            None
+        }
+        (None, None) => {
+            ctx.err(
+                path.clone(),
+                format!("missing {name}_file or {name}_env (where to read the {name} from)"),
+            );
+            None
+        }
+    }
+}
+
+fn directory(ctx: &mut Ctx<'_>, path: KeyPath, d: raw::Directory) -> Option<DirectoryConfig> {
+    let starttls = d.starttls.unwrap_or(false);
+    let allow_insecure = d.allow_insecure.unwrap_or(false);
+    let url = d.url.trim().to_string();
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("ldaps://") {
+        if starttls {
+            ctx.err(
+                path.key("starttls"),
+                "StartTLS is for ldap:// URLs; ldaps:// is TLS already",
+            );
+        }
+    } else if lower.starts_with("ldap://") {
+        if !starttls && !allow_insecure {
+            ctx.err(
+                path.key("url"),
+                format!(
+                    "{url:?} is plain LDAP: the bind password would cross the network in clear; \
+                     use ldaps://, or set starttls = true, or opt in with allow_insecure = true"
+                ),
+            );
+        }
+    } else {
+        ctx.err(
+            path.key("url"),
+            format!("{url:?} must start with ldaps:// or ldap://"),
+        );
+    }
+    if d.bind_dn.trim().is_empty() {
+        ctx.err(path.key("bind_dn"), "must not be empty");
+    }
+    if d.base_dn.trim().is_empty() {
+        ctx.err(path.key("base_dn"), "must not be empty");
+    }
+    let page_size = d.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    if page_size == 0 || page_size > MAX_PAGE_SIZE {
+        ctx.err(
+            path.key("page_size"),
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        );
+    }
+    let update_interval = ctx.duration(
+        path.key("update_interval"),
+        d.update_interval.as_deref(),
+        DEFAULT_UPDATE_INTERVAL,
+    );
+    let connect_timeout = ctx.duration(
+        path.key("connect_timeout"),
+        d.connect_timeout.as_deref(),
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    let timeout = ctx.duration(
+        path.key("timeout"),
+        d.timeout.as_deref(),
+        DEFAULT_OP_TIMEOUT,
+    );
+    let ca_file = d.ca_file.as_deref().map(|f| ctx.path_buf(f));
+    let bind_password = secret(
+        ctx,
+        &path,
+        "bind_password",
+        d.bind_password.is_some(),
+        d.bind_password_file,
+        d.bind_password_env,
+    )?;
+    Some(DirectoryConfig {
+        name: d.name,
+        url,
+        starttls,
+        ca_file,
+        allow_insecure,
+        bind_dn: d.bind_dn,
+        bind_password,
+        base_dn: d.base_dn,
+        update_interval,
+        connect_timeout,
+        timeout,
+        page_size,
+    })
+}
+
+fn mapping(ctx: &mut Ctx<'_>, names: &Names<'_>, path: KeyPath, m: raw::Mapping) -> MappingConfig {
+    reference(ctx, path.key("list"), names.lists, "list", "lists", &m.list);
+    reference(
+        ctx,
+        path.key("directory"),
+        names.directories,
+        "directory",
+        "directories",
+        &m.directory,
+    );
+    if !m.group_dn.contains('=') {
+        ctx.err(
+            path.key("group_dn"),
+            format!("{:?} is not a DN; e.g. \"CN=PTR_Suspicious_Users,CN=Users,DC=corp,DC=example,DC=test\"", m.group_dn),
+        );
+    }
+    MappingConfig {
+        list: m.list,
+        directory: m.directory,
+        group_dn: m.group_dn,
+    }
+}
+
+fn schema(ctx: &mut Ctx<'_>, path: &KeyPath, d: &raw::DataSet) -> Option<Schema> {
+    let columns = d
+        .columns
+        .iter()
+        .map(|c| Column {
+            name: c.name.clone(),
+            key: c.key,
+        })
+        .collect();
+    Schema::new(columns, d.case_sensitive)
+        .map_err(|e| ctx.err(path.key("columns"), e.to_string()))
+        .ok()
+}
+
+/// Reports keys set on a source that its type does not use.
+fn only_keys(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Source, allowed: &[&str]) {
+    let present = [
+        ("list", s.list.is_some()),
+        ("directory", s.directory.is_some()),
+        ("base", s.base.is_some()),
+        ("scope", s.scope.is_some()),
+        ("filter", s.filter.is_some()),
+        ("mappings", s.mappings.is_some()),
+        ("refresh_interval", s.refresh_interval.is_some()),
+        ("notify", s.notify.is_some()),
+        ("max_shrink", s.max_shrink.is_some()),
+        ("path", s.path.is_some()),
+    ];
+    for (key, set) in present {
+        if set && !allowed.contains(&key) {
+            ctx.err(
+                path.key(key),
+                format!("`{key}` is not used by type = {:?}", s.kind),
+            );
+        }
+    }
+}
+
+fn required<'a>(ctx: &mut Ctx<'_>, path: &KeyPath, key: &str, v: &'a Option<String>) -> &'a str {
+    match v.as_deref() {
+        Some(s) if !s.trim().is_empty() => s,
+        Some(_) => {
+            ctx.err(path.key(key), "must not be empty");
+            ""
+        }
+        None => {
+            ctx.err(path.clone(), format!("missing `{key}`"));
+            ""
+        }
+    }
+}
+
+fn data_set(
+    ctx: &mut Ctx<'_>,
+    names: &Names<'_>,
+    path: KeyPath,
+    d: raw::DataSet,
+) -> Option<DataSetConfig> {
+    let schema = schema(ctx, &path, &d);
+    let spath = path.key("source");
+    let s = &d.source;
+    let source = match s.kind.as_str() {
+        "list" => {
+            only_keys(ctx, &spath, s, &["list"]);
+            let list = required(ctx, &spath, "list", &s.list).to_string();
+            if !list.is_empty() {
+                reference(ctx, spath.key("list"), names.lists, "list", "lists", &list);
+            }
+            let fields = d
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if c.key {
+                        MemberField::Principal
+                    } else {
+                        MemberField::parse(&c.name).unwrap_or_else(|| {
+                            ctx.err(
+                                path.key("columns").index(i).key("name"),
+                                format!(
+                                    "a list-sourced data set's key column holds the principal; other columns must be one of {}",
+                                    MemberField::NAMES
+                                ),
+                            );
+                            MemberField::Reason
+                        })
+                    }
+                })
+                .collect();
+            Source::List { list, fields }
+        }
+        "ldap" => Source::Ldap(ldap_source(ctx, names, &spath, s, schema.as_ref())?),
+        "static" => {
+            only_keys(ctx, &spath, s, &["path"]);
+            let file = required(ctx, &spath, "path", &s.path).to_string();
+            Source::Static {
+                path: ctx.path_buf(&file),
+            }
+        }
+        "api" => {
+            only_keys(ctx, &spath, s, &[]);
+            Source::Api
+        }
+        other => {
+            ctx.err(
+                spath.key("type"),
+                format!("unknown source type {other:?}; expected one of ldap, list, static, api"),
+            );
+            return None;
+        }
+    };
+    Some(DataSetConfig {
+        name: d.name,
+        schema: schema?,
+        source,
+    })
+}
+
+fn ldap_source(
+    ctx: &mut Ctx<'_>,
+    names: &Names<'_>,
+    path: &KeyPath,
+    s: &raw::Source,
+    schema: Option<&Schema>,
+) -> Option<LdapSource> {
+    only_keys(
+        ctx,
+        path,
+        s,
+        &[
+            "directory",
+            "base",
+            "scope",
+            "filter",
+            "mappings",
+            "refresh_interval",
+            "notify",
+            "max_shrink",
+        ],
+    );
+    let directory = required(ctx, path, "directory", &s.directory).to_string();
+    if !directory.is_empty() {
+        reference(
+            ctx,
+            path.key("directory"),
+            names.directories,
+            "directory",
+            "directories",
+            &directory,
+        );
+    }
+    let base = required(ctx, path, "base", &s.base).to_string();
+    let filter = required(ctx, path, "filter", &s.filter).to_string();
+    if !filter.is_empty() && !is_parenthesized(&filter) {
+        ctx.err(
+            path.key("filter"),
+            format!("{filter:?} is not an LDAP filter; it must be parenthesized, e.g. \"(memberOf=CN=...)\""),
+        );
+    }
+    let scope = match s.scope.as_deref().unwrap_or("sub") {
+        "base" => Scope::Base,
+        "one" | "onelevel" => Scope::One,
+        "sub" | "subtree" => Scope::Sub,
+        other => {
+            ctx.err(
+                path.key("scope"),
+                format!("unknown scope {other:?}; expected base, one or sub"),
+            );
+            Scope::Sub
+        }
+    };
+    let max_shrink = s.max_shrink.unwrap_or(DEFAULT_MAX_SHRINK);
+    if !(max_shrink > 0.0 && max_shrink <= 1.0) {
+        ctx.err(
+            path.key("max_shrink"),
+            format!("{max_shrink} is not a share of rows; use a number in (0, 1], e.g. 0.5"),
+        );
+    }
+    let refresh_interval = ctx.duration(
+        path.key("refresh_interval"),
+        s.refresh_interval.as_deref(),
+        DEFAULT_UPDATE_INTERVAL,
+    );
+    let mut mappings = Vec::new();
+    let raw_mappings = s.mappings.as_deref().unwrap_or_default();
+    if raw_mappings.is_empty() {
+        ctx.err(
+            path.clone(),
+            "missing `mappings`: at least one attribute mapping must fill the key column",
+        );
+    }
+    for (i, m) in raw_mappings.iter().enumerate() {
+        let mpath = path.key("mappings").index(i);
+        if let Some(schema) = schema {
+            if schema.column_index(&m.column).is_none() {
+                let cols: Vec<&str> = schema.columns().iter().map(|c| c.name.as_str()).collect();
+                ctx.err(
+                    mpath.key("column"),
+                    format!(
+                        "{:?} is not a column of this data set (columns: {})",
+                        m.column,
+                        cols.join(", ")
+                    ),
+                );
+            }
+        }
+        if m.attribute.trim().is_empty() {
+            ctx.err(mpath.key("attribute"), "must not be empty");
+        }
+        if m.substitute.is_some() && m.match_pattern.is_none() {
+            ctx.err(
+                mpath.key("substitute"),
+                "a substitute needs a `match` pattern to take groups from",
+            );
+            continue;
+        }
+        match AttributeMapping::new(
+            &m.column,
+            &m.attribute,
+            m.match_pattern.as_deref(),
+            m.substitute.as_deref(),
+        ) {
+            Ok(mapping) => mappings.push(mapping),
+            Err(e) => {
+                let key = match e {
+                    PatternError::Template { .. } | PatternError::UnknownGroup { .. } => {
+                        "substitute"
+                    }
+                    _ => "match",
+                };
+                ctx.err(mpath.key(key), e.to_string());
+            }
+        }
+    }
+    if let Some(schema) = schema {
+        let key = &schema.key_column().name;
+        if !raw_mappings.is_empty()
+            && !raw_mappings
+                .iter()
+                .any(|m| m.column.eq_ignore_ascii_case(key))
+        {
+            ctx.err(
+                path.key("mappings"),
+                format!("no mapping fills the key column {key:?}"),
+            );
+        }
+    }
+    Some(LdapSource {
+        directory,
+        base,
+        scope,
+        filter,
+        mappings,
+        refresh_interval,
+        notify: s.notify.unwrap_or(true),
+        max_shrink,
+    })
+}
+
+fn parse_word<T: std::str::FromStr<Err = crate::policy::UnknownWord>>(
+    ctx: &mut Ctx<'_>,
+    path: KeyPath,
+    text: &str,
+) -> Option<T> {
+    text.parse()
+        .map_err(|e: crate::policy::UnknownWord| ctx.err(path, e.to_string()))
+        .ok()
+}
+
+fn policy(
+    ctx: &mut Ctx<'_>,
+    names: &Names<'_>,
+    data_sets: &[DataSetConfig],
+    path: KeyPath,
+    p: raw::Policy,
+) -> Option<Policy> {
+    let action = parse_word(ctx, path.key("action"), &p.action);
+    let severity = parse_word(ctx, path.key("severity"), &p.severity);
+    if let Some(a) = &p.followed_action {
+        reference(
+            ctx,
+            path.key("followed_action"),
+            names.action_sets,
+            "action set",
+            "action_sets",
+            a,
+        );
+    }
+    if p.apply_to.is_empty() {
+        ctx.err(
+            path.key("apply_to"),
+            "must name at least one service or glob (\"*\" applies to every service)",
+        );
+    }
+    let apply_to = ServiceScope::new(&p.apply_to)
+        .map_err(|e| ctx.err(path.key("apply_to"), e.to_string()))
+        .ok();
+    if p.criteria.is_empty() {
+        ctx.err(
+            path.key("criteria"),
+            "a policy needs at least one criterion; without one it would match every request",
+        );
+    }
+    let mut criteria = Vec::new();
+    for (i, c) in p.criteria.into_iter().enumerate() {
+        let cpath = path.key("criteria").index(i);
+        let field = parse_word(ctx, cpath.key("field"), &c.field);
+        let operation = parse_word(ctx, cpath.key("operation"), &c.operation);
+        let unknown = match &c.handle_unknown_values {
+            Some(h) => parse_word(ctx, cpath.key("handle_unknown_values"), h),
+            None => Some(Default::default()),
+        };
+        reference(
+            ctx,
+            cpath.key("data_set"),
+            names.data_sets,
+            "data set",
+            "data_sets",
+            &c.data_set,
+        );
+        if let Some(ds) = data_sets.iter().find(|d| d.name == c.data_set) {
+            for (j, col) in c.search_in.iter().enumerate() {
+                if ds.schema.column_index(col).is_none() {
+                    let cols: Vec<&str> = ds
+                        .schema
+                        .columns()
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    ctx.err(
+                        cpath.key("search_in").index(j),
+                        format!(
+                            "data set {:?} has no column {col:?} (columns: {})",
+                            ds.name,
+                            cols.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if let (Some(field), Some(operation), Some(handle_unknown_values)) =
+            (field, operation, unknown)
+        {
+            criteria.push(Criterion {
+                field,
+                operation,
+                data_set: c.data_set,
+                search_in: c.search_in,
+                handle_unknown_values,
+            });
+        }
+    }
+    Some(Policy {
+        name: p.name,
+        enabled: p.enabled,
+        action: action?,
+        severity: severity?,
+        followed_action: p.followed_action,
+        apply_to: apply_to?,
+        criteria,
+    })
+}
+
+fn action_set(ctx: &mut Ctx<'_>, path: KeyPath, a: raw::ActionSet) -> ActionSetConfig {
+    let mut actions = Vec::new();
+    for (i, act) in a.actions.into_iter().enumerate() {
+        let apath = path.key("actions").index(i);
+        let check_unused = |ctx: &mut Ctx<'_>, allowed: &[&str]| {
+            let present = [
+                ("url", act.url.is_some()),
+                ("timeout", act.timeout.is_some()),
+                ("retries", act.retries.is_some()),
+                ("address", act.address.is_some()),
+                ("protocol", act.protocol.is_some()),
+                ("level", act.level.is_some()),
+            ];
+            for (key, set) in present {
+                if set && !allowed.contains(&key) {
+                    ctx.err(
+                        apath.key(key),
+                        format!("`{key}` is not used by type = {:?}", act.kind),
+                    );
+                }
+            }
+        };
+        match act.kind.as_str() {
+            "log" => {
+                check_unused(ctx, &["level"]);
+                let level = match act.level.as_deref().unwrap_or("warn") {
+                    "error" => tracing::Level::ERROR,
+                    "warn" => tracing::Level::WARN,
+                    "info" => tracing::Level::INFO,
+                    other => {
+                        ctx.err(
+                            apath.key("level"),
+                            format!("unknown level {other:?}; expected error, warn or info"),
+                        );
+                        tracing::Level::WARN
+                    }
+                };
+                actions.push(ActionConfig::Log { level });
+            }
+            "webhook" => {
+                check_unused(ctx, &["url", "timeout", "retries"]);
+                let url = required(ctx, &apath, "url", &act.url).to_string();
+                if !url.is_empty() && !is_http_url(&url) {
+                    ctx.err(
+                        apath.key("url"),
+                        format!("{url:?} must be an http:// or https:// URL"),
+                    );
+                }
+                let timeout = ctx.duration(
+                    apath.key("timeout"),
+                    act.timeout.as_deref(),
+                    Duration::from_secs(5),
+                );
+                actions.push(ActionConfig::Webhook {
+                    url,
+                    timeout,
+                    retries: act.retries.unwrap_or(3),
+                });
+            }
+            "syslog" => {
+                check_unused(ctx, &["address", "protocol"]);
+                let address = required(ctx, &apath, "address", &act.address).to_string();
+                let tcp = match act.protocol.as_deref().unwrap_or("udp") {
+                    "udp" => false,
+                    "tcp" => true,
+                    other => {
+                        ctx.err(
+                            apath.key("protocol"),
+                            format!("unknown protocol {other:?}; expected udp or tcp"),
+                        );
+                        false
+                    }
+                };
+                actions.push(ActionConfig::Syslog { address, tcp });
+            }
+            other => ctx.err(
+                apath.key("type"),
+                format!("unknown action type {other:?}; expected log, webhook or syslog"),
+            ),
+        }
+    }
+    ActionSetConfig {
+        name: a.name,
+        actions,
+    }
+}
+
+fn is_parenthesized(filter: &str) -> bool {
+    filter.starts_with('(') && filter.ends_with(')')
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}

@@ -1,0 +1,698 @@
+//! Lookup data sets: named columns with exactly one key column, unique keys, case sensitivity
+//! fixed at creation, rows with single- or multi-valued cells, and the membership indexes the
+//! policies search in.
+//!
+//! A [`DataSet`] is immutable once built: a refresh builds a new one beside the old and the
+//! engine swaps snapshots. A [`MemberIndex`] answers "is this value in these columns?" without
+//! allocating: values are folded into a stack buffer (Unicode lower case, so `CORP\Alice` finds
+//! `corp\alice`), hashed once, and compared against one contiguous arena of folded bytes.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+
+use hashbrown::HashTable;
+use smallvec::SmallVec;
+
+/// The most columns a data set may have (Imperva allows far fewer; this bounds hostile input).
+pub const MAX_COLUMNS: usize = 64;
+
+/// Errors building a data set from rows.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DataSetError {
+    #[error("data set must have at least one column")]
+    NoColumns,
+    #[error("data set has {0} columns; at most {MAX_COLUMNS} are allowed")]
+    TooManyColumns(usize),
+    #[error("column name {0:?} is used twice")]
+    DuplicateColumn(String),
+    #[error("column name must not be empty")]
+    EmptyColumnName,
+    #[error("exactly one column must be the key, found {0}")]
+    KeyCount(usize),
+    #[error("unknown column {0:?}")]
+    UnknownColumn(String),
+    #[error("row has no value for key column {0:?}")]
+    MissingKey(String),
+    #[error("key column {column:?} must hold a single value, got {count}")]
+    MultiValuedKey { column: String, count: usize },
+    #[error("duplicate key {0:?}")]
+    DuplicateKey(String),
+}
+
+/// One column of a data set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub key: bool,
+}
+
+/// The shape of a data set: its columns, which one is the key, and whether lookups fold case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    columns: Vec<Column>,
+    key: usize,
+    case_sensitive: bool,
+}
+
+impl Schema {
+    pub fn new(columns: Vec<Column>, case_sensitive: bool) -> Result<Schema, DataSetError> {
+        if columns.is_empty() {
+            return Err(DataSetError::NoColumns);
+        }
+        if columns.len() > MAX_COLUMNS {
+            return Err(DataSetError::TooManyColumns(columns.len()));
+        }
+        for (i, c) in columns.iter().enumerate() {
+            if c.name.is_empty() {
+                return Err(DataSetError::EmptyColumnName);
+            }
+            if columns[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&c.name))
+            {
+                return Err(DataSetError::DuplicateColumn(c.name.clone()));
+            }
+        }
+        let keys: Vec<usize> = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.key)
+            .map(|(i, _)| i)
+            .collect();
+        match keys.as_slice() {
+            [key] => Ok(Schema {
+                key: *key,
+                columns,
+                case_sensitive,
+            }),
+            other => Err(DataSetError::KeyCount(other.len())),
+        }
+    }
+
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    pub fn key_column(&self) -> &Column {
+        &self.columns[self.key]
+    }
+
+    pub fn key_index(&self) -> usize {
+        self.key
+    }
+
+    pub fn case_sensitive(&self) -> bool {
+        self.case_sensitive
+    }
+
+    /// Position of a column by name (column names match case-insensitively, as in Imperva).
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// One cell: a single value or a list of values (a multi-valued attribute such as `memberOf`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Cell {
+    #[default]
+    Empty,
+    One(Box<str>),
+    Many(Box<[Box<str>]>),
+}
+
+impl Cell {
+    pub fn from_values(mut values: Vec<String>) -> Cell {
+        match values.len() {
+            0 => Cell::Empty,
+            1 => Cell::One(values.swap_remove(0).into_boxed_str()),
+            _ => Cell::Many(values.into_iter().map(String::into_boxed_str).collect()),
+        }
+    }
+
+    pub fn values(&self) -> &[Box<str>] {
+        match self {
+            Cell::Empty => &[],
+            Cell::One(v) => std::slice::from_ref(v),
+            Cell::Many(vs) => vs,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Cell::Empty)
+    }
+}
+
+/// A row: one cell per schema column, in schema order.
+pub type Row = Box<[Cell]>;
+
+/// An immutable data set: schema plus rows with unique keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSet {
+    name: String,
+    schema: Schema,
+    rows: Vec<Row>,
+    fingerprint: u64,
+}
+
+/// Builds a [`DataSet`] row by row, enforcing key presence and uniqueness.
+pub struct DataSetBuilder {
+    name: String,
+    schema: Schema,
+    rows: Vec<Row>,
+    keys: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl DataSetBuilder {
+    pub fn new(name: impl Into<String>, schema: Schema) -> DataSetBuilder {
+        DataSetBuilder {
+            name: name.into(),
+            schema,
+            rows: Vec::new(),
+            keys: HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5eed_da7a),
+        }
+    }
+
+    pub fn with_capacity(mut self, rows: usize) -> DataSetBuilder {
+        self.rows.reserve(rows);
+        self.keys.reserve(rows, |_| 0);
+        self
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Adds a row given as cells in schema order.
+    pub fn push(&mut self, row: Vec<Cell>) -> Result<(), DataSetError> {
+        if row.len() != self.schema.columns.len() {
+            // Callers build rows from the schema; a length mismatch is a programming error
+            // surfaced as an unknown-column error rather than a panic.
+            return Err(DataSetError::UnknownColumn(format!(
+                "row has {} cells for {} columns",
+                row.len(),
+                self.schema.columns.len()
+            )));
+        }
+        let key_col = &self.schema.columns[self.schema.key];
+        let key = match &row[self.schema.key] {
+            Cell::One(k) if !k.is_empty() => k.clone(),
+            Cell::Many(vs) => {
+                return Err(DataSetError::MultiValuedKey {
+                    column: key_col.name.clone(),
+                    count: vs.len(),
+                });
+            }
+            _ => return Err(DataSetError::MissingKey(key_col.name.clone())),
+        };
+        let case_sensitive = self.schema.case_sensitive;
+        let mut folded = FoldBuf::new();
+        let needle = folded.fold(&key, case_sensitive);
+        let hash = self.hasher.hash_one(needle);
+        let rows = &self.rows;
+        let key_at = |i: &u32| -> &str {
+            match &rows[*i as usize][self.schema.key] {
+                Cell::One(k) => k,
+                _ => "",
+            }
+        };
+        let duplicate = self
+            .keys
+            .find(hash, |i| {
+                let mut other = FoldBuf::new();
+                other.fold(key_at(i), case_sensitive) == needle
+            })
+            .is_some();
+        if duplicate {
+            return Err(DataSetError::DuplicateKey(key.into_string()));
+        }
+        let index = u32::try_from(self.rows.len()).map_err(|_| {
+            DataSetError::DuplicateKey("data set exceeds u32::MAX rows".to_string())
+        })?;
+        let hasher = &self.hasher;
+        let key_idx = self.schema.key;
+        self.keys.insert_unique(hash, index, |i| {
+            let k = match &rows[*i as usize][key_idx] {
+                Cell::One(k) => &**k,
+                _ => "",
+            };
+            let mut b = FoldBuf::new();
+            hasher.hash_one(b.fold(k, case_sensitive))
+        });
+        self.rows.push(row.into_boxed_slice());
+        Ok(())
+    }
+
+    /// Adds a row given as a column-name → values map (the Imperva `records` shape).
+    pub fn push_record(
+        &mut self,
+        record: BTreeMap<String, Vec<String>>,
+    ) -> Result<(), DataSetError> {
+        let mut cells = vec![Cell::Empty; self.schema.columns.len()];
+        for (name, values) in record {
+            let i = self
+                .schema
+                .column_index(&name)
+                .ok_or(DataSetError::UnknownColumn(name))?;
+            cells[i] = Cell::from_values(values);
+        }
+        self.push(cells)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn build(self) -> DataSet {
+        let fingerprint = fingerprint(&self.schema, &self.rows);
+        DataSet {
+            name: self.name,
+            schema: self.schema,
+            rows: self.rows,
+            fingerprint,
+        }
+    }
+}
+
+fn fingerprint(schema: &Schema, rows: &[Row]) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(0xf1e1d).build_hasher();
+    h.write_u8(u8::from(schema.case_sensitive));
+    for c in &schema.columns {
+        h.write(c.name.as_bytes());
+        h.write_u8(u8::from(c.key));
+    }
+    h.write_usize(rows.len());
+    for row in rows {
+        for cell in row.iter() {
+            h.write_usize(cell.values().len());
+            for v in cell.values() {
+                h.write(v.as_bytes());
+                h.write_u8(0xff);
+            }
+        }
+    }
+    h.finish()
+}
+
+impl DataSet {
+    pub fn empty(name: impl Into<String>, schema: Schema) -> DataSet {
+        DataSetBuilder::new(name, schema).build()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// A hash of schema and rows in order: equal data sets have equal fingerprints, so a refresh
+    /// that changed nothing does not publish a new snapshot.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// The key of a row.
+    pub fn key_of<'a>(&self, row: &'a Row) -> &'a str {
+        row.get(self.schema.key)
+            .and_then(|c| c.values().first())
+            .map_or("", |v| v)
+    }
+
+    /// Builds the membership index over the given columns (by position).
+    pub fn index(&self, columns: &[usize]) -> MemberIndex {
+        let mut index = MemberIndex::new(self.schema.case_sensitive);
+        for row in &self.rows {
+            for &c in columns {
+                if let Some(cell) = row.get(c) {
+                    for v in cell.values() {
+                        index.insert(v);
+                    }
+                }
+            }
+        }
+        index.shrink();
+        index
+    }
+}
+
+/// Folds a value into a stack buffer: unchanged for case-sensitive sets, Unicode lower case
+/// otherwise. ASCII input never allocates; non-ASCII input allocates only past 120 bytes.
+pub struct FoldBuf {
+    buf: SmallVec<[u8; 120]>,
+}
+
+impl Default for FoldBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FoldBuf {
+    pub fn new() -> FoldBuf {
+        FoldBuf {
+            buf: SmallVec::new(),
+        }
+    }
+
+    /// Returns the folded form of `value`; borrows `value` itself when nothing needs folding.
+    #[inline]
+    pub fn fold<'a>(&'a mut self, value: &'a str, case_sensitive: bool) -> &'a [u8] {
+        let bytes = value.as_bytes();
+        if case_sensitive {
+            return bytes;
+        }
+        if bytes.is_ascii() {
+            if !bytes.iter().any(u8::is_ascii_uppercase) {
+                return bytes;
+            }
+            self.buf.clear();
+            self.buf.extend(bytes.iter().map(u8::to_ascii_lowercase));
+            return &self.buf;
+        }
+        self.buf.clear();
+        let mut utf8 = [0u8; 4];
+        for c in value.chars().flat_map(char::to_lowercase) {
+            self.buf
+                .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        }
+        &self.buf
+    }
+}
+
+/// Folds a value to an owned string (for display or storage keys).
+pub fn fold(value: &str, case_sensitive: bool) -> String {
+    let mut buf = FoldBuf::new();
+    String::from_utf8_lossy(buf.fold(value, case_sensitive)).into_owned()
+}
+
+/// A set of (folded) values answering membership without allocation.
+///
+/// Values live in one arena; the table holds `u32` positions into `spans`, so each member costs
+/// its folded bytes plus about 13 bytes of bookkeeping.
+#[derive(Debug, Clone)]
+pub struct MemberIndex {
+    case_sensitive: bool,
+    arena: Vec<u8>,
+    /// End offset of each value in `arena`; value `i` spans `ends[i-1]..ends[i]`.
+    ends: Vec<u32>,
+    table: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl MemberIndex {
+    pub fn new(case_sensitive: bool) -> MemberIndex {
+        MemberIndex {
+            case_sensitive,
+            arena: Vec::new(),
+            ends: Vec::new(),
+            table: HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(0x3a11_0c8e),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn case_sensitive(&self) -> bool {
+        self.case_sensitive
+    }
+
+    #[inline]
+    fn value(&self, i: u32) -> &[u8] {
+        value_at(&self.arena, &self.ends, i)
+    }
+
+    /// Adds a value; returns false if it (or a case variant, for folding sets) was present.
+    pub fn insert(&mut self, value: &str) -> bool {
+        let mut buf = FoldBuf::new();
+        let folded = buf.fold(value, self.case_sensitive);
+        let hash = self.hasher.hash_one(folded);
+        if self
+            .table
+            .find(hash, |&i| value_at(&self.arena, &self.ends, i) == folded)
+            .is_some()
+        {
+            return false;
+        }
+        // Arena offsets are u32: a set beyond 4 GiB of values is refused rather than corrupted.
+        let Ok(end) = u32::try_from(self.arena.len() + folded.len()) else {
+            return false;
+        };
+        let Ok(id) = u32::try_from(self.ends.len()) else {
+            return false;
+        };
+        self.arena.extend_from_slice(folded);
+        self.ends.push(end);
+        let (arena, ends, hasher) = (&self.arena, &self.ends, &self.hasher);
+        self.table
+            .insert_unique(hash, id, |&i| hasher.hash_one(value_at(arena, ends, i)));
+        true
+    }
+
+    fn shrink(&mut self) {
+        self.arena.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        let (arena, ends, hasher) = (&self.arena, &self.ends, &self.hasher);
+        self.table
+            .shrink_to_fit(|&i| hasher.hash_one(value_at(arena, ends, i)));
+    }
+
+    /// Whether `value` is a member (folding case when the set is case-insensitive).
+    #[inline]
+    pub fn contains(&self, value: &str) -> bool {
+        if self.ends.is_empty() {
+            return false;
+        }
+        let mut buf = FoldBuf::new();
+        let folded = buf.fold(value, self.case_sensitive);
+        let hash = self.hasher.hash_one(folded);
+        self.table
+            .find(hash, |&i| self.value(i) == folded)
+            .is_some()
+    }
+
+    /// Approximate heap bytes held by the index.
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity()
+            + self.ends.capacity() * 4
+            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+}
+
+#[inline]
+fn value_at<'a>(arena: &'a [u8], ends: &[u32], i: u32) -> &'a [u8] {
+    let i = i as usize;
+    let end = ends.get(i).map_or(0, |&e| e as usize);
+    let start = if i == 0 {
+        0
+    } else {
+        ends.get(i - 1).map_or(0, |&e| e as usize)
+    };
+    arena.get(start..end).unwrap_or_default()
+}
+
+/// A record in Imperva's data-set shape: column name → one value or a list of values.
+pub type Record = BTreeMap<String, Vec<String>>;
+
+/// Why a `{"records": [...]}` body could not be read.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RecordsError {
+    #[error("not JSON: {0}")]
+    Json(String),
+    #[error("expected an object with a \"records\" array")]
+    Shape,
+    #[error("records[{index}] is not an object of column names to values")]
+    NotObject { index: usize },
+    #[error("records[{index}].{column}: a value must be a string or an array of strings")]
+    Value { index: usize, column: String },
+}
+
+/// Parses `{"records": [{"user": "corp\\alice", "groups": ["a", "b"]}, ...]}`.
+pub fn parse_records(json: &[u8]) -> Result<Vec<Record>, RecordsError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| RecordsError::Json(e.to_string()))?;
+    let items = value
+        .get("records")
+        .and_then(serde_json::Value::as_array)
+        .ok_or(RecordsError::Shape)?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let obj = item.as_object().ok_or(RecordsError::NotObject { index })?;
+            obj.iter()
+                .map(|(column, v)| {
+                    let bad = || RecordsError::Value {
+                        index,
+                        column: column.clone(),
+                    };
+                    let values = match v {
+                        serde_json::Value::String(s) => vec![s.clone()],
+                        serde_json::Value::Array(a) => a
+                            .iter()
+                            .map(|x| x.as_str().map(str::to_string).ok_or_else(bad))
+                            .collect::<Result<_, _>>()?,
+                        _ => return Err(bad()),
+                    };
+                    Ok((column.clone(), values))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn schema(case_sensitive: bool) -> Schema {
+        Schema::new(
+            vec![
+                Column {
+                    name: "user".into(),
+                    key: true,
+                },
+                Column {
+                    name: "group".into(),
+                    key: false,
+                },
+            ],
+            case_sensitive,
+        )
+        .unwrap()
+    }
+
+    fn row(user: &str, groups: &[&str]) -> Vec<Cell> {
+        vec![
+            Cell::One(user.into()),
+            Cell::from_values(groups.iter().map(|s| s.to_string()).collect()),
+        ]
+    }
+
+    #[test]
+    fn schema_needs_exactly_one_key() {
+        let cols = |k1, k2| {
+            vec![
+                Column {
+                    name: "a".into(),
+                    key: k1,
+                },
+                Column {
+                    name: "b".into(),
+                    key: k2,
+                },
+            ]
+        };
+        assert_eq!(
+            Schema::new(cols(false, false), true),
+            Err(DataSetError::KeyCount(0))
+        );
+        assert_eq!(
+            Schema::new(cols(true, true), true),
+            Err(DataSetError::KeyCount(2))
+        );
+        assert!(Schema::new(cols(true, false), true).is_ok());
+        assert_eq!(Schema::new(vec![], true), Err(DataSetError::NoColumns));
+    }
+
+    #[test]
+    fn keys_are_unique_with_case_folding() {
+        let mut b = DataSetBuilder::new("s", schema(false));
+        b.push(row("corp\\alice", &["g"])).unwrap();
+        assert_eq!(
+            b.push(row("CORP\\Alice", &[])),
+            Err(DataSetError::DuplicateKey("CORP\\Alice".into()))
+        );
+        let mut b = DataSetBuilder::new("s", schema(true));
+        b.push(row("corp\\alice", &["g"])).unwrap();
+        b.push(row("CORP\\Alice", &[])).unwrap();
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn key_must_be_present_and_single() {
+        let mut b = DataSetBuilder::new("s", schema(false));
+        assert_eq!(
+            b.push(vec![Cell::Empty, Cell::Empty]),
+            Err(DataSetError::MissingKey("user".into()))
+        );
+        assert!(matches!(
+            b.push(vec![
+                Cell::Many(vec!["a".into(), "b".into()].into()),
+                Cell::Empty
+            ]),
+            Err(DataSetError::MultiValuedKey { .. })
+        ));
+    }
+
+    #[test]
+    fn index_folds_unicode_and_ascii() {
+        let mut b = DataSetBuilder::new("s", schema(false));
+        b.push(row("corp\\alice", &["PTR_Suspicious_Users", "Admins"]))
+            .unwrap();
+        b.push(row("CORP\\Ölaf", &[])).unwrap();
+        let ds = b.build();
+        let users = ds.index(&[0]);
+        assert!(users.contains("CORP\\Alice"));
+        assert!(users.contains("corp\\alice"));
+        assert!(users.contains("corp\\ölaf"));
+        assert!(users.contains("CORP\\ÖLAF"));
+        assert!(!users.contains("corp\\bob"));
+        assert!(!users.contains(""));
+        let groups = ds.index(&[1]);
+        assert!(groups.contains("admins"));
+        assert!(!groups.contains("corp\\alice"));
+        let both = ds.index(&[0, 1]);
+        assert!(both.contains("admins") && both.contains("CORP\\ALICE"));
+    }
+
+    #[test]
+    fn long_values_fold_too() {
+        let long = "Ä".repeat(500);
+        let mut idx = MemberIndex::new(false);
+        idx.insert(&long);
+        assert!(idx.contains(&"ä".repeat(500)));
+        assert!(!idx.contains(&"ä".repeat(499)));
+    }
+
+    #[test]
+    fn fingerprint_tracks_content() {
+        let mut a = DataSetBuilder::new("s", schema(false));
+        a.push(row("x", &[])).unwrap();
+        let mut b = DataSetBuilder::new("s", schema(false));
+        b.push(row("x", &[])).unwrap();
+        let mut c = DataSetBuilder::new("s", schema(false));
+        c.push(row("y", &[])).unwrap();
+        assert_eq!(a.build().fingerprint(), b.build().fingerprint());
+        let mut a2 = DataSetBuilder::new("s", schema(false));
+        a2.push(row("x", &[])).unwrap();
+        assert_ne!(a2.build().fingerprint(), c.build().fingerprint());
+    }
+}

@@ -1,0 +1,656 @@
+//! The decision engine: policies compiled with data sets into one immutable [`Snapshot`],
+//! published through a single `ArcSwap` in [`Engine`].
+//!
+//! Readers load the current snapshot without locking and answer [`Snapshot::decide`] with hash
+//! lookups only; the common path (no match, or up to two matched policies) does not allocate.
+//! Writers build a new snapshot off to the side (reusing the membership indexes of data sets
+//! that did not change) and publish it only when its content differs from the current one.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::{ArcSwap, Guard};
+use smallvec::SmallVec;
+
+use crate::dataset::{DataSet, MemberIndex};
+use crate::policy::{Action, Field, Operation, Policy, Severity, UnknownValues};
+
+/// One decision request. `db_user` may carry several values (a proxy may know more than one
+/// name for the session user); the other fields are single-valued and optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub service: &'a str,
+    pub db_user: SmallVec<[&'a str; 2]>,
+    pub os_user: Option<&'a str>,
+    pub source_app: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(service: &'a str) -> Request<'a> {
+        Request {
+            service,
+            ..Request::default()
+        }
+    }
+
+    pub fn db_user(mut self, user: &'a str) -> Request<'a> {
+        self.db_user.push(user);
+        self
+    }
+
+    /// The values the request carries for a field; empty means unknown.
+    #[inline]
+    pub fn values(&self, field: Field) -> &[&'a str] {
+        match field {
+            Field::DbUser => &self.db_user,
+            Field::OsUser => self.os_user.as_slice(),
+            Field::SourceApp => self.source_app.as_slice(),
+            Field::ClientIp => self.client_ip.as_slice(),
+            Field::Service if self.service.is_empty() => &[],
+            Field::Service => std::slice::from_ref(&self.service),
+        }
+    }
+}
+
+/// Allow or block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allow,
+    Block,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Block => "block",
+        }
+    }
+}
+
+/// A policy that matched a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyMatch {
+    /// Position of the policy in [`Snapshot::policies`].
+    pub policy: u32,
+    pub action: Action,
+    pub severity: Severity,
+}
+
+/// The answer to a request: the outcome, every matched policy, and the snapshot version used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub matched: SmallVec<[PolicyMatch; 2]>,
+    pub snapshot_version: u64,
+}
+
+/// Errors compiling policies against data sets.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum CompileError {
+    #[error("policy {policy:?} names data set {data_set:?}, which does not exist")]
+    UnknownDataSet { policy: String, data_set: String },
+    #[error("policy {policy:?} searches column {column:?}, which data set {data_set:?} lacks")]
+    UnknownColumn {
+        policy: String,
+        data_set: String,
+        column: String,
+    },
+}
+
+#[derive(Debug)]
+struct CompiledCriterion {
+    field: Field,
+    operation: Operation,
+    unknown: UnknownValues,
+    index: Arc<MemberIndex>,
+}
+
+impl CompiledCriterion {
+    #[inline]
+    fn matches(&self, request: &Request<'_>) -> bool {
+        let values = request.values(self.field);
+        if values.is_empty() {
+            return self.unknown == UnknownValues::Match;
+        }
+        match self.operation {
+            Operation::AtLeastOne => values.iter().any(|v| self.index.contains(v)),
+            Operation::All => values.iter().all(|v| self.index.contains(v)),
+            Operation::None => !values.iter().any(|v| self.index.contains(v)),
+        }
+    }
+}
+
+/// A policy compiled against the snapshot's data sets.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    policy: Policy,
+    criteria: Vec<CompiledCriterion>,
+}
+
+impl CompiledPolicy {
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    #[inline]
+    fn matches(&self, request: &Request<'_>) -> bool {
+        self.policy.apply_to.applies_to(request.service)
+            && self.criteria.iter().all(|c| c.matches(request))
+    }
+}
+
+/// Membership indexes kept across snapshot builds: a data set whose fingerprint did not change
+/// keeps its index, so a list change rebuilds only that list's index.
+#[derive(Default)]
+pub struct IndexCache {
+    entries: HashMap<(String, Vec<usize>), (u64, Arc<MemberIndex>)>,
+}
+
+impl IndexCache {
+    fn get(&mut self, data_set: &DataSet, columns: Vec<usize>) -> Arc<MemberIndex> {
+        let fingerprint = data_set.fingerprint();
+        let key = (data_set.name().to_string(), columns);
+        if let Some((fp, index)) = self.entries.get(&key) {
+            if *fp == fingerprint {
+                return Arc::clone(index);
+            }
+        }
+        let index = Arc::new(data_set.index(&key.1));
+        self.entries.insert(key, (fingerprint, Arc::clone(&index)));
+        index
+    }
+
+    /// Drops indexes of data sets no longer present.
+    fn retain(&mut self, data_sets: &[Arc<DataSet>]) {
+        self.entries.retain(|(name, _), (fp, _)| {
+            data_sets
+                .iter()
+                .any(|d| d.name() == name && d.fingerprint() == *fp)
+        });
+    }
+}
+
+/// Everything a decision reads, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    version: u64,
+    built_at: SystemTime,
+    fingerprint: u64,
+    data_sets: Vec<Arc<DataSet>>,
+    policies: Vec<CompiledPolicy>,
+    /// Positions of enabled policies, in order: the only ones `decide` visits.
+    active: Vec<u32>,
+}
+
+impl Snapshot {
+    /// Compiles policies against data sets. Indexes come from (and go into) `cache`.
+    pub fn build(
+        policies: &[Policy],
+        data_sets: Vec<Arc<DataSet>>,
+        cache: &mut IndexCache,
+    ) -> Result<Snapshot, CompileError> {
+        let mut compiled = Vec::with_capacity(policies.len());
+        for policy in policies {
+            let mut criteria = Vec::with_capacity(policy.criteria.len());
+            for criterion in &policy.criteria {
+                let data_set = data_sets
+                    .iter()
+                    .find(|d| d.name() == criterion.data_set)
+                    .ok_or_else(|| CompileError::UnknownDataSet {
+                        policy: policy.name.clone(),
+                        data_set: criterion.data_set.clone(),
+                    })?;
+                let columns = search_columns(policy, &criterion.search_in, data_set)?;
+                criteria.push(CompiledCriterion {
+                    field: criterion.field,
+                    operation: criterion.operation,
+                    unknown: criterion.handle_unknown_values,
+                    index: cache.get(data_set, columns),
+                });
+            }
+            compiled.push(CompiledPolicy {
+                policy: policy.clone(),
+                criteria,
+            });
+        }
+        cache.retain(&data_sets);
+        let active = compiled
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.policy.enabled)
+            .filter_map(|(i, _)| u32::try_from(i).ok())
+            .collect();
+        let fingerprint = snapshot_fingerprint(policies, &data_sets);
+        Ok(Snapshot {
+            version: 0,
+            built_at: SystemTime::now(),
+            fingerprint,
+            data_sets,
+            policies: compiled,
+            active,
+        })
+    }
+
+    /// An empty snapshot (no policies, no data sets): everything is allowed.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            version: 0,
+            built_at: SystemTime::now(),
+            fingerprint: 0,
+            data_sets: Vec::new(),
+            policies: Vec::new(),
+            active: Vec::new(),
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn built_at(&self) -> SystemTime {
+        self.built_at
+    }
+
+    pub fn data_sets(&self) -> &[Arc<DataSet>] {
+        &self.data_sets
+    }
+
+    pub fn data_set(&self, name: &str) -> Option<&Arc<DataSet>> {
+        self.data_sets.iter().find(|d| d.name() == name)
+    }
+
+    pub fn policies(&self) -> &[CompiledPolicy] {
+        &self.policies
+    }
+
+    /// The policy a [`PolicyMatch`] refers to.
+    pub fn policy(&self, m: &PolicyMatch) -> Option<&Policy> {
+        self.policies.get(m.policy as usize).map(|p| &p.policy)
+    }
+
+    /// Decides one request: block if any enabled blocking policy matches.
+    #[inline]
+    pub fn decide(&self, request: &Request<'_>) -> Decision {
+        let mut decision = Decision {
+            outcome: Outcome::Allow,
+            matched: SmallVec::new(),
+            snapshot_version: self.version,
+        };
+        for &i in &self.active {
+            let Some(p) = self.policies.get(i as usize) else {
+                continue;
+            };
+            if p.matches(request) {
+                decision.matched.push(PolicyMatch {
+                    policy: i,
+                    action: p.policy.action,
+                    severity: p.policy.severity,
+                });
+                if p.policy.action == Action::Block {
+                    decision.outcome = Outcome::Block;
+                }
+            }
+        }
+        decision
+    }
+
+    /// Decides many requests against this one snapshot, appending to `out` in order.
+    pub fn decide_batch(&self, requests: &[Request<'_>], out: &mut Vec<Decision>) {
+        out.reserve(requests.len());
+        out.extend(requests.iter().map(|r| self.decide(r)));
+    }
+
+    /// Writes a decision as JSON: `{"decision":…,"snapshot_version":…,"matched":[…]}`.
+    pub fn render_decision(&self, decision: &Decision, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"decision\":\"");
+        out.extend_from_slice(decision.outcome.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"snapshot_version\":");
+        out.extend_from_slice(itoa_u64(decision.snapshot_version, &mut [0; 20]));
+        out.extend_from_slice(b",\"matched\":[");
+        for (n, m) in decision.matched.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"policy\":");
+            let policy = self.policy(m);
+            json_string(policy.map_or("", |p| &p.name), out);
+            out.extend_from_slice(b",\"action\":\"");
+            out.extend_from_slice(m.action.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"severity\":\"");
+            out.extend_from_slice(m.severity.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"followed_action\":");
+            match policy.and_then(|p| p.followed_action.as_deref()) {
+                Some(a) => json_string(a, out),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+    }
+}
+
+fn search_columns(
+    policy: &Policy,
+    search_in: &[String],
+    data_set: &DataSet,
+) -> Result<Vec<usize>, CompileError> {
+    let schema = data_set.schema();
+    if search_in.is_empty() {
+        return Ok(vec![schema.key_index()]);
+    }
+    let mut columns = search_in
+        .iter()
+        .map(|name| {
+            schema
+                .column_index(name)
+                .ok_or_else(|| CompileError::UnknownColumn {
+                    policy: policy.name.clone(),
+                    data_set: data_set.name().to_string(),
+                    column: name.clone(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    columns.sort_unstable();
+    columns.dedup();
+    Ok(columns)
+}
+
+fn snapshot_fingerprint(policies: &[Policy], data_sets: &[Arc<DataSet>]) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(0x5a5).build_hasher();
+    for p in policies {
+        h.write(p.name.as_bytes());
+        h.write_u8(u8::from(p.enabled));
+        h.write(p.action.as_str().as_bytes());
+        h.write(p.severity.as_str().as_bytes());
+        h.write(p.followed_action.as_deref().unwrap_or("\0").as_bytes());
+        for s in p.apply_to.patterns() {
+            h.write(s.as_bytes());
+            h.write_u8(0xfe);
+        }
+        for c in &p.criteria {
+            h.write(c.field.as_str().as_bytes());
+            h.write(c.operation.as_str().as_bytes());
+            h.write(c.data_set.as_bytes());
+            h.write(c.handle_unknown_values.as_str().as_bytes());
+            for s in &c.search_in {
+                h.write(s.as_bytes());
+                h.write_u8(0xfd);
+            }
+        }
+        h.write_u8(0xff);
+    }
+    for d in data_sets {
+        h.write(d.name().as_bytes());
+        h.write_u64(d.fingerprint());
+    }
+    h.finish()
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// Result of [`Engine::publish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The snapshot differed and is now current, with this version.
+    Swapped(u64),
+    /// The snapshot equalled the current one; nothing changed.
+    Unchanged(u64),
+}
+
+/// Holds the current snapshot. Readers never lock; publishers serialize among themselves.
+pub struct Engine {
+    current: ArcSwap<Snapshot>,
+    publish: Mutex<()>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// An engine holding the empty snapshot (version 0, everything allowed, not ready).
+    pub fn new() -> Engine {
+        Engine {
+            current: ArcSwap::from_pointee(Snapshot::empty()),
+            publish: Mutex::new(()),
+        }
+    }
+
+    /// The current snapshot. Cheap and lock-free; hold it for the duration of one request.
+    #[inline]
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The current snapshot as an owned `Arc` (for long-lived readers).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Whether a snapshot has been published (version ≥ 1).
+    pub fn is_ready(&self) -> bool {
+        self.current.load().version > 0
+    }
+
+    /// Publishes `snapshot` as the next version unless its content equals the current one.
+    pub fn publish(&self, mut snapshot: Snapshot) -> Published {
+        // A poisoned lock only means another publisher panicked; the data it guards is ().
+        let _serial = self
+            .publish
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.current.load();
+        if current.version > 0 && current.fingerprint == snapshot.fingerprint {
+            return Published::Unchanged(current.version);
+        }
+        snapshot.version = current.version + 1;
+        let version = snapshot.version;
+        self.current.store(Arc::new(snapshot));
+        Published::Swapped(version)
+    }
+
+    /// Decides one request against the current snapshot.
+    #[inline]
+    pub fn decide(&self, request: &Request<'_>) -> Decision {
+        self.current.load().decide(request)
+    }
+
+    /// Decides many requests against one snapshot load.
+    pub fn decide_batch(&self, requests: &[Request<'_>], out: &mut Vec<Decision>) {
+        self.current.load().decide_batch(requests, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::dataset::{Cell, Column, DataSetBuilder, Schema};
+    use crate::policy::{Criterion, ServiceScope};
+
+    fn users(names: &[&str]) -> Arc<DataSet> {
+        let schema = Schema::new(
+            vec![Column {
+                name: "user".into(),
+                key: true,
+            }],
+            false,
+        )
+        .unwrap();
+        let mut b = DataSetBuilder::new("Suspicious Users", schema);
+        for n in names {
+            b.push(vec![Cell::One((*n).into())]).unwrap();
+        }
+        Arc::new(b.build())
+    }
+
+    fn policy(name: &str, action: Action, op: Operation, apply: &[&str]) -> Policy {
+        Policy {
+            name: name.into(),
+            enabled: true,
+            action,
+            severity: Severity::High,
+            followed_action: None,
+            apply_to: ServiceScope::new(&apply.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap(),
+            criteria: vec![Criterion {
+                field: Field::DbUser,
+                operation: op,
+                data_set: "Suspicious Users".into(),
+                search_in: vec![],
+                handle_unknown_values: UnknownValues::NoMatch,
+            }],
+        }
+    }
+
+    #[test]
+    fn block_names_policy_and_version() {
+        let engine = Engine::new();
+        let mut cache = IndexCache::default();
+        let policies = vec![policy(
+            "block",
+            Action::Block,
+            Operation::AtLeastOne,
+            &["*"],
+        )];
+        let snap = Snapshot::build(&policies, vec![users(&["corp\\alice"])], &mut cache).unwrap();
+        assert_eq!(engine.publish(snap), Published::Swapped(1));
+        let d = engine.decide(&Request::new("orders").db_user("CORP\\Alice"));
+        assert_eq!(d.outcome, Outcome::Block);
+        assert_eq!(d.snapshot_version, 1);
+        assert_eq!(d.matched.len(), 1);
+        let mut json = Vec::new();
+        engine.load().render_decision(&d, &mut json);
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            r#"{"decision":"block","snapshot_version":1,"matched":[{"policy":"block","action":"block","severity":"high","followed_action":null}]}"#
+        );
+        let d = engine.decide(&Request::new("orders").db_user("corp\\bob"));
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert!(d.matched.is_empty());
+    }
+
+    #[test]
+    fn operations_and_unknown_values() {
+        let mut cache = IndexCache::default();
+        let ds = users(&["a", "b"]);
+        let all = policy("all", Action::Block, Operation::All, &["*"]);
+        let none = policy("none", Action::None, Operation::None, &["*"]);
+        let mut unknown = policy("unknown", Action::None, Operation::AtLeastOne, &["*"]);
+        unknown.criteria[0].handle_unknown_values = UnknownValues::Match;
+        let snap = Snapshot::build(&[all, none, unknown], vec![ds], &mut cache).unwrap();
+        let names = |r: &Request| {
+            snap.decide(r)
+                .matched
+                .iter()
+                .map(|m| snap.policy(m).unwrap().name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&Request::new("s").db_user("A").db_user("b")),
+            ["all", "unknown"]
+        );
+        assert_eq!(
+            names(&Request::new("s").db_user("a").db_user("c")),
+            ["unknown"]
+        );
+        assert_eq!(names(&Request::new("s").db_user("c")), ["none"]);
+        // No db_user at all: only the criterion that treats unknown as a match.
+        assert_eq!(names(&Request::new("s")), ["unknown"]);
+        assert_eq!(snap.decide(&Request::new("s")).outcome, Outcome::Allow);
+    }
+
+    #[test]
+    fn apply_to_and_disabled() {
+        let mut cache = IndexCache::default();
+        let scoped = policy("scoped", Action::Block, Operation::AtLeastOne, &["pay-*"]);
+        let mut off = policy("off", Action::Block, Operation::AtLeastOne, &["*"]);
+        off.enabled = false;
+        let snap = Snapshot::build(&[scoped, off], vec![users(&["x"])], &mut cache).unwrap();
+        assert_eq!(
+            snap.decide(&Request::new("pay-eu").db_user("x")).outcome,
+            Outcome::Block
+        );
+        assert_eq!(
+            snap.decide(&Request::new("orders").db_user("x")).outcome,
+            Outcome::Allow
+        );
+    }
+
+    #[test]
+    fn unchanged_content_is_not_republished_and_indexes_are_reused() {
+        let engine = Engine::new();
+        let mut cache = IndexCache::default();
+        let policies = vec![policy("p", Action::Block, Operation::AtLeastOne, &["*"])];
+        let s1 = Snapshot::build(&policies, vec![users(&["x"])], &mut cache).unwrap();
+        let idx1 = Arc::clone(&s1.policies[0].criteria[0].index);
+        assert_eq!(engine.publish(s1), Published::Swapped(1));
+        let s2 = Snapshot::build(&policies, vec![users(&["x"])], &mut cache).unwrap();
+        assert!(Arc::ptr_eq(&idx1, &s2.policies[0].criteria[0].index));
+        assert_eq!(engine.publish(s2), Published::Unchanged(1));
+        let s3 = Snapshot::build(&policies, vec![users(&["x", "y"])], &mut cache).unwrap();
+        assert_eq!(engine.publish(s3), Published::Swapped(2));
+    }
+
+    #[test]
+    fn unknown_references_are_errors() {
+        let mut cache = IndexCache::default();
+        let mut p = policy("p", Action::Block, Operation::AtLeastOne, &["*"]);
+        p.criteria[0].search_in = vec!["nope".into()];
+        assert!(matches!(
+            Snapshot::build(&[p], vec![users(&[])], &mut cache),
+            Err(CompileError::UnknownColumn { .. })
+        ));
+    }
+
+    #[test]
+    fn json_strings_escape() {
+        let mut out = Vec::new();
+        json_string("a\"b\\c\u{1}é", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\u0001é\"");
+    }
+}

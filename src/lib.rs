@@ -1,0 +1,41 @@
+//! warden contains a suspicious user at the press of a button.
+//!
+//! The data flows one way:
+//!
+//! 1. **Respond** — an analyst puts a principal on a durable *user list* ([`store`]).
+//! 2. **Push** — a list mapped to an Active Directory group is reconciled into it.
+//! 3. **Pull** — a *lookup data set* ([`dataset`]) is filled from its source: a local list, a
+//!    static file, the data API, or an LDAP query whose attribute mappings ([`pattern`]) turn
+//!    `alice@corp.example.test` into `corp\alice`.
+//! 4. **Decide** — policies ([`policy`]) are compiled with the data sets into one immutable
+//!    snapshot, hot-swapped in the [`engine`]; `decide` answers allow/block with hash lookups.
+//! 5. **Serve** — decisions in-process or over the HTTP gateway ([`http`]).
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML model, validated into a compiled [`config::Config`] with every error
+//!   named by its key path.
+//! - [`pattern`]: match/substitution patterns and attribute mappings.
+//! - [`dataset`]: columns, key, case folding, rows, membership indexes.
+//! - [`policy`]: criteria, operations, actions, severities, service scopes.
+//! - [`engine`]: [`engine::Snapshot`] and [`engine::Engine`] (`ArcSwap`, `decide`,
+//!   `decide_batch`).
+//! - [`store`]: SQLite state — lists and members.
+//! - [`runtime`]: [`runtime::Warden`], which builds data sets from sources and publishes
+//!   snapshots.
+//! - [`http`]: the hyper server.
+//! - [`principal`], [`secret`], [`time`]: small vocabulary types.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::await_holding_lock)]
+
+pub mod config;
+pub mod dataset;
+pub mod engine;
+pub mod http;
+pub mod pattern;
+pub mod policy;
+pub mod principal;
+pub mod runtime;
+pub mod secret;
+pub mod store;
+pub mod time;

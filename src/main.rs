@@ -1,0 +1,378 @@
+//! The `warden` command line: parses arguments, sets up logging and signals, calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use warden::config::{Config, parse_duration};
+use warden::engine::{Outcome, Request};
+use warden::runtime::Warden;
+use warden::store::{Added, NewMember, Store, now};
+use warden::time::{format_rfc3339, parse_rfc3339};
+
+/// Contain a suspicious user at the press of a button: user lists, AD group push, LDAP data
+/// sets and a hot-swapped decision engine for database firewalls.
+#[derive(Parser)]
+#[command(name = "warden", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file [default: the embedded default config]
+    #[arg(long, short, global = true, env = "WARDEN_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Store file, overriding [store] path from the configuration
+    #[arg(long, global = true, env = "WARDEN_STORE", value_name = "PATH")]
+    store: Option<PathBuf>,
+    /// Log as JSON lines instead of text
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine and its HTTP listener until SIGTERM or Ctrl-C
+    Serve {
+        /// Listen address, overriding [server] listen
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate a configuration file and print every problem with its key path
+    CheckConfig {
+        /// File to check [default: --config, or the embedded default]
+        path: Option<PathBuf>,
+    },
+    /// Decide one request in-process and print the decision as JSON
+    /// (exit code 0 allow, 1 block, 2 error)
+    Decide(DecideArgs),
+    /// Manage user lists
+    #[command(subcommand)]
+    Lists(ListsCommand),
+}
+
+#[derive(Args)]
+struct DecideArgs {
+    /// Database service the session is for
+    #[arg(long)]
+    service: String,
+    /// Database user name (repeatable)
+    #[arg(long = "db-user", value_name = "USER")]
+    db_user: Vec<String>,
+    #[arg(long, value_name = "USER")]
+    os_user: Option<String>,
+    #[arg(long, value_name = "APP")]
+    source_app: Option<String>,
+    #[arg(long, value_name = "IP")]
+    client_ip: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ListsCommand {
+    /// Put a principal on a list (DOMAIN\user, user@realm, sAMAccountName or DN)
+    Add {
+        list: String,
+        principal: String,
+        /// Why the principal is on the list
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Incident the principal comes from
+        #[arg(long)]
+        incident: Option<String>,
+        /// When the principal leaves the list (RFC 3339, e.g. 2026-12-01T00:00:00Z)
+        #[arg(long, conflicts_with = "expires_in", value_name = "TIME")]
+        expires: Option<String>,
+        /// How long the principal stays on the list (e.g. 24h, 7d)
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Who adds the principal [default: $SUDO_USER or $USER]
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+    },
+    /// Take a principal off a list
+    Remove { list: String, principal: String },
+    /// Show lists, or the members of one list
+    Show {
+        list: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Loads the configuration named on the command line, or the embedded default.
+fn load_config(cli_config: Option<&PathBuf>, store: Option<&PathBuf>) -> Result<Config> {
+    let mut config = match cli_config {
+        Some(path) => Config::load(path),
+        None => Config::embedded_default(),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(store) = store {
+        config.store.path = store.clone();
+    }
+    Ok(config)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { path } => {
+            let path = path.or(cli.config);
+            let origin = path
+                .as_ref()
+                .map_or("embedded default config".to_string(), |p| {
+                    p.display().to_string()
+                });
+            match load_config(path.as_ref(), None) {
+                Ok(c) => {
+                    println!(
+                        "{origin}: ok ({} lists, {} data sets, {} policies, {} directories)",
+                        c.lists.len(),
+                        c.data_sets.len(),
+                        c.policies.len(),
+                        c.directories.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprint!("{e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Serve { listen } => {
+            let mut config = load_config(cli.config.as_ref(), cli.store.as_ref())?;
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            serve(config)
+        }
+        Command::Decide(args) => {
+            decide(load_config(cli.config.as_ref(), cli.store.as_ref())?, &args)
+        }
+        Command::Lists(cmd) => lists(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd),
+    }
+}
+
+fn serve(config: Config) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listen = config.server.listen;
+        let poll = config.server.store_poll_interval;
+        let store_path = config.store.path.clone();
+        let warden = Arc::new(
+            tokio::task::spawn_blocking(move || Warden::open(config))
+                .await
+                .context("startup task failed")?
+                .context("cannot start warden")?,
+        );
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = listener.local_addr().unwrap_or(listen);
+        tracing::info!(
+            address = %local,
+            store = %store_path.display(),
+            snapshot = warden.engine().load().version(),
+            "warden serving"
+        );
+        let watcher = tokio::spawn(watch_store(Arc::clone(&warden), poll));
+        warden::http::serve(listener, Arc::clone(&warden), shutdown_signal()).await?;
+        watcher.abort();
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Notices list changes made by other processes (the CLI) and republishes.
+async fn watch_store(warden: Arc<Warden>, poll: Duration) {
+    let mut last = warden.store().data_version().ok();
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let version = warden.store().data_version().ok();
+        if version == last {
+            continue;
+        }
+        last = version;
+        let w = Arc::clone(&warden);
+        match tokio::task::spawn_blocking(move || w.reload_lists()).await {
+            Ok(Ok(published)) => tracing::info!(?published, "lists changed in the store"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot reload lists; keeping the current snapshot")
+            }
+            Err(e) => tracing::error!(error = %e, "list reload task failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn decide(config: Config, args: &DecideArgs) -> Result<ExitCode> {
+    let warden = Warden::open(config).context("cannot load warden state")?;
+    let request = Request {
+        service: &args.service,
+        db_user: args.db_user.iter().map(String::as_str).collect(),
+        os_user: args.os_user.as_deref(),
+        source_app: args.source_app.as_deref(),
+        client_ip: args.client_ip.as_deref(),
+    };
+    let snapshot = warden.engine().load();
+    let decision = snapshot.decide(&request);
+    let mut out = Vec::new();
+    snapshot.render_decision(&decision, &mut out);
+    println!("{}", String::from_utf8_lossy(&out));
+    Ok(match decision.outcome {
+        Outcome::Allow => ExitCode::SUCCESS,
+        Outcome::Block => ExitCode::from(1),
+    })
+}
+
+fn lists(config: Config, cmd: ListsCommand) -> Result<ExitCode> {
+    let store = Arc::new(Store::open(&config.store.path).context("cannot open the store")?);
+    for list in &config.lists {
+        store.ensure_list(&list.name, &list.description)?;
+    }
+    match cmd {
+        ListsCommand::Add {
+            list,
+            principal,
+            reason,
+            incident,
+            expires,
+            expires_in,
+            by,
+        } => {
+            let expires_at = match (expires, expires_in) {
+                (Some(t), _) => Some(parse_rfc3339(&t).map_err(anyhow::Error::msg)?),
+                (None, Some(d)) => {
+                    let d = parse_duration(&d).map_err(anyhow::Error::msg)?;
+                    Some(now().saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+                }
+                (None, None) => None,
+            };
+            if expires_at.is_some_and(|t| t <= now()) {
+                bail!("--expires is in the past; the member would leave the list at once");
+            }
+            let added_by = by
+                .or_else(|| std::env::var("SUDO_USER").ok())
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "cli".to_string());
+            let member = NewMember {
+                principal: principal.clone(),
+                reason,
+                incident,
+                added_by,
+                expires_at,
+            };
+            let added = store
+                .add_member(&list, &member)
+                .with_context(|| format!("cannot add {principal:?} to {list:?}"))?;
+            let verb = match added {
+                Added::New => "added to",
+                Added::Updated => "updated on",
+            };
+            println!("{principal} {verb} {list:?}");
+        }
+        ListsCommand::Remove { list, principal } => {
+            if store
+                .remove_member(&list, &principal)
+                .with_context(|| format!("cannot remove {principal:?} from {list:?}"))?
+            {
+                println!("{principal} removed from {list:?}");
+            } else {
+                println!("{principal} was not on {list:?}");
+            }
+        }
+        ListsCommand::Show { list: None, json } => {
+            let lists = store.lists()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lists)?);
+            } else {
+                for l in lists {
+                    println!("{:<32} {:>8} members  {}", l.name, l.members, l.description);
+                }
+            }
+        }
+        ListsCommand::Show {
+            list: Some(list),
+            json,
+        } => {
+            let members = store.members(&list)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&members)?);
+            } else {
+                println!(
+                    "{:<40} {:<20} {:<12} {:<21} REASON",
+                    "PRINCIPAL", "ADDED AT", "INCIDENT", "EXPIRES"
+                );
+                for m in members {
+                    println!(
+                        "{:<40} {:<20} {:<12} {:<21} {}",
+                        m.principal,
+                        format_rfc3339(m.added_at),
+                        m.incident.as_deref().unwrap_or("-"),
+                        m.expires_at.map_or("-".to_string(), format_rfc3339),
+                        m.reason
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,686 @@
+//! Attribute value mapping: this module owns the compiled *match pattern +
+//! substitution template* pairs that turn raw LDAP attribute values into the
+//! values stored in a lookup data set (e.g. `alice@corp.example.test` →
+//! `corp\alice`), the per-value application of such a mapping to
+//! multi-valued attributes ([`AttributeMapping`], [`MappingStats`]), the typed
+//! errors raised when a mapping is compiled from configuration
+//! ([`PatternError`]), and a DN-aware helper ([`dn_first_rdn_value`]) that
+//! extracts the unescaped value of a DN's first RDN, which a regex cannot do
+//! correctly.
+//!
+//! # Semantics
+//!
+//! * A match pattern is a regex in `regex-automata` meta syntax (the same
+//!   syntax as the `regex` crate). Matching uses *search* semantics: the
+//!   pattern is unanchored unless it uses `^`/`$` (or `\A`/`\z`), and only the
+//!   first leftmost-first match is used.
+//! * The result of a mapping is the *rendered template*, not the input with
+//!   the match replaced: text of the value outside the match never appears in
+//!   the output unless the template inserts it.
+//! * With a match pattern and no template, the result is the whole match
+//!   (group 0). Without a match pattern the value is copied unchanged; giving
+//!   a template without a match pattern is a compile error
+//!   ([`PatternError::SubstituteWithoutPattern`]).
+//! * Template syntax:
+//!   * `$N` inserts group `N`, where `N` is the *greedy* run of ASCII digits
+//!     after the `$` (`$10` is group 10, never group 1 followed by `0`;
+//!     leading zeros are allowed: `$01` is group 1);
+//!   * `${N}` inserts group `N`, `${name}` inserts the named group `name`
+//!     (everything up to the next `}` is the name; `${1}0` is group 1
+//!     followed by a literal `0`);
+//!   * `$$` is a literal `$`;
+//!   * a `$` that does not start one of the above — at the end of the
+//!     template, or followed by any other character (`$x`, `$-`, `$ `,
+//!     `$\`) — is a literal `$` (so `$1$` renders machine accounts like
+//!     `WS01$`; note that `$user` is the literal text `$user`, write
+//!     `${user}` for a named group);
+//!   * every other character, including `\`, is literal.
+//! * Compile errors (rejected when the mapping is built from config, never
+//!   at apply time): an invalid regex (with the byte position when the regex
+//!   parser reports one), a regex whose compiled NFA exceeds
+//!   [`DEFAULT_SIZE_LIMIT`], an unterminated `${` or an empty `${}` (with the
+//!   byte position of the `$`), and a reference to a group index not in the
+//!   pattern or to an unknown group name (the message names the group and
+//!   the number of groups the pattern has).
+//! * A group that exists but did not participate in the match inserts the
+//!   empty string.
+//!
+//! # Performance
+//!
+//! A [`Pattern`] is compiled once; applying it runs one
+//! [`meta::Regex::search_slots`] call with a stack-allocated slot buffer sized
+//! to the highest group the template references (so a template that only
+//! needs group 0 never runs a capture engine), computes the exact output
+//! length, and makes exactly one allocation: the output `String`
+//! ([`Pattern::apply_into`] makes none when the buffer has room). The regex
+//! search cache comes from the regex's internal pool, whose owner-thread fast
+//! path is a single atomic compare, so a single-threaded caller pays no
+//! locking. `Pattern` is `Send + Sync` and cheap to clone.
+
+use std::fmt;
+
+use regex_automata::{
+    Input, PatternID,
+    meta::{self, BuildError},
+    util::{primitives::NonMaxUsize, syntax},
+};
+use smallvec::{SmallVec, smallvec};
+
+/// Upper bound, in bytes, on the heap size of a compiled match pattern's
+/// NFA. Configuration cannot make the process allocate more than this per
+/// pattern for the automaton itself (e.g. `\w{1000}{1000}` is rejected).
+pub const DEFAULT_SIZE_LIMIT: usize = 2 * (1 << 20);
+
+/// Slots kept on the stack when applying a pattern: enough for a template
+/// that references groups up to `$7`; more groups spill to the heap.
+const INLINE_SLOTS: usize = 16;
+
+/// Why a mapping could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatternError {
+    /// The match pattern is not a valid regex. `message` is the regex
+    /// parser's message, which for syntax errors includes a caret diagram.
+    #[error("invalid match pattern{}: {message}", fmt_position(*.position))]
+    InvalidRegex {
+        /// Byte offset in the match pattern where the error was detected,
+        /// when the regex parser reports one.
+        position: Option<usize>,
+        /// The regex engine's description of the problem.
+        message: String,
+    },
+    /// The compiled match pattern would exceed the size limit.
+    #[error("match pattern is too large: its compiled form exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured limit, in bytes.
+        limit: usize,
+    },
+    /// The substitution template is malformed.
+    #[error("invalid substitution template at byte {position}: {message}")]
+    Template {
+        /// Byte offset in the template of the `$` that starts the bad
+        /// reference.
+        position: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The substitution template references a group the match pattern does
+    /// not have.
+    #[error(
+        "substitution template references group {group} at byte {position}, but the match pattern {}",
+        describe_groups(*.group_count, .group_names)
+    )]
+    UnknownGroup {
+        /// The reference as written in the template (`$10`, `${user}`).
+        group: String,
+        /// Byte offset of the reference in the template.
+        position: usize,
+        /// Number of capture groups of the pattern, not counting group 0
+        /// (valid indexes are `0..=group_count`).
+        group_count: usize,
+        /// Names of the pattern's named groups, in index order.
+        group_names: Vec<String>,
+    },
+    /// A substitution template was given without a match pattern.
+    #[error("a substitution template requires a match pattern")]
+    SubstituteWithoutPattern,
+}
+
+impl PatternError {
+    /// Byte offset of the error in the match pattern ([`Self::InvalidRegex`])
+    /// or in the template ([`Self::Template`], [`Self::UnknownGroup`]), when
+    /// known.
+    pub fn position(&self) -> Option<usize> {
+        match self {
+            Self::InvalidRegex { position, .. } => *position,
+            Self::Template { position, .. } | Self::UnknownGroup { position, .. } => {
+                Some(*position)
+            }
+            Self::TooLarge { .. } | Self::SubstituteWithoutPattern => None,
+        }
+    }
+}
+
+fn fmt_position(position: Option<usize>) -> String {
+    match position {
+        Some(p) => format!(" at byte {p}"),
+        None => String::new(),
+    }
+}
+
+fn describe_groups(group_count: usize, names: &[String]) -> String {
+    let plural = if group_count == 1 { "" } else { "s" };
+    let mut s = format!("has {group_count} capture group{plural} (valid: $0 to ${group_count}");
+    if names.is_empty() {
+        s.push_str(", no named groups)");
+    } else {
+        s.push_str(", named: ");
+        s.push_str(&names.join(", "));
+        s.push(')');
+    }
+    s
+}
+
+/// One element of a parsed substitution template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// `Template::literals[start..end]`.
+    Literal { start: usize, end: usize },
+    /// Capture group by index (0 = whole match).
+    Group(usize),
+}
+
+/// A substitution template parsed against a regex's groups.
+#[derive(Debug, Clone)]
+struct Template {
+    /// The template as written.
+    source: Box<str>,
+    /// All literal text of the template, concatenated.
+    literals: Box<str>,
+    pieces: Box<[Piece]>,
+    /// Highest group index referenced (0 when none or only `$0`).
+    max_group: usize,
+}
+
+impl Template {
+    /// The implicit template of a pattern without substitute: group 0.
+    fn whole_match() -> Self {
+        Template {
+            source: Box::from("$0"),
+            literals: Box::from(""),
+            pieces: Box::new([Piece::Group(0)]),
+            max_group: 0,
+        }
+    }
+
+    fn parse(source: &str, groups: &meta::Regex) -> Result<Self, PatternError> {
+        let info = groups.group_info();
+        let group_len = info.group_len(PatternID::ZERO);
+        let unknown = |group: String, position: usize| PatternError::UnknownGroup {
+            group,
+            position,
+            group_count: group_len.saturating_sub(1),
+            group_names: info
+                .pattern_names(PatternID::ZERO)
+                .flatten()
+                .map(str::to_owned)
+                .collect(),
+        };
+
+        let bytes = source.as_bytes();
+        let mut literals = String::new();
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut max_group = 0;
+        // Start of the pending literal run in `source`.
+        let mut lit_start = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] != b'$' {
+                i += 1;
+                continue;
+            }
+            // `$` and what follows it are ASCII, so every index used to slice
+            // below is a char boundary; `get` keeps this panic-free anyway.
+            let (index, reference, next) = match bytes.get(i + 1) {
+                Some(b'$') => {
+                    // Keep the first `$` in the literal run, drop the second.
+                    push_literal(&mut literals, &mut pieces, source.get(lit_start..=i));
+                    i += 2;
+                    lit_start = i;
+                    continue;
+                }
+                Some(d) if d.is_ascii_digit() => {
+                    let end = bytes[i + 1..]
+                        .iter()
+                        .position(|b| !b.is_ascii_digit())
+                        .map_or(bytes.len(), |n| i + 1 + n);
+                    let digits = source.get(i + 1..end).unwrap_or("");
+                    (parse_index(digits), source.get(i..end).unwrap_or(""), end)
+                }
+                Some(b'{') => {
+                    let Some(close) = bytes[i + 2..].iter().position(|&b| b == b'}') else {
+                        return Err(PatternError::Template {
+                            position: i,
+                            message: "unterminated `${` (missing `}`)".to_owned(),
+                        });
+                    };
+                    let close = i + 2 + close;
+                    let inner = source.get(i + 2..close).unwrap_or("");
+                    let reference = source.get(i..=close).unwrap_or("");
+                    let index = if inner.is_empty() {
+                        return Err(PatternError::Template {
+                            position: i,
+                            message: "empty group reference `${}`".to_owned(),
+                        });
+                    } else if inner.bytes().all(|b| b.is_ascii_digit()) {
+                        parse_index(inner)
+                    } else {
+                        match info.to_index(PatternID::ZERO, inner) {
+                            Some(index) => Some(index),
+                            None => return Err(unknown(reference.to_owned(), i)),
+                        }
+                    };
+                    (index, reference, close + 1)
+                }
+                // `$` at the end or before any other character: literal.
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let index = match index {
+                Some(index) if index < group_len => index,
+                _ => return Err(unknown(reference.to_owned(), i)),
+            };
+            push_literal(&mut literals, &mut pieces, source.get(lit_start..i));
+            pieces.push(Piece::Group(index));
+            max_group = max_group.max(index);
+            i = next;
+            lit_start = next;
+        }
+        push_literal(&mut literals, &mut pieces, source.get(lit_start..));
+        Ok(Template {
+            source: Box::from(source),
+            literals: literals.into_boxed_str(),
+            pieces: pieces.into_boxed_slice(),
+            max_group,
+        })
+    }
+
+    /// Exact byte length of the rendering, `None` on (theoretical) overflow.
+    #[inline]
+    fn rendered_len(&self, input: &str, slots: &[Option<NonMaxUsize>]) -> Option<usize> {
+        let mut len: usize = 0;
+        for piece in self.pieces.iter() {
+            let n = match *piece {
+                Piece::Literal { start, end } => end - start,
+                Piece::Group(g) => group_str(input, slots, g).len(),
+            };
+            len = len.checked_add(n)?;
+        }
+        Some(len)
+    }
+
+    #[inline]
+    fn render_into(&self, input: &str, slots: &[Option<NonMaxUsize>], out: &mut String) {
+        for piece in self.pieces.iter() {
+            let s = match *piece {
+                Piece::Literal { start, end } => self.literals.get(start..end).unwrap_or(""),
+                Piece::Group(g) => group_str(input, slots, g),
+            };
+            out.push_str(s);
+        }
+    }
+}
+
+/// Appends `text` to the literal store, merging with a preceding literal.
+fn push_literal(literals: &mut String, pieces: &mut Vec<Piece>, text: Option<&str>) {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return;
+    };
+    let start = literals.len();
+    literals.push_str(text);
+    let end = literals.len();
+    match pieces.last_mut() {
+        Some(Piece::Literal { end: last_end, .. }) => *last_end = end,
+        _ => pieces.push(Piece::Literal { start, end }),
+    }
+}
+
+/// Parses a run of ASCII digits; `None` if it overflows `usize`.
+fn parse_index(digits: &str) -> Option<usize> {
+    digits.bytes().try_fold(0usize, |acc, b| {
+        acc.checked_mul(10)?.checked_add(usize::from(b - b'0'))
+    })
+}
+
+/// The text of group `g`, or `""` if it did not participate (or is out of
+/// range, which compile-time validation rules out).
+#[inline]
+fn group_str<'h>(input: &'h str, slots: &[Option<NonMaxUsize>], g: usize) -> &'h str {
+    let start = slots.get(g * 2).copied().flatten();
+    let end = slots.get(g * 2 + 1).copied().flatten();
+    match (start, end) {
+        (Some(s), Some(e)) => input.get(s.get()..e.get()).unwrap_or(""),
+        _ => "",
+    }
+}
+
+/// A compiled match pattern plus substitution template.
+///
+/// See the [module documentation](self) for the exact semantics.
+#[derive(Clone)]
+pub struct Pattern {
+    regex: meta::Regex,
+    source: Box<str>,
+    template: Template,
+    /// Number of slots to ask the regex for: `2 * (max_group + 1)`.
+    slots_len: usize,
+    /// Whether the user gave a template (for `Debug`/accessors only).
+    has_substitute: bool,
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pattern")
+            .field("match_pattern", &self.source)
+            .field("substitute", &self.substitute())
+            .finish()
+    }
+}
+
+impl Pattern {
+    /// Compiles a match pattern and an optional substitution template
+    /// (`None` = the whole match), with the [`DEFAULT_SIZE_LIMIT`].
+    pub fn compile(match_pattern: &str, substitute: Option<&str>) -> Result<Self, PatternError> {
+        Self::compile_with_size_limit(match_pattern, substitute, DEFAULT_SIZE_LIMIT)
+    }
+
+    /// Like [`Pattern::compile`] with an explicit NFA size limit in bytes.
+    pub fn compile_with_size_limit(
+        match_pattern: &str,
+        substitute: Option<&str>,
+        size_limit: usize,
+    ) -> Result<Self, PatternError> {
+        let regex = meta::Regex::builder()
+            .configure(meta::Config::new().nfa_size_limit(Some(size_limit)))
+            .syntax(syntax::Config::new())
+            .build(match_pattern)
+            .map_err(build_error)?;
+        let template = match substitute {
+            Some(t) => Template::parse(t, &regex)?,
+            None => Template::whole_match(),
+        };
+        let slots_len = (template.max_group + 1) * 2;
+        Ok(Pattern {
+            regex,
+            source: Box::from(match_pattern),
+            template,
+            slots_len,
+            has_substitute: substitute.is_some(),
+        })
+    }
+
+    /// The match pattern as written.
+    pub fn match_pattern(&self) -> &str {
+        &self.source
+    }
+
+    /// The substitution template as written, `None` if the whole match is
+    /// used.
+    pub fn substitute(&self) -> Option<&str> {
+        self.has_substitute.then_some(&*self.template.source)
+    }
+
+    /// Number of capture groups of the match pattern, not counting group 0.
+    pub fn group_count(&self) -> usize {
+        self.regex.captures_len().saturating_sub(1)
+    }
+
+    /// Applies the mapping: `None` if the pattern does not match `input`,
+    /// otherwise the rendered template. Allocates only the returned string.
+    #[inline]
+    pub fn apply(&self, input: &str) -> Option<String> {
+        let mut slots: SmallVec<[Option<NonMaxUsize>; INLINE_SLOTS]> =
+            smallvec![None; self.slots_len];
+        self.regex.search_slots(&Input::new(input), &mut slots)?;
+        let mut out = String::with_capacity(self.template.rendered_len(input, &slots).unwrap_or(0));
+        self.template.render_into(input, &slots, &mut out);
+        Some(out)
+    }
+
+    /// Applies the mapping, appending the rendered template to `out`.
+    /// Returns `false` (leaving `out` untouched) if the pattern does not
+    /// match.
+    #[inline]
+    pub fn apply_into(&self, input: &str, out: &mut String) -> bool {
+        let mut slots: SmallVec<[Option<NonMaxUsize>; INLINE_SLOTS]> =
+            smallvec![None; self.slots_len];
+        if self
+            .regex
+            .search_slots(&Input::new(input), &mut slots)
+            .is_none()
+        {
+            return false;
+        }
+        if let Some(len) = self.template.rendered_len(input, &slots) {
+            out.reserve(len);
+        }
+        self.template.render_into(input, &slots, out);
+        true
+    }
+}
+
+/// Converts a regex build error, keeping the parser's position and message.
+fn build_error(err: BuildError) -> PatternError {
+    if let Some(limit) = err.size_limit() {
+        return PatternError::TooLarge { limit };
+    }
+    if let Some(syntax_err) = err.syntax_error() {
+        let position = match syntax_err {
+            regex_syntax::Error::Parse(e) => Some(e.span().start.offset),
+            regex_syntax::Error::Translate(e) => Some(e.span().start.offset),
+            _ => None,
+        };
+        return PatternError::InvalidRegex {
+            position,
+            message: syntax_err.to_string(),
+        };
+    }
+    // Other NFA build failures: the useful text is in the source chain.
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    PatternError::InvalidRegex {
+        position: None,
+        message,
+    }
+}
+
+/// Counters for [`AttributeMapping::map_values`].
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappingStats {
+    /// Values that produced an output value.
+    pub values_mapped: u64,
+    /// Values dropped because the match pattern did not match them.
+    pub values_dropped: u64,
+}
+
+/// How one LDAP attribute feeds one column of a lookup data set.
+#[derive(Debug, Clone)]
+pub struct AttributeMapping {
+    /// Lookup data set column the mapped values go to.
+    pub column: String,
+    /// LDAP attribute the values come from.
+    pub attribute: String,
+    pattern: Option<Pattern>,
+}
+
+impl AttributeMapping {
+    /// Builds a mapping. With no `match_pattern` values are copied
+    /// unchanged (and `substitute` must be `None`); with a match pattern and
+    /// no `substitute` the whole match is used.
+    pub fn new(
+        column: impl Into<String>,
+        attribute: impl Into<String>,
+        match_pattern: Option<&str>,
+        substitute: Option<&str>,
+    ) -> Result<Self, PatternError> {
+        let pattern = match (match_pattern, substitute) {
+            (Some(p), s) => Some(Pattern::compile(p, s)?),
+            (None, Some(_)) => return Err(PatternError::SubstituteWithoutPattern),
+            (None, None) => None,
+        };
+        Ok(AttributeMapping {
+            column: column.into(),
+            attribute: attribute.into(),
+            pattern,
+        })
+    }
+
+    /// The compiled pattern, `None` for a copying mapping.
+    pub fn pattern(&self) -> Option<&Pattern> {
+        self.pattern.as_ref()
+    }
+
+    /// Maps one value; `None` if the match pattern does not match it.
+    #[inline]
+    pub fn map_one(&self, value: &str) -> Option<String> {
+        match &self.pattern {
+            Some(p) => p.apply(value),
+            None => Some(value.to_owned()),
+        }
+    }
+
+    /// Maps the values of a (multi-valued) attribute one by one, pushing
+    /// each result to `out` in order. Values the pattern does not match are
+    /// dropped and counted in `stats.values_dropped`.
+    pub fn map_values<'a, I>(&self, values: I, out: &mut Vec<String>, stats: &mut MappingStats)
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        for value in values {
+            match self.map_one(value) {
+                Some(v) => {
+                    out.push(v);
+                    stats.values_mapped += 1;
+                }
+                None => stats.values_dropped += 1,
+            }
+        }
+    }
+}
+
+/// Returns the unescaped value of the first attribute of the first RDN of an
+/// RFC 4514 distinguished name: `CN=Smith\, John,OU=x` → `Smith, John`.
+///
+/// * The attribute type (before the first `=`) must be non-empty ASCII
+///   letters, digits, `-` and `.` (a descriptor or numeric OID); spaces
+///   around it are ignored.
+/// * The value ends at the first unescaped `,`, `+` (multi-valued RDN: only
+///   the first attribute's value is returned) or `;` (the RFC 2253 legacy
+///   separator), or at the end of the string.
+/// * Escapes: `\` followed by one of `, + " \ < > ; = #` or a space yields
+///   that character; `\` followed by two hex digits yields that byte
+///   (`\2C` → `,`; `\C3\A9` → `é`). The unescaped bytes must form valid
+///   UTF-8.
+/// * Unescaped spaces at the start and end of the value are dropped
+///   (escaped ones, `\ `, are kept).
+/// * Returns `None` for: no `=`, an invalid attribute type, a value starting
+///   with `#` (a BER-encoded hex string, which this helper does not decode),
+///   any other escape or a dangling `\`, an unescaped `"`, `<`, `>` or NUL
+///   (this includes RFC 1779 quoted values), or escapes that decode to
+///   invalid UTF-8.
+/// * The rest of the DN after the first RDN is not validated.
+/// * An empty value (`CN=,OU=x`) gives `Some("")`.
+pub fn dn_first_rdn_value(dn: &str) -> Option<String> {
+    let (attr_type, rest) = dn.split_once('=')?;
+    let attr_type = attr_type.trim_matches(' ');
+    if attr_type.is_empty()
+        || !attr_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return None;
+    }
+    let value = rest.trim_start_matches(' ');
+    if value.starts_with('#') {
+        return None;
+    }
+    let bytes = value.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    // Length of `out` without trailing unescaped spaces.
+    let mut keep = 0;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b',' | b'+' | b';' => break,
+            b'"' | b'<' | b'>' | 0 => return None,
+            b'\\' => {
+                let next = *bytes.get(i + 1)?;
+                if let Some(hi) = hex_value(next) {
+                    let lo = hex_value(*bytes.get(i + 2)?)?;
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                } else if matches!(
+                    next,
+                    b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';' | b'=' | b'#' | b' '
+                ) {
+                    out.push(next);
+                    i += 2;
+                } else {
+                    return None;
+                }
+                keep = out.len();
+            }
+            b' ' => {
+                out.push(b);
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+                keep = out.len();
+            }
+        }
+    }
+    out.truncate(keep);
+    String::from_utf8(out).ok()
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn seed_mappings() {
+        let p = Pattern::compile(r"^([^@]*)@([^.]*)\..*$", Some(r"$2\$1")).unwrap();
+        assert_eq!(
+            p.apply("alice@corp.example.test").as_deref(),
+            Some(r"corp\alice")
+        );
+        let mut out = String::from(">");
+        assert!(p.apply_into("Bob.Smith@EMEA.corp.example", &mut out));
+        assert_eq!(out, r">EMEA\Bob.Smith");
+        assert!(!p.apply_into("noatsign", &mut out));
+        assert_eq!(out, r">EMEA\Bob.Smith");
+    }
+
+    #[test]
+    fn template_pieces_merge_literals() {
+        let re = meta::Regex::new("(a)").unwrap();
+        let t = Template::parse("x$$y$z$", &re).unwrap();
+        assert_eq!(&*t.literals, "x$y$z$");
+        assert_eq!(&*t.pieces, &[Piece::Literal { start: 0, end: 6 }]);
+        assert_eq!(t.max_group, 0);
+    }
+
+    #[test]
+    fn slots_only_up_to_max_group() {
+        let p = Pattern::compile("(a)(b)(c)", Some("$2")).unwrap();
+        assert_eq!(p.slots_len, 6);
+        let p = Pattern::compile("(a)(b)(c)", None).unwrap();
+        assert_eq!(p.slots_len, 2);
+    }
+
+    #[test]
+    fn send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Pattern>();
+        assert_send_sync::<AttributeMapping>();
+    }
+}

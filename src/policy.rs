@@ -1,0 +1,308 @@
+//! Security policies (Imperva "DB Service Custom"): match criteria over request fields and data
+//! sets, an action, a severity, a followed action and the services a policy applies to.
+//!
+//! This module owns the vocabulary and its exact semantics; [`crate::engine`] compiles policies
+//! against data sets into a snapshot and evaluates them.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use regex_automata::meta::Regex;
+use serde::Serialize;
+
+/// A request field a criterion can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    DbUser,
+    OsUser,
+    SourceApp,
+    ClientIp,
+    Service,
+}
+
+impl Field {
+    pub const ALL: [Field; 5] = [
+        Field::DbUser,
+        Field::OsUser,
+        Field::SourceApp,
+        Field::ClientIp,
+        Field::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::DbUser => "db_user",
+            Field::OsUser => "os_user",
+            Field::SourceApp => "source_app",
+            Field::ClientIp => "client_ip",
+            Field::Service => "service",
+        }
+    }
+}
+
+/// How a criterion combines the request's values with the data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// At least one of the request's values is in the data set.
+    AtLeastOne,
+    /// Every one of the request's values is in the data set.
+    All,
+    /// None of the request's values is in the data set.
+    None,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::AtLeastOne => "at-least-one",
+            Operation::All => "all",
+            Operation::None => "none",
+        }
+    }
+}
+
+/// What a criterion does when the request lacks the field (Imperva's "Handle Unknown Values").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownValues {
+    /// A missing field does not match (the default: an unknown user is not blocked by a list).
+    #[default]
+    NoMatch,
+    /// A missing field matches (fail closed for this criterion).
+    Match,
+}
+
+impl UnknownValues {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownValues::NoMatch => "no-match",
+            UnknownValues::Match => "match",
+        }
+    }
+}
+
+/// The action of a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Block,
+    None,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Block => "block",
+            Action::None => "none",
+        }
+    }
+}
+
+/// Severity of a policy violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Severity {
+    #[serde(rename = "high")]
+    High,
+    #[serde(rename = "medium")]
+    Medium,
+    #[serde(rename = "low")]
+    Low,
+    #[serde(rename = "informative")]
+    Informative,
+    #[serde(rename = "noAlert")]
+    NoAlert,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Informative => "informative",
+            Severity::NoAlert => "noAlert",
+        }
+    }
+}
+
+/// Error for a word that is not one of an enum's spellings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{got:?} is not one of {expected}")]
+pub struct UnknownWord {
+    pub got: String,
+    pub expected: &'static str,
+}
+
+macro_rules! words {
+    ($ty:ty, $expected:literal, { $($word:literal => $value:expr),+ $(,)? }) => {
+        impl FromStr for $ty {
+            type Err = UnknownWord;
+            fn from_str(s: &str) -> Result<Self, UnknownWord> {
+                match s {
+                    $($word => Ok($value),)+
+                    _ => Err(UnknownWord { got: s.to_string(), expected: $expected }),
+                }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+words!(Field, "db_user, os_user, source_app, client_ip, service", {
+    "db_user" => Field::DbUser, "os_user" => Field::OsUser, "source_app" => Field::SourceApp,
+    "client_ip" => Field::ClientIp, "service" => Field::Service,
+});
+words!(Operation, "at-least-one, all, none", {
+    "at-least-one" => Operation::AtLeastOne, "all" => Operation::All, "none" => Operation::None,
+});
+words!(UnknownValues, "no-match, match", {
+    "no-match" => UnknownValues::NoMatch, "match" => UnknownValues::Match,
+});
+words!(Action, "block, none", { "block" => Action::Block, "none" => Action::None });
+words!(Severity, "high, medium, low, informative, noAlert", {
+    "high" => Severity::High, "medium" => Severity::Medium, "low" => Severity::Low,
+    "informative" => Severity::Informative, "noAlert" => Severity::NoAlert,
+});
+
+/// One match criterion as configured: all criteria of a policy must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Criterion {
+    pub field: Field,
+    pub operation: Operation,
+    pub data_set: String,
+    /// Columns searched; empty means the key column.
+    pub search_in: Vec<String>,
+    pub handle_unknown_values: UnknownValues,
+}
+
+/// A policy as configured (validated, not yet compiled against data sets).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub enabled: bool,
+    pub action: Action,
+    pub severity: Severity,
+    pub followed_action: Option<String>,
+    pub apply_to: ServiceScope,
+    pub criteria: Vec<Criterion>,
+}
+
+/// The services a policy applies to: exact names and globs (`*` any run, `?` one character).
+#[derive(Debug, Clone)]
+pub struct ServiceScope {
+    patterns: Vec<String>,
+    all: bool,
+    exact: HashSet<Box<str>, foldhash::fast::RandomState>,
+    globs: Option<Regex>,
+}
+
+/// A glob in `apply_to` that cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid service glob {glob:?}: {source}")]
+pub struct GlobError {
+    pub glob: String,
+    #[source]
+    pub source: Box<regex_automata::meta::BuildError>,
+}
+
+impl ServiceScope {
+    /// Compiles service names and globs. An empty list applies to no service.
+    pub fn new(patterns: &[String]) -> Result<ServiceScope, GlobError> {
+        let mut exact = HashSet::default();
+        let mut globs = Vec::new();
+        let mut all = false;
+        for p in patterns {
+            if p.chars().all(|c| c == '*') && !p.is_empty() {
+                all = true;
+            } else if p.contains(['*', '?']) {
+                globs.push(p.as_str());
+            } else {
+                exact.insert(p.clone().into_boxed_str());
+            }
+        }
+        let globs = if globs.is_empty() || all {
+            None
+        } else {
+            let alternation = globs
+                .iter()
+                .map(|g| glob_to_regex(g))
+                .collect::<Vec<_>>()
+                .join("|");
+            let regex = Regex::new(&format!("^(?:{alternation})$")).map_err(|e| GlobError {
+                glob: globs.join(", "),
+                source: Box::new(e),
+            })?;
+            Some(regex)
+        };
+        Ok(ServiceScope {
+            patterns: patterns.to_vec(),
+            all,
+            exact,
+            globs,
+        })
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    #[inline]
+    pub fn applies_to(&self, service: &str) -> bool {
+        self.all
+            || self.exact.contains(service)
+            || self.globs.as_ref().is_some_and(|g| g.is_match(service))
+    }
+}
+
+fn glob_to_regex(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len() * 2);
+    for c in glob.chars() {
+        match c {
+            '*' => out.push_str("(?s:.*)"),
+            '?' => out.push_str("(?s:.)"),
+            c => out.push_str(&regex_syntax::escape(c.encode_utf8(&mut [0; 4]))),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn scopes_match_exact_and_globs() {
+        let s = ServiceScope::new(&["orders".into(), "pay-*".into(), "db?".into()]).unwrap();
+        assert!(s.applies_to("orders"));
+        assert!(!s.applies_to("Orders"));
+        assert!(s.applies_to("pay-eu"));
+        assert!(s.applies_to("pay-"));
+        assert!(s.applies_to("db1"));
+        assert!(!s.applies_to("db12"));
+        assert!(!s.applies_to("xorders"));
+        let all = ServiceScope::new(&["*".into()]).unwrap();
+        assert!(all.applies_to("anything") && all.applies_to(""));
+        let none = ServiceScope::new(&[]).unwrap();
+        assert!(!none.applies_to("orders"));
+        let dots = ServiceScope::new(&["a.b*".into()]).unwrap();
+        assert!(dots.applies_to("a.bc") && !dots.applies_to("axbc"));
+    }
+
+    #[test]
+    fn words_round_trip() {
+        for f in Field::ALL {
+            assert_eq!(f.as_str().parse::<Field>().unwrap(), f);
+        }
+        assert_eq!("noAlert".parse::<Severity>().unwrap(), Severity::NoAlert);
+        let err = "sometimes".parse::<Operation>().unwrap_err();
+        assert!(err.to_string().contains("at-least-one"));
+    }
+}

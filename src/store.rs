@@ -1,0 +1,457 @@
+//! Durable state on SQLite: lists and their members (and, as later steps need them, audit
+//! records, recent updates and last-known-good data sets).
+//!
+//! The database runs in WAL mode with `synchronous = FULL`, so a write returns only once it is
+//! on disk: a change is durable before it is acknowledged. The schema is versioned through
+//! `PRAGMA user_version` and migrated forward on open; a database from a newer warden is
+//! refused rather than misread. Other processes (the CLI) write to the same file; `serve`
+//! notices their commits through [`Store::data_version`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::principal::{Principal, PrincipalError};
+
+/// Schema migrations, in order. Entry `i` moves the schema from version `i` to `i + 1`.
+/// Never edit a shipped entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: lists and members.
+    "CREATE TABLE lists (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE members (
+        list_id INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+        principal TEXT NOT NULL,
+        principal_key TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        incident TEXT,
+        added_by TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (list_id, principal_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX members_expiry ON members(expires_at) WHERE expires_at IS NOT NULL;",
+];
+
+/// How long a writer waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors from the store. Messages name the database file and what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create directory for store {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "store {path} has schema version {found}, newer than this warden understands ({known}); \
+         upgrade warden or point it at another store"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("store {path} is not a warden database or is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store {path}: {action}: {source}")]
+    Sql {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("no list named {0:?}")]
+    NoSuchList(String),
+    #[error("invalid principal: {0}")]
+    Principal(#[from] PrincipalError),
+}
+
+/// A list as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListInfo {
+    pub name: String,
+    pub description: String,
+    pub members: u64,
+    pub created_at: i64,
+}
+
+/// A member of a list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    pub principal: String,
+    pub reason: String,
+    pub incident: Option<String>,
+    pub added_by: String,
+    /// Unix seconds.
+    pub added_at: i64,
+    /// Unix seconds; the member leaves the list at this time.
+    pub expires_at: Option<i64>,
+}
+
+/// A member to add.
+#[derive(Debug, Clone, Default)]
+pub struct NewMember {
+    pub principal: String,
+    pub reason: String,
+    pub incident: Option<String>,
+    pub added_by: String,
+    pub expires_at: Option<i64>,
+}
+
+/// What adding a member did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// The principal was not on the list.
+    New,
+    /// The principal (or a case variant) was on the list; its details were updated.
+    Updated,
+}
+
+/// The durable store.
+pub struct Store {
+    path: PathBuf,
+    // A std Mutex: every operation is a short synchronous SQLite call; callers on async tasks
+    // use spawn_blocking or accept the sub-millisecond hold.
+    conn: Mutex<Connection>,
+}
+
+/// The key a principal is unique by within a list: Unicode lower case.
+pub fn principal_key(principal: &str) -> String {
+    principal.to_lowercase()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and migrates it to the current schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Store::init(path.to_path_buf(), conn)
+    }
+
+    /// An in-memory store (tests, `decide` without persistence).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        Store::init(path, conn)
+    }
+
+    fn init(path: PathBuf, conn: Connection) -> Result<Store, StoreError> {
+        let corrupt = |source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        };
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(corrupt)?;
+        // journal_mode returns a row; WAL lets the CLI write while `serve` reads.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(corrupt)?;
+        let store = Store {
+            path,
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let corrupt = |source| StoreError::Corrupt {
+            path: self.path.clone(),
+            source,
+        };
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(corrupt)?;
+            tx.execute_batch(sql).map_err(corrupt)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(corrupt)?;
+            tx.commit().map_err(corrupt)?;
+        }
+        Ok(())
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (its transactions roll back).
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sql(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes whenever another connection (another process) commits. Cheap to poll.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(self.sql("read data_version"))
+    }
+
+    /// Creates the list if it does not exist; returns whether it was created.
+    pub fn ensure_list(&self, name: &str, description: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute(
+                "INSERT INTO lists (name, description, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO NOTHING",
+                params![name, description, now()],
+            )
+            .map_err(self.sql("create list"))?;
+        Ok(n == 1)
+    }
+
+    pub fn lists(&self) -> Result<Vec<ListInfo>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT l.name, l.description, l.created_at,
+                        (SELECT COUNT(*) FROM members m WHERE m.list_id = l.id)
+                 FROM lists l ORDER BY l.name",
+            )
+            .map_err(self.sql("list lists"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ListInfo {
+                    name: r.get(0)?,
+                    description: r.get(1)?,
+                    created_at: r.get(2)?,
+                    members: r.get(3)?,
+                })
+            })
+            .map_err(self.sql("list lists"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.sql("list lists"))
+    }
+
+    fn list_id(conn: &Connection, name: &str) -> Result<Option<i64>, rusqlite::Error> {
+        conn.query_row("SELECT id FROM lists WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+    }
+
+    /// Adds (or updates) a member. Returns once the change is on disk.
+    pub fn add_member(&self, list: &str, member: &NewMember) -> Result<Added, StoreError> {
+        let principal = Principal::parse(&member.principal)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.sql("add member"))?;
+        let id = Store::list_id(&tx, list)
+            .map_err(self.sql("add member"))?
+            .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
+        let key = principal_key(principal.as_str());
+        let existed: bool = tx
+            .query_row(
+                "SELECT 1 FROM members WHERE list_id = ?1 AND principal_key = ?2",
+                params![id, key],
+                |_| Ok(true),
+            )
+            .optional()
+            .map_err(self.sql("add member"))?
+            .unwrap_or(false);
+        tx.execute(
+            "INSERT INTO members (list_id, principal, principal_key, reason, incident, added_by, added_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(list_id, principal_key) DO UPDATE SET
+               principal = excluded.principal, reason = excluded.reason,
+               incident = excluded.incident, added_by = excluded.added_by,
+               added_at = excluded.added_at, expires_at = excluded.expires_at",
+            params![
+                id,
+                principal.as_str(),
+                key,
+                member.reason,
+                member.incident,
+                member.added_by,
+                now(),
+                member.expires_at
+            ],
+        )
+        .map_err(self.sql("add member"))?;
+        tx.commit().map_err(self.sql("add member"))?;
+        Ok(if existed { Added::Updated } else { Added::New })
+    }
+
+    /// Removes a member (matched case-insensitively); returns whether it was on the list.
+    pub fn remove_member(&self, list: &str, principal: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let id = Store::list_id(&conn, list)
+            .map_err(self.sql("remove member"))?
+            .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
+        let n = conn
+            .execute(
+                "DELETE FROM members WHERE list_id = ?1 AND principal_key = ?2",
+                params![id, principal_key(principal)],
+            )
+            .map_err(self.sql("remove member"))?;
+        Ok(n > 0)
+    }
+
+    /// Members of a list, ordered by principal. Expired members are included until swept.
+    pub fn members(&self, list: &str) -> Result<Vec<Member>, StoreError> {
+        let conn = self.conn();
+        let id = Store::list_id(&conn, list)
+            .map_err(self.sql("read members"))?
+            .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT principal, reason, incident, added_by, added_at, expires_at
+                 FROM members WHERE list_id = ?1 ORDER BY principal_key",
+            )
+            .map_err(self.sql("read members"))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(Member {
+                    principal: r.get(0)?,
+                    reason: r.get(1)?,
+                    incident: r.get(2)?,
+                    added_by: r.get(3)?,
+                    added_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                })
+            })
+            .map_err(self.sql("read members"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.sql("read members"))
+    }
+}
+
+/// Current time in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn member(p: &str) -> NewMember {
+        NewMember {
+            principal: p.into(),
+            reason: "incident 7".into(),
+            added_by: "test".into(),
+            ..NewMember::default()
+        }
+    }
+
+    #[test]
+    fn members_are_unique_case_insensitively_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/warden.db");
+        {
+            let s = Store::open(&path).unwrap();
+            assert!(s.ensure_list("Suspicious Users", "").unwrap());
+            assert!(!s.ensure_list("Suspicious Users", "").unwrap());
+            assert_eq!(
+                s.add_member("Suspicious Users", &member("corp\\alice"))
+                    .unwrap(),
+                Added::New
+            );
+            assert_eq!(
+                s.add_member("Suspicious Users", &member("CORP\\Alice"))
+                    .unwrap(),
+                Added::Updated
+            );
+        }
+        let s = Store::open(&path).unwrap();
+        let m = s.members("Suspicious Users").unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].principal, "CORP\\Alice");
+        assert_eq!(s.lists().unwrap()[0].members, 1);
+        assert!(s.remove_member("Suspicious Users", "corp\\ALICE").unwrap());
+        assert!(!s.remove_member("Suspicious Users", "corp\\alice").unwrap());
+    }
+
+    #[test]
+    fn errors_are_clear() {
+        let s = Store::in_memory().unwrap();
+        assert!(matches!(
+            s.add_member("nope", &member("x")),
+            Err(StoreError::NoSuchList(_))
+        ));
+        s.ensure_list("l", "").unwrap();
+        assert!(matches!(
+            s.add_member("l", &member("")),
+            Err(StoreError::Principal(_))
+        ));
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_garbage_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("PRAGMA user_version = 999").unwrap();
+        }
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 999, .. })
+        ));
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, vec![0x42u8; 8192]).unwrap();
+        let err = Store::open(&junk).err().unwrap();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn data_version_sees_other_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let a = Store::open(&path).unwrap();
+        let b = Store::open(&path).unwrap();
+        a.ensure_list("l", "").unwrap();
+        let before = a.data_version().unwrap();
+        b.add_member("l", &member("x")).unwrap();
+        assert_ne!(a.data_version().unwrap(), before);
+    }
+}

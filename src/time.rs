@@ -1,0 +1,150 @@
+//! Timestamps as Unix seconds, written and read as RFC 3339 in UTC (`2026-11-22T22:16:04Z`).
+//! Small and dependency-free; [`parse_rfc3339`] takes untrusted input and is fuzzed.
+
+/// Formats Unix seconds as RFC 3339 UTC.
+pub fn format_rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS` with an optional fraction and `Z` or `±HH:MM`.
+pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    let err = || format!("{text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z");
+    let b = text.as_bytes();
+    if b.len() < 20 || !text.is_ascii() {
+        return Err(err());
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+        text.get(r)
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(err)
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(err());
+    }
+    let (y, mo, d, h, mi, s) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60 {
+        return Err(err());
+    }
+    let mut rest = &text[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(err());
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
+            let oh: i64 = rest[1..3].parse().map_err(|_| err())?;
+            let om: i64 = rest[4..6].parse().map_err(|_| err())?;
+            if oh > 23 || om > 59 {
+                return Err(err());
+            }
+            let o = oh * 3600 + om * 60;
+            if rest.starts_with('-') { -o } else { o }
+        }
+        _ => return Err(err()),
+    };
+    Ok(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s.min(59) - offset)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+// Howard Hinnant's days_from_civil / civil_from_days.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for t in [0, 1_795_385_764, 951_782_400, -86_400, 4_102_444_799] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(t)).unwrap(), t);
+        }
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            parse_rfc3339("2000-02-29T12:00:00+01:00").unwrap(),
+            951_822_000
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-22T22:16:04.123Z").unwrap(),
+            1_795_385_764
+        );
+    }
+
+    #[test]
+    fn refuses_nonsense() {
+        for bad in [
+            "",
+            "2026-02-30T00:00:00Z",
+            "2026-11-22",
+            "2026-11-22T25:00:00Z",
+            "2026-11-22T00:00:00",
+            "2026-11-22T00:00:00+5",
+            "ÿÿÿÿ-11-22T00:00:00Z",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+}
