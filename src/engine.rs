@@ -154,10 +154,10 @@ impl IndexCache {
     fn get(&mut self, data_set: &DataSet, columns: Vec<usize>) -> Arc<MemberIndex> {
         let fingerprint = data_set.fingerprint();
         let key = (data_set.name().to_string(), columns);
-        if let Some((fp, index)) = self.entries.get(&key) {
-            if *fp == fingerprint {
-                return Arc::clone(index);
-            }
+        if let Some((fp, index)) = self.entries.get(&key)
+            && *fp == fingerprint
+        {
+            return Arc::clone(index);
         }
         let index = Arc::new(data_set.index(&key.1));
         self.entries.insert(key, (fingerprint, Arc::clone(&index)));

@@ -83,9 +83,16 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{} (line {line}): {}", self.path, self.message),
-            None => write!(f, "{}: {}", self.path, self.message),
+            Some(line) => write!(f, "{} (line {line}): ", self.path)?,
+            None => write!(f, "{}: ", self.path)?,
         }
+        // Multi-line messages (a regex error's caret diagram) stay indented under their key.
+        let mut lines = self.message.lines();
+        f.write_str(lines.next().unwrap_or(""))?;
+        for l in lines {
+            write!(f, "\n      {l}")?;
+        }
+        Ok(())
     }
 }
 

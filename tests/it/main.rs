@@ -1,0 +1,10 @@
+//! warden's integration tests: one binary, a module per area (see ripgrep's tests/tests.rs).
+//! Tests run the real `warden` binary on loopback and, for LDAP, a real Samba AD DC.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod cli;
+mod config_files;
+mod patterns;
