@@ -339,6 +339,64 @@ impl DataSet {
             .map_or("", |v| v)
     }
 
+    /// Builds a data set from records (column name → values).
+    pub fn from_records(
+        name: impl Into<String>,
+        schema: Schema,
+        records: Vec<Record>,
+    ) -> Result<DataSet, DataSetError> {
+        let mut builder = DataSetBuilder::new(name, schema).with_capacity(records.len());
+        for record in records {
+            builder.push_record(record)?;
+        }
+        Ok(builder.build())
+    }
+
+    /// Writes the rows as `{"records":[...]}` (Imperva's shape): a single value as a string, a
+    /// multi-valued cell as an array, empty cells left out.
+    pub fn write_records_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"records\":[");
+        for (i, row) in self.rows.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.write_record(row, out);
+        }
+        out.extend_from_slice(b"]}");
+    }
+
+    /// Writes one row as a JSON object keyed by column name.
+    pub fn write_record(&self, row: &Row, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for (column, cell) in self.schema.columns.iter().zip(row.iter()) {
+            let values = cell.values();
+            if values.is_empty() {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            crate::engine::json_string(&column.name, out);
+            out.push(b':');
+            match cell {
+                Cell::Many(vs) => {
+                    out.push(b'[');
+                    for (j, v) in vs.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        crate::engine::json_string(v, out);
+                    }
+                    out.push(b']');
+                }
+                _ => crate::engine::json_string(&values[0], out),
+            }
+        }
+        out.push(b'}');
+    }
+
     /// Builds the membership index over the given columns (by position).
     pub fn index(&self, columns: &[usize]) -> MemberIndex {
         let mut index = MemberIndex::new(self.schema.case_sensitive);
@@ -680,6 +738,29 @@ mod tests {
         idx.insert(&long);
         assert!(idx.contains(&"ä".repeat(500)));
         assert!(!idx.contains(&"ä".repeat(499)));
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut b = DataSetBuilder::new("s", schema(false));
+        b.push(row("corp\\alice", &["PTR_Suspicious_Users", "Admins"]))
+            .unwrap();
+        b.push(row("corp\\\"bob\"", &["x"])).unwrap();
+        b.push(row("carol", &[])).unwrap();
+        let ds = b.build();
+        let mut json = Vec::new();
+        ds.write_records_json(&mut json);
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"records":[{"user":"corp\\alice","group":["PTR_Suspicious_Users","Admins"]}"#
+            ),
+            "{text}"
+        );
+        let back =
+            DataSet::from_records("s", schema(false), parse_records(&json).unwrap()).unwrap();
+        assert_eq!(back.fingerprint(), ds.fingerprint());
+        assert_eq!(back, ds);
     }
 
     #[test]

@@ -30,6 +30,7 @@
 
 pub mod config;
 pub mod dataset;
+pub mod directory;
 pub mod engine;
 pub mod http;
 pub mod pattern;
@@ -38,4 +39,5 @@ pub mod principal;
 pub mod runtime;
 pub mod secret;
 pub mod store;
+pub mod sync;
 pub mod time;

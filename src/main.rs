@@ -15,6 +15,8 @@ use warden::runtime::Warden;
 use warden::store::{Added, NewMember, Store, now};
 use warden::time::{format_rfc3339, parse_rfc3339};
 
+mod directory_cmd;
+
 /// Contain a suspicious user at the press of a button: user lists, AD group push, LDAP data
 /// sets and a hot-swapped decision engine for database firewalls.
 #[derive(Parser)]
@@ -52,6 +54,54 @@ enum Command {
     /// Manage user lists
     #[command(subcommand)]
     Lists(ListsCommand),
+    /// Directory servers: status and push sync
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// List → AD group mappings
+    #[command(subcommand)]
+    Mappings(MappingsCommand),
+    /// Lookup data sets filled from LDAP
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// Health and recent updates of every directory server
+    Status {
+        /// Recent updates shown per device
+        #[arg(long, default_value_t = 5)]
+        recent: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push every list mapped to this directory into its group now
+    Sync { name: String },
+}
+
+#[derive(Subcommand)]
+enum MappingsCommand {
+    /// Check that each mapped group exists and show what the next sync would change
+    /// (on a first sync: how many current members it will remove)
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetsCommand {
+    /// Run a data set's LDAP query and mappings without applying; show sample rows and counts
+    TestQuery {
+        name: String,
+        /// Sample rows shown
+        #[arg(long, default_value_t = 10)]
+        sample: usize,
+    },
+    /// Refresh a data set from LDAP now (subject to the shrink guard)
+    Refresh { name: String },
+    /// Apply a refresh the shrink guard is holding
+    Accept { name: String },
 }
 
 #[derive(Args)]
@@ -177,6 +227,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             decide(load_config(cli.config.as_ref(), cli.store.as_ref())?, &args)
         }
         Command::Lists(cmd) => lists(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd),
+        Command::Devices(cmd) => {
+            directory_cmd::devices(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)
+        }
+        Command::Mappings(cmd) => {
+            directory_cmd::mappings(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)
+        }
+        Command::Datasets(cmd) => {
+            directory_cmd::datasets(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)
+        }
     }
 }
 
@@ -206,7 +265,14 @@ fn serve(config: Config) -> Result<ExitCode> {
             "warden serving"
         );
         let watcher = tokio::spawn(watch_store(Arc::clone(&warden), poll));
+        let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
+        let (_triggers, sync_tasks) =
+            warden::sync::service::spawn(Arc::clone(&warden), sync_stopped);
         warden::http::serve(listener, Arc::clone(&warden), shutdown_signal()).await?;
+        let _ = stop_sync.send(true);
+        for task in sync_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         watcher.abort();
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
@@ -226,7 +292,7 @@ async fn watch_store(warden: Arc<Warden>, poll: Duration) {
         }
         last = version;
         let w = Arc::clone(&warden);
-        match tokio::task::spawn_blocking(move || w.reload_lists()).await {
+        match tokio::task::spawn_blocking(move || w.reload_from_store()).await {
             Ok(Ok(published)) => tracing::info!(?published, "lists changed in the store"),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot reload lists; keeping the current snapshot")

@@ -3,8 +3,12 @@
 //! changes — a list change reaches decisions by rebuilding that list's data sets and swapping.
 //!
 //! Sources map to data sets as follows: `list` reads members from the store (expired members
-//! excluded), `static` reads a records file once at start, `api` starts empty until written
-//! through the data endpoints, and `ldap` starts empty until its first refresh.
+//! excluded), `static` reads a records file once at start, and `ldap` and `api` start from the
+//! rows last committed to the store — so a restart during a directory outage still blocks —
+//! or empty if none were.
+//!
+//! Other processes (the CLI) write to the same store; [`Warden::reload_from_store`] picks up
+//! their commits. List changes are broadcast on a watch channel for the push service.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -45,10 +49,18 @@ pub enum WardenError {
     },
     #[error("no data set named {0:?}")]
     NoSuchDataSet(String),
+    #[error("data set {name:?}: persisted rows in the store are unreadable: {source}")]
+    Persisted {
+        name: String,
+        #[source]
+        source: RecordsError,
+    },
 }
 
 struct State {
     data_sets: HashMap<String, Arc<DataSet>>,
+    /// Generation of the persisted rows each `ldap`/`api` data set was built from.
+    generations: HashMap<String, i64>,
     cache: IndexCache,
 }
 
@@ -58,6 +70,7 @@ pub struct Warden {
     store: Arc<Store>,
     engine: Arc<Engine>,
     state: Mutex<State>,
+    list_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Warden {
@@ -73,11 +86,18 @@ impl Warden {
             store.ensure_list(&list.name, &list.description)?;
         }
         let mut data_sets = HashMap::new();
+        let mut generations = HashMap::new();
         for ds in &config.data_sets {
             let initial = match &ds.source {
                 Source::List { .. } => list_data_set(&store, ds)?,
                 Source::Static { path } => static_data_set(ds, path)?,
-                Source::Ldap(_) | Source::Api => DataSet::empty(&ds.name, ds.schema.clone()),
+                Source::Ldap(_) | Source::Api => {
+                    let (set, generation) = persisted_data_set(&store, ds)?;
+                    if let Some(g) = generation {
+                        generations.insert(ds.name.clone(), g);
+                    }
+                    set
+                }
             };
             data_sets.insert(ds.name.clone(), Arc::new(initial));
         }
@@ -87,8 +107,10 @@ impl Warden {
             engine: Arc::new(Engine::new()),
             state: Mutex::new(State {
                 data_sets,
+                generations,
                 cache: IndexCache::default(),
             }),
+            list_changes: tokio::sync::watch::Sender::new(0),
         };
         warden.republish()?;
         Ok(warden)
@@ -106,6 +128,20 @@ impl Warden {
         &self.engine
     }
 
+    /// A receiver that changes whenever a list may have changed.
+    pub fn subscribe_lists(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.list_changes.subscribe()
+    }
+
+    fn lists_changed(&self) {
+        self.list_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The data set currently in use for `name`.
+    pub fn data_set(&self, name: &str) -> Option<Arc<DataSet>> {
+        self.state().data_sets.get(name).cloned()
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -113,7 +149,9 @@ impl Warden {
     /// Compiles the current data sets with the policies and publishes if anything changed.
     fn republish(&self) -> Result<Published, WardenError> {
         let mut state = self.state();
-        let State { data_sets, cache } = &mut *state;
+        let State {
+            data_sets, cache, ..
+        } = &mut *state;
         let ordered = self
             .config
             .data_sets
@@ -124,33 +162,64 @@ impl Warden {
         Ok(self.engine.publish(snapshot))
     }
 
-    /// Replaces one data set (a refresh of an `ldap` or `api` source) and republishes.
-    pub fn replace_data_set(&self, data_set: DataSet) -> Result<Published, WardenError> {
+    /// Commits new rows for an `ldap` or `api` data set: persisted as the last good generation
+    /// first, then swapped into the snapshot.
+    pub fn commit_data_set(&self, data_set: DataSet) -> Result<Published, WardenError> {
         let name = data_set.name().to_string();
         if self.config.data_set(&name).is_none() {
             return Err(WardenError::NoSuchDataSet(name));
         }
-        self.state().data_sets.insert(name, Arc::new(data_set));
+        let mut json = Vec::new();
+        data_set.write_records_json(&mut json);
+        let records = String::from_utf8_lossy(&json);
+        let generation = self.store.save_rows(&name, data_set.len(), &records)?;
+        {
+            let mut state = self.state();
+            state.generations.insert(name.clone(), generation);
+            state.data_sets.insert(name, Arc::new(data_set));
+        }
         self.republish()
     }
 
-    /// Re-reads every `list`-sourced data set from the store and republishes if any changed.
-    pub fn reload_lists(&self) -> Result<Published, WardenError> {
+    /// Re-reads what other processes may have changed in the store — list members and
+    /// persisted data set rows — and republishes if anything differs.
+    pub fn reload_from_store(&self) -> Result<Published, WardenError> {
         for ds in &self.config.data_sets {
-            if let Source::List { .. } = ds.source {
-                let fresh = list_data_set(&self.store, ds)?;
-                self.state()
-                    .data_sets
-                    .insert(ds.name.clone(), Arc::new(fresh));
+            match ds.source {
+                Source::List { .. } => {
+                    let fresh = list_data_set(&self.store, ds)?;
+                    self.state()
+                        .data_sets
+                        .insert(ds.name.clone(), Arc::new(fresh));
+                }
+                Source::Ldap(_) | Source::Api => self.reload_persisted(ds)?,
+                Source::Static { .. } => {}
             }
         }
+        self.lists_changed();
         self.republish()
+    }
+
+    /// Reloads a data set's persisted rows if their generation moved.
+    fn reload_persisted(&self, ds: &DataSetConfig) -> Result<(), WardenError> {
+        let stored = self.store.rows_generation(&ds.name)?;
+        let current = self.state().generations.get(&ds.name).copied();
+        if stored.is_none() || stored == current {
+            return Ok(());
+        }
+        let (fresh, generation) = persisted_data_set(&self.store, ds)?;
+        let mut state = self.state();
+        if let Some(g) = generation {
+            state.generations.insert(ds.name.clone(), g);
+        }
+        state.data_sets.insert(ds.name.clone(), Arc::new(fresh));
+        Ok(())
     }
 
     /// Adds a member to a list; the change is durable, then in the snapshot, before this returns.
     pub fn add_member(&self, list: &str, member: &NewMember) -> Result<Added, WardenError> {
         let added = self.store.add_member(list, member)?;
-        self.reload_lists()?;
+        self.reload_from_store()?;
         Ok(added)
     }
 
@@ -158,7 +227,7 @@ impl Warden {
     pub fn remove_member(&self, list: &str, principal: &str) -> Result<bool, WardenError> {
         let removed = self.store.remove_member(list, principal)?;
         if removed {
-            self.reload_lists()?;
+            self.reload_from_store()?;
         }
         Ok(removed)
     }
@@ -204,6 +273,28 @@ fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenErr
     Ok(builder.build())
 }
 
+/// Builds an `ldap`/`api` data set from its persisted rows, if any.
+fn persisted_data_set(
+    store: &Store,
+    ds: &DataSetConfig,
+) -> Result<(DataSet, Option<i64>), WardenError> {
+    let Some(stored) = store.load_rows(&ds.name)? else {
+        return Ok((DataSet::empty(&ds.name, ds.schema.clone()), None));
+    };
+    let records =
+        parse_records(stored.records.as_bytes()).map_err(|source| WardenError::Persisted {
+            name: ds.name.clone(),
+            source,
+        })?;
+    let set = DataSet::from_records(&ds.name, ds.schema.clone(), records).map_err(|source| {
+        WardenError::DataSet {
+            name: ds.name.clone(),
+            source,
+        }
+    })?;
+    Ok((set, Some(stored.generation)))
+}
+
 fn static_data_set(ds: &DataSetConfig, path: &PathBuf) -> Result<DataSet, WardenError> {
     let bytes = std::fs::read(path).map_err(|source| WardenError::StaticRead {
         name: ds.name.clone(),
@@ -215,14 +306,10 @@ fn static_data_set(ds: &DataSetConfig, path: &PathBuf) -> Result<DataSet, Warden
         path: path.clone(),
         source,
     })?;
-    let mut builder = DataSetBuilder::new(&ds.name, ds.schema.clone()).with_capacity(records.len());
-    for record in records {
-        builder
-            .push_record(record)
-            .map_err(|source| WardenError::DataSet {
-                name: ds.name.clone(),
-                source,
-            })?;
-    }
-    Ok(builder.build())
+    DataSet::from_records(&ds.name, ds.schema.clone(), records).map_err(|source| {
+        WardenError::DataSet {
+            name: ds.name.clone(),
+            source,
+        }
+    })
 }

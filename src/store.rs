@@ -37,7 +37,45 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (list_id, principal_key)
     ) WITHOUT ROWID;
     CREATE INDEX members_expiry ON members(expires_at) WHERE expires_at IS NOT NULL;",
+    // 2: directory sync — recent updates, last good and held data sets, mapping state.
+    "CREATE TABLE recent_updates (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        added INTEGER NOT NULL,
+        removed INTEGER NOT NULL,
+        unresolved TEXT NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX recent_updates_device ON recent_updates(device, id);
+    CREATE TABLE data_set_rows (
+        name TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        records TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE held_refreshes (
+        name TEXT PRIMARY KEY,
+        records TEXT NOT NULL,
+        current_rows INTEGER NOT NULL,
+        new_rows INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        held_at INTEGER NOT NULL
+    );
+    CREATE TABLE mapping_state (
+        list TEXT NOT NULL,
+        group_dn TEXT NOT NULL,
+        first_synced_at INTEGER NOT NULL,
+        PRIMARY KEY (list, group_dn)
+    );",
 ];
+
+/// Recent updates kept per device; older ones are pruned as new ones arrive.
+pub const RECENT_UPDATES_KEPT: i64 = 200;
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,6 +153,43 @@ pub struct NewMember {
     pub incident: Option<String>,
     pub added_by: String,
     pub expires_at: Option<i64>,
+}
+
+/// One push or pull run against a directory, as shown in device status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecentUpdate {
+    pub device: String,
+    /// `push` (list → group) or `pull` (query → data set).
+    pub kind: String,
+    /// The group DN or data set name.
+    pub target: String,
+    pub started_at_ms: i64,
+    pub duration_ms: i64,
+    pub added: i64,
+    pub removed: i64,
+    pub unresolved: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// A data set's persisted rows (Imperva `records` JSON) and their generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRows {
+    pub generation: i64,
+    pub rows: i64,
+    pub records: String,
+    pub updated_at: i64,
+}
+
+/// A refresh held by the shrink guard, waiting for an admin to accept it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HeldRefresh {
+    pub name: String,
+    #[serde(skip)]
+    pub records: String,
+    pub current_rows: i64,
+    pub new_rows: i64,
+    pub reason: String,
+    pub held_at: i64,
 }
 
 /// What adding a member did.
@@ -359,6 +434,233 @@ impl Store {
             .map_err(self.sql("read members"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.sql("read members"))
+    }
+}
+
+impl Store {
+    /// Records a push or pull run and prunes the device's oldest records.
+    pub fn record_update(&self, u: &RecentUpdate) -> Result<(), StoreError> {
+        let unresolved = serde_json::to_string(&u.unresolved).unwrap_or_else(|_| "[]".to_string());
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.sql("record update"))?;
+        tx.execute(
+            "INSERT INTO recent_updates
+               (device, kind, target, started_at_ms, duration_ms, added, removed, unresolved, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                u.device,
+                u.kind,
+                u.target,
+                u.started_at_ms,
+                u.duration_ms,
+                u.added,
+                u.removed,
+                unresolved,
+                u.error
+            ],
+        )
+        .map_err(self.sql("record update"))?;
+        tx.execute(
+            "DELETE FROM recent_updates WHERE device = ?1 AND id NOT IN
+               (SELECT id FROM recent_updates WHERE device = ?1 ORDER BY id DESC LIMIT ?2)",
+            params![u.device, RECENT_UPDATES_KEPT],
+        )
+        .map_err(self.sql("record update"))?;
+        tx.commit().map_err(self.sql("record update"))
+    }
+
+    /// The device's most recent runs, newest first.
+    pub fn recent_updates(
+        &self,
+        device: &str,
+        limit: i64,
+    ) -> Result<Vec<RecentUpdate>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT device, kind, target, started_at_ms, duration_ms, added, removed, unresolved, error
+                 FROM recent_updates WHERE device = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(self.sql("read recent updates"))?;
+        let rows = stmt
+            .query_map(params![device, limit], |r| {
+                let unresolved: String = r.get(7)?;
+                Ok(RecentUpdate {
+                    device: r.get(0)?,
+                    kind: r.get(1)?,
+                    target: r.get(2)?,
+                    started_at_ms: r.get(3)?,
+                    duration_ms: r.get(4)?,
+                    added: r.get(5)?,
+                    removed: r.get(6)?,
+                    unresolved: serde_json::from_str(&unresolved).unwrap_or_default(),
+                    error: r.get(8)?,
+                })
+            })
+            .map_err(self.sql("read recent updates"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.sql("read recent updates"))
+    }
+
+    /// Persists a data set's rows as its new last-good generation; returns the generation.
+    pub fn save_rows(&self, name: &str, rows: usize, records: &str) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "INSERT INTO data_set_rows (name, generation, rows, records, updated_at)
+             VALUES (?1, 1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET generation = generation + 1, rows = excluded.rows,
+               records = excluded.records, updated_at = excluded.updated_at
+             RETURNING generation",
+            params![name, rows as i64, records, now()],
+            |r| r.get(0),
+        )
+        .map_err(self.sql("save data set rows"))
+    }
+
+    /// The generation of a data set's persisted rows, if any (cheap: no rows read).
+    pub fn rows_generation(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT generation FROM data_set_rows WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql("read data set generation"))
+    }
+
+    /// A data set's persisted rows, if any.
+    pub fn load_rows(&self, name: &str) -> Result<Option<StoredRows>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT generation, rows, records, updated_at FROM data_set_rows WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(StoredRows {
+                        generation: r.get(0)?,
+                        rows: r.get(1)?,
+                        records: r.get(2)?,
+                        updated_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.sql("load data set rows"))
+    }
+
+    /// Holds a refresh for an admin to accept (replacing an earlier held one).
+    pub fn hold_refresh(&self, held: &HeldRefresh) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO held_refreshes (name, records, current_rows, new_rows, reason, held_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(name) DO UPDATE SET records = excluded.records,
+                   current_rows = excluded.current_rows, new_rows = excluded.new_rows,
+                   reason = excluded.reason, held_at = excluded.held_at",
+                params![
+                    held.name,
+                    held.records,
+                    held.current_rows,
+                    held.new_rows,
+                    held.reason,
+                    held.held_at
+                ],
+            )
+            .map_err(self.sql("hold refresh"))?;
+        Ok(())
+    }
+
+    /// The held refresh of a data set, if any.
+    pub fn held_refresh(&self, name: &str) -> Result<Option<HeldRefresh>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT name, records, current_rows, new_rows, reason, held_at
+                 FROM held_refreshes WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(HeldRefresh {
+                        name: r.get(0)?,
+                        records: r.get(1)?,
+                        current_rows: r.get(2)?,
+                        new_rows: r.get(3)?,
+                        reason: r.get(4)?,
+                        held_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.sql("read held refresh"))
+    }
+
+    /// Drops a held refresh (a later refresh that passes the guard supersedes it).
+    pub fn drop_held(&self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM held_refreshes WHERE name = ?1", [name])
+            .map_err(self.sql("drop held refresh"))?;
+        Ok(n > 0)
+    }
+
+    /// Accepts a held refresh: its rows become the last good generation, atomically.
+    pub fn accept_held(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql("accept held refresh"))?;
+        let held: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT records, new_rows FROM held_refreshes WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.sql("accept held refresh"))?;
+        let Some((records, rows)) = held else {
+            return Ok(None);
+        };
+        let generation: i64 = tx
+            .query_row(
+                "INSERT INTO data_set_rows (name, generation, rows, records, updated_at)
+                 VALUES (?1, 1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET generation = generation + 1, rows = excluded.rows,
+                   records = excluded.records, updated_at = excluded.updated_at
+                 RETURNING generation",
+                params![name, rows, records, now()],
+                |r| r.get(0),
+            )
+            .map_err(self.sql("accept held refresh"))?;
+        tx.execute("DELETE FROM held_refreshes WHERE name = ?1", [name])
+            .map_err(self.sql("accept held refresh"))?;
+        tx.commit().map_err(self.sql("accept held refresh"))?;
+        Ok(Some(generation))
+    }
+
+    /// When a mapping first synced, if it has.
+    pub fn mapping_first_synced(
+        &self,
+        list: &str,
+        group_dn: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT first_synced_at FROM mapping_state WHERE list = ?1 AND group_dn = ?2",
+                params![list, group_dn],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql("read mapping state"))
+    }
+
+    /// Marks a mapping as synced at least once.
+    pub fn mark_mapping_synced(&self, list: &str, group_dn: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO mapping_state (list, group_dn, first_synced_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![list, group_dn, now()],
+            )
+            .map_err(self.sql("write mapping state"))?;
+        Ok(())
     }
 }
 

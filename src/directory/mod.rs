@@ -1,0 +1,46 @@
+//! LDAP client for Active Directory (and Samba AD): it owns everything that
+//! talks to the directory. Connecting with TLS verified by default (LDAPS or
+//! StartTLS; plain LDAP only on explicit opt-in) and a simple bind whose
+//! password never reaches an error or a log; paged searches with attribute
+//! range retrieval; reading large multi-valued attributes such as a group's
+//! `member`; adding and removing `member` values in bounded, idempotent
+//! batches; resolving list principals (`DOMAIN\user`, UPN, sAMAccountName,
+//! DN) with escaped filters; and watching objects for changes with AD's
+//! change-notification control, with a `uSNChanged` poll as the fallback.
+//! It also owns RFC 4515 / 4514 escaping and DN parsing/normalisation, used
+//! wherever an untrusted string meets a filter or a DN.
+//!
+//! Every network call is bounded: connecting by `connect_timeout`, each
+//! request/response by `op_timeout`, a whole paged search by
+//! `search_deadline`, and an unbind by [`CLOSE_TIMEOUT`]. Only the
+//! change-notification searches run without a timeout, by design; a
+//! heartbeat bounded by `op_timeout` checks their connection instead.
+
+mod client;
+mod dn;
+mod entry;
+mod error;
+mod escape;
+mod principal;
+mod range;
+mod settings;
+mod watch;
+
+pub use client::{
+    CLOSE_TIMEOUT, DEFAULT_MEMBER_BATCH, DirectoryClient, MAX_MEMBER_BATCH, MemberChange,
+    MemberFailure,
+};
+pub use dn::{Ava, Dn, DnError, Rdn, parse_dn};
+pub use entry::{Entry, Scope};
+pub use error::{DirectoryError, result_code_name};
+pub use escape::{UnescapeError, escape_dn_value, escape_filter_value, unescape_dn_value};
+pub use principal::Principal;
+pub use settings::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, DEFAULT_PAGE_SIZE, DEFAULT_SEARCH_DEADLINE,
+    DirectorySettings, MAX_PAGE_SIZE, Secret,
+};
+pub use watch::{
+    DEFAULT_WATCH_BACKOFF_INITIAL, DEFAULT_WATCH_BACKOFF_MAX, DEFAULT_WATCH_HEARTBEAT,
+    MAX_NOTIFICATIONS_PER_CONNECTION, NOTIFICATION_OID, Watch, WatchEvent, WatchOptions, watch,
+    watch_with,
+};

@@ -1,0 +1,87 @@
+//! Directory sync: **push** (a list reconciled into the AD group it is mapped to) and **pull**
+//! (an LDAP query, through attribute mappings, into a data set), the devices (directory
+//! servers) they run against, and device status from recent runs.
+//!
+//! Both directions are idempotent and at-least-once: a run computes the difference between
+//! what should be and what is, applies it, and records a [`RecentUpdate`]; a failed run is
+//! retried with backoff by [`service`] and changes nothing it did not finish. A failed or
+//! partial pull never replaces the last good data set.
+
+mod device;
+pub mod pull;
+pub mod push;
+pub mod service;
+
+pub use device::{Device, Health, health};
+
+use crate::directory::DirectoryError;
+use crate::runtime::WardenError;
+use crate::secret::SecretError;
+use crate::store::{RecentUpdate, StoreError};
+
+/// Errors from push and pull runs. None carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("directory {device}: {source}")]
+    Directory {
+        device: String,
+        #[source]
+        source: DirectoryError,
+    },
+    #[error("directory {device}: bind password: {source}")]
+    Secret {
+        device: String,
+        #[source]
+        source: SecretError,
+    },
+    #[error(
+        "directory {device}: group {group_dn} does not exist; create it in Active Directory \
+         (warden only manages its members) or fix mappings.group_dn"
+    )]
+    GroupNotFound { device: String, group_dn: String },
+    #[error(transparent)]
+    Warden(#[from] WardenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no directory named {0:?} in the configuration")]
+    NoSuchDevice(String),
+    #[error("no data set named {0:?} in the configuration")]
+    NoSuchDataSet(String),
+    #[error("data set {0:?} is not filled from LDAP (source type is not \"ldap\")")]
+    NotLdap(String),
+}
+
+impl SyncError {
+    /// Whether the directory connection should be dropped and re-established.
+    pub fn is_connection_problem(&self) -> bool {
+        matches!(self, SyncError::Directory { source, .. } if source.is_transient())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Builds the record of a run that failed before it changed anything.
+pub(crate) fn failed_update(
+    device: &str,
+    kind: &str,
+    target: &str,
+    started_at_ms: i64,
+    error: &SyncError,
+) -> RecentUpdate {
+    RecentUpdate {
+        device: device.to_string(),
+        kind: kind.to_string(),
+        target: target.to_string(),
+        started_at_ms,
+        duration_ms: now_ms() - started_at_ms,
+        added: 0,
+        removed: 0,
+        unresolved: Vec::new(),
+        error: Some(error.to_string()),
+    }
+}

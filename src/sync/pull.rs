@@ -1,0 +1,311 @@
+//! Pull: fill an `ldap` data set from its query and attribute mappings.
+//!
+//! [`query`] runs the paged search and maps every entry into a row off to the side, counting
+//! values the patterns drop and entries skipped (no key, a multi-valued key, a duplicate key).
+//! [`refresh`] then applies it — unless the search failed (the last good set stays: fail-static)
+//! or the **shrink guard** holds it: a refresh that would empty a non-empty set, or drop more
+//! than `max_shrink` of its rows, waits in the store until an admin [`accept`]s it.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::{Device, SyncError, failed_update, now_ms};
+use crate::config::{DataSetConfig, LdapSource, Scope, Source};
+use crate::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Schema, fold};
+use crate::directory::{self, Entry};
+use crate::engine::Published;
+use crate::pattern::MappingStats;
+use crate::runtime::Warden;
+use crate::store::{HeldRefresh, RecentUpdate, now};
+
+/// Skipped entries kept (with their reason) for test-query output.
+pub const SKIPPED_SAMPLE: usize = 20;
+
+/// An entry that did not become a row, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub dn: String,
+    pub reason: String,
+}
+
+/// The outcome of running a query and its mappings, not yet applied.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub data_set: DataSet,
+    pub entries: usize,
+    pub values_dropped: u64,
+    pub entries_skipped: u64,
+    /// The first [`SKIPPED_SAMPLE`] skipped entries.
+    pub skipped: Vec<Skipped>,
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum RefreshOutcome {
+    /// The new rows are the data set now.
+    Applied {
+        rows: usize,
+        added: usize,
+        removed: usize,
+        snapshot_version: u64,
+    },
+    /// The shrink guard held the refresh; the last good rows stay until it is accepted.
+    Held {
+        current_rows: usize,
+        new_rows: usize,
+        reason: String,
+    },
+}
+
+fn ldap_source(ds: &DataSetConfig) -> Result<&LdapSource, SyncError> {
+    match &ds.source {
+        Source::Ldap(l) => Ok(l),
+        _ => Err(SyncError::NotLdap(ds.name.clone())),
+    }
+}
+
+fn scope(s: Scope) -> directory::Scope {
+    match s {
+        Scope::Base => directory::Scope::Base,
+        Scope::One => directory::Scope::OneLevel,
+        Scope::Sub => directory::Scope::Subtree,
+    }
+}
+
+/// The values an entry holds for a mapping's attribute; `dn` means the entry's own DN.
+fn attribute_values<'e>(entry: &'e Entry, attribute: &str) -> &'e [String] {
+    if attribute.eq_ignore_ascii_case("dn") {
+        return std::slice::from_ref(&entry.dn);
+    }
+    entry.get(attribute).unwrap_or_default()
+}
+
+/// Maps entries into a data set, off to the side.
+pub fn map_entries(
+    name: &str,
+    schema: &Schema,
+    source: &LdapSource,
+    entries: &[Entry],
+) -> QueryResult {
+    let mut builder = DataSetBuilder::new(name, schema.clone()).with_capacity(entries.len());
+    let mut stats = MappingStats::default();
+    let mut skipped = Vec::new();
+    let mut entries_skipped = 0u64;
+    let columns: Vec<Option<usize>> = source
+        .mappings
+        .iter()
+        .map(|m| schema.column_index(&m.column))
+        .collect();
+    for entry in entries {
+        let mut cells: Vec<Vec<String>> = vec![Vec::new(); schema.columns().len()];
+        for (mapping, column) in source.mappings.iter().zip(&columns) {
+            if let Some(c) = column {
+                let values = attribute_values(entry, &mapping.attribute);
+                mapping.map_values(
+                    values.iter().map(String::as_str),
+                    &mut cells[*c],
+                    &mut stats,
+                );
+            }
+        }
+        let row: Vec<Cell> = cells.into_iter().map(Cell::from_values).collect();
+        let reason = match builder.push(row) {
+            Ok(()) => continue,
+            Err(DataSetError::MissingKey(col)) => {
+                format!("key column {col:?} is empty after mapping")
+            }
+            Err(DataSetError::MultiValuedKey { column, count }) => {
+                format!("key column {column:?} has {count} values")
+            }
+            Err(DataSetError::DuplicateKey(k)) => format!("duplicate key {k:?}"),
+            Err(e) => e.to_string(),
+        };
+        entries_skipped += 1;
+        if skipped.len() < SKIPPED_SAMPLE {
+            skipped.push(Skipped {
+                dn: entry.dn.clone(),
+                reason,
+            });
+        }
+    }
+    QueryResult {
+        data_set: builder.build(),
+        entries: entries.len(),
+        values_dropped: stats.values_dropped,
+        entries_skipped,
+        skipped,
+    }
+}
+
+/// Runs the data set's query and mappings without applying anything.
+pub async fn query(device: &Device, ds: &DataSetConfig) -> Result<QueryResult, SyncError> {
+    let source = ldap_source(ds)?;
+    let mut attrs: Vec<&str> = source
+        .mappings
+        .iter()
+        .map(|m| m.attribute.as_str())
+        .filter(|a| !a.eq_ignore_ascii_case("dn"))
+        .collect();
+    attrs.sort_unstable();
+    attrs.dedup();
+    let client = device.client().await?;
+    let entries = client
+        .search_paged(&source.base, scope(source.scope), &source.filter, &attrs)
+        .await
+        .map_err(|e| device.error(e))?;
+    Ok(map_entries(&ds.name, &ds.schema, source, &entries))
+}
+
+/// Why the shrink guard holds a refresh from `current` to `new` rows, if it does.
+pub fn shrink_guard(current: usize, new: usize, max_shrink: f64) -> Option<String> {
+    if current == 0 || new >= current {
+        return None;
+    }
+    if new == 0 {
+        return Some(format!(
+            "refresh would empty the data set ({current} rows → 0)"
+        ));
+    }
+    let dropped = (current - new) as f64 / current as f64;
+    (dropped > max_shrink).then(|| {
+        format!(
+            "refresh would drop {} of {current} rows ({:.0}%), more than max_shrink ({:.0}%)",
+            current - new,
+            dropped * 100.0,
+            max_shrink * 100.0
+        )
+    })
+}
+
+/// Keys in `a` that are not in `b` (folded as the data set folds).
+fn keys_missing(a: &DataSet, b: &DataSet) -> usize {
+    let cs = a.schema().case_sensitive();
+    let in_b: HashSet<String> = b.rows().iter().map(|r| fold(b.key_of(r), cs)).collect();
+    a.rows()
+        .iter()
+        .filter(|r| !in_b.contains(&fold(a.key_of(r), cs)))
+        .count()
+}
+
+/// Applies a query result: held by the shrink guard, or committed and swapped in.
+pub fn apply(
+    warden: &Warden,
+    ds: &DataSetConfig,
+    result: QueryResult,
+) -> Result<RefreshOutcome, SyncError> {
+    let source = ldap_source(ds)?;
+    let current = warden
+        .data_set(&ds.name)
+        .ok_or_else(|| SyncError::NoSuchDataSet(ds.name.clone()))?;
+    let new = result.data_set;
+    if let Some(reason) = shrink_guard(current.len(), new.len(), source.max_shrink) {
+        let mut json = Vec::new();
+        new.write_records_json(&mut json);
+        warden.store().hold_refresh(&HeldRefresh {
+            name: ds.name.clone(),
+            records: String::from_utf8_lossy(&json).into_owned(),
+            current_rows: current.len() as i64,
+            new_rows: new.len() as i64,
+            reason: reason.clone(),
+            held_at: now(),
+        })?;
+        tracing::warn!(data_set = %ds.name, %reason, "refresh held; accept it to apply");
+        return Ok(RefreshOutcome::Held {
+            current_rows: current.len(),
+            new_rows: new.len(),
+            reason,
+        });
+    }
+    // A refresh that passes the guard supersedes any held one.
+    warden.store().drop_held(&ds.name)?;
+    let added = keys_missing(&new, &current);
+    let removed = keys_missing(&current, &new);
+    let rows = new.len();
+    let published = warden.commit_data_set(new)?;
+    let snapshot_version = match published {
+        Published::Swapped(v) | Published::Unchanged(v) => v,
+    };
+    Ok(RefreshOutcome::Applied {
+        rows,
+        added,
+        removed,
+        snapshot_version,
+    })
+}
+
+/// Runs a refresh (query, then apply) and records it as a recent update.
+pub async fn refresh(
+    warden: &Warden,
+    device: &Device,
+    ds: &DataSetConfig,
+) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
+    let started = now_ms();
+    let result = match query(device, ds).await {
+        Ok(q) => apply(warden, ds, q),
+        Err(e) => Err(e),
+    };
+    if result.as_ref().is_err_and(SyncError::is_connection_problem) {
+        device.reset().await;
+    }
+    let update = match &result {
+        Ok(RefreshOutcome::Applied { added, removed, .. }) => RecentUpdate {
+            device: device.name().to_string(),
+            kind: "pull".into(),
+            target: ds.name.clone(),
+            started_at_ms: started,
+            duration_ms: now_ms() - started,
+            added: *added as i64,
+            removed: *removed as i64,
+            unresolved: Vec::new(),
+            error: None,
+        },
+        Ok(RefreshOutcome::Held { reason, .. }) => RecentUpdate {
+            device: device.name().to_string(),
+            kind: "pull".into(),
+            target: ds.name.clone(),
+            started_at_ms: started,
+            duration_ms: now_ms() - started,
+            added: 0,
+            removed: 0,
+            unresolved: Vec::new(),
+            error: Some(format!("held: {reason}")),
+        },
+        Err(e) => failed_update(device.name(), "pull", &ds.name, started, e),
+    };
+    if let Err(e) = warden.store().record_update(&update) {
+        tracing::error!(error = %e, "cannot record refresh run");
+    }
+    (update, result)
+}
+
+/// Accepts a held refresh: its rows become the data set. Returns the new row count, or None
+/// if nothing was held.
+pub fn accept(warden: &Warden, name: &str) -> Result<Option<usize>, SyncError> {
+    let ds = warden
+        .config()
+        .data_set(name)
+        .ok_or_else(|| SyncError::NoSuchDataSet(name.to_string()))?;
+    ldap_source(ds)?;
+    if warden.store().accept_held(name)?.is_none() {
+        return Ok(None);
+    }
+    warden.reload_from_store()?;
+    Ok(warden.data_set(name).map(|d| d.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_holds_emptying_and_large_drops() {
+        assert_eq!(shrink_guard(0, 0, 0.5), None);
+        assert_eq!(shrink_guard(10, 12, 0.5), None);
+        assert_eq!(shrink_guard(10, 5, 0.5), None);
+        assert!(shrink_guard(10, 4, 0.5).is_some_and(|r| r.contains("drop 6 of 10")));
+        assert!(shrink_guard(1, 0, 1.0).is_some_and(|r| r.contains("empty")));
+        assert!(shrink_guard(100, 0, 0.5).is_some_and(|r| r.contains("empty")));
+    }
+}

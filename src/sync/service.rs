@@ -1,0 +1,304 @@
+//! Background sync for `serve`: one push loop per mapping, one pull loop per `ldap` data set,
+//! and change-notification watches that wake the pull loops.
+//!
+//! Each loop `select!`s over shutdown, its schedule and its triggers. A push runs on every list
+//! change (debounced) and on the device's update interval; after a push that changed the group,
+//! the pull loops of data sets on the same directory are woken at once rather than waiting for
+//! the notification. A failed run is retried with exponential backoff; the schedule goes on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::{Device, pull, push};
+use crate::config::{DataSetConfig, MappingConfig, Source};
+use crate::directory::{self, WatchEvent};
+use crate::runtime::Warden;
+
+/// List changes arriving within this window are pushed in one run.
+pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(50);
+/// First retry delay after a failed run; doubles up to [`RETRY_MAX`].
+pub const RETRY_INITIAL: Duration = Duration::from_millis(500);
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often a data set without notifications polls its group's `uSNChanged`.
+pub const USN_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Manual triggers for the running loops (used by the HTTP "sync now" / "refresh now").
+#[derive(Default)]
+pub struct Triggers {
+    pub push: HashMap<String, Arc<Notify>>,
+    pub pull: HashMap<String, Arc<Notify>>,
+}
+
+/// Starts every sync loop. They stop when `shutdown` turns true.
+pub fn spawn(
+    warden: Arc<Warden>,
+    shutdown: watch::Receiver<bool>,
+) -> (Triggers, Vec<JoinHandle<()>>) {
+    let config = warden.config().clone();
+    let devices: HashMap<String, Arc<Device>> = config
+        .directories
+        .iter()
+        .map(|d| (d.name.clone(), Arc::new(Device::new(d.clone()))))
+        .collect();
+    let mut triggers = Triggers::default();
+    let mut tasks = Vec::new();
+    // Pull loops first, so push loops can wake those on their directory.
+    let mut pulls_by_device: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
+    for ds in &config.data_sets {
+        let Source::Ldap(source) = &ds.source else {
+            continue;
+        };
+        let Some(device) = devices.get(&source.directory) else {
+            continue;
+        };
+        let wake = Arc::new(Notify::new());
+        pulls_by_device
+            .entry(source.directory.clone())
+            .or_default()
+            .push(Arc::clone(&wake));
+        triggers.pull.insert(ds.name.clone(), Arc::clone(&wake));
+        if source.notify
+            && let Some(dn) = watched_dn(&source.filter)
+        {
+            tasks.push(tokio::spawn(watch_loop(
+                Arc::clone(device),
+                dn,
+                Arc::clone(&wake),
+                shutdown.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(pull_loop(
+            Arc::clone(&warden),
+            Arc::clone(device),
+            ds.clone(),
+            wake,
+            shutdown.clone(),
+        )));
+    }
+    for mapping in &config.mappings {
+        let Some(device) = devices.get(&mapping.directory) else {
+            continue;
+        };
+        let wake = Arc::new(Notify::new());
+        triggers
+            .push
+            .insert(mapping.group_dn.clone(), Arc::clone(&wake));
+        let pulls = pulls_by_device
+            .get(&mapping.directory)
+            .cloned()
+            .unwrap_or_default();
+        tasks.push(tokio::spawn(push_loop(
+            Arc::clone(&warden),
+            Arc::clone(device),
+            mapping.clone(),
+            wake,
+            pulls,
+            shutdown.clone(),
+        )));
+    }
+    (triggers, tasks)
+}
+
+/// The group a data set's filter selects on (`(memberOf=<group DN>)`), which is what to watch.
+pub fn watched_dn(filter: &str) -> Option<String> {
+    let lower = filter.to_ascii_lowercase();
+    let start = lower.find("memberof=")? + "memberof=".len();
+    let rest = &filter[start..];
+    // The value runs to the first ')' that is not escaped (RFC 4515 escapes are \XX).
+    let end = rest.find(')')?;
+    let value = rest[..end].trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+fn next_backoff(current: Duration) -> Duration {
+    (current * 2).min(RETRY_MAX)
+}
+
+async fn push_loop(
+    warden: Arc<Warden>,
+    device: Arc<Device>,
+    mapping: MappingConfig,
+    wake: Arc<Notify>,
+    pulls: Vec<Arc<Notify>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut lists = warden.subscribe_lists();
+    let mut tick = tokio::time::interval(device.config().update_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = RETRY_INITIAL;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    loop {
+        let retry = async {
+            match retry_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+            _ = wake.notified() => {}
+            changed = lists.changed() => {
+                if changed.is_err() { return; }
+                tokio::time::sleep(PUSH_DEBOUNCE).await;
+                lists.borrow_and_update();
+            }
+            () = retry => {}
+        }
+        let (update, result) = push::run(&device, warden.store(), &mapping).await;
+        match result {
+            Ok(report) => {
+                retry_at = None;
+                backoff = RETRY_INITIAL;
+                if report.added + report.removed > 0 {
+                    tracing::info!(group = %mapping.group_dn, added = report.added, removed = report.removed, "group updated");
+                    for p in &pulls {
+                        p.notify_one();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = %mapping.group_dn, error = %e, retry_in = ?backoff, "push failed");
+                retry_at = Some(tokio::time::Instant::now() + backoff);
+                backoff = next_backoff(backoff);
+            }
+        }
+        drop(update);
+    }
+}
+
+async fn pull_loop(
+    warden: Arc<Warden>,
+    device: Arc<Device>,
+    ds: DataSetConfig,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Source::Ldap(source) = &ds.source else {
+        return;
+    };
+    let mut tick = tokio::time::interval(source.refresh_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = RETRY_INITIAL;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    loop {
+        let retry = async {
+            match retry_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+            _ = wake.notified() => {}
+            () = retry => {}
+        }
+        let (_, result) = pull::refresh(&warden, &device, &ds).await;
+        match result {
+            Ok(outcome) => {
+                retry_at = None;
+                backoff = RETRY_INITIAL;
+                tracing::debug!(data_set = %ds.name, ?outcome, "refreshed");
+            }
+            Err(e) => {
+                tracing::warn!(data_set = %ds.name, error = %e, retry_in = ?backoff, "refresh failed; keeping the last good rows");
+                retry_at = Some(tokio::time::Instant::now() + backoff);
+                backoff = next_backoff(backoff);
+            }
+        }
+    }
+}
+
+/// Wakes a pull loop when the watched group changes: AD change notification where the
+/// directory supports it, a `uSNChanged` poll where it does not.
+async fn watch_loop(
+    device: Arc<Device>,
+    dn: String,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let settings = match device.settings() {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(device = device.name(), error = %e, "cannot watch for changes");
+            return;
+        }
+    };
+    let mut w = match directory::watch(Arc::clone(&settings), &dn) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(%dn, error = %e, "change notification unavailable; polling uSNChanged");
+            return poll_usn(device, dn, wake, shutdown).await;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            event = w.recv() => match event {
+                Some(WatchEvent::Changed { .. }) | Some(WatchEvent::Reconnected { .. }) => wake.notify_one(),
+                Some(WatchEvent::Registered { .. }) => tracing::info!(%dn, "watching for changes"),
+                Some(WatchEvent::Disconnected { reason, .. }) => tracing::warn!(%dn, %reason, "change notification disconnected; re-registering"),
+                Some(WatchEvent::Unsupported { reason, .. }) => {
+                    tracing::warn!(%dn, %reason, "change notification unsupported; polling uSNChanged");
+                    return poll_usn(device, dn, wake, shutdown).await;
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+async fn poll_usn(
+    device: Arc<Device>,
+    dn: String,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(USN_POLL_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let usn = match device.client().await {
+            Ok(c) => c.poll_usn_changed(&dn).await.map_err(|e| device.error(e)),
+            Err(e) => Err(e),
+        };
+        match usn {
+            Ok(u) if last.is_some_and(|l| l != u) => {
+                last = Some(u);
+                wake.notify_one();
+            }
+            Ok(u) => last = Some(u),
+            Err(e) => {
+                tracing::debug!(%dn, error = %e, "uSNChanged poll failed");
+                device.reset().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watched_group_comes_from_the_filter() {
+        assert_eq!(
+            watched_dn("(memberOf=CN=PTR_Suspicious_Users,CN=Users,DC=corp,DC=example,DC=test)")
+                .as_deref(),
+            Some("CN=PTR_Suspicious_Users,CN=Users,DC=corp,DC=example,DC=test")
+        );
+        assert_eq!(
+            watched_dn("(&(objectClass=user)(memberof=CN=g,DC=x))").as_deref(),
+            Some("CN=g,DC=x")
+        );
+        assert_eq!(watched_dn("(objectClass=user)"), None);
+    }
+}
