@@ -345,9 +345,10 @@ impl DirectoryClient {
         Ok(())
     }
 
-    /// Reads `attr;range=<low>-*` repeatedly until the server answers with a
-    /// range ending in `*`, appending to `values`. Returns the number of
-    /// requests made.
+    /// Reads `attr` in windows of `page_size` values from `low` until the server answers
+    /// with a range ending in `*`, appending to `values`. A plain (unranged) `attr` in an
+    /// answer means the server ignores range options and sent every value: taken, and done.
+    /// Returns the number of requests made and whether any value was seen.
     async fn read_rest(
         &self,
         dn: &str,
@@ -355,7 +356,7 @@ impl DirectoryClient {
         mut low: u32,
         values: &mut Vec<String>,
         deadline: Instant,
-    ) -> Result<usize, DirectoryError> {
+    ) -> Result<(usize, bool), DirectoryError> {
         const OP: &str = "read range";
         let protocol = |reason: String| DirectoryError::Protocol {
             op: OP,
@@ -363,20 +364,19 @@ impl DirectoryClient {
             reason,
         };
         for round in 1..=MAX_RANGE_ROUNDS {
-            let req = range_request(attr, low);
-            let mut entry = self
+            let req = range_request(attr, low, self.settings.page_size);
+            let entry = self
                 .read_entry(dn, "(objectClass=*)", &[req.as_str()], Some(deadline))
                 .await?
                 .ok_or_else(|| DirectoryError::NoSuchEntry { dn: dn.to_owned() })?;
-            let found = entry.attrs.keys().find_map(|k| {
-                parse_range_attr(k)
-                    .filter(|r| r.base.eq_ignore_ascii_case(attr))
-                    .map(|r| (k.clone(), r))
-            });
-            let Some((key, range)) = found else {
-                // No ranged attribute: no values at or past `low` (the set
-                // shrank while we read it).
-                return Ok(round);
+            let Some((key, chunk)) = entry.attrs.into_iter().find(|(k, _)| same_attr(k, attr))
+            else {
+                // Nothing at or past `low`: the attribute is empty, or shrank while we read.
+                return Ok((round, low > 0));
+            };
+            values.extend(chunk);
+            let Some(range) = parse_range_attr(&key) else {
+                return Ok((round, true));
             };
             if range.low != low {
                 return Err(protocol(format!(
@@ -384,9 +384,8 @@ impl DirectoryClient {
                     range.low
                 )));
             }
-            values.extend(entry.attrs.remove(&key).unwrap_or_default());
             match range.high {
-                None => return Ok(round),
+                None => return Ok((round, true)),
                 Some(high) => {
                     low = high
                         .checked_add(1)
@@ -399,26 +398,18 @@ impl DirectoryClient {
         )))
     }
 
-    /// All values of a multi-valued attribute (a group's `member`), following
-    /// range retrieval when the server returns `attr;range=0-1499`, or taking
-    /// the plain attribute when it returns all values at once. An absent
-    /// attribute gives an empty list; a missing entry is
-    /// [`DirectoryError::NoSuchEntry`]. Bounded by `search_deadline` overall.
+    /// All values of a multi-valued attribute (a group's `member`), read with range
+    /// retrieval in windows of `page_size` values, so a group of any size is read in bounded
+    /// answers from servers that honour ranges (AD, Samba), and in one answer from servers
+    /// that ignore the option and return the plain attribute. When the ranged read finds
+    /// nothing, one plain read tells an empty attribute from a server that drops ranged
+    /// descriptions it does not know. An absent attribute gives an empty list; a missing
+    /// entry is [`DirectoryError::NoSuchEntry`]. Bounded by `search_deadline` overall.
     pub async fn read_multi_valued(
         &self,
         dn: &str,
         attr: &str,
     ) -> Result<Vec<String>, DirectoryError> {
-        Ok(self.read_multi_valued_traced(dn, attr).await?.0)
-    }
-
-    /// [`Self::read_multi_valued`], also saying how many range requests were
-    /// needed (0 when the server returned the plain attribute).
-    pub async fn read_multi_valued_traced(
-        &self,
-        dn: &str,
-        attr: &str,
-    ) -> Result<(Vec<String>, usize), DirectoryError> {
         if attr.is_empty()
             || !attr
                 .bytes()
@@ -429,34 +420,29 @@ impl DirectoryClient {
             });
         }
         let deadline = Instant::now() + self.settings.search_deadline;
-        let entry = self
+        let mut values = Vec::new();
+        let (requests, seen) = self.read_rest(dn, attr, 0, &mut values, deadline).await?;
+        tracing::debug!(
+            dn,
+            attr,
+            requests,
+            values = values.len(),
+            "ranged read done"
+        );
+        if seen {
+            return Ok(values);
+        }
+        let mut entry = self
             .read_entry(dn, "(objectClass=*)", &[attr], Some(deadline))
             .await?
             .ok_or_else(|| DirectoryError::NoSuchEntry { dn: dn.to_owned() })?;
-        let mut rounds = 0;
-        let mut values = Vec::new();
-        for (key, vals) in entry.attrs {
-            if !same_attr(&key, attr) {
-                continue;
-            }
-            values.extend(vals);
-            if let Some(RangedAttr {
-                high: Some(high), ..
-            }) = parse_range_attr(&key)
-            {
-                let next = high
-                    .checked_add(1)
-                    .ok_or_else(|| DirectoryError::Protocol {
-                        op: "read range",
-                        target: dn.to_owned(),
-                        reason: format!("range end {high} overflows"),
-                    })?;
-                rounds = self
-                    .read_rest(dn, attr, next, &mut values, deadline)
-                    .await?;
-            }
-        }
-        Ok((values, rounds))
+        self.complete_ranges(&mut entry, deadline).await?;
+        Ok(entry
+            .attrs
+            .into_iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+            .flat_map(|(_, v)| v)
+            .collect())
     }
 
     /// Adds and removes values of the group's `member` attribute, in

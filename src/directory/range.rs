@@ -69,9 +69,12 @@ pub(crate) fn same_attr(returned: &str, wanted: &str) -> bool {
     }
 }
 
-/// The attribute description requesting values from `low` to the end.
-pub(crate) fn range_request(base: &str, low: u32) -> String {
-    format!("{base};range={low}-*")
+/// The attribute description requesting the window of `size` values starting at `low`
+/// (`member;range=1000-1999`). Servers answer with what they have of it, possibly fewer
+/// values (`member;range=1000-1499`), or `*` as the end when the window reaches the last value.
+pub(crate) fn range_request(base: &str, low: u32, size: u32) -> String {
+    let high = low.saturating_add(size.max(1) - 1);
+    format!("{base};range={low}-{high}")
 }
 
 #[cfg(test)]
@@ -142,6 +145,14 @@ mod tests {
         assert!(same_attr("Member", "member"));
         assert!(!same_attr("memberOf", "member"));
         assert!(!same_attr("memberOf;range=0-*", "member"));
-        assert_eq!(range_request("member", 1500), "member;range=1500-*");
+        assert_eq!(
+            range_request("member", 1500, 1000),
+            "member;range=1500-2499"
+        );
+        assert_eq!(range_request("member", 0, 1), "member;range=0-0");
+        assert_eq!(
+            range_request("member", u32::MAX - 1, 1000),
+            "member;range=4294967294-4294967295"
+        );
     }
 }

@@ -101,7 +101,8 @@ pub struct DirectorySettings {
     /// Bound on each request/response (for searches: on each wait for the next
     /// server message, so on each page).
     pub op_timeout: Duration,
-    /// Simple Paged Results page size, 1..=1000.
+    /// Simple Paged Results page size, 1..=1000; also the window of values asked
+    /// for in each range read of a multi-valued attribute (`member;range=0-999`).
     pub page_size: u32,
     /// Bound on a whole paged search (all pages and range follow-ups).
     pub search_deadline: Duration,
