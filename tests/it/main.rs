@@ -5,6 +5,8 @@
 
 mod support;
 
+mod ad;
 mod cli;
 mod config_files;
+mod dc;
 mod patterns;

@@ -1,0 +1,564 @@
+//! Active Directory: push lists into groups and pull data sets, against the real Samba DC.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::dc::{self, AdConfig, Dc, Ns};
+use crate::support::{Run, enc, eventually, run, start_warden, warden_cmd};
+
+fn warden(dir: &Path, config: &Path, args: &[&str]) -> Run {
+    let mut c = warden_cmd(dir);
+    c.arg("--config").arg(config).args(args);
+    run(c)
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", r.stdout, r.stderr))
+}
+
+fn decide(dir: &Path, config: &Path, user: &str) -> (i32, serde_json::Value) {
+    let r = warden(
+        dir,
+        config,
+        &["decide", "--service", "orders", "--db-user", user],
+    );
+    assert!(r.code == 0 || r.code == 1, "decide failed: {}", r.stderr);
+    (r.code, json(&r))
+}
+
+fn add_to_list(dir: &Path, config: &Path, principal: &str) {
+    let r = warden(
+        dir,
+        config,
+        &["lists", "add", "Suspicious Users", principal],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+fn device_status(dir: &Path, config: &Path) -> serde_json::Value {
+    let r = warden(dir, config, &["devices", "status", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    json(&r)[0].clone()
+}
+
+fn dn_keys(dns: &[String]) -> Vec<String> {
+    let mut k: Vec<String> = dns
+        .iter()
+        .map(|d| d.to_ascii_lowercase().replace(", ", ","))
+        .collect();
+    k.sort();
+    k
+}
+
+fn setup(
+    dc: &Dc,
+    tmp: &Path,
+    users: &[&str],
+    in_group: &[&str],
+    mapping: bool,
+    refresh: &str,
+) -> (Ns, String, std::path::PathBuf) {
+    let ns = Ns::new(dc);
+    let dns: Vec<String> = users.iter().map(|u| ns.add_user(dc, u)).collect();
+    let members: Vec<String> = in_group.iter().map(|u| ns.user_dn(u)).collect();
+    let group = ns.add_group(dc, "PTR_Suspicious_Users", &members);
+    drop(dns);
+    let config = AdConfig {
+        ns: &ns,
+        group_dn: &group,
+        mapping,
+        update_interval: "1m",
+        refresh_interval: refresh,
+        password_file: None,
+    }
+    .write(dc, tmp);
+    (ns, group, config)
+}
+
+/// The seed flow end to end through the running server: list → PTR_Suspicious_Users →
+/// (memberOf=<group>) with the seed's two mappings → row corp\alice / PTR_Suspicious_Users →
+/// block for CORP\alice.
+#[test]
+fn seed_flow_list_to_group_to_data_set_to_block() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["alice", "bob"], &[], true, "1m");
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    let ask = |user: &str| {
+        let r = server.get(&format!(
+            "/v1/decision?service=orders&db_user={}",
+            enc(user)
+        ));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["decision"].as_str().unwrap().to_string()
+    };
+    let alice_upper = ns.mapped("alice").replacen("corp", "CORP", 1);
+    assert_eq!(ask(&alice_upper), "allow");
+
+    let start = Instant::now();
+    add_to_list(tmp.path(), &config, &ns.mapped("alice"));
+    let in_group = eventually(Duration::from_secs(20), || {
+        dn_keys(&dc.values(&group, "member")) == dn_keys(&[ns.user_dn("alice")])
+    });
+    assert!(
+        in_group.is_some(),
+        "alice never reached the group; logs:\n{}",
+        server.logs()
+    );
+    let group_at = start.elapsed();
+    let blocked = eventually(Duration::from_secs(20), || ask(&alice_upper) == "block");
+    assert!(
+        blocked.is_some(),
+        "decision never turned to block; logs:\n{}",
+        server.logs()
+    );
+    println!(
+        "seed flow: list → AD group {:?}, list → block {:?}",
+        group_at,
+        start.elapsed()
+    );
+    assert_eq!(ask(&ns.mapped("bob")), "allow");
+
+    // The row itself, as the data set's test query builds it.
+    let q = json(&warden(
+        tmp.path(),
+        &config,
+        &["datasets", "test-query", "PTR Suspicious Users"],
+    ));
+    assert_eq!(q["rows"], 1, "{q}");
+    assert_eq!(q["sample"][0]["user"], ns.mapped("alice"));
+    assert_eq!(q["sample"][0]["group"], "PTR_Suspicious_Users");
+    assert_eq!(q["values_dropped"], 0);
+}
+
+#[test]
+fn mapping_to_a_missing_group_is_a_clear_error() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Ns::new(dc);
+    let missing = format!("CN=NoSuchGroup,{}", ns.ou);
+    let config = AdConfig {
+        ns: &ns,
+        group_dn: &missing,
+        mapping: true,
+        update_interval: "1m",
+        refresh_interval: "1m",
+        password_file: None,
+    }
+    .write(dc, tmp.path());
+    let r = warden(tmp.path(), &config, &["mappings", "check"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("group {missing} does not exist")),
+        "{}",
+        r.stderr
+    );
+    let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert_eq!(device_status(tmp.path(), &config)["status"], "failing");
+}
+
+#[test]
+fn first_sync_removes_members_the_list_lacks() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(
+        dc,
+        tmp.path(),
+        &["alice", "bob", "carol"],
+        &["bob", "carol"],
+        true,
+        "1m",
+    );
+    add_to_list(tmp.path(), &config, &ns.mapped("alice"));
+    let check = warden(tmp.path(), &config, &["mappings", "check", "--json"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let plan = &json(&check)[0]["plan"];
+    assert_eq!(plan["current_members"], 2, "{plan}");
+    assert_eq!(plan["remove"].as_array().unwrap().len(), 2);
+    assert_eq!(plan["add"].as_array().unwrap().len(), 1);
+    assert_eq!(plan["first_sync"], true);
+
+    let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("added 1, removed 2"), "{}", r.stdout);
+    assert_eq!(
+        dn_keys(&dc.values(&group, "member")),
+        dn_keys(&[ns.user_dn("alice")])
+    );
+    // Idempotent: a second run changes nothing.
+    let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
+    assert!(r.stdout.contains("added 0, removed 0"), "{}", r.stdout);
+    let status = device_status(tmp.path(), &config);
+    assert_eq!(status["status"], "ok", "{status}");
+    assert_eq!(status["recent_updates"][0]["kind"], "push");
+}
+
+#[test]
+fn all_four_principal_forms_resolve_and_unknown_is_reported() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["u1", "u2", "u3", "u4"], &[], true, "1m");
+    for p in [
+        format!("CORP\\{}", ns.sam("u1")),
+        ns.upn("u2"),
+        ns.sam("u3"),
+        ns.user_dn("u4"),
+        ns.sam("ghost"),
+    ] {
+        add_to_list(tmp.path(), &config, &p);
+    }
+    let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("added 4, removed 0, unresolved 1"),
+        "{}",
+        r.stdout
+    );
+    let want: Vec<String> = ["u1", "u2", "u3", "u4"]
+        .iter()
+        .map(|u| ns.user_dn(u))
+        .collect();
+    assert_eq!(dn_keys(&dc.values(&group, "member")), dn_keys(&want));
+    let status = device_status(tmp.path(), &config);
+    assert_eq!(status["status"], "degraded", "{status}");
+    assert_eq!(
+        status["recent_updates"][0]["unresolved"][0],
+        ns.sam("ghost")
+    );
+}
+
+#[test]
+fn hostile_principals_cannot_widen_a_filter_or_break_a_dn() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["alice"], &[], true, "1m");
+    // A user whose CN needs DN escaping, named by DN.
+    let smith = format!("CN={}Smith\\, John,{}", ns.p, ns.ou);
+    dc.modify(&format!(
+        "dn: {smith}\nchangetype: add\nobjectClass: user\nsAMAccountName: {}\nuserAccountControl: 544\n",
+        ns.sam("smith")
+    ));
+    for p in [
+        "*)(objectClass=*",
+        "a,b=c",
+        "CORP\\*",
+        "*",
+        "*@corp.example.test",
+    ] {
+        add_to_list(tmp.path(), &config, p);
+    }
+    add_to_list(tmp.path(), &config, &smith);
+    add_to_list(tmp.path(), &config, &ns.mapped("alice"));
+    let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("added 2, removed 0, unresolved 5"),
+        "{}",
+        r.stdout
+    );
+    let members = dc.values(&group, "member");
+    assert_eq!(members.len(), 2, "{members:?}");
+}
+
+#[test]
+fn large_group_refreshes_completely_with_range_retrieval() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Ns::new(dc);
+    let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
+    let ldif = std::process::Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ldif-users"),
+    )
+    .args(["-x", &ns.p, "-g", &group, "1600", &ns.ou])
+    .output()
+    .unwrap();
+    assert!(
+        ldif.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ldif.stderr)
+    );
+    let started = Instant::now();
+    dc.modify(&String::from_utf8(ldif.stdout).unwrap());
+    println!(
+        "loaded 1600 users into the group in {:?}",
+        started.elapsed()
+    );
+    let config = AdConfig {
+        ns: &ns,
+        group_dn: &group,
+        mapping: true,
+        update_interval: "1m",
+        refresh_interval: "1m",
+        password_file: None,
+    }
+    .write(dc, tmp.path());
+
+    let r = warden(
+        tmp.path(),
+        &config,
+        &["datasets", "refresh", "PTR Suspicious Users"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let outcome = json(&r);
+    assert_eq!(outcome["outcome"], "applied", "{outcome}");
+    assert_eq!(outcome["rows"], 1600, "{outcome}");
+    let (code, _) = decide(tmp.path(), &config, &format!("CORP\\{}1600", ns.p));
+    assert_eq!(code, 1);
+
+    // The DC honours ranged reads, and the config's page_size of 500 makes warden read the
+    // group's 1600 members in four windows (0-499 … 1500-*) before it can remove 1599.
+    assert_eq!(
+        dc.returned_attr_names(&group, "member;range=0-499"),
+        ["member;range=0-499"]
+    );
+    add_to_list(tmp.path(), &config, &format!("{}7", ns.p));
+    let started = Instant::now();
+    let mut sync = warden_cmd(tmp.path());
+    sync.env("RUST_LOG", "warden::directory=debug")
+        .arg("--log-json")
+        .arg("--config")
+        .arg(&config)
+        .args(["devices", "sync", "dc"]);
+    let r = run(sync);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("added 0, removed 1599"), "{}", r.stdout);
+    assert!(
+        r.stderr.lines().any(|l| l.contains("ranged read done")
+            && l.contains("\"requests\":4")
+            && l.contains("\"values\":1600")),
+        "no four-window ranged read of 1600 members logged:\n{}",
+        r.stderr
+    );
+    println!(
+        "first sync removing 1599 members took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(dc.values(&group, "member").len(), 1);
+}
+
+#[test]
+fn notification_reaches_the_data_set_in_seconds_while_the_schedule_is_ten_minutes() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["alice", "bob"], &["alice"], false, "10m");
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    let ask = |user: &str| {
+        server
+            .get(&format!(
+                "/v1/decision?service=orders&db_user={}",
+                enc(user)
+            ))
+            .json()["decision"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || ask(&ns.mapped("alice"))
+            == "block")
+        .is_some(),
+        "initial refresh never applied; logs:\n{}",
+        server.logs()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .logs()
+            .contains("watching for changes"))
+        .is_some(),
+        "watch never registered; logs:\n{}",
+        server.logs()
+    );
+    assert_eq!(ask(&ns.mapped("bob")), "allow");
+    let start = Instant::now();
+    ns.set_members(dc, &group, "add", &[ns.user_dn("bob")]);
+    let took = eventually(Duration::from_secs(5), || ask(&ns.mapped("bob")) == "block");
+    assert!(
+        took.is_some(),
+        "change did not arrive within 5 s; logs:\n{}",
+        server.logs()
+    );
+    println!(
+        "group change → block through notification: {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn refresh_that_would_empty_the_set_is_held_until_accepted() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["alice"], &["alice"], false, "1m");
+    let r = warden(
+        tmp.path(),
+        &config,
+        &["datasets", "refresh", "PTR Suspicious Users"],
+    );
+    assert_eq!(json(&r)["rows"], 1, "{}", r.stderr);
+    ns.set_members(dc, &group, "delete", &[ns.user_dn("alice")]);
+    let r = warden(
+        tmp.path(),
+        &config,
+        &["datasets", "refresh", "PTR Suspicious Users"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let held = json(&r);
+    assert_eq!(held["outcome"], "held", "{held}");
+    assert!(held["reason"].as_str().unwrap().contains("empty"), "{held}");
+    assert_eq!(
+        decide(tmp.path(), &config, &ns.mapped("alice")).0,
+        1,
+        "held refresh must not apply"
+    );
+    let r = warden(
+        tmp.path(),
+        &config,
+        &["datasets", "accept", "PTR Suspicious Users"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("now has 0 rows"), "{}", r.stdout);
+    assert_eq!(decide(tmp.path(), &config, &ns.mapped("alice")).0, 0);
+    let r = warden(
+        tmp.path(),
+        &config,
+        &["datasets", "accept", "PTR Suspicious Users"],
+    );
+    assert_eq!(r.code, 1, "nothing left to accept");
+}
+
+#[test]
+fn wrong_bind_password_is_a_clear_error_without_the_password() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Ns::new(dc);
+    let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
+    let wrong = "Wr0ng-Secret-7731!";
+    let pw = tmp.path().join("wrong.secret");
+    std::fs::write(&pw, wrong).unwrap();
+    let config = AdConfig {
+        ns: &ns,
+        group_dn: &group,
+        mapping: true,
+        update_interval: "1m",
+        refresh_interval: "1m",
+        password_file: Some(&pw),
+    }
+    .write(dc, tmp.path());
+    for args in [
+        &["devices", "sync", "dc"][..],
+        &["datasets", "refresh", "PTR Suspicious Users"],
+    ] {
+        let r = warden(tmp.path(), &config, args);
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.to_lowercase().contains("invalid credentials"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(&dc.bind_dn),
+            "error names the bind DN: {}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains(wrong) && !r.stdout.contains(wrong),
+            "password leaked: {}",
+            r.stderr
+        );
+    }
+    let status = device_status(tmp.path(), &config);
+    assert!(!status.to_string().contains(wrong));
+    let store = std::fs::read(tmp.path().join("warden.db")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&store).contains(wrong),
+        "password in the store"
+    );
+}
+
+/// Stops the shared DC: runs alone (exclusive lock) and always restarts it.
+#[test]
+fn dc_outage_keeps_last_good_marks_failing_and_converges_after_restart() {
+    let _g = dc::exclusive();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["alice", "bob"], &["alice"], true, "1m");
+    add_to_list(tmp.path(), &config, &ns.mapped("alice"));
+    let r = warden(
+        tmp.path(),
+        &config,
+        &["datasets", "refresh", "PTR Suspicious Users"],
+    );
+    assert_eq!(json(&r)["rows"], 1, "{}", r.stderr);
+
+    struct Restart<'a>(&'a Dc);
+    impl Drop for Restart<'_> {
+        fn drop(&mut self) {
+            self.0.start();
+        }
+    }
+    dc.stop();
+    let restart = Restart(dc);
+
+    // Refreshes and syncs fail; the last good set stays and still blocks, even across a restart
+    // of warden itself (a fresh process reads the persisted rows).
+    let r = warden(
+        tmp.path(),
+        &config,
+        &["datasets", "refresh", "PTR Suspicious Users"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(decide(tmp.path(), &config, &ns.mapped("alice")).0, 1);
+    assert_eq!(device_status(tmp.path(), &config)["status"], "failing");
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    let ask = |user: &str| {
+        server
+            .get(&format!(
+                "/v1/decision?service=orders&db_user={}",
+                enc(user)
+            ))
+            .json()["decision"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        ask(&ns.mapped("alice")),
+        "block",
+        "persisted set must block at once"
+    );
+    // A change made during the outage converges once the DC is back.
+    add_to_list(tmp.path(), &config, &ns.mapped("bob"));
+    drop(restart);
+    let took = eventually(Duration::from_secs(90), || {
+        ask(&ns.mapped("bob")) == "block"
+    });
+    assert!(
+        took.is_some(),
+        "did not converge after restart; logs:\n{}",
+        server.logs()
+    );
+    println!("converged {:?} after the DC came back", took.unwrap());
+    let want = [ns.user_dn("alice"), ns.user_dn("bob")];
+    assert_eq!(dn_keys(&dc.values(&group, "member")), dn_keys(&want));
+    drop(server);
+    assert!(
+        eventually(Duration::from_secs(10), || device_status(
+            tmp.path(),
+            &config
+        )["status"]
+            != "failing")
+        .is_some()
+    );
+}
