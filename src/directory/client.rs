@@ -15,9 +15,10 @@ use tokio::time::{Instant, timeout, timeout_at};
 use super::dn::parse_dn;
 use super::entry::{Entry, Scope, parse_entry};
 use super::error::{DirectoryError, result_code_name, scrub};
-use super::principal::Principal;
+use super::principal::UserLookup;
 use super::range::{RangedAttr, parse_range_attr, range_request, same_attr};
 use super::settings::{DirectorySettings, Endpoint, tls_config};
+use crate::principal::Principal;
 
 /// Default `batch` for [`DirectoryClient::modify_members`].
 pub const DEFAULT_MEMBER_BATCH: usize = 500;
@@ -693,12 +694,15 @@ impl DirectoryClient {
             dn: base_dn.to_owned(),
             source,
         })?;
-        let Some(p) = Principal::parse(principal) else {
-            tracing::debug!(principal, "not a principal");
-            return Ok(None);
-        };
-        let filter = match (&p, p.filter()) {
-            (Principal::Dn(dn), _) => {
+        let lookup = Principal::parse(principal)
+            .ok()
+            .and_then(|p| UserLookup::for_principal(&p));
+        let filter = match lookup {
+            None => {
+                tracing::debug!(principal, "not a principal");
+                return Ok(None);
+            }
+            Some(UserLookup::Dn(dn)) => {
                 if !dn.is_within(&base) {
                     tracing::debug!(principal, base = base_dn, "DN outside the base");
                     return Ok(None);
@@ -708,8 +712,7 @@ impl DirectoryClient {
                     .await?;
                 return Ok(entry.map(|e| e.dn));
             }
-            (_, Some(f)) => f,
-            (_, None) => return Ok(None),
+            Some(UserLookup::Filter(f)) => f,
         };
         let (entries, res) = self
             .search_small(

@@ -34,10 +34,10 @@ pub use dn::{Ava, Dn, DnError, Rdn, parse_dn};
 pub use entry::{Entry, Scope};
 pub use error::{DirectoryError, result_code_name};
 pub use escape::{UnescapeError, escape_dn_value, escape_filter_value, unescape_dn_value};
-pub use principal::Principal;
+pub use principal::UserLookup;
 pub use settings::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, DEFAULT_PAGE_SIZE, DEFAULT_SEARCH_DEADLINE,
-    DirectorySettings, MAX_PAGE_SIZE, Secret,
+    DirectorySettings, MAX_PAGE_SIZE,
 };
 pub use watch::{
     DEFAULT_WATCH_BACKOFF_INITIAL, DEFAULT_WATCH_BACKOFF_MAX, DEFAULT_WATCH_HEARTBEAT,

@@ -1,78 +1,45 @@
-//! How a list principal is written (`DOMAIN\user`, UPN, sAMAccountName, DN)
-//! and the escaped filter that finds its user entry.
+//! How a list principal finds its user entry: the DN to read, or the escaped filter to search.
+//!
+//! Which of the four forms a principal is written in is decided once, by
+//! [`crate::principal::Principal`]; this module only turns that form into an LDAP lookup.
 
 use super::dn::{Dn, parse_dn};
 use super::escape::escape_filter_value;
+use crate::principal::{Principal, PrincipalKind};
 
-/// A principal as written in a user list.
+/// How to find the user entry a principal names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Principal {
-    /// `DOMAIN\user`. The NetBIOS domain is kept but not checked: any prefix
-    /// is accepted and the user is looked up by sAMAccountName under the base.
-    DomainUser {
-        /// The part before the first `\`.
-        domain: String,
-        /// The part after it (the sAMAccountName).
-        user: String,
-    },
-    /// `user@realm`, matched against `userPrincipalName`.
-    Upn(String),
+pub enum UserLookup {
     /// A DN, confirmed by a base-scope read.
     Dn(Dn),
-    /// Anything else: a sAMAccountName.
-    SamAccountName(String),
+    /// A subtree search with this filter, the user-supplied part escaped (RFC 4515).
+    Filter(String),
 }
 
-impl Principal {
-    /// Classifies `s` (trimmed). `None` for an empty string or an empty part
-    /// (`DOMAIN\`, `\user`).
+impl UserLookup {
+    /// The lookup for `principal`, or `None` for a DN-shaped principal that is not a valid
+    /// DN (it names no entry).
     ///
-    /// A string that parses as a DN is a DN (so `CN=Smith\, John,...` is not
-    /// mistaken for `DOMAIN\user`); otherwise a `\` makes it `DOMAIN\user`, an
-    /// `@` a UPN, and anything else a sAMAccountName. Hostile strings such as
-    /// `*)(objectClass=*` or `a,b=c` are not DNs and end up as escaped
-    /// sAMAccountName assertions that match nothing.
-    pub fn parse(s: &str) -> Option<Principal> {
-        let s = s.trim();
-        if s.is_empty() {
-            return None;
-        }
-        if s.contains('=')
-            && let Ok(dn) = parse_dn(s)
-            && !dn.is_root()
-        {
-            return Some(Principal::Dn(dn));
-        }
-        if let Some((domain, user)) = s.split_once('\\') {
-            let (domain, user) = (domain.trim(), user.trim());
-            if domain.is_empty() || user.is_empty() {
-                return None;
+    /// `DOMAIN\user` and a bare name search `sAMAccountName` (the NetBIOS domain is not
+    /// checked: the base DN decides which domain is searched); a UPN searches
+    /// `userPrincipalName`. Hostile strings such as `*)(objectClass=*` or `a,b=c` end up as
+    /// escaped assertions that match nothing.
+    pub fn for_principal(principal: &Principal) -> Option<UserLookup> {
+        let (attr, value) = match principal.kind() {
+            PrincipalKind::Dn => {
+                return parse_dn(principal.as_str())
+                    .ok()
+                    .filter(|dn| !dn.is_root())
+                    .map(UserLookup::Dn);
             }
-            return Some(Principal::DomainUser {
-                domain: domain.to_owned(),
-                user: user.to_owned(),
-            });
-        }
-        if s.contains('@') {
-            return Some(Principal::Upn(s.to_owned()));
-        }
-        Some(Principal::SamAccountName(s.to_owned()))
-    }
-
-    /// The subtree-search filter for this principal, with the user-supplied
-    /// part escaped (RFC 4515). `None` for a DN, which is read directly.
-    pub fn filter(&self) -> Option<String> {
-        match self {
-            Principal::DomainUser { user, .. } | Principal::SamAccountName(user) => Some(format!(
-                "(&(objectClass=user)(sAMAccountName={}))",
-                escape_filter_value(user)
-            )),
-            Principal::Upn(upn) => Some(format!(
-                "(&(objectClass=user)(userPrincipalName={}))",
-                escape_filter_value(upn)
-            )),
-            Principal::Dn(_) => None,
-        }
+            PrincipalKind::DomainUser => ("sAMAccountName", principal.parts()?.1),
+            PrincipalKind::SamAccountName => ("sAMAccountName", principal.as_str()),
+            PrincipalKind::Upn => ("userPrincipalName", principal.as_str()),
+        };
+        Some(UserLookup::Filter(format!(
+            "(&(objectClass=user)({attr}={}))",
+            escape_filter_value(value)
+        )))
     }
 }
 
@@ -81,71 +48,62 @@ impl Principal {
 mod tests {
     use super::*;
 
+    fn lookup(s: &str) -> Option<UserLookup> {
+        UserLookup::for_principal(&Principal::parse(s).unwrap())
+    }
+
+    fn filter(s: &str) -> String {
+        match lookup(s) {
+            Some(UserLookup::Filter(f)) => f,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
     #[test]
-    fn classifies_the_four_forms() {
-        assert_eq!(
-            Principal::parse(r"CORP\alice"),
-            Some(Principal::DomainUser {
-                domain: "CORP".into(),
-                user: "alice".into()
-            })
-        );
-        assert_eq!(
-            Principal::parse(" alice@corp.example.test "),
-            Some(Principal::Upn("alice@corp.example.test".into()))
-        );
-        assert_eq!(
-            Principal::parse("alice"),
-            Some(Principal::SamAccountName("alice".into()))
-        );
-        let Some(Principal::Dn(dn)) = Principal::parse(r"CN=Smith\, John,CN=Users,DC=corp") else {
+    fn dns_are_read_directly() {
+        let Some(UserLookup::Dn(dn)) = lookup(r"CN=Smith\, John,CN=Users,DC=corp") else {
             panic!("not a DN");
         };
         assert_eq!(dn.rdns().len(), 3);
     }
 
     #[test]
-    fn empty_parts_are_rejected() {
-        for s in ["", "  ", r"CORP\", r"\alice", r" \ "] {
-            assert_eq!(Principal::parse(s), None, "{s:?}");
-        }
-    }
-
-    #[test]
     fn filters_are_escaped() {
-        let f = |s: &str| Principal::parse(s).and_then(|p| p.filter());
         assert_eq!(
-            f(r"CORP\alice").as_deref(),
-            Some("(&(objectClass=user)(sAMAccountName=alice))")
+            filter(r"CORP\alice"),
+            "(&(objectClass=user)(sAMAccountName=alice))"
         );
         assert_eq!(
-            f("alice@corp").as_deref(),
-            Some("(&(objectClass=user)(userPrincipalName=alice@corp))")
+            filter("alice"),
+            "(&(objectClass=user)(sAMAccountName=alice))"
         );
         assert_eq!(
-            f("*)(objectClass=*").as_deref(),
-            Some("(&(objectClass=user)(sAMAccountName=\\2a\\29\\28objectClass=\\2a))")
+            filter("alice@corp"),
+            "(&(objectClass=user)(userPrincipalName=alice@corp))"
         );
         assert_eq!(
-            f("a,b=c").as_deref(),
-            Some("(&(objectClass=user)(sAMAccountName=a,b=c))")
+            filter("*)(objectClass=*"),
+            "(&(objectClass=user)(sAMAccountName=\\2a\\29\\28objectClass=\\2a))"
         );
         assert_eq!(
-            f(r"CORP\*").as_deref(),
-            Some("(&(objectClass=user)(sAMAccountName=\\2a))")
+            filter("a,b=c"),
+            "(&(objectClass=user)(sAMAccountName=a,b=c))"
         );
         assert_eq!(
-            f("*@corp").as_deref(),
-            Some("(&(objectClass=user)(userPrincipalName=\\2a@corp))")
+            filter(r"CORP\*"),
+            "(&(objectClass=user)(sAMAccountName=\\2a))"
+        );
+        assert_eq!(
+            filter("*@corp"),
+            "(&(objectClass=user)(userPrincipalName=\\2a@corp))"
         );
         // A backslash after the first one belongs to the user part and is escaped.
         assert_eq!(
-            f(r"CORP\a\b").as_deref(),
-            Some("(&(objectClass=user)(sAMAccountName=a\\5cb))")
+            filter(r"CORP\a\b"),
+            "(&(objectClass=user)(sAMAccountName=a\\5cb))"
         );
-        for s in ["*)(objectClass=*", "a,b=c", r"CORP\*)(|(x=*", "x\0y@r"] {
-            let filter = f(s).unwrap();
-            assert!(ldap3::parse_filter(&filter).is_ok(), "{filter}");
+        for s in ["*)(objectClass=*", "a,b=c", r"CORP\*)(|(x=*", "x@r)(y=*"] {
+            assert!(ldap3::parse_filter(filter(s)).is_ok(), "{s}");
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Connection settings, the password newtype, URL validation and the rustls
 //! client configuration (system roots plus an optional CA file).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -11,6 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
 
 use super::error::DirectoryError;
+use crate::secret::Secret;
 
 /// Default for [`DirectorySettings::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,63 +22,6 @@ pub const DEFAULT_SEARCH_DEADLINE: Duration = Duration::from_secs(300);
 pub const DEFAULT_PAGE_SIZE: u32 = 500;
 /// Largest accepted page size (AD's default MaxPageSize).
 pub const MAX_PAGE_SIZE: u32 = 1000;
-
-/// A password. `Debug` and `Display` print `***`; read it with [`Secret::expose`].
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a password.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// Reads a password file, dropping one trailing newline (`\n` or `\r\n`).
-    pub fn from_file(path: &Path) -> std::io::Result<Secret> {
-        let mut s = std::fs::read_to_string(path)?;
-        if s.ends_with('\n') {
-            s.pop();
-            if s.ends_with('\r') {
-                s.pop();
-            }
-        }
-        Ok(Secret(s))
-    }
-
-    /// The password itself. Only for handing it to the bind.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// True for the empty password.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Secret {
-        Secret(s)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Secret {
-        Secret(s.to_owned())
-    }
-}
 
 /// How to reach and authenticate to the directory.
 #[derive(Clone, Debug)]
@@ -154,7 +97,7 @@ impl DirectorySettings {
                 "must not be empty (anonymous binds are not supported)",
             ));
         }
-        if self.bind_password.is_empty() {
+        if self.bind_password.expose().is_empty() {
             // An empty password makes a simple bind "unauthenticated" (RFC 4513
             // §5.1.2), which many servers accept as anonymous.
             return Err(bad(
@@ -306,25 +249,9 @@ mod tests {
     }
 
     #[test]
-    fn secret_is_never_printed() {
-        let s = Secret::new("hunter2");
-        assert_eq!(format!("{s}"), "***");
-        assert_eq!(format!("{s:?}"), "***");
+    fn password_is_never_printed() {
         let dbg = format!("{:?}", settings("ldaps://dc:636"));
         assert!(!dbg.contains("hunter2"), "{dbg}");
-        assert_eq!(s.expose(), "hunter2");
-    }
-
-    #[test]
-    fn secret_from_file_drops_one_newline() {
-        let dir = std::env::temp_dir().join(format!("warden-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("pw");
-        std::fs::write(&p, "pa ss\r\n").unwrap();
-        assert_eq!(Secret::from_file(&p).unwrap().expose(), "pa ss");
-        std::fs::write(&p, "pass\n\n").unwrap();
-        assert_eq!(Secret::from_file(&p).unwrap().expose(), "pass\n");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -393,7 +320,7 @@ mod tests {
         s.page_size = 0;
         assert!(s.validate().is_err());
         let mut s = settings("ldap://dc");
-        s.bind_password = Secret::default();
+        s.bind_password = Secret::new("");
         let err = s.validate().unwrap_err();
         assert!(matches!(
             err,

@@ -52,11 +52,7 @@ impl Device {
             device: c.name.clone(),
             source,
         })?;
-        let mut s = DirectorySettings::new(
-            &c.url,
-            &c.bind_dn,
-            directory::Secret::new(password.expose()),
-        );
+        let mut s = DirectorySettings::new(&c.url, &c.bind_dn, password);
         s.starttls = c.starttls;
         s.ca_file = c.ca_file.clone();
         s.allow_insecure = c.allow_insecure;
