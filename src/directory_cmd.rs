@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use warden::config::{Config, Source};
 use warden::runtime::Warden;
-use warden::sync::{Device, health, pull, push};
+use warden::sync::{Device, device_statuses, pull, push};
 use warden::time::format_rfc3339;
 
 use crate::{DatasetsCommand, DevicesCommand, MappingsCommand};
@@ -33,38 +33,29 @@ pub fn devices(config: Config, cmd: DevicesCommand) -> Result<ExitCode> {
     let warden = Warden::open(config).context("cannot load warden state")?;
     match cmd {
         DevicesCommand::Status { recent, json } => {
-            let mut report = Vec::new();
-            for d in &warden.config().directories {
-                let updates = warden.store().recent_updates(&d.name, recent.max(5))?;
-                let h = health(&updates);
-                report.push(serde_json::json!({
-                    "device": d.name,
-                    "url": d.url,
-                    "status": h,
-                    "recent_updates": updates.iter().take(recent as usize).collect::<Vec<_>>(),
-                }));
-                if !json {
-                    println!("{}  {}  {:?}", d.name, d.url, h);
-                    for u in updates.iter().take(recent as usize) {
-                        println!(
-                            "  {} {:<4} {:<40} +{} -{} unresolved {} {}ms{}",
-                            format_rfc3339(u.started_at_ms / 1000),
-                            u.kind,
-                            u.target,
-                            u.added,
-                            u.removed,
-                            u.unresolved.len(),
-                            u.duration_ms,
-                            u.error
-                                .as_ref()
-                                .map(|e| format!("  error: {e}"))
-                                .unwrap_or_default()
-                        );
-                    }
-                }
-            }
+            let report = device_statuses(&warden, recent as usize)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for d in &report {
+                println!("{}  {}  {:?}", d.device, d.url, d.status);
+                for u in &d.recent_updates {
+                    println!(
+                        "  {} {:<4} {:<40} +{} -{} unresolved {} {}ms{}",
+                        format_rfc3339(u.started_at_ms / 1000),
+                        u.kind,
+                        u.target,
+                        u.added,
+                        u.removed,
+                        u.unresolved.len(),
+                        u.duration_ms,
+                        u.error
+                            .as_ref()
+                            .map(|e| format!("  error: {e}"))
+                            .unwrap_or_default()
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -179,22 +170,7 @@ pub fn datasets(config: Config, cmd: DatasetsCommand) -> Result<ExitCode> {
         DatasetsCommand::TestQuery { name, sample } => {
             let (ds, dev) = ldap_device(&name)?;
             let q = block_on(pull::query(&dev, &ds))??;
-            let mut rows = Vec::new();
-            for row in q.data_set.rows().iter().take(sample) {
-                let mut out = Vec::new();
-                q.data_set.write_record(row, &mut out);
-                rows.push(serde_json::from_slice::<serde_json::Value>(&out)?);
-            }
-            let report = serde_json::json!({
-                "data_set": name,
-                "entries": q.entries,
-                "rows": q.data_set.len(),
-                "values_dropped": q.values_dropped,
-                "entries_skipped": q.entries_skipped,
-                "skipped": q.skipped,
-                "sample": rows,
-            });
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!("{}", serde_json::to_string_pretty(&q.report(sample))?);
             Ok(ExitCode::SUCCESS)
         }
         DatasetsCommand::Refresh { name } => {

@@ -28,11 +28,13 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::await_holding_lock)]
 
+pub mod auth;
 pub mod config;
 pub mod dataset;
 pub mod directory;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod pattern;
 pub mod policy;
 pub mod principal;

@@ -5,17 +5,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use warden::config::{Config, parse_duration};
+use warden::config::Config;
 use warden::engine::{Outcome, Request};
 use warden::runtime::Warden;
 use warden::store::{Added, NewMember, Store, now};
-use warden::time::{format_rfc3339, parse_rfc3339};
+use warden::time::{expiry, format_rfc3339};
 
 mod directory_cmd;
+mod keys_cmd;
 
 /// Contain a suspicious user at the press of a button: user lists, AD group push, LDAP data
 /// sets and a hot-swapped decision engine for database firewalls.
@@ -63,6 +64,9 @@ enum Command {
     /// Lookup data sets filled from LDAP
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// API keys for the HTTP gateway
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
 }
 
 #[derive(Subcommand)]
@@ -236,6 +240,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Datasets(cmd) => {
             directory_cmd::datasets(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)
         }
+        Command::Keys(cmd) => {
+            let config = load_config(cli.config.as_ref(), cli.store.as_ref())?;
+            let store = Store::open(&config.store.path).context("cannot open the store")?;
+            keys_cmd::keys(&store, cmd)
+        }
     }
 }
 
@@ -254,12 +263,29 @@ fn serve(config: Config) -> Result<ExitCode> {
                 .context("startup task failed")?
                 .context("cannot start warden")?,
         );
+        let server = warden.config().server.clone();
+        {
+            let w = Arc::clone(&warden);
+            let path = server.bootstrap_key_file.clone();
+            tokio::task::spawn_blocking(move || keys_cmd::bootstrap(w.store(), &path))
+                .await
+                .context("bootstrap task failed")??;
+            warden.keys().reload(warden.store())?;
+        }
+        let tls = match &server.tls {
+            Some(t) => Some(
+                warden::http::tls_acceptor(&t.cert_file, &t.key_file)
+                    .map_err(|e| anyhow::anyhow!("server TLS: {e}"))?,
+            ),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr().unwrap_or(listen);
         tracing::info!(
             address = %local,
+            tls = tls.is_some(),
             store = %store_path.display(),
             snapshot = warden.engine().load().version(),
             "warden serving"
@@ -268,7 +294,8 @@ fn serve(config: Config) -> Result<ExitCode> {
         let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
         let (_triggers, sync_tasks) =
             warden::sync::service::spawn(Arc::clone(&warden), sync_stopped);
-        warden::http::serve(listener, Arc::clone(&warden), shutdown_signal()).await?;
+        let gateway = Arc::new(warden::http::Gateway::new(Arc::clone(&warden)));
+        warden::http::serve(listener, gateway, tls, shutdown_signal()).await?;
         let _ = stop_sync.send(true);
         for task in sync_tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -364,17 +391,8 @@ fn lists(config: Config, cmd: ListsCommand) -> Result<ExitCode> {
             expires_in,
             by,
         } => {
-            let expires_at = match (expires, expires_in) {
-                (Some(t), _) => Some(parse_rfc3339(&t).map_err(anyhow::Error::msg)?),
-                (None, Some(d)) => {
-                    let d = parse_duration(&d).map_err(anyhow::Error::msg)?;
-                    Some(now().saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
-                }
-                (None, None) => None,
-            };
-            if expires_at.is_some_and(|t| t <= now()) {
-                bail!("--expires is in the past; the member would leave the list at once");
-            }
+            let expires_at = expiry(expires.as_deref(), expires_in.as_deref(), now())
+                .map_err(anyhow::Error::msg)?;
             let added_by = by
                 .or_else(|| std::env::var("SUDO_USER").ok())
                 .or_else(|| std::env::var("USER").ok())
@@ -393,6 +411,17 @@ fn lists(config: Config, cmd: ListsCommand) -> Result<ExitCode> {
                 Added::New => "added to",
                 Added::Updated => "updated on",
             };
+            keys_cmd::audit_cli(
+                &store,
+                "lists.add",
+                &list,
+                serde_json::json!({
+                    "principal": member.principal,
+                    "reason": member.reason,
+                    "incident": member.incident,
+                    "expires_at": member.expires_at,
+                }),
+            )?;
             println!("{principal} {verb} {list:?}");
         }
         ListsCommand::Remove { list, principal } => {
@@ -400,6 +429,12 @@ fn lists(config: Config, cmd: ListsCommand) -> Result<ExitCode> {
                 .remove_member(&list, &principal)
                 .with_context(|| format!("cannot remove {principal:?} from {list:?}"))?
             {
+                keys_cmd::audit_cli(
+                    &store,
+                    "lists.remove",
+                    &list,
+                    serde_json::json!({ "principal": principal }),
+                )?;
                 println!("{principal} removed from {list:?}");
             } else {
                 println!("{principal} was not on {list:?}");

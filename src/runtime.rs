@@ -14,9 +14,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::auth::KeyRing;
 use crate::config::{Config, DataSetConfig, MemberField, Source};
 use crate::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records};
 use crate::engine::{CompileError, Engine, IndexCache, Published, Snapshot};
+use crate::metrics::Metrics;
 use crate::store::{Added, Member, NewMember, Store, StoreError, now};
 use crate::time::format_rfc3339;
 
@@ -64,11 +66,14 @@ struct State {
     cache: IndexCache,
 }
 
-/// Config + store + engine, and the current data set of every source.
+/// Config + store + engine, and the current data set of every source; the API keys and the
+/// process's counters.
 pub struct Warden {
     config: Config,
     store: Arc<Store>,
     engine: Arc<Engine>,
+    keys: KeyRing,
+    metrics: Metrics,
     state: Mutex<State>,
     list_changes: tokio::sync::watch::Sender<u64>,
 }
@@ -101,10 +106,13 @@ impl Warden {
             };
             data_sets.insert(ds.name.clone(), Arc::new(initial));
         }
+        let keys = KeyRing::load(&store)?;
         let warden = Warden {
             config,
             store,
             engine: Arc::new(Engine::new()),
+            keys,
+            metrics: Metrics::default(),
             state: Mutex::new(State {
                 data_sets,
                 generations,
@@ -126,6 +134,14 @@ impl Warden {
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A receiver that changes whenever a list may have changed.
@@ -181,9 +197,10 @@ impl Warden {
         self.republish()
     }
 
-    /// Re-reads what other processes may have changed in the store — list members and
-    /// persisted data set rows — and republishes if anything differs.
+    /// Re-reads what other processes may have changed in the store — list members, persisted
+    /// data set rows and API keys — and republishes if anything differs.
     pub fn reload_from_store(&self) -> Result<Published, WardenError> {
+        self.keys.reload(&self.store)?;
         for ds in &self.config.data_sets {
             match ds.source {
                 Source::List { .. } => {

@@ -112,6 +112,27 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     )
 }
 
+/// When a member added now should expire: at an RFC 3339 time, or after a duration (`7d`).
+/// Both absent is no expiry; a time not in the future is refused (the member would leave at
+/// once).
+pub fn expiry(at: Option<&str>, after: Option<&str>, now: i64) -> Result<Option<i64>, String> {
+    let expires_at = match (at, after) {
+        (Some(_), Some(_)) => return Err("give an expiry time or a duration, not both".into()),
+        (Some(t), None) => parse_rfc3339(t)?,
+        (None, Some(d)) => {
+            let d = crate::config::parse_duration(d)?;
+            now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        }
+        (None, None) => return Ok(None),
+    };
+    if expires_at <= now {
+        return Err(
+            "the expiry is not in the future; the member would leave the list at once".into(),
+        );
+    }
+    Ok(Some(expires_at))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -123,9 +123,32 @@ impl fmt::Display for ConfigErrors {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Most requests in one `POST /v1/decisions`.
     pub max_batch: usize,
     /// How often `serve` checks the store for changes made by other processes (the CLI).
     pub store_poll_interval: Duration,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// A client must send its request headers within this time (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// A request must be answered within this time (503 beyond).
+    pub request_timeout: Duration,
+    /// Open connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Decision routes answer without an API key (for loopback-only setups such as the
+    /// embedded default); every other route still needs one.
+    pub anonymous_decisions: bool,
+    /// Where the bootstrap admin key is written on first start with no keys (mode 0600).
+    pub bootstrap_key_file: PathBuf,
+    /// Serve HTTPS with this certificate chain and key (PEM) when both are set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and private key for the gateway's TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// `[store]`: durable state.

@@ -9,6 +9,14 @@ pub struct Server {
     pub listen: Option<String>,
     pub max_batch: Option<usize>,
     pub store_poll_interval: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub anonymous_decisions: Option<bool>,
+    pub bootstrap_key_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,7 +14,7 @@ use super::raw;
 use super::{
     ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DirectoryConfig, KeyPath,
     LdapSource, ListConfig, MappingConfig, MemberField, Scope, Segment, ServerConfig, Source,
-    StoreConfig, parse_duration,
+    StoreConfig, TlsFiles, parse_duration,
 };
 use crate::dataset::{Column, Schema};
 use crate::pattern::{AttributeMapping, PatternError};
@@ -24,6 +24,12 @@ use crate::secret::SecretSource;
 const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 const DEFAULT_MAX_BATCH: usize = 10_000;
 const DEFAULT_STORE_POLL: Duration = Duration::from_millis(50);
+const DEFAULT_MAX_BODY: usize = 1 << 20;
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Relative to the config file (the working directory for the embedded default).
+const DEFAULT_BOOTSTRAP_KEY_FILE: &str = "warden-bootstrap-admin.key";
 const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -450,6 +456,33 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
     if max_batch == 0 {
         ctx.err(path.key("max_batch"), "must be at least 1");
     }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+    if max_body_bytes == 0 {
+        ctx.err(path.key("max_body_bytes"), "must be at least 1");
+    }
+    let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        ctx.err(path.key("max_connections"), "must be at least 1");
+    }
+    let tls = match (raw.tls_cert_file, raw.tls_key_file) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert_file: ctx.path_buf(&cert),
+            key_file: ctx.path_buf(&key),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            ctx.err(path.key("tls_key_file"), "is required with tls_cert_file");
+            None
+        }
+        (None, Some(_)) => {
+            ctx.err(path.key("tls_cert_file"), "is required with tls_key_file");
+            None
+        }
+    };
+    let bootstrap_key_file = match raw.bootstrap_key_file {
+        Some(p) => ctx.path_buf(&p),
+        None => ctx.path_buf(DEFAULT_BOOTSTRAP_KEY_FILE),
+    };
     ServerConfig {
         listen,
         max_batch,
@@ -458,6 +491,21 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
             raw.store_poll_interval.as_deref(),
             DEFAULT_STORE_POLL,
         ),
+        max_body_bytes,
+        header_read_timeout: ctx.duration(
+            path.key("header_read_timeout"),
+            raw.header_read_timeout.as_deref(),
+            DEFAULT_HEADER_READ_TIMEOUT,
+        ),
+        request_timeout: ctx.duration(
+            path.key("request_timeout"),
+            raw.request_timeout.as_deref(),
+            DEFAULT_REQUEST_TIMEOUT,
+        ),
+        max_connections,
+        anonymous_decisions: raw.anonymous_decisions.unwrap_or(false),
+        bootstrap_key_file,
+        tls,
     }
 }
 

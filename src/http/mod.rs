@@ -1,12 +1,22 @@
-//! The HTTP gateway on hyper 1.x: decisions for database proxies, health and readiness.
+//! The HTTP gateway on hyper 1.x: decisions for database proxies, lists for analysts, data sets
+//! for Imperva, and the admin surface (devices, policies, audit, keys, metrics).
 //!
-//! [`serve`] accepts connections until `shutdown` resolves, then stops accepting and lets
-//! in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]). Every error is
-//! `application/problem+json` (RFC 9457) with a detail a person can act on. The decision route
-//! loads the snapshot once, decides without locking and renders straight into the body.
+//! [`serve`] owns connections and limits: at most `max_connections` open at once (the rest wait
+//! in the accept queue), request headers within `header_read_timeout` (slowloris), an answer
+//! within `request_timeout`, bodies up to `max_body_bytes`. [`routes`] says which handler and
+//! scope each method and path has; dispatch authenticates, checks the scope, reads the body
+//! and calls the handler. Every error is `application/problem+json` (RFC 9457). On shutdown the
+//! listener closes and in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]).
 
+mod admin;
+mod data_sets;
+mod decisions;
+mod lists;
+pub mod problem;
 pub mod query;
+pub mod routes;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,130 +24,388 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-use crate::engine::Outcome;
+use crate::auth::{AuthError, Caller, Scope};
+use crate::config::ServerConfig;
 use crate::runtime::Warden;
-use query::DecisionQuery;
+use crate::store::AuditRecord;
+use crate::sync::Device;
+use problem::Problem;
+use routes::{Access, Handler, Matched, Params};
 
 /// How long in-flight requests get to finish after shutdown is requested.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client must send its request headers within this time (slowloris guard).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The OpenAPI 3 description of this API, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub type Response = hyper::Response<Full<Bytes>>;
 
 const JSON: &str = "application/json";
-const PROBLEM_JSON: &str = "application/problem+json";
 
-/// Builds an RFC 9457 problem response.
-pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    let mut resp = hyper::Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
-fn json(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
-    resp
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    respond(status, JSON, body)
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
-    let mut resp = problem(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method Not Allowed",
-        &format!("this route accepts {allow}"),
-    );
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    resp
-}
-
-/// Routes one request.
-pub fn route(warden: &Warden, req: &hyper::Request<Incoming>) -> Response {
-    let path = req.uri().path();
-    let get = req.method() == Method::GET || req.method() == Method::HEAD;
-    match path {
-        "/v1/decision" | "/v1/authz" if !get => method_not_allowed("GET"),
-        "/v1/decision" => decision(warden, req.uri().query().unwrap_or(""), false),
-        "/v1/authz" => decision(warden, req.uri().query().unwrap_or(""), true),
-        "/healthz" if get => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
-        "/readyz" if get => {
-            let snapshot = warden.engine().load();
-            if warden.engine().is_ready() {
-                let body = format!(
-                    r#"{{"status":"ready","snapshot_version":{}}}"#,
-                    snapshot.version()
-                );
-                json(StatusCode::OK, body.into_bytes())
-            } else {
-                problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Not Ready",
-                    "no snapshot has been loaded yet",
-                )
-            }
-        }
-        "/healthz" | "/readyz" => method_not_allowed("GET"),
-        _ => problem(
-            StatusCode::NOT_FOUND,
-            "Not Found",
-            &format!("no route {path}; see GET /v1/decision?service=…&db_user=…"),
-        ),
+fn json_value(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => json(status, body),
+        Err(e) => Problem::internal(format!("cannot render the response: {e}")).into_response(),
     }
 }
 
-/// `GET /v1/decision` (always 200) and `GET /v1/authz` (200 allow, 403 block).
-fn decision(warden: &Warden, query: &str, authz: bool) -> Response {
-    let q = match DecisionQuery::parse(query) {
-        Ok(q) => q,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "Bad Decision Query",
-                &e.to_string(),
+fn no_content() -> Response {
+    let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+/// Runs store work (SQLite, fsync) without stalling the other tasks on this worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// What the gateway serves from.
+pub struct Gateway {
+    warden: Arc<Warden>,
+    devices: HashMap<String, Arc<Device>>,
+    limits: ServerConfig,
+}
+
+impl Gateway {
+    pub fn new(warden: Arc<Warden>) -> Gateway {
+        let limits = warden.config().server.clone();
+        let devices = warden
+            .config()
+            .directories
+            .iter()
+            .map(|d| (d.name.clone(), Arc::new(Device::new(d.clone()))))
+            .collect();
+        Gateway {
+            warden,
+            devices,
+            limits,
+        }
+    }
+
+    pub fn warden(&self) -> &Arc<Warden> {
+        &self.warden
+    }
+}
+
+/// One request on its way to a handler.
+pub struct Call<'a> {
+    gw: &'a Gateway,
+    params: Params,
+    query: &'a str,
+    headers: &'a HeaderMap,
+    method: &'a Method,
+    body: Bytes,
+    caller: Option<Caller>,
+    peer: SocketAddr,
+}
+
+impl Call<'_> {
+    fn warden(&self) -> &Warden {
+        &self.gw.warden
+    }
+
+    fn param(&self, i: usize) -> &str {
+        self.params.get(i).map_or("", |p| p.as_ref())
+    }
+
+    fn actor(&self) -> String {
+        self.caller
+            .as_ref()
+            .map_or_else(|| "anonymous".to_owned(), Caller::actor)
+    }
+
+    /// Appends an audit record for this call. A failure to audit is logged, not hidden.
+    fn audit(&self, action: &str, target: &str, outcome: &str, detail: serde_json::Value) {
+        audit(
+            self.warden(),
+            &self.actor(),
+            self.peer,
+            action,
+            target,
+            outcome,
+            detail,
+        );
+    }
+}
+
+fn audit(
+    warden: &Warden,
+    actor: &str,
+    peer: SocketAddr,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    detail: serde_json::Value,
+) {
+    let record = AuditRecord {
+        id: 0,
+        at_ms: crate::sync::now_ms(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: outcome.to_owned(),
+        source: Some(peer.to_string()),
+        detail,
+    };
+    if let Err(e) = blocking(|| warden.store().append_audit(&record)) {
+        tracing::error!(error = %e, action, "cannot write the audit record");
+    }
+}
+
+/// Authenticates the caller for `access`: `Ok(None)` for public routes and anonymous decisions.
+fn authorize(
+    gw: &Gateway,
+    access: Access,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    path: &str,
+) -> Result<Option<Caller>, Problem> {
+    let Access::Key(scope) = access else {
+        return Ok(None);
+    };
+    if scope == Scope::Decide && gw.limits.anonymous_decisions {
+        return Ok(None);
+    }
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let caller = gw
+        .warden
+        .keys()
+        .authenticate(header, crate::store::now())
+        .map_err(|e| {
+            let reason = match e {
+                AuthError::Missing => "missing",
+                AuthError::Malformed => "malformed",
+                AuthError::Invalid => "invalid",
+                AuthError::Expired => "expired",
+                AuthError::Revoked => "revoked",
+            };
+            audit(
+                &gw.warden,
+                "anonymous",
+                peer,
+                "auth.failed",
+                path,
+                "denied",
+                serde_json::json!({ "reason": reason }),
             );
+            Problem::new(StatusCode::UNAUTHORIZED, e.to_string())
+        })?;
+    if !caller.has(scope) {
+        audit(
+            &gw.warden,
+            &caller.actor(),
+            peer,
+            "auth.forbidden",
+            path,
+            "denied",
+            serde_json::json!({ "needs": scope.as_str() }),
+        );
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this key ({}) lacks the {scope} scope this route needs",
+                caller.name
+            ),
+        ));
+    }
+    Ok(Some(caller))
+}
+
+/// Reads the body up to `max` bytes; 413 beyond.
+async fn read_body(body: Incoming, headers: &HeaderMap, max: usize) -> Result<Bytes, Problem> {
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body exceeds the limit of {max} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(Problem::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
+}
+
+/// Routes, authenticates and answers one request. Returns the route label for metrics.
+async fn dispatch(
+    gw: &Gateway,
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> (&'static str, Response) {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let matched = match routes::find(&parts.method, path) {
+        Ok(m) => m,
+        Err(bad) => {
+            let p = Problem::bad_request(format!(
+                "path segment {:?} is not valid percent-encoded UTF-8",
+                bad.0
+            ));
+            return ("invalid", p.into_response());
         }
     };
-    let snapshot = warden.engine().load();
-    let d = snapshot.decide(&q.request());
-    let mut body = Vec::with_capacity(160);
-    snapshot.render_decision(&d, &mut body);
-    let status = if authz && d.outcome == Outcome::Block {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::OK
+    let (route, params) = match matched {
+        Matched::Route(route, params) => (route, params),
+        Matched::WrongMethod(allow) => {
+            let mut p = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{path} accepts {allow}, not {}", parts.method),
+            );
+            p.allow = Some(allow);
+            return ("unmatched", p.into_response());
+        }
+        Matched::NotFound => {
+            let p = Problem::not_found(format!(
+                "no route {path}; GET /v1/openapi.json lists every route"
+            ));
+            return ("unmatched", p.into_response());
+        }
     };
-    json(status, body)
+    let caller = match authorize(gw, route.access, &parts.headers, peer, route.path) {
+        Ok(c) => c,
+        Err(p) => {
+            let mut resp = p.into_response();
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"warden\""),
+                );
+            }
+            return (route.path, resp);
+        }
+    };
+    let body = if matches!(parts.method, Method::POST | Method::PUT | Method::DELETE) {
+        match read_body(body, &parts.headers, gw.limits.max_body_bytes).await {
+            Ok(b) => b,
+            Err(p) => return (route.path, p.into_response()),
+        }
+    } else {
+        Bytes::new()
+    };
+    let call = Call {
+        gw,
+        params,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        method: &parts.method,
+        body,
+        caller,
+        peer,
+    };
+    let resp = handle(route.handler, &call)
+        .await
+        .unwrap_or_else(Problem::into_response);
+    (route.path, resp)
+}
+
+async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> {
+    match handler {
+        Handler::Healthz => Ok(json(StatusCode::OK, &br#"{"status":"ok"}"#[..])),
+        Handler::Readyz => admin::readyz(call),
+        Handler::Metrics => Ok(admin::metrics(call)),
+        Handler::OpenApi => Ok(json(StatusCode::OK, OPENAPI)),
+        Handler::Decision => decisions::single(call, false),
+        Handler::Authz => decisions::single(call, true),
+        Handler::Decisions => decisions::batch(call),
+        Handler::Lists => blocking(|| lists::lists(call)),
+        Handler::CreateList => blocking(|| lists::create(call)),
+        Handler::Members => blocking(|| lists::members(call)),
+        Handler::AddMember => blocking(|| lists::add_member(call)),
+        Handler::RemoveMember => blocking(|| lists::remove_member(call)),
+        Handler::DataSets => blocking(|| data_sets::list(call)),
+        Handler::DataSetRows => data_sets::rows(call),
+        Handler::RefreshDataSet => data_sets::refresh(call).await,
+        Handler::TestQuery => data_sets::test_query(call).await,
+        Handler::AcceptRefresh => blocking(|| data_sets::accept(call)),
+        Handler::ReplaceData | Handler::UpdateData | Handler::ClearData => {
+            blocking(|| data_sets::write_data(call))
+        }
+        Handler::Devices => blocking(|| admin::devices(call)),
+        Handler::SyncDevice => admin::sync_device(call).await,
+        Handler::Policies => Ok(admin::policies(call)),
+        Handler::Audit => blocking(|| admin::audit_log(call)),
+        Handler::Keys => blocking(|| admin::keys(call)),
+        Handler::CreateKey => blocking(|| admin::create_key(call)),
+        Handler::RevokeKey => blocking(|| admin::revoke_key(call)),
+        Handler::RotateKey => blocking(|| admin::rotate_key(call)),
+    }
+}
+
+async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
+    let is_head = req.method() == Method::HEAD;
+    let timeout = gw.limits.request_timeout;
+    let (route, mut resp) = match tokio::time::timeout(timeout, dispatch(&gw, req, peer)).await {
+        Ok(answered) => answered,
+        Err(_) => (
+            "timeout",
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the request was not answered within {timeout:?}; try again"),
+            )
+            .into_response(),
+        ),
+    };
+    gw.warden.metrics().http(route, resp.status().as_u16());
+    tracing::trace!(%peer, route, status = resp.status().as_u16());
+    if is_head {
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
+    resp
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     listener: TcpListener,
-    warden: Arc<Warden>,
+    gateway: Arc<Gateway>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(gateway.limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -151,22 +419,30 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let warden = Arc::clone(&warden);
-        let service = service_fn(move |req| {
-            let resp = handle(&warden, &req, peer);
-            async move { Ok::<_, Infallible>(resp) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let gw = Arc::clone(&gateway);
+        let graceful_watch = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let _slot = slot;
+            match tls {
+                None => serve_connection(gw, stream, peer, graceful_watch).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        gw.limits.header_read_timeout,
+                        acceptor.accept(stream),
+                    );
+                    match handshake.await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(gw, tls_stream, peer, graceful_watch).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
+    drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
@@ -177,8 +453,46 @@ pub async fn serve(
     Ok(())
 }
 
-fn handle(warden: &Warden, req: &hyper::Request<Incoming>, peer: SocketAddr) -> Response {
-    let resp = route(warden, req);
-    tracing::trace!(%peer, method = %req.method(), path = req.uri().path(), status = resp.status().as_u16());
-    resp
+async fn serve_connection<S>(
+    gw: Arc<Gateway>,
+    stream: S,
+    peer: SocketAddr,
+    graceful: hyper_util::server::graceful::Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = gw.limits.header_read_timeout;
+    let service = service_fn(move |req| {
+        let gw = Arc::clone(&gw);
+        async move { Ok::<_, Infallible>(answer(gw, req, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = graceful.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// A TLS acceptor for the configured certificate and key.
+pub fn tls_acceptor(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

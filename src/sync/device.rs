@@ -137,6 +137,41 @@ pub fn health(updates: &[RecentUpdate]) -> Health {
     }
 }
 
+/// A device's status as shown by `devices status` and `GET /v1/devices`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceStatus {
+    pub device: String,
+    pub url: String,
+    pub status: Health,
+    pub recent_updates: Vec<RecentUpdate>,
+}
+
+/// Every configured device's status, with its `recent` latest runs (health is judged on at
+/// least the last [`HEALTH_WINDOW`]).
+pub fn device_statuses(
+    warden: &crate::runtime::Warden,
+    recent: usize,
+) -> Result<Vec<DeviceStatus>, crate::store::StoreError> {
+    warden
+        .config()
+        .directories
+        .iter()
+        .map(|d| {
+            let mut updates = warden
+                .store()
+                .recent_updates(&d.name, recent.max(HEALTH_WINDOW) as i64)?;
+            let status = health(&updates);
+            updates.truncate(recent);
+            Ok(DeviceStatus {
+                device: d.name.clone(),
+                url: d.url.clone(),
+                status,
+                recent_updates: updates,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

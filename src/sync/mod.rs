@@ -12,7 +12,7 @@ pub mod pull;
 pub mod push;
 pub mod service;
 
-pub use device::{Device, Health, health};
+pub use device::{Device, DeviceStatus, Health, device_statuses, health};
 
 use crate::directory::DirectoryError;
 use crate::runtime::WardenError;

@@ -40,6 +40,32 @@ pub struct QueryResult {
     pub skipped: Vec<Skipped>,
 }
 
+impl QueryResult {
+    /// The test-query report: counts, the skipped sample and the first `sample` rows.
+    pub fn report(&self, sample: usize) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self
+            .data_set
+            .rows()
+            .iter()
+            .take(sample)
+            .filter_map(|row| {
+                let mut out = Vec::new();
+                self.data_set.write_record(row, &mut out);
+                serde_json::from_slice(&out).ok()
+            })
+            .collect();
+        serde_json::json!({
+            "data_set": self.data_set.name(),
+            "entries": self.entries,
+            "rows": self.data_set.len(),
+            "values_dropped": self.values_dropped,
+            "entries_skipped": self.entries_skipped,
+            "skipped": self.skipped,
+            "sample": rows,
+        })
+    }
+}
+
 /// What a refresh did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "lowercase")]
@@ -276,6 +302,13 @@ pub async fn refresh(
     };
     if let Err(e) = warden.store().record_update(&update) {
         tracing::error!(error = %e, "cannot record refresh run");
+    }
+    match &result {
+        Ok(RefreshOutcome::Applied { .. }) => warden
+            .metrics()
+            .refreshed(&ds.name, u64::try_from(now_ms()).unwrap_or(0)),
+        Ok(RefreshOutcome::Held { .. }) => {}
+        Err(_) => warden.metrics().refresh_failed(&ds.name),
     }
     (update, result)
 }

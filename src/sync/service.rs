@@ -162,6 +162,7 @@ async fn push_loop(
                 }
             }
             Err(e) => {
+                warden.metrics().sync_failed(device.name());
                 tracing::warn!(group = %mapping.group_dn, error = %e, retry_in = ?backoff, "push failed");
                 retry_at = Some(tokio::time::Instant::now() + backoff);
                 backoff = next_backoff(backoff);

@@ -169,7 +169,7 @@ fn http_errors_are_problem_json() {
     }
     let r = crate::support::http(server.addr, "POST", "/v1/decision?service=s", &[], b"");
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
 }
 
 #[test]

@@ -9,4 +9,5 @@ mod ad;
 mod cli;
 mod config_files;
 mod dc;
+mod gateway;
 mod patterns;

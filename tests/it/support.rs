@@ -40,6 +40,8 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The bootstrap admin key warden wrote on first start, if it wrote one in `dir`.
+    pub admin_key: Option<String>,
 }
 
 /// Starts `warden serve` in `dir` with extra arguments, on an ephemeral port, and waits until
@@ -76,12 +78,34 @@ pub fn start_warden(dir: &Path, args: &[&str]) -> Server {
             );
         }
     };
-    Server { child, addr, logs }
+    let admin_key = std::fs::read_to_string(dir.join(BOOTSTRAP_KEY_FILE))
+        .ok()
+        .map(|k| k.trim().to_string());
+    Server {
+        child,
+        addr,
+        logs,
+        admin_key,
+    }
 }
 
+/// Where warden writes its bootstrap admin key (next to the config file).
+pub const BOOTSTRAP_KEY_FILE: &str = "warden-bootstrap-admin.key";
+
 impl Server {
+    /// GET with the bootstrap admin key, when there is one.
     pub fn get(&self, path_and_query: &str) -> HttpResponse {
-        http(self.addr, "GET", path_and_query, &[], b"")
+        self.call("GET", path_and_query, self.admin_key.as_deref(), b"")
+    }
+
+    /// A request with `key` as the bearer token (or none).
+    pub fn call(&self, method: &str, path: &str, key: Option<&str>, body: &[u8]) -> HttpResponse {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        http(self.addr, method, path, &headers, body)
     }
 
     pub fn logs(&self) -> String {

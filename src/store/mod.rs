@@ -1,5 +1,5 @@
-//! Durable state on SQLite: lists and their members (and, as later steps need them, audit
-//! records, recent updates and last-known-good data sets).
+//! Durable state on SQLite: lists and their members, recent directory updates, last-known-good
+//! and held data sets, API keys (hashes only, in [`keys`]) and the audit log ([`audit`]).
 //!
 //! The database runs in WAL mode with `synchronous = FULL`, so a write returns only once it is
 //! on disk: a change is durable before it is acknowledged. The schema is versioned through
@@ -14,6 +14,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::principal::{Principal, PrincipalError};
+
+pub mod audit;
+pub mod keys;
+
+pub use audit::{AuditFilter, AuditRecord};
+pub use keys::StoredKey;
 
 /// Schema migrations, in order. Entry `i` moves the schema from version `i` to `i + 1`.
 /// Never edit a shipped entry: append a new one.
@@ -72,6 +78,28 @@ const MIGRATIONS: &[&str] = &[
         first_synced_at INTEGER NOT NULL,
         PRIMARY KEY (list, group_dn)
     );",
+    // 3: API keys (hashes only) and the audit log.
+    "CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        source TEXT,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit(at_ms);",
 ];
 
 /// Recent updates kept per device; older ones are pruned as new ones arrive.

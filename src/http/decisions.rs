@@ -1,0 +1,151 @@
+//! Decision routes, the hot path: `GET /v1/decision`, `GET /v1/authz` (200 allow / 403 block,
+//! same body) and `POST /v1/decisions` (a batch, answered in order). One snapshot load, no
+//! lock; the query is decoded borrowing from the request line and the answer rendered straight
+//! into the response body.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use hyper::StatusCode;
+use serde::Deserialize;
+use smallvec::SmallVec;
+
+use super::problem::{Problem, parse_json};
+use super::query::{DecisionQuery, MAX_DB_USERS};
+use super::{Call, Response, json};
+use crate::engine::{Decision, Outcome, Request, Snapshot};
+use crate::metrics::Metrics;
+
+fn record(metrics: &Metrics, snapshot: &Snapshot, d: &Decision, took: std::time::Duration) {
+    metrics.decision(
+        d.outcome.as_str(),
+        took,
+        d.matched.iter().filter_map(|m| {
+            snapshot
+                .policy(m)
+                .map(|p| (p.name.as_str(), m.action.as_str()))
+        }),
+    );
+}
+
+/// `GET /v1/decision` (always 200) and `GET /v1/authz` (403 when blocked).
+pub fn single(call: &Call<'_>, authz: bool) -> Result<Response, Problem> {
+    let q = DecisionQuery::parse(call.query).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let request = q.request();
+    let snapshot = call.warden().engine().load();
+    let started = Instant::now();
+    let d = snapshot.decide(&request);
+    record(call.warden().metrics(), &snapshot, &d, started.elapsed());
+    let mut body = Vec::with_capacity(160);
+    snapshot.render_decision(&d, &mut body);
+    let status = if authz && d.outcome == Outcome::Block {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::OK
+    };
+    Ok(json(status, body))
+}
+
+/// `db_user` as one string or an array of strings. Strings borrow from the body unless they
+/// contain escapes (`"corp\\alice"`), which must be decoded into their own buffer.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Users<'a> {
+    One(#[serde(borrow)] Cow<'a, str>),
+    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem<'a> {
+    #[serde(borrow)]
+    service: Cow<'a, str>,
+    #[serde(borrow, default)]
+    db_user: Option<Users<'a>>,
+    #[serde(borrow, default)]
+    os_user: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source_app: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    client_ip: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch<'a> {
+    #[serde(borrow)]
+    requests: Vec<BatchItem<'a>>,
+}
+
+/// A present, non-empty optional field.
+fn present<'b>(v: &'b Option<Cow<'_, str>>) -> Option<&'b str> {
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
+impl BatchItem<'_> {
+    fn request(&self, index: usize) -> Result<Request<'_>, Problem> {
+        if self.service.is_empty() {
+            return Err(Problem::bad_request(format!(
+                "field `requests[{index}].service`: must not be empty"
+            )));
+        }
+        let db_user: SmallVec<[&str; 2]> = match &self.db_user {
+            None => SmallVec::new(),
+            Some(Users::One(u)) => SmallVec::from_slice(&[u.as_ref()]),
+            Some(Users::Many(us)) => us.iter().map(AsRef::as_ref).collect(),
+        };
+        if db_user.len() > MAX_DB_USERS {
+            return Err(Problem::bad_request(format!(
+                "field `requests[{index}].db_user`: at most {MAX_DB_USERS} values"
+            )));
+        }
+        Ok(Request {
+            service: &self.service,
+            db_user: db_user.into_iter().filter(|u| !u.is_empty()).collect(),
+            os_user: present(&self.os_user),
+            source_app: present(&self.source_app),
+            client_ip: present(&self.client_ip),
+        })
+    }
+}
+
+/// `POST /v1/decisions`: `{"requests": [{"service": …, "db_user": …}, …]}` →
+/// `{"snapshot_version": N, "decisions": [...]}` in request order, all from one snapshot.
+pub fn batch(call: &Call<'_>) -> Result<Response, Problem> {
+    let batch: Batch<'_> = parse_json(&call.body)?;
+    let max = call.gw.limits.max_batch;
+    if batch.requests.len() > max {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the batch has {} requests; at most {max} are allowed per call",
+                batch.requests.len()
+            ),
+        ));
+    }
+    let requests = batch
+        .requests
+        .iter()
+        .enumerate()
+        .map(|(i, item)| item.request(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let snapshot = call.warden().engine().load();
+    let started = Instant::now();
+    let mut decisions = Vec::with_capacity(requests.len());
+    snapshot.decide_batch(&requests, &mut decisions);
+    let per = started.elapsed() / u32::try_from(decisions.len().max(1)).unwrap_or(u32::MAX);
+    let metrics = call.warden().metrics();
+    let mut body = Vec::with_capacity(48 + decisions.len() * 120);
+    body.extend_from_slice(b"{\"snapshot_version\":");
+    body.extend_from_slice(snapshot.version().to_string().as_bytes());
+    body.extend_from_slice(b",\"decisions\":[");
+    for (i, d) in decisions.iter().enumerate() {
+        record(metrics, &snapshot, d, per);
+        if i > 0 {
+            body.push(b',');
+        }
+        snapshot.render_decision(d, &mut body);
+    }
+    body.extend_from_slice(b"]}");
+    Ok(json(StatusCode::OK, body))
+}

@@ -1,0 +1,95 @@
+//! RFC 9457 problem details: every error the gateway answers is `application/problem+json`
+//! with a title, the status and a detail a person can act on; Imperva-compatible data routes
+//! add the matching `IMP-…` code.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::StatusCode;
+use hyper::header::{self, HeaderValue};
+
+use super::Response;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub detail: String,
+    /// Imperva's error code, for the Imperva-compatible data routes.
+    pub imp_code: Option<&'static str>,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            detail: detail.into(),
+            imp_code: None,
+            allow: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::CONFLICT, detail)
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+
+    pub fn imp(mut self, code: &'static str) -> Problem {
+        self.imp_code = Some(code);
+        self
+    }
+
+    pub fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(code) = self.imp_code {
+            body["imp_code"] = serde_json::Value::from(code);
+        }
+        let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = self.status;
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            resp.headers_mut().insert(header::ALLOW, allow);
+        }
+        resp
+    }
+}
+
+/// Parses a JSON body into `T`; the error names the field that failed (`requests[3].service`).
+pub fn parse_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, Problem> {
+    if body.is_empty() {
+        return Err(Problem::bad_request(
+            "the request needs a JSON body (Content-Type: application/json)",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            Problem::bad_request(format!("malformed JSON body: {inner}"))
+        } else {
+            Problem::bad_request(format!("field `{path}`: {inner}"))
+        }
+    })
+}

@@ -1,0 +1,238 @@
+//! Counters and a latency histogram for `/metrics`, in Prometheus text format.
+//!
+//! Recording is a relaxed atomic add (plus a sharded map lookup for labelled series), cheap
+//! enough for the decision path. Gauges that describe state — data-set rows, refresh age, held
+//! refreshes — are not stored here: the gateway reads them from the snapshot and the store when
+//! `/metrics` is scraped, so they cannot drift from the truth.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+/// Upper bounds of the decision-latency histogram, in seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3, 1e-2,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+/// Process-wide counters.
+#[derive(Default)]
+pub struct Metrics {
+    decisions: DashMap<&'static str, AtomicU64>,
+    policy_matches: DashMap<(String, &'static str), AtomicU64>,
+    latency: Histogram,
+    http: DashMap<(&'static str, u16), AtomicU64>,
+    refresh_failures: DashMap<String, AtomicU64>,
+    sync_failures: DashMap<String, AtomicU64>,
+    last_refresh_ms: DashMap<String, AtomicU64>,
+}
+
+fn bump<K: std::hash::Hash + Eq>(map: &DashMap<K, AtomicU64>, key: K, by: u64) {
+    if let Some(c) = map.get(&key) {
+        c.fetch_add(by, Ordering::Relaxed);
+        return;
+    }
+    map.entry(key).or_default().fetch_add(by, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// One decision: its outcome, how long it took, and every policy it matched.
+    pub fn decision<'p>(
+        &self,
+        outcome: &'static str,
+        took: Duration,
+        matched: impl Iterator<Item = (&'p str, &'static str)>,
+    ) {
+        bump(&self.decisions, outcome, 1);
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let secs = took.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.latency.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency.count.fetch_add(1, Ordering::Relaxed);
+        self.latency.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        for (policy, action) in matched {
+            if let Some(c) = self.policy_matches.get(&(policy.to_owned(), action)) {
+                c.fetch_add(1, Ordering::Relaxed);
+            } else {
+                bump(&self.policy_matches, (policy.to_owned(), action), 1);
+            }
+        }
+    }
+
+    /// One HTTP response on `route` (the route's pattern, not the raw path).
+    pub fn http(&self, route: &'static str, status: u16) {
+        bump(&self.http, (route, status), 1);
+    }
+
+    pub fn refresh_failed(&self, data_set: &str) {
+        bump(&self.refresh_failures, data_set.to_owned(), 1);
+    }
+
+    pub fn sync_failed(&self, device: &str) {
+        bump(&self.sync_failures, device.to_owned(), 1);
+    }
+
+    /// A refresh of `data_set` was applied at `at_ms` (Unix milliseconds).
+    pub fn refreshed(&self, data_set: &str, at_ms: u64) {
+        self.last_refresh_ms
+            .entry(data_set.to_owned())
+            .or_default()
+            .store(at_ms, Ordering::Relaxed);
+    }
+
+    /// Last applied refresh per data set, Unix milliseconds.
+    pub fn last_refreshes(&self) -> Vec<(String, u64)> {
+        self.last_refresh_ms
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The counters in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        family(
+            out,
+            "warden_decisions_total",
+            "counter",
+            "Decisions by outcome.",
+        );
+        for e in sorted(&self.decisions, |k| format!("outcome=\"{k}\"")) {
+            line(out, "warden_decisions_total", &e.0, e.1);
+        }
+        family(
+            out,
+            "warden_policy_matches_total",
+            "counter",
+            "Decisions that matched a policy, by policy and action.",
+        );
+        for e in sorted(&self.policy_matches, |(p, a)| {
+            format!("policy=\"{}\",action=\"{a}\"", label(p))
+        }) {
+            line(out, "warden_policy_matches_total", &e.0, e.1);
+        }
+        self.render_latency(out);
+        family(
+            out,
+            "warden_http_requests_total",
+            "counter",
+            "HTTP responses by route and status.",
+        );
+        for e in sorted(&self.http, |(r, s)| format!("route=\"{r}\",status=\"{s}\"")) {
+            line(out, "warden_http_requests_total", &e.0, e.1);
+        }
+        family(
+            out,
+            "warden_refresh_failures_total",
+            "counter",
+            "Failed data-set refreshes.",
+        );
+        for e in sorted(&self.refresh_failures, |d| {
+            format!("data_set=\"{}\"", label(d))
+        }) {
+            line(out, "warden_refresh_failures_total", &e.0, e.1);
+        }
+        family(
+            out,
+            "warden_sync_failures_total",
+            "counter",
+            "Failed push syncs, by device.",
+        );
+        for e in sorted(&self.sync_failures, |d| format!("device=\"{}\"", label(d))) {
+            line(out, "warden_sync_failures_total", &e.0, e.1);
+        }
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let name = "warden_decision_duration_seconds";
+        family(out, name, "histogram", "Time to decide, excluding I/O.");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.latency.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound:e}\"}} {cumulative}");
+        }
+        let count = self.latency.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.latency.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a metric family.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Writes one sample.
+pub fn line(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn sorted<K: std::hash::Hash + Eq>(
+    map: &DashMap<K, AtomicU64>,
+    labels: impl Fn(&K) -> String,
+) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = map
+        .iter()
+        .map(|e| (labels(e.key()), e.value().load(Ordering::Relaxed)))
+        .collect();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.decision(
+            "block",
+            Duration::from_nanos(300),
+            [("Block \"bad\" users", "block")].into_iter(),
+        );
+        m.decision("allow", Duration::from_micros(3), std::iter::empty());
+        m.http("/v1/decision", 200);
+        m.refresh_failed("PTR");
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains("warden_decisions_total{outcome=\"block\"} 1"),
+            "{out}"
+        );
+        assert!(out.contains(
+            "warden_policy_matches_total{policy=\"Block \\\"bad\\\" users\",action=\"block\"} 1"
+        ));
+        assert!(
+            out.contains("warden_decision_duration_seconds_bucket{le=\"5e-7\"} 1"),
+            "{out}"
+        );
+        assert!(out.contains("warden_decision_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(out.contains("warden_decision_duration_seconds_count 2"));
+        assert!(
+            out.contains("warden_http_requests_total{route=\"/v1/decision\",status=\"200\"} 1")
+        );
+        assert!(out.contains("warden_refresh_failures_total{data_set=\"PTR\"} 1"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The audit log: who did what to which target, when, from where, and how it ended. Records
+//! are append-only; details never carry secrets (callers pass only names, ids and counts).
+
+use rusqlite::params_from_iter;
+use rusqlite::types::Value;
+
+use super::{Store, StoreError};
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    /// Assigned by the store; 0 before it is appended.
+    #[serde(default)]
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// `key:<id> (<name>)`, `cli:<user>`, `anonymous` or `system`.
+    pub actor: String,
+    /// `lists.add`, `keys.create`, `auth.failed`, …
+    pub action: String,
+    pub target: String,
+    /// `ok`, `denied`, `failed` or `rejected`.
+    pub outcome: String,
+    /// The client's address, for HTTP requests.
+    pub source: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Which audit records to read. Every bound is optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Most records one read returns.
+pub const AUDIT_READ_MAX: u32 = 10_000;
+
+impl Store {
+    /// Appends a record and returns its id. Durable before it returns.
+    pub fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit (at_ms, actor, action, target, outcome, source, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![
+                r.at_ms,
+                r.actor,
+                r.action,
+                r.target,
+                r.outcome,
+                r.source,
+                r.detail.to_string()
+            ],
+        )
+        .map_err(self.sql("append audit record"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Records matching `filter`, oldest first.
+    pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, at_ms, actor, action, target, outcome, source, detail FROM audit WHERE 1=1",
+        );
+        let mut args: Vec<Value> = Vec::new();
+        let mut bound = |clause: &str, v: Value| {
+            sql.push_str(clause);
+            args.push(v);
+        };
+        if let Some(t) = filter.since_ms {
+            bound(" AND at_ms >= ?", Value::Integer(t));
+        }
+        if let Some(t) = filter.until_ms {
+            bound(" AND at_ms < ?", Value::Integer(t));
+        }
+        if let Some(a) = &filter.actor {
+            bound(" AND actor = ?", Value::Text(a.clone()));
+        }
+        if let Some(a) = &filter.action {
+            bound(" AND action = ?", Value::Text(a.clone()));
+        }
+        let limit = filter.limit.unwrap_or(AUDIT_READ_MAX).min(AUDIT_READ_MAX);
+        sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql).map_err(self.sql("read audit log"))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                let detail: String = r.get(7)?;
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    outcome: r.get(5)?,
+                    source: r.get(6)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(self.sql("read audit log"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.sql("read audit log"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn record(at_ms: i64, actor: &str, action: &str) -> AuditRecord {
+        AuditRecord {
+            id: 0,
+            at_ms,
+            actor: actor.into(),
+            action: action.into(),
+            target: "Suspicious Users".into(),
+            outcome: "ok".into(),
+            source: Some("127.0.0.1:5000".into()),
+            detail: serde_json::json!({"principal": "corp\\alice"}),
+        }
+    }
+
+    #[test]
+    fn filters_by_time_actor_and_action() {
+        let store = Store::in_memory().unwrap();
+        store
+            .append_audit(&record(1000, "key:a", "lists.add"))
+            .unwrap();
+        store
+            .append_audit(&record(2000, "key:b", "lists.add"))
+            .unwrap();
+        store
+            .append_audit(&record(3000, "key:a", "lists.remove"))
+            .unwrap();
+        let read = |f: AuditFilter| {
+            store
+                .audit(&f)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.at_ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(read(AuditFilter::default()), [1000, 2000, 3000]);
+        let by_actor = AuditFilter {
+            actor: Some("key:a".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(read(by_actor), [1000, 3000]);
+        let window = AuditFilter {
+            since_ms: Some(1500),
+            until_ms: Some(3000),
+            action: Some("lists.add".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(read(window), [2000]);
+        let r = &store.audit(&AuditFilter::default()).unwrap()[0];
+        assert_eq!(r.detail["principal"], "corp\\alice");
+    }
+}

@@ -1,0 +1,115 @@
+//! API keys as stored: an id, a name, the SHA-256 of the secret part, scopes, expiry and
+//! revocation. The key itself is never stored; [`crate::auth`] makes and checks keys.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError};
+
+/// One API key's record. `hash` is the SHA-256 of the secret part of the key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredKey {
+    pub id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub hash: Vec<u8>,
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub created_by: String,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
+    let scopes: String = r.get(3)?;
+    Ok(StoredKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        hash: r.get(2)?,
+        scopes: scopes
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        created_at: r.get(4)?,
+        created_by: r.get(5)?,
+        expires_at: r.get(6)?,
+        revoked_at: r.get(7)?,
+    })
+}
+
+const KEY_COLUMNS: &str = "id, name, hash, scopes, created_at, created_by, expires_at, revoked_at";
+
+impl Store {
+    /// Stores a new key record.
+    pub fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO api_keys (id, name, hash, scopes, created_at, created_by, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    key.id,
+                    key.name,
+                    key.hash,
+                    key.scopes.join(","),
+                    key.created_at,
+                    key.created_by,
+                    key.expires_at
+                ],
+            )
+            .map_err(self.sql("insert api key"))?;
+        Ok(())
+    }
+
+    /// Every key record, revoked and expired ones included, oldest first.
+    pub fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+            ))
+            .map_err(self.sql("list api keys"))?;
+        let rows = stmt
+            .query_map([], key_from_row)
+            .map_err(self.sql("list api keys"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.sql("list api keys"))
+    }
+
+    /// One key record by id.
+    pub fn key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+                [id],
+                key_from_row,
+            )
+            .optional()
+            .map_err(self.sql("read api key"))
+    }
+
+    /// Revokes a key now. False if there is no such key or it was already revoked.
+    pub fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, at],
+            )
+            .map_err(self.sql("revoke api key"))?;
+        Ok(n == 1)
+    }
+
+    /// Makes a key expire at `at` unless it already expires sooner (rotation overlap).
+    pub fn expire_key_by(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE api_keys SET expires_at = MIN(COALESCE(expires_at, ?2), ?2)
+                 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, at],
+            )
+            .map_err(self.sql("expire api key"))?;
+        Ok(n == 1)
+    }
+}
