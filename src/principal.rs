@@ -3,8 +3,12 @@
 //!
 //! Parsing validates untrusted input (length, control characters, shape) and classifies it; it
 //! does not escape anything. Whatever reaches an LDAP filter or DN is escaped in `directory`.
+//! The classification is the one the directory resolves by ([`crate::directory::Principal`]):
+//! what is accepted here as a DN is a DN there, and so on for each form.
 
 use std::fmt;
+
+use crate::directory::{DnError, parse_dn};
 
 /// The longest principal accepted (a DN can be long; AD caps most names far lower).
 pub const MAX_PRINCIPAL_LEN: usize = 1024;
@@ -53,6 +57,12 @@ pub enum PrincipalError {
     Whitespace,
     #[error("{0:?} has an empty domain or user part; write DOMAIN\\user")]
     EmptyPart(String),
+    #[error("{text:?} starts like a distinguished name but is not one: {source}")]
+    InvalidDn {
+        text: String,
+        #[source]
+        source: DnError,
+    },
 }
 
 impl Principal {
@@ -69,7 +79,7 @@ impl Principal {
         if text.trim() != text {
             return Err(PrincipalError::Whitespace);
         }
-        let kind = classify(text);
+        let kind = classify(text)?;
         if kind == PrincipalKind::DomainUser {
             let (domain, user) = text.split_once('\\').unwrap_or((text, ""));
             if domain.is_empty() || user.is_empty() {
@@ -106,23 +116,40 @@ impl Principal {
     }
 }
 
-fn classify(text: &str) -> PrincipalKind {
-    // A DN starts with an attribute type and '=' (`CN=`, `uid=`, `OID.2.5.4.3=`).
-    let looks_like_dn = text.split_once('=').is_some_and(|(ty, _)| {
-        !ty.is_empty()
-            && ty
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b' ')
-    });
-    if looks_like_dn {
-        PrincipalKind::Dn
-    } else if text.contains('\\') {
+/// Classifies like the directory's resolver does: a string that parses as a DN is a DN (so
+/// `CN=Smith\, John,…` is not `DOMAIN\user`); then `\` means `DOMAIN\user`, `@` a UPN, and
+/// anything else a sAMAccountName. A string that starts like a DN (an attribute type and `=`,
+/// as `CN=`, `uid=`, `OID.2.5.4.3=`) but does not parse is refused rather than classified as
+/// something else: it is a mistyped DN (sAMAccountNames cannot contain `=`), and the directory
+/// would look it up as a user name that cannot exist.
+fn classify(text: &str) -> Result<PrincipalKind, PrincipalError> {
+    if text.contains('=') {
+        match parse_dn(text) {
+            Ok(dn) if !dn.is_root() => return Ok(PrincipalKind::Dn),
+            Ok(_) => {}
+            Err(source) => {
+                let looks_like_dn = text.split_once('=').is_some_and(|(ty, _)| {
+                    !ty.is_empty()
+                        && ty.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b' '
+                        })
+                });
+                if looks_like_dn {
+                    return Err(PrincipalError::InvalidDn {
+                        text: text.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(if text.contains('\\') {
         PrincipalKind::DomainUser
     } else if text.contains('@') {
         PrincipalKind::Upn
     } else {
         PrincipalKind::SamAccountName
-    }
+    })
 }
 
 impl fmt::Display for Principal {
@@ -170,5 +197,43 @@ mod tests {
             Principal::parse(&"a".repeat(2000)),
             Err(PrincipalError::TooLong(2000))
         ));
+    }
+
+    /// Found by fuzzing (principal): `CN=J\C3\B6rg,DC\u{fffd}=x` was listed as a DN (it starts
+    /// with `CN=`) while the directory, which could not parse it as one, resolved it as the
+    /// domain user `C3\B6rg,…` of domain `CN=J`. A string that starts like a DN must be one.
+    #[test]
+    fn classification_agrees_with_the_directory() {
+        use crate::directory::Principal as Resolved;
+        for bad in [
+            "CN=J\\C3\\B6rg,DC\u{fffd}=x",
+            "CN=a,b",
+            "CN=",
+            "CN=x\\",
+            "C N=x",
+        ] {
+            assert!(
+                matches!(Principal::parse(bad), Err(PrincipalError::InvalidDn { .. })),
+                "{bad:?}"
+            );
+        }
+        for (text, kind) in [
+            ("CN=J\\C3\\B6rg,DC=x", PrincipalKind::Dn),
+            ("CN=a\\,b,DC=x", PrincipalKind::Dn),
+            ("x=y@corp", PrincipalKind::Dn),
+            ("CORP\\x=y", PrincipalKind::DomainUser),
+            ("a,b=c", PrincipalKind::SamAccountName),
+            ("*)(objectClass=*", PrincipalKind::SamAccountName),
+        ] {
+            assert_eq!(Principal::parse(text).unwrap().kind(), kind, "{text:?}");
+            let resolved = Resolved::parse(text).unwrap();
+            let same = matches!(
+                (kind, &resolved),
+                (PrincipalKind::Dn, Resolved::Dn(_))
+                    | (PrincipalKind::DomainUser, Resolved::DomainUser { .. })
+                    | (PrincipalKind::SamAccountName, Resolved::SamAccountName(_))
+            );
+            assert!(same, "{text:?}: {kind:?} vs {resolved:?}");
+        }
     }
 }

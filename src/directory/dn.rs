@@ -211,6 +211,12 @@ fn normalize_attr(attr: &str) -> String {
 
 /// Parses an RFC 4514 DN, honouring `\`-escapes (`CN=Smith\, John,OU=x` has
 /// two RDNs) and trimming unescaped whitespace around `=`, `,` and `+`.
+///
+/// Around a value only the space (U+0020) is insignificant, as in RFC 4514:
+/// other whitespace (a no-break space, U+0085, an ideographic space) is part of
+/// the value even at its edges, since `escape_dn_value` leaves it unescaped and
+/// Active Directory keeps it; trimming it would make two different entries'
+/// DNs compare equal.
 pub fn parse_dn(s: &str) -> Result<Dn, DnError> {
     if s.trim().is_empty() {
         return Ok(Dn::from_rdns(Vec::new()));
@@ -242,21 +248,21 @@ fn parse_ava(s: &str, index: usize) -> Result<Ava, DnError> {
             attr: attr.to_owned(),
         });
     }
-    let raw_value = raw_value.trim_start();
+    let raw_value = raw_value.trim_start_matches(' ');
     let ber = raw_value.starts_with('#');
     let value = if ber {
         // BER-encoded value (RFC 4514 §2.4): compare it as written.
-        raw_value.trim_end().to_ascii_lowercase()
+        raw_value.trim_end_matches(' ').to_ascii_lowercase()
     } else {
         let marked =
             unescape_marked(raw_value).map_err(|source| DnError::Escape { index, source })?;
         let start = marked
             .iter()
-            .position(|&(c, esc)| esc || !c.is_whitespace())
+            .position(|&(c, esc)| esc || c != ' ')
             .unwrap_or(marked.len());
         let end = marked
             .iter()
-            .rposition(|&(c, esc)| esc || !c.is_whitespace())
+            .rposition(|&(c, esc)| esc || c != ' ')
             .map_or(start, |p| p + 1);
         marked[start..end.max(start)]
             .iter()
@@ -356,6 +362,27 @@ mod tests {
         assert_eq!(d.to_string(), "CN=\\ padded\\ ,DC=x");
         // Escaped then unescaped trailing whitespace: only the unescaped is trimmed.
         assert_eq!(dn("CN=a\\  ,DC=x").first_value(), Some("a "));
+    }
+
+    /// Found by fuzzing (ldap_escape): the value `"\u{8}\0\0\0\0\0\0uid=Y,\u{fffd}\u{fffd}\u{85}"`
+    /// escaped into `CN=…,OU=Users` parsed back without its final U+0085, which
+    /// `char::is_whitespace` trimmed. Only spaces are insignificant at a value's edges (and
+    /// only spaces are what escape_dn_value escapes there).
+    #[test]
+    fn edge_whitespace_other_than_space_is_part_of_the_value() {
+        for v in [
+            "x\u{85}",
+            "\u{a0}x",
+            "x\u{3000}",
+            "\u{2028}",
+            "\u{a0} x \u{a0}",
+        ] {
+            let s = format!("CN={},DC=x", escape_dn_value(v));
+            assert_eq!(dn(&s).first_value(), Some(v), "{s:?}");
+        }
+        assert_ne!(dn("CN=x\u{a0},DC=y"), dn("CN=x,DC=y"));
+        assert_eq!(dn("CN= \u{a0}x ,DC=y").first_value(), Some("\u{a0}x"));
+        assert_eq!(dn("CN=#ab\u{a0} ,DC=y").first_value(), Some("#ab\u{a0}"));
     }
 
     #[test]
