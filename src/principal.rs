@@ -204,7 +204,7 @@ mod tests {
     /// domain user `C3\B6rg,…` of domain `CN=J`. A string that starts like a DN must be one.
     #[test]
     fn classification_agrees_with_the_directory() {
-        use crate::directory::Principal as Resolved;
+        use crate::directory::UserLookup;
         for bad in [
             "CN=J\\C3\\B6rg,DC\u{fffd}=x",
             "CN=a,b",
@@ -226,14 +226,15 @@ mod tests {
             ("*)(objectClass=*", PrincipalKind::SamAccountName),
         ] {
             assert_eq!(Principal::parse(text).unwrap().kind(), kind, "{text:?}");
-            let resolved = Resolved::parse(text).unwrap();
+            let p = Principal::parse(text).unwrap();
+            let lookup = UserLookup::for_principal(&p);
             let same = matches!(
-                (kind, &resolved),
-                (PrincipalKind::Dn, Resolved::Dn(_))
-                    | (PrincipalKind::DomainUser, Resolved::DomainUser { .. })
-                    | (PrincipalKind::SamAccountName, Resolved::SamAccountName(_))
+                (kind, &lookup),
+                (PrincipalKind::Dn, Some(UserLookup::Dn(_)))
+                    | (PrincipalKind::DomainUser, Some(UserLookup::Filter(_)))
+                    | (PrincipalKind::SamAccountName, Some(UserLookup::Filter(_)))
             );
-            assert!(same, "{text:?}: {kind:?} vs {resolved:?}");
+            assert!(same, "{text:?}: {kind:?} vs {lookup:?}");
         }
     }
 }
