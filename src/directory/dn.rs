@@ -36,6 +36,15 @@ pub enum DnError {
         /// Zero-based RDN position, leftmost first.
         index: usize,
     },
+    /// The value starts with `#` but is not a BER hex string (`#` and pairs of hex digits), as
+    /// in `CN=#x,DC=y`; a literal leading `#` is written `\#`.
+    #[error(
+        "RDN {index} has a value starting with '#' that is not a hex string (write a literal '#' as \\#)"
+    )]
+    InvalidHexValue {
+        /// Zero-based RDN position, leftmost first.
+        index: usize,
+    },
     /// The value has a broken escape.
     #[error("RDN {index}: {source}")]
     Escape {
@@ -251,8 +260,18 @@ fn parse_ava(s: &str, index: usize) -> Result<Ava, DnError> {
     let raw_value = raw_value.trim_start_matches(' ');
     let ber = raw_value.starts_with('#');
     let value = if ber {
-        // BER-encoded value (RFC 4514 §2.4): compare it as written.
-        raw_value.trim_end_matches(' ').to_ascii_lowercase()
+        // BER-encoded value (RFC 4514 §2.4): `#` and hex pairs, compared as written. Anything
+        // else is refused: it is not a value, and kept verbatim it could end in a backslash
+        // that would escape the separator after it once the DN is written out again.
+        let hex = raw_value.trim_end_matches(' ');
+        let digits = &hex[1..];
+        if digits.is_empty()
+            || digits.len() % 2 != 0
+            || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(DnError::InvalidHexValue { index });
+        }
+        hex.to_ascii_lowercase()
     } else {
         let marked =
             unescape_marked(raw_value).map_err(|source| DnError::Escape { index, source })?;
@@ -382,7 +401,6 @@ mod tests {
         }
         assert_ne!(dn("CN=x\u{a0},DC=y"), dn("CN=x,DC=y"));
         assert_eq!(dn("CN= \u{a0}x ,DC=y").first_value(), Some("\u{a0}x"));
-        assert_eq!(dn("CN=#ab\u{a0} ,DC=y").first_value(), Some("#ab\u{a0}"));
     }
 
     #[test]
@@ -446,6 +464,32 @@ mod tests {
         assert_eq!(d.to_string(), "CN=#04024869,DC=x");
         // A literal leading '#' is escaped and is a different value.
         assert_ne!(d, dn("CN=\\#04024869,DC=x"));
+    }
+
+    /// Found by fuzzing (ldap_escape, principal): `CN=#a\\ ,OU=x` parsed as the "BER value"
+    /// `#a\\` (its escaped space trimmed as if unescaped) and re-serialised as `CN=#a\\,OU=x`, in
+    /// which the backslash escapes the comma: one RDN instead of two (and with `+`, one AVA
+    /// instead of two). A `#` value must be a hex string.
+    #[test]
+    fn hex_values_must_be_hex_strings() {
+        for bad in [
+            "CN=#a\\ ,OU=x",
+            "CN=#e\\ +CN2=x,OU=y",
+            "CN=#,DC=x",
+            "CN=#0,DC=x",
+            "CN=#0g,DC=x",
+            "CN=#ab cd,DC=x",
+        ] {
+            assert_eq!(
+                parse_dn(bad).err(),
+                Some(DnError::InvalidHexValue { index: 0 }),
+                "{bad:?}"
+            );
+        }
+        let d = dn("CN=#04024869 ,DC=x");
+        assert_eq!(d.first_value(), Some("#04024869"));
+        assert_eq!(dn(&d.to_string()), d);
+        assert_eq!(dn("CN=#0A0b,DC=x"), dn("cn=#0a0B,dc=x"));
     }
 
     #[test]
