@@ -22,11 +22,12 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
         .block_on(f))
 }
 
-fn device(config: &Config, name: &str) -> Result<Device> {
-    let c = config
-        .directory(name)
-        .ok_or_else(|| anyhow!("no directory named {name:?} in the configuration"))?;
-    Ok(Device::new(c.clone()))
+fn device(warden: &Warden, name: &str) -> Result<Arc<Device>> {
+    warden
+        .devices()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| anyhow!("no directory named {name:?} in the configuration"))
 }
 
 pub fn devices(config: Config, cmd: DevicesCommand) -> Result<ExitCode> {
@@ -60,7 +61,7 @@ pub fn devices(config: Config, cmd: DevicesCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DevicesCommand::Sync { name } => {
-            let dev = device(warden.config(), &name)?;
+            let dev = device(&warden, &name)?;
             let mappings: Vec<_> = warden
                 .config()
                 .mappings
@@ -110,7 +111,7 @@ pub fn mappings(config: Config, cmd: MappingsCommand) -> Result<ExitCode> {
     let mut failed = false;
     let mut report = Vec::new();
     for m in &warden.config().mappings {
-        let dev = device(warden.config(), &m.directory)?;
+        let dev = device(&warden, &m.directory)?;
         match block_on(push::plan(&dev, warden.store(), m))? {
             Ok(plan) => {
                 if !json {
@@ -156,15 +157,15 @@ pub fn mappings(config: Config, cmd: MappingsCommand) -> Result<ExitCode> {
 
 pub fn datasets(config: Config, cmd: DatasetsCommand) -> Result<ExitCode> {
     let warden = Arc::new(Warden::open(config).context("cannot load warden state")?);
-    let ldap_device = |name: &str| -> Result<(warden::config::DataSetConfig, Device)> {
-        let ds = warden
-            .config()
+    let ldap_device = |name: &str| -> Result<(warden::config::DataSetConfig, Arc<Device>)> {
+        let config = warden.config();
+        let ds = config
             .data_set(name)
             .ok_or_else(|| anyhow!("no data set named {name:?} in the configuration"))?;
         let Source::Ldap(source) = &ds.source else {
             bail!("data set {name:?} is not filled from LDAP");
         };
-        Ok((ds.clone(), device(warden.config(), &source.directory)?))
+        Ok((ds.clone(), device(&warden, &source.directory)?))
     };
     match cmd {
         DatasetsCommand::TestQuery { name, sample } => {

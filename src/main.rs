@@ -3,13 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use warden::config::Config;
+use warden::config::{Config, ConfigSource};
 use warden::engine::{Outcome, Request};
 use warden::runtime::Warden;
 use warden::store::{Added, NewMember, Store, now};
@@ -183,27 +182,25 @@ fn init_logging(json: bool) {
 
 /// Loads the configuration named on the command line, or the embedded default.
 fn load_config(cli_config: Option<&PathBuf>, store: Option<&PathBuf>) -> Result<Config> {
-    let mut config = match cli_config {
-        Some(path) => Config::load(path),
-        None => Config::embedded_default(),
+    config_source(cli_config, store)
+        .load()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn config_source(cli_config: Option<&PathBuf>, store: Option<&PathBuf>) -> ConfigSource {
+    ConfigSource {
+        path: cli_config.cloned(),
+        store_override: store.cloned(),
+        listen_override: None,
     }
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(store) = store {
-        config.store.path = store.clone();
-    }
-    Ok(config)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::CheckConfig { path } => {
-            let path = path.or(cli.config);
-            let origin = path
-                .as_ref()
-                .map_or("embedded default config".to_string(), |p| {
-                    p.display().to_string()
-                });
-            match load_config(path.as_ref(), None) {
+            let source = config_source(path.or(cli.config).as_ref(), None);
+            let origin = source.origin();
+            match source.load() {
                 Ok(c) => {
                     println!(
                         "{origin}: ok ({} lists, {} data sets, {} policies, {} directories)",
@@ -221,11 +218,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Serve { listen } => {
-            let mut config = load_config(cli.config.as_ref(), cli.store.as_ref())?;
-            if let Some(listen) = listen {
-                config.server.listen = listen;
-            }
-            serve(config)
+            let source = ConfigSource {
+                listen_override: listen,
+                ..config_source(cli.config.as_ref(), cli.store.as_ref())
+            };
+            serve(source)
         }
         Command::Decide(args) => {
             decide(load_config(cli.config.as_ref(), cli.store.as_ref())?, &args)
@@ -248,20 +245,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn serve(config: Config) -> Result<ExitCode> {
+fn serve(source: ConfigSource) -> Result<ExitCode> {
+    let config = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.server.listen;
-        let poll = config.server.store_poll_interval;
         let store_path = config.store.path.clone();
         let warden = Arc::new(
-            tokio::task::spawn_blocking(move || Warden::open(config))
-                .await
-                .context("startup task failed")?
-                .context("cannot start warden")?,
+            tokio::task::spawn_blocking(move || {
+                Warden::open(config).map(|w| w.reloadable_from(source))
+            })
+            .await
+            .context("startup task failed")?
+            .context("cannot start warden")?,
         );
         let server = warden.config().server.clone();
         {
@@ -290,29 +289,60 @@ fn serve(config: Config) -> Result<ExitCode> {
             snapshot = warden.engine().load().version(),
             "warden serving"
         );
-        let watcher = tokio::spawn(watch_store(Arc::clone(&warden), poll));
+        let watcher = tokio::spawn(watch_store(Arc::clone(&warden)));
+        let hangups = tokio::spawn(reload_on_hangup(Arc::clone(&warden)));
         let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
-        let (_triggers, sync_tasks) =
-            warden::sync::service::spawn(Arc::clone(&warden), sync_stopped);
+        let sync = tokio::spawn(warden::sync::service::run(
+            Arc::clone(&warden),
+            sync_stopped,
+        ));
         let gateway = Arc::new(warden::http::Gateway::new(Arc::clone(&warden)));
         warden::http::serve(listener, gateway, tls, shutdown_signal()).await?;
         let _ = stop_sync.send(true);
-        for task in sync_tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
+        let _ = sync.await;
         watcher.abort();
+        hangups.abort();
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
 
+/// Reloads the configuration on every SIGHUP; a bad one is logged with its errors and the
+/// running one stays.
+async fn reload_on_hangup(warden: Arc<Warden>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload over HTTP only");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the configuration");
+            let w = Arc::clone(&warden);
+            match tokio::task::spawn_blocking(move || w.reload_as("system", "SIGHUP")).await {
+                Ok(Ok(reloaded)) => tracing::info!(?reloaded, "configuration reloaded"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "configuration NOT reloaded; the running one stays")
+                }
+                Err(e) => tracing::error!(error = %e, "reload task failed"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = warden;
+}
+
 /// Notices list changes made by other processes (the CLI) and republishes.
-async fn watch_store(warden: Arc<Warden>, poll: Duration) {
+async fn watch_store(warden: Arc<Warden>) {
     let mut last = warden.store().data_version().ok();
-    let mut tick = tokio::time::interval(poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        // Read each time, so that a reload changes the interval.
+        let poll = warden.config().server.store_poll_interval;
+        tokio::time::sleep(poll).await;
         let version = warden.store().data_version().ok();
         if version == last {
             continue;

@@ -9,17 +9,26 @@
 //!
 //! Other processes (the CLI) write to the same store; [`Warden::reload_from_store`] picks up
 //! their commits. List changes are broadcast on a watch channel for the push service.
+//!
+//! The configuration itself can be replaced while running ([`Warden::reload`]): the new one is
+//! validated and compiled with fresh data sets into a snapshot first, and only if all of that
+//! succeeds are the config, the data sets, the directory connections ("devices") and the
+//! snapshot swapped — a bad config changes nothing. Sync loops watch [`Warden::subscribe_config`]
+//! and restart on the new configuration.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::{ArcSwap, Guard};
+
 use crate::auth::KeyRing;
-use crate::config::{Config, DataSetConfig, MemberField, Source};
+use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberField, Source};
 use crate::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records};
 use crate::engine::{CompileError, Engine, IndexCache, Published, Snapshot};
 use crate::metrics::Metrics;
-use crate::store::{Added, Member, NewMember, Store, StoreError, now};
+use crate::store::{Added, AuditRecord, Member, NewMember, Store, StoreError, now};
+use crate::sync::Device;
 use crate::time::format_rfc3339;
 
 /// Errors running warden.
@@ -59,6 +68,33 @@ pub enum WardenError {
     },
 }
 
+/// Why a configuration reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Started without a way to read the configuration again (a library caller's `Config`).
+    #[error("this warden was started from a configuration value, not a file; nothing to reload")]
+    NoSource,
+    /// The new configuration is invalid, or changes what only a restart can.
+    #[error(transparent)]
+    Invalid(#[from] ConfigErrors),
+    /// Valid, but its data sets or policies cannot be built (a static file, persisted rows).
+    #[error("the new configuration cannot be applied: {0}")]
+    Apply(#[from] WardenError),
+}
+
+/// What a successful reload applied.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reloaded {
+    /// Where the configuration was read from.
+    pub origin: String,
+    /// Counts the configuration now holds.
+    pub data_sets: usize,
+    pub policies: usize,
+    pub directories: usize,
+    /// The snapshot published with it.
+    pub snapshot_version: u64,
+}
+
 struct State {
     data_sets: HashMap<String, Arc<DataSet>>,
     /// Generation of the persisted rows each `ldap`/`api` data set was built from.
@@ -66,10 +102,17 @@ struct State {
     cache: IndexCache,
 }
 
-/// Config + store + engine, and the current data set of every source; the API keys and the
-/// process's counters.
+/// Config + store + engine, and the current data set of every source; the directory
+/// connections, the API keys and the process's counters.
 pub struct Warden {
-    config: Config,
+    /// Read lock-free by everyone; replaced (under `update`) by [`Warden::reload`].
+    config: ArcSwap<Config>,
+    source: Option<ConfigSource>,
+    devices: ArcSwap<HashMap<String, Arc<Device>>>,
+    /// Serialises the writers of config + data sets (store reloads, commits, config reloads) so
+    /// that a snapshot is always built from one config and the data sets made for it.
+    update: Mutex<()>,
+    config_changes: tokio::sync::watch::Sender<u64>,
     store: Arc<Store>,
     engine: Arc<Engine>,
     keys: KeyRing,
@@ -90,25 +133,16 @@ impl Warden {
         for list in &config.lists {
             store.ensure_list(&list.name, &list.description)?;
         }
-        let mut data_sets = HashMap::new();
-        let mut generations = HashMap::new();
-        for ds in &config.data_sets {
-            let initial = match &ds.source {
-                Source::List { .. } => list_data_set(&store, ds)?,
-                Source::Static { path } => static_data_set(ds, path)?,
-                Source::Ldap(_) | Source::Api => {
-                    let (set, generation) = persisted_data_set(&store, ds)?;
-                    if let Some(g) = generation {
-                        generations.insert(ds.name.clone(), g);
-                    }
-                    set
-                }
-            };
-            data_sets.insert(ds.name.clone(), Arc::new(initial));
-        }
+        let (data_sets, generations) =
+            build_data_sets(&store, &config, (&HashMap::new(), &HashMap::new()))?;
         let keys = KeyRing::load(&store)?;
+        let devices = devices_for(&config, &HashMap::new());
         let warden = Warden {
-            config,
+            config: ArcSwap::from_pointee(config),
+            source: None,
+            devices: ArcSwap::from_pointee(devices),
+            update: Mutex::new(()),
+            config_changes: tokio::sync::watch::Sender::new(0),
             store,
             engine: Arc::new(Engine::new()),
             keys,
@@ -124,8 +158,115 @@ impl Warden {
         Ok(warden)
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// Remembers where the configuration came from, so that [`Warden::reload`] can read it again.
+    pub fn reloadable_from(mut self, source: ConfigSource) -> Warden {
+        self.source = Some(source);
+        self
+    }
+
+    /// The configuration in force now. Hold it briefly: a reload publishes a new one.
+    pub fn config(&self) -> Guard<Arc<Config>> {
+        self.config.load()
+    }
+
+    /// The directory servers of the configuration in force, by name.
+    pub fn devices(&self) -> Arc<HashMap<String, Arc<Device>>> {
+        self.devices.load_full()
+    }
+
+    /// A receiver that changes whenever a reload applied a new configuration.
+    pub fn subscribe_config(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.config_changes.subscribe()
+    }
+
+    /// Reads the configuration again from where it came from and applies it atomically: either
+    /// the new config, data sets, devices and snapshot are all in force, or nothing changed.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let source = self.source.as_ref().ok_or(ReloadError::NoSource)?;
+        let next = source.load()?;
+        let _update = self.lock_update();
+        let running = self.config.load_full();
+        let restart = running.needs_restart(&next);
+        if !restart.is_empty() {
+            return Err(ConfigErrors {
+                origin: source.origin(),
+                errors: restart,
+            }
+            .into());
+        }
+        let current = {
+            let state = self.state();
+            (state.data_sets.clone(), state.generations.clone())
+        };
+        let (data_sets, generations) =
+            build_data_sets(&self.store, &next, (&current.0, &current.1))?;
+        let snapshot = {
+            let mut state = self.state();
+            Snapshot::build(&next.policies, ordered(&next, &data_sets), &mut state.cache)
+                .map_err(WardenError::from)?
+        };
+        // Everything is built: from here on nothing can fail but the list rows, which are
+        // idempotent and harmless to a config that is then not applied.
+        for list in &next.lists {
+            self.store
+                .ensure_list(&list.name, &list.description)
+                .map_err(WardenError::from)?;
+        }
+        let devices = devices_for(&next, &self.devices.load());
+        let reloaded = Reloaded {
+            origin: source.origin(),
+            data_sets: next.data_sets.len(),
+            policies: next.policies.len(),
+            directories: next.directories.len(),
+            snapshot_version: 0,
+        };
+        {
+            let mut state = self.state();
+            state.data_sets = data_sets;
+            state.generations = generations;
+        }
+        self.config.store(Arc::new(next));
+        self.devices.store(Arc::new(devices));
+        let published = self.engine.publish(snapshot);
+        self.config_changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.lists_changed();
+        let (Published::Swapped(version) | Published::Unchanged(version)) = published;
+        Ok(Reloaded {
+            snapshot_version: version,
+            ..reloaded
+        })
+    }
+
+    /// [`Warden::reload`], recorded in the audit log as `config.reload` by `actor` (from
+    /// `source`, an address or how it was asked), whether it applied or not.
+    pub fn reload_as(&self, actor: &str, source: &str) -> Result<Reloaded, ReloadError> {
+        let result = self.reload();
+        let (outcome, detail) = match &result {
+            Ok(reloaded) => ("ok", serde_json::to_value(reloaded).unwrap_or_default()),
+            Err(e) => ("rejected", serde_json::json!({ "error": e.to_string() })),
+        };
+        let record = AuditRecord {
+            id: 0,
+            at_ms: crate::sync::now_ms(),
+            actor: actor.to_owned(),
+            action: "config.reload".to_owned(),
+            target: self
+                .source
+                .as_ref()
+                .map(ConfigSource::origin)
+                .unwrap_or_default(),
+            outcome: outcome.to_owned(),
+            source: Some(source.to_owned()),
+            detail,
+        };
+        if let Err(e) = self.store.append_audit(&record) {
+            tracing::error!(error = %e, "cannot write the audit record of a config reload");
+        }
+        result
+    }
+
+    fn lock_update(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.update.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -163,18 +304,14 @@ impl Warden {
     }
 
     /// Compiles the current data sets with the policies and publishes if anything changed.
+    /// Callers hold the update lock, so config and data sets belong together.
     fn republish(&self) -> Result<Published, WardenError> {
+        let config = self.config.load();
         let mut state = self.state();
         let State {
             data_sets, cache, ..
         } = &mut *state;
-        let ordered = self
-            .config
-            .data_sets
-            .iter()
-            .filter_map(|d| data_sets.get(&d.name).cloned())
-            .collect();
-        let snapshot = Snapshot::build(&self.config.policies, ordered, cache)?;
+        let snapshot = Snapshot::build(&config.policies, ordered(&config, data_sets), cache)?;
         Ok(self.engine.publish(snapshot))
     }
 
@@ -182,7 +319,8 @@ impl Warden {
     /// first, then swapped into the snapshot.
     pub fn commit_data_set(&self, data_set: DataSet) -> Result<Published, WardenError> {
         let name = data_set.name().to_string();
-        if self.config.data_set(&name).is_none() {
+        let _update = self.lock_update();
+        if self.config.load().data_set(&name).is_none() {
             return Err(WardenError::NoSuchDataSet(name));
         }
         let mut json = Vec::new();
@@ -201,7 +339,9 @@ impl Warden {
     /// data set rows and API keys — and republishes if anything differs.
     pub fn reload_from_store(&self) -> Result<Published, WardenError> {
         self.keys.reload(&self.store)?;
-        for ds in &self.config.data_sets {
+        let _update = self.lock_update();
+        let config = self.config.load_full();
+        for ds in &config.data_sets {
             match ds.source {
                 Source::List { .. } => {
                     let fresh = list_data_set(&self.store, ds)?;
@@ -250,6 +390,70 @@ impl Warden {
     }
 }
 
+/// The data sets in the order the config declares them.
+fn ordered(config: &Config, data_sets: &HashMap<String, Arc<DataSet>>) -> Vec<Arc<DataSet>> {
+    config
+        .data_sets
+        .iter()
+        .filter_map(|d| data_sets.get(&d.name).cloned())
+        .collect()
+}
+
+type Generations = HashMap<String, i64>;
+
+/// Builds every data set `config` declares: lists from the store, static files read afresh,
+/// `ldap`/`api` sets kept from `current` when their schema is unchanged, else from the rows
+/// last committed to the store.
+fn build_data_sets(
+    store: &Store,
+    config: &Config,
+    current: (&HashMap<String, Arc<DataSet>>, &Generations),
+) -> Result<(HashMap<String, Arc<DataSet>>, Generations), WardenError> {
+    let mut data_sets = HashMap::new();
+    let mut generations = HashMap::new();
+    for ds in &config.data_sets {
+        let set = match &ds.source {
+            Source::List { .. } => Arc::new(list_data_set(store, ds)?),
+            Source::Static { path } => Arc::new(static_data_set(ds, path)?),
+            Source::Ldap(_) | Source::Api => {
+                let kept = current.0.get(&ds.name).filter(|d| *d.schema() == ds.schema);
+                let (set, generation) = match kept {
+                    Some(set) => (Arc::clone(set), current.1.get(&ds.name).copied()),
+                    None => {
+                        let (set, generation) = persisted_data_set(store, ds)?;
+                        (Arc::new(set), generation)
+                    }
+                };
+                if let Some(g) = generation {
+                    generations.insert(ds.name.clone(), g);
+                }
+                set
+            }
+        };
+        data_sets.insert(ds.name.clone(), set);
+    }
+    Ok((data_sets, generations))
+}
+
+/// One [`Device`] per configured directory; an unchanged directory keeps its connection and
+/// principal cache.
+fn devices_for(
+    config: &Config,
+    running: &HashMap<String, Arc<Device>>,
+) -> HashMap<String, Arc<Device>> {
+    config
+        .directories
+        .iter()
+        .map(|d| {
+            let device = running
+                .get(&d.name)
+                .filter(|dev| dev.config() == d)
+                .map_or_else(|| Arc::new(Device::new(d.clone())), Arc::clone);
+            (d.name.clone(), device)
+        })
+        .collect()
+}
+
 fn member_cell(member: &Member, field: MemberField) -> Cell {
     let text = match field {
         MemberField::Principal => Some(member.principal.clone()),
@@ -267,7 +471,11 @@ fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenErr
     let Source::List { list, fields } = &ds.source else {
         return Ok(DataSet::empty(&ds.name, ds.schema.clone()));
     };
-    let members = store.members(list)?;
+    // A list the config just introduced has no row in the store yet, so no members.
+    let members = match store.members(list) {
+        Err(StoreError::NoSuchList(_)) => Vec::new(),
+        other => other?,
+    };
     let now = now();
     let mut builder = DataSetBuilder::new(&ds.name, ds.schema.clone()).with_capacity(members.len());
     for m in members

@@ -22,6 +22,9 @@ use crate::secret::SecretSource;
 /// The embedded default configuration: one list, one data set fed from it, one blocking policy.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/warden.toml");
 
+/// How errors and logs name the embedded default.
+const EMBEDDED_ORIGIN: &str = "embedded default config";
+
 /// One segment of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
@@ -145,7 +148,7 @@ pub struct ServerConfig {
 }
 
 /// A PEM certificate chain and private key for the gateway's TLS.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
@@ -158,7 +161,7 @@ pub struct StoreConfig {
 }
 
 /// `[[directories]]`: an LDAP directory server (a "device").
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DirectoryConfig {
     pub name: String,
     pub url: String,
@@ -340,7 +343,7 @@ impl Config {
 
     /// The embedded default, with relative paths resolved against the working directory.
     pub fn embedded_default() -> Result<Config, ConfigErrors> {
-        Config::parse(DEFAULT_CONFIG, "embedded default config", Path::new("."))
+        Config::parse(DEFAULT_CONFIG, EMBEDDED_ORIGIN, Path::new("."))
     }
 
     pub fn data_set(&self, name: &str) -> Option<&DataSetConfig> {
@@ -349,6 +352,67 @@ impl Config {
 
     pub fn directory(&self, name: &str) -> Option<&DirectoryConfig> {
         self.directories.iter().find(|d| d.name == name)
+    }
+
+    /// What differs between this running configuration and `next` that only a restart can
+    /// apply: the listener, its TLS files, the connection cap and the store.
+    pub fn needs_restart(&self, next: &Config) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |changed: bool, section: &str, key: &str| {
+            if changed {
+                problems.push(ConfigError {
+                    path: KeyPath::root().key(section).key(key),
+                    line: None,
+                    message: "cannot change while warden runs; restart warden to apply it, or \
+                              put the running value back to reload the rest"
+                        .into(),
+                });
+            }
+        };
+        let (now, then) = (&self.server, &next.server);
+        check(now.listen != then.listen, "server", "listen");
+        check(now.tls != then.tls, "server", "tls_cert_file");
+        check(
+            now.max_connections != then.max_connections,
+            "server",
+            "max_connections",
+        );
+        check(self.store.path != next.store.path, "store", "path");
+        problems
+    }
+}
+
+/// Where the running configuration came from, so that it can be read again on reload: a file,
+/// or the embedded default; and the store path and listen address given on the command line,
+/// which win over the file's.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub path: Option<PathBuf>,
+    pub store_override: Option<PathBuf>,
+    pub listen_override: Option<SocketAddr>,
+}
+
+impl ConfigSource {
+    /// Reads and validates the configuration afresh.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        let mut config = match &self.path {
+            Some(path) => Config::load(path)?,
+            None => Config::embedded_default()?,
+        };
+        if let Some(store) = &self.store_override {
+            config.store.path = store.clone();
+        }
+        if let Some(listen) = self.listen_override {
+            config.server.listen = listen;
+        }
+        Ok(config)
+    }
+
+    /// How error messages name this source.
+    pub fn origin(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| EMBEDDED_ORIGIN.to_owned(), |p| p.display().to_string())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Operations and admin routes: readiness and metrics; device status and sync now; the
 //! compiled policies; the audit log (JSON or JSON lines); API keys (create shows the key once,
-//! list, revoke, rotate with an overlap window).
+//! list, revoke, rotate with an overlap window); configuration reload.
 
 use std::fmt::Write;
 
@@ -12,6 +12,7 @@ use super::query::decode;
 use super::{Call, Response, json, json_value, no_content, respond};
 use crate::auth::{self, KeyError};
 use crate::metrics::{family, label, line};
+use crate::runtime::ReloadError;
 use crate::store::{AuditFilter, now};
 use crate::sync::{device_statuses, push};
 use crate::time::parse_rfc3339;
@@ -122,21 +123,23 @@ pub fn devices(call: &Call<'_>) -> Result<Response, Problem> {
 /// `POST /v1/devices/{name}/sync`: push every list mapped to the device now.
 pub async fn sync_device(call: &Call<'_>) -> Result<Response, Problem> {
     let name = call.param(0);
-    let device = call.gw.devices.get(name).ok_or_else(|| {
+    let device = call.warden().devices().get(name).cloned().ok_or_else(|| {
         Problem::not_found(format!(
             "no device named {name:?}; GET /v1/devices lists them"
         ))
     })?;
-    let mut runs = Vec::new();
-    let mut failed = false;
-    for mapping in call
+    let mappings: Vec<_> = call
         .warden()
         .config()
         .mappings
         .iter()
         .filter(|m| m.directory == name)
-    {
-        let (update, result) = push::run(device, call.warden().store(), mapping).await;
+        .cloned()
+        .collect();
+    let mut runs = Vec::new();
+    let mut failed = false;
+    for mapping in &mappings {
+        let (update, result) = push::run(&device, call.warden().store(), mapping).await;
         if result.is_err() {
             failed = true;
             call.warden().metrics().sync_failed(name);
@@ -374,4 +377,31 @@ pub fn rotate_key(call: &Call<'_>) -> Result<Response, Problem> {
         StatusCode::CREATED,
         &serde_json::json!({ "key": new.key, "record": new.record, "old_key_expires_in_secs": overlap }),
     ))
+}
+
+/// `POST /v1/admin/reload`: read the configuration again and apply it atomically.
+pub fn reload(call: &Call<'_>) -> Result<Response, Problem> {
+    match call
+        .warden()
+        .reload_as(&call.actor(), &call.peer.to_string())
+    {
+        Ok(reloaded) => Ok(json_value(StatusCode::OK, &reloaded)),
+        Err(ReloadError::Invalid(errors)) => {
+            let mut p = Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{} has {} problem(s); nothing was applied and the running configuration stays",
+                    errors.origin,
+                    errors.errors.len()
+                ),
+            );
+            p.errors = errors.errors;
+            Err(p)
+        }
+        Err(e @ ReloadError::Apply(_)) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{e}; nothing was applied and the running configuration stays"),
+        )),
+        Err(e @ ReloadError::NoSource) => Err(Problem::conflict(e.to_string())),
+    }
 }

@@ -3,6 +3,7 @@
 //! (POST replaces, PUT adds or deletes, DELETE clears) with Imperva's IMP error codes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hyper::StatusCode;
 use hyper::header::{self, HeaderValue};
@@ -28,16 +29,20 @@ fn source_kind(source: &Source) -> &'static str {
     }
 }
 
-fn config<'c>(call: &'c Call<'_>, name: &str) -> Result<&'c DataSetConfig, Problem> {
-    call.warden().config().data_set(name).ok_or_else(|| {
-        Problem::not_found(format!(
-            "no data set named {name:?}; GET /v1/data-sets lists them"
-        ))
-        .imp(IMP_NO_SUCH_DATA_SET)
-    })
+fn config(call: &Call<'_>, name: &str) -> Result<DataSetConfig, Problem> {
+    call.warden()
+        .config()
+        .data_set(name)
+        .cloned()
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no data set named {name:?}; GET /v1/data-sets lists them"
+            ))
+            .imp(IMP_NO_SUCH_DATA_SET)
+        })
 }
 
-fn current(call: &Call<'_>, name: &str) -> Result<std::sync::Arc<DataSet>, Problem> {
+fn current(call: &Call<'_>, name: &str) -> Result<Arc<DataSet>, Problem> {
     config(call, name)?;
     call.warden()
         .data_set(name)
@@ -143,10 +148,7 @@ pub fn rows(call: &Call<'_>) -> Result<Response, Problem> {
     Ok(resp)
 }
 
-fn ldap_device<'c>(
-    call: &'c Call<'_>,
-    name: &str,
-) -> Result<(&'c DataSetConfig, &'c Device), Problem> {
+fn ldap_device(call: &Call<'_>, name: &str) -> Result<(DataSetConfig, Arc<Device>), Problem> {
     let ds = config(call, name)?;
     let Source::Ldap(source) = &ds.source else {
         return Err(Problem::conflict(format!(
@@ -154,12 +156,17 @@ fn ldap_device<'c>(
             source_kind(&ds.source)
         )));
     };
-    let device = call.gw.devices.get(&source.directory).ok_or_else(|| {
-        Problem::internal(format!(
-            "directory {:?} is not configured",
-            source.directory
-        ))
-    })?;
+    let device = call
+        .warden()
+        .devices()
+        .get(&source.directory)
+        .cloned()
+        .ok_or_else(|| {
+            Problem::internal(format!(
+                "directory {:?} is not configured",
+                source.directory
+            ))
+        })?;
     Ok((ds, device))
 }
 
@@ -167,7 +174,7 @@ fn ldap_device<'c>(
 pub async fn refresh(call: &Call<'_>) -> Result<Response, Problem> {
     let name = call.param(0);
     let (ds, device) = ldap_device(call, name)?;
-    let (_, result) = pull::refresh(call.warden(), device, ds).await;
+    let (_, result) = pull::refresh(call.warden(), &device, &ds).await;
     match result {
         Ok(outcome) => {
             let detail = serde_json::to_value(&outcome).unwrap_or_default();
@@ -192,7 +199,7 @@ pub async fn refresh(call: &Call<'_>) -> Result<Response, Problem> {
 /// `POST /v1/data-sets/{name}/test-query`: run the query without applying it.
 pub async fn test_query(call: &Call<'_>) -> Result<Response, Problem> {
     let (ds, device) = ldap_device(call, call.param(0))?;
-    let q = pull::query(device, ds)
+    let q = pull::query(&device, &ds)
         .await
         .map_err(|e| Problem::new(StatusCode::BAD_GATEWAY, format!("test query failed: {e}")))?;
     Ok(json_value(StatusCode::OK, &q.report(10)))

@@ -113,7 +113,7 @@ impl BatchItem<'_> {
 /// `{"snapshot_version": N, "decisions": [...]}` in request order, all from one snapshot.
 pub fn batch(call: &Call<'_>) -> Result<Response, Problem> {
     let batch: Batch<'_> = parse_json(&call.body)?;
-    let max = call.gw.limits.max_batch;
+    let max = call.gw.limits().max_batch;
     if batch.requests.len() > max {
         return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -16,7 +16,6 @@ pub mod problem;
 pub mod query;
 pub mod routes;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,10 +35,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::auth::{AuthError, Caller, Scope};
-use crate::config::ServerConfig;
 use crate::runtime::Warden;
 use crate::store::AuditRecord;
-use crate::sync::Device;
 use problem::Problem;
 use routes::{Access, Handler, Matched, Params};
 
@@ -86,28 +83,44 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// What the gateway serves from.
 pub struct Gateway {
     warden: Arc<Warden>,
-    devices: HashMap<String, Arc<Device>>,
-    limits: ServerConfig,
+    /// Fixed for the life of the listener: a reload cannot resize it.
+    max_connections: usize,
+}
+
+/// The `[server]` limits a request is held to, read from the configuration in force so that a
+/// reload applies them to the next request.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_batch: usize,
+    max_body_bytes: usize,
+    header_read_timeout: Duration,
+    request_timeout: Duration,
+    anonymous_decisions: bool,
 }
 
 impl Gateway {
     pub fn new(warden: Arc<Warden>) -> Gateway {
-        let limits = warden.config().server.clone();
-        let devices = warden
-            .config()
-            .directories
-            .iter()
-            .map(|d| (d.name.clone(), Arc::new(Device::new(d.clone()))))
-            .collect();
+        let max_connections = warden.config().server.max_connections;
         Gateway {
             warden,
-            devices,
-            limits,
+            max_connections,
         }
     }
 
     pub fn warden(&self) -> &Arc<Warden> {
         &self.warden
+    }
+
+    fn limits(&self) -> Limits {
+        let config = self.warden.config();
+        let s = &config.server;
+        Limits {
+            max_batch: s.max_batch,
+            max_body_bytes: s.max_body_bytes,
+            header_read_timeout: s.header_read_timeout,
+            request_timeout: s.request_timeout,
+            anonymous_decisions: s.anonymous_decisions,
+        }
     }
 }
 
@@ -187,7 +200,7 @@ fn authorize(
     let Access::Key(scope) = access else {
         return Ok(None);
     };
-    if scope == Scope::Decide && gw.limits.anonymous_decisions {
+    if scope == Scope::Decide && gw.limits().anonymous_decisions {
         return Ok(None);
     }
     let header = headers
@@ -310,7 +323,7 @@ async fn dispatch(
         }
     };
     let body = if matches!(parts.method, Method::POST | Method::PUT | Method::DELETE) {
-        match read_body(body, &parts.headers, gw.limits.max_body_bytes).await {
+        match read_body(body, &parts.headers, gw.limits().max_body_bytes).await {
             Ok(b) => b,
             Err(p) => return (route.path, p.into_response()),
         }
@@ -359,6 +372,7 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::SyncDevice => admin::sync_device(call).await,
         Handler::Policies => Ok(admin::policies(call)),
         Handler::Audit => blocking(|| admin::audit_log(call)),
+        Handler::Reload => blocking(|| admin::reload(call)),
         Handler::Keys => blocking(|| admin::keys(call)),
         Handler::CreateKey => blocking(|| admin::create_key(call)),
         Handler::RevokeKey => blocking(|| admin::revoke_key(call)),
@@ -368,7 +382,7 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
 
 async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
     let is_head = req.method() == Method::HEAD;
-    let timeout = gw.limits.request_timeout;
+    let timeout = gw.limits().request_timeout;
     let (route, mut resp) = match tokio::time::timeout(timeout, dispatch(&gw, req, peer)).await {
         Ok(answered) => answered,
         Err(_) => (
@@ -396,7 +410,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(gateway.limits.max_connections));
+    let slots = Arc::new(Semaphore::new(gateway.max_connections));
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -428,7 +442,7 @@ pub async fn serve(
                 None => serve_connection(gw, stream, peer, graceful_watch).await,
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(
-                        gw.limits.header_read_timeout,
+                        gw.limits().header_read_timeout,
                         acceptor.accept(stream),
                     );
                     match handshake.await {
@@ -461,7 +475,7 @@ async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = gw.limits.header_read_timeout;
+    let header_timeout = gw.limits().header_read_timeout;
     let service = service_fn(move |req| {
         let gw = Arc::clone(&gw);
         async move { Ok::<_, Infallible>(answer(gw, req, peer).await) }

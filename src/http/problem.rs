@@ -8,6 +8,7 @@ use hyper::StatusCode;
 use hyper::header::{self, HeaderValue};
 
 use super::Response;
+use crate::config::ConfigError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -20,6 +21,8 @@ pub struct Problem {
     pub imp_code: Option<&'static str>,
     /// The `Allow` header of a 405.
     pub allow: Option<String>,
+    /// Every problem of a rejected configuration, each with its key path.
+    pub errors: Vec<ConfigError>,
 }
 
 impl Problem {
@@ -29,6 +32,7 @@ impl Problem {
             detail: detail.into(),
             imp_code: None,
             allow: None,
+            errors: Vec::new(),
         }
     }
 
@@ -63,6 +67,19 @@ impl Problem {
         });
         if let Some(code) = self.imp_code {
             body["imp_code"] = serde_json::Value::from(code);
+        }
+        if !self.errors.is_empty() {
+            body["errors"] = self
+                .errors
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "path": e.path.to_string(),
+                        "line": e.line,
+                        "message": e.message,
+                    })
+                })
+                .collect();
         }
         let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
         *resp.status_mut() = self.status;

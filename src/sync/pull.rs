@@ -316,11 +316,12 @@ pub async fn refresh(
 /// Accepts a held refresh: its rows become the data set. Returns the new row count, or None
 /// if nothing was held.
 pub fn accept(warden: &Warden, name: &str) -> Result<Option<usize>, SyncError> {
-    let ds = warden
-        .config()
+    let config = warden.config();
+    let ds = config
         .data_set(name)
         .ok_or_else(|| SyncError::NoSuchDataSet(name.to_string()))?;
     ldap_source(ds)?;
+    drop(config);
     if warden.store().accept_held(name)?.is_none() {
         return Ok(None);
     }

@@ -5,6 +5,9 @@
 //! change (debounced) and on the device's update interval; after a push that changed the group,
 //! the pull loops of data sets on the same directory are woken at once rather than waiting for
 //! the notification. A failed run is retried with exponential backoff; the schedule goes on.
+//!
+//! [`run`] owns the loops' lifetime: after a configuration reload it stops them (each finishes
+//! its current run) and starts them again on the new configuration and devices.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,25 +29,36 @@ pub const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often a data set without notifications polls its group's `uSNChanged`.
 pub const USN_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Manual triggers for the running loops (used by the HTTP "sync now" / "refresh now").
-#[derive(Default)]
-pub struct Triggers {
-    pub push: HashMap<String, Arc<Notify>>,
-    pub pull: HashMap<String, Arc<Notify>>,
+/// How long a stopping generation of loops gets to finish its current run.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the sync loops of the configuration in force until `shutdown` turns true, restarting
+/// them on the new configuration after every reload.
+pub async fn run(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>) {
+    let mut reloads = warden.subscribe_config();
+    loop {
+        reloads.borrow_and_update();
+        let (stop, stopped) = watch::channel(false);
+        let tasks = spawn(&warden, stopped);
+        let reloaded = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => false,
+            changed = reloads.changed() => changed.is_ok(),
+        };
+        let _ = stop.send(true);
+        for task in tasks {
+            let _ = tokio::time::timeout(STOP_GRACE, task).await;
+        }
+        if !reloaded {
+            return;
+        }
+        tracing::info!("configuration reloaded; sync loops restarted on it");
+    }
 }
 
-/// Starts every sync loop. They stop when `shutdown` turns true.
-pub fn spawn(
-    warden: Arc<Warden>,
-    shutdown: watch::Receiver<bool>,
-) -> (Triggers, Vec<JoinHandle<()>>) {
+/// Starts every sync loop of the configuration in force. They stop when `shutdown` turns true.
+fn spawn(warden: &Arc<Warden>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let config = warden.config().clone();
-    let devices: HashMap<String, Arc<Device>> = config
-        .directories
-        .iter()
-        .map(|d| (d.name.clone(), Arc::new(Device::new(d.clone()))))
-        .collect();
-    let mut triggers = Triggers::default();
+    let devices = warden.devices();
     let mut tasks = Vec::new();
     // Pull loops first, so push loops can wake those on their directory.
     let mut pulls_by_device: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
@@ -60,7 +74,6 @@ pub fn spawn(
             .entry(source.directory.clone())
             .or_default()
             .push(Arc::clone(&wake));
-        triggers.pull.insert(ds.name.clone(), Arc::clone(&wake));
         if source.notify
             && let Some(dn) = watched_dn(&source.filter)
         {
@@ -72,7 +85,7 @@ pub fn spawn(
             )));
         }
         tasks.push(tokio::spawn(pull_loop(
-            Arc::clone(&warden),
+            Arc::clone(warden),
             Arc::clone(device),
             ds.clone(),
             wake,
@@ -83,24 +96,19 @@ pub fn spawn(
         let Some(device) = devices.get(&mapping.directory) else {
             continue;
         };
-        let wake = Arc::new(Notify::new());
-        triggers
-            .push
-            .insert(mapping.group_dn.clone(), Arc::clone(&wake));
         let pulls = pulls_by_device
             .get(&mapping.directory)
             .cloned()
             .unwrap_or_default();
         tasks.push(tokio::spawn(push_loop(
-            Arc::clone(&warden),
+            Arc::clone(warden),
             Arc::clone(device),
             mapping.clone(),
-            wake,
             pulls,
             shutdown.clone(),
         )));
     }
-    (triggers, tasks)
+    tasks
 }
 
 /// The group a data set's filter selects on (`(memberOf=<group DN>)`), which is what to watch.
@@ -114,46 +122,68 @@ pub fn watched_dn(filter: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
 }
 
-fn next_backoff(current: Duration) -> Duration {
-    (current * 2).min(RETRY_MAX)
+/// When a loop retries a failed run: [`RETRY_INITIAL`] after the first failure, doubling up to
+/// [`RETRY_MAX`], forgotten after a success.
+struct Retry {
+    delay: Duration,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Retry {
+    fn new() -> Retry {
+        Retry {
+            delay: RETRY_INITIAL,
+            at: None,
+        }
+    }
+
+    /// Resolves when a retry is due; never while none is scheduled.
+    async fn due(&self) {
+        match self.at {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn succeeded(&mut self) {
+        *self = Retry::new();
+    }
+
+    /// Schedules the next retry; returns how long until it.
+    fn failed(&mut self) -> Duration {
+        let delay = self.delay;
+        self.at = Some(tokio::time::Instant::now() + delay);
+        self.delay = (delay * 2).min(RETRY_MAX);
+        delay
+    }
 }
 
 async fn push_loop(
     warden: Arc<Warden>,
     device: Arc<Device>,
     mapping: MappingConfig,
-    wake: Arc<Notify>,
     pulls: Vec<Arc<Notify>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut lists = warden.subscribe_lists();
     let mut tick = tokio::time::interval(device.config().update_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut backoff = RETRY_INITIAL;
-    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut retry = Retry::new();
     loop {
-        let retry = async {
-            match retry_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
-            _ = wake.notified() => {}
             changed = lists.changed() => {
                 if changed.is_err() { return; }
                 tokio::time::sleep(PUSH_DEBOUNCE).await;
                 lists.borrow_and_update();
             }
-            () = retry => {}
+            () = retry.due() => {}
         }
         let (update, result) = push::run(&device, warden.store(), &mapping).await;
         match result {
             Ok(report) => {
-                retry_at = None;
-                backoff = RETRY_INITIAL;
+                retry.succeeded();
                 if report.added + report.removed > 0 {
                     tracing::info!(group = %mapping.group_dn, added = report.added, removed = report.removed, "group updated");
                     for p in &pulls {
@@ -163,9 +193,8 @@ async fn push_loop(
             }
             Err(e) => {
                 warden.metrics().sync_failed(device.name());
-                tracing::warn!(group = %mapping.group_dn, error = %e, retry_in = ?backoff, "push failed");
-                retry_at = Some(tokio::time::Instant::now() + backoff);
-                backoff = next_backoff(backoff);
+                let retry_in = retry.failed();
+                tracing::warn!(group = %mapping.group_dn, error = %e, ?retry_in, "push failed");
             }
         }
         drop(update);
@@ -184,32 +213,23 @@ async fn pull_loop(
     };
     let mut tick = tokio::time::interval(source.refresh_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut backoff = RETRY_INITIAL;
-    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut retry = Retry::new();
     loop {
-        let retry = async {
-            match retry_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
             _ = wake.notified() => {}
-            () = retry => {}
+            () = retry.due() => {}
         }
         let (_, result) = pull::refresh(&warden, &device, &ds).await;
         match result {
             Ok(outcome) => {
-                retry_at = None;
-                backoff = RETRY_INITIAL;
+                retry.succeeded();
                 tracing::debug!(data_set = %ds.name, ?outcome, "refreshed");
             }
             Err(e) => {
-                tracing::warn!(data_set = %ds.name, error = %e, retry_in = ?backoff, "refresh failed; keeping the last good rows");
-                retry_at = Some(tokio::time::Instant::now() + backoff);
-                backoff = next_backoff(backoff);
+                let retry_in = retry.failed();
+                tracing::warn!(data_set = %ds.name, error = %e, ?retry_in, "refresh failed; keeping the last good rows");
             }
         }
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::dc::{self, AdConfig, Dc, Ns};
-use crate::support::{Run, enc, eventually, run, start_warden, warden_cmd};
+use crate::support::{Run, eventually, run, start_warden, warden_cmd};
 
 fn warden(dir: &Path, config: &Path, args: &[&str]) -> Run {
     let mut c = warden_cmd(dir);
@@ -86,14 +86,7 @@ fn seed_flow_list_to_group_to_data_set_to_block() {
     let tmp = tempfile::tempdir().unwrap();
     let (ns, group, config) = setup(dc, tmp.path(), &["alice", "bob"], &[], true, "1m");
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
-    let ask = |user: &str| {
-        let r = server.get(&format!(
-            "/v1/decision?service=orders&db_user={}",
-            enc(user)
-        ));
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()["decision"].as_str().unwrap().to_string()
-    };
+    let ask = |user: &str| server.decision("orders", user);
     let alice_upper = ns.mapped("alice").replacen("corp", "CORP", 1);
     assert_eq!(ask(&alice_upper), "allow");
 
@@ -353,17 +346,7 @@ fn notification_reaches_the_data_set_in_seconds_while_the_schedule_is_ten_minute
     let tmp = tempfile::tempdir().unwrap();
     let (ns, group, config) = setup(dc, tmp.path(), &["alice", "bob"], &["alice"], false, "10m");
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
-    let ask = |user: &str| {
-        server
-            .get(&format!(
-                "/v1/decision?service=orders&db_user={}",
-                enc(user)
-            ))
-            .json()["decision"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let ask = |user: &str| server.decision("orders", user);
     assert!(
         eventually(Duration::from_secs(20), || ask(&ns.mapped("alice"))
             == "block")
@@ -522,17 +505,7 @@ fn dc_outage_keeps_last_good_marks_failing_and_converges_after_restart() {
     assert_eq!(decide(tmp.path(), &config, &ns.mapped("alice")).0, 1);
     assert_eq!(device_status(tmp.path(), &config)["status"], "failing");
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
-    let ask = |user: &str| {
-        server
-            .get(&format!(
-                "/v1/decision?service=orders&db_user={}",
-                enc(user)
-            ))
-            .json()["decision"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let ask = |user: &str| server.decision("orders", user);
     assert_eq!(
         ask(&ns.mapped("alice")),
         "block",
@@ -561,4 +534,78 @@ fn dc_outage_keeps_last_good_marks_failing_and_converges_after_restart() {
             != "failing")
         .is_some()
     );
+}
+
+/// A reload that moves the mapping (and the data set's filter) to another group restarts the
+/// sync loops on it: the new group is owned (its stray member removed, the list pushed) and
+/// the data set follows it, with no restart of warden.
+#[test]
+fn reload_moves_the_mapping_to_another_group_without_a_restart() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, first, config) = setup(dc, tmp.path(), &["alice", "bob"], &[], true, "1m");
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    add_to_list(tmp.path(), &config, &ns.mapped("alice"));
+    let alice = ns.mapped("alice");
+    assert!(
+        eventually(Duration::from_secs(20), || server
+            .decision("orders", &alice)
+            == "block")
+        .is_some(),
+        "alice never blocked; logs:\n{}",
+        server.logs()
+    );
+
+    let second = ns.add_group(dc, "PTR_Contained", &[ns.user_dn("bob")]);
+    AdConfig {
+        ns: &ns,
+        group_dn: &second,
+        mapping: true,
+        update_interval: "1m",
+        refresh_interval: "1m",
+        password_file: None,
+    }
+    .write(dc, tmp.path());
+    let r = server.call("POST", "/v1/admin/reload", server.admin_key.as_deref(), b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let owned = eventually(Duration::from_secs(20), || {
+        dn_keys(&dc.values(&second, "member")) == dn_keys(&[ns.user_dn("alice")])
+    });
+    assert!(
+        owned.is_some(),
+        "the new group never matched the list: {:?}; logs:\n{}",
+        dc.values(&second, "member"),
+        server.logs()
+    );
+    // The old group is no longer warden's: left as it was, until someone else empties it.
+    assert_eq!(
+        dn_keys(&dc.values(&first, "member")),
+        dn_keys(&[ns.user_dn("alice")])
+    );
+    dc.modify(&format!(
+        "dn: {first}\nchangetype: modify\ndelete: member\nmember: {}\n",
+        ns.user_dn("alice")
+    ));
+    // The running loops are the new config's: a list change is pushed into the new group and
+    // wakes a refresh of the new query, where both users have it as their only group.
+    add_to_list(tmp.path(), &config, &ns.mapped("bob"));
+    let want = serde_json::json!([
+        { "user": alice, "group": "PTR_Contained" },
+        { "user": ns.mapped("bob"), "group": "PTR_Contained" },
+    ]);
+    let rows = eventually(Duration::from_secs(20), || {
+        let r = server.get("/v1/data-sets/PTR%20Suspicious%20Users/rows");
+        let mut got = r.json()["records"].as_array().cloned().unwrap_or_default();
+        got.sort_by_key(|row| row["user"].to_string());
+        serde_json::Value::from(got) == want
+    });
+    assert!(
+        rows.is_some(),
+        "the data set never followed the new group: {}",
+        server
+            .get("/v1/data-sets/PTR%20Suspicious%20Users/rows")
+            .body
+    );
+    assert_eq!(server.decision("orders", &alice), "block");
 }

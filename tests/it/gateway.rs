@@ -95,6 +95,7 @@ const KEYED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/devices/none/sync", "admin"),
     ("GET", "/v1/policies", "admin"),
     ("GET", "/v1/audit", "admin"),
+    ("POST", "/v1/admin/reload", "admin"),
     ("GET", "/v1/keys", "admin"),
     ("POST", "/v1/keys", "admin"),
     ("DELETE", "/v1/keys/000000000000", "admin"),

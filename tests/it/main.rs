@@ -10,4 +10,6 @@ mod cli;
 mod config_files;
 mod dc;
 mod gateway;
+mod limits;
 mod patterns;
+mod reload;

@@ -108,6 +108,17 @@ impl Server {
         http(self.addr, method, path, &headers, body)
     }
 
+    /// The decision (`allow`/`block`) for one db_user of `service`, asked with the admin key.
+    pub fn decision(&self, service: &str, db_user: &str) -> String {
+        let r = self.get(&format!(
+            "/v1/decision?service={}&db_user={}",
+            enc(service),
+            enc(db_user)
+        ));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["decision"].as_str().unwrap().to_string()
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
