@@ -4,47 +4,23 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::support::{BOOTSTRAP_KEY_FILE, Server, enc, run, start_warden, warden_cmd};
+use crate::support::{BOOTSTRAP_KEY_FILE, Server, enc, list_config, run, start_warden, warden_cmd};
 
 /// The embedded default with decisions behind keys, plus an `api` data set.
-const CONFIG: &str = r#"
-[server]
-max_body_bytes = 4096
-max_batch = 3
-
-[store]
-path = "warden.db"
-
-[[lists]]
-name = "Suspicious Users"
-
-[[data_sets]]
-name = "Suspicious Users"
-case_sensitive = false
-columns = [{ name = "user", key = true }, { name = "reason" }]
-source = { type = "list", list = "Suspicious Users" }
-
+fn config() -> String {
+    list_config("max_body_bytes = 4096\nmax_batch = 3", r#""*""#)
+        + r#"
 [[data_sets]]
 name = "Blocked Apps"
 case_sensitive = false
 columns = [{ name = "app", key = true }, { name = "owners" }]
 source = { type = "api" }
-
-[[policies]]
-name = "Block suspicious database users"
-action = "block"
-severity = "high"
-apply_to = ["*"]
-[[policies.criteria]]
-field = "db_user"
-operation = "at-least-one"
-data_set = "Suspicious Users"
-search_in = ["user"]
-"#;
+"#
+}
 
 fn start(dir: &Path) -> Server {
     let config = dir.join("warden.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, self::config()).unwrap();
     start_warden(dir, &["--config", config.to_str().unwrap()])
 }
 
@@ -69,7 +45,7 @@ fn assert_problem(r: &crate::support::HttpResponse, status: u16) -> serde_json::
     p
 }
 
-/// (method, path, scope) for every keyed route, with paths that exist in CONFIG.
+/// (method, path, scope) for every keyed route, with paths that exist in `config()`.
 const KEYED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/decision?service=orders&db_user=x", "decide"),
     ("GET", "/v1/authz?service=orders&db_user=x", "decide"),

@@ -8,36 +8,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::start_warden;
+use crate::support::{list_config, start_warden};
 
-const CONFIG: &str = r#"
-[server]
-anonymous_decisions = true
-header_read_timeout = "1s"
-
-[store]
-path = "warden.db"
-
-[[lists]]
-name = "Suspicious Users"
-
-[[data_sets]]
-name = "Suspicious Users"
-case_sensitive = false
-columns = [{ name = "user", key = true }]
-source = { type = "list", list = "Suspicious Users" }
-
-[[policies]]
-name = "Block suspicious database users"
-action = "block"
-severity = "high"
-apply_to = ["*"]
-[[policies.criteria]]
-field = "db_user"
-operation = "at-least-one"
-data_set = "Suspicious Users"
-search_in = ["user"]
-"#;
+fn config(server_extra: &str) -> String {
+    list_config(
+        &format!("anonymous_decisions = true\nheader_read_timeout = \"1s\"\n{server_extra}"),
+        r#""*""#,
+    )
+}
 
 /// Trickles one header byte at a time; returns how long until the server closed the
 /// connection, or None if it was still open after `patience`.
@@ -69,7 +47,7 @@ fn trickle(addr: std::net::SocketAddr, patience: Duration) -> Option<Duration> {
 #[test]
 fn slowloris_is_cut_by_the_header_timeout_while_decisions_flow() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("warden.toml"), CONFIG).unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), config("")).unwrap();
     let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
     let addr = server.addr;
     let slow: Vec<_> = (0..20)
@@ -126,10 +104,7 @@ fn curl(args: &[&str]) -> (bool, String) {
 fn tls_listener_serves_https_verified_against_its_ca() {
     let tmp = tempfile::tempdir().unwrap();
     make_certs(tmp.path());
-    let config = CONFIG.replace(
-        "[server]\n",
-        "[server]\ntls_cert_file = \"server.pem\"\ntls_key_file = \"server.key\"\n",
-    );
+    let config = config("tls_cert_file = \"server.pem\"\ntls_key_file = \"server.key\"");
     std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
     let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
     let url = format!(

@@ -6,41 +6,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Server, enc, eventually, start_warden};
+use crate::support::{Server, enc, eventually, list_config, start_warden};
 
-/// A list, a data set over it and a blocking policy for the services in `apply_to`, plus
-/// `extra` TOML appended.
+/// The test config with a blocking policy for the services in `apply_to`, plus `extra` TOML.
 fn config(apply_to: &str, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-anonymous_decisions = true
-
-[store]
-path = "warden.db"
-
-[[lists]]
-name = "Suspicious Users"
-
-[[data_sets]]
-name = "Suspicious Users"
-case_sensitive = false
-columns = [{{ name = "user", key = true }}]
-source = {{ type = "list", list = "Suspicious Users" }}
-
-[[policies]]
-name = "Block suspicious database users"
-action = "block"
-severity = "high"
-apply_to = [{apply_to}]
-[[policies.criteria]]
-field = "db_user"
-operation = "at-least-one"
-data_set = "Suspicious Users"
-search_in = ["user"]
-{extra}
-"#
-    )
+    list_config("anonymous_decisions = true", apply_to) + extra
 }
 
 /// A second list with its data set and a policy on `os_user`.

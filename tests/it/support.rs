@@ -9,6 +9,42 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_warden");
 
+/// The embedded default's shape for tests: `[server]` with `server` as its body, a store in
+/// the config's directory, the "Suspicious Users" list, a data set over it (columns `user`,
+/// `reason`) and a policy blocking its members on the services `apply_to` lists (TOML
+/// strings, e.g. `"*"`).
+pub fn list_config(server: &str, apply_to: &str) -> String {
+    format!(
+        r#"
+[server]
+{server}
+
+[store]
+path = "warden.db"
+
+[[lists]]
+name = "Suspicious Users"
+
+[[data_sets]]
+name = "Suspicious Users"
+case_sensitive = false
+columns = [{{ name = "user", key = true }}, {{ name = "reason" }}]
+source = {{ type = "list", list = "Suspicious Users" }}
+
+[[policies]]
+name = "Block suspicious database users"
+action = "block"
+severity = "high"
+apply_to = [{apply_to}]
+[[policies.criteria]]
+field = "db_user"
+operation = "at-least-one"
+data_set = "Suspicious Users"
+search_in = ["user"]
+"#
+    )
+}
+
 /// A `warden` command with its store in `dir`.
 pub fn warden_cmd(dir: &Path) -> Command {
     let mut c = Command::new(BIN);
