@@ -123,3 +123,33 @@ fn tls_listener_serves_https_verified_against_its_ca() {
     let (ok, out) = curl(&[&plain]);
     assert!(!ok || !out.contains("\"ok\""), "{out}");
 }
+
+/// A request whose body is still arriving when SIGTERM comes is answered before warden exits.
+#[test]
+fn sigterm_finishes_in_flight_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), config("")).unwrap();
+    let mut server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let body = br#"{"requests":[{"service":"orders","db_user":"alice"}]}"#;
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "POST /v1/decisions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body[..10]).unwrap();
+    // Give the server time to start the request, then ask it to stop.
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&body[10..]).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""decision":"allow""#), "{answer}");
+    assert_eq!(server.stop(), Some(0), "{}", server.logs());
+}
