@@ -2,7 +2,9 @@
 //!
 //! The data flows one way:
 //!
-//! 1. **Respond** — an analyst puts a principal on a durable *user list* ([`store`]).
+//! 1. **Respond** — an analyst puts a principal on a durable *user list* ([`store`]), directly
+//!    or as a response to an incident; alerts can do it through automated-response rules, and
+//!    members leave on their expiry ([`respond`]).
 //! 2. **Push** — a list mapped to an Active Directory group is reconciled into it.
 //! 3. **Pull** — a *lookup data set* ([`dataset`]) is filled from its source: a local list, a
 //!    static file, the data API, or an LDAP query whose attribute mappings ([`pattern`]) turn
@@ -20,7 +22,8 @@
 //! - [`policy`]: criteria, operations, actions, severities, service scopes.
 //! - [`engine`]: [`engine::Snapshot`] and [`engine::Engine`] (`ArcSwap`, `decide`,
 //!   `decide_batch`).
-//! - [`store`]: SQLite state — lists and members.
+//! - [`store`]: SQLite state — lists and members, incidents, keys, the audit log.
+//! - [`respond`]: incidents, responses, alert rules, the expiry sweeper.
 //! - [`runtime`]: [`runtime::Warden`], which builds data sets from sources and publishes
 //!   snapshots.
 //! - [`http`]: the hyper server.
@@ -38,6 +41,7 @@ pub mod metrics;
 pub mod pattern;
 pub mod policy;
 pub mod principal;
+pub mod respond;
 pub mod runtime;
 pub mod secret;
 pub mod store;

@@ -16,6 +16,7 @@ use warden::time::{expiry, format_rfc3339};
 
 mod directory_cmd;
 mod keys_cmd;
+mod respond_cmd;
 
 /// Contain a suspicious user at the press of a button: user lists, AD group push, LDAP data
 /// sets and a hot-swapped decision engine for database firewalls.
@@ -66,6 +67,12 @@ enum Command {
     /// API keys for the HTTP gateway
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// Incidents and the responses run on them
+    #[command(subcommand)]
+    Incidents(respond_cmd::IncidentsCommand),
+    /// Alerts for automated-response rules
+    #[command(subcommand)]
+    Alerts(respond_cmd::AlertsCommand),
 }
 
 #[derive(Subcommand)]
@@ -237,6 +244,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Datasets(cmd) => {
             directory_cmd::datasets(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)
         }
+        Command::Incidents(cmd) => {
+            respond_cmd::incidents(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)
+        }
+        Command::Alerts(cmd) => {
+            respond_cmd::alerts(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)
+        }
         Command::Keys(cmd) => {
             let config = load_config(cli.config.as_ref(), cli.store.as_ref())?;
             let store = Store::open(&config.store.path).context("cannot open the store")?;
@@ -292,6 +305,10 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
         let watcher = tokio::spawn(watch_store(Arc::clone(&warden)));
         let hangups = tokio::spawn(reload_on_hangup(Arc::clone(&warden)));
         let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
+        let sweeper = tokio::spawn(warden::respond::sweep_loop(
+            Arc::clone(&warden),
+            sync_stopped.clone(),
+        ));
         let sync = tokio::spawn(warden::sync::service::run(
             Arc::clone(&warden),
             sync_stopped,
@@ -300,6 +317,7 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
         warden::http::serve(listener, gateway, tls, shutdown_signal()).await?;
         let _ = stop_sync.send(true);
         let _ = sync.await;
+        let _ = sweeper.await;
         watcher.abort();
         hangups.abort();
         tracing::info!("stopped");

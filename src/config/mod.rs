@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use crate::dataset::Schema;
 use crate::pattern::AttributeMapping;
-use crate::policy::Policy;
+use crate::policy::{Policy, ServiceScope};
+use crate::respond::IncidentSeverity;
 use crate::secret::SecretSource;
 
 /// The embedded default configuration: one list, one data set fed from it, one blocking policy.
@@ -300,6 +301,22 @@ pub struct ActionSetConfig {
     pub actions: Vec<ActionConfig>,
 }
 
+/// `[[response_rules]]`: turns a matching alert into an incident whose users go on `list`.
+#[derive(Debug, Clone)]
+pub struct ResponseRuleConfig {
+    pub name: String,
+    pub list: String,
+    /// Alert sources (names or globs); any source when absent.
+    pub sources: Option<ServiceScope>,
+    /// The least severity that matches; any when absent.
+    pub min_severity: Option<IncidentSeverity>,
+    /// Free fields the alert must carry, each matching its name or glob.
+    pub fields: Vec<(String, ServiceScope)>,
+    /// How long the users stay on the list; until removed when absent.
+    pub expires_in: Option<Duration>,
+    pub reason: Option<String>,
+}
+
 /// A validated, compiled configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -311,6 +328,7 @@ pub struct Config {
     pub data_sets: Vec<DataSetConfig>,
     pub policies: Vec<Policy>,
     pub action_sets: Vec<ActionSetConfig>,
+    pub response_rules: Vec<ResponseRuleConfig>,
 }
 
 impl Config {

@@ -154,3 +154,17 @@ pub struct Action {
     pub protocol: Option<String>,
     pub level: Option<String>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseRule {
+    pub name: String,
+    pub list: String,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    pub min_severity: Option<String>,
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+    pub expires_in: Option<String>,
+    pub reason: Option<String>,
+}

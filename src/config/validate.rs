@@ -13,8 +13,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::raw;
 use super::{
     ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DirectoryConfig, KeyPath,
-    LdapSource, ListConfig, MappingConfig, MemberField, Scope, Segment, ServerConfig, Source,
-    StoreConfig, TlsFiles, parse_duration,
+    LdapSource, ListConfig, MappingConfig, MemberField, ResponseRuleConfig, Scope, Segment,
+    ServerConfig, Source, StoreConfig, TlsFiles, parse_duration,
 };
 use crate::dataset::{Column, Schema};
 use crate::pattern::{AttributeMapping, PatternError};
@@ -37,8 +37,8 @@ const DEFAULT_PAGE_SIZE: u32 = 500;
 const MAX_PAGE_SIZE: u32 = 1000;
 const DEFAULT_MAX_SHRINK: f64 = 0.5;
 
-const SECTIONS: &str =
-    "server, store, directories, lists, mappings, data_sets, policies, action_sets";
+const SECTIONS: &str = "server, store, directories, lists, mappings, data_sets, policies, \
+                        action_sets, response_rules";
 
 /// Collects errors; maps key paths to lines through the spanned document.
 struct Ctx<'s> {
@@ -267,6 +267,7 @@ struct RawConfig {
     data_sets: Vec<(usize, raw::DataSet)>,
     policies: Vec<(usize, raw::Policy)>,
     action_sets: Vec<(usize, raw::ActionSet)>,
+    response_rules: Vec<(usize, raw::ResponseRule)>,
 }
 
 pub(super) fn parse(source: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -314,6 +315,7 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
             "data_sets" => raw.data_sets = de_array(ctx, name, value),
             "policies" => raw.policies = de_array(ctx, name, value),
             "action_sets" => raw.action_sets = de_array(ctx, name, value),
+            "response_rules" => raw.response_rules = de_array(ctx, name, value),
             other => {
                 let line = ctx.line_at(key.span().start);
                 ctx.errors.push(ConfigError {
@@ -347,6 +349,12 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     ctx.unique_names(
         "policies",
         raw.policies.iter().map(|(i, p)| (*i, p.name.as_str())),
+    );
+    ctx.unique_names(
+        "response_rules",
+        raw.response_rules
+            .iter()
+            .map(|(i, r)| (*i, r.name.as_str())),
     );
     let action_set_names = ctx.unique_names(
         "action_sets",
@@ -400,6 +408,18 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         .into_iter()
         .map(|(i, a)| action_set(ctx, KeyPath::root().key("action_sets").index(i), a))
         .collect();
+    let response_rules = raw
+        .response_rules
+        .into_iter()
+        .filter_map(|(i, r)| {
+            response_rule(
+                ctx,
+                &names,
+                KeyPath::root().key("response_rules").index(i),
+                r,
+            )
+        })
+        .collect();
     Config {
         server,
         store,
@@ -409,7 +429,54 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         data_sets,
         policies,
         action_sets,
+        response_rules,
     }
+}
+
+fn response_rule(
+    ctx: &mut Ctx<'_>,
+    names: &Names<'_>,
+    path: KeyPath,
+    r: raw::ResponseRule,
+) -> Option<ResponseRuleConfig> {
+    reference(ctx, path.key("list"), names.lists, "list", "lists", &r.list);
+    let globs = |ctx: &mut Ctx<'_>, path: KeyPath, patterns: &[String]| {
+        ServiceScope::new(patterns)
+            .map_err(|e| ctx.err(path, e.to_string()))
+            .ok()
+    };
+    let sources = if r.sources.is_empty() {
+        None
+    } else {
+        Some(globs(ctx, path.key("sources"), &r.sources)?)
+    };
+    let mut fields = Vec::new();
+    for (name, want) in &r.fields {
+        if let Some(scope) = globs(
+            ctx,
+            path.key("fields").key(name),
+            std::slice::from_ref(want),
+        ) {
+            fields.push((name.clone(), scope));
+        }
+    }
+    let min_severity = match &r.min_severity {
+        Some(text) => Some(parse_word(ctx, path.key("min_severity"), text)?),
+        None => None,
+    };
+    let expires_in = r
+        .expires_in
+        .as_deref()
+        .map(|text| ctx.duration(path.key("expires_in"), Some(text), Duration::ZERO));
+    Some(ResponseRuleConfig {
+        name: r.name,
+        list: r.list,
+        sources,
+        min_severity,
+        fields,
+        expires_in,
+        reason: r.reason,
+    })
 }
 
 struct Names<'a> {

@@ -1,5 +1,6 @@
 //! The HTTP gateway on hyper 1.x: decisions for database proxies, lists for analysts, data sets
-//! for Imperva, and the admin surface (devices, policies, audit, keys, metrics).
+//! for Imperva, incidents and alerts for responders, and the admin surface (devices, policies,
+//! audit, keys, metrics, config reload).
 //!
 //! [`serve`] owns connections and limits: at most `max_connections` open at once (the rest wait
 //! in the accept queue), request headers within `header_read_timeout` (slowloris), an answer
@@ -11,6 +12,7 @@
 mod admin;
 mod data_sets;
 mod decisions;
+mod incidents;
 mod lists;
 pub mod problem;
 pub mod query;
@@ -360,6 +362,11 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::Members => blocking(|| lists::members(call)),
         Handler::AddMember => blocking(|| lists::add_member(call)),
         Handler::RemoveMember => blocking(|| lists::remove_member(call)),
+        Handler::Incidents => blocking(|| incidents::list(call)),
+        Handler::CreateIncident => blocking(|| incidents::create(call)),
+        Handler::Incident => blocking(|| incidents::get(call)),
+        Handler::Respond => blocking(|| incidents::respond(call)),
+        Handler::Alert => blocking(|| incidents::alert(call)),
         Handler::DataSets => blocking(|| data_sets::list(call)),
         Handler::DataSetRows => data_sets::rows(call),
         Handler::RefreshDataSet => data_sets::refresh(call).await,

@@ -1,5 +1,6 @@
 //! Durable state on SQLite: lists and their members, recent directory updates, last-known-good
-//! and held data sets, API keys (hashes only, in [`keys`]) and the audit log ([`audit`]).
+//! and held data sets, API keys (hashes only, in [`keys`]), incidents with their responses and
+//! the alerts seen ([`incidents`]) and the audit log ([`audit`]).
 //!
 //! The database runs in WAL mode with `synchronous = FULL`, so a write returns only once it is
 //! on disk: a change is durable before it is acknowledged. The schema is versioned through
@@ -16,9 +17,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::principal::{Principal, PrincipalError};
 
 pub mod audit;
+pub mod incidents;
 pub mod keys;
 
 pub use audit::{AuditFilter, AuditRecord};
+pub use incidents::{AlertSeen, Incident, NewIncident, NewResponse, ResponseRecord};
 pub use keys::StoredKey;
 
 /// Schema migrations, in order. Entry `i` moves the schema from version `i` to `i + 1`.
@@ -100,6 +103,38 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX audit_at ON audit(at_ms);",
+    // 4: incidents, the responses run on them, and the alerts seen (for idempotency).
+    "CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        source TEXT NOT NULL,
+        users TEXT NOT NULL,
+        ips TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        alert_id TEXT UNIQUE
+    );
+    CREATE TABLE responses (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        list TEXT NOT NULL,
+        principals TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        expires_at INTEGER,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        rule TEXT
+    );
+    CREATE INDEX responses_incident ON responses(incident_id);
+    CREATE TABLE alerts (
+        alert_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        rule TEXT,
+        incident_id INTEGER
+    ) WITHOUT ROWID;",
 ];
 
 /// Recent updates kept per device; older ones are pruned as new ones arrive.
@@ -147,6 +182,8 @@ pub enum StoreError {
     },
     #[error("no list named {0:?}")]
     NoSuchList(String),
+    #[error("no incident INC-{0}")]
+    NoSuchIncident(i64),
     #[error("invalid principal: {0}")]
     Principal(#[from] PrincipalError),
 }
@@ -388,6 +425,19 @@ impl Store {
         let id = Store::list_id(&tx, list)
             .map_err(self.sql("add member"))?
             .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
+        let added =
+            Store::upsert_member(&tx, id, &principal, member).map_err(self.sql("add member"))?;
+        tx.commit().map_err(self.sql("add member"))?;
+        Ok(added)
+    }
+
+    /// Inserts or updates a member of list `id` inside the caller's transaction.
+    fn upsert_member(
+        tx: &Connection,
+        id: i64,
+        principal: &Principal,
+        member: &NewMember,
+    ) -> Result<Added, rusqlite::Error> {
         let key = principal_key(principal.as_str());
         let existed: bool = tx
             .query_row(
@@ -395,8 +445,7 @@ impl Store {
                 params![id, key],
                 |_| Ok(true),
             )
-            .optional()
-            .map_err(self.sql("add member"))?
+            .optional()?
             .unwrap_or(false);
         tx.execute(
             "INSERT INTO members (list_id, principal, principal_key, reason, incident, added_by, added_at, expires_at)
@@ -415,10 +464,37 @@ impl Store {
                 now(),
                 member.expires_at
             ],
-        )
-        .map_err(self.sql("add member"))?;
-        tx.commit().map_err(self.sql("add member"))?;
+        )?;
         Ok(if existed { Added::Updated } else { Added::New })
+    }
+
+    /// Removes every member whose expiry has passed at `now`; returns (list, principal) of each.
+    pub fn remove_expired(&self, now: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql("remove expired members"))?;
+        let expired = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT l.name, m.principal FROM members m JOIN lists l ON l.id = m.list_id
+                     WHERE m.expires_at IS NOT NULL AND m.expires_at <= ?1
+                     ORDER BY l.name, m.principal_key",
+                )
+                .map_err(self.sql("remove expired members"))?;
+            stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(self.sql("remove expired members"))?
+        };
+        if !expired.is_empty() {
+            tx.execute(
+                "DELETE FROM members WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                [now],
+            )
+            .map_err(self.sql("remove expired members"))?;
+        }
+        tx.commit().map_err(self.sql("remove expired members"))?;
+        Ok(expired)
     }
 
     /// Removes a member (matched case-insensitively); returns whether it was on the list.

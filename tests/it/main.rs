@@ -13,3 +13,4 @@ mod gateway;
 mod limits;
 mod patterns;
 mod reload;
+mod respond;

@@ -1,0 +1,586 @@
+//! Respond: incidents, the responses run on them (put some or all of an incident's users on a
+//! list), alerts that automated-response rules turn into an incident with a response, and the
+//! expiry sweeper that takes members off their lists on time.
+//!
+//! Everything here is a mutation: it is validated first, written to the store in one
+//! transaction (a response and its members together; an alert, its incident and its response
+//! together, once per alert id), audited with who asked and from where, and then republished
+//! so that decisions and the push sync see it — the same path a list change takes.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::ResponseRuleConfig;
+use crate::policy::UnknownWord;
+use crate::principal::{Principal, PrincipalError};
+use crate::runtime::{Warden, WardenError};
+use crate::store::incidents::incident_ref;
+use crate::store::{
+    AlertSeen, AuditRecord, Incident, NewIncident, NewResponse, ResponseRecord, StoreError, now,
+};
+
+/// Most users or IPs one incident or alert may name.
+pub const MAX_SUBJECTS: usize = 1000;
+/// Longest title, source, reason or alert id accepted.
+pub const MAX_TEXT: usize = 1024;
+/// How often the sweeper looks for expired members: members leave within this of their time.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How serious an incident or alert is, in rising order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IncidentSeverity {
+    Informative,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl IncidentSeverity {
+    pub const NAMES: &'static str = "informative, low, medium, high, critical";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentSeverity::Informative => "informative",
+            IncidentSeverity::Low => "low",
+            IncidentSeverity::Medium => "medium",
+            IncidentSeverity::High => "high",
+            IncidentSeverity::Critical => "critical",
+        }
+    }
+}
+
+impl FromStr for IncidentSeverity {
+    type Err = UnknownWord;
+    fn from_str(s: &str) -> Result<Self, UnknownWord> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "informative" | "info" => IncidentSeverity::Informative,
+            "low" => IncidentSeverity::Low,
+            "medium" => IncidentSeverity::Medium,
+            "high" => IncidentSeverity::High,
+            "critical" => IncidentSeverity::Critical,
+            _ => {
+                return Err(UnknownWord {
+                    got: s.to_owned(),
+                    expected: IncidentSeverity::NAMES,
+                });
+            }
+        })
+    }
+}
+
+impl fmt::Display for IncidentSeverity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a respond action was refused or failed. `Invalid` and `NotFound` are the caller's to
+/// fix; the rest are warden's.
+#[derive(Debug, thiserror::Error)]
+pub enum RespondError {
+    #[error("field `{field}`: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Warden(#[from] WardenError),
+}
+
+impl From<StoreError> for RespondError {
+    fn from(e: StoreError) -> RespondError {
+        match e {
+            StoreError::NoSuchList(name) => {
+                RespondError::NotFound(format!("no list named {name:?}; GET /v1/lists shows them"))
+            }
+            StoreError::NoSuchIncident(id) => {
+                RespondError::NotFound(format!("no incident {}", incident_ref(id)))
+            }
+            StoreError::Principal(e) => invalid("users", e.to_string()),
+            other => RespondError::Store(other),
+        }
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> RespondError {
+    RespondError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Who asked, for audit records and `created_by`.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// `key:<id> (<name>)`, `cli:<user>` or `system`.
+    pub name: String,
+    /// The client's address, or how it was asked.
+    pub source: Option<String>,
+}
+
+impl Actor {
+    fn audit(&self, warden: &Warden, action: &str, target: &str, detail: serde_json::Value) {
+        let record = AuditRecord {
+            id: 0,
+            at_ms: crate::sync::now_ms(),
+            actor: self.name.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: "ok".to_owned(),
+            source: self.source.clone(),
+            detail,
+        };
+        if let Err(e) = warden.store().append_audit(&record) {
+            tracing::error!(error = %e, action, "cannot write the audit record");
+        }
+    }
+}
+
+/// An incident as reported by an analyst (`POST /v1/incidents`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentRequest {
+    pub title: String,
+    pub severity: String,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default = "manual")]
+    pub source: String,
+}
+
+fn manual() -> String {
+    "manual".to_owned()
+}
+
+/// A response to run on an incident (`POST /v1/incidents/{id}/responses`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseRequest {
+    /// The list to put users on.
+    pub list: String,
+    /// Which of the incident's users; all of them when absent.
+    pub users: Option<Vec<String>>,
+    pub reason: String,
+    /// RFC 3339 time, or…
+    pub expires_at: Option<String>,
+    /// …a duration such as `7d`.
+    pub expires_in: Option<String>,
+}
+
+/// An alert from a detection system (`POST /v1/alerts`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// The sender's id for this alert: the same id is acted on once.
+    pub id: String,
+    pub source: String,
+    pub severity: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// Free fields rules can match on (strings, numbers and booleans compare as text).
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What ingesting an alert did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AlertOutcome {
+    pub alert: String,
+    /// The rule that matched, if one did.
+    pub rule: Option<String>,
+    /// The incident the alert opened (now or, for a duplicate, before).
+    pub incident: Option<String>,
+    /// True when this alert id had been seen before and nothing was done again.
+    pub duplicate: bool,
+}
+
+fn check_text(field: &str, text: &str, required: bool) -> Result<(), RespondError> {
+    if required && text.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if text.len() > MAX_TEXT {
+        return Err(invalid(field, format!("at most {MAX_TEXT} bytes")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_users(field: &str, users: &[String]) -> Result<(), RespondError> {
+    if users.len() > MAX_SUBJECTS {
+        return Err(invalid(field, format!("at most {MAX_SUBJECTS} users")));
+    }
+    for (i, u) in users.iter().enumerate() {
+        Principal::parse(u)
+            .map_err(|e: PrincipalError| invalid(&format!("{field}[{i}]"), e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn check_ips(field: &str, ips: &[String]) -> Result<(), RespondError> {
+    if ips.len() > MAX_SUBJECTS {
+        return Err(invalid(field, format!("at most {MAX_SUBJECTS} addresses")));
+    }
+    for (i, ip) in ips.iter().enumerate() {
+        ip.parse::<IpAddr>().map_err(|_| {
+            invalid(
+                &format!("{field}[{i}]"),
+                format!("{ip:?} is not an IPv4 or IPv6 address"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn severity(text: &str) -> Result<IncidentSeverity, RespondError> {
+    text.parse()
+        .map_err(|e: UnknownWord| invalid("severity", e.to_string()))
+}
+
+/// Opens an incident.
+pub fn create_incident(
+    warden: &Warden,
+    actor: &Actor,
+    req: &IncidentRequest,
+) -> Result<Incident, RespondError> {
+    check_text("title", &req.title, true)?;
+    check_text("source", &req.source, true)?;
+    let severity = severity(&req.severity)?;
+    check_users("users", &req.users)?;
+    check_ips("ips", &req.ips)?;
+    let new = NewIncident {
+        title: req.title.trim().to_owned(),
+        severity: severity.as_str().to_owned(),
+        source: req.source.trim().to_owned(),
+        users: req.users.clone(),
+        ips: req.ips.clone(),
+        created_by: actor.name.clone(),
+        alert_id: None,
+    };
+    let id = warden.store().create_incident(&new)?;
+    actor.audit(
+        warden,
+        "incidents.create",
+        &incident_ref(id),
+        serde_json::json!({ "severity": new.severity, "users": new.users.len() }),
+    );
+    read_incident(warden, id)
+}
+
+/// One incident with its responses.
+pub fn read_incident(warden: &Warden, id: i64) -> Result<Incident, RespondError> {
+    warden
+        .store()
+        .incident(id)?
+        .ok_or_else(|| RespondError::NotFound(format!("no incident {}", incident_ref(id))))
+}
+
+/// Runs a response on an incident: its users (all, or the ones named, which must be the
+/// incident's) go on the list with the reason and expiry; recorded on the incident, audited,
+/// and in the snapshot before this returns.
+pub fn respond(
+    warden: &Warden,
+    actor: &Actor,
+    incident: i64,
+    req: &ResponseRequest,
+) -> Result<ResponseRecord, RespondError> {
+    check_text("reason", &req.reason, true)?;
+    let current = read_incident(warden, incident)?;
+    let principals = match &req.users {
+        None => current.users.clone(),
+        Some(named) => {
+            for (i, u) in named.iter().enumerate() {
+                if !current.users.iter().any(|c| c.eq_ignore_ascii_case(u)) {
+                    return Err(invalid(
+                        &format!("users[{i}]"),
+                        format!(
+                            "{u:?} is not one of {}'s users ({})",
+                            incident_ref(incident),
+                            current.users.join(", ")
+                        ),
+                    ));
+                }
+            }
+            named.clone()
+        }
+    };
+    if principals.is_empty() {
+        return Err(invalid(
+            "users",
+            format!("{} names no users to respond on", incident_ref(incident)),
+        ));
+    }
+    let expires_at =
+        crate::time::expiry(req.expires_at.as_deref(), req.expires_in.as_deref(), now())
+            .map_err(|e| invalid("expires_in", e))?;
+    let response = NewResponse {
+        list: req.list.clone(),
+        principals,
+        reason: req.reason.trim().to_owned(),
+        expires_at,
+        created_by: actor.name.clone(),
+        rule: None,
+    };
+    let (record, _) = warden.store().record_response(incident, &response)?;
+    actor.audit(
+        warden,
+        "incidents.respond",
+        &incident_ref(incident),
+        serde_json::json!({
+            "list": record.list,
+            "users": record.principals,
+            "expires_at": record.expires_at,
+        }),
+    );
+    warden.reload_from_store()?;
+    Ok(record)
+}
+
+/// Whether `rule` matches `alert` (of `severity`).
+pub fn rule_matches(rule: &ResponseRuleConfig, alert: &Alert, severity: IncidentSeverity) -> bool {
+    let source_ok = rule
+        .sources
+        .as_ref()
+        .is_none_or(|s| s.applies_to(&alert.source));
+    let severity_ok = rule.min_severity.is_none_or(|min| severity >= min);
+    let fields_ok = rule.fields.iter().all(|(name, want)| {
+        alert.fields.get(name).is_some_and(|v| match v {
+            serde_json::Value::String(s) => want.applies_to(s),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                want.applies_to(&v.to_string())
+            }
+            _ => false,
+        })
+    });
+    source_ok && severity_ok && fields_ok
+}
+
+/// Ingests an alert: the first rule that matches opens an incident with a response on its
+/// list, all at most once per alert id.
+pub fn ingest_alert(
+    warden: &Warden,
+    actor: &Actor,
+    alert: &Alert,
+) -> Result<AlertOutcome, RespondError> {
+    check_text("id", &alert.id, true)?;
+    check_text("source", &alert.source, true)?;
+    if let Some(t) = &alert.title {
+        check_text("title", t, false)?;
+    }
+    let severity = severity(&alert.severity)?;
+    check_users("users", &alert.users)?;
+    check_ips("ips", &alert.ips)?;
+    let config = warden.config();
+    let rule = config
+        .response_rules
+        .iter()
+        .find(|r| rule_matches(r, alert, severity) && !alert.users.is_empty());
+    let plan = rule.map(|r| alert_plan(actor, alert, severity, r));
+    let seen = warden.store().ingest_alert(
+        &alert.id,
+        &alert.source,
+        severity.as_str(),
+        plan.as_ref().map(|(i, r)| (i, r)),
+    )?;
+    let (incident, duplicate) = match seen {
+        AlertSeen::New { incident } => (incident, false),
+        AlertSeen::Duplicate { incident } => (incident, true),
+    };
+    let outcome = AlertOutcome {
+        alert: alert.id.clone(),
+        rule: if duplicate {
+            None
+        } else {
+            rule.map(|r| r.name.clone())
+        },
+        incident: incident.map(incident_ref),
+        duplicate,
+    };
+    actor.audit(
+        warden,
+        "alerts.ingest",
+        &alert.id,
+        serde_json::to_value(&outcome).unwrap_or_default(),
+    );
+    if outcome.rule.is_some() {
+        warden.reload_from_store()?;
+    }
+    Ok(outcome)
+}
+
+fn alert_plan(
+    actor: &Actor,
+    alert: &Alert,
+    severity: IncidentSeverity,
+    rule: &ResponseRuleConfig,
+) -> (NewIncident, NewResponse) {
+    let title = alert
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("alert {} from {}", alert.id, alert.source));
+    let incident = NewIncident {
+        title,
+        severity: severity.as_str().to_owned(),
+        source: alert.source.clone(),
+        users: alert.users.clone(),
+        ips: alert.ips.clone(),
+        created_by: actor.name.clone(),
+        alert_id: Some(alert.id.clone()),
+    };
+    let expires_at = rule
+        .expires_in
+        .map(|d| now().saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+    let response = NewResponse {
+        list: rule.list.clone(),
+        principals: alert.users.clone(),
+        reason: rule.reason.clone().unwrap_or_else(|| {
+            format!(
+                "automated response {:?} to alert {} from {}",
+                rule.name, alert.id, alert.source
+            )
+        }),
+        expires_at,
+        created_by: actor.name.clone(),
+        rule: Some(rule.name.clone()),
+    };
+    (incident, response)
+}
+
+/// Takes every member whose expiry has passed off its list, audits each removal as `system`,
+/// and republishes. Returns how many left.
+pub fn sweep_expired(warden: &Warden) -> Result<usize, RespondError> {
+    let expired = warden.store().remove_expired(now())?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let system = Actor {
+        name: "system".to_owned(),
+        source: Some("expiry".to_owned()),
+    };
+    for (list, principal) in &expired {
+        system.audit(
+            warden,
+            "lists.expire",
+            list,
+            serde_json::json!({ "principal": principal }),
+        );
+    }
+    warden.reload_from_store()?;
+    tracing::info!(members = expired.len(), "expired members left their lists");
+    Ok(expired.len())
+}
+
+/// Runs [`sweep_expired`] every [`SWEEP_INTERVAL`] until `shutdown` turns true.
+pub async fn sweep_loop(warden: Arc<Warden>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tick.tick() => {}
+        }
+        let w = Arc::clone(&warden);
+        match tokio::task::spawn_blocking(move || sweep_expired(&w)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "expiry sweep failed; retrying"),
+            Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::policy::ServiceScope;
+
+    fn alert(source: &str, severity: &str, fields: serde_json::Value) -> Alert {
+        Alert {
+            id: "A-1".into(),
+            source: source.into(),
+            severity: severity.into(),
+            title: None,
+            users: vec!["alice".into()],
+            ips: vec![],
+            fields: fields.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn rule(
+        sources: &[&str],
+        min: Option<IncidentSeverity>,
+        fields: &[(&str, &str)],
+    ) -> ResponseRuleConfig {
+        let scope = |p: &[&str]| {
+            ServiceScope::new(&p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap()
+        };
+        ResponseRuleConfig {
+            name: "r".into(),
+            list: "L".into(),
+            sources: (!sources.is_empty()).then(|| scope(sources)),
+            min_severity: min,
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), scope(&[v])))
+                .collect(),
+            expires_in: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn rules_match_on_source_severity_and_fields() {
+        let r = rule(
+            &["dlp*"],
+            Some(IncidentSeverity::High),
+            &[("category", "exfil*"), ("count", "3")],
+        );
+        let fields = serde_json::json!({ "category": "exfiltration", "count": 3 });
+        let matches = |a: &Alert| rule_matches(&r, a, a.severity.parse().unwrap());
+        assert!(matches(&alert("dlp-east", "critical", fields.clone())));
+        assert!(matches(&alert("dlp", "HIGH", fields.clone())));
+        assert!(!matches(&alert("ueba", "critical", fields.clone())));
+        assert!(!matches(&alert("dlp", "medium", fields.clone())));
+        assert!(!matches(&alert(
+            "dlp",
+            "high",
+            serde_json::json!({ "category": "exfiltration" })
+        )));
+        assert!(!matches(&alert(
+            "dlp",
+            "high",
+            serde_json::json!({ "category": "phish", "count": 3 })
+        )));
+        let any = rule(&[], None, &[]);
+        assert!(rule_matches(
+            &any,
+            &alert("x", "low", serde_json::json!({})),
+            IncidentSeverity::Low
+        ));
+    }
+
+    #[test]
+    fn severities_order_and_parse() {
+        assert!(IncidentSeverity::Critical > IncidentSeverity::High);
+        assert!(IncidentSeverity::Informative < IncidentSeverity::Low);
+        assert_eq!(
+            "Info".parse::<IncidentSeverity>().unwrap(),
+            IncidentSeverity::Informative
+        );
+        assert!("urgent".parse::<IncidentSeverity>().is_err());
+    }
+}
