@@ -15,6 +15,9 @@ use crate::store::RecentUpdate;
 /// How long a resolved principal → DN stays cached. Renames and deletions show up within this.
 pub const DN_CACHE_TTL: Duration = Duration::from_secs(600);
 
+/// How long removals by warden's own push explain a shrink of the group's data set.
+pub const REMOVALS_EXPLAIN_FOR: Duration = Duration::from_secs(600);
+
 /// Runs looked at for [`health`].
 pub const HEALTH_WINDOW: usize = 5;
 
@@ -25,6 +28,9 @@ pub struct Device {
     // connection attempt instead of racing several binds.
     client: tokio::sync::Mutex<Option<Arc<DirectoryClient>>>,
     dn_cache: DashMap<String, (String, Instant)>,
+    /// Members warden's own pushes removed from each group (by lower-cased DN) and when: a
+    /// data set selecting on that group may shrink by that many without being held.
+    removals: DashMap<String, (usize, Instant)>,
 }
 
 impl Device {
@@ -33,7 +39,28 @@ impl Device {
             config,
             client: tokio::sync::Mutex::new(None),
             dn_cache: DashMap::new(),
+            removals: DashMap::new(),
         }
+    }
+
+    /// Records that a push removed `n` members from `group_dn`.
+    pub fn note_removals(&self, group_dn: &str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut entry = self
+            .removals
+            .entry(group_dn.to_ascii_lowercase())
+            .or_insert((0, Instant::now()));
+        *entry = (entry.0.saturating_add(n), Instant::now());
+    }
+
+    /// Takes the removals recorded for `group_dn` within [`REMOVALS_EXPLAIN_FOR`].
+    pub fn take_removals(&self, group_dn: &str) -> usize {
+        self.removals
+            .remove(&group_dn.to_ascii_lowercase())
+            .filter(|(_, (_, at))| at.elapsed() < REMOVALS_EXPLAIN_FOR)
+            .map_or(0, |(_, (n, _))| n)
     }
 
     pub fn name(&self) -> &str {

@@ -184,11 +184,19 @@ pub async fn query(device: &Device, ds: &DataSetConfig) -> Result<QueryResult, S
     Ok(map_entries(&ds.name, &ds.schema, source, &entries))
 }
 
-/// Why the shrink guard holds a refresh from `current` to `new` rows, if it does.
-pub fn shrink_guard(current: usize, new: usize, max_shrink: f64) -> Option<String> {
-    if current == 0 || new >= current {
+/// Why the shrink guard holds a refresh from `current` to `new` rows, if it does. `explained`
+/// rows of the drop are accounted for by warden's own removals from the group the data set
+/// selects on (an expiry or a removal from the list), so only the rest counts.
+pub fn shrink_guard(
+    current: usize,
+    new: usize,
+    max_shrink: f64,
+    explained: usize,
+) -> Option<String> {
+    if current == 0 || new >= current || current - new <= explained {
         return None;
     }
+    let current = current - explained;
     if new == 0 {
         return Some(format!(
             "refresh would empty the data set ({current} rows → 0)"
@@ -218,6 +226,7 @@ fn keys_missing(a: &DataSet, b: &DataSet) -> usize {
 /// Applies a query result: held by the shrink guard, or committed and swapped in.
 pub fn apply(
     warden: &Warden,
+    device: &Device,
     ds: &DataSetConfig,
     result: QueryResult,
 ) -> Result<RefreshOutcome, SyncError> {
@@ -226,7 +235,13 @@ pub fn apply(
         .data_set(&ds.name)
         .ok_or_else(|| SyncError::NoSuchDataSet(ds.name.clone()))?;
     let new = result.data_set;
-    if let Some(reason) = shrink_guard(current.len(), new.len(), source.max_shrink) {
+    let group = super::service::watched_dn(&source.filter);
+    let explained = group.as_deref().map_or(0, |g| device.take_removals(g));
+    if let Some(reason) = shrink_guard(current.len(), new.len(), source.max_shrink, explained) {
+        // Not used this time: keep the removals for the next refresh.
+        if let Some(g) = &group {
+            device.note_removals(g, explained);
+        }
         let mut json = Vec::new();
         new.write_records_json(&mut json);
         warden.store().hold_refresh(&HeldRefresh {
@@ -269,7 +284,7 @@ pub async fn refresh(
 ) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
     let started = now_ms();
     let result = match query(device, ds).await {
-        Ok(q) => apply(warden, ds, q),
+        Ok(q) => apply(warden, device, ds, q),
         Err(e) => Err(e),
     };
     if result.as_ref().is_err_and(SyncError::is_connection_problem) {
@@ -335,11 +350,22 @@ mod tests {
 
     #[test]
     fn guard_holds_emptying_and_large_drops() {
-        assert_eq!(shrink_guard(0, 0, 0.5), None);
-        assert_eq!(shrink_guard(10, 12, 0.5), None);
-        assert_eq!(shrink_guard(10, 5, 0.5), None);
-        assert!(shrink_guard(10, 4, 0.5).is_some_and(|r| r.contains("drop 6 of 10")));
-        assert!(shrink_guard(1, 0, 1.0).is_some_and(|r| r.contains("empty")));
-        assert!(shrink_guard(100, 0, 0.5).is_some_and(|r| r.contains("empty")));
+        assert_eq!(shrink_guard(0, 0, 0.5, 0), None);
+        assert_eq!(shrink_guard(10, 12, 0.5, 0), None);
+        assert_eq!(shrink_guard(10, 5, 0.5, 0), None);
+        assert!(shrink_guard(10, 4, 0.5, 0).is_some_and(|r| r.contains("drop 6 of 10")));
+        assert!(shrink_guard(1, 0, 1.0, 0).is_some_and(|r| r.contains("empty")));
+        assert!(shrink_guard(100, 0, 0.5, 0).is_some_and(|r| r.contains("empty")));
+    }
+
+    #[test]
+    fn warden_s_own_removals_do_not_count_against_the_guard() {
+        // The last member expired: warden removed it from the group itself.
+        assert_eq!(shrink_guard(1, 0, 0.5, 1), None);
+        assert_eq!(shrink_guard(10, 4, 0.5, 6), None);
+        // Only part of the drop is explained: the rest is judged against what remains.
+        assert!(shrink_guard(10, 0, 0.5, 6).is_some_and(|r| r.contains("empty")));
+        assert!(shrink_guard(10, 2, 0.5, 4).is_some_and(|r| r.contains("drop 4 of 6")));
+        assert_eq!(shrink_guard(10, 3, 0.5, 4), None);
     }
 }

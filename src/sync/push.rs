@@ -188,6 +188,9 @@ pub async fn run(
     if result.as_ref().is_err_and(SyncError::is_connection_problem) {
         device.reset().await;
     }
+    if let Ok(r) = &result {
+        device.note_removals(&mapping.group_dn, r.removed);
+    }
     let update = match &result {
         Ok(r) => RecentUpdate {
             device: device.name().to_string(),

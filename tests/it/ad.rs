@@ -609,3 +609,42 @@ fn reload_moves_the_mapping_to_another_group_without_a_restart() {
     );
     assert_eq!(server.decision("orders", &alice), "block");
 }
+
+/// A member with an expiry leaves the AD group and the data set when it passes, like any
+/// other removal from the list.
+#[test]
+fn expiry_takes_a_member_out_of_the_group_and_the_data_set() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["alice"], &[], true, "1m");
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    let alice = ns.mapped("alice");
+    let r = warden(
+        tmp.path(),
+        &config,
+        &[
+            "lists",
+            "add",
+            "Suspicious Users",
+            &alice,
+            "--expires-in",
+            "4s",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let joined = eventually(Duration::from_secs(20), || {
+        dn_keys(&dc.values(&group, "member")) == dn_keys(&[ns.user_dn("alice")])
+    });
+    assert!(joined.is_some(), "never pushed; logs:\n{}", server.logs());
+    let left = eventually(Duration::from_secs(30), || {
+        dc.values(&group, "member").is_empty() && server.decision("orders", &alice) == "allow"
+    });
+    assert!(
+        left.is_some(),
+        "alice stayed after her expiry: group {:?}, decision {}; logs:\n{}",
+        dc.values(&group, "member"),
+        server.decision("orders", &alice),
+        server.logs()
+    );
+}
