@@ -9,6 +9,7 @@ mod ad;
 mod cli;
 mod config_files;
 mod dc;
+mod faults;
 mod gateway;
 mod limits;
 mod patterns;

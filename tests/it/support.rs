@@ -267,3 +267,73 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Dura
     }
     None
 }
+
+/// A keep-alive HTTP/1.1 connection: many requests on one socket.
+pub struct KeepAlive {
+    stream: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn connect(addr: SocketAddr) -> std::io::Result<KeepAlive> {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.set_nodelay(true)?;
+        Ok(KeepAlive {
+            stream: BufReader::new(s),
+        })
+    }
+
+    /// Sends a GET and reads the answer (status and body).
+    pub fn get(&mut self, path: &str) -> std::io::Result<(u16, String)> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: warden\r\n\r\n");
+        self.stream.get_mut().write_all(req.as_bytes())?;
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> std::io::Result<(u16, String)> {
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let mut line = String::new();
+        if self.stream.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| bad("status line"))?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().map_err(|_| bad("content-length"))?;
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body)?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// Raises the open-file limit of process `pid` (root can), for tests that hold thousands of
+/// sockets; fails loudly where it cannot.
+pub fn raise_fd_limit(pid: u32, n: u32) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={n}:{n}")])
+        .status()
+        .expect("prlimit (util-linux) is required to raise the open-file limit");
+    assert!(
+        status.success(),
+        "prlimit --nofile={n} failed for pid {pid}"
+    );
+}
