@@ -127,7 +127,23 @@ fn hash(secret: &[u8]) -> [u8; 32] {
 }
 
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    encode64(
+        bytes,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+        false,
+    )
+}
+
+/// Standard base64 with padding (RFC 4648 §4), as HTTP Basic authentication wants it.
+pub fn base64_standard(bytes: &[u8]) -> String {
+    encode64(
+        bytes,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        true,
+    )
+}
+
+fn encode64(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(bytes.len() * 4 / 3 + 3);
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -135,7 +151,10 @@ fn base64url(bytes: &[u8]) -> String {
             .enumerate()
             .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            out.push(char::from(alphabet[(n >> (18 - 6 * i)) as usize & 63]));
+        }
+        if pad {
+            out.extend(std::iter::repeat_n('=', 3 - chunk.len()));
         }
     }
     out
@@ -403,6 +422,13 @@ mod tests {
             Err(KeyError::UnknownScope(_))
         ));
         assert!(matches!(parse_scopes::<&str>(&[]), Err(KeyError::NoScope)));
+    }
+
+    #[test]
+    fn base64_standard_pads() {
+        assert_eq!(base64_standard(b"warden:pw"), "d2FyZGVuOnB3");
+        assert_eq!(base64_standard(b"ab"), "YWI=");
+        assert_eq!(base64_standard(b"a"), "YQ==");
     }
 
     #[test]

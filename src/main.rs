@@ -15,6 +15,7 @@ use warden::store::{Added, NewMember, Store, now};
 use warden::time::{expiry, format_rfc3339};
 
 mod directory_cmd;
+mod imperva_cmd;
 mod keys_cmd;
 mod respond_cmd;
 
@@ -73,6 +74,9 @@ enum Command {
     /// Alerts for automated-response rules
     #[command(subcommand)]
     Alerts(respond_cmd::AlertsCommand),
+    /// Sync out to an Imperva MX through its Open API
+    #[command(subcommand)]
+    Imperva(imperva_cmd::ImpervaCommand),
 }
 
 #[derive(Subcommand)]
@@ -246,6 +250,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Incidents(cmd) => {
             respond_cmd::incidents(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)
+        }
+        Command::Imperva(cmd) => {
+            imperva_cmd::imperva(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)
         }
         Command::Alerts(cmd) => {
             respond_cmd::alerts(load_config(cli.config.as_ref(), cli.store.as_ref())?, cmd)

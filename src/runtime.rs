@@ -113,6 +113,8 @@ pub struct Warden {
     /// that a snapshot is always built from one config and the data sets made for it.
     update: Mutex<()>,
     config_changes: tokio::sync::watch::Sender<u64>,
+    /// The version of the last snapshot published, for those that act on every change.
+    snapshots: tokio::sync::watch::Sender<u64>,
     store: Arc<Store>,
     engine: Arc<Engine>,
     keys: KeyRing,
@@ -143,6 +145,7 @@ impl Warden {
             devices: ArcSwap::from_pointee(devices),
             update: Mutex::new(()),
             config_changes: tokio::sync::watch::Sender::new(0),
+            snapshots: tokio::sync::watch::Sender::new(0),
             store,
             engine: Arc::new(Engine::new()),
             keys,
@@ -172,6 +175,18 @@ impl Warden {
     /// The directory servers of the configuration in force, by name.
     pub fn devices(&self) -> Arc<HashMap<String, Arc<Device>>> {
         self.devices.load_full()
+    }
+
+    /// A receiver that changes whenever a new snapshot is published.
+    pub fn subscribe_snapshots(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.snapshots.subscribe()
+    }
+
+    fn published(&self, published: Published) -> Published {
+        if let Published::Swapped(version) = published {
+            self.snapshots.send_replace(version);
+        }
+        published
     }
 
     /// A receiver that changes whenever a reload applied a new configuration.
@@ -227,7 +242,7 @@ impl Warden {
         }
         self.config.store(Arc::new(next));
         self.devices.store(Arc::new(devices));
-        let published = self.engine.publish(snapshot);
+        let published = self.published(self.engine.publish(snapshot));
         self.config_changes.send_modify(|n| *n = n.wrapping_add(1));
         self.lists_changed();
         let (Published::Swapped(version) | Published::Unchanged(version)) = published;
@@ -312,7 +327,7 @@ impl Warden {
             data_sets, cache, ..
         } = &mut *state;
         let snapshot = Snapshot::build(&config.policies, ordered(&config, data_sets), cache)?;
-        Ok(self.engine.publish(snapshot))
+        Ok(self.published(self.engine.publish(snapshot)))
     }
 
     /// Commits new rows for an `ldap` or `api` data set: persisted as the last good generation

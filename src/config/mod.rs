@@ -317,6 +317,26 @@ pub struct ResponseRuleConfig {
     pub reason: Option<String>,
 }
 
+/// `[imperva]`: an Imperva MX that data sets are pushed to through its Open API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpervaConfig {
+    /// `https://mx:8083` (the API path is added); `http://` only with `allow_insecure`.
+    pub url: String,
+    pub username: String,
+    pub password: SecretSource,
+    pub ca_file: Option<PathBuf>,
+    pub allow_insecure: bool,
+    pub timeout: Duration,
+    pub pushes: Vec<ImpervaPush>,
+}
+
+/// One warden data set pushed to an MX data set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImpervaPush {
+    pub data_set: String,
+    pub mx_name: String,
+}
+
 /// A validated, compiled configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -329,6 +349,7 @@ pub struct Config {
     pub policies: Vec<Policy>,
     pub action_sets: Vec<ActionSetConfig>,
     pub response_rules: Vec<ResponseRuleConfig>,
+    pub imperva: Option<ImpervaConfig>,
 }
 
 impl Config {

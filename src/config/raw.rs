@@ -168,3 +168,28 @@ pub struct ResponseRule {
     pub expires_in: Option<String>,
     pub reason: Option<String>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Imperva {
+    pub url: String,
+    pub username: String,
+    /// Present only to be rejected with a helpful message: secrets never sit in config.
+    pub password: Option<toml::Value>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<String>,
+    pub allow_insecure: Option<bool>,
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub data_sets: Vec<ImpervaDataSet>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpervaDataSet {
+    /// The warden data set pushed.
+    pub data_set: String,
+    /// Its name on the MX; the warden name when absent.
+    pub name: Option<String>,
+}

@@ -12,9 +12,10 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw;
 use super::{
-    ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DirectoryConfig, KeyPath,
-    LdapSource, ListConfig, MappingConfig, MemberField, ResponseRuleConfig, Scope, Segment,
-    ServerConfig, Source, StoreConfig, TlsFiles, parse_duration,
+    ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DirectoryConfig,
+    ImpervaConfig, ImpervaPush, KeyPath, LdapSource, ListConfig, MappingConfig, MemberField,
+    ResponseRuleConfig, Scope, Segment, ServerConfig, Source, StoreConfig, TlsFiles,
+    parse_duration,
 };
 use crate::dataset::{Column, Schema};
 use crate::pattern::{AttributeMapping, PatternError};
@@ -38,7 +39,7 @@ const MAX_PAGE_SIZE: u32 = 1000;
 const DEFAULT_MAX_SHRINK: f64 = 0.5;
 
 const SECTIONS: &str = "server, store, directories, lists, mappings, data_sets, policies, \
-                        action_sets, response_rules";
+                        action_sets, response_rules, imperva";
 
 /// Collects errors; maps key paths to lines through the spanned document.
 struct Ctx<'s> {
@@ -268,6 +269,7 @@ struct RawConfig {
     policies: Vec<(usize, raw::Policy)>,
     action_sets: Vec<(usize, raw::ActionSet)>,
     response_rules: Vec<(usize, raw::ResponseRule)>,
+    imperva: Option<raw::Imperva>,
 }
 
 pub(super) fn parse(source: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -316,6 +318,7 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
             "policies" => raw.policies = de_array(ctx, name, value),
             "action_sets" => raw.action_sets = de_array(ctx, name, value),
             "response_rules" => raw.response_rules = de_array(ctx, name, value),
+            "imperva" => raw.imperva = de_value(ctx, &path, value),
             other => {
                 let line = ctx.line_at(key.span().start);
                 ctx.errors.push(ConfigError {
@@ -420,6 +423,9 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             )
         })
         .collect();
+    let imperva = raw
+        .imperva
+        .and_then(|i| imperva(ctx, &names, KeyPath::root().key("imperva"), i));
     Config {
         server,
         store,
@@ -430,7 +436,73 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         policies,
         action_sets,
         response_rules,
+        imperva,
     }
+}
+
+fn imperva(
+    ctx: &mut Ctx<'_>,
+    names: &Names<'_>,
+    path: KeyPath,
+    i: raw::Imperva,
+) -> Option<ImpervaConfig> {
+    let allow_insecure = i.allow_insecure.unwrap_or(false);
+    let url = i.url.trim_end_matches('/').to_owned();
+    if url.starts_with("http://") {
+        if !allow_insecure {
+            ctx.err(
+                path.key("url"),
+                "plain http would send the MX password in clear; use https:// (set \
+                 allow_insecure = true only for a test MX on loopback)",
+            );
+        }
+    } else if !url.starts_with("https://") || url.len() <= "https://".len() {
+        ctx.err(
+            path.key("url"),
+            "must be an https:// URL such as https://mx.example:8083",
+        );
+    }
+    if i.username.is_empty() || i.username.contains(':') {
+        ctx.err(path.key("username"), "must be non-empty and contain no ':'");
+    }
+    let password = secret(
+        ctx,
+        &path,
+        "password",
+        i.password.is_some(),
+        i.password_file,
+        i.password_env,
+    );
+    let timeout = ctx.duration(
+        path.key("timeout"),
+        i.timeout.as_deref(),
+        Duration::from_secs(10),
+    );
+    let mut pushes = Vec::new();
+    for (n, d) in i.data_sets.into_iter().enumerate() {
+        reference(
+            ctx,
+            path.key("data_sets").index(n).key("data_set"),
+            names.data_sets,
+            "data set",
+            "data_sets",
+            &d.data_set,
+        );
+        let mx_name = d.name.unwrap_or_else(|| d.data_set.clone());
+        pushes.push(ImpervaPush {
+            data_set: d.data_set,
+            mx_name,
+        });
+    }
+    Some(ImpervaConfig {
+        url,
+        username: i.username,
+        password: password?,
+        ca_file: i.ca_file.map(|f| ctx.path_buf(&f)),
+        allow_insecure,
+        timeout,
+        pushes,
+    })
 }
 
 fn response_rule(

@@ -35,6 +35,7 @@ pub use entry::{Entry, Scope};
 pub use error::{DirectoryError, result_code_name};
 pub use escape::{UnescapeError, escape_dn_value, escape_filter_value, unescape_dn_value};
 pub use principal::UserLookup;
+pub(crate) use settings::tls_config;
 pub use settings::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, DEFAULT_PAGE_SIZE, DEFAULT_SEARCH_DEADLINE,
     DirectorySettings, MAX_PAGE_SIZE,

@@ -12,6 +12,7 @@
 mod admin;
 mod data_sets;
 mod decisions;
+mod imperva;
 mod incidents;
 mod lists;
 pub mod problem;
@@ -378,6 +379,8 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::Devices => blocking(|| admin::devices(call)),
         Handler::SyncDevice => admin::sync_device(call).await,
         Handler::Policies => Ok(admin::policies(call)),
+        Handler::ImpervaStatus => blocking(|| imperva::status(call)),
+        Handler::ImpervaPush => imperva::push(call).await,
         Handler::Audit => blocking(|| admin::audit_log(call)),
         Handler::Reload => blocking(|| admin::reload(call)),
         Handler::Keys => blocking(|| admin::keys(call)),

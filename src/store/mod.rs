@@ -19,10 +19,12 @@ use crate::principal::{Principal, PrincipalError};
 pub mod audit;
 pub mod incidents;
 pub mod keys;
+pub mod pushes;
 
 pub use audit::{AuditFilter, AuditRecord};
 pub use incidents::{AlertSeen, Incident, NewIncident, NewResponse, ResponseRecord};
 pub use keys::StoredKey;
+pub use pushes::PushStatus;
 
 /// Schema migrations, in order. Entry `i` moves the schema from version `i` to `i + 1`.
 /// Never edit a shipped entry: append a new one.
@@ -134,6 +136,18 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL,
         rule TEXT,
         incident_id INTEGER
+    ) WITHOUT ROWID;",
+    // 5: what was last pushed to the Imperva MX per data set, and how pushes went.
+    "CREATE TABLE imperva_pushes (
+        data_set TEXT PRIMARY KEY,
+        mx_name TEXT NOT NULL,
+        records TEXT,
+        last_push_at INTEGER,
+        last_mode TEXT,
+        records_sent INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at INTEGER,
+        last_error TEXT,
+        failures INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;",
 ];
 

@@ -1,6 +1,7 @@
 //! Directory sync: **push** (a list reconciled into the AD group it is mapped to) and **pull**
 //! (an LDAP query, through attribute mappings, into a data set), the devices (directory
-//! servers) they run against, and device status from recent runs.
+//! servers) they run against, and device status from recent runs; and sync out to an Imperva
+//! MX ([`imperva`]).
 //!
 //! Both directions are idempotent and at-least-once: a run computes the difference between
 //! what should be and what is, applies it, and records a [`RecentUpdate`]; a failed run is
@@ -8,6 +9,7 @@
 //! partial pull never replaces the last good data set.
 
 mod device;
+pub mod imperva;
 pub mod pull;
 pub mod push;
 pub mod service;

@@ -1,5 +1,5 @@
 //! Background sync for `serve`: one push loop per mapping, one pull loop per `ldap` data set,
-//! and change-notification watches that wake the pull loops.
+//! change-notification watches that wake the pull loops, and the Imperva MX push loop.
 //!
 //! Each loop `select!`s over shutdown, its schedule and its triggers. A push runs on every list
 //! change (debounced) and on the device's update interval; after a push that changed the group,
@@ -105,6 +105,12 @@ fn spawn(warden: &Arc<Warden>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandl
             Arc::clone(device),
             mapping.clone(),
             pulls,
+            shutdown.clone(),
+        )));
+    }
+    if config.imperva.is_some() {
+        tasks.push(tokio::spawn(super::imperva::push_loop(
+            Arc::clone(warden),
             shutdown.clone(),
         )));
     }

@@ -75,6 +75,8 @@ const KEYED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/devices", "admin"),
     ("POST", "/v1/devices/none/sync", "admin"),
     ("GET", "/v1/policies", "admin"),
+    ("GET", "/v1/imperva", "admin"),
+    ("POST", "/v1/imperva/push?dry_run=true", "admin"),
     ("GET", "/v1/audit", "admin"),
     ("POST", "/v1/admin/reload", "admin"),
     ("GET", "/v1/keys", "admin"),

@@ -4,11 +4,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{list_config, start_warden};
+use crate::support::{list_config, make_certs, start_warden};
 
 fn config(server_extra: &str) -> String {
     list_config(
@@ -70,22 +69,6 @@ fn slowloris_is_cut_by_the_header_timeout_while_decisions_flow() {
             "a client trickling headers was never disconnected"
         );
     }
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, made with the openssl CLI.
-fn make_certs(dir: &Path) {
-    let sh = format!(
-        r#"set -e
-cd '{}'
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=warden-test-ca 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\n' > ext.cnf
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf 2>/dev/null
-"#,
-        dir.display()
-    );
-    let status = Command::new("sh").arg("-c").arg(sh).status().unwrap();
-    assert!(status.success(), "openssl failed (is openssl installed?)");
 }
 
 fn curl(args: &[&str]) -> (bool, String) {

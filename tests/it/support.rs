@@ -337,3 +337,19 @@ pub fn raise_fd_limit(pid: u32, n: u32) {
         "prlimit --nofile={n} failed for pid {pid}"
     );
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with the openssl CLI.
+pub fn make_certs(dir: &Path) {
+    let sh = format!(
+        r#"set -e
+cd '{}'
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=warden-test-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' > ext.cnf
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf 2>/dev/null
+"#,
+        dir.display()
+    );
+    let status = Command::new("sh").arg("-c").arg(sh).status().unwrap();
+    assert!(status.success(), "openssl failed (is openssl installed?)");
+}

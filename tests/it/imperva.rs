@@ -1,0 +1,241 @@
+//! The Imperva MX push against the real binary and the in-process MX of `fake_mx`: created
+//! when missing, a full replace first and differences after, a new login when the session
+//! expires, backoff through an outage, dry runs that contact nothing, a column mismatch
+//! reported and never rebuilt, TLS verified, and the MX password nowhere.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::fake_mx::FakeMx;
+use crate::support::{Server, eventually, list_config, make_certs, run, start_warden, warden_cmd};
+
+const PASSWORD: &str = "mx-Secr3t-do-not-leak";
+const MX_NAME: &str = "PTR Suspicious Users";
+
+/// The list config, pushed to `url` as `MX_NAME`, with the MX password in a file.
+fn write_config(dir: &Path, url: &str, extra: &str) {
+    std::fs::write(dir.join("mx.secret"), format!("{PASSWORD}\n")).unwrap();
+    let config = list_config("anonymous_decisions = true", r#""*""#)
+        + &format!(
+            r#"
+[imperva]
+url = "{url}"
+username = "warden"
+password_file = "mx.secret"
+ca_file = "ca.pem"
+timeout = "3s"
+{extra}
+[[imperva.data_sets]]
+data_set = "Suspicious Users"
+name = "{MX_NAME}"
+"#
+        );
+    std::fs::write(dir.join("warden.toml"), config).unwrap();
+}
+
+fn member(server: &Server, method: &str, principal: &str) {
+    let (path, body) = if method == "POST" {
+        (
+            "/v1/lists/Suspicious%20Users/members".to_owned(),
+            json!({ "principal": principal, "reason": "mx" }).to_string(),
+        )
+    } else {
+        (
+            format!("/v1/lists/Suspicious%20Users/members/{principal}"),
+            String::new(),
+        )
+    };
+    let r = server.call(method, &path, server.admin_key.as_deref(), body.as_bytes());
+    assert!(r.status < 300, "{}", r.body);
+}
+
+fn users(mx: &FakeMx) -> Vec<String> {
+    mx.records(MX_NAME)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["user"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn wait_for(mx: &FakeMx, server: &Server, want: &[&str]) {
+    let got = eventually(Duration::from_secs(30), || users(mx) == want);
+    assert!(
+        got.is_some(),
+        "MX holds {:?}, wanted {want:?}; requests {:?}; logs:\n{}",
+        users(mx),
+        mx.requests(),
+        server.logs()
+    );
+}
+
+#[test]
+fn the_mx_follows_the_list_full_first_then_differences() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_certs(tmp.path());
+    let mx = FakeMx::start(tmp.path(), "warden", PASSWORD);
+    write_config(tmp.path(), &mx.url(), "");
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+
+    // Created with warden's columns, then replaced whole (empty).
+    let created = eventually(Duration::from_secs(30), || mx.columns(MX_NAME).is_some());
+    assert!(created.is_some(), "{:?}\n{}", mx.requests(), server.logs());
+    assert_eq!(
+        mx.columns(MX_NAME).unwrap(),
+        vec![("user".to_owned(), true), ("reason".to_owned(), false)]
+    );
+    let full = eventually(Duration::from_secs(30), || {
+        mx.requests()
+            .iter()
+            .any(|r| r == "POST /SecureSphere/api/v1/conf/dataSets/PTR%20Suspicious%20Users/data")
+    });
+    assert!(full.is_some(), "{:?}", mx.requests());
+
+    // Each change goes as a difference.
+    member(&server, "POST", "alice");
+    wait_for(&mx, &server, &["alice"]);
+    member(&server, "POST", "bob");
+    wait_for(&mx, &server, &["alice", "bob"]);
+    member(&server, "DELETE", "alice");
+    wait_for(&mx, &server, &["bob"]);
+    let puts = mx
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PUT "))
+        .count();
+    assert!(puts >= 3, "{:?}", mx.requests());
+    let status = server.get("/v1/imperva").json();
+    assert_eq!(status["pushes"][0]["last_mode"], "incremental", "{status}");
+    assert_eq!(status["pushes"][0]["failures"], 0);
+
+    // The MX forgets the session: warden logs in again and goes on.
+    let logins = |mx: &FakeMx| {
+        mx.requests()
+            .iter()
+            .filter(|r| *r == "POST /SecureSphere/api/v1/auth/session")
+            .count()
+    };
+    let before = logins(&mx);
+    mx.expire_sessions();
+    member(&server, "POST", "carol");
+    wait_for(&mx, &server, &["bob", "carol"]);
+    assert!(
+        logins(&mx) > before,
+        "no new login after the session expired"
+    );
+
+    // An outage: the failure shows in the status, then the retry converges.
+    mx.set_down(true);
+    member(&server, "POST", "dave");
+    let failing = eventually(Duration::from_secs(30), || {
+        server.get("/v1/imperva").json()["pushes"][0]["failures"].as_i64() >= Some(1)
+    });
+    assert!(failing.is_some(), "{}", server.get("/v1/imperva").body);
+    let status = server.get("/v1/imperva").json();
+    assert!(
+        status["pushes"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{status}"
+    );
+    mx.set_down(false);
+    wait_for(&mx, &server, &["bob", "carol", "dave"]);
+
+    // A dry run says what would go and contacts nothing; a full push replaces.
+    let seen = mx.requests().len();
+    let r = server.call(
+        "POST",
+        "/v1/imperva/push?dry_run=true&full=true",
+        server.admin_key.as_deref(),
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["pushes"][0]["mode"], "full");
+    assert_eq!(r.json()["pushes"][0]["add"], 3);
+    assert_eq!(mx.requests().len(), seen, "the dry run contacted the MX");
+    let r = server.call(
+        "POST",
+        "/v1/imperva/push?full=true",
+        server.admin_key.as_deref(),
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(users(&mx), ["bob", "carol", "dave"]);
+
+    // The password is in no answer, log line, audit record or the store.
+    let audit = server.get("/v1/audit?format=jsonl").body;
+    let store = std::fs::read(tmp.path().join("warden.db")).unwrap();
+    for (what, text) in [
+        ("status", server.get("/v1/imperva").body),
+        ("logs", server.logs()),
+        ("audit", audit),
+        ("store", String::from_utf8_lossy(&store).into_owned()),
+    ] {
+        assert!(
+            !text.contains(PASSWORD),
+            "the MX password appears in the {what}"
+        );
+    }
+}
+
+#[test]
+fn a_column_mismatch_is_reported_and_the_mx_data_set_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_certs(tmp.path());
+    let mx = FakeMx::start(tmp.path(), "warden", PASSWORD);
+    mx.create(MX_NAME, &[("user", true), ("department", false)]);
+    write_config(tmp.path(), &mx.url(), "");
+    let mut c = warden_cmd(tmp.path());
+    c.args(["--config", "warden.toml", "imperva", "push"]);
+    let r = run(c);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("department"), "{}", r.stderr);
+    assert!(r.stderr.contains("never rebuilds"), "{}", r.stderr);
+    assert_eq!(
+        mx.columns(MX_NAME).unwrap(),
+        vec![("user".to_owned(), true), ("department".to_owned(), false)]
+    );
+    assert!(
+        !mx.requests()
+            .iter()
+            .any(|r| r.ends_with("/data") || r.contains("createDataset")),
+        "{:?}",
+        mx.requests()
+    );
+    let mut c = warden_cmd(tmp.path());
+    c.args(["--config", "warden.toml", "imperva", "status"]);
+    let status = run(c).stdout;
+    assert!(status.contains("never rebuilds"), "{status}");
+}
+
+#[test]
+fn plain_http_and_an_unknown_certificate_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_certs(tmp.path());
+    // Plain HTTP without the opt-in is a config error naming the key.
+    write_config(tmp.path(), "http://127.0.0.1:9", "");
+    let mut c = warden_cmd(tmp.path());
+    c.args(["check-config", "warden.toml"]);
+    let r = run(c);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("imperva.url"), "{}", r.stderr);
+
+    // An MX whose certificate the configured CA did not sign is refused.
+    let mx = FakeMx::start(tmp.path(), "warden", PASSWORD);
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    make_certs(&other);
+    write_config(tmp.path(), &mx.url(), "");
+    let config = std::fs::read_to_string(tmp.path().join("warden.toml"))
+        .unwrap()
+        .replace("ca_file = \"ca.pem\"", "ca_file = \"other/ca.pem\"");
+    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+    let mut c = warden_cmd(tmp.path());
+    c.args(["--config", "warden.toml", "imperva", "push"]);
+    let r = run(c);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stderr.contains("TLS"), "{}", r.stderr);
+    assert!(mx.requests().is_empty(), "{:?}", mx.requests());
+}
