@@ -19,3 +19,4 @@ mod patterns;
 mod proxy;
 mod reload;
 mod respond;
+mod seed;
