@@ -11,7 +11,9 @@
 //!    `alice@corp.example.test` into `corp\alice`.
 //! 4. **Decide** — policies ([`policy`]) are compiled with the data sets into one immutable
 //!    snapshot, hot-swapped in the [`engine`]; `decide` answers allow/block with hash lookups.
-//! 5. **Serve** — decisions in-process or over the HTTP gateway ([`http`]).
+//! 5. **Serve** — decisions in-process or over the HTTP gateway ([`http`]); followed actions
+//!    (log, webhook, syslog) run off the decision path ([`actions`]).
+//! 6. **Sync out** — data sets pushed to an Imperva MX ([`sync::imperva`]).
 //!
 //! # Layout
 //!
@@ -31,6 +33,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::await_holding_lock)]
 
+pub mod actions;
 pub mod auth;
 pub mod config;
 pub mod dataset;
@@ -38,6 +41,7 @@ pub mod directory;
 pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod outbound;
 pub mod pattern;
 pub mod policy;
 pub mod principal;

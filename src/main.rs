@@ -312,6 +312,10 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
         let watcher = tokio::spawn(watch_store(Arc::clone(&warden)));
         let hangups = tokio::spawn(reload_on_hangup(Arc::clone(&warden)));
         let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
+        let followed = tokio::spawn(warden::actions::run(
+            Arc::clone(&warden),
+            sync_stopped.clone(),
+        ));
         let sweeper = tokio::spawn(warden::respond::sweep_loop(
             Arc::clone(&warden),
             sync_stopped.clone(),
@@ -325,6 +329,7 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
         let _ = stop_sync.send(true);
         let _ = sync.await;
         let _ = sweeper.await;
+        let _ = followed.await;
         watcher.abort();
         hangups.abort();
         tracing::info!("stopped");

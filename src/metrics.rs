@@ -27,7 +27,11 @@ struct Histogram {
 #[derive(Default)]
 pub struct Metrics {
     decisions: DashMap<&'static str, AtomicU64>,
-    policy_matches: DashMap<(String, &'static str), AtomicU64>,
+    /// Per policy name, matches by action (`block`, `none`): looked up by `&str`, so a
+    /// decision that matches allocates nothing once the policy has a series.
+    policy_matches: DashMap<String, [AtomicU64; 2]>,
+    followed: DashMap<(&'static str, &'static str), AtomicU64>,
+    followed_dropped: AtomicU64,
     latency: Histogram,
     http: DashMap<(&'static str, u16), AtomicU64>,
     refresh_failures: DashMap<String, AtomicU64>,
@@ -60,12 +64,24 @@ impl Metrics {
         self.latency.count.fetch_add(1, Ordering::Relaxed);
         self.latency.sum_ns.fetch_add(ns, Ordering::Relaxed);
         for (policy, action) in matched {
-            if let Some(c) = self.policy_matches.get(&(policy.to_owned(), action)) {
-                c.fetch_add(1, Ordering::Relaxed);
+            let slot = usize::from(action != "block");
+            if let Some(c) = self.policy_matches.get(policy) {
+                c[slot].fetch_add(1, Ordering::Relaxed);
             } else {
-                bump(&self.policy_matches, (policy.to_owned(), action), 1);
+                self.policy_matches.entry(policy.to_owned()).or_default()[slot]
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// A followed action ran (`outcome` `sent` or `failed`).
+    pub fn followed_action(&self, kind: &'static str, outcome: &'static str) {
+        bump(&self.followed, (kind, outcome), 1);
+    }
+
+    /// A followed-action event was dropped because the queue was full.
+    pub fn followed_action_dropped(&self) {
+        self.followed_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One HTTP response on `route` (the route's pattern, not the raw path).
@@ -114,10 +130,23 @@ impl Metrics {
             "counter",
             "Decisions that matched a policy, by policy and action.",
         );
-        for e in sorted(&self.policy_matches, |(p, a)| {
-            format!("policy=\"{}\",action=\"{a}\"", label(p))
-        }) {
-            line(out, "warden_policy_matches_total", &e.0, e.1);
+        let mut matches: Vec<(String, u64)> = self
+            .policy_matches
+            .iter()
+            .flat_map(|e| {
+                let p = label(e.key());
+                [("block", 0), ("none", 1)].map(|(a, i)| {
+                    (
+                        format!("policy=\"{p}\",action=\"{a}\""),
+                        e.value()[i].load(Ordering::Relaxed),
+                    )
+                })
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        matches.sort();
+        for (labels, n) in matches {
+            line(out, "warden_policy_matches_total", &labels, n);
         }
         self.render_latency(out);
         family(
@@ -149,6 +178,29 @@ impl Metrics {
         for e in sorted(&self.sync_failures, |d| format!("device=\"{}\"", label(d))) {
             line(out, "warden_sync_failures_total", &e.0, e.1);
         }
+        family(
+            out,
+            "warden_followed_actions_total",
+            "counter",
+            "Followed actions run, by type and outcome.",
+        );
+        for e in sorted(&self.followed, |(t, o)| {
+            format!("type=\"{t}\",outcome=\"{o}\"")
+        }) {
+            line(out, "warden_followed_actions_total", &e.0, e.1);
+        }
+        family(
+            out,
+            "warden_followed_actions_dropped_total",
+            "counter",
+            "Followed-action events dropped because the queue was full.",
+        );
+        line(
+            out,
+            "warden_followed_actions_dropped_total",
+            "",
+            self.followed_dropped.load(Ordering::Relaxed),
+        );
     }
 
     fn render_latency(&self, out: &mut String) {

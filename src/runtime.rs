@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::actions::Dispatcher;
 use crate::auth::KeyRing;
 use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberField, Source};
 use crate::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records};
@@ -119,6 +120,7 @@ pub struct Warden {
     engine: Arc<Engine>,
     keys: KeyRing,
     metrics: Metrics,
+    actions: Dispatcher,
     state: Mutex<State>,
     list_changes: tokio::sync::watch::Sender<u64>,
 }
@@ -139,6 +141,7 @@ impl Warden {
             build_data_sets(&store, &config, (&HashMap::new(), &HashMap::new()))?;
         let keys = KeyRing::load(&store)?;
         let devices = devices_for(&config, &HashMap::new());
+        let actions = Dispatcher::with_capacity(config.server.followed_action_queue);
         let warden = Warden {
             config: ArcSwap::from_pointee(config),
             source: None,
@@ -150,6 +153,7 @@ impl Warden {
             engine: Arc::new(Engine::new()),
             keys,
             metrics: Metrics::default(),
+            actions,
             state: Mutex::new(State {
                 data_sets,
                 generations,
@@ -298,6 +302,11 @@ impl Warden {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The followed-action queue.
+    pub fn actions(&self) -> &Dispatcher {
+        &self.actions
     }
 
     /// A receiver that changes whenever a list may have changed.

@@ -139,6 +139,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Open connections beyond this wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Followed-action events waiting for the worker; more are dropped and counted.
+    pub followed_action_queue: usize,
     /// Decision routes answer without an API key (for loopback-only setups such as the
     /// embedded default); every other route still needs one.
     pub anonymous_decisions: bool,
@@ -299,6 +301,8 @@ pub enum ActionConfig {
 pub struct ActionSetConfig {
     pub name: String,
     pub actions: Vec<ActionConfig>,
+    /// A (policy, principal) pair is reported at most once within this window.
+    pub dedup_window: Duration,
 }
 
 /// `[[response_rules]]`: turns a matching alert into an incident whose users go on `list`.

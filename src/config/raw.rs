@@ -13,6 +13,7 @@ pub struct Server {
     pub header_read_timeout: Option<String>,
     pub request_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    pub followed_action_queue: Option<usize>,
     pub anonymous_decisions: Option<bool>,
     pub bootstrap_key_file: Option<String>,
     pub tls_cert_file: Option<String>,
@@ -140,6 +141,7 @@ pub struct Criterion {
 pub struct ActionSet {
     pub name: String,
     pub actions: Vec<Action>,
+    pub dedup_window: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -599,6 +599,12 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
     if max_body_bytes == 0 {
         ctx.err(path.key("max_body_bytes"), "must be at least 1");
     }
+    let followed_action_queue = raw
+        .followed_action_queue
+        .unwrap_or(crate::actions::QUEUE_CAPACITY);
+    if followed_action_queue == 0 {
+        ctx.err(path.key("followed_action_queue"), "must be at least 1");
+    }
     let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     if max_connections == 0 {
         ctx.err(path.key("max_connections"), "must be at least 1");
@@ -642,6 +648,7 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
             DEFAULT_REQUEST_TIMEOUT,
         ),
         max_connections,
+        followed_action_queue,
         anonymous_decisions: raw.anonymous_decisions.unwrap_or(false),
         bootstrap_key_file,
         tls,
@@ -1242,9 +1249,14 @@ fn action_set(ctx: &mut Ctx<'_>, path: KeyPath, a: raw::ActionSet) -> ActionSetC
             ),
         }
     }
+    let dedup_window = match a.dedup_window.as_deref() {
+        Some("0s") => Duration::ZERO,
+        text => ctx.duration(path.key("dedup_window"), text, Duration::from_secs(60)),
+    };
     ActionSetConfig {
         name: a.name,
         actions,
+        dedup_window,
     }
 }
 

@@ -14,10 +14,20 @@ use super::problem::{Problem, parse_json};
 use super::query::{DecisionQuery, MAX_DB_USERS};
 use super::{Call, Response, json};
 use crate::engine::{Decision, Outcome, Request, Snapshot};
-use crate::metrics::Metrics;
+use crate::runtime::Warden;
 
-fn record(metrics: &Metrics, snapshot: &Snapshot, d: &Decision, took: std::time::Duration) {
-    metrics.decision(
+/// Counts a decision and offers its followed actions (off the decision path).
+fn record(
+    warden: &Warden,
+    snapshot: &Snapshot,
+    request: &Request<'_>,
+    d: &Decision,
+    took: std::time::Duration,
+) {
+    if !d.matched.is_empty() {
+        warden.actions().offer(warden, snapshot, request, d);
+    }
+    warden.metrics().decision(
         d.outcome.as_str(),
         took,
         d.matched.iter().filter_map(|m| {
@@ -35,7 +45,7 @@ pub fn single(call: &Call<'_>, authz: bool) -> Result<Response, Problem> {
     let snapshot = call.warden().engine().load();
     let started = Instant::now();
     let d = snapshot.decide(&request);
-    record(call.warden().metrics(), &snapshot, &d, started.elapsed());
+    record(call.warden(), &snapshot, &request, &d, started.elapsed());
     let mut body = Vec::with_capacity(160);
     snapshot.render_decision(&d, &mut body);
     let status = if authz && d.outcome == Outcome::Block {
@@ -134,13 +144,12 @@ pub fn batch(call: &Call<'_>) -> Result<Response, Problem> {
     let mut decisions = Vec::with_capacity(requests.len());
     snapshot.decide_batch(&requests, &mut decisions);
     let per = started.elapsed() / u32::try_from(decisions.len().max(1)).unwrap_or(u32::MAX);
-    let metrics = call.warden().metrics();
     let mut body = Vec::with_capacity(48 + decisions.len() * 120);
     body.extend_from_slice(b"{\"snapshot_version\":");
     body.extend_from_slice(snapshot.version().to_string().as_bytes());
     body.extend_from_slice(b",\"decisions\":[");
-    for (i, d) in decisions.iter().enumerate() {
-        record(metrics, &snapshot, d, per);
+    for (i, (d, request)) in decisions.iter().zip(&requests).enumerate() {
+        record(call.warden(), &snapshot, request, d, per);
         if i > 0 {
             body.push(b',');
         }

@@ -15,17 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::{Method, StatusCode};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::config::{ImpervaConfig, ImpervaPush};
 use crate::dataset::{DataSet, fold};
+use crate::outbound::{Endpoint, OutboundError};
 use crate::runtime::Warden;
 use crate::secret::{SecretError, SecretSource};
 use crate::store::StoreError;
@@ -47,18 +44,8 @@ pub enum MxError {
     Secret(#[from] SecretError),
     #[error("MX url {url:?}: {reason}")]
     Url { url: String, reason: String },
-    #[error("cannot connect to the MX at {addr}: {source}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("TLS with the MX failed: {0}")]
-    Tls(String),
-    #[error("the MX did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("HTTP with the MX failed: {0}")]
-    Http(String),
+    #[error("MX: {0}")]
+    Outbound(#[from] OutboundError),
     #[error("the MX answered {status} to {method} {path}{}: {message}", imp_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Api {
         status: u16,
@@ -84,45 +71,12 @@ pub enum MxError {
     Store(#[from] StoreError),
 }
 
-/// A stream to the MX: plain TCP (opt-in) or TLS.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// An Open API client for one MX, holding its session.
 pub struct MxClient {
-    url: String,
-    host: String,
-    port: u16,
-    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
-    timeout: Duration,
+    endpoint: Endpoint,
     username: String,
     password: SecretSource,
     session: tokio::sync::Mutex<Option<String>>,
-}
-
-/// Splits `https://host:port` into (tls, host, port).
-fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err("must start with https://".into());
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("port {p:?} is not a number"))?,
-        ),
-        _ => (authority, if tls { 443 } else { 80 }),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err("has no host".into());
-    }
-    Ok((tls, host.to_owned(), port))
 }
 
 /// Percent-encodes one path segment (a data set name).
@@ -159,59 +113,27 @@ fn imp_error(body: &[u8]) -> (Option<String>, String) {
 impl MxClient {
     /// A client for the configured MX. Reads the CA file (blocking I/O).
     pub fn new(config: &ImpervaConfig) -> Result<MxClient, MxError> {
-        let url_error = |reason: String| MxError::Url {
-            url: config.url.clone(),
-            reason,
-        };
-        let (tls, host, port) = parse_url(&config.url).map_err(url_error)?;
-        if !tls && !config.allow_insecure {
-            return Err(url_error(
-                "plain http needs allow_insecure = true; the password would travel in clear".into(),
-            ));
-        }
-        let tls = if tls {
-            let client = crate::directory::tls_config(config.ca_file.as_deref())
-                .map_err(|e| MxError::Tls(e.to_string()))?;
-            let name = ServerName::try_from(host.clone())
-                .map_err(|e| url_error(format!("host {host:?}: {e}")))?;
-            Some((tokio_rustls::TlsConnector::from(client), name))
-        } else {
-            None
-        };
+        let endpoint = Endpoint::new(
+            &config.url,
+            config.ca_file.as_deref(),
+            config.allow_insecure,
+            config.timeout,
+        )
+        .map_err(|e| match e {
+            OutboundError::Url(reason) => MxError::Url {
+                url: config.url.clone(),
+                reason,
+            },
+            other => MxError::Outbound(other),
+        })?;
         Ok(MxClient {
-            url: config.url.clone(),
-            host,
-            port,
-            tls,
-            timeout: config.timeout,
+            endpoint,
             username: config.username.clone(),
             password: config.password.clone(),
             session: tokio::sync::Mutex::new(None),
         })
     }
 
-    async fn connect(&self) -> Result<Box<dyn Io>, MxError> {
-        let addr = format!("{}:{}", self.host, self.port);
-        let tcp = tokio::net::TcpStream::connect(&addr)
-            .await
-            .map_err(|source| MxError::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            None => Ok(Box::new(tcp)),
-            Some((connector, name)) => {
-                let stream = connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| MxError::Tls(e.to_string()))?;
-                Ok(Box::new(stream))
-            }
-        }
-    }
-
-    /// One request on a fresh connection, within the timeout.
     async fn send(
         &self,
         method: &Method,
@@ -219,48 +141,11 @@ impl MxClient {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<(StatusCode, Bytes), MxError> {
-        let exchange = async {
-            let io = self.connect().await?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-                .await
-                .map_err(|e| MxError::Http(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let mut req = hyper::Request::builder()
-                .method(method.clone())
-                .uri(format!("{API}{path}"))
-                .header(hyper::header::HOST, format!("{}:{}", self.host, self.port))
-                .header(hyper::header::ACCEPT, "application/json");
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            let bytes = match body {
-                Some(v) => {
-                    req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-                    Bytes::from(v.to_string())
-                }
-                None => Bytes::new(),
-            };
-            let req = req
-                .body(Full::new(bytes))
-                .map_err(|e| MxError::Http(e.to_string()))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| MxError::Http(e.to_string()))?;
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| MxError::Http(e.to_string()))?
-                .to_bytes();
-            Ok((status, body))
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| MxError::Timeout(self.timeout))?
+        let body = body.map(|v| Bytes::from(v.to_string()));
+        Ok(self
+            .endpoint
+            .send(method, &format!("{API}{path}"), headers, body)
+            .await?)
     }
 
     /// Logs in; returns the cookie to send back.
@@ -330,7 +215,7 @@ impl MxClient {
             let expired = status == StatusCode::UNAUTHORIZED
                 || imp_code.as_deref() == Some(IMP_NOT_LOGGED_IN);
             if expired && !renew {
-                tracing::info!(mx = %self.url, "MX session expired; logging in again");
+                tracing::info!(mx = %self.endpoint.url(), "MX session expired; logging in again");
                 renew = true;
                 continue;
             }
@@ -681,29 +566,6 @@ pub async fn push_loop(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>)
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn urls_split_into_scheme_host_and_port() {
-        assert_eq!(
-            parse_url("https://mx.example:8083").unwrap(),
-            (true, "mx.example".into(), 8083)
-        );
-        assert_eq!(
-            parse_url("https://mx.example").unwrap(),
-            (true, "mx.example".into(), 443)
-        );
-        assert_eq!(
-            parse_url("http://127.0.0.1:9").unwrap(),
-            (false, "127.0.0.1".into(), 9)
-        );
-        assert_eq!(
-            parse_url("https://[::1]:8083").unwrap(),
-            (true, "::1".into(), 8083)
-        );
-        assert!(parse_url("ftp://x").is_err());
-        assert!(parse_url("https://:80").is_err());
-        assert!(parse_url("https://x:port").is_err());
-    }
 
     #[test]
     fn imp_errors_are_read_from_the_documented_shape() {

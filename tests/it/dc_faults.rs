@@ -135,16 +135,7 @@ fn dc_dying_mid_push_converges_with_no_duplicate_or_missing_member() {
     let proxy = FaultProxy::start(dc_addr(dc));
     let config = config_via(dc, &ns, &group, true, &proxy, tmp.path());
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
-    let add = |i: usize| {
-        let body = serde_json::json!({ "principal": ns.mapped(&i.to_string()) }).to_string();
-        let r = server.call(
-            "POST",
-            "/v1/lists/Suspicious%20Users/members",
-            server.admin_key.as_deref(),
-            body.as_bytes(),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
-    };
+    let add = |i: usize| assert_eq!(server.add_member(&ns.mapped(&i.to_string())), 201);
     let members = || dc.values(&group, "member");
 
     // The first half, pushed whole: what it costs in DC bytes.

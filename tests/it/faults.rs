@@ -18,18 +18,6 @@ fn start(dir: &Path) -> Server {
     start_warden(dir, &["--config", "warden.toml"])
 }
 
-fn add(server: &Server, principal: &str) -> u16 {
-    let body = serde_json::json!({ "principal": principal, "reason": "burst" }).to_string();
-    server
-        .call(
-            "POST",
-            "/v1/lists/Suspicious%20Users/members",
-            server.admin_key.as_deref(),
-            body.as_bytes(),
-        )
-        .status
-}
-
 /// Every write warden acknowledged before a SIGKILL is there after the restart.
 #[test]
 fn sigkill_during_a_burst_loses_no_acknowledged_write() {
@@ -265,7 +253,7 @@ fn a_burst_of_wrong_keys_is_refused_alike_and_audited() {
 fn decisions_stay_correct_while_snapshots_swap_under_load() {
     let tmp = tempfile::tempdir().unwrap();
     let server = start(tmp.path());
-    assert_eq!(add(&server, r"corp\alice"), 201);
+    assert_eq!(server.add_member(r"corp\alice"), 201);
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..4)
         .map(|_| {
@@ -290,7 +278,7 @@ fn decisions_stay_correct_while_snapshots_swap_under_load() {
         .collect();
     for i in 0..200 {
         let churn = format!("churn{i}");
-        assert_eq!(add(&server, &churn), 201);
+        assert_eq!(server.add_member(&churn), 201);
         let r = server.call(
             "DELETE",
             &format!("/v1/lists/Suspicious%20Users/members/{churn}"),

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod actions;
 mod ad;
 mod cli;
 mod config_files;

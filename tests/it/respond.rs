@@ -27,12 +27,7 @@ fn start(dir: &Path) -> Server {
 }
 
 fn post(server: &Server, path: &str, body: serde_json::Value) -> HttpResponse {
-    server.call(
-        "POST",
-        path,
-        server.admin_key.as_deref(),
-        body.to_string().as_bytes(),
-    )
+    server.post_json(path, &body)
 }
 
 fn members(server: &Server) -> Vec<serde_json::Value> {

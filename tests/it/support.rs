@@ -144,6 +144,23 @@ impl Server {
         http(self.addr, method, path, &headers, body)
     }
 
+    /// POSTs `body` as JSON with the admin key.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> HttpResponse {
+        self.call(
+            "POST",
+            path,
+            self.admin_key.as_deref(),
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// Puts `principal` on "Suspicious Users" over HTTP; returns the status.
+    pub fn add_member(&self, principal: &str) -> u16 {
+        let body = serde_json::json!({ "principal": principal, "reason": "test" });
+        self.post_json("/v1/lists/Suspicious%20Users/members", &body)
+            .status
+    }
+
     /// The decision (`allow`/`block`) for one db_user of `service`, asked with the admin key.
     pub fn decision(&self, service: &str, db_user: &str) -> String {
         let r = self.get(&format!(

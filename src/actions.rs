@@ -1,0 +1,359 @@
+//! Followed actions: what happens after a decision matched a policy that names an action set —
+//! a log line, a webhook (HTTP POST of the decision event, with a timeout and retries), a
+//! syslog message (RFC 5424 over UDP, or TCP with RFC 6587 octet counting).
+//!
+//! They never slow a decision. The decision path only checks whether any matched policy has a
+//! followed action (no allocation when none does); if one does, the event is de-duplicated per
+//! (policy, principal) within the action set's window and offered to a bounded queue without
+//! waiting — a full queue drops the event and counts it. One worker drains the queue and runs
+//! the actions, reading the action sets of the configuration in force.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use hyper::Method;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{ActionConfig, Config};
+use crate::engine::{Decision, Request, Snapshot};
+use crate::outbound::Endpoint;
+use crate::runtime::Warden;
+
+/// Default for `[server] followed_action_queue`: events waiting for the worker; beyond this
+/// they are dropped and counted.
+pub const QUEUE_CAPACITY: usize = 4096;
+/// Most (policy, principal) pairs remembered for de-duplication; older ones are pruned.
+pub const DEDUP_MAX: usize = 100_000;
+/// First retry delay of a failed webhook; doubles per retry.
+pub const WEBHOOK_RETRY_INITIAL: Duration = Duration::from_millis(200);
+
+/// What a followed action reports: one decision that matched one policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionEvent {
+    /// RFC 3339.
+    pub time: String,
+    pub policy: String,
+    pub action: &'static str,
+    pub severity: &'static str,
+    pub action_set: String,
+    pub decision: &'static str,
+    pub service: String,
+    /// The database user(s) of the request.
+    pub principal: String,
+    pub os_user: Option<String>,
+    pub source_app: Option<String>,
+    pub client_ip: Option<String>,
+    pub snapshot_version: u64,
+}
+
+/// The queue and the de-duplication window, owned by the running warden.
+pub struct Dispatcher {
+    queue: mpsc::Sender<DecisionEvent>,
+    receiver: Mutex<Option<mpsc::Receiver<DecisionEvent>>>,
+    recent: DashMap<(String, String), Instant>,
+}
+
+impl Dispatcher {
+    pub fn with_capacity(capacity: usize) -> Dispatcher {
+        let (queue, receiver) = mpsc::channel(capacity.max(1));
+        Dispatcher {
+            queue,
+            receiver: Mutex::new(Some(receiver)),
+            recent: DashMap::new(),
+        }
+    }
+
+    /// Offers the followed actions of `decision`. Never waits; allocates only when a matched
+    /// policy has a followed action.
+    pub fn offer(
+        &self,
+        warden: &Warden,
+        snapshot: &Snapshot,
+        request: &Request<'_>,
+        decision: &Decision,
+    ) {
+        for m in &decision.matched {
+            let Some(policy) = snapshot.policy(m) else {
+                continue;
+            };
+            let Some(set) = &policy.followed_action else {
+                continue;
+            };
+            let principal = request.db_user.join(",");
+            if !self.first_in_window(warden, set, &policy.name, &principal) {
+                continue;
+            }
+            let event = DecisionEvent {
+                time: crate::time::format_rfc3339(crate::store::now()),
+                policy: policy.name.clone(),
+                action: m.action.as_str(),
+                severity: m.severity.as_str(),
+                action_set: set.clone(),
+                decision: decision.outcome.as_str(),
+                service: request.service.to_owned(),
+                principal,
+                os_user: request.os_user.map(str::to_owned),
+                source_app: request.source_app.map(str::to_owned),
+                client_ip: request.client_ip.map(str::to_owned),
+                snapshot_version: decision.snapshot_version,
+            };
+            if self.queue.try_send(event).is_err() {
+                warden.metrics().followed_action_dropped();
+            }
+        }
+    }
+
+    /// Whether (policy, principal) has not been reported within the set's window; records it.
+    fn first_in_window(&self, warden: &Warden, set: &str, policy: &str, principal: &str) -> bool {
+        let window = warden
+            .config()
+            .action_sets
+            .iter()
+            .find(|a| a.name == set)
+            .map_or(Duration::ZERO, |a| a.dedup_window);
+        let now = Instant::now();
+        let key = (policy.to_owned(), principal.to_lowercase());
+        if let Some(last) = self.recent.get(&key)
+            && now.duration_since(*last) < window
+        {
+            return false;
+        }
+        if self.recent.len() >= DEDUP_MAX {
+            self.recent.retain(|_, at| now.duration_since(*at) < window);
+        }
+        self.recent.insert(key, now);
+        true
+    }
+
+    fn take_receiver(&self) -> Option<mpsc::Receiver<DecisionEvent>> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Runs queued events through their action sets until `shutdown` turns true.
+pub async fn run(warden: std::sync::Arc<Warden>, mut shutdown: watch::Receiver<bool>) {
+    let Some(mut events) = warden.actions().take_receiver() else {
+        return;
+    };
+    let mut tcp = TcpSyslog::default();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            event = events.recv() => match event {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        let config = warden.config().clone();
+        // Shutting down does not wait for a slow receiver.
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = run_event(&warden, &config, &event, &mut tcp) => {}
+        }
+    }
+}
+
+async fn run_event(warden: &Warden, config: &Config, event: &DecisionEvent, tcp: &mut TcpSyslog) {
+    let Some(set) = config
+        .action_sets
+        .iter()
+        .find(|a| a.name == event.action_set)
+    else {
+        return;
+    };
+    for action in &set.actions {
+        let (kind, result) = match action {
+            ActionConfig::Log { level } => {
+                log_event(*level, event);
+                ("log", Ok(()))
+            }
+            ActionConfig::Webhook {
+                url,
+                timeout,
+                retries,
+            } => ("webhook", webhook(url, *timeout, *retries, event).await),
+            ActionConfig::Syslog {
+                address,
+                tcp: false,
+            } => ("syslog", syslog_udp(address, event).await),
+            ActionConfig::Syslog { address, tcp: true } => {
+                ("syslog", tcp.send(address, event).await)
+            }
+        };
+        match result {
+            Ok(()) => warden.metrics().followed_action(kind, "sent"),
+            Err(e) => {
+                warden.metrics().followed_action(kind, "failed");
+                tracing::warn!(action = kind, policy = %event.policy, error = %e, "followed action failed");
+            }
+        }
+    }
+}
+
+fn log_event(level: tracing::Level, e: &DecisionEvent) {
+    let (policy, principal, service) = (&e.policy, &e.principal, &e.service);
+    match level {
+        tracing::Level::ERROR => {
+            tracing::error!(%policy, %principal, %service, decision = e.decision, "followed action")
+        }
+        tracing::Level::WARN => {
+            tracing::warn!(%policy, %principal, %service, decision = e.decision, "followed action")
+        }
+        _ => {
+            tracing::info!(%policy, %principal, %service, decision = e.decision, "followed action")
+        }
+    }
+}
+
+async fn webhook(
+    url: &str,
+    timeout: Duration,
+    retries: u32,
+    event: &DecisionEvent,
+) -> Result<(), String> {
+    let endpoint = Endpoint::new(url, None, true, timeout).map_err(|e| e.to_string())?;
+    let body = Bytes::from(serde_json::to_vec(event).map_err(|e| e.to_string())?);
+    let mut delay = WEBHOOK_RETRY_INITIAL;
+    let mut last = String::new();
+    for attempt in 0..=retries {
+        if attempt > 0 {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        match endpoint
+            .send(&Method::POST, "", &[], Some(body.clone()))
+            .await
+        {
+            Ok((status, _)) if status.is_success() => return Ok(()),
+            Ok((status, _)) => last = format!("{url} answered {status}"),
+            Err(e) => last = format!("{url}: {e}"),
+        }
+    }
+    Err(format!("{last} (after {} attempts)", retries + 1))
+}
+
+/// Escapes an RFC 5424 SD-PARAM value: `"`, `\` and `]`.
+pub fn sd_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An RFC 5424 message: facility security/authorization (10), severity from the policy.
+pub fn syslog_message(e: &DecisionEvent) -> String {
+    let severity = match e.severity {
+        "high" => 2,
+        "medium" => 4,
+        "low" => 5,
+        _ => 6,
+    };
+    let pri = 10 * 8 + severity;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "-".into());
+    let host = if host.is_empty() { "-".into() } else { host };
+    format!(
+        "<{pri}>1 {time} {host} warden {pid} decision [warden@32473 policy=\"{policy}\" \
+         principal=\"{principal}\" service=\"{service}\" decision=\"{decision}\" \
+         action=\"{action}\"] {decision} for {principal_msg} on {service_msg} by policy {policy_msg}",
+        time = e.time,
+        pid = std::process::id(),
+        policy = sd_escape(&e.policy),
+        principal = sd_escape(&e.principal),
+        service = sd_escape(&e.service),
+        decision = e.decision,
+        action = e.action,
+        principal_msg = e.principal,
+        service_msg = e.service,
+        policy_msg = e.policy,
+    )
+}
+
+async fn syslog_udp(address: &str, event: &DecisionEvent) -> Result<(), String> {
+    let socket = tokio::net::UdpSocket::bind("0.0.0.0:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    socket
+        .send_to(syslog_message(event).as_bytes(), address)
+        .await
+        .map_err(|e| format!("{address}: {e}"))?;
+    Ok(())
+}
+
+/// One TCP syslog connection per address, reconnected after a failure.
+#[derive(Default)]
+struct TcpSyslog {
+    open: Option<(String, tokio::net::TcpStream)>,
+}
+
+impl TcpSyslog {
+    async fn send(&mut self, address: &str, event: &DecisionEvent) -> Result<(), String> {
+        let message = syslog_message(event);
+        // RFC 6587 octet counting: "<length> <message>".
+        let frame = format!("{} {message}", message.len());
+        for attempt in 0..2 {
+            if self.open.as_ref().is_none_or(|(a, _)| a != address) {
+                let stream = tokio::net::TcpStream::connect(address)
+                    .await
+                    .map_err(|e| format!("{address}: {e}"))?;
+                self.open = Some((address.to_owned(), stream));
+            }
+            if let Some((_, stream)) = &mut self.open {
+                match stream.write_all(frame.as_bytes()).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if attempt == 1 => return Err(format!("{address}: {e}")),
+                    Err(_) => self.open = None,
+                }
+            }
+        }
+        Err(format!("{address}: cannot send"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn event() -> DecisionEvent {
+        DecisionEvent {
+            time: "2026-11-23T03:00:00Z".into(),
+            policy: r#"Block "bad" [users]\x"#.into(),
+            action: "block",
+            severity: "high",
+            action_set: "notify".into(),
+            decision: "block",
+            service: "orders".into(),
+            principal: r"corp\alice".into(),
+            os_user: None,
+            source_app: None,
+            client_ip: None,
+            snapshot_version: 3,
+        }
+    }
+
+    #[test]
+    fn sd_param_values_escape_quote_backslash_and_bracket() {
+        assert_eq!(sd_escape(r#"a"b\c]d"#), r#"a\"b\\c\]d"#);
+        assert_eq!(sd_escape("plain"), "plain");
+    }
+
+    #[test]
+    fn syslog_messages_are_rfc5424() {
+        let m = syslog_message(&event());
+        assert!(m.starts_with("<82>1 2026-11-23T03:00:00Z "), "{m}");
+        assert!(m.contains(r#"policy="Block \"bad\" [users\]\\x""#), "{m}");
+        assert!(m.contains(r#"principal="corp\\alice""#), "{m}");
+        assert!(m.contains(" warden "), "{m}");
+    }
+}
