@@ -400,6 +400,18 @@ impl DataSet {
     /// Builds the membership index over the given columns (by position).
     pub fn index(&self, columns: &[usize]) -> MemberIndex {
         let mut index = MemberIndex::new(self.schema.case_sensitive);
+        // Sized up front: at 1M members growing by doubling rehashed the table four times and
+        // left the outgrown arenas resident (BENCHMARKS.md, memory).
+        let (mut values, mut bytes) = (0usize, 0usize);
+        for row in &self.rows {
+            for &c in columns {
+                for v in row.get(c).map_or(&[][..], Cell::values) {
+                    values += 1;
+                    bytes += v.len();
+                }
+            }
+        }
+        index.reserve(values, bytes);
         for row in &self.rows {
             for &c in columns {
                 if let Some(cell) = row.get(c) {
@@ -466,16 +478,106 @@ pub fn fold(value: &str, case_sensitive: bool) -> String {
 
 /// A set of (folded) values answering membership without allocation.
 ///
-/// Values live in one arena; the table holds `u32` positions into `spans`, so each member costs
-/// its folded bytes plus about 13 bytes of bookkeeping.
+/// Values live in one arena, each behind its length (a LEB128 varint: one byte below 128);
+/// the table holds `u32` offsets into the arena. A member costs its folded bytes, one length
+/// byte and a table slot (4 bytes plus a control byte, at a load of at most 7/8).
+///
+/// An ASCII lookup (every ordinary principal) never writes the folded value to memory: it
+/// reads the value as little-endian words, lowers them in registers and hashes them, and on a
+/// candidate compares the arena with the input lowered again. That matters more than it
+/// looks: hashing a freshly written fold buffer with wider or overlapping loads stalls on
+/// store forwarding, which cost as much as the rest of the lookup (BENCHMARKS.md). Values that
+/// need Unicode folding go through a [`FoldBuf`]; both paths hash the same folded bytes the
+/// same way (`hash_folded`).
 #[derive(Debug, Clone)]
 pub struct MemberIndex {
     case_sensitive: bool,
+    /// Each member's folded bytes, behind their length as a LEB128 varint.
     arena: Vec<u8>,
-    /// End offset of each value in `arena`; value `i` spans `ends[i-1]..ends[i]`.
-    ends: Vec<u32>,
+    /// Offset in `arena` of each member's length prefix.
     table: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
+}
+
+/// `0x01` in every byte of a word.
+const LANES: u64 = u64::from_ne_bytes([1; 8]);
+
+/// The bytes of `value` as little-endian words, the last one zero-padded.
+#[inline]
+fn words(value: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    let (chunks, tail) = value.as_chunks::<8>();
+    let last = if tail.is_empty() {
+        None
+    } else {
+        Some(match value.last_chunk::<8>() {
+            // The tail's bytes are the top of the last eight: shift them down.
+            Some(last) => u64::from_le_bytes(*last) >> (8 * (8 - tail.len())),
+            None => tail.iter().rev().fold(0, |w, &b| (w << 8) | u64::from(b)),
+        })
+    };
+    chunks.iter().map(|c| u64::from_le_bytes(*c)).chain(last)
+}
+
+/// Lowers the ASCII letters of eight ASCII bytes at once (no byte may have its high bit set:
+/// then no addition carries into the next byte).
+#[inline(always)]
+fn lower_ascii_word(w: u64) -> u64 {
+    // A byte b has `b + 0x3f` ≥ 0x80 iff b ≥ b'A', and `b + 0x25` ≥ 0x80 iff b > b'Z'.
+    let upper = w.wrapping_add(0x3f * LANES) & !w.wrapping_add(0x25 * LANES) & (0x80 * LANES);
+    w | (upper >> 2)
+}
+
+/// The hash of folded bytes as the table stores it: the length, then the bytes as words.
+fn hash_folded(hasher: &foldhash::fast::FixedState, folded: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_usize(folded.len());
+    for w in words(folded) {
+        h.write_u64(w);
+    }
+    h.finish()
+}
+
+/// [`hash_folded`] of `value` ASCII-lowered, computed without writing the lowered bytes
+/// anywhere; `None` if `value` is not ASCII.
+#[inline]
+fn hash_ascii_lowered(hasher: &foldhash::fast::FixedState, value: &[u8]) -> Option<u64> {
+    let mut h = hasher.build_hasher();
+    h.write_usize(value.len());
+    let mut high = 0;
+    for w in words(value) {
+        high |= w;
+        h.write_u64(lower_ascii_word(w));
+    }
+    (high & (0x80 * LANES) == 0).then(|| h.finish())
+}
+
+/// Whether `stored` (folded) equals ASCII `value` lowered.
+#[inline]
+fn eq_ascii_lowered(stored: &[u8], value: &[u8]) -> bool {
+    stored.len() == value.len()
+        && words(stored)
+            .zip(words(value))
+            .all(|(s, v)| s == lower_ascii_word(v))
+}
+
+/// The value whose length prefix starts at `at`.
+#[inline]
+fn value_at(arena: &[u8], at: u32) -> &[u8] {
+    let mut i = at as usize;
+    let mut len = 0usize;
+    let mut shift = 0u32;
+    loop {
+        let Some(&b) = arena.get(i) else {
+            return &[];
+        };
+        i += 1;
+        len |= usize::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    arena.get(i..i.saturating_add(len)).unwrap_or_default()
 }
 
 impl MemberIndex {
@@ -483,96 +585,106 @@ impl MemberIndex {
         MemberIndex {
             case_sensitive,
             arena: Vec::new(),
-            ends: Vec::new(),
             table: HashTable::new(),
             hasher: foldhash::fast::FixedState::with_seed(0x3a11_0c8e),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.table.is_empty()
     }
 
     pub fn case_sensitive(&self) -> bool {
         self.case_sensitive
     }
 
-    #[inline]
-    fn value(&self, i: u32) -> &[u8] {
-        value_at(&self.arena, &self.ends, i)
+    /// Makes room for `values` more values of `bytes` bytes in all, so a build of known size
+    /// neither rehashes nor leaves outgrown arenas behind.
+    pub fn reserve(&mut self, values: usize, bytes: usize) {
+        self.arena.reserve(bytes.saturating_add(values));
+        let (arena, hasher) = (&self.arena, &self.hasher);
+        self.table
+            .reserve(values, |&at| hash_folded(hasher, value_at(arena, at)));
     }
 
     /// Adds a value; returns false if it (or a case variant, for folding sets) was present.
     pub fn insert(&mut self, value: &str) -> bool {
         let mut buf = FoldBuf::new();
         let folded = buf.fold(value, self.case_sensitive);
-        let hash = self.hasher.hash_one(folded);
+        let hash = hash_folded(&self.hasher, folded);
         if self
             .table
-            .find(hash, |&i| value_at(&self.arena, &self.ends, i) == folded)
+            .find(hash, |&at| value_at(&self.arena, at) == folded)
             .is_some()
         {
             return false;
         }
         // Arena offsets are u32: a set beyond 4 GiB of values is refused rather than corrupted.
-        let Ok(end) = u32::try_from(self.arena.len() + folded.len()) else {
+        let at = self.arena.len();
+        let Ok(offset) = u32::try_from(at) else {
             return false;
         };
-        let Ok(id) = u32::try_from(self.ends.len()) else {
+        if u32::try_from(at + 10 + folded.len()).is_err() {
             return false;
-        };
+        }
+        let mut len = folded.len();
+        while len >= 0x80 {
+            self.arena.push((len & 0x7f) as u8 | 0x80);
+            len >>= 7;
+        }
+        self.arena.push(len as u8);
         self.arena.extend_from_slice(folded);
-        self.ends.push(end);
-        let (arena, ends, hasher) = (&self.arena, &self.ends, &self.hasher);
+        let (arena, hasher) = (&self.arena, &self.hasher);
         self.table
-            .insert_unique(hash, id, |&i| hasher.hash_one(value_at(arena, ends, i)));
+            .insert_unique(hash, offset, |&a| hash_folded(hasher, value_at(arena, a)));
         true
     }
 
     fn shrink(&mut self) {
         self.arena.shrink_to_fit();
-        self.ends.shrink_to_fit();
-        let (arena, ends, hasher) = (&self.arena, &self.ends, &self.hasher);
+        let (arena, hasher) = (&self.arena, &self.hasher);
         self.table
-            .shrink_to_fit(|&i| hasher.hash_one(value_at(arena, ends, i)));
+            .shrink_to_fit(|&at| hash_folded(hasher, value_at(arena, at)));
     }
 
     /// Whether `value` is a member (folding case when the set is case-insensitive).
     #[inline]
     pub fn contains(&self, value: &str) -> bool {
-        if self.ends.is_empty() {
+        if self.table.is_empty() {
             return false;
         }
+        let bytes = value.as_bytes();
+        if self.case_sensitive {
+            let hash = hash_folded(&self.hasher, bytes);
+            return self
+                .table
+                .find(hash, |&at| value_at(&self.arena, at) == bytes)
+                .is_some();
+        }
+        if let Some(hash) = hash_ascii_lowered(&self.hasher, bytes) {
+            return self
+                .table
+                .find(hash, |&at| {
+                    eq_ascii_lowered(value_at(&self.arena, at), bytes)
+                })
+                .is_some();
+        }
         let mut buf = FoldBuf::new();
-        let folded = buf.fold(value, self.case_sensitive);
-        let hash = self.hasher.hash_one(folded);
+        let folded = buf.fold(value, false);
+        let hash = hash_folded(&self.hasher, folded);
         self.table
-            .find(hash, |&i| self.value(i) == folded)
+            .find(hash, |&at| value_at(&self.arena, at) == folded)
             .is_some()
     }
 
     /// Approximate heap bytes held by the index.
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity()
-            + self.ends.capacity() * 4
-            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+        self.arena.capacity() + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
     }
-}
-
-#[inline]
-fn value_at<'a>(arena: &'a [u8], ends: &[u32], i: u32) -> &'a [u8] {
-    let i = i as usize;
-    let end = ends.get(i).map_or(0, |&e| e as usize);
-    let start = if i == 0 {
-        0
-    } else {
-        ends.get(i - 1).map_or(0, |&e| e as usize)
-    };
-    arena.get(start..end).unwrap_or_default()
 }
 
 /// A record in Imperva's data-set shape: column name → one value or a list of values.
@@ -729,6 +841,83 @@ mod tests {
         assert!(!groups.contains("corp\\alice"));
         let both = ds.index(&[0, 1]);
         assert!(both.contains("admins") && both.contains("CORP\\ALICE"));
+    }
+
+    /// The word path of `contains` (ASCII values lowered in registers) hashes and compares
+    /// exactly like the fold-buffer path `insert` uses, at every length around the word size,
+    /// for every ASCII byte (the edges of `A..=Z` included) at several positions, and hands
+    /// values that are not ASCII to Unicode folding.
+    #[test]
+    fn word_keys_agree_with_folding() {
+        let mut values: Vec<String> = Vec::new();
+        let base =
+            "Corp\\User@Example[`]{Z}az09-AZ_xyz~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh";
+        for len in 0..base.len() {
+            values.push(base[..len].to_string());
+        }
+        for b in 0u8..0x80 {
+            for len in [1, 7, 8, 9, 15, 16, 17, 63, 64, 65] {
+                for at in [0, len / 2, len - 1] {
+                    let mut v = vec![b'q'; len];
+                    v[at] = b;
+                    values.push(String::from_utf8(v).unwrap());
+                }
+            }
+        }
+        for len in [2, 8, 9, 16, 40, 64, 65] {
+            for at in [0, (len - 2) / 2, len - 2] {
+                let mut v = "X".repeat(len);
+                v.replace_range(at..at + 2, "Ö");
+                values.push(v);
+            }
+        }
+        values.push("\u{212a}elvin".into()); // KELVIN SIGN folds to ASCII `k`.
+        for case_sensitive in [false, true] {
+            let mut index = MemberIndex::new(case_sensitive);
+            for v in &values {
+                let lowered = fold(v, false).into_bytes();
+                match hash_ascii_lowered(&index.hasher, v.as_bytes()) {
+                    Some(hash) => {
+                        assert!(v.is_ascii(), "{v:?}");
+                        assert_eq!(hash, hash_folded(&index.hasher, &lowered), "{v:?}");
+                        assert!(eq_ascii_lowered(&lowered, v.as_bytes()), "{v:?}");
+                    }
+                    None => assert!(!v.is_ascii(), "{v:?}"),
+                }
+                index.insert(v);
+            }
+            // The reference answer: some value folds to what `x` folds to.
+            let folded: std::collections::HashSet<String> =
+                values.iter().map(|w| fold(w, case_sensitive)).collect();
+            let member = |x: &str| folded.contains(&fold(x, case_sensitive));
+            for v in &values {
+                assert!(index.contains(v), "{v:?}");
+                for probe in [v.to_uppercase(), v.to_lowercase(), format!("{v}q")] {
+                    assert_eq!(index.contains(&probe), member(&probe), "{probe:?}");
+                }
+            }
+            // An ASCII lookup finds a member that only Unicode folding made ASCII.
+            assert_eq!(index.contains("KELVIN"), !case_sensitive);
+        }
+    }
+
+    #[test]
+    fn length_prefixes_past_one_byte() {
+        let mut index = MemberIndex::new(false);
+        let lens = [0, 1, 127, 128, 129, 300, 16_383, 16_384, 20_000];
+        for &n in &lens {
+            assert!(index.insert(&"A".repeat(n)));
+            assert!(index.insert(&format!("b{}", "é".repeat(n))));
+        }
+        assert!(!index.insert(&"a".repeat(300)));
+        index.shrink();
+        assert_eq!(index.len(), 2 * lens.len());
+        for &n in &lens {
+            assert!(index.contains(&"a".repeat(n)));
+            assert!(index.contains(&format!("B{}", "É".repeat(n))));
+            assert!(!index.contains(&"c".repeat(n + 1)));
+            assert!(!index.contains(&"a".repeat(n + 3)) || lens.contains(&(n + 3)));
+        }
     }
 
     #[test]

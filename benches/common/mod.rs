@@ -1,0 +1,108 @@
+//! Fixtures shared by the bench files: the same members, queries and snapshot for warden and
+//! its peers, built outside every timed loop.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use warden::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
+use warden::engine::{IndexCache, Snapshot};
+use warden::policy::UnknownValues;
+use warden::policy::{Action, Criterion, Field, Operation, Policy, ServiceScope, Severity};
+
+/// The name of the one data set and of the one policy.
+pub const DATA_SET: &str = "Suspicious Users";
+pub const POLICY: &str = "Block suspicious users";
+/// The service every request names (the policy applies to `*`).
+pub const SERVICE: &str = "orders";
+
+/// Member `i` as stored: a `list`-source principal, `corp\user<i>`.
+pub fn member(i: usize) -> String {
+    format!("corp\\user{i}")
+}
+
+/// Member `i` as a proxy sends it: mixed case, so every lookup folds.
+pub fn query(i: usize) -> String {
+    format!("CORP\\User{i}")
+}
+
+/// Tiny deterministic PRNG (xorshift64*): the query order is fixed from run to run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as usize) % n
+    }
+}
+
+/// Number of distinct queries cycled through per benchmark: enough that at 1M members the
+/// lookups miss the CPU caches like real traffic would, few enough to stay out of the timing.
+pub const QUERIES: usize = 4096;
+
+/// Random member indexes for hits (`0..n`) or misses (`n..2n`, never members).
+pub fn query_indexes(n: usize, hits: bool, seed: u64) -> Vec<usize> {
+    let mut rng = Rng(seed);
+    (0..QUERIES)
+        .map(|_| {
+            let i = rng.below(n);
+            if hits { i } else { n + i }
+        })
+        .collect()
+}
+
+pub fn schema() -> Schema {
+    Schema::new(
+        vec![Column {
+            name: "user".into(),
+            key: true,
+        }],
+        false,
+    )
+    .unwrap()
+}
+
+/// The rows of a one-column, case-insensitive data set of `n` members.
+pub fn rows(n: usize) -> Vec<Vec<Cell>> {
+    (0..n)
+        .map(|i| vec![Cell::One(member(i).into_boxed_str())])
+        .collect()
+}
+
+pub fn data_set(rows: Vec<Vec<Cell>>) -> DataSet {
+    let mut b = DataSetBuilder::new(DATA_SET, schema()).with_capacity(rows.len());
+    for row in rows {
+        b.push(row).unwrap();
+    }
+    b.build()
+}
+
+/// One enabled blocking policy: `db_user` at-least-one in the data set, for every service.
+pub fn policy() -> Policy {
+    Policy {
+        name: POLICY.into(),
+        enabled: true,
+        action: Action::Block,
+        severity: Severity::High,
+        followed_action: Some("notify-soc".into()),
+        apply_to: ServiceScope::new(&["*".to_string()]).unwrap(),
+        criteria: vec![Criterion {
+            field: Field::DbUser,
+            operation: Operation::AtLeastOne,
+            data_set: DATA_SET.into(),
+            search_in: vec![],
+            handle_unknown_values: UnknownValues::NoMatch,
+        }],
+    }
+}
+
+pub fn snapshot(data_set: Arc<DataSet>) -> Snapshot {
+    Snapshot::build(&[policy()], vec![data_set], &mut IndexCache::default()).unwrap()
+}
+
+/// A snapshot of `n` members, the way warden builds one from a list.
+pub fn snapshot_of(n: usize) -> Snapshot {
+    snapshot(Arc::new(data_set(rows(n))))
+}
