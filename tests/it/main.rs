@@ -20,4 +20,5 @@ mod patterns;
 mod proxy;
 mod reload;
 mod respond;
+mod security;
 mod seed;
