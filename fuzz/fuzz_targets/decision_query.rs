@@ -1,7 +1,7 @@
 //! The decision query string of `GET /v1/decision` and `/v1/authz` (`warden::http::query`), and
-//! the JSON answer rendered from it. (There is no batch decision body parser yet: the gateway
-//! has no `POST /v1/decisions` route; the `records` target covers the JSON body the data-set
-//! endpoints and stored data sets use.)
+//! the JSON answer rendered from it. (The batch body of `POST /v1/decisions` has its own target,
+//! `decision_batch`; the `records` target covers the JSON body the data-set endpoints and stored
+//! data sets use.)
 //!
 //! Properties:
 //! - `decode` agrees with a reference form decoder, errors included;

@@ -122,13 +122,34 @@ impl BatchItem<'_> {
 /// `POST /v1/decisions`: `{"requests": [{"service": …, "db_user": …}, …]}` →
 /// `{"snapshot_version": N, "decisions": [...]}` in request order, all from one snapshot.
 pub fn batch(call: &Call<'_>) -> Result<Response, Problem> {
-    let batch: Batch<'_> = parse_json(&call.body)?;
-    let max = call.gw.limits().max_batch;
-    if batch.requests.len() > max {
+    let snapshot = call.warden().engine().load();
+    let mut body = Vec::new();
+    answer_batch(
+        &snapshot,
+        &call.body,
+        call.gw.limits().max_batch,
+        &mut body,
+        |request, d, took| record(call.warden(), &snapshot, request, d, took),
+    )?;
+    Ok(json(StatusCode::OK, body))
+}
+
+/// Parses a batch body, decides every request against `snapshot` (one load for all) and
+/// renders the answer into `out`; `each` sees every request with its decision and the
+/// per-decision time. Returns the number of decisions.
+pub fn answer_batch(
+    snapshot: &Snapshot,
+    body: &[u8],
+    max_batch: usize,
+    out: &mut Vec<u8>,
+    mut each: impl FnMut(&Request<'_>, &Decision, std::time::Duration),
+) -> Result<usize, Problem> {
+    let batch: Batch<'_> = parse_json(body)?;
+    if batch.requests.len() > max_batch {
         return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "the batch has {} requests; at most {max} are allowed per call",
+                "the batch has {} requests; at most {max_batch} are allowed per call",
                 batch.requests.len()
             ),
         ));
@@ -139,22 +160,21 @@ pub fn batch(call: &Call<'_>) -> Result<Response, Problem> {
         .enumerate()
         .map(|(i, item)| item.request(i))
         .collect::<Result<Vec<_>, _>>()?;
-    let snapshot = call.warden().engine().load();
     let started = Instant::now();
     let mut decisions = Vec::with_capacity(requests.len());
     snapshot.decide_batch(&requests, &mut decisions);
     let per = started.elapsed() / u32::try_from(decisions.len().max(1)).unwrap_or(u32::MAX);
-    let mut body = Vec::with_capacity(48 + decisions.len() * 120);
-    body.extend_from_slice(b"{\"snapshot_version\":");
-    body.extend_from_slice(snapshot.version().to_string().as_bytes());
-    body.extend_from_slice(b",\"decisions\":[");
+    out.reserve(48 + decisions.len() * 120);
+    out.extend_from_slice(b"{\"snapshot_version\":");
+    out.extend_from_slice(snapshot.version().to_string().as_bytes());
+    out.extend_from_slice(b",\"decisions\":[");
     for (i, (d, request)) in decisions.iter().zip(&requests).enumerate() {
-        record(call.warden(), &snapshot, request, d, per);
+        each(request, d, per);
         if i > 0 {
-            body.push(b',');
+            out.push(b',');
         }
-        snapshot.render_decision(d, &mut body);
+        snapshot.render_decision(d, out);
     }
-    body.extend_from_slice(b"]}");
-    Ok(json(StatusCode::OK, body))
+    out.extend_from_slice(b"]}");
+    Ok(decisions.len())
 }

@@ -12,6 +12,7 @@
 mod admin;
 mod data_sets;
 mod decisions;
+pub use decisions::answer_batch;
 mod imperva;
 mod incidents;
 mod lists;
