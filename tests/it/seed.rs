@@ -124,3 +124,118 @@ data_set = "PTR Suspicious Users"
     assert_eq!(incident["responses"][0]["principals"][0], ns.upn("alice"));
     println!("seed: incident → block in {blocked:?} (the seed's two schedules: ~2 minutes)");
 }
+
+/// Propagation, measured (figures for BENCHMARKS.md, no threshold): 20 list changes each
+/// timed until the decision turns — in-process through the library (list source), over HTTP
+/// (list source), and through the Samba DC (push → group → notification → pull → block). Each
+/// change is also taken back and timed until the decision is allow again.
+#[test]
+fn propagation_list_change_to_block_p50_p95() {
+    const CHANGES: usize = 20;
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Ns::new(dc);
+    let names: Vec<String> = (0..CHANGES).map(|i| format!("p{i}")).collect();
+    for n in &names {
+        ns.add_user(dc, n);
+    }
+    let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
+    let config = AdConfig {
+        ns: &ns,
+        group_dn: &group,
+        mapping: true,
+        update_interval: "1m",
+        refresh_interval: "10m",
+        password_file: None,
+    }
+    .write(dc, tmp.path());
+    let report = |what: &str, mut times: Vec<Duration>| {
+        times.sort();
+        let at =
+            |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+        println!(
+            "propagation {what}: p50 {:?} p95 {:?} max {:?} over {} changes",
+            at(0.50),
+            at(0.95),
+            times[times.len() - 1],
+            times.len()
+        );
+    };
+
+    // In-process, through the library: the change is in the snapshot when add_member returns.
+    let lib_dir = tempfile::tempdir().unwrap();
+    let mut lib_config = warden::config::Config::parse(
+        &crate::support::list_config("", "\"*\""),
+        "t",
+        lib_dir.path(),
+    )
+    .unwrap();
+    lib_config.store.path = lib_dir.path().join("w.db");
+    let lib = warden::runtime::Warden::open(lib_config).unwrap();
+    let mut times = Vec::new();
+    for n in &names {
+        let started = Instant::now();
+        lib.add_member(
+            "Suspicious Users",
+            &warden::store::NewMember {
+                principal: ns.mapped(n),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let user = ns.mapped(n);
+        let request = warden::engine::Request {
+            service: "orders",
+            db_user: [user.as_str()].into_iter().collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            lib.engine().decide(&request).outcome,
+            warden::engine::Outcome::Block
+        );
+        times.push(started.elapsed());
+    }
+    report("in-process (list source, durable write + swap)", times);
+
+    // Through the DC.
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    let mut to_block = Vec::new();
+    let mut to_allow = Vec::new();
+    for n in &names {
+        let user = ns.mapped(n);
+        let started = Instant::now();
+        assert_eq!(server.add_member(&user), 201);
+        let took = eventually(Duration::from_secs(30), || {
+            server.decision("orders", &user) == "block"
+        });
+        assert!(
+            took.is_some(),
+            "{user} never blocked; logs:\n{}",
+            server.logs()
+        );
+        to_block.push(started.elapsed());
+        let started = Instant::now();
+        let r = server.call(
+            "DELETE",
+            &format!(
+                "/v1/lists/Suspicious%20Users/members/{}",
+                crate::support::enc(&user)
+            ),
+            server.admin_key.as_deref(),
+            b"",
+        );
+        assert_eq!(r.status, 204);
+        let took = eventually(Duration::from_secs(30), || {
+            server.decision("orders", &user) == "allow"
+        });
+        assert!(
+            took.is_some(),
+            "{user} never unblocked; logs:\n{}",
+            server.logs()
+        );
+        to_allow.push(started.elapsed());
+    }
+    report("through AD, list add → block", to_block);
+    report("through AD, list remove → allow", to_allow);
+}
