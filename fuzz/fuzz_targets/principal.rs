@@ -1,11 +1,11 @@
-//! Principal parsing: the list vocabulary (`warden::principal`) and the directory's resolver
-//! (`warden::directory::Principal`), which must read the same string the same way.
+//! Principal parsing: the list vocabulary (`warden::principal`) and the directory's lookup for
+//! it (`warden::directory::UserLookup`), which must read the same string the same way.
 //!
 //! Properties:
 //! - a list principal is the input unchanged, within the length cap, without control characters
 //!   or edge whitespace, and its parts put back together are the input;
-//! - the directory reads every accepted list principal, as the same kind (a list entry that
-//!   says "DN" is resolved as a DN, a `DOMAIN\user` by that user, and so on);
+//! - the directory has a lookup for every accepted list principal, of the same kind (a list
+//!   entry that says "DN" is read as that DN, a `DOMAIN\user` searched by that user, and so on);
 //! - the directory's search filter for a principal parses (ldap3) as exactly
 //!   `(&(objectClass=user)(attr=value))` with `value` the principal's user part, byte for byte:
 //!   nothing in a principal can add a clause or a wildcard;
@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use warden::directory::{Principal as DirPrincipal, parse_dn};
+use warden::directory::{UserLookup, parse_dn};
 use warden::principal::{MAX_PRINCIPAL_LEN, Principal, PrincipalKind};
 use warden_fuzz::{as_and, as_equality, parse_filter};
 
@@ -43,66 +43,36 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let dir = DirPrincipal::parse(s);
-    match &dir {
-        None => {
-            let t = s.trim();
-            let empty_part = t
-                .split_once('\\')
-                .is_some_and(|(d, u)| d.trim().is_empty() || u.trim().is_empty());
-            assert!(t.is_empty() || empty_part, "{s:?} refused by the directory");
+    let Ok(p) = &list else {
+        return;
+    };
+    // The directory's lookup for every accepted list principal.
+    match (p.kind(), UserLookup::for_principal(p)) {
+        (PrincipalKind::Dn, Some(UserLookup::Dn(dn))) => {
+            assert!(!dn.is_root(), "{s:?}");
+            let shown = dn.to_string();
+            assert_eq!(parse_dn(&shown).as_ref(), Ok(&dn), "{s:?} shown as {shown:?}");
         }
-        Some(p) => check_directory(s, p),
-    }
-
-    if let Ok(p) = &list {
-        let Some(d) = &dir else {
-            panic!("list principal {s:?} ({:?}) cannot be resolved", p.kind());
-        };
-        match (p.kind(), d) {
-            (PrincipalKind::Dn, DirPrincipal::Dn(_))
-            | (PrincipalKind::SamAccountName, DirPrincipal::SamAccountName(_))
-            | (PrincipalKind::Upn, DirPrincipal::Upn(_)) => {}
-            (PrincipalKind::DomainUser, DirPrincipal::DomainUser { domain, user }) => {
-                let (ld, lu) = p.parts().expect("domain user has parts");
-                assert_eq!((ld.trim(), lu.trim()), (&**domain, &**user), "{s:?}");
-            }
-            (kind, d) => panic!("{s:?}: the list reads {kind:?}, the directory {d:?}"),
+        (PrincipalKind::Dn, None) => panic!("{s:?}: accepted as a DN the directory cannot read"),
+        (kind, Some(UserLookup::Filter(filter))) => {
+            let (attr, value): (&[u8], &str) = match kind {
+                PrincipalKind::DomainUser => {
+                    (b"sAMAccountName", p.parts().expect("domain user has parts").1)
+                }
+                PrincipalKind::SamAccountName => (b"sAMAccountName", s),
+                PrincipalKind::Upn => (b"userPrincipalName", s),
+                PrincipalKind::Dn => unreachable!("handled above"),
+            };
+            check_filter(s, &filter, attr, value);
         }
+        (kind, other) => panic!("{s:?}: the list reads {kind:?}, the directory {other:?}"),
     }
 });
 
-fn check_directory(s: &str, p: &DirPrincipal) {
-    let (attr, value): (&[u8], &str) = match p {
-        DirPrincipal::Dn(dn) => {
-            assert!(!dn.is_root(), "{s:?}");
-            assert!(p.filter().is_none());
-            let shown = dn.to_string();
-            assert_eq!(
-                parse_dn(&shown).as_ref(),
-                Ok(dn),
-                "{s:?} shown as {shown:?}"
-            );
-            return;
-        }
-        DirPrincipal::DomainUser { domain, user } => {
-            assert!(!domain.is_empty() && !user.is_empty(), "{s:?}");
-            assert_eq!(domain.trim(), domain);
-            assert_eq!(user.trim(), user);
-            (b"sAMAccountName", user)
-        }
-        DirPrincipal::SamAccountName(name) => {
-            assert_eq!(name, s.trim());
-            (b"sAMAccountName", name)
-        }
-        DirPrincipal::Upn(upn) => {
-            assert!(upn.contains('@'), "{s:?}");
-            assert_eq!(upn, s.trim());
-            (b"userPrincipalName", upn)
-        }
-    };
-    let filter = p.filter().unwrap_or_else(|| panic!("{s:?}: no filter"));
-    let tag = parse_filter(&filter).unwrap_or_else(|| panic!("{s:?}: ldap3 rejects {filter:?}"));
+/// The filter is exactly `(&(objectClass=user)(attr=value))`, value byte for byte: nothing in
+/// a principal can add a clause or a wildcard.
+fn check_filter(s: &str, filter: &str, attr: &[u8], value: &str) {
+    let tag = parse_filter(filter).unwrap_or_else(|| panic!("{s:?}: ldap3 rejects {filter:?}"));
     let ops = as_and(&tag).unwrap_or_else(|| panic!("{filter:?} is not an AND"));
     let eqs: Vec<(&[u8], &[u8])> = ops.iter().filter_map(as_equality).collect();
     assert_eq!(

@@ -99,8 +99,8 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T,
             "the request needs a JSON body (Content-Type: application/json)",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." || path.is_empty() {
@@ -108,5 +108,33 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T,
         } else {
             Problem::bad_request(format!("field `{path}`: {inner}"))
         }
-    })
+    })?;
+    // One JSON value and nothing after it (whitespace aside): trailing bytes are a client bug
+    // or an attempt to smuggle a second document, not something to ignore.
+    de.end().map_err(|e| {
+        Problem::bad_request(format!("malformed JSON body: data after the JSON value: {e}"))
+    })?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Body {
+        #[allow(dead_code)]
+        requests: Vec<u8>,
+    }
+
+    #[test]
+    fn trailing_data_after_the_json_value_is_refused() {
+        // Found by the decision_batch fuzz target: `{"requests":[]}r` was accepted.
+        let err = parse_json::<Body>(br#"{"requests":[]}r"#).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.detail.contains("after the JSON value"), "{}", err.detail);
+        assert!(parse_json::<Body>(br#"{"requests":[]}{"requests":[1]}"#).is_err());
+        assert!(parse_json::<Body>(b"{\"requests\":[]}\n ").is_ok());
+    }
 }
