@@ -99,6 +99,13 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T,
             "the request needs a JSON body (Content-Type: application/json)",
         ));
     }
+    // Every body of this API is an object; serde would also read a struct from an array of its
+    // fields in order (`[[]]` as `{"requests":[]}`), which no client means.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::bad_request(
+            "malformed JSON body: expected a JSON object ({...})",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -136,5 +143,9 @@ mod tests {
         assert!(err.detail.contains("after the JSON value"), "{}", err.detail);
         assert!(parse_json::<Body>(br#"{"requests":[]}{"requests":[1]}"#).is_err());
         assert!(parse_json::<Body>(b"{\"requests\":[]}\n ").is_ok());
+        // Found next: a struct read from an array of its fields.
+        let err = parse_json::<Body>(b"[[]]").unwrap_err();
+        assert!(err.detail.contains("JSON object"), "{}", err.detail);
+        assert!(parse_json::<Body>(b" \n{\"requests\":[]}").is_ok());
     }
 }
