@@ -55,15 +55,27 @@ fn snapshot() -> &'static Snapshot {
     })
 }
 
-/// The reference reading of one request item: what the decision must be for it.
+const FIELDS: [&str; 5] = ["service", "db_user", "os_user", "source_app", "client_ip"];
+
+/// The reference reading of one request item: what the decision must be for it. Like serde's
+/// derive, an item may also be written as an array of its fields in declaration order (the
+/// body itself must be an object; items are not checked again, to keep the hot path one pass).
 fn reference(item: &Value) -> Option<&'static str> {
-    let service = item["service"].as_str()?;
-    let users: Vec<&str> = match &item["db_user"] {
+    let field = |k: &str| match item {
+        Value::Array(a) => FIELDS
+            .iter()
+            .position(|f| *f == k)
+            .and_then(|i| a.get(i))
+            .unwrap_or(&Value::Null),
+        _ => &item[k],
+    };
+    let service = field("service").as_str()?;
+    let users: Vec<&str> = match field("db_user") {
         Value::String(s) => vec![s.as_str()],
         Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    let present = |k: &str| item[k].as_str().filter(|s| !s.is_empty());
+    let present = |k: &str| field(k).as_str().filter(|s| !s.is_empty());
     let request = Request {
         service,
         db_user: users.into_iter().filter(|u| !u.is_empty()).collect(),
