@@ -88,7 +88,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sets = [data_set(n, false)?, data_set(n, true)?];
     let mut cache = IndexCache::default();
     let engine = Arc::new(Engine::new());
-    engine.publish(Snapshot::build(&policies, vec![Arc::clone(&sets[0])], &mut cache)?);
+    engine.publish(Snapshot::build(
+        &policies,
+        vec![Arc::clone(&sets[0])],
+        &mut cache,
+    )?);
     // Mixed case, hits and misses, cycled.
     let users: Vec<String> = (0..4096)
         .map(|i| {
@@ -123,10 +127,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     stop.store(true, Ordering::Relaxed);
     swapper.join().map_err(|_| "swapper panicked")??;
 
-    println!("members {n}, {decisions} decisions per phase, {} swaps", swaps.load(Ordering::Relaxed));
-    println!("{:<10} {:>8} {:>8} {:>8}  (ns)", "phase", "p50", "p99", "p99.9");
-    println!("{:<10} {:>8} {:>8} {:>8}", "idle", idle[0], idle[1], idle[2]);
-    println!("{:<10} {:>8} {:>8} {:>8}", "swapping", swapping[0], swapping[1], swapping[2]);
+    println!(
+        "members {n}, {decisions} decisions per phase, {} swaps",
+        swaps.load(Ordering::Relaxed)
+    );
+    println!(
+        "{:<10} {:>8} {:>8} {:>8}  (ns)",
+        "phase", "p50", "p99", "p99.9"
+    );
+    println!(
+        "{:<10} {:>8} {:>8} {:>8}",
+        "idle", idle[0], idle[1], idle[2]
+    );
+    println!(
+        "{:<10} {:>8} {:>8} {:>8}",
+        "swapping", swapping[0], swapping[1], swapping[2]
+    );
     println!(
         "ratio      {:>8.2} {:>8.2} {:>8.2}",
         swapping[0] as f64 / idle[0] as f64,

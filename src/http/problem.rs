@@ -119,7 +119,9 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T,
     // One JSON value and nothing after it (whitespace aside): trailing bytes are a client bug
     // or an attempt to smuggle a second document, not something to ignore.
     de.end().map_err(|e| {
-        Problem::bad_request(format!("malformed JSON body: data after the JSON value: {e}"))
+        Problem::bad_request(format!(
+            "malformed JSON body: data after the JSON value: {e}"
+        ))
     })?;
     Ok(value)
 }
@@ -140,7 +142,11 @@ mod tests {
         // Found by the decision_batch fuzz target: `{"requests":[]}r` was accepted.
         let err = parse_json::<Body>(br#"{"requests":[]}r"#).unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
-        assert!(err.detail.contains("after the JSON value"), "{}", err.detail);
+        assert!(
+            err.detail.contains("after the JSON value"),
+            "{}",
+            err.detail
+        );
         assert!(parse_json::<Body>(br#"{"requests":[]}{"requests":[1]}"#).is_err());
         assert!(parse_json::<Body>(b"{\"requests\":[]}\n ").is_ok());
         // Found next: a struct read from an array of its fields.
