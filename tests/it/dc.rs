@@ -288,7 +288,19 @@ pub struct AdConfig<'a> {
     pub password_file: Option<&'a Path>,
 }
 
-impl AdConfig<'_> {
+impl<'a> AdConfig<'a> {
+    /// The seed setup: `group_dn` mapped and pulled, both on one-minute schedules.
+    pub fn seed(ns: &'a Ns, group_dn: &'a str) -> AdConfig<'a> {
+        AdConfig {
+            ns,
+            group_dn,
+            mapping: true,
+            update_interval: "1m",
+            refresh_interval: "1m",
+            password_file: None,
+        }
+    }
+
     /// Writes `warden.toml` into `dir` for the seed setup scoped to the test's OU.
     pub fn write(&self, dc: &Dc, dir: &Path) -> PathBuf {
         let password_file = self.password_file.unwrap_or(&dc.password_file);

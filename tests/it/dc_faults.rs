@@ -41,12 +41,8 @@ fn config_via(
     dir: &Path,
 ) -> PathBuf {
     let path = AdConfig {
-        ns,
-        group_dn: group,
         mapping,
-        update_interval: "1m",
-        refresh_interval: "1m",
-        password_file: None,
+        ..AdConfig::seed(ns, group)
     }
     .write(dc, dir);
     let text = std::fs::read_to_string(&path)

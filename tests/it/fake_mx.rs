@@ -165,6 +165,22 @@ impl FakeMx {
         format!("https://{}", self.addr)
     }
 
+    /// Starts an MX with a test CA in `dir` and appends an `[imperva]` section pushing
+    /// `data_set` to it to the config at `config` (password in `dir/mx.secret`).
+    pub fn for_config(dir: &Path, config: &Path, password: &str, data_set: &str) -> FakeMx {
+        crate::support::make_certs(dir);
+        let mx = FakeMx::start(dir, "warden", password);
+        std::fs::write(dir.join("mx.secret"), password).unwrap();
+        let mut text = std::fs::read_to_string(config).unwrap();
+        text.push_str(&format!(
+            "\n[imperva]\nurl = \"{}\"\nusername = \"warden\"\npassword_file = \"mx.secret\"\n\
+             ca_file = \"ca.pem\"\n\n[[imperva.data_sets]]\ndata_set = \"{data_set}\"\n",
+            mx.url()
+        ));
+        std::fs::write(config, text).unwrap();
+        mx
+    }
+
     /// Forgets every session: the next call is answered IMP-10063.
     pub fn expire_sessions(&self) {
         self.state.lock().unwrap().sessions.clear();

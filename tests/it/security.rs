@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::dc::{self, AdConfig, Ns};
 use crate::fake_mx::FakeMx;
-use crate::support::{eventually, make_certs, run, start_warden, warden_cmd};
+use crate::support::{eventually, run, start_warden, warden_cmd};
 
 const MX_PASSWORD: &str = "Mx-Pa55-sweep-7f3a";
 
@@ -21,25 +21,8 @@ fn no_secret_in_any_log_answer_audit_record_or_the_store() {
     let ns = Ns::new(dc);
     ns.add_user(dc, "alice");
     let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
-    let config = AdConfig {
-        ns: &ns,
-        group_dn: &group,
-        mapping: true,
-        update_interval: "1m",
-        refresh_interval: "1m",
-        password_file: None,
-    }
-    .write(dc, tmp.path());
-    make_certs(tmp.path());
-    let mx = FakeMx::start(tmp.path(), "warden", MX_PASSWORD);
-    std::fs::write(tmp.path().join("mx.secret"), MX_PASSWORD).unwrap();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "\n[imperva]\nurl = \"{}\"\nusername = \"warden\"\npassword_file = \"mx.secret\"\n\
-         ca_file = \"ca.pem\"\n[[imperva.data_sets]]\ndata_set = \"PTR Suspicious Users\"\n",
-        mx.url()
-    ));
-    std::fs::write(&config, text).unwrap();
+    let config = AdConfig::seed(&ns, &group).write(dc, tmp.path());
+    let mx = FakeMx::for_config(tmp.path(), &config, MX_PASSWORD, "PTR Suspicious Users");
     let bind_password = std::fs::read_to_string(&dc.password_file)
         .unwrap()
         .trim()
@@ -152,12 +135,8 @@ fn plain_ldap_needs_the_opt_in_and_directory_tls_is_verified_by_default() {
     let ns = Ns::new(dc);
     let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
     let config = AdConfig {
-        ns: &ns,
-        group_dn: &group,
         mapping: false,
-        update_interval: "1m",
-        refresh_interval: "1m",
-        password_file: None,
+        ..AdConfig::seed(&ns, &group)
     }
     .write(dc, tmp.path());
     let original = std::fs::read_to_string(&config).unwrap();

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::dc::{self, AdConfig, Ns};
 use crate::fake_mx::FakeMx;
-use crate::support::{eventually, make_certs, start_warden};
+use crate::support::{eventually, start_warden};
 
 const MX_PASSWORD: &str = "seed-mx-password";
 
@@ -21,33 +21,8 @@ fn incident_to_group_to_data_set_to_block_to_mx() {
     let ns = Ns::new(dc);
     ns.add_user(dc, "alice");
     let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
-    let config = AdConfig {
-        ns: &ns,
-        group_dn: &group,
-        mapping: true,
-        update_interval: "1m",
-        refresh_interval: "1m",
-        password_file: None,
-    }
-    .write(dc, tmp.path());
-    make_certs(tmp.path());
-    let mx = FakeMx::start(tmp.path(), "warden", MX_PASSWORD);
-    std::fs::write(tmp.path().join("mx.secret"), MX_PASSWORD).unwrap();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        r#"
-[imperva]
-url = "{}"
-username = "warden"
-password_file = "mx.secret"
-ca_file = "ca.pem"
-
-[[imperva.data_sets]]
-data_set = "PTR Suspicious Users"
-"#,
-        mx.url()
-    ));
-    std::fs::write(&config, text).unwrap();
+    let config = AdConfig::seed(&ns, &group).write(dc, tmp.path());
+    let mx = FakeMx::for_config(tmp.path(), &config, MX_PASSWORD, "PTR Suspicious Users");
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
     let db_user = ns.mapped("alice").replacen("corp", "CORP", 1);
     assert_eq!(server.decision("orders", &db_user), "allow");
@@ -142,12 +117,8 @@ fn propagation_list_change_to_block_p50_p95() {
     }
     let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
     let config = AdConfig {
-        ns: &ns,
-        group_dn: &group,
-        mapping: true,
-        update_interval: "1m",
         refresh_interval: "10m",
-        password_file: None,
+        ..AdConfig::seed(&ns, &group)
     }
     .write(dc, tmp.path());
     let report = |what: &str, mut times: Vec<Duration>| {
@@ -200,41 +171,35 @@ fn propagation_list_change_to_block_p50_p95() {
 
     // Through the DC.
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    // How long after `change` the decision for `user` reads `want`.
+    let until = |user: &str, want: &str, change: &dyn Fn()| {
+        let started = Instant::now();
+        change();
+        let took = eventually(Duration::from_secs(30), || {
+            server.decision("orders", user) == want
+        });
+        assert!(
+            took.is_some(),
+            "{user} never turned {want}; logs:\n{}",
+            server.logs()
+        );
+        started.elapsed()
+    };
     let mut to_block = Vec::new();
     let mut to_allow = Vec::new();
     for n in &names {
         let user = ns.mapped(n);
-        let started = Instant::now();
-        assert_eq!(server.add_member(&user), 201);
-        let took = eventually(Duration::from_secs(30), || {
-            server.decision("orders", &user) == "block"
-        });
-        assert!(
-            took.is_some(),
-            "{user} never blocked; logs:\n{}",
-            server.logs()
-        );
-        to_block.push(started.elapsed());
-        let started = Instant::now();
-        let r = server.call(
-            "DELETE",
-            &format!(
+        to_block.push(until(&user, "block", &|| {
+            assert_eq!(server.add_member(&user), 201);
+        }));
+        to_allow.push(until(&user, "allow", &|| {
+            let path = format!(
                 "/v1/lists/Suspicious%20Users/members/{}",
                 crate::support::enc(&user)
-            ),
-            server.admin_key.as_deref(),
-            b"",
-        );
-        assert_eq!(r.status, 204);
-        let took = eventually(Duration::from_secs(30), || {
-            server.decision("orders", &user) == "allow"
-        });
-        assert!(
-            took.is_some(),
-            "{user} never unblocked; logs:\n{}",
-            server.logs()
-        );
-        to_allow.push(started.elapsed());
+            );
+            let r = server.call("DELETE", &path, server.admin_key.as_deref(), b"");
+            assert_eq!(r.status, 204);
+        }));
     }
     report("through AD, list add → block", to_block);
     report("through AD, list remove → allow", to_allow);
