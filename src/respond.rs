@@ -251,17 +251,40 @@ fn severity(text: &str) -> Result<IncidentSeverity, RespondError> {
         .map_err(|e: UnknownWord| invalid("severity", e.to_string()))
 }
 
+impl IncidentRequest {
+    /// Checks every field of an untrusted incident; returns its severity.
+    pub fn validate(&self) -> Result<IncidentSeverity, RespondError> {
+        check_text("title", &self.title, true)?;
+        check_text("source", &self.source, true)?;
+        let severity = severity(&self.severity)?;
+        check_users("users", &self.users)?;
+        check_ips("ips", &self.ips)?;
+        Ok(severity)
+    }
+}
+
+impl Alert {
+    /// Checks every field of an untrusted alert; returns its severity.
+    pub fn validate(&self) -> Result<IncidentSeverity, RespondError> {
+        check_text("id", &self.id, true)?;
+        check_text("source", &self.source, true)?;
+        if let Some(t) = &self.title {
+            check_text("title", t, false)?;
+        }
+        let severity = severity(&self.severity)?;
+        check_users("users", &self.users)?;
+        check_ips("ips", &self.ips)?;
+        Ok(severity)
+    }
+}
+
 /// Opens an incident.
 pub fn create_incident(
     warden: &Warden,
     actor: &Actor,
     req: &IncidentRequest,
 ) -> Result<Incident, RespondError> {
-    check_text("title", &req.title, true)?;
-    check_text("source", &req.source, true)?;
-    let severity = severity(&req.severity)?;
-    check_users("users", &req.users)?;
-    check_ips("ips", &req.ips)?;
+    let severity = req.validate()?;
     let new = NewIncident {
         title: req.title.trim().to_owned(),
         severity: severity.as_str().to_owned(),
@@ -376,14 +399,7 @@ pub fn ingest_alert(
     actor: &Actor,
     alert: &Alert,
 ) -> Result<AlertOutcome, RespondError> {
-    check_text("id", &alert.id, true)?;
-    check_text("source", &alert.source, true)?;
-    if let Some(t) = &alert.title {
-        check_text("title", t, false)?;
-    }
-    let severity = severity(&alert.severity)?;
-    check_users("users", &alert.users)?;
-    check_ips("ips", &alert.ips)?;
+    let severity = alert.validate()?;
     let config = warden.config();
     let rule = config
         .response_rules

@@ -92,7 +92,7 @@ fn segment(name: &str) -> String {
 }
 
 /// The IMP code and message of an error answer (`{"errors":[{"error-code","description"}]}`).
-fn imp_error(body: &[u8]) -> (Option<String>, String) {
+pub fn imp_error(body: &[u8]) -> (Option<String>, String) {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let first = parsed
         .as_ref()
