@@ -25,7 +25,7 @@ use criterion::{
 use serde::Serialize;
 use warden::engine::{Decision, Engine, IndexCache, Request, Snapshot};
 
-use common::{QUERIES, SERVICE, member, query, query_indexes};
+use common::{SERVICE, cycled, member, query, query_indexes};
 
 const SIZES: [(usize, &str); 3] = [(1_000, "1k"), (100_000, "100k"), (1_000_000, "1M")];
 
@@ -68,37 +68,17 @@ fn lookup(c: &mut Criterion) {
 
             let mut g = c.benchmark_group(format!("decide_{label}_{kind}"));
             g.throughput(Throughput::Elements(1));
-            g.bench_function("warden_decide", |b| {
-                let mut i = 0;
-                b.iter(|| {
-                    let r = &mixed_requests[i % QUERIES];
-                    i += 1;
-                    black_box(snapshot.decide(black_box(r)))
-                });
+            cycled(&mut g, "warden_decide", &mixed_requests, |r| {
+                snapshot.decide(r)
             });
-            g.bench_function("warden_decide_lowercase", |b| {
-                let mut i = 0;
-                b.iter(|| {
-                    let r = &lower_requests[i % QUERIES];
-                    i += 1;
-                    black_box(snapshot.decide(black_box(r)))
-                });
+            cycled(&mut g, "warden_decide_lowercase", &lower_requests, |r| {
+                snapshot.decide(r)
             });
-            g.bench_function("hashset_contains", |b| {
-                let mut i = 0;
-                b.iter(|| {
-                    let q = lower[i % QUERIES].as_str();
-                    i += 1;
-                    black_box(set.contains(black_box(q)))
-                });
+            cycled(&mut g, "hashset_contains", &lower, |q| {
+                set.contains(q.as_str())
             });
-            g.bench_function("hashset_to_lowercase_contains", |b| {
-                let mut i = 0;
-                b.iter(|| {
-                    let q = mixed[i % QUERIES].as_str();
-                    i += 1;
-                    black_box(set.contains(black_box(q).to_lowercase().as_str()))
-                });
+            cycled(&mut g, "hashset_to_lowercase_contains", &mixed, |q| {
+                set.contains(q.to_lowercase().as_str())
             });
             g.finish();
         }

@@ -29,7 +29,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::hint::black_box;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -40,7 +39,7 @@ use cedar_policy::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use warden::engine::Request;
 
-use common::{QUERIES, SERVICE, member, query, query_indexes};
+use common::{SERVICE, cycled, member, query, query_indexes};
 
 /// Member counts: the issue asks for 1k at least, and 100k where the peers cope (setup times
 /// are printed to stderr).
@@ -234,46 +233,13 @@ fn peers(c: &mut Criterion) {
 
             let mut g = c.benchmark_group(format!("peers_{label}_{kind}"));
             g.throughput(Throughput::Elements(1));
-            g.bench_function("warden_decide", |b| {
-                let mut i = 0;
-                b.iter(|| {
-                    let r = &requests[i % QUERIES];
-                    i += 1;
-                    black_box(snapshot.decide(black_box(r)))
-                });
+            cycled(&mut g, "warden_decide", &requests, |r| snapshot.decide(r));
+            cycled(&mut g, "hashset_to_lowercase_contains", &mixed, |q| {
+                set.contains(q.to_lowercase().as_str())
             });
-            g.bench_function("hashset_to_lowercase_contains", |b| {
-                let mut i = 0;
-                b.iter(|| {
-                    let q = mixed[i % QUERIES].as_str();
-                    i += 1;
-                    black_box(set.contains(black_box(q).to_lowercase().as_str()))
-                });
-            });
-            g.bench_function("regorus", |b| {
-                let mut i = 0;
-                b.iter(|| {
-                    let q = mixed[i % QUERIES].as_str();
-                    i += 1;
-                    black_box(rego.deny(black_box(q)))
-                });
-            });
-            g.bench_function("cedar", |b| {
-                let mut i = 0;
-                b.iter(|| {
-                    let q = mixed[i % QUERIES].as_str();
-                    i += 1;
-                    black_box(cedar.deny(black_box(q)))
-                });
-            });
-            g.bench_function("casbin", |b| {
-                let mut i = 0;
-                b.iter(|| {
-                    let q = mixed[i % QUERIES].as_str();
-                    i += 1;
-                    black_box(casbin.deny(black_box(q)))
-                });
-            });
+            cycled(&mut g, "regorus", &mixed, |q| rego.deny(q));
+            cycled(&mut g, "cedar", &mixed, |q| cedar.deny(q));
+            cycled(&mut g, "casbin", &mixed, |q| casbin.deny(q));
             g.finish();
         }
     }

@@ -42,6 +42,25 @@ impl Rng {
 /// lookups miss the CPU caches like real traffic would, few enough to stay out of the timing.
 pub const QUERIES: usize = 4096;
 
+/// Benches `f` on one of `items` per iteration, cycling through all [`QUERIES`] of them (the
+/// cycling costs every peer the same index increment and mask).
+pub fn cycled<T, R>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    items: &[T],
+    mut f: impl FnMut(&T) -> R,
+) {
+    assert_eq!(items.len(), QUERIES);
+    g.bench_function(name, |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let item = &items[i % QUERIES];
+            i += 1;
+            std::hint::black_box(f(std::hint::black_box(item)))
+        });
+    });
+}
+
 /// Random member indexes for hits (`0..n`) or misses (`n..2n`, never members).
 pub fn query_indexes(n: usize, hits: bool, seed: u64) -> Vec<usize> {
     let mut rng = Rng(seed);
