@@ -339,6 +339,8 @@ pub struct ImpervaConfig {
 pub struct ImpervaPush {
     pub data_set: String,
     pub mx_name: String,
+    /// `caseSensitive` of the MX data set warden creates.
+    pub case_sensitive: bool,
 }
 
 /// A validated, compiled configuration.

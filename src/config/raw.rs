@@ -194,4 +194,7 @@ pub struct ImpervaDataSet {
     pub data_set: String,
     /// Its name on the MX; the warden name when absent.
     pub name: Option<String>,
+    /// Whether the MX data set (when warden creates it) compares keys case-sensitively; the
+    /// warden data set's own setting when absent.
+    pub case_sensitive: Option<bool>,
 }

@@ -425,7 +425,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         .collect();
     let imperva = raw
         .imperva
-        .and_then(|i| imperva(ctx, &names, KeyPath::root().key("imperva"), i));
+        .and_then(|i| imperva(ctx, &names, &data_sets, KeyPath::root().key("imperva"), i));
     Config {
         server,
         store,
@@ -443,6 +443,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
 fn imperva(
     ctx: &mut Ctx<'_>,
     names: &Names<'_>,
+    data_sets: &[DataSetConfig],
     path: KeyPath,
     i: raw::Imperva,
 ) -> Option<ImpervaConfig> {
@@ -478,21 +479,12 @@ fn imperva(
         i.timeout.as_deref(),
         Duration::from_secs(10),
     );
-    let mut pushes = Vec::new();
+    let mut pushes: Vec<ImpervaPush> = Vec::new();
     for (n, d) in i.data_sets.into_iter().enumerate() {
-        reference(
-            ctx,
-            path.key("data_sets").index(n).key("data_set"),
-            names.data_sets,
-            "data set",
-            "data_sets",
-            &d.data_set,
-        );
-        let mx_name = d.name.unwrap_or_else(|| d.data_set.clone());
-        pushes.push(ImpervaPush {
-            data_set: d.data_set,
-            mx_name,
-        });
+        let entry = path.key("data_sets").index(n);
+        if let Some(push) = imperva_push(ctx, names, data_sets, &pushes, entry, d) {
+            pushes.push(push);
+        }
     }
     Some(ImpervaConfig {
         url,
@@ -502,6 +494,71 @@ fn imperva(
         allow_insecure,
         timeout,
         pushes,
+    })
+}
+
+/// One `[[imperva.data_sets]]` entry: an existing warden data set, pushed to an MX data set
+/// no other entry pushes to, compared no less strictly than warden compares it.
+fn imperva_push(
+    ctx: &mut Ctx<'_>,
+    names: &Names<'_>,
+    data_sets: &[DataSetConfig],
+    earlier: &[ImpervaPush],
+    path: KeyPath,
+    d: raw::ImpervaDataSet,
+) -> Option<ImpervaPush> {
+    reference(
+        ctx,
+        path.key("data_set"),
+        names.data_sets,
+        "data set",
+        "data_sets",
+        &d.data_set,
+    );
+    // A data set that is named but failed validation has its own error already.
+    let set = data_sets.iter().find(|s| s.name == d.data_set)?;
+    let mx_name = d.name.unwrap_or_else(|| d.data_set.clone());
+    if mx_name.is_empty() {
+        ctx.err(path.key("name"), "must not be empty");
+        return None;
+    }
+    if earlier.iter().any(|p| p.data_set == d.data_set) {
+        ctx.err(
+            path.key("data_set"),
+            format!(
+                "data set {:?} is already pushed by an earlier entry",
+                d.data_set
+            ),
+        );
+        return None;
+    }
+    if earlier.iter().any(|p| p.mx_name == mx_name) {
+        ctx.err(
+            path.key("name"),
+            format!(
+                "MX data set {mx_name:?} is already the target of an earlier entry; two pushes \
+                 would overwrite each other"
+            ),
+        );
+        return None;
+    }
+    let warden_sensitive = set.schema.case_sensitive();
+    let case_sensitive = d.case_sensitive.unwrap_or(warden_sensitive);
+    if warden_sensitive && !case_sensitive {
+        ctx.err(
+            path.key("case_sensitive"),
+            format!(
+                "data set {:?} is case-sensitive, so it can hold keys that differ only in case; \
+                 a case-insensitive MX data set would refuse them as duplicates",
+                d.data_set
+            ),
+        );
+        return None;
+    }
+    Some(ImpervaPush {
+        data_set: d.data_set,
+        mx_name,
+        case_sensitive,
     })
 }
 

@@ -344,7 +344,7 @@ pub fn plan(warden: &Warden, push: &ImpervaPush, full: bool) -> Result<PushPlan,
             .iter()
             .map(|c| (c.name.clone(), c.key))
             .collect(),
-        case_sensitive: schema.case_sensitive(),
+        case_sensitive: push.case_sensitive,
     })
 }
 
