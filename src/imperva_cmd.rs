@@ -31,7 +31,7 @@ pub fn imperva(config: Config, cmd: ImpervaCommand) -> Result<ExitCode> {
     let warden = Warden::open(config).context("cannot load warden state")?;
     match cmd {
         ImpervaCommand::Status => {
-            let statuses = warden.store().push_statuses()?;
+            let statuses = imperva::status(&warden)?;
             println!("{}", serde_json::to_string_pretty(&statuses)?);
         }
         ImpervaCommand::Push { full, dry_run } => {

@@ -11,11 +11,7 @@ use crate::sync::imperva::{self, MxError};
 /// `GET /v1/imperva`
 pub fn status(call: &Call<'_>) -> Result<Response, Problem> {
     let config = call.warden().config();
-    let statuses = call
-        .warden()
-        .store()
-        .push_statuses()
-        .map_err(|e| Problem::internal(e.to_string()))?;
+    let statuses = imperva::status(call.warden()).map_err(|e| Problem::internal(e.to_string()))?;
     Ok(json_value(
         StatusCode::OK,
         &serde_json::json!({

@@ -24,13 +24,34 @@ pub struct PushStatus {
     pub failures: i64,
 }
 
+impl PushStatus {
+    /// The status of a push that has not been attempted yet.
+    pub fn never(data_set: &str, mx_name: &str) -> PushStatus {
+        PushStatus {
+            data_set: data_set.to_owned(),
+            mx_name: mx_name.to_owned(),
+            last_push_at: None,
+            last_mode: None,
+            records_sent: 0,
+            last_attempt_at: None,
+            last_error: None,
+            failures: 0,
+        }
+    }
+}
+
 impl Store {
-    /// The records (a JSON object, key → record) last pushed for `data_set`, if any.
-    pub fn pushed_records(&self, data_set: &str) -> Result<Option<String>, StoreError> {
+    /// The records (a JSON object, key → record) last pushed for `data_set` into the MX data
+    /// set `mx_name`, if any; what went to another MX data set is no base for this one.
+    pub fn pushed_records(
+        &self,
+        data_set: &str,
+        mx_name: &str,
+    ) -> Result<Option<String>, StoreError> {
         self.conn()
             .query_row(
-                "SELECT records FROM imperva_pushes WHERE data_set = ?1",
-                [data_set],
+                "SELECT records FROM imperva_pushes WHERE data_set = ?1 AND mx_name = ?2",
+                [data_set, mx_name],
                 |r| r.get::<_, Option<String>>(0),
             )
             .optional()
@@ -63,7 +84,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records a failed push; what was last pushed stays the base.
+    /// Records a failed push; what was last pushed stays the base, unless it went to another
+    /// MX data set (the target was renamed), whose records are no base for this one.
     pub fn push_failed(
         &self,
         data_set: &str,
@@ -76,7 +98,8 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT(data_set) DO UPDATE SET mx_name = excluded.mx_name,
                    last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error,
-                   failures = failures + 1",
+                   failures = CASE WHEN mx_name = excluded.mx_name THEN failures + 1 ELSE 1 END,
+                   records = CASE WHEN mx_name = excluded.mx_name THEN records END",
                 params![data_set, mx_name, now(), error],
             )
             .map_err(self.sql("record push failure"))?;
@@ -107,5 +130,39 @@ impl Store {
             .collect()
         };
         read().map_err(self.sql("read push status"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_base_belongs_to_one_mx_data_set_and_failures_count_until_a_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("w.db")).unwrap();
+        assert_eq!(store.pushed_records("PTR", "MX A").unwrap(), None);
+
+        store.push_failed("PTR", "MX A", "503").unwrap();
+        store.push_failed("PTR", "MX A", "503").unwrap();
+        assert_eq!(store.push_statuses().unwrap()[0].failures, 2);
+
+        store
+            .push_succeeded("PTR", "MX A", r#"{"a":{}}"#, "full", 1)
+            .unwrap();
+        let s = &store.push_statuses().unwrap()[0];
+        assert_eq!((s.failures, s.last_error.as_deref()), (0, None));
+        assert_eq!(s.last_mode.as_deref(), Some("full"));
+        assert_eq!(
+            store.pushed_records("PTR", "MX A").unwrap().as_deref(),
+            Some(r#"{"a":{}}"#)
+        );
+        // Another target: no base, and the failures are its own.
+        assert_eq!(store.pushed_records("PTR", "MX B").unwrap(), None);
+        store.push_failed("PTR", "MX B", "IMP-10094").unwrap();
+        assert_eq!(store.push_statuses().unwrap()[0].failures, 1);
+        store.push_failed("PTR", "MX A", "503").unwrap();
+        assert_eq!(store.pushed_records("PTR", "MX A").unwrap(), None);
     }
 }

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
@@ -25,15 +24,62 @@ use crate::dataset::{DataSet, fold};
 use crate::outbound::{Endpoint, OutboundError};
 use crate::runtime::Warden;
 use crate::secret::{SecretError, SecretSource};
-use crate::store::StoreError;
+use crate::store::{PushStatus, StoreError};
+use crate::sync::service::Retry;
 
 /// Where the Open API lives on the MX.
 pub const API: &str = "/SecureSphere/api/v1";
-/// Imperva's code for "not logged in" (an expired or unknown session).
-pub const IMP_NOT_LOGGED_IN: &str = "IMP-10063";
-/// First retry delay after a failed push; doubles up to [`RETRY_MAX`].
-pub const RETRY_INITIAL: Duration = Duration::from_secs(1);
-pub const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// One push at a time in this process: the serve loop and a push requested over HTTP diff
+/// from the same stored base, so two at once would both send the same difference.
+static PUSHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An IMP error code from the MX; the documented ones by meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImpCode {
+    /// IMP-10063: no session, or it expired.
+    NotLoggedIn,
+    /// IMP-10094: no such data set.
+    NoSuchDataSet,
+    /// IMP-10095: a record names a column the data set lacks.
+    UnknownColumn,
+    /// IMP-10096: a record lacks the key column.
+    KeyMissing,
+    /// IMP-10097: a key is already present (or repeated in the request).
+    DuplicateKey,
+    /// Any other code, as sent.
+    Other(String),
+}
+
+impl ImpCode {
+    pub fn parse(code: &str) -> ImpCode {
+        match code {
+            "IMP-10063" => ImpCode::NotLoggedIn,
+            "IMP-10094" => ImpCode::NoSuchDataSet,
+            "IMP-10095" => ImpCode::UnknownColumn,
+            "IMP-10096" => ImpCode::KeyMissing,
+            "IMP-10097" => ImpCode::DuplicateKey,
+            other => ImpCode::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            ImpCode::NotLoggedIn => "IMP-10063",
+            ImpCode::NoSuchDataSet => "IMP-10094",
+            ImpCode::UnknownColumn => "IMP-10095",
+            ImpCode::KeyMissing => "IMP-10096",
+            ImpCode::DuplicateKey => "IMP-10097",
+            ImpCode::Other(code) => code,
+        }
+    }
+}
+
+impl std::fmt::Display for ImpCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Why talking to the MX failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +92,12 @@ pub enum MxError {
     Url { url: String, reason: String },
     #[error("MX: {0}")]
     Outbound(#[from] OutboundError),
-    #[error("the MX answered {status} to {method} {path}{}: {message}", imp_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    #[error("the MX answered {status} to {method} {path}{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Api {
         status: u16,
         method: Method,
         path: String,
-        imp_code: Option<String>,
+        code: Option<ImpCode>,
         message: String,
     },
     #[error(
@@ -69,6 +115,37 @@ pub enum MxError {
     NoSuchDataSet(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl MxError {
+    /// The IMP code the MX answered with, if it answered with one.
+    pub fn imp_code(&self) -> Option<&ImpCode> {
+        match self {
+            MxError::Api { code, .. } => code.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the MX refused records in a way that says its data set no longer holds what
+    /// warden last pushed (changed on the MX, or gone): a difference cannot be applied to it,
+    /// a full replace can.
+    pub fn means_drift(&self) -> bool {
+        matches!(
+            self.imp_code(),
+            Some(ImpCode::NoSuchDataSet | ImpCode::KeyMissing | ImpCode::DuplicateKey)
+        )
+    }
+
+    fn api(status: StatusCode, method: Method, path: &str, body: &[u8]) -> MxError {
+        let (code, message) = imp_error(body);
+        MxError::Api {
+            status: status.as_u16(),
+            method,
+            path: path.to_owned(),
+            code: code.as_deref().map(ImpCode::parse),
+            message,
+        }
+    }
 }
 
 /// An Open API client for one MX, holding its session.
@@ -164,14 +241,7 @@ impl MxClient {
             )
             .await?;
         if !status.is_success() {
-            let (imp_code, message) = imp_error(&body);
-            return Err(MxError::Api {
-                status: status.as_u16(),
-                method: Method::POST,
-                path: "/auth/session".into(),
-                imp_code,
-                message,
-            });
+            return Err(MxError::api(status, Method::POST, "/auth/session", &body));
         }
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| MxError::Protocol(format!("login answer is not JSON: {e}")))?;
@@ -211,21 +281,15 @@ impl MxClient {
                 return serde_json::from_slice(&answer)
                     .map_err(|e| MxError::Protocol(format!("{method} {path}: {e}")));
             }
-            let (imp_code, message) = imp_error(&answer);
+            let error = MxError::api(status, method.clone(), path, &answer);
             let expired = status == StatusCode::UNAUTHORIZED
-                || imp_code.as_deref() == Some(IMP_NOT_LOGGED_IN);
+                || error.imp_code() == Some(&ImpCode::NotLoggedIn);
             if expired && !renew {
                 tracing::info!(mx = %self.endpoint.url(), "MX session expired; logging in again");
                 renew = true;
                 continue;
             }
-            return Err(MxError::Api {
-                status: status.as_u16(),
-                method,
-                path: path.to_owned(),
-                imp_code,
-                message,
-            });
+            return Err(error);
         }
     }
 
@@ -270,6 +334,9 @@ pub struct PushPlan {
     /// Records an incremental push deletes.
     pub delete: usize,
     pub dry_run: bool,
+    /// In a dry run, the records that would be sent: `{"add": [...], "delete": [...]}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_send: Option<Value>,
     #[serde(skip)]
     add_records: Vec<Value>,
     #[serde(skip)]
@@ -306,24 +373,11 @@ pub fn plan(warden: &Warden, push: &ImpervaPush, full: bool) -> Result<PushPlan,
     let now = records_by_key(&set);
     let base: Option<BTreeMap<String, Value>> = warden
         .store()
-        .pushed_records(&push.data_set)?
+        .pushed_records(&push.data_set, &push.mx_name)?
         .and_then(|text| serde_json::from_str(&text).ok());
     let (mode, add_records, delete_records) = match base {
         Some(base) if !full => {
-            let mut add = Vec::new();
-            let mut delete = Vec::new();
-            for (key, record) in &base {
-                match now.get(key) {
-                    Some(current) if current == record => {}
-                    // Changed or gone: delete the old record (by key) first.
-                    _ => delete.push(json!({ key_column.clone(): record[&key_column] })),
-                }
-            }
-            for (key, record) in &now {
-                if base.get(key) != Some(record) {
-                    add.push(record.clone());
-                }
-            }
+            let (add, delete) = difference(&base, &now, &key_column);
             (Mode::Incremental, add, delete)
         }
         _ => (Mode::Full, now.values().cloned().collect(), Vec::new()),
@@ -336,6 +390,7 @@ pub fn plan(warden: &Warden, push: &ImpervaPush, full: bool) -> Result<PushPlan,
         add: add_records.len(),
         delete: delete_records.len(),
         dry_run: false,
+        would_send: None,
         add_records,
         delete_records,
         state: serde_json::to_string(&now).unwrap_or_else(|_| "{}".into()),
@@ -346,6 +401,27 @@ pub fn plan(warden: &Warden, push: &ImpervaPush, full: bool) -> Result<PushPlan,
             .collect(),
         case_sensitive: push.case_sensitive,
     })
+}
+
+/// What turns the MX's `base` records into `now`: records to add, and keys (as records of the
+/// key column alone) to delete first. A changed record is deleted and added again, because the
+/// Open API has no update.
+fn difference(
+    base: &BTreeMap<String, Value>,
+    now: &BTreeMap<String, Value>,
+    key_column: &str,
+) -> (Vec<Value>, Vec<Value>) {
+    let delete = base
+        .iter()
+        .filter(|(key, record)| now.get(*key) != Some(record))
+        .map(|(_, record)| json!({ key_column: record[key_column] }))
+        .collect();
+    let add = now
+        .iter()
+        .filter(|(key, record)| base.get(*key) != Some(record))
+        .map(|(_, record)| record.clone())
+        .collect();
+    (add, delete)
 }
 
 fn describe(columns: &[(String, bool)]) -> String {
@@ -475,10 +551,18 @@ pub async fn push_now(
         .imperva
         .clone()
         .ok_or(MxError::NotConfigured)?;
+    let _one_at_a_time = if dry_run {
+        None
+    } else {
+        Some(PUSHING.lock().await)
+    };
     let mut plans = Vec::new();
     for push in &config.pushes {
         let mut p = plan(warden, push, full)?;
-        p.dry_run = dry_run;
+        if dry_run {
+            p.dry_run = true;
+            p.would_send = Some(json!({ "add": p.add_records, "delete": p.delete_records }));
+        }
         plans.push(p);
     }
     if dry_run {
@@ -496,8 +580,29 @@ pub async fn push_now(
     result.map(|()| plans)
 }
 
+/// How pushing each configured data set is going, those never pushed included.
+pub fn status(warden: &Warden) -> Result<Vec<PushStatus>, MxError> {
+    let config = warden.config();
+    let Some(imperva) = &config.imperva else {
+        return Ok(Vec::new());
+    };
+    let stored = warden.store().push_statuses()?;
+    Ok(imperva
+        .pushes
+        .iter()
+        .map(|push| {
+            stored
+                .iter()
+                .find(|s| s.data_set == push.data_set && s.mx_name == push.mx_name)
+                .cloned()
+                .unwrap_or_else(|| PushStatus::never(&push.data_set, &push.mx_name))
+        })
+        .collect())
+}
+
 /// Pushes the configured data sets after every snapshot change until `shutdown`: a full
-/// replace first, then differences; failures back off and retry.
+/// replace first, then differences; failures back off and retry. A difference the MX refuses
+/// because its data set no longer holds what was last pushed is followed by a full replace.
 pub async fn push_loop(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>) {
     let Some(config) = warden.config().imperva.clone() else {
         return;
@@ -510,56 +615,68 @@ pub async fn push_loop(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>)
         }
     };
     let mut snapshots = warden.subscribe_snapshots();
+    // The data set each push last delivered; none means the next push is a full replace.
     let mut pushed: Vec<Option<Arc<DataSet>>> = vec![None; config.pushes.len()];
-    let mut delay = RETRY_INITIAL;
-    let mut retry_at: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
+    let mut retry = Retry::new();
+    retry.due_now();
     loop {
-        let due = async {
-            match retry_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = shutdown.changed() => break,
             changed = snapshots.changed() => if changed.is_err() { break },
-            () = due => {}
+            () = retry.due() => {}
         }
-        retry_at = None;
         let mut failed = false;
-        for (i, push) in config.pushes.iter().enumerate() {
+        for (push, last) in config.pushes.iter().zip(pushed.iter_mut()) {
             let current = warden.data_set(&push.data_set);
-            let unchanged = match (&pushed[i], &current) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                _ => false,
-            };
-            if unchanged {
+            if let (Some(a), Some(b)) = (&*last, &current)
+                && Arc::ptr_eq(a, b)
+            {
                 continue;
             }
-            let full = pushed[i].is_none();
-            let outcome = match tokio::task::block_in_place(|| plan(&warden, push, full)) {
-                Ok(p) => execute(&warden, &client, &p).await.map(|sent| (p, sent)),
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok((p, sent)) => {
-                    tracing::info!(data_set = %push.data_set, mode = p.mode.as_str(), sent, "pushed to the Imperva MX");
-                    pushed[i] = current;
-                }
+            match push_one(&warden, &client, push, last.is_none()).await {
+                Ok(()) => *last = current,
                 Err(e) => {
-                    tracing::warn!(data_set = %push.data_set, error = %e, retry_in = ?delay, "Imperva MX push failed");
+                    if e.means_drift() {
+                        *last = None;
+                    }
                     failed = true;
                 }
             }
         }
         if failed {
-            retry_at = Some(tokio::time::Instant::now() + delay);
-            delay = (delay * 2).min(RETRY_MAX);
+            let retry_in = retry.failed();
+            tracing::warn!(retry_in = ?retry_in, "Imperva MX push failed; retrying");
         } else {
-            delay = RETRY_INITIAL;
+            retry.succeeded();
         }
     }
     client.logout().await;
+}
+
+/// One push of the serve loop, logged.
+async fn push_one(
+    warden: &Warden,
+    client: &MxClient,
+    push: &ImpervaPush,
+    full: bool,
+) -> Result<(), MxError> {
+    let _one_at_a_time = PUSHING.lock().await;
+    let outcome = match tokio::task::block_in_place(|| plan(warden, push, full)) {
+        Ok(p) => execute(warden, client, &p).await.map(|sent| (p, sent)),
+        Err(e) => Err(e),
+    };
+    match &outcome {
+        Ok((p, sent)) => {
+            tracing::info!(data_set = %push.data_set, mode = p.mode.as_str(), sent, "pushed to the Imperva MX");
+        }
+        Err(e) if e.means_drift() => {
+            tracing::warn!(data_set = %push.data_set, error = %e, "the MX data set differs from what warden last pushed; replacing it whole next");
+        }
+        Err(e) => {
+            tracing::warn!(data_set = %push.data_set, error = %e, "Imperva MX push failed");
+        }
+    }
+    outcome.map(|_| ())
 }
 
 #[cfg(test)]
@@ -577,6 +694,57 @@ mod tests {
         let (code, msg) = imp_error(b"Service Unavailable");
         assert_eq!(code, None);
         assert_eq!(msg, "Service Unavailable");
+    }
+
+    #[test]
+    fn documented_imp_codes_are_typed_and_others_kept_as_sent() {
+        for (text, code) in [
+            ("IMP-10063", ImpCode::NotLoggedIn),
+            ("IMP-10094", ImpCode::NoSuchDataSet),
+            ("IMP-10095", ImpCode::UnknownColumn),
+            ("IMP-10096", ImpCode::KeyMissing),
+            ("IMP-10097", ImpCode::DuplicateKey),
+            ("IMP-12345", ImpCode::Other("IMP-12345".into())),
+        ] {
+            assert_eq!(ImpCode::parse(text), code);
+            assert_eq!(code.as_str(), text);
+        }
+        let refused = |body: &[u8]| MxError::api(StatusCode::BAD_REQUEST, Method::PUT, "/d", body);
+        let duplicate =
+            refused(br#"{"errors":[{"error-code":"IMP-10097","description":"duplicate key"}]}"#);
+        assert_eq!(duplicate.imp_code(), Some(&ImpCode::DuplicateKey));
+        assert!(duplicate.means_drift());
+        assert!(duplicate.to_string().contains("(IMP-10097): duplicate key"));
+        // An unknown column is a schema difference, which a full replace cannot mend.
+        let unknown = refused(br#"{"errors":[{"error-code":"IMP-10095","description":"x"}]}"#);
+        assert!(!unknown.means_drift());
+        assert!(!refused(b"Service Unavailable").means_drift());
+    }
+
+    #[test]
+    fn a_difference_deletes_gone_and_changed_records_and_adds_new_and_changed_ones() {
+        let records = |rows: &[(&str, &str)]| -> BTreeMap<String, Value> {
+            rows.iter()
+                .map(|(user, reason)| {
+                    (
+                        user.to_lowercase(),
+                        json!({ "user": user, "reason": reason }),
+                    )
+                })
+                .collect()
+        };
+        let base = records(&[("alice", "a"), ("bob", "b"), ("Carol", "c")]);
+        let now = records(&[("alice", "a"), ("carol", "c"), ("dave", "d")]);
+        let (add, delete) = difference(&base, &now, "user");
+        assert_eq!(delete, [json!({"user": "bob"}), json!({"user": "Carol"})]);
+        assert_eq!(
+            add,
+            [
+                json!({"user": "carol", "reason": "c"}),
+                json!({"user": "dave", "reason": "d"})
+            ]
+        );
+        assert_eq!(difference(&now, &now, "user"), (vec![], vec![]));
     }
 
     #[test]

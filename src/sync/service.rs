@@ -129,14 +129,14 @@ pub fn watched_dn(filter: &str) -> Option<String> {
 }
 
 /// When a loop retries a failed run: [`RETRY_INITIAL`] after the first failure, doubling up to
-/// [`RETRY_MAX`], forgotten after a success.
-struct Retry {
+/// [`RETRY_MAX`], forgotten after a success. Shared with the Imperva MX push loop.
+pub(super) struct Retry {
     delay: Duration,
     at: Option<tokio::time::Instant>,
 }
 
 impl Retry {
-    fn new() -> Retry {
+    pub(super) fn new() -> Retry {
         Retry {
             delay: RETRY_INITIAL,
             at: None,
@@ -144,19 +144,24 @@ impl Retry {
     }
 
     /// Resolves when a retry is due; never while none is scheduled.
-    async fn due(&self) {
+    pub(super) async fn due(&self) {
         match self.at {
             Some(t) => tokio::time::sleep_until(t).await,
             None => std::future::pending().await,
         }
     }
 
-    fn succeeded(&mut self) {
+    pub(super) fn succeeded(&mut self) {
         *self = Retry::new();
     }
 
+    /// Makes an attempt due at once (a first run), without touching the delay.
+    pub(super) fn due_now(&mut self) {
+        self.at = Some(tokio::time::Instant::now());
+    }
+
     /// Schedules the next retry; returns how long until it.
-    fn failed(&mut self) -> Duration {
+    pub(super) fn failed(&mut self) -> Duration {
         let delay = self.delay;
         self.at = Some(tokio::time::Instant::now() + delay);
         self.delay = (delay * 2).min(RETRY_MAX);
