@@ -645,7 +645,7 @@ pub async fn push_loop(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>)
         }
         if failed {
             let retry_in = retry.failed();
-            tracing::warn!(retry_in = ?retry_in, "Imperva MX push failed; retrying");
+            tracing::info!(retry_in = ?retry_in, "Imperva MX push to be retried");
         } else {
             retry.succeeded();
         }

@@ -1,10 +1,11 @@
 //! An in-process Imperva MX that follows the documented Open API (DESIGN.md "Imperva MX Open
 //! API"), over HTTPS with a test CA: Basic-auth login to a session id sent back as the
 //! cookie, data sets listed, created and described, records replaced, added, deleted and
-//! cleared, with Imperva's IMP error codes. Tests can expire every session, take the MX down
-//! (503) and read what it holds and every request it saw.
+//! cleared, with Imperva's IMP error codes. Tests can expire every session or make sessions
+//! short-lived, take the MX down (503), change a data set behind warden's back as an MX admin
+//! would, and read what it holds, every request it saw and every IMP code it answered.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -64,14 +65,23 @@ impl DataSet {
 pub struct State {
     pub username: String,
     pub password: String,
-    sessions: HashSet<String>,
+    /// Live sessions and the calls each has served.
+    sessions: HashMap<String, u32>,
+    /// Calls a session serves before it expires; unlimited when none.
+    session_calls: Option<u32>,
     next_session: u64,
     data_sets: BTreeMap<String, DataSet>,
     /// `METHOD path` of every request, in order.
     pub requests: Vec<String>,
+    /// The IMP code of every error answer, in order.
+    pub refusals: Vec<String>,
     /// Answer every request 503.
     pub down: bool,
 }
+
+/// The IMP code an answer carries, kept on the response for the request log.
+#[derive(Clone)]
+struct ImpAnswer(&'static str);
 
 pub struct FakeMx {
     pub addr: SocketAddr,
@@ -90,11 +100,13 @@ fn answer(status: StatusCode, body: Value) -> Answer {
     r
 }
 
-fn imp(status: StatusCode, code: &str, description: &str) -> Answer {
-    answer(
+fn imp(status: StatusCode, code: &'static str, description: &str) -> Answer {
+    let mut r = answer(
         status,
         json!({ "errors": [{ "error-code": code, "description": description }] }),
-    )
+    );
+    r.extensions_mut().insert(ImpAnswer(code));
+    r
 }
 
 fn decode(segment: &str) -> String {
@@ -186,6 +198,25 @@ impl FakeMx {
         self.state.lock().unwrap().sessions.clear();
     }
 
+    /// From now on a session expires after serving `calls` calls (None: never), so a push
+    /// of several calls meets an expiry part way through.
+    pub fn expire_sessions_after(&self, calls: Option<u32>) {
+        self.state.lock().unwrap().session_calls = calls;
+    }
+
+    /// Adds a record directly, as an MX admin would, behind warden's back.
+    pub fn insert(&self, name: &str, record: Value) {
+        let mut s = self.state.lock().unwrap();
+        let d = s.data_sets.get_mut(name).unwrap();
+        let key = d.check(&record).unwrap();
+        d.records.insert(key, record);
+    }
+
+    /// The IMP codes of every error answered so far, in order.
+    pub fn refusals(&self) -> Vec<String> {
+        self.state.lock().unwrap().refusals.clone()
+    }
+
     pub fn set_down(&self, down: bool) {
         self.state.lock().unwrap().down = down;
     }
@@ -242,6 +273,38 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Answer {
         .unwrap_or_default();
     let mut s = state.lock().unwrap();
     s.requests.push(format!("{method} {path}"));
+    let reply = route(&mut s, &method, &path, &query, auth, cookie, &body);
+    if let Some(ImpAnswer(code)) = reply.extensions().get::<ImpAnswer>() {
+        s.refusals.push((*code).to_owned());
+    }
+    reply
+}
+
+/// A live session for `cookie`, counting the call; an expired one is forgotten.
+fn use_session(s: &mut State, cookie: Option<&str>) -> bool {
+    let limit = s.session_calls;
+    let Some(served) = cookie.and_then(|c| s.sessions.get_mut(c)) else {
+        return false;
+    };
+    *served += 1;
+    if limit.is_some_and(|l| *served > l) {
+        if let Some(c) = cookie {
+            s.sessions.remove(c);
+        }
+        return false;
+    }
+    true
+}
+
+fn route(
+    s: &mut State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    auth: Option<String>,
+    cookie: Option<String>,
+    body: &[u8],
+) -> Answer {
     if s.down {
         return answer(StatusCode::SERVICE_UNAVAILABLE, json!({}));
     }
@@ -249,15 +312,15 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Answer {
         return imp(StatusCode::NOT_FOUND, "IMP-10001", "no such resource");
     };
     if route == "/auth/session" {
-        return session(&mut s, &method, auth.as_deref(), cookie.as_deref());
+        return session(s, method, auth.as_deref(), cookie.as_deref());
     }
-    if !cookie.as_ref().is_some_and(|c| s.sessions.contains(c)) {
+    if !use_session(s, cookie.as_deref()) {
         return imp(StatusCode::UNAUTHORIZED, "IMP-10063", "not logged in");
     }
     let body: Value = if body.is_empty() {
         Value::Null
     } else {
-        match serde_json::from_slice(&body) {
+        match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(_) => return imp(StatusCode::BAD_REQUEST, "IMP-10005", "body is not JSON"),
         }
@@ -268,12 +331,12 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Answer {
         .map(decode)
         .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    match (&method, parts.as_slice()) {
+    match (method, parts.as_slice()) {
         (&Method::GET, ["conf", "dataSets"]) => answer(
             StatusCode::OK,
             json!({ "data-sets": s.data_sets.keys().collect::<Vec<_>>() }),
         ),
-        (&Method::POST, ["conf", "dataSets", "createDataset"]) => create(&mut s, &query, &body),
+        (&Method::POST, ["conf", "dataSets", "createDataset"]) => create(s, query, &body),
         (&Method::GET, ["conf", "dataSets", name, "columns"]) => match s.data_sets.get(*name) {
             Some(d) => answer(
                 StatusCode::OK,
@@ -285,7 +348,7 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Answer {
             let Some(d) = s.data_sets.get_mut(*name) else {
                 return imp(StatusCode::NOT_FOUND, "IMP-10094", "no such data set");
             };
-            data(d, &method, &body)
+            data(d, method, &body)
         }
         _ => imp(StatusCode::NOT_FOUND, "IMP-10001", "no such resource"),
     }
@@ -303,7 +366,7 @@ fn session(s: &mut State, method: &Method, auth: Option<&str>, cookie: Option<&s
             }
             s.next_session += 1;
             let id = format!("JSESSIONID=fake{}", s.next_session);
-            s.sessions.insert(id.clone());
+            s.sessions.insert(id.clone(), 0);
             answer(StatusCode::OK, json!({ "session-id": id }))
         }
         Method::DELETE => {
@@ -371,7 +434,7 @@ fn data(d: &mut DataSet, method: &Method, body: &Value) -> Answer {
         }
         Ok(out)
     };
-    let refuse = |(code, msg): (&str, String)| imp(StatusCode::BAD_REQUEST, code, &msg);
+    let refuse = |(code, msg): (&'static str, String)| imp(StatusCode::BAD_REQUEST, code, &msg);
     match *method {
         Method::GET => answer(
             StatusCode::OK,

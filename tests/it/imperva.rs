@@ -1,7 +1,9 @@
 //! The Imperva MX push against the real binary and the in-process MX of `fake_mx`: created
 //! when missing, a full replace first and differences after, a new login when the session
-//! expires, backoff through an outage, dry runs that contact nothing, a column mismatch
-//! reported and never rebuilt, TLS verified, and the MX password nowhere.
+//! expires (between pushes and part way through one), doubling backoff through an outage,
+//! dry runs that contact nothing, an MX data set changed behind warden's back replaced whole,
+//! a column mismatch reported and never rebuilt, TLS verified, the config checked with key
+//! paths, and the MX password nowhere.
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,6 +35,15 @@ name = "{MX_NAME}"
 "#
         );
     std::fs::write(dir.join("warden.toml"), config).unwrap();
+}
+
+/// A test CA, an MX that uses it, and a config pushing to it, in a fresh directory.
+fn mx_and_config() -> (tempfile::TempDir, FakeMx) {
+    let tmp = tempfile::tempdir().unwrap();
+    make_certs(tmp.path());
+    let mx = FakeMx::start(tmp.path(), "warden", PASSWORD);
+    write_config(tmp.path(), &mx.url(), "");
+    (tmp, mx)
 }
 
 fn member(server: &Server, method: &str, principal: &str) {
@@ -72,10 +83,7 @@ fn wait_for(mx: &FakeMx, server: &Server, want: &[&str]) {
 
 #[test]
 fn the_mx_follows_the_list_full_first_then_differences() {
-    let tmp = tempfile::tempdir().unwrap();
-    make_certs(tmp.path());
-    let mx = FakeMx::start(tmp.path(), "warden", PASSWORD);
-    write_config(tmp.path(), &mx.url(), "");
+    let (tmp, mx) = mx_and_config();
     let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
 
     // Created with warden's columns, then replaced whole (empty).
@@ -125,11 +133,28 @@ fn the_mx_follows_the_list_full_first_then_differences() {
         "no new login after the session expired"
     );
 
-    // An outage: the failure shows in the status, then the retry converges.
+    // Sessions that expire every other call: a push (list, columns, add) meets the expiry
+    // part way through, logs in again and finishes.
+    mx.expire_sessions_after(Some(2));
+    let before = (logins(&mx), mx.refusals().len());
+    member(&server, "DELETE", "carol");
+    wait_for(&mx, &server, &["bob"]);
+    member(&server, "POST", "carol");
+    wait_for(&mx, &server, &["bob", "carol"]);
+    let expired = mx.refusals()[before.1..]
+        .iter()
+        .filter(|c| *c == "IMP-10063")
+        .count();
+    assert!(expired >= 1, "{:?}", mx.refusals());
+    assert!(logins(&mx) >= before.0 + expired, "{:?}", mx.requests());
+    mx.expire_sessions_after(None);
+
+    // An outage: the failures show in the status, retries back off doubling, then the
+    // retry converges.
     mx.set_down(true);
     member(&server, "POST", "dave");
     let failing = eventually(Duration::from_secs(30), || {
-        server.get("/v1/imperva").json()["pushes"][0]["failures"].as_i64() >= Some(1)
+        server.get("/v1/imperva").json()["pushes"][0]["failures"].as_i64() >= Some(3)
     });
     assert!(failing.is_some(), "{}", server.get("/v1/imperva").body);
     let status = server.get("/v1/imperva").json();
@@ -139,6 +164,19 @@ fn the_mx_follows_the_list_full_first_then_differences() {
             .unwrap()
             .contains("503"),
         "{status}"
+    );
+    let delays: Vec<String> = server
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "Imperva MX push to be retried")
+        .map(|l| l["fields"]["retry_in"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        delays.get(..3),
+        Some(&["500ms", "1s", "2s"].map(String::from)[..]),
+        "{}",
+        server.logs()
     );
     mx.set_down(false);
     wait_for(&mx, &server, &["bob", "carol", "dave"]);
@@ -154,6 +192,13 @@ fn the_mx_follows_the_list_full_first_then_differences() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["pushes"][0]["mode"], "full");
     assert_eq!(r.json()["pushes"][0]["add"], 3);
+    let would_add = &r.json()["pushes"][0]["would_send"]["add"];
+    assert_eq!(
+        would_add[2],
+        json!({ "user": "dave", "reason": "mx" }),
+        "{}",
+        r.body
+    );
     assert_eq!(mx.requests().len(), seen, "the dry run contacted the MX");
     let r = server.call(
         "POST",
@@ -181,12 +226,50 @@ fn the_mx_follows_the_list_full_first_then_differences() {
 }
 
 #[test]
+fn an_mx_data_set_changed_behind_warden_is_replaced_whole() {
+    let (tmp, mx) = mx_and_config();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    member(&server, "POST", "alice");
+    wait_for(&mx, &server, &["alice"]);
+
+    // An MX admin adds erin by hand; warden's difference (add erin) is refused as a
+    // duplicate, so the next attempt replaces the records whole.
+    mx.insert(MX_NAME, json!({ "user": "erin", "reason": "by hand" }));
+    member(&server, "POST", "erin");
+    let replaced = eventually(Duration::from_secs(30), || {
+        mx.records(MX_NAME).unwrap()[1]["reason"] == "mx"
+            && server.get("/v1/imperva").json()["pushes"][0]["failures"] == 0
+    });
+    assert!(
+        replaced.is_some(),
+        "{:?}\n{}\n{}",
+        mx.refusals(),
+        server.get("/v1/imperva").body,
+        server.logs()
+    );
+    assert_eq!(users(&mx), ["alice", "erin"]);
+    assert!(mx.refusals().iter().any(|c| c == "IMP-10097"));
+    assert_eq!(
+        server.get("/v1/imperva").json()["pushes"][0]["last_mode"],
+        "full"
+    );
+    assert!(
+        server.logs().contains("replacing it whole next"),
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
 fn a_column_mismatch_is_reported_and_the_mx_data_set_left_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    make_certs(tmp.path());
-    let mx = FakeMx::start(tmp.path(), "warden", PASSWORD);
+    let (tmp, mx) = mx_and_config();
     mx.create(MX_NAME, &[("user", true), ("department", false)]);
-    write_config(tmp.path(), &mx.url(), "");
+    // Configured but never pushed: listed, with nothing to say yet.
+    let mut c = warden_cmd(tmp.path());
+    c.args(["--config", "warden.toml", "imperva", "status"]);
+    let status: serde_json::Value = serde_json::from_str(&run(c).stdout).unwrap();
+    assert_eq!(status[0]["mx_name"], MX_NAME, "{status}");
+    assert_eq!(status[0]["last_push_at"], json!(null), "{status}");
     let mut c = warden_cmd(tmp.path());
     c.args(["--config", "warden.toml", "imperva", "push"]);
     let r = run(c);
@@ -238,4 +321,57 @@ fn plain_http_and_an_unknown_certificate_are_refused() {
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("TLS"), "{}", r.stderr);
     assert!(mx.requests().is_empty(), "{:?}", mx.requests());
+}
+
+#[test]
+fn the_imperva_section_is_checked_with_key_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = list_config("", r#""*""#)
+        + r#"
+[[data_sets]]
+name = "Apps"
+case_sensitive = true
+columns = [{ name = "app", key = true }]
+source = { type = "api" }
+
+[imperva]
+url = "http://mx.example:8083"
+username = "warden"
+password = "inline-Secr3t"
+
+[[imperva.data_sets]]
+data_set = "Suspicious Users"
+name = "PTR"
+
+[[imperva.data_sets]]
+data_set = "Apps"
+name = "PTR"
+
+[[imperva.data_sets]]
+data_set = "Apps"
+name = "Apps"
+case_sensitive = false
+
+[[imperva.data_sets]]
+data_set = "Missing"
+"#;
+    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+    let mut c = warden_cmd(tmp.path());
+    c.args(["check-config", "warden.toml"]);
+    let r = run(c);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    for expected in [
+        "imperva.url",
+        "imperva.password",
+        "imperva.data_sets[1].name",
+        "imperva.data_sets[2].case_sensitive",
+        "imperva.data_sets[3].data_set",
+    ] {
+        assert!(
+            r.stderr.contains(&format!("{expected} (line")),
+            "missing {expected} in:\n{}",
+            r.stderr
+        );
+    }
+    assert!(!r.stderr.contains("inline-Secr3t"), "{}", r.stderr);
 }
