@@ -63,6 +63,7 @@ pub async fn push(call: &Call<'_>) -> Result<Response, Problem> {
         Err(MxError::NotConfigured) => Err(Problem::conflict(
             "no [imperva] section in the configuration; nothing to push to",
         )),
+        Err(e @ MxError::NotLoaded(_)) => Err(Problem::conflict(e.to_string())),
         Err(e) => {
             call.audit(
                 "imperva.push",

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::config::{ImpervaConfig, ImpervaPush};
+use crate::config::{ImpervaConfig, ImpervaPush, Source};
 use crate::dataset::{DataSet, fold};
 use crate::outbound::{Endpoint, OutboundError};
 use crate::runtime::Warden;
@@ -29,6 +29,9 @@ use crate::sync::service::Retry;
 
 /// Where the Open API lives on the MX.
 pub const API: &str = "/SecureSphere/api/v1";
+
+/// How often the serve loop looks again at a data set that has not been loaded yet.
+const NOT_LOADED_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One push at a time in this process: the serve loop and a push requested over HTTP diff
 /// from the same stored base, so two at once would both send the same difference.
@@ -113,6 +116,11 @@ pub enum MxError {
     Protocol(String),
     #[error("no data set named {0:?}")]
     NoSuchDataSet(String),
+    #[error(
+        "data set {0:?} has not been loaded yet (no last good rows); pushing it would empty \
+         the MX data set"
+    )]
+    NotLoaded(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -363,8 +371,28 @@ fn records_by_key(set: &DataSet) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// Whether a data set has rows to push. A directory or API data set that has never been
+/// loaded is an empty placeholder: a full replace with it would empty the MX data set (fail
+/// open, say while the directory is down on a fresh install), so it waits for its first load.
+fn loaded(warden: &Warden, name: &str) -> Result<bool, MxError> {
+    let config = warden.config();
+    let source = config
+        .data_sets
+        .iter()
+        .find(|d| d.name == name)
+        .map(|d| &d.source);
+    match source {
+        None => Err(MxError::NoSuchDataSet(name.to_owned())),
+        Some(Source::Ldap(_) | Source::Api) => Ok(warden.store().rows_generation(name)?.is_some()),
+        Some(Source::List { .. } | Source::Static { .. }) => Ok(true),
+    }
+}
+
 /// Plans a push of `push` from what the store says was last pushed.
 pub fn plan(warden: &Warden, push: &ImpervaPush, full: bool) -> Result<PushPlan, MxError> {
+    if !loaded(warden, &push.data_set)? {
+        return Err(MxError::NotLoaded(push.data_set.clone()));
+    }
     let set = warden
         .data_set(&push.data_set)
         .ok_or_else(|| MxError::NoSuchDataSet(push.data_set.clone()))?;
@@ -625,7 +653,7 @@ pub async fn push_loop(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>)
             changed = snapshots.changed() => if changed.is_err() { break },
             () = retry.due() => {}
         }
-        let mut failed = false;
+        let (mut failed, mut waiting) = (false, false);
         for (push, last) in config.pushes.iter().zip(pushed.iter_mut()) {
             let current = warden.data_set(&push.data_set);
             if let (Some(a), Some(b)) = (&*last, &current)
@@ -635,6 +663,7 @@ pub async fn push_loop(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>)
             }
             match push_one(&warden, &client, push, last.is_none()).await {
                 Ok(()) => *last = current,
+                Err(MxError::NotLoaded(_)) => waiting = true,
                 Err(e) => {
                     if e.means_drift() {
                         *last = None;
@@ -648,6 +677,10 @@ pub async fn push_loop(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>)
             tracing::info!(retry_in = ?retry_in, "Imperva MX push to be retried");
         } else {
             retry.succeeded();
+            // A first load that finds no rows publishes no new snapshot: look again later.
+            if waiting {
+                retry.due_in(NOT_LOADED_RECHECK);
+            }
         }
     }
     client.logout().await;
@@ -668,6 +701,9 @@ async fn push_one(
     match &outcome {
         Ok((p, sent)) => {
             tracing::info!(data_set = %push.data_set, mode = p.mode.as_str(), sent, "pushed to the Imperva MX");
+        }
+        Err(e @ MxError::NotLoaded(_)) => {
+            tracing::info!(data_set = %push.data_set, "{e}; waiting for its first load");
         }
         Err(e) if e.means_drift() => {
             tracing::warn!(data_set = %push.data_set, error = %e, "the MX data set differs from what warden last pushed; replacing it whole next");

@@ -157,7 +157,12 @@ impl Retry {
 
     /// Makes an attempt due at once (a first run), without touching the delay.
     pub(super) fn due_now(&mut self) {
-        self.at = Some(tokio::time::Instant::now());
+        self.due_in(Duration::ZERO);
+    }
+
+    /// Makes an attempt due after `wait` (not a failure: the delay stays as it is).
+    pub(super) fn due_in(&mut self, wait: Duration) {
+        self.at = Some(tokio::time::Instant::now() + wait);
     }
 
     /// Schedules the next retry; returns how long until it.

@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::fake_mx::FakeMx;
-use crate::support::{Server, eventually, list_config, make_certs, run, start_warden, warden_cmd};
+use crate::support::{
+    HttpResponse, Server, eventually, list_config, make_certs, run, start_warden, warden_cmd,
+};
 
 const PASSWORD: &str = "mx-Secr3t-do-not-leak";
 const MX_NAME: &str = "PTR Suspicious Users";
@@ -60,6 +62,12 @@ fn member(server: &Server, method: &str, principal: &str) {
     };
     let r = server.call(method, &path, server.admin_key.as_deref(), body.as_bytes());
     assert!(r.status < 300, "{}", r.body);
+}
+
+/// `POST /v1/imperva/push?{query}` with the admin key.
+fn push(server: &Server, query: &str) -> HttpResponse {
+    let path = format!("/v1/imperva/push?{query}");
+    server.call("POST", &path, server.admin_key.as_deref(), b"")
 }
 
 fn users(mx: &FakeMx) -> Vec<String> {
@@ -183,12 +191,7 @@ fn the_mx_follows_the_list_full_first_then_differences() {
 
     // A dry run says what would go and contacts nothing; a full push replaces.
     let seen = mx.requests().len();
-    let r = server.call(
-        "POST",
-        "/v1/imperva/push?dry_run=true&full=true",
-        server.admin_key.as_deref(),
-        b"",
-    );
+    let r = push(&server, "dry_run=true&full=true");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["pushes"][0]["mode"], "full");
     assert_eq!(r.json()["pushes"][0]["add"], 3);
@@ -200,12 +203,7 @@ fn the_mx_follows_the_list_full_first_then_differences() {
         r.body
     );
     assert_eq!(mx.requests().len(), seen, "the dry run contacted the MX");
-    let r = server.call(
-        "POST",
-        "/v1/imperva/push?full=true",
-        server.admin_key.as_deref(),
-        b"",
-    );
+    let r = push(&server, "full=true");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(users(&mx), ["bob", "carol", "dave"]);
 
@@ -258,6 +256,59 @@ fn an_mx_data_set_changed_behind_warden_is_replaced_whole() {
         "{}",
         server.logs()
     );
+}
+
+#[test]
+fn a_data_set_never_loaded_does_not_empty_the_mx_data_set() {
+    let (tmp, mx) = mx_and_config();
+    // Push an `api` data set instead, which has no rows until something writes them.
+    let config = std::fs::read_to_string(tmp.path().join("warden.toml"))
+        .unwrap()
+        .replace(
+            &format!("data_set = \"Suspicious Users\"\nname = \"{MX_NAME}\""),
+            "data_set = \"Apps\"\nname = \"Apps\"",
+        )
+        + r#"
+[[data_sets]]
+name = "Apps"
+case_sensitive = false
+columns = [{ name = "app", key = true }]
+source = { type = "api" }
+"#;
+    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+    mx.create("Apps", &[("app", true)]);
+    mx.insert("Apps", json!({ "app": "filled-before-warden" }));
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+
+    let waited = eventually(Duration::from_secs(30), || {
+        server.logs().contains("waiting for its first load")
+    });
+    assert!(waited.is_some(), "{}", server.logs());
+    let r = push(&server, "full=true");
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("not been loaded"), "{}", r.body);
+    assert_eq!(
+        mx.records("Apps").unwrap(),
+        [json!({ "app": "filled-before-warden" })]
+    );
+    assert!(
+        !mx.requests().iter().any(|r| r.ends_with("/data")),
+        "{:?}",
+        mx.requests()
+    );
+
+    // Its first load is pushed whole.
+    let r = server.call(
+        "POST",
+        "/v1/data-sets/Apps/data",
+        server.admin_key.as_deref(),
+        br#"{"records":[{"app":"toad"}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pushed = eventually(Duration::from_secs(30), || {
+        mx.records("Apps").unwrap() == [json!({ "app": "toad" })]
+    });
+    assert!(pushed.is_some(), "{:?}\n{}", mx.requests(), server.logs());
 }
 
 #[test]
