@@ -129,6 +129,9 @@ impl CompiledCriterion {
 pub struct CompiledPolicy {
     policy: Policy,
     criteria: Vec<CompiledCriterion>,
+    /// This policy's entry in a decision's `matched` array, rendered once at build time so an
+    /// answer copies bytes instead of escaping the name per decision.
+    rendered: Box<[u8]>,
 }
 
 impl CompiledPolicy {
@@ -212,9 +215,12 @@ impl Snapshot {
                     index: cache.get(data_set, columns),
                 });
             }
+            let mut rendered = Vec::new();
+            render_match(Some(policy), policy.action, policy.severity, &mut rendered);
             compiled.push(CompiledPolicy {
                 policy: policy.clone(),
                 criteria,
+                rendered: rendered.into_boxed_slice(),
             });
         }
         cache.retain(&data_sets);
@@ -315,22 +321,34 @@ impl Snapshot {
             if n > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(b"{\"policy\":");
-            let policy = self.policy(m);
-            json_string(policy.map_or("", |p| &p.name), out);
-            out.extend_from_slice(b",\"action\":\"");
-            out.extend_from_slice(m.action.as_str().as_bytes());
-            out.extend_from_slice(b"\",\"severity\":\"");
-            out.extend_from_slice(m.severity.as_str().as_bytes());
-            out.extend_from_slice(b"\",\"followed_action\":");
-            match policy.and_then(|p| p.followed_action.as_deref()) {
-                Some(a) => json_string(a, out),
-                None => out.extend_from_slice(b"null"),
+            match self.policies.get(m.policy as usize) {
+                // A match carries its own policy's action and severity, as rendered at build.
+                Some(p) if p.policy.action == m.action && p.policy.severity == m.severity => {
+                    out.extend_from_slice(&p.rendered);
+                }
+                p => render_match(p.map(|p| &p.policy), m.action, m.severity, out),
             }
-            out.push(b'}');
         }
         out.extend_from_slice(b"]}");
     }
+}
+
+/// One entry of a decision's `matched` array:
+/// `{"policy":…,"action":…,"severity":…,"followed_action":…}`.
+/// A match whose policy is not in the snapshot renders with an empty name.
+fn render_match(policy: Option<&Policy>, action: Action, severity: Severity, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"policy\":");
+    json_string(policy.map_or("", |p| &p.name), out);
+    out.extend_from_slice(b",\"action\":\"");
+    out.extend_from_slice(action.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"severity\":\"");
+    out.extend_from_slice(severity.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"followed_action\":");
+    match policy.and_then(|p| p.followed_action.as_deref()) {
+        Some(a) => json_string(a, out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
 }
 
 fn search_columns(
@@ -572,6 +590,46 @@ mod tests {
         let d = engine.decide(&Request::new("orders").db_user("corp\\bob"));
         assert_eq!(d.outcome, Outcome::Allow);
         assert!(d.matched.is_empty());
+    }
+
+    #[test]
+    fn rendered_matches_escape_names_and_carry_followed_actions() {
+        let mut cache = IndexCache::default();
+        let mut quoted = policy(
+            "Block \"bad\"\\users",
+            Action::Block,
+            Operation::AtLeastOne,
+            &["*"],
+        );
+        quoted.followed_action = Some("page \"soc\"".into());
+        let audit = policy("audit", Action::None, Operation::AtLeastOne, &["*"]);
+        let snap =
+            Snapshot::build(&[quoted, audit], vec![users(&["corp\\alice"])], &mut cache).unwrap();
+        let d = snap.decide(&Request::new("orders").db_user("corp\\alice"));
+        let mut out = Vec::new();
+        snap.render_decision(&d, &mut out);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "decision": "block",
+                "snapshot_version": 0,
+                "matched": [
+                    {"policy": "Block \"bad\"\\users", "action": "block", "severity": "high",
+                     "followed_action": "page \"soc\""},
+                    {"policy": "audit", "action": "none", "severity": "high",
+                     "followed_action": null},
+                ],
+            })
+        );
+        // A match from another snapshot (no such policy here) still renders, nameless.
+        let mut foreign = d.clone();
+        foreign.matched[0].policy = 7;
+        let mut out = Vec::new();
+        snap.render_decision(&foreign, &mut out);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["matched"][0]["policy"], "");
+        assert_eq!(json["matched"][0]["action"], "block");
     }
 
     #[test]

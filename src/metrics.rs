@@ -1,7 +1,8 @@
 //! Counters and a latency histogram for `/metrics`, in Prometheus text format.
 //!
-//! Recording is a relaxed atomic add (plus a sharded map lookup for labelled series), cheap
-//! enough for the decision path. Gauges that describe state — data-set rows, refresh age, held
+//! Recording is a relaxed atomic add, cheap enough for the decision path: outcomes are two
+//! fixed counters, and a matched policy's series is found by its name in a sharded map hashed
+//! with foldhash (no allocation once the policy has a series, no SipHash per decision). Gauges that describe state — data-set rows, refresh age, held
 //! refreshes — are not stored here: the gateway reads them from the snapshot and the store when
 //! `/metrics` is scraped, so they cannot drift from the truth.
 
@@ -10,6 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
+
+use crate::engine::Outcome;
+use crate::policy::Action;
 
 /// Upper bounds of the decision-latency histogram, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -26,20 +30,26 @@ struct Histogram {
 /// Process-wide counters.
 #[derive(Default)]
 pub struct Metrics {
-    decisions: DashMap<&'static str, AtomicU64>,
-    /// Per policy name, matches by action (`block`, `none`): looked up by `&str`, so a
-    /// decision that matches allocates nothing once the policy has a series.
-    policy_matches: DashMap<String, [AtomicU64; 2]>,
+    /// Decisions by outcome: `[allow, block]`.
+    decisions: [AtomicU64; 2],
+    /// Per policy name, matches by action `[block, none]`: looked up by `&str`, so a decision
+    /// that matches allocates nothing once the policy has a series.
+    policy_matches: DashMap<Box<str>, [AtomicU64; 2], foldhash::fast::RandomState>,
     followed: DashMap<(&'static str, &'static str), AtomicU64>,
     followed_dropped: AtomicU64,
     latency: Histogram,
-    http: DashMap<(&'static str, u16), AtomicU64>,
+    /// Bumped on every response, so hashed with foldhash too.
+    http: DashMap<(&'static str, u16), AtomicU64, foldhash::fast::RandomState>,
     refresh_failures: DashMap<String, AtomicU64>,
     sync_failures: DashMap<String, AtomicU64>,
     last_refresh_ms: DashMap<String, AtomicU64>,
 }
 
-fn bump<K: std::hash::Hash + Eq>(map: &DashMap<K, AtomicU64>, key: K, by: u64) {
+fn bump<K, S>(map: &DashMap<K, AtomicU64, S>, key: K, by: u64)
+where
+    K: std::hash::Hash + Eq,
+    S: std::hash::BuildHasher + Clone,
+{
     if let Some(c) = map.get(&key) {
         c.fetch_add(by, Ordering::Relaxed);
         return;
@@ -51,11 +61,11 @@ impl Metrics {
     /// One decision: its outcome, how long it took, and every policy it matched.
     pub fn decision<'p>(
         &self,
-        outcome: &'static str,
+        outcome: Outcome,
         took: Duration,
-        matched: impl Iterator<Item = (&'p str, &'static str)>,
+        matched: impl Iterator<Item = (&'p str, Action)>,
     ) {
-        bump(&self.decisions, outcome, 1);
+        self.decisions[outcome_slot(outcome)].fetch_add(1, Ordering::Relaxed);
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let secs = took.as_secs_f64();
         if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
@@ -64,11 +74,11 @@ impl Metrics {
         self.latency.count.fetch_add(1, Ordering::Relaxed);
         self.latency.sum_ns.fetch_add(ns, Ordering::Relaxed);
         for (policy, action) in matched {
-            let slot = usize::from(action != "block");
+            let slot = action_slot(action);
             if let Some(c) = self.policy_matches.get(policy) {
                 c[slot].fetch_add(1, Ordering::Relaxed);
             } else {
-                self.policy_matches.entry(policy.to_owned()).or_default()[slot]
+                self.policy_matches.entry(policy.into()).or_default()[slot]
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -121,8 +131,12 @@ impl Metrics {
             "counter",
             "Decisions by outcome.",
         );
-        for e in sorted(&self.decisions, |k| format!("outcome=\"{k}\"")) {
-            line(out, "warden_decisions_total", &e.0, e.1);
+        for outcome in [Outcome::Allow, Outcome::Block] {
+            let n = self.decisions[outcome_slot(outcome)].load(Ordering::Relaxed);
+            if n > 0 {
+                let labels = format!("outcome=\"{}\"", outcome.as_str());
+                line(out, "warden_decisions_total", &labels, n);
+            }
         }
         family(
             out,
@@ -135,10 +149,10 @@ impl Metrics {
             .iter()
             .flat_map(|e| {
                 let p = label(e.key());
-                [("block", 0), ("none", 1)].map(|(a, i)| {
+                [Action::Block, Action::None].map(|a| {
                     (
-                        format!("policy=\"{p}\",action=\"{a}\""),
-                        e.value()[i].load(Ordering::Relaxed),
+                        format!("policy=\"{p}\",action=\"{}\"", a.as_str()),
+                        e.value()[action_slot(a)].load(Ordering::Relaxed),
                     )
                 })
             })
@@ -219,6 +233,20 @@ impl Metrics {
     }
 }
 
+fn outcome_slot(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Allow => 0,
+        Outcome::Block => 1,
+    }
+}
+
+fn action_slot(action: Action) -> usize {
+    match action {
+        Action::Block => 0,
+        Action::None => 1,
+    }
+}
+
 /// Writes the `# HELP` and `# TYPE` lines of a metric family.
 pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -240,10 +268,11 @@ pub fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn sorted<K: std::hash::Hash + Eq>(
-    map: &DashMap<K, AtomicU64>,
-    labels: impl Fn(&K) -> String,
-) -> Vec<(String, u64)> {
+fn sorted<K, S>(map: &DashMap<K, AtomicU64, S>, labels: impl Fn(&K) -> String) -> Vec<(String, u64)>
+where
+    K: std::hash::Hash + Eq,
+    S: std::hash::BuildHasher + Clone,
+{
     let mut v: Vec<(String, u64)> = map
         .iter()
         .map(|e| (labels(e.key()), e.value().load(Ordering::Relaxed)))
@@ -260,11 +289,11 @@ mod tests {
     fn renders_prometheus_text() {
         let m = Metrics::default();
         m.decision(
-            "block",
+            Outcome::Block,
             Duration::from_nanos(300),
-            [("Block \"bad\" users", "block")].into_iter(),
+            [("Block \"bad\" users", Action::Block)].into_iter(),
         );
-        m.decision("allow", Duration::from_micros(3), std::iter::empty());
+        m.decision(Outcome::Allow, Duration::from_micros(3), std::iter::empty());
         m.http("/v1/decision", 200);
         m.refresh_failed("PTR");
         let mut out = String::new();
@@ -273,6 +302,7 @@ mod tests {
             out.contains("warden_decisions_total{outcome=\"block\"} 1"),
             "{out}"
         );
+        assert!(out.contains("warden_decisions_total{outcome=\"allow\"} 1"));
         assert!(out.contains(
             "warden_policy_matches_total{policy=\"Block \\\"bad\\\" users\",action=\"block\"} 1"
         ));

@@ -28,13 +28,11 @@ fn record(
         warden.actions().offer(warden, snapshot, request, d);
     }
     warden.metrics().decision(
-        d.outcome.as_str(),
+        d.outcome,
         took,
-        d.matched.iter().filter_map(|m| {
-            snapshot
-                .policy(m)
-                .map(|p| (p.name.as_str(), m.action.as_str()))
-        }),
+        d.matched
+            .iter()
+            .filter_map(|m| snapshot.policy(m).map(|p| (p.name.as_str(), m.action))),
     );
 }
 
