@@ -458,9 +458,15 @@ pub enum Published {
 }
 
 /// Holds the current snapshot. Readers never lock; publishers serialize among themselves.
+///
+/// Readers never free a snapshot either: a reader still holding the previous snapshot when a
+/// new one is published would otherwise drop the last reference and pay for freeing it (a
+/// million rows and their index) inside a decision. The publisher keeps each replaced
+/// snapshot until no reader holds it and frees it itself, at that or a later publish.
 pub struct Engine {
     current: ArcSwap<Snapshot>,
-    publish: Mutex<()>,
+    /// Replaced snapshots some reader still held when they were replaced.
+    publish: Mutex<Vec<Arc<Snapshot>>>,
 }
 
 impl Default for Engine {
@@ -474,7 +480,7 @@ impl Engine {
     pub fn new() -> Engine {
         Engine {
             current: ArcSwap::from_pointee(Snapshot::empty()),
-            publish: Mutex::new(()),
+            publish: Mutex::new(Vec::new()),
         }
     }
 
@@ -496,8 +502,9 @@ impl Engine {
 
     /// Publishes `snapshot` as the next version unless its content equals the current one.
     pub fn publish(&self, mut snapshot: Snapshot) -> Published {
-        // A poisoned lock only means another publisher panicked; the data it guards is ().
-        let _serial = self
+        // A poisoned lock only means another publisher panicked mid-publish; the retired list
+        // it guards is still a list of snapshots to free.
+        let mut retired = self
             .publish
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -507,7 +514,11 @@ impl Engine {
         }
         snapshot.version = current.version + 1;
         let version = snapshot.version;
-        self.current.store(Arc::new(snapshot));
+        drop(current);
+        let replaced = self.current.swap(Arc::new(snapshot));
+        retired.push(replaced);
+        // Free (here, on the publisher) every replaced snapshot no reader holds any more.
+        retired.retain(|s| Arc::strong_count(s) > 1);
         Published::Swapped(version)
     }
 
@@ -565,16 +576,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn block_names_policy_and_version() {
-        let engine = Engine::new();
-        let mut cache = IndexCache::default();
-        let policies = vec![policy(
+    /// One policy blocking the data set's members on every service.
+    fn block_everywhere() -> Vec<Policy> {
+        vec![policy(
             "block",
             Action::Block,
             Operation::AtLeastOne,
             &["*"],
-        )];
+        )]
+    }
+
+    #[test]
+    fn a_reader_never_frees_the_snapshot_it_held() {
+        let engine = Engine::new();
+        let mut cache = IndexCache::default();
+        let policies = block_everywhere();
+        let publish = |names: &[&str], cache: &mut IndexCache| {
+            let set = users(names);
+            let weak = Arc::downgrade(&set);
+            engine.publish(Snapshot::build(&policies, vec![set], cache).unwrap());
+            weak
+        };
+        let first = publish(&["corp\\alice"], &mut cache);
+        let held = engine.load();
+        let second = publish(&["corp\\bob"], &mut cache);
+        // The reader's snapshot was replaced while held: dropping the guard must not free it.
+        drop(held);
+        assert!(first.upgrade().is_some(), "the reader freed the snapshot");
+        // The next publish frees it on the publisher, as it does a snapshot no one held.
+        publish(&["corp\\carol"], &mut cache);
+        assert!(first.upgrade().is_none());
+        assert!(second.upgrade().is_none());
+        assert_eq!(
+            engine
+                .decide(&Request::new("orders").db_user("corp\\carol"))
+                .outcome,
+            Outcome::Block
+        );
+    }
+
+    #[test]
+    fn block_names_policy_and_version() {
+        let engine = Engine::new();
+        let mut cache = IndexCache::default();
+        let policies = block_everywhere();
         let snap = Snapshot::build(&policies, vec![users(&["corp\\alice"])], &mut cache).unwrap();
         assert_eq!(engine.publish(snap), Published::Swapped(1));
         let d = engine.decide(&Request::new("orders").db_user("CORP\\Alice"));
