@@ -25,9 +25,7 @@ use criterion::{
 use serde::Serialize;
 use warden::engine::{Decision, Engine, IndexCache, Request, Snapshot};
 
-use common::{SERVICE, cycled, member, query, query_indexes};
-
-const SIZES: [(usize, &str); 3] = [(1_000, "1k"), (100_000, "100k"), (1_000_000, "1M")];
+use common::{SERVICE, cycled, member, query};
 
 /// `decide` vs `HashSet::contains`, per member count, for hits and misses.
 ///
@@ -42,22 +40,14 @@ const SIZES: [(usize, &str); 3] = [(1_000, "1k"), (100_000, "100k"), (1_000_000,
 /// - `hashset_to_lowercase_contains`: the same set asked with the mixed-case query after
 ///   `str::to_lowercase` — what a `HashSet` caller needs to give warden's answer.
 fn lookup(c: &mut Criterion) {
-    for (n, label) in SIZES {
+    for (n, label) in common::SIZES {
         let snapshot = common::snapshot_of(n);
-        let set: HashSet<Box<str>> = (0..n).map(|i| member(i).into_boxed_str()).collect();
+        let set = common::member_set(n);
         for hits in [true, false] {
             let kind = if hits { "hit" } else { "miss" };
-            let idx = query_indexes(n, hits, 0x5eed ^ n as u64);
-            let mixed: Vec<String> = idx.iter().map(|&i| query(i)).collect();
-            let lower: Vec<String> = idx.iter().map(|&i| member(i)).collect();
-            let mixed_requests: Vec<Request<'_>> = mixed
-                .iter()
-                .map(|q| Request::new(SERVICE).db_user(q))
-                .collect();
-            let lower_requests: Vec<Request<'_>> = lower
-                .iter()
-                .map(|q| Request::new(SERVICE).db_user(q))
-                .collect();
+            let (mixed, lower) = common::queries(n, hits, 0x5eed ^ n as u64);
+            let mixed_requests = common::requests(&mixed);
+            let lower_requests = common::requests(&lower);
             // The fixtures answer what they should before anything is timed.
             let expected = if hits { "block" } else { "allow" };
             assert_eq!(

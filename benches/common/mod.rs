@@ -16,6 +16,14 @@ pub const POLICY: &str = "Block suspicious users";
 /// The service every request names (the policy applies to `*`).
 pub const SERVICE: &str = "orders";
 
+/// Member counts every lookup bench runs at.
+pub const SIZES: [(usize, &str); 3] = [(1_000, "1k"), (100_000, "100k"), (1_000_000, "1M")];
+
+/// The bare floor: std's `HashSet<Box<str>>` (SipHash) of the `n` members, lowercase.
+pub fn member_set(n: usize) -> std::collections::HashSet<Box<str>> {
+    (0..n).map(|i| member(i).into_boxed_str()).collect()
+}
+
 /// Member `i` as stored: a `list`-source principal, `corp\user<i>`.
 pub fn member(i: usize) -> String {
     format!("corp\\user{i}")
@@ -69,6 +77,24 @@ pub fn query_indexes(n: usize, hits: bool, seed: u64) -> Vec<usize> {
             let i = rng.below(n);
             if hits { i } else { n + i }
         })
+        .collect()
+}
+
+/// The same [`QUERIES`] members (or non-members) as a proxy sends them (mixed case) and as
+/// stored (lowercase), and the mixed-case ones as decision requests are built from them.
+pub fn queries(n: usize, hits: bool, seed: u64) -> (Vec<String>, Vec<String>) {
+    let idx = query_indexes(n, hits, seed);
+    (
+        idx.iter().map(|&i| query(i)).collect(),
+        idx.iter().map(|&i| member(i)).collect(),
+    )
+}
+
+/// One request per query, for the one service every policy applies to.
+pub fn requests(queries: &[String]) -> Vec<warden::engine::Request<'_>> {
+    queries
+        .iter()
+        .map(|q| warden::engine::Request::new(SERVICE).db_user(q))
         .collect()
 }
 
