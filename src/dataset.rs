@@ -551,13 +551,48 @@ fn hash_ascii_lowered(hasher: &foldhash::fast::FixedState, value: &[u8]) -> Opti
     (high & (0x80 * LANES) == 0).then(|| h.finish())
 }
 
-/// Whether `stored` (folded) equals ASCII `value` lowered.
+/// Whether `stored` (folded) equals ASCII `value` lowered: whole words, then the last eight
+/// bytes again (overlapping) when the length is not a multiple of eight.
 #[inline]
 fn eq_ascii_lowered(stored: &[u8], value: &[u8]) -> bool {
-    stored.len() == value.len()
-        && words(stored)
-            .zip(words(value))
-            .all(|(s, v)| s == lower_ascii_word(v))
+    if stored.len() != value.len() {
+        return false;
+    }
+    let (stored_words, stored_tail) = stored.as_chunks::<8>();
+    let (value_words, value_tail) = value.as_chunks::<8>();
+    let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
+    if !stored_words
+        .iter()
+        .zip(value_words)
+        .all(|(s, v)| word(s) == lower_ascii_word(word(v)))
+    {
+        return false;
+    }
+    if stored_tail.is_empty() {
+        return true;
+    }
+    match (stored.last_chunk::<8>(), value.last_chunk::<8>()) {
+        (Some(s), Some(v)) => word(s) == lower_ascii_word(word(v)),
+        _ => stored_tail
+            .iter()
+            .zip(value_tail)
+            .all(|(s, v)| *s == v.to_ascii_lowercase()),
+    }
+}
+
+/// The value at `at` if it is `len` bytes long. Below 128 bytes (nearly every principal) the
+/// length prefix is the one byte `len`, so a probe that lands on a value of another length
+/// stops at that byte, and a match needs no varint decoding.
+#[inline]
+fn value_of_len(arena: &[u8], at: u32, len: usize) -> Option<&[u8]> {
+    let start = at as usize;
+    if len < 0x80 {
+        if usize::from(*arena.get(start)?) != len {
+            return None;
+        }
+        return arena.get(start + 1..start + 1 + len);
+    }
+    Some(value_at(arena, at)).filter(|v| v.len() == len)
 }
 
 /// The value whose length prefix starts at `at`.
@@ -662,14 +697,17 @@ impl MemberIndex {
             let hash = hash_folded(&self.hasher, bytes);
             return self
                 .table
-                .find(hash, |&at| value_at(&self.arena, at) == bytes)
+                .find(hash, |&at| {
+                    value_of_len(&self.arena, at, bytes.len()).is_some_and(|v| v == bytes)
+                })
                 .is_some();
         }
         if let Some(hash) = hash_ascii_lowered(&self.hasher, bytes) {
             return self
                 .table
                 .find(hash, |&at| {
-                    eq_ascii_lowered(value_at(&self.arena, at), bytes)
+                    value_of_len(&self.arena, at, bytes.len())
+                        .is_some_and(|v| eq_ascii_lowered(v, bytes))
                 })
                 .is_some();
         }
@@ -856,7 +894,7 @@ mod tests {
             values.push(base[..len].to_string());
         }
         for b in 0u8..0x80 {
-            for len in [1, 7, 8, 9, 15, 16, 17, 63, 64, 65] {
+            for len in [1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200] {
                 for at in [0, len / 2, len - 1] {
                     let mut v = vec![b'q'; len];
                     v[at] = b;
