@@ -195,6 +195,46 @@ impl Dc {
         );
     }
 
+    /// A crash: SIGKILL, no shutdown; open connections are reset. Hold [`exclusive`].
+    pub fn kill(&self) {
+        must(
+            Command::new(script()).arg("kill").arg(&self.dir),
+            "scripts/samba-dc kill",
+        );
+    }
+
+    /// A hang: SIGSTOP; requests queue unanswered until [`Dc::kill`]. Hold [`exclusive`].
+    pub fn freeze(&self) {
+        must(
+            Command::new(script()).arg("freeze").arg(&self.dir),
+            "scripts/samba-dc freeze",
+        );
+    }
+
+    /// Bytes warden (or anyone) sent the DC that it has not read yet: the receive queues of
+    /// its established LDAPS connections, from `/proc/net/tcp`. Non-zero while it is frozen
+    /// means a request is in flight.
+    pub fn unread_bytes(&self) -> u64 {
+        let port = self
+            .ldaps_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap();
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+                let established = *f.get(3)? == "01";
+                let rx = u64::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok()?;
+                (local_port == port && established).then_some(rx)
+            })
+            .sum()
+    }
+
     pub fn start(&self) {
         must(
             Command::new(script()).arg("start").arg(&self.dir),

@@ -1,7 +1,8 @@
 //! The directory failing under warden, through a fault proxy in front of the real Samba DC:
 //! dying in the middle of a refresh (the last good rows stay whole), dying in the middle of a
 //! push (the retry converges to exactly the list), and answering slowly (timeouts fire,
-//! decisions are unaffected).
+//! decisions are unaffected); and the DC process itself killed with a refresh and a push in
+//! flight.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -249,4 +250,105 @@ fn a_restart_during_a_directory_outage_serves_the_last_good_rows_at_once() {
     });
     assert!(failing.is_some(), "{}", server.get("/v1/devices").body);
     assert_eq!(server.decision("orders", &alice), "block");
+}
+
+/// The DC process itself dies (SIGKILL) with a refresh and a push in flight. It is frozen
+/// first, so that both requests are provably sitting unread in its sockets when it dies
+/// (`Dc::unread_bytes`); the proxy tests above cut at a byte count, this one is the crash.
+/// The refresh fails and the last good rows stay whole; once the DC is back the push retry
+/// converges to exactly the list, with no duplicate or missing member, and the data set and
+/// decisions follow. Holds the DC exclusively and always restarts it.
+#[test]
+fn dc_process_killed_mid_refresh_and_mid_push_loses_nothing() {
+    let _g = dc::exclusive();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Ns::new(dc);
+    let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
+    load_users(dc, &ns, 200, None);
+    let config = AdConfig {
+        refresh_interval: "5s",
+        ..AdConfig::seed(&ns, &group)
+    }
+    .write(dc, tmp.path());
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    let add = |i: usize| assert_eq!(server.add_member(&ns.mapped(&i.to_string())), 201);
+    let members = || dc.values(&group, "member");
+
+    (1..=100).for_each(add);
+    let synced = eventually(Duration::from_secs(60), || {
+        members().len() == 100 && rows(&server).len() == 100
+    });
+    assert!(
+        synced.is_some(),
+        "first half never synced: {}",
+        server.logs()
+    );
+    let good = rows(&server);
+
+    struct Restart<'a>(&'a Dc);
+    impl Drop for Restart<'_> {
+        fn drop(&mut self) {
+            // Frozen or killed: a kill first makes `start` launch a fresh one.
+            let _ = std::process::Command::new(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/samba-dc"),
+            )
+            .arg("kill")
+            .arg(&self.0.dir)
+            .output();
+            self.0.start();
+        }
+    }
+    let restart = Restart(dc);
+    dc.freeze();
+    let idle = dc.unread_bytes();
+    std::thread::scope(|s| {
+        let refreshing = s.spawn(|| refresh(&server));
+        let sent = eventually(Duration::from_secs(5), || dc.unread_bytes() > idle);
+        assert!(sent.is_some(), "the refresh never reached the frozen DC");
+        let with_refresh = dc.unread_bytes();
+        (101..=200).for_each(add);
+        let sent = eventually(Duration::from_secs(5), || dc.unread_bytes() > with_refresh);
+        assert!(sent.is_some(), "the push never reached the frozen DC");
+        assert!(
+            !refreshing.is_finished(),
+            "the refresh ended while the DC was frozen"
+        );
+        dc.kill();
+        let r = refreshing.join().unwrap();
+        assert_eq!(r.status, 502, "{}", r.body);
+        let detail = r.json()["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains("last good"), "{detail}");
+        println!("refresh in flight when the DC was killed: {detail}");
+    });
+
+    // The DC is down: the last good rows, whole, still decide.
+    assert_eq!(
+        rows(&server),
+        good,
+        "a partial refresh reached the data set"
+    );
+    assert_eq!(server.decision("orders", &ns.mapped("1")), "block");
+    assert_eq!(server.decision("orders", &ns.mapped("150")), "allow");
+
+    drop(restart);
+    let converged = eventually(Duration::from_secs(90), || {
+        members().len() == 200 && rows(&server).len() == 200
+    });
+    assert!(
+        converged.is_some(),
+        "after the restart the group has {} of 200 members and the data set {} rows; logs:\n{}",
+        members().len(),
+        rows(&server).len(),
+        server.logs()
+    );
+    let mut got: Vec<String> = members().iter().map(|d| d.to_ascii_lowercase()).collect();
+    got.sort();
+    let mut want: Vec<String> = (1..=200)
+        .map(|i| ns.user_dn(&i.to_string()).to_ascii_lowercase())
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(server.decision("orders", &ns.mapped("150")), "block");
+    println!("converged {:?} after the DC came back", converged.unwrap());
 }
