@@ -3,18 +3,17 @@
 //! A key reads `wdn_<id>_<secret>`: a 12-hex-digit id that finds the record, and 32 random
 //! bytes (base64url) that prove possession. Only the SHA-256 of the secret is stored — the
 //! secret is random and long, so a fast hash is enough and a slow one would only cost the hot
-//! path. Comparison is constant-time, and an unknown id is compared against a dummy hash so
-//! unknown and wrong keys take the same time. [`KeyRing`] holds the records in memory, swapped
+//! path. Finding the id and comparing the secret are constant-time, and an unknown id is
+//! compared against a dummy hash, so unknown and wrong keys take the same time. [`KeyRing`] holds the records in memory, swapped
 //! whole when keys change, so checking a key takes no lock and no store read.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::store::{Store, StoreError, StoredKey};
 
@@ -195,18 +194,105 @@ struct Entry {
     revoked: bool,
 }
 
+/// A key id as the table compares it.
+type Id = [u8; ID_LEN];
+
+/// An id no key has and no presented key can spell: ids are hex digits.
+const NO_ID: Id = [0xff; ID_LEN];
+
+/// The key records, found by id with the same work whether the id exists or not.
+///
+/// A `HashMap` answers a miss sooner than a hit (an empty slot ends the probe; a hit also
+/// compares the id), which is what told an unknown id from a wrong secret in
+/// `benches/auth.rs`. Here an id hashes (SipHash, keys random per table) to a bucket of
+/// `width` slots; a lookup compares the presented id with every slot of its bucket in constant
+/// time and selects the matching entry without a branch, the dummy (entry 0) when none
+/// matches. `width` is the fullest bucket's occupancy, the same for every lookup in a table.
+struct KeyTable {
+    /// `buckets × width` slot ids, [`NO_ID`] where empty.
+    ids: Vec<Id>,
+    /// Per slot, its entry's index in `entries` (0, the dummy, where empty).
+    slots: Vec<u32>,
+    /// `entries[0]` is the dummy: a hash no secret has, compared when the id is unknown.
+    entries: Vec<Entry>,
+    width: usize,
+    mask: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl KeyTable {
+    fn new(keys: Vec<(Id, Entry)>) -> KeyTable {
+        let dummy = Entry {
+            name: String::new(),
+            hash: hash(b"warden: compared when the key id is unknown"),
+            scopes: Vec::new(),
+            expires_at: None,
+            revoked: true,
+        };
+        let buckets = keys.len().saturating_mul(2).max(1).next_power_of_two();
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mask = buckets - 1;
+        let mut bucketed: Vec<Vec<(Id, u32)>> = vec![Vec::new(); buckets];
+        let mut entries = vec![dummy];
+        for (id, entry) in keys {
+            let Ok(index) = u32::try_from(entries.len()) else {
+                break;
+            };
+            bucketed[bucket_of(&hasher, &id, mask)].push((id, index));
+            entries.push(entry);
+        }
+        let width = bucketed.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let mut ids = vec![NO_ID; buckets * width];
+        let mut slots = vec![0; buckets * width];
+        for (b, bucket) in bucketed.iter().enumerate() {
+            for (k, &(id, index)) in bucket.iter().enumerate() {
+                ids[b * width + k] = id;
+                slots[b * width + k] = index;
+            }
+        }
+        KeyTable {
+            ids,
+            slots,
+            entries,
+            width,
+            mask,
+            hasher,
+        }
+    }
+
+    /// The entry of `id` and whether there is one (else the dummy), in constant time.
+    fn find(&self, id: &Id) -> (&Entry, subtle::Choice) {
+        let first = bucket_of(&self.hasher, id, self.mask) * self.width;
+        let mut found = 0u32;
+        for slot in first..first + self.width {
+            if let (Some(slot_id), Some(&index)) = (self.ids.get(slot), self.slots.get(slot)) {
+                found.conditional_assign(&index, slot_id.ct_eq(id));
+            }
+        }
+        let entry = self.entries.get(found as usize).unwrap_or(&self.entries[0]);
+        (entry, !found.ct_eq(&0))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.len() <= 1
+    }
+}
+
+fn bucket_of(hasher: &impl std::hash::BuildHasher, id: &Id, mask: usize) -> usize {
+    // Truncating the hash to usize keeps its low bits, the ones the mask reads.
+    hasher.hash_one(id) as usize & mask
+}
+
 /// The key records in memory, checked without a lock.
 pub struct KeyRing {
-    entries: ArcSwap<HashMap<String, Entry>>,
-    dummy: [u8; 32],
+    table: ArcSwap<KeyTable>,
 }
 
 impl KeyRing {
     /// Loads every key record from the store.
     pub fn load(store: &Store) -> Result<KeyRing, StoreError> {
         let ring = KeyRing {
-            entries: ArcSwap::from_pointee(HashMap::new()),
-            dummy: hash(b"warden: compared when the key id is unknown"),
+            table: ArcSwap::from_pointee(KeyTable::new(Vec::new())),
         };
         ring.reload(store)?;
         Ok(ring)
@@ -214,14 +300,15 @@ impl KeyRing {
 
     /// Re-reads the records (after a change by this or another process).
     pub fn reload(&self, store: &Store) -> Result<(), StoreError> {
-        let map = store
+        let keys = store
             .keys()?
             .into_iter()
             .filter_map(|k| {
+                let id: Id = k.id.as_bytes().try_into().ok()?;
                 let hash: [u8; 32] = k.hash.as_slice().try_into().ok()?;
                 let scopes = parse_scopes(&k.scopes).ok()?;
                 Some((
-                    k.id,
+                    id,
                     Entry {
                         name: k.name,
                         hash,
@@ -232,13 +319,13 @@ impl KeyRing {
                 ))
             })
             .collect();
-        self.entries.store(Arc::new(map));
+        self.table.store(Arc::new(KeyTable::new(keys)));
         Ok(())
     }
 
     /// True when no key exists at all (revoked ones count as existing).
     pub fn is_empty(&self) -> bool {
-        self.entries.load().is_empty()
+        self.table.load().is_empty()
     }
 
     /// Checks an `Authorization` header value at time `now` (Unix seconds).
@@ -255,15 +342,13 @@ impl KeyRing {
             .ok_or(AuthError::Malformed)?
             .trim();
         let (id, secret) = split_key(token).ok_or(AuthError::Malformed)?;
+        let id_bytes: Id = id.as_bytes().try_into().map_err(|_| AuthError::Malformed)?;
         let presented = hash(secret.as_bytes());
-        let entries = self.entries.load();
-        let entry = entries.get(id);
-        let expected = entry.map_or(&self.dummy, |e| &e.hash);
-        let matches: bool = presented.ct_eq(expected).into();
-        let entry = match entry {
-            Some(e) if matches => e,
-            _ => return Err(AuthError::Invalid),
-        };
+        let table = self.table.load();
+        let (entry, known) = table.find(&id_bytes);
+        if !bool::from(presented.ct_eq(&entry.hash) & known) {
+            return Err(AuthError::Invalid);
+        }
         if entry.revoked {
             return Err(AuthError::Revoked);
         }
@@ -409,6 +494,37 @@ mod tests {
         );
         assert!(ring.authenticate(Some(&bearer(&new.key)), 5000).is_ok());
         assert_eq!(new.record.name, "proxy");
+    }
+
+    /// Every id of a full table is found, in whichever bucket slot it landed; ids it does not
+    /// hold (case variants and neighbours included) find the dummy; an empty table finds
+    /// nothing.
+    #[test]
+    fn the_key_table_finds_every_id_and_only_those() {
+        let entry = |n: usize| Entry {
+            name: format!("k{n}"),
+            hash: hash(format!("secret{n}").as_bytes()),
+            scopes: vec![Scope::Decide],
+            expires_at: None,
+            revoked: false,
+        };
+        let id = |n: usize| -> Id { format!("{n:012x}").into_bytes().try_into().unwrap() };
+        let table = KeyTable::new((0..3000).map(|n| (id(n * 7), entry(n))).collect());
+        assert!(table.width >= 1 && !table.is_empty());
+        for n in 0..3000 {
+            let (e, known) = table.find(&id(n * 7));
+            assert!(bool::from(known));
+            assert_eq!(e.name, format!("k{n}"));
+            assert_eq!(e.hash, hash(format!("secret{n}").as_bytes()));
+        }
+        for unknown in [id(1), id(20_999), *b"00000000000A", NO_ID] {
+            let (e, known) = table.find(&unknown);
+            assert!(!bool::from(known));
+            assert!(e.name.is_empty() && e.revoked);
+        }
+        let empty = KeyTable::new(Vec::new());
+        assert!(empty.is_empty());
+        assert!(!bool::from(empty.find(&id(0)).1));
     }
 
     #[test]
