@@ -10,7 +10,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use smallvec::SmallVec;
 
-use super::problem::{Problem, parse_json};
+use super::problem::{Object, Problem, parse_json};
 use super::query::{DecisionQuery, MAX_DB_USERS};
 use super::{Call, Response, json};
 use crate::engine::{Decision, Outcome, Request, Snapshot};
@@ -82,7 +82,7 @@ struct BatchItem<'a> {
 #[serde(deny_unknown_fields)]
 struct Batch<'a> {
     #[serde(borrow)]
-    requests: Vec<BatchItem<'a>>,
+    requests: Vec<Object<BatchItem<'a>>>,
 }
 
 /// A present, non-empty optional field.
@@ -156,7 +156,7 @@ pub fn answer_batch(
         .requests
         .iter()
         .enumerate()
-        .map(|(i, item)| item.request(i))
+        .map(|(i, item)| item.0.request(i))
         .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     let mut decisions = Vec::with_capacity(requests.len());

@@ -92,6 +92,31 @@ impl Problem {
     }
 }
 
+/// A struct read only from a JSON object. serde's derive also reads a struct from an array
+/// of its fields in order; [`parse_json`] refuses that at the top of a body, and this does it
+/// for structs nested inside one (`{"requests": [["orders", "corp\\alice"]]}` is an error
+/// naming the item, not a request).
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Visit(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
 /// Parses a JSON body into `T`; the error names the field that failed (`requests[3].service`).
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, Problem> {
     if body.is_empty() {
@@ -153,5 +178,36 @@ mod tests {
         let err = parse_json::<Body>(b"[[]]").unwrap_err();
         assert!(err.detail.contains("JSON object"), "{}", err.detail);
         assert!(parse_json::<Body>(b" \n{\"requests\":[]}").is_ok());
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        service: String,
+        #[serde(default)]
+        db_user: Option<String>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Items {
+        requests: Vec<Object<Item>>,
+    }
+
+    #[test]
+    fn nested_structs_are_read_from_objects_only() {
+        let ok =
+            parse_json::<Items>(br#"{"requests":[{"service":"orders","db_user":"a"}]}"#).unwrap();
+        assert_eq!(ok.requests[0].0.service, "orders");
+        assert_eq!(ok.requests[0].0.db_user.as_deref(), Some("a"));
+        // Positional fields, which serde's derive would read as the struct.
+        let err = parse_json::<Items>(br#"{"requests":[["orders","a"]]}"#).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.detail.contains("requests[0]"), "{}", err.detail);
+        assert!(err.detail.contains("JSON object"), "{}", err.detail);
+        // Inside the object, unknown fields and wrong types still name themselves.
+        let err = parse_json::<Items>(br#"{"requests":[{"service":"o","x":1}]}"#).unwrap_err();
+        assert!(err.detail.contains("`x`"), "{}", err.detail);
+        let err = parse_json::<Items>(br#"{"requests":[{"service":7}]}"#).unwrap_err();
+        assert!(err.detail.contains("requests[0]"), "{}", err.detail);
     }
 }
