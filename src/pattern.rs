@@ -363,6 +363,8 @@ pub struct Pattern {
     regex: meta::Regex,
     /// The pattern without a trailing `.*` / `.*$`, when it has one.
     prefix: Option<PrefixRegex>,
+    /// The full pattern as byte searches, when it has that shape.
+    split: Option<SplitMatcher>,
     source: Box<str>,
     template: Template,
     /// Number of slots to ask the regex for: `2 * (max_group + 1)`.
@@ -401,6 +403,7 @@ impl Pattern {
         let prefix = match strip_any_tail(&hir) {
             Some((prefix_hir, any_char)) => Some(PrefixRegex {
                 regex: builder.build_from_hir(&prefix_hir).map_err(build_error)?,
+                split: SplitMatcher::from_hir(&prefix_hir),
                 any_char,
             }),
             None => None,
@@ -411,6 +414,7 @@ impl Pattern {
         };
         let slots_len = (template.max_group + 1) * 2;
         Ok(Pattern {
+            split: SplitMatcher::from_hir(&hir),
             regex,
             prefix,
             source: Box::from(match_pattern),
@@ -442,13 +446,16 @@ impl Pattern {
         // The stripped tail matches from anywhere to the end of an input it
         // can cover, so the match is the prefix's, extended to the end.
         if let Some(prefix) = &self.prefix
-            && (prefix.any_char || !input.as_bytes().contains(&b'\n'))
+            && (prefix.any_char || memchr::memchr(b'\n', input.as_bytes()).is_none())
         {
-            if prefix
-                .regex
-                .search_slots(&Input::new(input), slots)
-                .is_none()
-            {
+            let found = match &prefix.split {
+                Some(split) => split.search(input, slots),
+                None => prefix
+                    .regex
+                    .search_slots(&Input::new(input), slots)
+                    .is_some(),
+            };
+            if !found {
                 return false;
             }
             if let Some(end) = slots.get_mut(1) {
@@ -456,7 +463,10 @@ impl Pattern {
             }
             return true;
         }
-        self.regex.search_slots(&Input::new(input), slots).is_some()
+        match &self.split {
+            Some(split) => split.search(input, slots),
+            None => self.regex.search_slots(&Input::new(input), slots).is_some(),
+        }
     }
 
     /// Applies the mapping: `None` if the pattern does not match `input`,
@@ -540,8 +550,139 @@ fn build_error(err: BuildError) -> PatternError {
 #[derive(Clone)]
 struct PrefixRegex {
     regex: meta::Regex,
+    /// The prefix as byte searches, when it has that shape.
+    split: Option<SplitMatcher>,
     /// The tail's `.` also matches `\n`.
     any_char: bool,
+}
+
+/// An anchored pattern made of literals and runs `[^d]*` of anything but one ASCII character
+/// `d`, each run followed by a literal starting with `d` (or last, and greedy):
+/// `^([^@]*)@([^.]*)\.` and `^CN=([^,]*),`, the shape of nearly every attribute mapping.
+///
+/// Such a pattern has one possible match, found by byte searches: a run cannot cross its `d`
+/// and the literal after it starts with `d`, so the run ends at the first `d` — greedy or
+/// lazy alike — and the match fails if the literal is not there. A last greedy run ends at
+/// the first `d` or the end of the input. `d` is ASCII, so it never occurs inside a multi-byte
+/// character and every boundary is a character boundary. This skips the capture engine,
+/// which costs most of a mapping; anything else keeps the regex.
+#[derive(Clone, Debug)]
+struct SplitMatcher {
+    steps: Box<[Step]>,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// These bytes, here.
+    Literal(Box<[u8]>),
+    /// Everything up to the first `stop` (or the end, when `to_end`), captured as `group`.
+    Run {
+        stop: u8,
+        group: Option<u32>,
+        to_end: bool,
+    },
+}
+
+impl SplitMatcher {
+    fn from_hir(hir: &Hir) -> Option<SplitMatcher> {
+        let HirKind::Concat(subs) = hir.kind() else {
+            return None;
+        };
+        let (first, rest) = subs.split_first()?;
+        if *first.kind() != HirKind::Look(Look::Start) {
+            return None;
+        }
+        let mut steps = Vec::with_capacity(rest.len());
+        for (i, sub) in rest.iter().enumerate() {
+            let (run, group) = match sub.kind() {
+                HirKind::Literal(lit) => {
+                    steps.push(Step::Literal(lit.0.clone()));
+                    continue;
+                }
+                HirKind::Capture(cap) => (&*cap.sub, Some(cap.index)),
+                _ => (sub, None),
+            };
+            let (stop, greedy) = run_of(run)?;
+            let to_end = match rest.get(i + 1).map(Hir::kind) {
+                Some(HirKind::Literal(next)) if next.0.first() == Some(&stop) => false,
+                None if greedy => true,
+                _ => return None,
+            };
+            steps.push(Step::Run {
+                stop,
+                group,
+                to_end,
+            });
+        }
+        Some(SplitMatcher {
+            steps: steps.into_boxed_slice(),
+        })
+    }
+
+    /// The match, as [`meta::Regex::search_slots`] would give it.
+    #[inline]
+    fn search(&self, input: &str, slots: &mut [Option<NonMaxUsize>]) -> bool {
+        let bytes = input.as_bytes();
+        let mut at = 0;
+        for step in &self.steps {
+            let Some(rest) = bytes.get(at..) else {
+                return false;
+            };
+            match step {
+                Step::Literal(lit) => {
+                    if !rest.starts_with(lit) {
+                        return false;
+                    }
+                    at += lit.len();
+                }
+                Step::Run {
+                    stop,
+                    group,
+                    to_end,
+                } => {
+                    let end = match memchr::memchr(*stop, rest) {
+                        Some(i) => at + i,
+                        None if *to_end => bytes.len(),
+                        None => return false,
+                    };
+                    if let Some(g) = group {
+                        set_group(slots, *g as usize, at, end);
+                    }
+                    at = end;
+                }
+            }
+        }
+        set_group(slots, 0, 0, at);
+        true
+    }
+}
+
+/// `[^d]*` (or `[^d]*?`) for one ASCII `d`: `(d, greedy)`.
+fn run_of(hir: &Hir) -> Option<(u8, bool)> {
+    let HirKind::Repetition(rep) = hir.kind() else {
+        return None;
+    };
+    if rep.min != 0 || rep.max.is_some() {
+        return None;
+    }
+    let HirKind::Class(Class::Unicode(class)) = rep.sub.kind() else {
+        return None;
+    };
+    let [below, above] = class.ranges() else {
+        return None;
+    };
+    let stop = u32::from(below.end()) + 1;
+    let ascii = stop < 0x80 && u32::from(above.start()) == stop + 1;
+    (below.start() == '\0' && above.end() == char::MAX && ascii).then_some((stop as u8, rep.greedy))
+}
+
+/// Sets group `g`'s slots, when the caller asked for them.
+#[inline]
+fn set_group(slots: &mut [Option<NonMaxUsize>], g: usize, start: usize, end: usize) {
+    if let Some([s, e]) = slots.get_mut(2 * g..2 * g + 2) {
+        *s = NonMaxUsize::new(start);
+        *e = NonMaxUsize::new(end);
+    }
 }
 
 /// Splits a top-level trailing `.*` (greedy), `.*$` or `.*?$` off `hir`.
@@ -849,6 +990,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The seed's mappings take the byte-search path; shapes it cannot answer keep the regex.
+    #[test]
+    fn split_matcher_covers_the_seed_shapes_only() {
+        let split = |pattern: &str| {
+            let p = Pattern::compile(pattern, None).unwrap();
+            p.split.is_some() || p.prefix.as_ref().is_some_and(|x| x.split.is_some())
+        };
+        for yes in [
+            r"^([^@]*)@([^.]*)\..*$",
+            r"^CN=([^,]*),.*$",
+            r"^CN=([^,]*),",
+            r"\A([^@]*?)@",
+            r"^([^@]*)",
+            r"^corp\\",
+        ] {
+            assert!(split(yes), "{yes}");
+        }
+        for no in [
+            r"([^@]*)@",         // unanchored
+            r"(?i)^CN=([^,]*),", // case-insensitive literal
+            r"(?m)^([^@]*)@",    // line anchor
+            r"^([^@]*)x",        // the literal after the run does not start with its stop
+            r"^([^@]*?)",        // a lazy last run
+            r"^([^@]+)@",        // at least one
+            r"^([^@é]*)@",       // two characters excluded
+            r"^([^é]*)é",        // a non-ASCII stop
+            r"^(CN)=",           // a captured literal
+        ] {
+            assert!(!split(no), "{no}");
+        }
+    }
+
+    /// Random patterns of the byte-search shape and its near misses agree with the regex slot
+    /// for slot on random inputs.
+    #[test]
+    fn split_matcher_agrees_with_the_regex() {
+        let atoms = [
+            "([^@]*)", "[^@]*", "([^.]*?)", "([^,]*)", "([^a]*)", "@", "\\.", ",", "CN=", "é", "a",
+            "(?i:a)", ".", ".*$", ".*",
+        ];
+        let input_atoms = ["a", "A", "@", ".", ",", "CN=", "é", "\n", "😀", "x"];
+        let mut rng = Rng(0x5EED_5EED_1234_5678);
+        let mut split = 0;
+        for _ in 0..3000 {
+            let pattern = format!("^{}", rng.string(&atoms, 5));
+            let p = Pattern::compile(&pattern, None).unwrap();
+            if p.split.is_none() && p.prefix.as_ref().is_none_or(|x| x.split.is_none()) {
+                continue;
+            }
+            split += 1;
+            let n = p.regex.captures_len() * 2;
+            for _ in 0..20 {
+                let input = rng.string(&input_atoms, 8);
+                let mut fast = vec![None; n];
+                let mut full = vec![None; n];
+                let found = p.search(&input, &mut fast);
+                let want = p
+                    .regex
+                    .search_slots(&Input::new(&input), &mut full)
+                    .is_some();
+                assert_eq!(found, want, "{pattern:?} on {input:?}");
+                if want {
+                    assert_eq!(fast, full, "{pattern:?} on {input:?}");
+                }
+            }
+        }
+        assert!(
+            split > 500,
+            "only {split} patterns took the byte-search path"
+        );
     }
 
     /// Tiny deterministic PRNG (xorshift64*), to stay dependency-free.
