@@ -437,7 +437,12 @@ impl Pattern {
 
     /// Number of capture groups of the match pattern, not counting group 0.
     pub fn group_count(&self) -> usize {
-        self.regex.captures_len().saturating_sub(1)
+        // Not `captures_len`: a group the parser removed (`(a){0}`) keeps its number, so
+        // later groups are numbered past it.
+        self.regex
+            .group_info()
+            .group_len(PatternID::ZERO)
+            .saturating_sub(1)
     }
 
     /// Finds the first match, filling `slots`; `false` if there is none.
@@ -975,7 +980,7 @@ mod tests {
         for pattern in patterns {
             let p = Pattern::compile(pattern, None).unwrap();
             assert!(p.prefix.is_some(), "{pattern} not stripped");
-            let n = p.regex.captures_len() * 2;
+            let n = (p.group_count() + 1) * 2;
             for input in inputs {
                 let mut fast = vec![None; n];
                 let mut full = vec![None; n];
@@ -990,6 +995,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Found by the pattern fuzz target: a group repeated zero times is removed by the parser
+    /// but keeps its number, so the count (and `$2`) must include it.
+    #[test]
+    fn a_removed_group_keeps_its_number() {
+        let p = Pattern::compile("^(a){0}(.*)", Some("<$2>")).unwrap();
+        assert_eq!(p.group_count(), 2);
+        assert_eq!(p.apply("xy").as_deref(), Some("<xy>"));
+        assert_eq!(
+            Pattern::compile("(a){0}(.*)", Some("$1|$2"))
+                .unwrap()
+                .apply("z")
+                .as_deref(),
+            Some("|z")
+        );
     }
 
     /// The seed's mappings take the byte-search path; shapes it cannot answer keep the regex.
@@ -1042,7 +1063,7 @@ mod tests {
                 continue;
             }
             split += 1;
-            let n = p.regex.captures_len() * 2;
+            let n = (p.group_count() + 1) * 2;
             for _ in 0..20 {
                 let input = rng.string(&input_atoms, 8);
                 let mut fast = vec![None; n];

@@ -99,7 +99,7 @@ fn check(case: &Case) {
     };
     assert_eq!(p.match_pattern(), case.pattern);
     assert_eq!(p.substitute(), case.template.as_deref());
-    assert_eq!(p.group_count(), group_len - 1);
+    assert_eq!(p.group_count(), group_len - 1, "{case:?}");
     let whole = Pattern::compile(&case.pattern, None)
         .unwrap_or_else(|e| panic!("{case:?}whole-match form rejected: {e}"));
 
