@@ -1,5 +1,5 @@
-//! `decide` against a bare `HashSet<Box<str>>::contains`, as a ratio that holds still on a
-//! noisy machine.
+//! `decide` against a bare `HashSet<Box<str>>::contains`, and `Engine::decide_batch` against
+//! `Engine::decide` one by one, as ratios that hold still on a noisy machine.
 //!
 //! ```text
 //! cargo bench --bench decide_ratio [-- ROUNDS]      (default 201 rounds)
@@ -14,6 +14,10 @@
 //! each other. Fixtures and peers are those of the engine bench: warden decides a mixed-case
 //! `CORP\User123`; the `HashSet` (std's SipHash) is asked the already-lowercase `corp\user123`,
 //! so it does strictly less (no folding, no scope, no `Decision`).
+//!
+//! The batch section asks the `Engine` (one `ArcSwap` load per call) 64 requests at 100k
+//! members, half members and half not, as one `decide_batch` and as 64 `decide` calls,
+//! interleaved the same way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -36,6 +40,86 @@ fn pass<T, R>(items: &[T], mut f: impl FnMut(&T) -> R) -> f64 {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// One round of `rounds` interleaved passes of `a` and `b` (which goes first alternates):
+/// the medians of each and of the per-round ratio `a / b`, and that ratio's p10 and p90.
+fn interleaved(rounds: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> Ratio {
+    // Warm both before the rounds that count.
+    a();
+    b();
+    let (mut xs, mut ys, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (x, y) = if round % 2 == 0 {
+            let x = a();
+            (x, b())
+        } else {
+            let y = b();
+            (a(), y)
+        };
+        xs.push(x);
+        ys.push(y);
+        ratios.push(x / y);
+    }
+    ratios.sort_by(f64::total_cmp);
+    Ratio {
+        a: median(xs),
+        b: median(ys),
+        p10: ratios[rounds / 10],
+        p90: ratios[rounds * 9 / 10],
+        ratio: median(ratios),
+    }
+}
+
+struct Ratio {
+    a: f64,
+    b: f64,
+    ratio: f64,
+    p10: f64,
+    p90: f64,
+}
+
+fn batch_section(rounds: usize) {
+    use warden::engine::{Decision, Engine};
+    const BATCH: usize = 64;
+    let n = 100_000;
+    let engine = Engine::new();
+    engine.publish(common::snapshot_of(n));
+    let mut rng = common::Rng(0xba7c);
+    let queries: Vec<String> = (0..BATCH)
+        .map(|k| common::query(rng.below(n) + if k % 2 == 0 { 0 } else { n }))
+        .collect();
+    let requests = common::requests(&queries);
+    let mut out: Vec<Decision> = Vec::with_capacity(BATCH);
+    // 64 passes of each per round, so a round is long enough to time.
+    let per = |started: Instant| started.elapsed().as_nanos() as f64 / (BATCH * 64) as f64;
+    let r = interleaved(
+        rounds,
+        || {
+            let started = Instant::now();
+            for _ in 0..64 {
+                out.clear();
+                engine.decide_batch(black_box(&requests), &mut out);
+                black_box(&out);
+            }
+            per(started)
+        },
+        || {
+            let started = Instant::now();
+            for _ in 0..64 {
+                for request in black_box(&requests) {
+                    black_box(engine.decide(request));
+                }
+            }
+            per(started)
+        },
+    );
+    println!();
+    println!("Engine::decide_batch(64) / Engine::decide one by one, 100k members, ns per decision");
+    println!(
+        "batch {:.1}  one by one {:.1}  ratio {:.2}x  ({:.2}-{:.2}x)",
+        r.a, r.b, r.ratio, r.p10, r.p90
+    );
 }
 
 fn main() {
@@ -62,34 +146,16 @@ fn main() {
             assert_eq!(snapshot.decide(&requests[0]).outcome.as_str(), expected);
             assert_eq!(set.contains(lower[0].as_str()), hits);
 
-            let mut warden = Vec::with_capacity(rounds);
-            let mut floor = Vec::with_capacity(rounds);
-            let mut ratios = Vec::with_capacity(rounds);
-            // Warm both before the rounds that count.
-            pass(&requests, |r| snapshot.decide(r));
-            pass(&lower, |q| set.contains(q.as_str()));
-            for round in 0..rounds {
-                let (w, h) = if round % 2 == 0 {
-                    let w = pass(&requests, |r| snapshot.decide(r));
-                    (w, pass(&lower, |q| set.contains(q.as_str())))
-                } else {
-                    let h = pass(&lower, |q| set.contains(q.as_str()));
-                    (pass(&requests, |r| snapshot.decide(r)), h)
-                };
-                warden.push(w);
-                floor.push(h);
-                ratios.push(w / h);
-            }
-            ratios.sort_by(f64::total_cmp);
-            let (p10, p90) = (ratios[rounds / 10], ratios[rounds * 9 / 10]);
+            let r = interleaved(
+                rounds,
+                || pass(&requests, |r| snapshot.decide(r)),
+                || pass(&lower, |q| set.contains(q.as_str())),
+            );
             println!(
                 "{label:<6} {kind:<5} {:>12.1} {:>12.1} {:>6.2}x {:>7.2}-{:.2}x",
-                median(warden),
-                median(floor),
-                median(ratios),
-                p10,
-                p90
+                r.a, r.b, r.ratio, r.p10, r.p90
             );
         }
     }
+    batch_section(rounds);
 }

@@ -127,8 +127,12 @@ impl CompiledCriterion {
 /// A policy compiled against the snapshot's data sets.
 #[derive(Debug)]
 pub struct CompiledPolicy {
-    policy: Policy,
+    /// What `decide` reads for every request, together, ahead of the (large) policy: the
+    /// match it records and whether every service is in scope.
+    hot: PolicyMatch,
+    every_service: bool,
     criteria: Vec<CompiledCriterion>,
+    policy: Policy,
     /// This policy's entry in a decision's `matched` array, rendered once at build time so an
     /// answer copies bytes instead of escaping the name per decision.
     rendered: Box<[u8]>,
@@ -141,7 +145,7 @@ impl CompiledPolicy {
 
     #[inline]
     fn matches(&self, request: &Request<'_>) -> bool {
-        self.policy.apply_to.applies_to(request.service)
+        (self.every_service || self.policy.apply_to.applies_to(request.service))
             && self.criteria.iter().all(|c| c.matches(request))
     }
 }
@@ -197,7 +201,9 @@ impl Snapshot {
         cache: &mut IndexCache,
     ) -> Result<Snapshot, CompileError> {
         let mut compiled = Vec::with_capacity(policies.len());
-        for policy in policies {
+        for (position, policy) in policies.iter().enumerate() {
+            // Positions past u32 are never active (see `active` below).
+            let index = u32::try_from(position).unwrap_or(u32::MAX);
             let mut criteria = Vec::with_capacity(policy.criteria.len());
             for criterion in &policy.criteria {
                 let data_set = data_sets
@@ -218,6 +224,12 @@ impl Snapshot {
             let mut rendered = Vec::new();
             render_match(Some(policy), policy.action, policy.severity, &mut rendered);
             compiled.push(CompiledPolicy {
+                hot: PolicyMatch {
+                    policy: index,
+                    action: policy.action,
+                    severity: policy.severity,
+                },
+                every_service: policy.apply_to.applies_to_all(),
                 policy: policy.clone(),
                 criteria,
                 rendered: rendered.into_boxed_slice(),
@@ -291,12 +303,8 @@ impl Snapshot {
                 continue;
             };
             if p.matches(request) {
-                decision.matched.push(PolicyMatch {
-                    policy: i,
-                    action: p.policy.action,
-                    severity: p.policy.severity,
-                });
-                if p.policy.action == Action::Block {
+                decision.matched.push(p.hot);
+                if p.hot.action == Action::Block {
                     decision.outcome = Outcome::Block;
                 }
             }

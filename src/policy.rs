@@ -254,6 +254,11 @@ impl ServiceScope {
     }
 
     #[inline]
+    /// Whether the scope is `*`: every service, whatever its name.
+    pub fn applies_to_all(&self) -> bool {
+        self.all
+    }
+
     pub fn applies_to(&self, service: &str) -> bool {
         self.all
             || self.exact.contains(service)
