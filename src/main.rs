@@ -298,6 +298,9 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
             ),
             None => None,
         };
+        // Before the port opens: a signal sent once warden is reachable must find a handler,
+        // not the default action (which ends the process: no drain, and SIGHUP kills).
+        let signals = Signals::register()?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -310,7 +313,8 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
             "warden serving"
         );
         let watcher = tokio::spawn(watch_store(Arc::clone(&warden)));
-        let hangups = tokio::spawn(reload_on_hangup(Arc::clone(&warden)));
+        let Signals { hangup, shutdown } = signals;
+        let hangups = tokio::spawn(reload_on_hangup(Arc::clone(&warden), hangup));
         let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
         let followed = tokio::spawn(warden::actions::run(
             Arc::clone(&warden),
@@ -325,7 +329,7 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
             sync_stopped,
         ));
         let gateway = Arc::new(warden::http::Gateway::new(Arc::clone(&warden)));
-        warden::http::serve(listener, gateway, tls, shutdown_signal()).await?;
+        warden::http::serve(listener, gateway, tls, shutdown).await?;
         let _ = stop_sync.send(true);
         let _ = sync.await;
         let _ = sweeper.await;
@@ -337,19 +341,62 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
     })
 }
 
+/// The signals warden handles, registered together at startup.
+struct Signals {
+    /// SIGHUP: reload the configuration.
+    hangup: Hangups,
+    /// Resolves on SIGTERM or Ctrl-C (SIGINT): drain and stop.
+    shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+impl Signals {
+    #[cfg(unix)]
+    fn register() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("cannot listen for {name}"))
+        };
+        let hangup = listen(SignalKind::hangup(), "SIGHUP")?;
+        let mut terminate = listen(SignalKind::terminate(), "SIGTERM")?;
+        let mut interrupt = listen(SignalKind::interrupt(), "SIGINT")?;
+        let shutdown = Box::pin(async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("Ctrl-C received"),
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            }
+        });
+        Ok(Signals { hangup, shutdown })
+    }
+
+    #[cfg(not(unix))]
+    fn register() -> Result<Signals> {
+        let shutdown = Box::pin(async {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => tracing::info!("Ctrl-C received"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for Ctrl-C");
+                    std::future::pending::<()>().await;
+                }
+            }
+        });
+        Ok(Signals {
+            hangup: (),
+            shutdown,
+        })
+    }
+}
+
 /// Reloads the configuration on every SIGHUP; a bad one is logged with its errors and the
 /// running one stays.
-async fn reload_on_hangup(warden: Arc<Warden>) {
+async fn reload_on_hangup(warden: Arc<Warden>, hangups: Hangups) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reload over HTTP only");
-                return;
-            }
-        };
+        let mut hangups = hangups;
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP received: reloading the configuration");
             let w = Arc::clone(&warden);
@@ -363,7 +410,7 @@ async fn reload_on_hangup(warden: Arc<Warden>) {
         }
     }
     #[cfg(not(unix))]
-    let _ = warden;
+    let _ = (warden, hangups);
 }
 
 /// Notices list changes made by other processes (the CLI) and republishes.
@@ -386,33 +433,6 @@ async fn watch_store(warden: Arc<Warden>) {
             }
             Err(e) => tracing::error!(error = %e, "list reload task failed"),
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = term => tracing::info!("SIGTERM received"),
     }
 }
 
