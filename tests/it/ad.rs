@@ -485,14 +485,8 @@ fn dc_outage_keeps_last_good_marks_failing_and_converges_after_restart() {
     );
     assert_eq!(json(&r)["rows"], 1, "{}", r.stderr);
 
-    struct Restart<'a>(&'a Dc);
-    impl Drop for Restart<'_> {
-        fn drop(&mut self) {
-            self.0.start();
-        }
-    }
     dc.stop();
-    let restart = Restart(dc);
+    let restart = dc::Restart(dc);
 
     // Refreshes and syncs fail; the last good set stays and still blocks, even across a restart
     // of warden itself (a fresh process reads the persisted rows).

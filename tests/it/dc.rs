@@ -243,6 +243,19 @@ impl Dc {
     }
 }
 
+/// Starts the DC again when dropped, whatever a test did to it (stopped, frozen, killed) and
+/// however the test ended.
+pub struct Restart<'a>(pub &'a Dc);
+
+impl Drop for Restart<'_> {
+    fn drop(&mut self) {
+        // A frozen DC would never answer `start`'s readiness check: end it first (an error
+        // here only means it was not running).
+        let _ = Command::new(script()).arg("kill").arg(&self.0.dir).output();
+        self.0.start();
+    }
+}
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A test's own OU, with short unique names (sAMAccountName allows 20 characters).

@@ -54,6 +54,21 @@ fn config_via(
     path
 }
 
+/// The group's members are exactly users `1..=count` of the test's OU: none missing, none twice.
+fn assert_members_are_users(dc: &Dc, ns: &Ns, group: &str, count: usize) {
+    let mut got: Vec<String> = dc
+        .values(group, "member")
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (1..=count)
+        .map(|i| ns.user_dn(&i.to_string()).to_ascii_lowercase())
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
 fn rows(server: &Server) -> Vec<serde_json::Value> {
     server.get(ROWS).json()["records"]
         .as_array()
@@ -162,13 +177,7 @@ fn dc_dying_mid_push_converges_with_no_duplicate_or_missing_member() {
         members().len(),
         server.logs()
     );
-    let mut got: Vec<String> = members().iter().map(|d| d.to_ascii_lowercase()).collect();
-    got.sort();
-    let mut want: Vec<String> = (1..=300)
-        .map(|i| ns.user_dn(&i.to_string()).to_ascii_lowercase())
-        .collect();
-    want.sort();
-    assert_eq!(got, want);
+    assert_members_are_users(dc, &ns, &group, 300);
     println!("push cut at {at_cut} of 300 members; converged after healing");
 }
 
@@ -286,20 +295,7 @@ fn dc_process_killed_mid_refresh_and_mid_push_loses_nothing() {
     );
     let good = rows(&server);
 
-    struct Restart<'a>(&'a Dc);
-    impl Drop for Restart<'_> {
-        fn drop(&mut self) {
-            // Frozen or killed: a kill first makes `start` launch a fresh one.
-            let _ = std::process::Command::new(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/samba-dc"),
-            )
-            .arg("kill")
-            .arg(&self.0.dir)
-            .output();
-            self.0.start();
-        }
-    }
-    let restart = Restart(dc);
+    let restart = dc::Restart(dc);
     dc.freeze();
     let idle = dc.unread_bytes();
     std::thread::scope(|s| {
@@ -342,13 +338,7 @@ fn dc_process_killed_mid_refresh_and_mid_push_loses_nothing() {
         rows(&server).len(),
         server.logs()
     );
-    let mut got: Vec<String> = members().iter().map(|d| d.to_ascii_lowercase()).collect();
-    got.sort();
-    let mut want: Vec<String> = (1..=200)
-        .map(|i| ns.user_dn(&i.to_string()).to_ascii_lowercase())
-        .collect();
-    want.sort();
-    assert_eq!(got, want);
+    assert_members_are_users(dc, &ns, &group, 200);
     assert_eq!(server.decision("orders", &ns.mapped("150")), "block");
     println!("converged {:?} after the DC came back", converged.unwrap());
 }
