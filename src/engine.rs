@@ -331,7 +331,7 @@ impl Snapshot {
             }
             match self.policies.get(m.policy as usize) {
                 // A match carries its own policy's action and severity, as rendered at build.
-                Some(p) if p.policy.action == m.action && p.policy.severity == m.severity => {
+                Some(p) if p.hot.action == m.action && p.hot.severity == m.severity => {
                     out.extend_from_slice(&p.rendered);
                 }
                 p => render_match(p.map(|p| &p.policy), m.action, m.severity, out),
