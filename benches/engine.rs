@@ -1,6 +1,6 @@
 //! The decision path against its floor, in one run: `Snapshot::decide` beside a bare
-//! `HashSet::contains` on the same members, batches, snapshot build at 1M members, and the JSON
-//! rendering of a decision.
+//! `HashSet::contains` on the same members, batches, snapshot build at 1M members, the JSON
+//! rendering of a decision, and case folding of principals that are not ASCII.
 //!
 //! ```text
 //! cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3
@@ -244,6 +244,46 @@ fn render(c: &mut Criterion) {
     g.finish();
 }
 
+/// Folding a principal that is not ASCII (the ASCII path never reaches per-character folding).
+///
+/// Peers on the same values: `warden_fold` (simple case folding into the stack buffer),
+/// `lowercase_per_char` (the per-character lower case warden folded with before, into a reused
+/// buffer) and `str_to_lowercase` (an allocating `String` per call).
+fn fold(c: &mut Criterion) {
+    let values = ["CORP\\Ölaf.Müller", "corp\\ΟΔΥΣΣΕΥΣ", "CORP\\Сергей.Иванов"];
+    let mut g = c.benchmark_group("fold_non_ascii");
+    g.throughput(Throughput::Elements(values.len() as u64));
+    g.bench_function("warden_fold", |b| {
+        let mut buf = warden::dataset::FoldBuf::new();
+        b.iter(|| {
+            for v in values {
+                black_box(buf.fold(black_box(v), false).len());
+            }
+        });
+    });
+    g.bench_function("lowercase_per_char", |b| {
+        let mut buf = Vec::with_capacity(120);
+        b.iter(|| {
+            for v in values {
+                buf.clear();
+                let mut utf8 = [0u8; 4];
+                for ch in black_box(v).chars().flat_map(char::to_lowercase) {
+                    buf.extend_from_slice(ch.encode_utf8(&mut utf8).as_bytes());
+                }
+                black_box(buf.len());
+            }
+        });
+    });
+    g.bench_function("str_to_lowercase", |b| {
+        b.iter(|| {
+            for v in values {
+                black_box(black_box(v).to_lowercase().len());
+            }
+        });
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     // Short by default: the machine is shared; compare ratios within one run.
     Criterion::default()
@@ -255,6 +295,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = lookup, batch, build, render
+    targets = lookup, batch, build, render, fold
 }
 criterion_main!(benches);

@@ -4,8 +4,9 @@
 //!
 //! A [`DataSet`] is immutable once built: a refresh builds a new one beside the old and the
 //! engine swaps snapshots. A [`MemberIndex`] answers "is this value in these columns?" without
-//! allocating: values are folded into a stack buffer (Unicode lower case, so `CORP\Alice` finds
-//! `corp\alice`), hashed once, and compared against one contiguous arena of folded bytes.
+//! allocating: values are folded into a stack buffer (Unicode simple case folding, so
+//! `CORP\Alice` finds `corp\alice` and `ΟΔΥΣΣΕΥΣ` finds `οδυσσευς`), hashed once, and compared
+//! against one contiguous arena of folded bytes.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -426,8 +427,9 @@ impl DataSet {
     }
 }
 
-/// Folds a value into a stack buffer: unchanged for case-sensitive sets, Unicode lower case
-/// otherwise. ASCII input never allocates; non-ASCII input allocates only past 120 bytes.
+/// Folds a value into a stack buffer: unchanged for case-sensitive sets, Unicode simple case
+/// folding ([`fold_char`]) otherwise. ASCII input never allocates; non-ASCII input allocates
+/// only past 120 bytes.
 pub struct FoldBuf {
     buf: SmallVec<[u8; 120]>,
 }
@@ -461,14 +463,80 @@ impl FoldBuf {
             return &self.buf;
         }
         self.buf.clear();
+        // Folding grows a character at most from two UTF-8 bytes to three (`Ⱥ` → `ⱥ`).
+        self.buf.reserve(bytes.len() + bytes.len() / 2);
         let mut utf8 = [0u8; 4];
-        for c in value.chars().flat_map(char::to_lowercase) {
-            self.buf
-                .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        for c in value.chars().map(fold_char) {
+            if c.is_ascii() {
+                self.buf.push(c as u8);
+            } else {
+                self.buf
+                    .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
         }
         &self.buf
     }
 }
+
+/// Unicode simple case folding of one character (CaseFolding.txt, statuses C and S): two
+/// values are the same member when they are equal character by character after folding.
+///
+/// Simple folding, not lower case: lower case leaves the variant forms apart from the letters
+/// they vary (`ς` from `σ`, the micro sign `µ` from `μ`, `ſ` from `s`, `ϐ` from `β`), so a
+/// blocked `ΟΔΥΣΣΕΥΣ` would let `οδυσσευς` through, where a comparison by upper case sees one
+/// name. Simple, not full: folding never changes the number of characters, so `ß` stays apart
+/// from `SS`.
+///
+/// A character folds to its lower case (when that is one character), save the variant forms
+/// in [`VARIANT_FORMS`]. Equivalently, and that is how the table was derived: to the lower case
+/// of its upper case, each taken only when it is one character, except `ı` (U+0131), which
+/// upper-cases to `I` but folds to itself (its folding to `i` is Turkic only, status T). That
+/// recipe gave the same equivalence classes as every assigned character of Unicode 15.0's
+/// CaseFolding.txt when this was written; a test recomputes it from the standard library's
+/// tables over every character, so a Unicode update that adds a variant form fails the test.
+#[inline]
+pub fn fold_char(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
+    // The ranges `VARIANT_FORMS` falls in: most letters are turned away by a few comparisons.
+    if matches!(c as u32, 0xB5 | 0x17F | 0x345 | 0x3C2..=0x3F5 | 0x1C80..=0x1C88 | 0x1E9B | 0x1FBE)
+        && let Ok(i) = VARIANT_FORMS.binary_search_by_key(&c, |&(from, _)| from)
+    {
+        return VARIANT_FORMS[i].1;
+    }
+    let mut lower = c.to_lowercase();
+    match (lower.next(), lower.next()) {
+        (Some(l), None) => l,
+        _ => c,
+    }
+}
+
+/// Characters that are their own lower case but fold to another letter (sorted by the first).
+const VARIANT_FORMS: [(char, char); 22] = [
+    ('\u{00B5}', '\u{03BC}'), // MICRO SIGN → μ
+    ('\u{017F}', '\u{0073}'), // LATIN SMALL LETTER LONG S → s
+    ('\u{0345}', '\u{03B9}'), // COMBINING GREEK YPOGEGRAMMENI → ι
+    ('\u{03C2}', '\u{03C3}'), // GREEK SMALL LETTER FINAL SIGMA → σ
+    ('\u{03D0}', '\u{03B2}'), // GREEK BETA SYMBOL → β
+    ('\u{03D1}', '\u{03B8}'), // GREEK THETA SYMBOL → θ
+    ('\u{03D5}', '\u{03C6}'), // GREEK PHI SYMBOL → φ
+    ('\u{03D6}', '\u{03C0}'), // GREEK PI SYMBOL → π
+    ('\u{03F0}', '\u{03BA}'), // GREEK KAPPA SYMBOL → κ
+    ('\u{03F1}', '\u{03C1}'), // GREEK RHO SYMBOL → ρ
+    ('\u{03F5}', '\u{03B5}'), // GREEK LUNATE EPSILON SYMBOL → ε
+    ('\u{1C80}', '\u{0432}'), // CYRILLIC SMALL LETTER ROUNDED VE → в
+    ('\u{1C81}', '\u{0434}'), // CYRILLIC SMALL LETTER LONG-LEGGED DE → д
+    ('\u{1C82}', '\u{043E}'), // CYRILLIC SMALL LETTER NARROW O → о
+    ('\u{1C83}', '\u{0441}'), // CYRILLIC SMALL LETTER WIDE ES → с
+    ('\u{1C84}', '\u{0442}'), // CYRILLIC SMALL LETTER TALL TE → т
+    ('\u{1C85}', '\u{0442}'), // CYRILLIC SMALL LETTER THREE-LEGGED TE → т
+    ('\u{1C86}', '\u{044A}'), // CYRILLIC SMALL LETTER TALL HARD SIGN → ъ
+    ('\u{1C87}', '\u{0463}'), // CYRILLIC SMALL LETTER TALL YAT → ѣ
+    ('\u{1C88}', '\u{A64B}'), // CYRILLIC SMALL LETTER UNBLENDED UK → ꙋ
+    ('\u{1E9B}', '\u{1E61}'), // LATIN SMALL LETTER LONG S WITH DOT ABOVE → ṡ
+    ('\u{1FBE}', '\u{03B9}'), // GREEK PROSGEGRAMMENI → ι
+];
 
 /// Folds a value to an owned string (for display or storage keys).
 pub fn fold(value: &str, case_sensitive: bool) -> String {
@@ -955,6 +1023,94 @@ mod tests {
             assert!(index.contains(&format!("B{}", "É".repeat(n))));
             assert!(!index.contains(&"c".repeat(n + 1)));
             assert!(!index.contains(&"a".repeat(n + 3)) || lens.contains(&(n + 3)));
+        }
+    }
+
+    #[test]
+    fn simple_case_folding_joins_variant_forms() {
+        let same = [
+            ("ΟΔΥΣΣΕΥΣ", "οδυσσευς"),
+            ("οδυσσευσ", "οδυσσευς"),
+            ("\u{b5}", "\u{3bc}"),    // MICRO SIGN, GREEK SMALL MU
+            ("\u{39c}", "\u{b5}"),    // GREEK CAPITAL MU
+            ("\u{17f}cott", "SCOTT"), // LATIN SMALL LONG S
+            ("\u{3d0}", "\u{392}"),   // GREEK BETA SYMBOL, CAPITAL BETA
+            ("\u{1e9b}", "\u{1e60}"), // LONG S WITH DOT ABOVE, CAPITAL S WITH DOT ABOVE
+            ("\u{1fbe}", "\u{399}"),  // GREEK PROSGEGRAMMENI, CAPITAL IOTA
+            ("\u{1c80}", "\u{412}"),  // CYRILLIC SMALL ROUNDED VE, CAPITAL VE
+            ("\u{ab70}", "\u{13a0}"), // CHEROKEE SMALL A, CAPITAL A
+            ("\u{1c5}", "\u{1c4}"),   // title case DŽ, capital DŽ
+            ("\u{1e9e}", "\u{df}"),   // CAPITAL SHARP S, SMALL SHARP S
+            ("\u{212a}", "k"),        // KELVIN SIGN
+        ];
+        for (a, b) in same {
+            assert_eq!(fold(a, false), fold(b, false), "{a:?} {b:?}");
+            assert_ne!(fold(a, true), fold(b, true), "{a:?} {b:?}");
+        }
+        let apart = [
+            ("\u{df}", "ss"), // SHARP S: full folding only
+            ("\u{131}", "i"), // DOTLESS I: Turkic folding only
+            ("\u{131}", "I"),
+            ("\u{130}", "i"), // CAPITAL I WITH DOT ABOVE
+            ("\u{130}", "i\u{307}"),
+        ];
+        for (a, b) in apart {
+            assert_ne!(fold(a, false), fold(b, false), "{a:?} {b:?}");
+        }
+    }
+
+    /// The recipe `VARIANT_FORMS` was derived from, recomputed over every character.
+    #[test]
+    fn fold_char_is_the_lower_case_of_the_upper_case() {
+        fn single(mut chars: impl ExactSizeIterator<Item = char>) -> Option<char> {
+            if chars.len() == 1 { chars.next() } else { None }
+        }
+        for w in VARIANT_FORMS.windows(2) {
+            assert!(w[0].0 < w[1].0, "VARIANT_FORMS must stay sorted: {w:?}");
+        }
+        // A form outside fold_char's quick ranges would never be looked up; the loop below
+        // catches that too, and this names the cause.
+        assert!(VARIANT_FORMS.iter().all(|&(from, _)| matches!(
+            from as u32,
+            0xB5 | 0x17F | 0x345 | 0x3C2..=0x3F5 | 0x1C80..=0x1C88 | 0x1E9B | 0x1FBE
+        )));
+        for c in (0..=0x10_ffffu32).filter_map(char::from_u32) {
+            let recipe = if c == '\u{131}' {
+                c
+            } else {
+                let upper = single(c.to_uppercase()).unwrap_or(c);
+                single(upper.to_lowercase()).unwrap_or(c)
+            };
+            assert_eq!(fold_char(c), recipe, "{c:?} (U+{:04X})", c as u32);
+        }
+    }
+
+    /// The properties the check against CaseFolding.txt rested on, over every character:
+    /// folding is one character, idempotent, and the same for a character, its upper case and
+    /// its lower case (each where it is one character), save the two documented exceptions.
+    #[test]
+    fn fold_char_is_closed_over_case() {
+        for c in (0..=0x10_ffffu32).filter_map(char::from_u32) {
+            let f = fold_char(c);
+            assert_eq!(fold_char(f), f, "{c:?}");
+            assert!(
+                2 * f.len_utf8() <= 3 * c.len_utf8(),
+                "{c:?} grows past FoldBuf's reserve"
+            );
+            if c == '\u{131}' || c == '\u{130}' {
+                assert_eq!(f, c);
+                continue;
+            }
+            let mut upper = c.to_uppercase();
+            if upper.len() == 1 {
+                let u = upper.next().unwrap();
+                assert_eq!(fold_char(u), f, "{c:?} upper {u:?}");
+            }
+            let mut lower = c.to_lowercase();
+            if lower.len() == 1 {
+                let l = lower.next().unwrap();
+                assert_eq!(fold_char(l), f, "{c:?} lower {l:?}");
+            }
         }
     }
 

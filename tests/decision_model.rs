@@ -3,9 +3,10 @@
 //! The reference (`reference` below) is written from DESIGN.md ("Policies and decisions", and
 //! "Data sets" for case folding), not from src/engine.rs, and deliberately shares none of its
 //! machinery: it scans every row of a data set instead of asking a membership index, matches
-//! `apply_to` globs with a backtracking matcher instead of a regex, and folds case by
-//! lower-casing whole strings instead of folding into a buffer. Only the vocabulary enums
-//! (`Field`, `Operation`, `Action`, `Severity`) are shared.
+//! `apply_to` globs with a backtracking matcher instead of a regex, and folds case with a copy
+//! of CaseFolding.txt's lines for the characters the values use instead of deriving folding
+//! from the standard library's case tables. Only the vocabulary enums (`Field`, `Operation`,
+//! `Action`, `Severity`) are shared.
 //!
 //! proptest rather than a hand-rolled generator: its strategies compose (data sets, then policies
 //! that refer into them, then requests), a failure is shrunk to a minimal policy / data set /
@@ -15,8 +16,8 @@
 //!
 //! Values come mostly from a small pool, so requests hit data sets often, with case variants
 //! that fold together (`CORP\Alice` / `corp\alice`, `ÖLAF` / `ölaf`, the Kelvin sign and `k`,
-//! `ẞ` and `ß`) and ones that must not (`ß` / `SS`). Characters whose lower case depends on
-//! context (Greek capital sigma) are left out: DESIGN.md does not say which folding applies.
+//! `ẞ` and `ß`, `ΟΔΥΣΣΕΥΣ` / `οδυσσευς` / `οδυσσευσ`, the micro sign and `μ`, `ſſ` and `SS`)
+//! and ones that must not (`ß` / `SS`, `ı` / `i`, `İ` / `i̇`).
 
 use std::sync::Arc;
 
@@ -88,12 +89,35 @@ mod reference {
     /// severity) in policy order.
     pub type Answer = (bool, Vec<(String, Action, Severity)>);
 
-    fn fold(value: &str, case_sensitive: bool) -> String {
+    /// Unicode simple case folding (statuses C and S) of the non-ASCII characters in
+    /// `VALUES`, copied from Unicode 15.0's CaseFolding.txt; every other non-ASCII character
+    /// the values use (`ö`, `ß`, `ı`, `İ`, `é`, small Greek) has no such line and folds to itself.
+    const CASE_FOLDING: &[(char, char)] = &[
+        ('\u{00B5}', '\u{03BC}'), // MICRO SIGN
+        ('\u{00D6}', '\u{00F6}'), // LATIN CAPITAL LETTER O WITH DIAERESIS
+        ('\u{017F}', '\u{0073}'), // LATIN SMALL LETTER LONG S
+        ('\u{0394}', '\u{03B4}'), // GREEK CAPITAL LETTER DELTA
+        ('\u{0395}', '\u{03B5}'), // GREEK CAPITAL LETTER EPSILON
+        ('\u{039C}', '\u{03BC}'), // GREEK CAPITAL LETTER MU
+        ('\u{039F}', '\u{03BF}'), // GREEK CAPITAL LETTER OMICRON
+        ('\u{03A3}', '\u{03C3}'), // GREEK CAPITAL LETTER SIGMA
+        ('\u{03A5}', '\u{03C5}'), // GREEK CAPITAL LETTER UPSILON
+        ('\u{03C2}', '\u{03C3}'), // GREEK SMALL LETTER FINAL SIGMA
+        ('\u{1E9E}', '\u{00DF}'), // LATIN CAPITAL LETTER SHARP S (status S)
+        ('\u{212A}', '\u{006B}'), // KELVIN SIGN
+    ];
+
+    pub fn fold(value: &str, case_sensitive: bool) -> String {
         if case_sensitive {
-            value.to_string()
-        } else {
-            value.to_lowercase()
+            return value.to_string();
         }
+        value
+            .chars()
+            .map(|c| match CASE_FOLDING.iter().find(|(from, _)| *from == c) {
+                Some(&(_, to)) => to,
+                None => c.to_ascii_lowercase(),
+            })
+            .collect()
     }
 
     /// "value is in the data set": some row holds it (after folding, for a case-insensitive
@@ -192,6 +216,14 @@ const VALUES: &[&str] = &[
     "SS",
     "İ",
     "i\u{307}",
+    "i",
+    "\u{131}",
+    "ΟΔΥΣΣΕΥΣ",
+    "οδυσσευς",
+    "οδυσσευσ",
+    "\u{b5}",
+    "\u{3bc}",
+    "\u{17f}\u{17f}",
     "k",
     "K",
     "\u{212A}",
@@ -256,13 +288,7 @@ fn data_set(i: usize) -> impl Strategy<Value = ModelDataSet> {
                 prop::collection::vec(prop::collection::vec(value(), 0..=3), ncols - 1),
             );
             prop::collection::vec(row, 0..=6).prop_map(move |raw_rows| {
-                let fold = |v: &str| {
-                    if case_sensitive {
-                        v.to_string()
-                    } else {
-                        v.to_lowercase()
-                    }
-                };
+                let fold = |v: &str| reference::fold(v, case_sensitive);
                 // Keys are unique (after folding): keep the first row of each key.
                 let mut seen = Vec::new();
                 let mut rows = Vec::new();
