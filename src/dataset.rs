@@ -429,7 +429,8 @@ impl DataSet {
 
 /// Folds a value into a stack buffer: unchanged for case-sensitive sets, Unicode simple case
 /// folding ([`fold_char`]) otherwise. ASCII input never allocates; non-ASCII input allocates
-/// only past 120 bytes.
+/// only past 80 bytes (the buffer holds 120, and reserves half again the input's length, the
+/// most folding can grow it).
 pub struct FoldBuf {
     buf: SmallVec<[u8; 120]>,
 }
