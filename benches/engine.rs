@@ -40,39 +40,26 @@ use common::{SERVICE, cycled, member, query};
 /// - `hashset_to_lowercase_contains`: the same set asked with the mixed-case query after
 ///   `str::to_lowercase` — what a `HashSet` caller needs to give warden's answer.
 fn lookup(c: &mut Criterion) {
-    for (n, label) in common::SIZES {
-        let snapshot = common::snapshot_of(n);
-        let set = common::member_set(n);
-        for hits in [true, false] {
-            let kind = if hits { "hit" } else { "miss" };
-            let (mixed, lower) = common::queries(n, hits, 0x5eed ^ n as u64);
-            let mixed_requests = common::requests(&mixed);
-            let lower_requests = common::requests(&lower);
-            // The fixtures answer what they should before anything is timed.
-            let expected = if hits { "block" } else { "allow" };
-            assert_eq!(
-                snapshot.decide(&mixed_requests[0]).outcome.as_str(),
-                expected
-            );
-            assert_eq!(set.contains(lower[0].as_str()), hits);
-
-            let mut g = c.benchmark_group(format!("decide_{label}_{kind}"));
-            g.throughput(Throughput::Elements(1));
-            cycled(&mut g, "warden_decide", &mixed_requests, |r| {
-                snapshot.decide(r)
-            });
-            cycled(&mut g, "warden_decide_lowercase", &lower_requests, |r| {
-                snapshot.decide(r)
-            });
-            cycled(&mut g, "hashset_contains", &lower, |q| {
-                set.contains(q.as_str())
-            });
-            cycled(&mut g, "hashset_to_lowercase_contains", &mixed, |q| {
-                set.contains(q.to_lowercase().as_str())
-            });
-            g.finish();
-        }
-    }
+    common::each_lookup(|l| {
+        let (snapshot, set) = (l.snapshot, l.set);
+        let mixed_requests = common::requests(l.mixed);
+        let lower_requests = common::requests(l.lower);
+        let mut g = c.benchmark_group(format!("decide_{}_{}", l.label, l.kind));
+        g.throughput(Throughput::Elements(1));
+        cycled(&mut g, "warden_decide", &mixed_requests, |r| {
+            snapshot.decide(r)
+        });
+        cycled(&mut g, "warden_decide_lowercase", &lower_requests, |r| {
+            snapshot.decide(r)
+        });
+        cycled(&mut g, "hashset_contains", l.lower, |q| {
+            set.contains(q.as_str())
+        });
+        cycled(&mut g, "hashset_to_lowercase_contains", l.mixed, |q| {
+            set.contains(q.to_lowercase().as_str())
+        });
+        g.finish();
+    });
 }
 
 /// 64 requests (half members, half not, mixed case) at 100k members: per-decision cost of

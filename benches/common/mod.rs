@@ -151,3 +151,41 @@ pub fn snapshot(data_set: Arc<DataSet>) -> Snapshot {
 pub fn snapshot_of(n: usize) -> Snapshot {
     snapshot(Arc::new(data_set(rows(n))))
 }
+
+/// One lookup case: warden and the bare `HashSet` floor holding the same members, and the
+/// same queries for both.
+pub struct Lookup<'a> {
+    /// The member count, as printed (`1k`, `100k`, `1M`).
+    pub label: &'static str,
+    /// `hit` (every query is a member) or `miss` (none is).
+    pub kind: &'static str,
+    pub snapshot: &'a Snapshot,
+    pub set: &'a std::collections::HashSet<Box<str>>,
+    /// The queries as a proxy sends them (mixed case) and as stored (lowercase).
+    pub mixed: &'a [String],
+    pub lower: &'a [String],
+}
+
+/// Calls `f` for every member count in [`SIZES`], hits then misses, once the fixtures are
+/// built and checked to answer as they should (nothing is timed before `f`).
+pub fn each_lookup(mut f: impl FnMut(&Lookup<'_>)) {
+    for (n, label) in SIZES {
+        let snapshot = snapshot_of(n);
+        let set = member_set(n);
+        for hits in [true, false] {
+            let (mixed, lower) = queries(n, hits, 0x5eed ^ n as u64);
+            let expected = if hits { "block" } else { "allow" };
+            let first = warden::engine::Request::new(SERVICE).db_user(&mixed[0]);
+            assert_eq!(snapshot.decide(&first).outcome.as_str(), expected);
+            assert_eq!(set.contains(lower[0].as_str()), hits);
+            f(&Lookup {
+                label,
+                kind: if hits { "hit" } else { "miss" },
+                snapshot: &snapshot,
+                set: &set,
+                mixed: &mixed,
+                lower: &lower,
+            });
+        }
+    }
+}
