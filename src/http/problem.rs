@@ -93,9 +93,9 @@ impl Problem {
 }
 
 /// A struct read only from a JSON object. serde's derive also reads a struct from an array
-/// of its fields in order; [`parse_json`] refuses that at the top of a body, and this does it
-/// for structs nested inside one (`{"requests": [["orders", "corp\\alice"]]}` is an error
-/// naming the item, not a request).
+/// of its fields in order; [`parse_json`] reads every body through this, and a struct nested
+/// inside one can be too (`{"requests": [["orders", "corp\\alice"]]}` is an error naming the
+/// item, not a request).
 #[derive(Debug)]
 pub struct Object<T>(pub T);
 
@@ -119,20 +119,15 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
 
 /// Parses a JSON body into `T`; the error names the field that failed (`requests[3].service`).
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, Problem> {
-    if body.is_empty() {
+    if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Problem::bad_request(
             "the request needs a JSON body (Content-Type: application/json)",
         ));
     }
-    // Every body of this API is an object; serde would also read a struct from an array of its
-    // fields in order (`[[]]` as `{"requests":[]}`), which no client means.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(Problem::bad_request(
-            "malformed JSON body: expected a JSON object ({...})",
-        ));
-    }
+    // Every body of this API is an object: read through `Object`, so an array of the fields in
+    // order (`[[]]` as `{"requests":[]}`), which no client means, is refused as at any depth.
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let Object(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." || path.is_empty() {
@@ -178,6 +173,9 @@ mod tests {
         let err = parse_json::<Body>(b"[[]]").unwrap_err();
         assert!(err.detail.contains("JSON object"), "{}", err.detail);
         assert!(parse_json::<Body>(b" \n{\"requests\":[]}").is_ok());
+        assert!(parse_json::<Body>(b"null").is_err());
+        let err = parse_json::<Body>(b" \n").unwrap_err();
+        assert!(err.detail.contains("needs a JSON body"), "{}", err.detail);
     }
 
     #[derive(Debug, serde::Deserialize)]
