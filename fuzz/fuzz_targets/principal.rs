@@ -51,14 +51,19 @@ fuzz_target!(|data: &[u8]| {
         (PrincipalKind::Dn, Some(UserLookup::Dn(dn))) => {
             assert!(!dn.is_root(), "{s:?}");
             let shown = dn.to_string();
-            assert_eq!(parse_dn(&shown).as_ref(), Ok(&dn), "{s:?} shown as {shown:?}");
+            assert_eq!(
+                parse_dn(&shown).as_ref(),
+                Ok(&dn),
+                "{s:?} shown as {shown:?}"
+            );
         }
         (PrincipalKind::Dn, None) => panic!("{s:?}: accepted as a DN the directory cannot read"),
         (kind, Some(UserLookup::Filter(filter))) => {
             let (attr, value): (&[u8], &str) = match kind {
-                PrincipalKind::DomainUser => {
-                    (b"sAMAccountName", p.parts().expect("domain user has parts").1)
-                }
+                PrincipalKind::DomainUser => (
+                    b"sAMAccountName",
+                    p.parts().expect("domain user has parts").1,
+                ),
                 PrincipalKind::SamAccountName => (b"sAMAccountName", s),
                 PrincipalKind::Upn => (b"userPrincipalName", s),
                 PrincipalKind::Dn => unreachable!("handled above"),
