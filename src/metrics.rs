@@ -2,9 +2,10 @@
 //!
 //! Recording is a relaxed atomic add, cheap enough for the decision path: outcomes are two
 //! fixed counters, and a matched policy's series is found by its name in a sharded map hashed
-//! with foldhash (no allocation once the policy has a series, no SipHash per decision). Gauges that describe state — data-set rows, refresh age, held
-//! refreshes — are not stored here: the gateway reads them from the snapshot and the store when
-//! `/metrics` is scraped, so they cannot drift from the truth.
+//! with foldhash (no allocation once the policy has a series, no SipHash per decision).
+//! Gauges that describe state — data-set rows, refresh age, held refreshes — are not stored
+//! here: the gateway reads them from the snapshot and the store when `/metrics` is scraped, so
+//! they cannot drift from the truth.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

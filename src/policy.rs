@@ -253,12 +253,12 @@ impl ServiceScope {
         &self.patterns
     }
 
-    #[inline]
     /// Whether the scope is `*`: every service, whatever its name.
     pub fn applies_to_all(&self) -> bool {
         self.all
     }
 
+    #[inline]
     pub fn applies_to(&self, service: &str) -> bool {
         self.all
             || self.exact.contains(service)
