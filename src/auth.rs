@@ -4,8 +4,9 @@
 //! bytes (base64url) that prove possession. Only the SHA-256 of the secret is stored — the
 //! secret is random and long, so a fast hash is enough and a slow one would only cost the hot
 //! path. Finding the id and comparing the secret are constant-time, and an unknown id is
-//! compared against a dummy hash, so unknown and wrong keys take the same time. [`KeyRing`] holds the records in memory, swapped
-//! whole when keys change, so checking a key takes no lock and no store read.
+//! compared against a dummy hash, so unknown and wrong keys take the same time. [`KeyRing`]
+//! holds the records in memory, swapped whole when keys change, so checking a key takes no lock
+//! and no store read.
 
 use std::fmt;
 use std::sync::Arc;
@@ -209,10 +210,9 @@ const NO_ID: Id = [0xff; ID_LEN];
 /// time and selects the matching entry without a branch, the dummy (entry 0) when none
 /// matches. `width` is the fullest bucket's occupancy, the same for every lookup in a table.
 struct KeyTable {
-    /// `buckets × width` slot ids, [`NO_ID`] where empty.
-    ids: Vec<Id>,
-    /// Per slot, its entry's index in `entries` (0, the dummy, where empty).
-    slots: Vec<u32>,
+    /// `buckets × width` slots: an id and its entry's index in `entries`; ([`NO_ID`], 0, the
+    /// dummy) where empty.
+    slots: Vec<(Id, u32)>,
     /// `entries[0]` is the dummy: a hash no secret has, compared when the id is unknown.
     entries: Vec<Entry>,
     width: usize,
@@ -242,16 +242,11 @@ impl KeyTable {
             entries.push(entry);
         }
         let width = bucketed.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let mut ids = vec![NO_ID; buckets * width];
-        let mut slots = vec![0; buckets * width];
+        let mut slots = vec![(NO_ID, 0); buckets * width];
         for (b, bucket) in bucketed.iter().enumerate() {
-            for (k, &(id, index)) in bucket.iter().enumerate() {
-                ids[b * width + k] = id;
-                slots[b * width + k] = index;
-            }
+            slots[b * width..][..bucket.len()].copy_from_slice(bucket);
         }
         KeyTable {
-            ids,
             slots,
             entries,
             width,
@@ -264,10 +259,8 @@ impl KeyTable {
     fn find(&self, id: &Id) -> (&Entry, subtle::Choice) {
         let first = bucket_of(&self.hasher, id, self.mask) * self.width;
         let mut found = 0u32;
-        for slot in first..first + self.width {
-            if let (Some(slot_id), Some(&index)) = (self.ids.get(slot), self.slots.get(slot)) {
-                found.conditional_assign(&index, slot_id.ct_eq(id));
-            }
+        for (slot_id, index) in self.slots.iter().skip(first).take(self.width) {
+            found.conditional_assign(index, slot_id.ct_eq(id));
         }
         let entry = self.entries.get(found as usize).unwrap_or(&self.entries[0]);
         (entry, !found.ct_eq(&0))
