@@ -241,7 +241,7 @@ fn fold(c: &mut Criterion) {
     let mut g = c.benchmark_group("fold_non_ascii");
     g.throughput(Throughput::Elements(values.len() as u64));
     g.bench_function("warden_fold", |b| {
-        let mut buf = warden::dataset::FoldBuf::new();
+        let mut buf = warden::model::dataset::FoldBuf::new();
         b.iter(|| {
             for v in values {
                 black_box(buf.fold(black_box(v), false).len());

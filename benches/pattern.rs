@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use warden::pattern::{AttributeMapping, MappingStats};
+use warden::model::pattern::{AttributeMapping, MappingStats};
 
 const UPN_MATCH: &str = r"^([^@]*)@([^.]*)\..*$";
 const UPN_SUBSTITUTE: &str = r"$2\$1";

@@ -17,9 +17,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use warden::dataset::{Cell, Column, DataSetBuilder, Schema};
 use warden::engine::{IndexCache, Request, Snapshot};
-use warden::policy::{
+use warden::model::dataset::{Cell, Column, DataSetBuilder, Schema};
+use warden::model::policy::{
     Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,
 };
 

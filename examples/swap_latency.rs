@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use warden::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
 use warden::engine::{Engine, IndexCache, Request, Snapshot};
-use warden::policy::{
+use warden::model::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
+use warden::model::policy::{
     Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,
 };
 
@@ -50,7 +50,7 @@ fn data_set(n: usize, extra: bool) -> Result<Arc<DataSet>, Box<dyn std::error::E
     Ok(Arc::new(b.build()))
 }
 
-fn policy() -> Result<Policy, warden::policy::GlobError> {
+fn policy() -> Result<Policy, warden::model::policy::GlobError> {
     Ok(Policy {
         name: "Block suspicious users".into(),
         enabled: true,

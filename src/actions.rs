@@ -88,7 +88,7 @@ impl Dispatcher {
                 continue;
             }
             let event = DecisionEvent {
-                time: crate::time::format_rfc3339(crate::store::now()),
+                time: crate::base::time::format_rfc3339(crate::base::time::now()),
                 policy: policy.name.clone(),
                 action: m.action.as_str(),
                 severity: m.severity.as_str(),

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use warden::base::time::format_rfc3339;
 use warden::config::{Config, Source};
 use warden::runtime::Warden;
 use warden::sync::{Device, device_statuses, pull, push};
-use warden::time::format_rfc3339;
 
 use crate::{DatasetsCommand, DevicesCommand, MappingsCommand};
 

@@ -14,8 +14,9 @@ use std::time::SystemTime;
 use arc_swap::{ArcSwap, Guard};
 use smallvec::SmallVec;
 
-use crate::dataset::{DataSet, MemberIndex};
-use crate::policy::{Action, Field, Operation, Policy, Severity, UnknownValues};
+use crate::base::json::json_string;
+use crate::model::dataset::{DataSet, MemberIndex};
+use crate::model::policy::{Action, Field, Operation, Policy, Severity, UnknownValues};
 
 /// One decision request. `db_user` may carry several values (a proxy may know more than one
 /// name for the session user); the other fields are single-valued and optional.
@@ -416,33 +417,6 @@ fn snapshot_fingerprint(policies: &[Policy], data_sets: &[Arc<DataSet>]) -> u64 
     h.finish()
 }
 
-/// Appends `s` as a JSON string literal.
-pub fn json_string(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-        } else {
-            out.extend_from_slice(escape);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
 fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
@@ -546,8 +520,8 @@ impl Engine {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::dataset::{Cell, Column, DataSetBuilder, Schema};
-    use crate::policy::{Criterion, ServiceScope};
+    use crate::model::dataset::{Cell, Column, DataSetBuilder, Schema};
+    use crate::model::policy::{Criterion, ServiceScope};
 
     fn users(names: &[&str]) -> Arc<DataSet> {
         let schema = Schema::new(

@@ -9,8 +9,9 @@ use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
 
 use warden::auth::{self, Scope};
-use warden::store::{AuditRecord, Store, now};
-use warden::time::{expiry, format_rfc3339};
+use warden::base::time::now;
+use warden::base::time::{expiry, format_rfc3339};
+use warden::store::{AuditRecord, Store};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -133,8 +134,8 @@ pub fn keys(store: &Store, cmd: KeysCommand) -> Result<ExitCode> {
             println!("revoked {id}");
         }
         KeysCommand::Rotate { id, overlap } => {
-            let overlap =
-                warden::config::parse_duration(&overlap).map_err(|e| anyhow!("--overlap: {e}"))?;
+            let overlap = warden::base::time::parse_duration(&overlap)
+                .map_err(|e| anyhow!("--overlap: {e}"))?;
             let secs = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
             let new = auth::rotate_key(store, &id, secs, &cli_actor(), now())?;
             let detail = serde_json::json!({ "new_id": new.record.id, "overlap_secs": secs });

@@ -35,19 +35,15 @@
 
 pub mod actions;
 pub mod auth;
+pub mod base;
 pub mod config;
-pub mod dataset;
 pub mod directory;
 pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod model;
 pub mod outbound;
-pub mod pattern;
-pub mod policy;
-pub mod principal;
 pub mod respond;
 pub mod runtime;
-pub mod secret;
 pub mod store;
 pub mod sync;
-pub mod time;

@@ -8,11 +8,12 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use warden::base::time::now;
+use warden::base::time::{expiry, format_rfc3339};
 use warden::config::{Config, ConfigSource};
 use warden::engine::{Outcome, Request};
 use warden::runtime::Warden;
-use warden::store::{Added, NewMember, Store, now};
-use warden::time::{expiry, format_rfc3339};
+use warden::store::{Added, NewMember, Store};
 
 mod directory_cmd;
 mod imperva_cmd;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use crate::engine::Outcome;
-use crate::policy::Action;
+use crate::model::policy::Action;
 
 /// Upper bounds of the decision-latency histogram, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [

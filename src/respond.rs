@@ -7,21 +7,21 @@
 //! together, once per alert id), audited with who asked and from where, and then republished
 //! so that decisions and the push sync see it — the same path a list change takes.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::base::principal::{Principal, PrincipalError};
+use crate::base::severity::IncidentSeverity;
+use crate::base::time::now;
 use crate::config::ResponseRuleConfig;
-use crate::policy::UnknownWord;
-use crate::principal::{Principal, PrincipalError};
+use crate::model::policy::UnknownWord;
 use crate::runtime::{Warden, WardenError};
 use crate::store::incidents::incident_ref;
 use crate::store::{
-    AlertSeen, AuditRecord, Incident, NewIncident, NewResponse, ResponseRecord, StoreError, now,
+    AlertSeen, AuditRecord, Incident, NewIncident, NewResponse, ResponseRecord, StoreError,
 };
 
 /// Most users or IPs one incident or alert may name.
@@ -30,55 +30,6 @@ pub const MAX_SUBJECTS: usize = 1000;
 pub const MAX_TEXT: usize = 1024;
 /// How often the sweeper looks for expired members: members leave within this of their time.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How serious an incident or alert is, in rising order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum IncidentSeverity {
-    Informative,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl IncidentSeverity {
-    pub const NAMES: &'static str = "informative, low, medium, high, critical";
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentSeverity::Informative => "informative",
-            IncidentSeverity::Low => "low",
-            IncidentSeverity::Medium => "medium",
-            IncidentSeverity::High => "high",
-            IncidentSeverity::Critical => "critical",
-        }
-    }
-}
-
-impl FromStr for IncidentSeverity {
-    type Err = UnknownWord;
-    fn from_str(s: &str) -> Result<Self, UnknownWord> {
-        Ok(match s.to_ascii_lowercase().as_str() {
-            "informative" | "info" => IncidentSeverity::Informative,
-            "low" => IncidentSeverity::Low,
-            "medium" => IncidentSeverity::Medium,
-            "high" => IncidentSeverity::High,
-            "critical" => IncidentSeverity::Critical,
-            _ => {
-                return Err(UnknownWord {
-                    got: s.to_owned(),
-                    expected: IncidentSeverity::NAMES,
-                });
-            }
-        })
-    }
-}
-
-impl fmt::Display for IncidentSeverity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Why a respond action was refused or failed. `Invalid` and `NotFound` are the caller's to
 /// fix; the rest are warden's.
@@ -129,7 +80,7 @@ impl Actor {
     fn audit(&self, warden: &Warden, action: &str, target: &str, detail: serde_json::Value) {
         let record = AuditRecord {
             id: 0,
-            at_ms: crate::sync::now_ms(),
+            at_ms: crate::base::time::now_ms(),
             actor: self.name.clone(),
             action: action.to_owned(),
             target: target.to_owned(),
@@ -348,7 +299,7 @@ pub fn respond(
         ));
     }
     let expires_at =
-        crate::time::expiry(req.expires_at.as_deref(), req.expires_in.as_deref(), now())
+        crate::base::time::expiry(req.expires_at.as_deref(), req.expires_in.as_deref(), now())
             .map_err(|e| invalid("expires_in", e))?;
     let response = NewResponse {
         list: req.list.clone(),
@@ -522,7 +473,7 @@ pub async fn sweep_loop(warden: Arc<Warden>, mut shutdown: tokio::sync::watch::R
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::policy::ServiceScope;
+    use crate::model::policy::ServiceScope;
 
     fn alert(source: &str, severity: &str, fields: serde_json::Value) -> Alert {
         Alert {

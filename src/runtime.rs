@@ -24,13 +24,16 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::actions::Dispatcher;
 use crate::auth::KeyRing;
+use crate::base::time::format_rfc3339;
+use crate::base::time::now;
 use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberField, Source};
-use crate::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records};
 use crate::engine::{CompileError, Engine, IndexCache, Published, Snapshot};
 use crate::metrics::Metrics;
-use crate::store::{Added, AuditRecord, Member, NewMember, Store, StoreError, now};
+use crate::model::dataset::{
+    Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records,
+};
+use crate::store::{Added, AuditRecord, Member, NewMember, Store, StoreError};
 use crate::sync::Device;
-use crate::time::format_rfc3339;
 
 /// Errors running warden.
 #[derive(Debug, thiserror::Error)]
@@ -266,7 +269,7 @@ impl Warden {
         };
         let record = AuditRecord {
             id: 0,
-            at_ms: crate::sync::now_ms(),
+            at_ms: crate::base::time::now_ms(),
             actor: actor.to_owned(),
             action: "config.reload".to_owned(),
             target: self

@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use warden::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
 use warden::engine::{Decision, Engine, IndexCache, Outcome, Published, Request, Snapshot};
-use warden::policy::{
+use warden::model::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
+use warden::model::policy::{
     Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,
 };
 

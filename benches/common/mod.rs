@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use warden::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
 use warden::engine::{IndexCache, Snapshot};
-use warden::policy::UnknownValues;
-use warden::policy::{Action, Criterion, Field, Operation, Policy, ServiceScope, Severity};
+use warden::model::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
+use warden::model::policy::UnknownValues;
+use warden::model::policy::{Action, Criterion, Field, Operation, Policy, ServiceScope, Severity};
 
 /// The name of the one data set and of the one policy.
 pub const DATA_SET: &str = "Suspicious Users";

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use warden::config::Config;
-use warden::dataset::DataSet;
+use warden::model::dataset::DataSet;
 use warden::engine::{IndexCache, Snapshot};
 
 const MAX_LEN: usize = 8 * 1024;

@@ -11,10 +11,10 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use warden::dataset::{Cell, Column, DataSetBuilder, Schema};
+use warden::model::dataset::{Cell, Column, DataSetBuilder, Schema};
 use warden::engine::{IndexCache, Request, Snapshot};
 use warden::http::answer_batch;
-use warden::policy::{
+use warden::model::policy::{
     Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,
 };
 

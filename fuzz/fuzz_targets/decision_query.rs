@@ -15,10 +15,11 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use warden::dataset::{Cell, Column, DataSetBuilder, Schema};
-use warden::engine::{IndexCache, Outcome, Snapshot, json_string};
+use warden::model::dataset::{Cell, Column, DataSetBuilder, Schema};
+use warden::engine::{IndexCache, Outcome, Snapshot};
+use warden::base::json::json_string;
 use warden::http::query::{DecisionQuery, DecodeError, MAX_DB_USERS, decode};
-use warden::policy::{
+use warden::model::policy::{
     Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,
 };
 use warden_fuzz::{FormError, form_decode, form_encode};
@@ -178,7 +179,7 @@ fuzz_target!(|data: &[u8]| {
     let blocked = d
         .matched
         .iter()
-        .any(|m| m.action == warden::policy::Action::Block);
+        .any(|m| m.action == warden::model::policy::Action::Block);
     assert_eq!(d.outcome == Outcome::Block, blocked, "{query:?}");
     let mut body = Vec::new();
     snap.render_decision(&d, &mut body);

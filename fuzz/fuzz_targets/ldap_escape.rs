@@ -1,5 +1,5 @@
 //! LDAP filter escaping (RFC 4515), DN value escaping (RFC 4514) and DN parsing
-//! (`warden::directory`, `warden::pattern::dn_first_rdn_value`). Input: one string, used both as
+//! (`warden::directory`, `warden::model::pattern::dn_first_rdn_value`). Input: one string, used both as
 //! an untrusted value to escape and as a DN to parse.
 //!
 //! Properties:
@@ -13,8 +13,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use warden::directory::{escape_dn_value, escape_filter_value, parse_dn, unescape_dn_value};
-use warden::pattern::dn_first_rdn_value;
+use warden::base::dn::parse_dn;
+use warden::base::escape::{escape_dn_value, escape_filter_value, unescape_dn_value};
+use warden::model::pattern::dn_first_rdn_value;
 use warden_fuzz::{as_equality, parse_filter, unescape_filter_value};
 
 const MAX_LEN: usize = 1024;

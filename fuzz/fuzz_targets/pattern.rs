@@ -16,7 +16,7 @@ use std::fmt;
 
 use libfuzzer_sys::fuzz_target;
 use regex_automata::{PatternID, meta};
-use warden::pattern::{AttributeMapping, DEFAULT_SIZE_LIMIT, MappingStats, Pattern};
+use warden::model::pattern::{AttributeMapping, DEFAULT_SIZE_LIMIT, MappingStats, Pattern};
 use warden_fuzz::{fields, parse_template, render_template};
 
 const MAX_PATTERN: usize = 128;

@@ -13,8 +13,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use warden::directory::{UserLookup, parse_dn};
-use warden::principal::{MAX_PRINCIPAL_LEN, Principal, PrincipalKind};
+use warden::base::dn::parse_dn;
+use warden::directory::UserLookup;
+use warden::base::principal::{MAX_PRINCIPAL_LEN, Principal, PrincipalKind};
 use warden_fuzz::{as_and, as_equality, parse_filter};
 
 const MAX_LEN: usize = MAX_PRINCIPAL_LEN + 16;

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use warden::dataset::{Column, DataSet, Schema, parse_records};
+use warden::model::dataset::{Column, DataSet, Schema, parse_records};
 
 const MAX_LEN: usize = 8 * 1024;
 

@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use libfuzzer_sys::fuzz_target;
 use warden::config::ResponseRuleConfig;
 use warden::http::problem::parse_json;
-use warden::policy::ServiceScope;
-use warden::principal::Principal;
+use warden::model::policy::ServiceScope;
+use warden::base::principal::Principal;
 use warden::respond::{Alert, IncidentRequest, rule_matches};
 use warden::sync::imperva::imp_error;
 

@@ -14,11 +14,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::dataset::Schema;
-use crate::pattern::AttributeMapping;
-use crate::policy::{Policy, ServiceScope};
-use crate::respond::IncidentSeverity;
-use crate::secret::SecretSource;
+use crate::base::secret::SecretSource;
+use crate::base::severity::IncidentSeverity;
+use crate::model::dataset::Schema;
+use crate::model::pattern::AttributeMapping;
+use crate::model::policy::{Policy, ServiceScope};
 
 /// The embedded default configuration: one list, one data set fed from it, one blocking policy.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/warden.toml");
@@ -461,69 +461,10 @@ impl ConfigSource {
     }
 }
 
-/// Parses a duration such as `500ms`, `10s`, `1m`, `1h30m` or `2d`. A bare number is refused:
-/// the unit is part of the value.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    if s.is_empty() {
-        return Err("empty duration; write e.g. \"30s\" or \"1m\"".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!(
-                "{text:?} is not a duration; write e.g. \"30s\" or \"1m\""
-            ));
-        }
-        let (num, tail) = rest.split_at(digits);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{text:?}: number {num} is too large"))?;
-        let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let (unit, tail) = tail.split_at(unit_len);
-        let part = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            "d" => Duration::from_secs(n.saturating_mul(86_400)),
-            "" => {
-                return Err(format!(
-                    "{text:?} has no unit; write e.g. \"{n}s\" (units: ms, s, m, h, d)"
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "{text:?}: unknown unit {other:?} (units: ms, s, m, h, d)"
-                ));
-            }
-        };
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| format!("{text:?} is too long"))?;
-        rest = tail;
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert!(parse_duration("10").unwrap_err().contains("no unit"));
-        assert!(parse_duration("5 weeks").is_err());
-        assert!(parse_duration("1y").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("99999999999999999999s").is_err());
-    }
 
     #[test]
     fn key_paths_display() {

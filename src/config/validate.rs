@@ -15,12 +15,12 @@ use super::{
     ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DirectoryConfig,
     ImpervaConfig, ImpervaPush, KeyPath, LdapSource, ListConfig, MappingConfig, MemberField,
     ResponseRuleConfig, Scope, Segment, ServerConfig, Source, StoreConfig, TlsFiles,
-    parse_duration,
 };
-use crate::dataset::{Column, Schema};
-use crate::pattern::{AttributeMapping, PatternError};
-use crate::policy::{Criterion, Policy, ServiceScope};
-use crate::secret::SecretSource;
+use crate::base::secret::SecretSource;
+use crate::base::time::parse_duration;
+use crate::model::dataset::{Column, Schema};
+use crate::model::pattern::{AttributeMapping, PatternError};
+use crate::model::policy::{Criterion, Policy, ServiceScope};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 const DEFAULT_MAX_BATCH: usize = 10_000;
@@ -1121,13 +1121,13 @@ fn ldap_source(
     })
 }
 
-fn parse_word<T: std::str::FromStr<Err = crate::policy::UnknownWord>>(
+fn parse_word<T: std::str::FromStr<Err = crate::model::policy::UnknownWord>>(
     ctx: &mut Ctx<'_>,
     path: KeyPath,
     text: &str,
 ) -> Option<T> {
     text.parse()
-        .map_err(|e: crate::policy::UnknownWord| ctx.err(path, e.to_string()))
+        .map_err(|e: crate::model::policy::UnknownWord| ctx.err(path, e.to_string()))
         .ok()
 }
 

@@ -12,13 +12,13 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Mod, S
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::dn::parse_dn;
 use super::entry::{Entry, Scope, parse_entry};
 use super::error::{DirectoryError, result_code_name, scrub};
 use super::principal::UserLookup;
 use super::range::{RangedAttr, parse_range_attr, range_request, same_attr};
 use super::settings::{DirectorySettings, Endpoint, tls_config};
-use crate::principal::Principal;
+use crate::base::dn::parse_dn;
+use crate::base::principal::Principal;
 
 /// Default `batch` for [`DirectoryClient::modify_members`].
 pub const DEFAULT_MEMBER_BATCH: usize = 500;
@@ -475,7 +475,7 @@ impl DirectoryClient {
                 Ok(_) => {
                     return Err(DirectoryError::InvalidDn {
                         dn: v.clone(),
-                        source: super::dn::DnError::EmptyRdn { index: 0 },
+                        source: crate::base::dn::DnError::EmptyRdn { index: 0 },
                     });
                 }
                 Err(source) => {

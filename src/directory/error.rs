@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::dn::DnError;
+use crate::base::dn::DnError;
 
 /// Errors from the directory client.
 #[derive(Debug, thiserror::Error)]

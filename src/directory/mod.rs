@@ -17,10 +17,8 @@
 //! heartbeat bounded by `op_timeout` checks their connection instead.
 
 mod client;
-mod dn;
 mod entry;
 mod error;
-mod escape;
 mod principal;
 mod range;
 mod settings;
@@ -30,10 +28,8 @@ pub use client::{
     CLOSE_TIMEOUT, DEFAULT_MEMBER_BATCH, DirectoryClient, MAX_MEMBER_BATCH, MemberChange,
     MemberFailure,
 };
-pub use dn::{Ava, Dn, DnError, Rdn, parse_dn};
 pub use entry::{Entry, Scope};
 pub use error::{DirectoryError, result_code_name};
-pub use escape::{UnescapeError, escape_dn_value, escape_filter_value, unescape_dn_value};
 pub use principal::UserLookup;
 pub(crate) use settings::tls_config;
 pub use settings::{

@@ -1,11 +1,11 @@
 //! How a list principal finds its user entry: the DN to read, or the escaped filter to search.
 //!
 //! Which of the four forms a principal is written in is decided once, by
-//! [`crate::principal::Principal`]; this module only turns that form into an LDAP lookup.
+//! [`crate::base::principal::Principal`]; this module only turns that form into an LDAP lookup.
 
-use super::dn::{Dn, parse_dn};
-use super::escape::escape_filter_value;
-use crate::principal::{Principal, PrincipalKind};
+use crate::base::dn::{Dn, parse_dn};
+use crate::base::escape::escape_filter_value;
+use crate::base::principal::{Principal, PrincipalKind};
 
 /// How to find the user entry a principal names.
 #[derive(Clone, Debug, PartialEq, Eq)]

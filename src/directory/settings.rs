@@ -10,7 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
 
 use super::error::DirectoryError;
-use crate::secret::Secret;
+use crate::base::secret::Secret;
 
 /// Default for [`DirectorySettings::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

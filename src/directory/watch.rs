@@ -13,10 +13,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep};
 
 use super::client::DirectoryClient;
-use super::dn::parse_dn;
 use super::entry::{Scope, parse_entry};
 use super::error::{DirectoryError, result_code_name};
 use super::settings::DirectorySettings;
+use crate::base::dn::parse_dn;
 
 /// `LDAP_SERVER_NOTIFICATION_OID`: critical, no value; base or one-level
 /// scope, filter `(objectClass=*)`.
@@ -152,7 +152,7 @@ pub fn watch_with(
             Ok(_) => {
                 return Err(DirectoryError::InvalidDn {
                     dn: dn.clone(),
-                    source: super::dn::DnError::EmptyRdn { index: 0 },
+                    source: crate::base::dn::DnError::EmptyRdn { index: 0 },
                 });
             }
             Err(source) => {

@@ -11,11 +11,12 @@ use super::problem::{Problem, parse_json};
 use super::query::decode;
 use super::{Call, Response, json, json_value, no_content, respond};
 use crate::auth::{self, KeyError};
+use crate::base::time::now;
+use crate::base::time::parse_rfc3339;
 use crate::metrics::{family, label, line};
 use crate::runtime::ReloadError;
-use crate::store::{AuditFilter, now};
+use crate::store::AuditFilter;
 use crate::sync::{device_statuses, push};
-use crate::time::parse_rfc3339;
 
 /// `GET /readyz`: 200 once a snapshot is loaded.
 pub fn readyz(call: &Call<'_>) -> Result<Response, Problem> {
@@ -78,7 +79,7 @@ pub fn metrics(call: &Call<'_>) -> Response {
         "gauge",
         "Seconds since each data set last applied a refresh.",
     );
-    let now_ms = crate::sync::now_ms().max(0) as u64;
+    let now_ms = crate::base::time::now_ms().max(0) as u64;
     for (name, at_ms) in &refreshes {
         let labels = format!("data_set=\"{}\"", label(name));
         let age = now_ms.saturating_sub(*at_ms) as f64 / 1000.0;
@@ -296,7 +297,7 @@ struct NewKeyBody {
 pub fn create_key(call: &Call<'_>) -> Result<Response, Problem> {
     let body: NewKeyBody = parse_json(&call.body)?;
     let scopes = auth::parse_scopes(&body.scopes).map_err(key_problem)?;
-    let expires_at = crate::time::expiry(
+    let expires_at = crate::base::time::expiry(
         body.expires_at.as_deref(),
         body.expires_in.as_deref(),
         now(),
@@ -360,7 +361,7 @@ pub fn rotate_key(call: &Call<'_>) -> Result<Response, Problem> {
     };
     let overlap = match body.overlap.as_deref() {
         None => 3600,
-        Some(text) => crate::config::parse_duration(text)
+        Some(text) => crate::base::time::parse_duration(text)
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .map_err(|e| Problem::bad_request(format!("field `overlap`: {e}")))?,
     };

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::problem::{Problem, parse_json};
 use super::{Call, Response, json_value, respond};
 use crate::config::{DataSetConfig, Source};
-use crate::dataset::{DataSet, DataSetBuilder, DataSetError, Record, fold, parse_records};
+use crate::model::dataset::{DataSet, DataSetBuilder, DataSetError, Record, fold, parse_records};
 use crate::sync::{Device, pull};
 
 const IMP_NO_SUCH_DATA_SET: &str = "IMP-10094";

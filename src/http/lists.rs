@@ -6,10 +6,11 @@ use serde::Deserialize;
 
 use super::problem::{Problem, parse_json};
 use super::{Call, Response, json_value, no_content};
-use crate::principal::Principal;
+use crate::base::principal::Principal;
+use crate::base::time::expiry;
+use crate::base::time::now;
 use crate::runtime::WardenError;
-use crate::store::{Added, NewMember, StoreError, now};
-use crate::time::expiry;
+use crate::store::{Added, NewMember, StoreError};
 
 fn store_problem(e: &StoreError) -> Problem {
     match e {

@@ -180,7 +180,7 @@ fn audit(
 ) {
     let record = AuditRecord {
         id: 0,
-        at_ms: crate::sync::now_ms(),
+        at_ms: crate::base::time::now_ms(),
         actor: actor.to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),
@@ -213,7 +213,7 @@ fn authorize(
     let caller = gw
         .warden
         .keys()
-        .authenticate(header, crate::store::now())
+        .authenticate(header, crate::base::time::now())
         .map_err(|e| {
             let reason = match e {
                 AuthError::Missing => "missing",

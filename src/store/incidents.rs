@@ -9,7 +9,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Added, NewMember, Store, StoreError, now};
-use crate::principal::Principal;
+use crate::base::principal::Principal;
 
 /// How an incident is named outside the store (`INC-17`), also on the members it added.
 pub fn incident_ref(id: i64) -> String {

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::principal::{Principal, PrincipalError};
+use crate::base::principal::{Principal, PrincipalError};
+use crate::base::time::now;
 
 pub mod audit;
 pub mod incidents;
@@ -780,13 +781,6 @@ impl Store {
             .map_err(self.sql("write mapping state"))?;
         Ok(())
     }
-}
-
-/// Current time in Unix seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

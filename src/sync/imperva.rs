@@ -19,13 +19,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::base::retry::Retry;
+use crate::base::secret::{SecretError, SecretSource};
 use crate::config::{ImpervaConfig, ImpervaPush, Source};
-use crate::dataset::{DataSet, fold};
+use crate::model::dataset::{DataSet, fold};
 use crate::outbound::{Endpoint, OutboundError};
 use crate::runtime::Warden;
-use crate::secret::{SecretError, SecretSource};
 use crate::store::{PushStatus, StoreError};
-use crate::sync::service::Retry;
 
 /// Where the Open API lives on the MX.
 pub const API: &str = "/SecureSphere/api/v1";

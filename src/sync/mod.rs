@@ -16,9 +16,10 @@ pub mod service;
 
 pub use device::{Device, DeviceStatus, Health, device_statuses, health};
 
+use crate::base::secret::SecretError;
+use crate::base::time::now_ms;
 use crate::directory::DirectoryError;
 use crate::runtime::WardenError;
-use crate::secret::SecretError;
 use crate::store::{RecentUpdate, StoreError};
 
 /// Errors from push and pull runs. None carries a secret.
@@ -58,13 +59,6 @@ impl SyncError {
     pub fn is_connection_problem(&self) -> bool {
         matches!(self, SyncError::Directory { source, .. } if source.is_transient())
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Builds the record of a run that failed before it changed anything.

@@ -11,13 +11,14 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::{Device, SyncError, failed_update, now_ms};
+use crate::base::time::now;
 use crate::config::{DataSetConfig, LdapSource, Scope, Source};
-use crate::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Schema, fold};
 use crate::directory::{self, Entry};
 use crate::engine::Published;
-use crate::pattern::MappingStats;
+use crate::model::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Schema, fold};
+use crate::model::pattern::MappingStats;
 use crate::runtime::Warden;
-use crate::store::{HeldRefresh, RecentUpdate, now};
+use crate::store::{HeldRefresh, RecentUpdate};
 
 /// Skipped entries kept (with their reason) for test-query output.
 pub const SKIPPED_SAMPLE: usize = 20;
@@ -235,7 +236,7 @@ pub fn apply(
         .data_set(&ds.name)
         .ok_or_else(|| SyncError::NoSuchDataSet(ds.name.clone()))?;
     let new = result.data_set;
-    let group = super::service::watched_dn(&source.filter);
+    let group = watched_dn(&source.filter);
     let explained = group.as_deref().map_or(0, |g| device.take_removals(g));
     if let Some(reason) = shrink_guard(current.len(), new.len(), source.max_shrink, explained) {
         // Not used this time: keep the removals for the next refresh.
@@ -344,6 +345,17 @@ pub fn accept(warden: &Warden, name: &str) -> Result<Option<usize>, SyncError> {
     Ok(warden.data_set(name).map(|d| d.len()))
 }
 
+/// The group a data set's filter selects on (`(memberOf=<group DN>)`), which is what to watch.
+pub fn watched_dn(filter: &str) -> Option<String> {
+    let lower = filter.to_ascii_lowercase();
+    let start = lower.find("memberof=")? + "memberof=".len();
+    let rest = &filter[start..];
+    // The value runs to the first ')' that is not escaped (RFC 4515 escapes are \XX).
+    let end = rest.find(')')?;
+    let value = rest[..end].trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +379,19 @@ mod tests {
         assert!(shrink_guard(10, 0, 0.5, 6).is_some_and(|r| r.contains("empty")));
         assert!(shrink_guard(10, 2, 0.5, 4).is_some_and(|r| r.contains("drop 4 of 6")));
         assert_eq!(shrink_guard(10, 3, 0.5, 4), None);
+    }
+
+    #[test]
+    fn watched_group_comes_from_the_filter() {
+        assert_eq!(
+            watched_dn("(memberOf=CN=PTR_Suspicious_Users,CN=Users,DC=corp,DC=example,DC=test)")
+                .as_deref(),
+            Some("CN=PTR_Suspicious_Users,CN=Users,DC=corp,DC=example,DC=test")
+        );
+        assert_eq!(
+            watched_dn("(&(objectClass=user)(memberof=CN=g,DC=x))").as_deref(),
+            Some("CN=g,DC=x")
+        );
+        assert_eq!(watched_dn("(objectClass=user)"), None);
     }
 }

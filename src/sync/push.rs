@@ -11,9 +11,11 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::{Device, SyncError, failed_update, now_ms};
+use crate::base::dn::parse_dn;
+use crate::base::time::now;
 use crate::config::MappingConfig;
-use crate::directory::{DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError, parse_dn};
-use crate::store::{RecentUpdate, Store, now, principal_key};
+use crate::directory::{DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError};
+use crate::store::{RecentUpdate, Store, principal_key};
 
 /// What a push run would do (or did).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -17,15 +17,14 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::{Device, pull, push};
+use crate::base::retry::Retry;
 use crate::config::{DataSetConfig, MappingConfig, Source};
 use crate::directory::{self, WatchEvent};
 use crate::runtime::Warden;
+use crate::sync::pull::watched_dn;
 
 /// List changes arriving within this window are pushed in one run.
 pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(50);
-/// First retry delay after a failed run; doubles up to [`RETRY_MAX`].
-pub const RETRY_INITIAL: Duration = Duration::from_millis(500);
-pub const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often a data set without notifications polls its group's `uSNChanged`.
 pub const USN_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -115,63 +114,6 @@ fn spawn(warden: &Arc<Warden>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandl
         )));
     }
     tasks
-}
-
-/// The group a data set's filter selects on (`(memberOf=<group DN>)`), which is what to watch.
-pub fn watched_dn(filter: &str) -> Option<String> {
-    let lower = filter.to_ascii_lowercase();
-    let start = lower.find("memberof=")? + "memberof=".len();
-    let rest = &filter[start..];
-    // The value runs to the first ')' that is not escaped (RFC 4515 escapes are \XX).
-    let end = rest.find(')')?;
-    let value = rest[..end].trim();
-    (!value.is_empty()).then(|| value.to_string())
-}
-
-/// When a loop retries a failed run: [`RETRY_INITIAL`] after the first failure, doubling up to
-/// [`RETRY_MAX`], forgotten after a success. Shared with the Imperva MX push loop.
-pub(super) struct Retry {
-    delay: Duration,
-    at: Option<tokio::time::Instant>,
-}
-
-impl Retry {
-    pub(super) fn new() -> Retry {
-        Retry {
-            delay: RETRY_INITIAL,
-            at: None,
-        }
-    }
-
-    /// Resolves when a retry is due; never while none is scheduled.
-    pub(super) async fn due(&self) {
-        match self.at {
-            Some(t) => tokio::time::sleep_until(t).await,
-            None => std::future::pending().await,
-        }
-    }
-
-    pub(super) fn succeeded(&mut self) {
-        *self = Retry::new();
-    }
-
-    /// Makes an attempt due at once (a first run), without touching the delay.
-    pub(super) fn due_now(&mut self) {
-        self.due_in(Duration::ZERO);
-    }
-
-    /// Makes an attempt due after `wait` (not a failure: the delay stays as it is).
-    pub(super) fn due_in(&mut self, wait: Duration) {
-        self.at = Some(tokio::time::Instant::now() + wait);
-    }
-
-    /// Schedules the next retry; returns how long until it.
-    pub(super) fn failed(&mut self) -> Duration {
-        let delay = self.delay;
-        self.at = Some(tokio::time::Instant::now() + delay);
-        self.delay = (delay * 2).min(RETRY_MAX);
-        delay
-    }
 }
 
 async fn push_loop(
@@ -318,24 +260,5 @@ async fn poll_usn(
                 device.reset().await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn watched_group_comes_from_the_filter() {
-        assert_eq!(
-            watched_dn("(memberOf=CN=PTR_Suspicious_Users,CN=Users,DC=corp,DC=example,DC=test)")
-                .as_deref(),
-            Some("CN=PTR_Suspicious_Users,CN=Users,DC=corp,DC=example,DC=test")
-        );
-        assert_eq!(
-            watched_dn("(&(objectClass=user)(memberof=CN=g,DC=x))").as_deref(),
-            Some("CN=g,DC=x")
-        );
-        assert_eq!(watched_dn("(objectClass=user)"), None);
     }
 }

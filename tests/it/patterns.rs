@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use serde::Deserialize;
-use warden::pattern::{AttributeMapping, MappingStats, dn_first_rdn_value};
+use warden::model::pattern::{AttributeMapping, MappingStats, dn_first_rdn_value};
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]
 #[serde(rename_all = "snake_case")]

@@ -379,7 +379,7 @@ impl DataSet {
                 out.push(b',');
             }
             first = false;
-            crate::engine::json_string(&column.name, out);
+            crate::base::json::json_string(&column.name, out);
             out.push(b':');
             match cell {
                 Cell::Many(vs) => {
@@ -388,11 +388,11 @@ impl DataSet {
                         if j > 0 {
                             out.push(b',');
                         }
-                        crate::engine::json_string(v, out);
+                        crate::base::json::json_string(v, out);
                     }
                     out.push(b']');
                 }
-                _ => crate::engine::json_string(&values[0], out),
+                _ => crate::base::json::json_string(&values[0], out),
             }
         }
         out.push(b'}');

@@ -5,11 +5,13 @@
 //! against data sets into a snapshot and evaluates them.
 
 use std::collections::HashSet;
-use std::fmt;
-use std::str::FromStr;
 
 use regex_automata::meta::Regex;
 use serde::Serialize;
+
+pub use crate::base::severity::Severity;
+pub use crate::base::word::UnknownWord;
+use crate::base::word::words;
 
 /// A request field a criterion can test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -101,60 +103,6 @@ impl Action {
     }
 }
 
-/// Severity of a policy violation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum Severity {
-    #[serde(rename = "high")]
-    High,
-    #[serde(rename = "medium")]
-    Medium,
-    #[serde(rename = "low")]
-    Low,
-    #[serde(rename = "informative")]
-    Informative,
-    #[serde(rename = "noAlert")]
-    NoAlert,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-            Severity::Informative => "informative",
-            Severity::NoAlert => "noAlert",
-        }
-    }
-}
-
-/// Error for a word that is not one of an enum's spellings.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{got:?} is not one of {expected}")]
-pub struct UnknownWord {
-    pub got: String,
-    pub expected: &'static str,
-}
-
-macro_rules! words {
-    ($ty:ty, $expected:literal, { $($word:literal => $value:expr),+ $(,)? }) => {
-        impl FromStr for $ty {
-            type Err = UnknownWord;
-            fn from_str(s: &str) -> Result<Self, UnknownWord> {
-                match s {
-                    $($word => Ok($value),)+
-                    _ => Err(UnknownWord { got: s.to_string(), expected: $expected }),
-                }
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 words!(Field, "db_user, os_user, source_app, client_ip, service", {
     "db_user" => Field::DbUser, "os_user" => Field::OsUser, "source_app" => Field::SourceApp,
     "client_ip" => Field::ClientIp, "service" => Field::Service,
@@ -166,10 +114,6 @@ words!(UnknownValues, "no-match, match", {
     "no-match" => UnknownValues::NoMatch, "match" => UnknownValues::Match,
 });
 words!(Action, "block, none", { "block" => Action::Block, "none" => Action::None });
-words!(Severity, "high, medium, low, informative, noAlert", {
-    "high" => Severity::High, "medium" => Severity::Medium, "low" => Severity::Low,
-    "informative" => Severity::Informative, "noAlert" => Severity::NoAlert,
-});
 
 /// One match criterion as configured: all criteria of a policy must match.
 #[derive(Debug, Clone, PartialEq, Eq)]

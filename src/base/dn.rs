@@ -5,7 +5,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use super::escape::{UnescapeError, escape_dn_value, unescape_marked};
+use crate::base::escape::{UnescapeError, escape_dn_value, unescape_marked};
 
 /// Why a string is not a DN.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::directory::{DnError, parse_dn};
+use crate::base::dn::{DnError, parse_dn};
 
 /// The longest principal accepted (a DN can be long; AD caps most names far lower).
 pub const MAX_PRINCIPAL_LEN: usize = 1024;

@@ -1,5 +1,23 @@
-//! Timestamps as Unix seconds, written and read as RFC 3339 in UTC (`2026-11-22T22:16:04Z`).
+//! The one clock and the time vocabulary: the wall clock in Unix seconds ([`now`]) and
+//! milliseconds ([`now_ms`]); timestamps written and read as RFC 3339 in UTC
+//! (`2026-11-22T22:16:04Z`); durations written as `30s`, `1h30m`, `7d`; member expiry.
 //! Small and dependency-free; [`parse_rfc3339`] takes untrusted input and is fuzzed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The wall clock in Unix seconds (0 before 1970, which no clock here shows).
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The wall clock in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// Formats Unix seconds as RFC 3339 UTC.
 pub fn format_rfc3339(secs: i64) -> String {
@@ -120,7 +138,7 @@ pub fn expiry(at: Option<&str>, after: Option<&str>, now: i64) -> Result<Option<
         (Some(_), Some(_)) => return Err("give an expiry time or a duration, not both".into()),
         (Some(t), None) => parse_rfc3339(t)?,
         (None, Some(d)) => {
-            let d = crate::config::parse_duration(d)?;
+            let d = parse_duration(d)?;
             now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         }
         (None, None) => return Ok(None),
@@ -131,6 +149,53 @@ pub fn expiry(at: Option<&str>, after: Option<&str>, now: i64) -> Result<Option<
         );
     }
     Ok(Some(expires_at))
+}
+
+/// Parses a duration such as `500ms`, `10s`, `1m`, `1h30m` or `2d`. A bare number is refused:
+/// the unit is part of the value.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration; write e.g. \"30s\" or \"1m\"".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "{text:?} is not a duration; write e.g. \"30s\" or \"1m\""
+            ));
+        }
+        let (num, tail) = rest.split_at(digits);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{text:?}: number {num} is too large"))?;
+        let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, tail) = tail.split_at(unit_len);
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            "" => {
+                return Err(format!(
+                    "{text:?} has no unit; write e.g. \"{n}s\" (units: ms, s, m, h, d)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?} (units: ms, s, m, h, d)"
+                ));
+            }
+        };
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("{text:?} is too long"))?;
+        rest = tail;
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -167,5 +232,17 @@ mod tests {
         ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("10").unwrap_err().contains("no unit"));
+        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("1y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
     }
 }

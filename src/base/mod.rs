@@ -1,0 +1,17 @@
+//! The vocabulary every layer above speaks, and nothing else: the clock and durations
+//! ([`time`]), severities ([`severity`]) and closed word lists ([`word`]), JSON string escaping
+//! ([`json`]), retry with backoff ([`retry`]), distinguished names ([`dn`]) and LDAP escaping
+//! ([`escape`]), principals ([`principal`]) and secrets ([`secret`]).
+//!
+//! Nothing here imports another warden module outside `base`: it is the bottom layer
+//! (docs/ARCHITECTURE.md).
+
+pub mod dn;
+pub mod escape;
+pub mod json;
+pub mod principal;
+pub mod retry;
+pub mod secret;
+pub mod severity;
+pub mod time;
+pub mod word;
