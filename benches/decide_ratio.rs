@@ -80,7 +80,7 @@ struct Ratio {
 }
 
 fn batch_section(rounds: usize) {
-    use warden::engine::{Decision, Engine};
+    use warden::decide::{Decision, Engine};
     const BATCH: usize = 64;
     let n = 100_000;
     let engine = Engine::new();

@@ -23,7 +23,7 @@ use criterion::{
     BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use serde::Serialize;
-use warden::engine::{Decision, Engine, IndexCache, Request, Snapshot};
+use warden::decide::{Decision, Engine, IndexCache, Request, Snapshot};
 
 use common::{SERVICE, cycled, member, query};
 

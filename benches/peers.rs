@@ -37,7 +37,7 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use warden::engine::Request;
+use warden::decide::Request;
 
 use common::{SERVICE, cycled, member, query, query_indexes};
 

@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use warden::engine::{IndexCache, Request, Snapshot};
+use warden::decide::{IndexCache, Request, Snapshot};
 use warden::model::dataset::{Cell, Column, DataSetBuilder, Schema};
 use warden::model::policy::{
     Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,

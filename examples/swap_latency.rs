@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use warden::engine::{Engine, IndexCache, Request, Snapshot};
+use warden::decide::{Engine, IndexCache, Request, Snapshot};
 use warden::model::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
 use warden::model::policy::{
     Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,
@@ -88,7 +88,7 @@ fn publish_loop(
     engine: &Engine,
     policies: &[Policy],
     sets: &[Arc<DataSet>; 2],
-) -> Result<(), warden::engine::CompileError> {
+) -> Result<(), warden::decide::CompileError> {
     // Warm: one index cache per data set, so after the first build of each an index is
     // reused. Cold: one cache for both, so each alternation rebuilds the index.
     let mut warm = [IndexCache::default(), IndexCache::default()];

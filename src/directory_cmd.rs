@@ -9,8 +9,9 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use warden::base::time::format_rfc3339;
 use warden::config::{Config, Source};
+use warden::directory::Directory;
 use warden::runtime::Warden;
-use warden::sync::{Device, device_statuses, pull, push};
+use warden::sync::{directory_statuses, pull, push};
 
 use crate::{DatasetsCommand, DevicesCommand, MappingsCommand};
 
@@ -22,7 +23,7 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
         .block_on(f))
 }
 
-fn device(warden: &Warden, name: &str) -> Result<Arc<Device>> {
+fn device(warden: &Warden, name: &str) -> Result<Arc<Directory>> {
     warden
         .devices()
         .get(name)
@@ -34,13 +35,13 @@ pub fn devices(config: Config, cmd: DevicesCommand) -> Result<ExitCode> {
     let warden = Warden::open(config).context("cannot load warden state")?;
     match cmd {
         DevicesCommand::Status { recent, json } => {
-            let report = device_statuses(&warden, recent as usize)?;
+            let report = directory_statuses(&warden, recent as usize)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(ExitCode::SUCCESS);
             }
             for d in &report {
-                println!("{}  {}  {:?}", d.device, d.url, d.status);
+                println!("{}  {}  {:?}", d.directory, d.url, d.status);
                 for u in &d.recent_updates {
                     println!(
                         "  {} {:<4} {:<40} +{} -{} unresolved {} {}ms{}",
@@ -157,7 +158,7 @@ pub fn mappings(config: Config, cmd: MappingsCommand) -> Result<ExitCode> {
 
 pub fn datasets(config: Config, cmd: DatasetsCommand) -> Result<ExitCode> {
     let warden = Arc::new(Warden::open(config).context("cannot load warden state")?);
-    let ldap_device = |name: &str| -> Result<(warden::config::DataSetConfig, Arc<Device>)> {
+    let ldap_device = |name: &str| -> Result<(warden::config::DataSetConfig, Arc<Directory>)> {
         let config = warden.config();
         let ds = config
             .data_set(name)

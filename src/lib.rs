@@ -33,17 +33,17 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::await_holding_lock)]
 
-pub mod actions;
 pub mod auth;
 pub mod base;
 pub mod config;
+pub mod decide;
 pub mod directory;
-pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod outbound;
 pub mod respond;
 pub mod runtime;
+pub mod services;
 pub mod store;
 pub mod sync;

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use warden::base::time::now;
 use warden::base::time::{expiry, format_rfc3339};
 use warden::config::{Config, ConfigSource};
-use warden::engine::{Outcome, Request};
+use warden::decide::{Outcome, Request};
 use warden::runtime::Warden;
 use warden::store::{Added, NewMember, Store};
 
@@ -317,7 +317,7 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
         let Signals { hangup, shutdown } = signals;
         let hangups = tokio::spawn(reload_on_hangup(Arc::clone(&warden), hangup));
         let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
-        let followed = tokio::spawn(warden::actions::run(
+        let followed = tokio::spawn(warden::services::followed_actions::run(
             Arc::clone(&warden),
             sync_stopped.clone(),
         ));
@@ -325,7 +325,7 @@ fn serve(source: ConfigSource) -> Result<ExitCode> {
             Arc::clone(&warden),
             sync_stopped.clone(),
         ));
-        let sync = tokio::spawn(warden::sync::service::run(
+        let sync = tokio::spawn(warden::services::sync::run(
             Arc::clone(&warden),
             sync_stopped,
         ));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use crate::engine::Outcome;
+use crate::decide::Outcome;
 use crate::model::policy::Action;
 
 /// Upper bounds of the decision-latency histogram, in seconds.

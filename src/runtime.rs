@@ -22,18 +22,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::actions::Dispatcher;
 use crate::auth::KeyRing;
 use crate::base::time::format_rfc3339;
 use crate::base::time::now;
 use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberField, Source};
-use crate::engine::{CompileError, Engine, IndexCache, Published, Snapshot};
+use crate::decide::Dispatcher;
+use crate::decide::{CompileError, Decision, Engine, IndexCache, Published, Request, Snapshot};
+use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::model::dataset::{
     Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records,
 };
 use crate::store::{Added, AuditRecord, Member, NewMember, Store, StoreError};
-use crate::sync::Device;
 
 /// Errors running warden.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +112,7 @@ pub struct Warden {
     /// Read lock-free by everyone; replaced (under `update`) by [`Warden::reload`].
     config: ArcSwap<Config>,
     source: Option<ConfigSource>,
-    devices: ArcSwap<HashMap<String, Arc<Device>>>,
+    devices: ArcSwap<HashMap<String, Arc<Directory>>>,
     /// Serialises the writers of config + data sets (store reloads, commits, config reloads) so
     /// that a snapshot is always built from one config and the data sets made for it.
     update: Mutex<()>,
@@ -180,7 +180,7 @@ impl Warden {
     }
 
     /// The directory servers of the configuration in force, by name.
-    pub fn devices(&self) -> Arc<HashMap<String, Arc<Device>>> {
+    pub fn devices(&self) -> Arc<HashMap<String, Arc<Directory>>> {
         self.devices.load_full()
     }
 
@@ -310,6 +310,45 @@ impl Warden {
     /// The followed-action queue.
     pub fn actions(&self) -> &Dispatcher {
         &self.actions
+    }
+
+    /// Decides `request` against `snapshot` and records the decision (see
+    /// [`Warden::record_decision`]). Every front end that answers a decision decides here, so
+    /// counters and followed actions never depend on which one asked.
+    pub fn decide(&self, snapshot: &Snapshot, request: &Request<'_>) -> Decision {
+        let started = std::time::Instant::now();
+        let decision = snapshot.decide(request);
+        self.record_decision(snapshot, request, &decision, started.elapsed());
+        decision
+    }
+
+    /// The side effects of a decision taken from `snapshot` in `took`: the outcome and the
+    /// matched policies counted, followed actions offered (never waiting; a full queue drops
+    /// and counts). For batches decided with [`Snapshot::decide_batch`], once per decision.
+    pub fn record_decision(
+        &self,
+        snapshot: &Snapshot,
+        request: &Request<'_>,
+        decision: &Decision,
+        took: std::time::Duration,
+    ) {
+        if !decision.matched.is_empty() {
+            let config = self.config.load();
+            let dropped = self
+                .actions
+                .offer(&config.action_sets, snapshot, request, decision);
+            for _ in 0..dropped {
+                self.metrics.followed_action_dropped();
+            }
+        }
+        self.metrics.decision(
+            decision.outcome,
+            took,
+            decision
+                .matched
+                .iter()
+                .filter_map(|m| snapshot.policy(m).map(|p| (p.name.as_str(), m.action))),
+        );
     }
 
     /// A receiver that changes whenever a list may have changed.
@@ -462,12 +501,12 @@ fn build_data_sets(
     Ok((data_sets, generations))
 }
 
-/// One [`Device`] per configured directory; an unchanged directory keeps its connection and
+/// One [`Directory`] per configured directory; an unchanged directory keeps its connection and
 /// principal cache.
 fn devices_for(
     config: &Config,
-    running: &HashMap<String, Arc<Device>>,
-) -> HashMap<String, Arc<Device>> {
+    running: &HashMap<String, Arc<Directory>>,
+) -> HashMap<String, Arc<Directory>> {
     config
         .directories
         .iter()
@@ -475,7 +514,7 @@ fn devices_for(
             let device = running
                 .get(&d.name)
                 .filter(|dev| dev.config() == d)
-                .map_or_else(|| Arc::new(Device::new(d.clone())), Arc::clone);
+                .map_or_else(|| Arc::new(Directory::new(d.clone())), Arc::clone);
             (d.name.clone(), device)
         })
         .collect()

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use warden::engine::{Decision, Engine, IndexCache, Outcome, Published, Request, Snapshot};
+use warden::decide::{Decision, Engine, IndexCache, Outcome, Published, Request, Snapshot};
 use warden::model::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
 use warden::model::policy::{
     Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use warden::engine::{IndexCache, Snapshot};
+use warden::decide::{IndexCache, Snapshot};
 use warden::model::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
 use warden::model::policy::UnknownValues;
 use warden::model::policy::{Action, Criterion, Field, Operation, Policy, ServiceScope, Severity};
@@ -91,10 +91,10 @@ pub fn queries(n: usize, hits: bool, seed: u64) -> (Vec<String>, Vec<String>) {
 }
 
 /// One request per query, for the one service every policy applies to.
-pub fn requests(queries: &[String]) -> Vec<warden::engine::Request<'_>> {
+pub fn requests(queries: &[String]) -> Vec<warden::decide::Request<'_>> {
     queries
         .iter()
-        .map(|q| warden::engine::Request::new(SERVICE).db_user(q))
+        .map(|q| warden::decide::Request::new(SERVICE).db_user(q))
         .collect()
 }
 
@@ -175,7 +175,7 @@ pub fn each_lookup(mut f: impl FnMut(&Lookup<'_>)) {
         for hits in [true, false] {
             let (mixed, lower) = queries(n, hits, 0x5eed ^ n as u64);
             let expected = if hits { "block" } else { "allow" };
-            let first = warden::engine::Request::new(SERVICE).db_user(&mixed[0]);
+            let first = warden::decide::Request::new(SERVICE).db_user(&mixed[0]);
             assert_eq!(snapshot.decide(&first).outcome.as_str(), expected);
             assert_eq!(set.contains(lower[0].as_str()), hits);
             f(&Lookup {

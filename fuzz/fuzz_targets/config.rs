@@ -16,7 +16,7 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use warden::config::Config;
 use warden::model::dataset::DataSet;
-use warden::engine::{IndexCache, Snapshot};
+use warden::decide::{IndexCache, Snapshot};
 
 const MAX_LEN: usize = 8 * 1024;
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use warden::model::dataset::{Cell, Column, DataSetBuilder, Schema};
-use warden::engine::{IndexCache, Request, Snapshot};
+use warden::decide::{IndexCache, Request, Snapshot};
 use warden::http::answer_batch;
 use warden::model::policy::{
     Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,

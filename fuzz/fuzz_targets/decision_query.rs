@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use warden::model::dataset::{Cell, Column, DataSetBuilder, Schema};
-use warden::engine::{IndexCache, Outcome, Snapshot};
+use warden::decide::{IndexCache, Outcome, Snapshot};
 use warden::base::json::json_string;
 use warden::http::query::{DecisionQuery, DecodeError, MAX_DB_USERS, decode};
 use warden::model::policy::{

@@ -296,6 +296,10 @@ pub enum ActionConfig {
     },
 }
 
+/// Default for `[server] followed_action_queue`: followed-action events waiting for the worker;
+/// beyond this they are dropped and counted.
+pub const DEFAULT_FOLLOWED_ACTION_QUEUE: usize = 4096;
+
 /// `[[action_sets]]`: named followed actions.
 #[derive(Debug, Clone)]
 pub struct ActionSetConfig {

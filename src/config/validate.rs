@@ -658,7 +658,7 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
     }
     let followed_action_queue = raw
         .followed_action_queue
-        .unwrap_or(crate::actions::QUEUE_CAPACITY);
+        .unwrap_or(super::DEFAULT_FOLLOWED_ACTION_QUEUE);
     if followed_action_queue == 0 {
         ctx.err(path.key("followed_action_queue"), "must be at least 1");
     }

@@ -11,6 +11,13 @@ use crate::base::dn::DnError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DirectoryError {
+    /// The bind password could not be read from its file or environment variable.
+    #[error("bind password: {source}")]
+    BindPassword {
+        /// Why it could not be read (never the secret itself).
+        #[source]
+        source: crate::base::secret::SecretError,
+    },
     /// A setting is invalid; `field` names it.
     #[error("invalid directory setting `{field}`: {reason}")]
     Settings {

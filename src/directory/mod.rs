@@ -7,8 +7,9 @@
 //! batches; resolving list principals (`DOMAIN\user`, UPN, sAMAccountName,
 //! DN) with escaped filters; and watching objects for changes with AD's
 //! change-notification control, with a `uSNChanged` poll as the fallback.
-//! It also owns RFC 4515 / 4514 escaping and DN parsing/normalisation, used
-//! wherever an untrusted string meets a filter or a DN.
+//! [`Directory`] is one configured directory: its connection, shared and
+//! re-established after failures, and its principal → DN cache. RFC 4515 /
+//! 4514 escaping and DN parsing live below, in [`crate::base`].
 //!
 //! Every network call is bounded: connecting by `connect_timeout`, each
 //! request/response by `op_timeout`, a whole paged search by
@@ -21,6 +22,7 @@ mod entry;
 mod error;
 mod principal;
 mod range;
+mod server;
 mod settings;
 mod watch;
 
@@ -31,6 +33,7 @@ pub use client::{
 pub use entry::{Entry, Scope};
 pub use error::{DirectoryError, result_code_name};
 pub use principal::UserLookup;
+pub use server::{DN_CACHE_TTL, Directory, REMOVALS_EXPLAIN_FOR};
 pub(crate) use settings::tls_config;
 pub use settings::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, DEFAULT_PAGE_SIZE, DEFAULT_SEARCH_DEADLINE,

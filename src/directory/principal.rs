@@ -106,4 +106,45 @@ mod tests {
             assert!(ldap3::parse_filter(filter(s)).is_ok(), "{s}");
         }
     }
+
+    /// Found by fuzzing (principal): `CN=J\C3\B6rg,DC\u{fffd}=x` was listed as a DN (it starts
+    /// with `CN=`) while the directory, which could not parse it as one, resolved it as the
+    /// domain user `C3\B6rg,…` of domain `CN=J`. A string that starts like a DN must be one.
+    #[test]
+    fn classification_agrees_with_the_directory() {
+        for bad in [
+            "CN=J\\C3\\B6rg,DC\u{fffd}=x",
+            "CN=a,b",
+            "CN=",
+            "CN=x\\",
+            "C N=x",
+        ] {
+            assert!(
+                matches!(
+                    Principal::parse(bad),
+                    Err(crate::base::principal::PrincipalError::InvalidDn { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        for (text, kind) in [
+            ("CN=J\\C3\\B6rg,DC=x", PrincipalKind::Dn),
+            ("CN=a\\,b,DC=x", PrincipalKind::Dn),
+            ("x=y@corp", PrincipalKind::Dn),
+            ("CORP\\x=y", PrincipalKind::DomainUser),
+            ("a,b=c", PrincipalKind::SamAccountName),
+            ("*)(objectClass=*", PrincipalKind::SamAccountName),
+        ] {
+            assert_eq!(Principal::parse(text).unwrap().kind(), kind, "{text:?}");
+            let p = Principal::parse(text).unwrap();
+            let lookup = UserLookup::for_principal(&p);
+            let same = matches!(
+                (kind, &lookup),
+                (PrincipalKind::Dn, Some(UserLookup::Dn(_)))
+                    | (PrincipalKind::DomainUser, Some(UserLookup::Filter(_)))
+                    | (PrincipalKind::SamAccountName, Some(UserLookup::Filter(_)))
+            );
+            assert!(same, "{text:?}: {kind:?} vs {lookup:?}");
+        }
+    }
 }

@@ -16,7 +16,7 @@ use crate::base::time::parse_rfc3339;
 use crate::metrics::{family, label, line};
 use crate::runtime::ReloadError;
 use crate::store::AuditFilter;
-use crate::sync::{device_statuses, push};
+use crate::sync::{directory_statuses, push};
 
 /// `GET /readyz`: 200 once a snapshot is loaded.
 pub fn readyz(call: &Call<'_>) -> Result<Response, Problem> {
@@ -114,7 +114,7 @@ pub fn metrics(call: &Call<'_>) -> Response {
 /// `GET /v1/devices`
 pub fn devices(call: &Call<'_>) -> Result<Response, Problem> {
     let statuses =
-        device_statuses(call.warden(), 10).map_err(|e| Problem::internal(e.to_string()))?;
+        directory_statuses(call.warden(), 10).map_err(|e| Problem::internal(e.to_string()))?;
     Ok(json_value(
         StatusCode::OK,
         &serde_json::json!({ "devices": statuses }),

@@ -12,8 +12,9 @@ use serde::Deserialize;
 use super::problem::{Problem, parse_json};
 use super::{Call, Response, json_value, respond};
 use crate::config::{DataSetConfig, Source};
+use crate::directory::Directory;
 use crate::model::dataset::{DataSet, DataSetBuilder, DataSetError, Record, fold, parse_records};
-use crate::sync::{Device, pull};
+use crate::sync::pull;
 
 const IMP_NO_SUCH_DATA_SET: &str = "IMP-10094";
 const IMP_UNKNOWN_COLUMN: &str = "IMP-10095";
@@ -148,7 +149,7 @@ pub fn rows(call: &Call<'_>) -> Result<Response, Problem> {
     Ok(resp)
 }
 
-fn ldap_device(call: &Call<'_>, name: &str) -> Result<(DataSetConfig, Arc<Device>), Problem> {
+fn ldap_device(call: &Call<'_>, name: &str) -> Result<(DataSetConfig, Arc<Directory>), Problem> {
     let ds = config(call, name)?;
     let Source::Ldap(source) = &ds.source else {
         return Err(Problem::conflict(format!(

@@ -13,37 +13,14 @@ use smallvec::SmallVec;
 use super::problem::{Object, Problem, parse_json};
 use super::query::{DecisionQuery, MAX_DB_USERS};
 use super::{Call, Response, json};
-use crate::engine::{Decision, Outcome, Request, Snapshot};
-use crate::runtime::Warden;
-
-/// Counts a decision and offers its followed actions (off the decision path).
-fn record(
-    warden: &Warden,
-    snapshot: &Snapshot,
-    request: &Request<'_>,
-    d: &Decision,
-    took: std::time::Duration,
-) {
-    if !d.matched.is_empty() {
-        warden.actions().offer(warden, snapshot, request, d);
-    }
-    warden.metrics().decision(
-        d.outcome,
-        took,
-        d.matched
-            .iter()
-            .filter_map(|m| snapshot.policy(m).map(|p| (p.name.as_str(), m.action))),
-    );
-}
+use crate::decide::{Decision, Outcome, Request, Snapshot};
 
 /// `GET /v1/decision` (always 200) and `GET /v1/authz` (403 when blocked).
 pub fn single(call: &Call<'_>, authz: bool) -> Result<Response, Problem> {
     let q = DecisionQuery::parse(call.query).map_err(|e| Problem::bad_request(e.to_string()))?;
     let request = q.request();
     let snapshot = call.warden().engine().load();
-    let started = Instant::now();
-    let d = snapshot.decide(&request);
-    record(call.warden(), &snapshot, &request, &d, started.elapsed());
+    let d = call.warden().decide(&snapshot, &request);
     let mut body = Vec::with_capacity(160);
     snapshot.render_decision(&d, &mut body);
     let status = if authz && d.outcome == Outcome::Block {
@@ -127,7 +104,7 @@ pub fn batch(call: &Call<'_>) -> Result<Response, Problem> {
         &call.body,
         call.gw.limits().max_batch,
         &mut body,
-        |request, d, took| record(call.warden(), &snapshot, request, d, took),
+        |request, d, took| call.warden().record_decision(&snapshot, request, d, took),
     )?;
     Ok(json(StatusCode::OK, body))
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use smallvec::SmallVec;
 
-use crate::engine::Request;
+use crate::decide::Request;
 
 /// The most `db_user` values one request may carry.
 pub const MAX_DB_USERS: usize = 16;

@@ -1,7 +1,7 @@
 //! Security policies (Imperva "DB Service Custom"): match criteria over request fields and data
 //! sets, an action, a severity, a followed action and the services a policy applies to.
 //!
-//! This module owns the vocabulary and its exact semantics; [`crate::engine`] compiles policies
+//! This module owns the vocabulary and its exact semantics; [`crate::decide`] compiles policies
 //! against data sets into a snapshot and evaluates them.
 
 use std::collections::HashSet;

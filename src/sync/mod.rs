@@ -8,17 +8,16 @@
 //! retried with backoff by [`service`] and changes nothing it did not finish. A failed or
 //! partial pull never replaces the last good data set.
 
-mod device;
 pub mod imperva;
 pub mod pull;
 pub mod push;
-pub mod service;
 
-pub use device::{Device, DeviceStatus, Health, device_statuses, health};
+mod status;
 
-use crate::base::secret::SecretError;
+pub use status::{DirectoryStatus, HEALTH_WINDOW, Health, directory_statuses, health};
+
 use crate::base::time::now_ms;
-use crate::directory::DirectoryError;
+use crate::directory::{Directory, DirectoryError};
 use crate::runtime::WardenError;
 use crate::store::{RecentUpdate, StoreError};
 
@@ -30,12 +29,6 @@ pub enum SyncError {
         device: String,
         #[source]
         source: DirectoryError,
-    },
-    #[error("directory {device}: bind password: {source}")]
-    Secret {
-        device: String,
-        #[source]
-        source: SecretError,
     },
     #[error(
         "directory {device}: group {group_dn} does not exist; create it in Active Directory \
@@ -55,6 +48,14 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// A directory error, named by the directory it came from.
+    pub fn directory(directory: &Directory, source: DirectoryError) -> SyncError {
+        SyncError::Directory {
+            device: directory.name().to_owned(),
+            source,
+        }
+    }
+
     /// Whether the directory connection should be dropped and re-established.
     pub fn is_connection_problem(&self) -> bool {
         matches!(self, SyncError::Directory { source, .. } if source.is_transient())

@@ -10,11 +10,13 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::{Device, SyncError, failed_update, now_ms};
+use super::{SyncError, failed_update};
 use crate::base::time::now;
+use crate::base::time::now_ms;
 use crate::config::{DataSetConfig, LdapSource, Scope, Source};
+use crate::decide::Published;
+use crate::directory::Directory;
 use crate::directory::{self, Entry};
-use crate::engine::Published;
 use crate::model::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Schema, fold};
 use crate::model::pattern::MappingStats;
 use crate::runtime::Warden;
@@ -167,7 +169,7 @@ pub fn map_entries(
 }
 
 /// Runs the data set's query and mappings without applying anything.
-pub async fn query(device: &Device, ds: &DataSetConfig) -> Result<QueryResult, SyncError> {
+pub async fn query(device: &Directory, ds: &DataSetConfig) -> Result<QueryResult, SyncError> {
     let source = ldap_source(ds)?;
     let mut attrs: Vec<&str> = source
         .mappings
@@ -177,11 +179,14 @@ pub async fn query(device: &Device, ds: &DataSetConfig) -> Result<QueryResult, S
         .collect();
     attrs.sort_unstable();
     attrs.dedup();
-    let client = device.client().await?;
+    let client = device
+        .client()
+        .await
+        .map_err(|e| SyncError::directory(device, e))?;
     let entries = client
         .search_paged(&source.base, scope(source.scope), &source.filter, &attrs)
         .await
-        .map_err(|e| device.error(e))?;
+        .map_err(|e| SyncError::directory(device, e))?;
     Ok(map_entries(&ds.name, &ds.schema, source, &entries))
 }
 
@@ -227,7 +232,7 @@ fn keys_missing(a: &DataSet, b: &DataSet) -> usize {
 /// Applies a query result: held by the shrink guard, or committed and swapped in.
 pub fn apply(
     warden: &Warden,
-    device: &Device,
+    device: &Directory,
     ds: &DataSetConfig,
     result: QueryResult,
 ) -> Result<RefreshOutcome, SyncError> {
@@ -280,7 +285,7 @@ pub fn apply(
 /// Runs a refresh (query, then apply) and records it as a recent update.
 pub async fn refresh(
     warden: &Warden,
-    device: &Device,
+    device: &Directory,
     ds: &DataSetConfig,
 ) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
     let started = now_ms();

@@ -10,10 +10,12 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{Device, SyncError, failed_update, now_ms};
+use super::{SyncError, failed_update};
 use crate::base::dn::parse_dn;
 use crate::base::time::now;
+use crate::base::time::now_ms;
 use crate::config::MappingConfig;
+use crate::directory::Directory;
 use crate::directory::{DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError};
 use crate::store::{RecentUpdate, Store, principal_key};
 
@@ -49,7 +51,7 @@ fn dn_key(dn: &str) -> String {
 
 /// Resolves one principal to a DN, through the device's cache.
 async fn resolve(
-    device: &Device,
+    device: &Directory,
     client: &DirectoryClient,
     principal: &str,
 ) -> Result<Option<String>, SyncError> {
@@ -68,13 +70,13 @@ async fn resolve(
         Ok(None) => Ok(None),
         // Two users answering to one name is the list's problem, not the run's: report it.
         Err(DirectoryError::AmbiguousPrincipal { .. }) => Ok(None),
-        Err(e) => Err(device.error(e)),
+        Err(e) => Err(SyncError::directory(device, e)),
     }
 }
 
 /// Reads the group's current members; a missing group is a clear error.
 async fn group_members(
-    device: &Device,
+    device: &Directory,
     client: &DirectoryClient,
     group_dn: &str,
 ) -> Result<Vec<String>, SyncError> {
@@ -84,7 +86,7 @@ async fn group_members(
             device: device.name().to_string(),
             group_dn: group_dn.to_string(),
         }),
-        Err(e) => Err(device.error(e)),
+        Err(e) => Err(SyncError::directory(device, e)),
     }
 }
 
@@ -102,11 +104,14 @@ fn list_principals(store: &Store, list: &str) -> Result<Vec<String>, SyncError> 
 /// Works out what a push would change, without changing anything. Fails if the group is
 /// missing — the check a mapping gets when it is saved.
 pub async fn plan(
-    device: &Device,
+    device: &Directory,
     store: &Store,
     mapping: &MappingConfig,
 ) -> Result<Plan, SyncError> {
-    let client = device.client().await?;
+    let client = device
+        .client()
+        .await
+        .map_err(|e| SyncError::directory(device, e))?;
     let current = group_members(device, &client, &mapping.group_dn).await?;
     let mut want: HashMap<String, String> = HashMap::new();
     let mut unresolved = Vec::new();
@@ -144,7 +149,7 @@ pub async fn plan(
 
 /// Reconciles the group to the list.
 pub async fn reconcile(
-    device: &Device,
+    device: &Directory,
     store: &Store,
     mapping: &MappingConfig,
 ) -> Result<PushReport, SyncError> {
@@ -156,7 +161,10 @@ pub async fn reconcile(
             "first sync of this mapping: warden owns the group and removes members the list lacks"
         );
     }
-    let client = device.client().await?;
+    let client = device
+        .client()
+        .await
+        .map_err(|e| SyncError::directory(device, e))?;
     let change = client
         .modify_members(
             &mapping.group_dn,
@@ -165,7 +173,7 @@ pub async fn reconcile(
             DEFAULT_MEMBER_BATCH,
         )
         .await
-        .map_err(|e| device.error(e))?;
+        .map_err(|e| SyncError::directory(device, e))?;
     store.mark_mapping_synced(&mapping.list, &mapping.group_dn)?;
     Ok(PushReport {
         added: change.added,
@@ -181,7 +189,7 @@ pub async fn reconcile(
 
 /// Runs a push and records it as a recent update, whatever the outcome.
 pub async fn run(
-    device: &Device,
+    device: &Directory,
     store: &Store,
     mapping: &MappingConfig,
 ) -> (RecentUpdate, Result<PushReport, SyncError>) {

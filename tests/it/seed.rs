@@ -156,14 +156,14 @@ fn propagation_list_change_to_block_p50_p95() {
         )
         .unwrap();
         let user = ns.mapped(n);
-        let request = warden::engine::Request {
+        let request = warden::decide::Request {
             service: "orders",
             db_user: [user.as_str()].into_iter().collect(),
             ..Default::default()
         };
         assert_eq!(
             lib.engine().decide(&request).outcome,
-            warden::engine::Outcome::Block
+            warden::decide::Outcome::Block
         );
         times.push(started.elapsed());
     }

@@ -16,12 +16,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::{Device, pull, push};
 use crate::base::retry::Retry;
 use crate::config::{DataSetConfig, MappingConfig, Source};
+use crate::directory::Directory;
 use crate::directory::{self, WatchEvent};
 use crate::runtime::Warden;
 use crate::sync::pull::watched_dn;
+use crate::sync::{pull, push};
 
 /// List changes arriving within this window are pushed in one run.
 pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -108,7 +109,7 @@ fn spawn(warden: &Arc<Warden>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandl
         )));
     }
     if config.imperva.is_some() {
-        tasks.push(tokio::spawn(super::imperva::push_loop(
+        tasks.push(tokio::spawn(crate::sync::imperva::push_loop(
             Arc::clone(warden),
             shutdown.clone(),
         )));
@@ -118,7 +119,7 @@ fn spawn(warden: &Arc<Warden>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandl
 
 async fn push_loop(
     warden: Arc<Warden>,
-    device: Arc<Device>,
+    device: Arc<Directory>,
     mapping: MappingConfig,
     pulls: Vec<Arc<Notify>>,
     mut shutdown: watch::Receiver<bool>,
@@ -161,7 +162,7 @@ async fn push_loop(
 
 async fn pull_loop(
     warden: Arc<Warden>,
-    device: Arc<Device>,
+    device: Arc<Directory>,
     ds: DataSetConfig,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -196,7 +197,7 @@ async fn pull_loop(
 /// Wakes a pull loop when the watched group changes: AD change notification where the
 /// directory supports it, a `uSNChanged` poll where it does not.
 async fn watch_loop(
-    device: Arc<Device>,
+    device: Arc<Directory>,
     dn: String,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -233,7 +234,7 @@ async fn watch_loop(
 }
 
 async fn poll_usn(
-    device: Arc<Device>,
+    device: Arc<Directory>,
     dn: String,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -246,7 +247,7 @@ async fn poll_usn(
             _ = tick.tick() => {}
         }
         let usn = match device.client().await {
-            Ok(c) => c.poll_usn_changed(&dn).await.map_err(|e| device.error(e)),
+            Ok(c) => c.poll_usn_changed(&dn).await,
             Err(e) => Err(e),
         };
         match usn {

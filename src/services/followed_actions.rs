@@ -2,140 +2,24 @@
 //! a log line, a webhook (HTTP POST of the decision event, with a timeout and retries), a
 //! syslog message (RFC 5424 over UDP, or TCP with RFC 6587 octet counting).
 //!
-//! They never slow a decision. The decision path only checks whether any matched policy has a
-//! followed action (no allocation when none does); if one does, the event is de-duplicated per
-//! (policy, principal) within the action set's window and offered to a bounded queue without
-//! waiting — a full queue drops the event and counts it. One worker drains the queue and runs
-//! the actions, reading the action sets of the configuration in force.
+//! They never slow a decision: the decision path offers events to a bounded queue
+//! ([`crate::decide::Dispatcher`]); this worker drains it and runs the actions, reading the
+//! action sets of the configuration in force.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use hyper::Method;
-use serde::Serialize;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::{ActionConfig, Config};
-use crate::engine::{Decision, Request, Snapshot};
+use crate::decide::DecisionEvent;
 use crate::outbound::Endpoint;
 use crate::runtime::Warden;
 
-/// Default for `[server] followed_action_queue`: events waiting for the worker; beyond this
-/// they are dropped and counted.
-pub const QUEUE_CAPACITY: usize = 4096;
-/// Most (policy, principal) pairs remembered for de-duplication; older ones are pruned.
-pub const DEDUP_MAX: usize = 100_000;
 /// First retry delay of a failed webhook; doubles per retry.
 pub const WEBHOOK_RETRY_INITIAL: Duration = Duration::from_millis(200);
-
-/// What a followed action reports: one decision that matched one policy.
-#[derive(Debug, Clone, Serialize)]
-pub struct DecisionEvent {
-    /// RFC 3339.
-    pub time: String,
-    pub policy: String,
-    pub action: &'static str,
-    pub severity: &'static str,
-    pub action_set: String,
-    pub decision: &'static str,
-    pub service: String,
-    /// The database user(s) of the request.
-    pub principal: String,
-    pub os_user: Option<String>,
-    pub source_app: Option<String>,
-    pub client_ip: Option<String>,
-    pub snapshot_version: u64,
-}
-
-/// The queue and the de-duplication window, owned by the running warden.
-pub struct Dispatcher {
-    queue: mpsc::Sender<DecisionEvent>,
-    receiver: Mutex<Option<mpsc::Receiver<DecisionEvent>>>,
-    recent: DashMap<(String, String), Instant>,
-}
-
-impl Dispatcher {
-    pub fn with_capacity(capacity: usize) -> Dispatcher {
-        let (queue, receiver) = mpsc::channel(capacity.max(1));
-        Dispatcher {
-            queue,
-            receiver: Mutex::new(Some(receiver)),
-            recent: DashMap::new(),
-        }
-    }
-
-    /// Offers the followed actions of `decision`. Never waits; allocates only when a matched
-    /// policy has a followed action.
-    pub fn offer(
-        &self,
-        warden: &Warden,
-        snapshot: &Snapshot,
-        request: &Request<'_>,
-        decision: &Decision,
-    ) {
-        for m in &decision.matched {
-            let Some(policy) = snapshot.policy(m) else {
-                continue;
-            };
-            let Some(set) = &policy.followed_action else {
-                continue;
-            };
-            let principal = request.db_user.join(",");
-            if !self.first_in_window(warden, set, &policy.name, &principal) {
-                continue;
-            }
-            let event = DecisionEvent {
-                time: crate::base::time::format_rfc3339(crate::base::time::now()),
-                policy: policy.name.clone(),
-                action: m.action.as_str(),
-                severity: m.severity.as_str(),
-                action_set: set.clone(),
-                decision: decision.outcome.as_str(),
-                service: request.service.to_owned(),
-                principal,
-                os_user: request.os_user.map(str::to_owned),
-                source_app: request.source_app.map(str::to_owned),
-                client_ip: request.client_ip.map(str::to_owned),
-                snapshot_version: decision.snapshot_version,
-            };
-            if self.queue.try_send(event).is_err() {
-                warden.metrics().followed_action_dropped();
-            }
-        }
-    }
-
-    /// Whether (policy, principal) has not been reported within the set's window; records it.
-    fn first_in_window(&self, warden: &Warden, set: &str, policy: &str, principal: &str) -> bool {
-        let window = warden
-            .config()
-            .action_sets
-            .iter()
-            .find(|a| a.name == set)
-            .map_or(Duration::ZERO, |a| a.dedup_window);
-        let now = Instant::now();
-        let key = (policy.to_owned(), principal.to_lowercase());
-        if let Some(last) = self.recent.get(&key)
-            && now.duration_since(*last) < window
-        {
-            return false;
-        }
-        if self.recent.len() >= DEDUP_MAX {
-            self.recent.retain(|_, at| now.duration_since(*at) < window);
-        }
-        self.recent.insert(key, now);
-        true
-    }
-
-    fn take_receiver(&self) -> Option<mpsc::Receiver<DecisionEvent>> {
-        self.receiver
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    }
-}
 
 /// Runs queued events through their action sets until `shutdown` turns true.
 pub async fn run(warden: std::sync::Arc<Warden>, mut shutdown: watch::Receiver<bool>) {

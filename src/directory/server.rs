@@ -1,0 +1,115 @@
+//! A configured directory (server): its configuration, one shared connection re-established
+//! after failures, the principal → DN cache, and the removals warden's own pushes made.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{DirectoryClient, DirectoryError, DirectorySettings};
+use crate::config::DirectoryConfig;
+use dashmap::DashMap;
+
+/// How long a resolved principal → DN stays cached. Renames and deletions show up within this.
+pub const DN_CACHE_TTL: Duration = Duration::from_secs(600);
+
+/// How long removals by warden's own push explain a shrink of the group's data set.
+pub const REMOVALS_EXPLAIN_FOR: Duration = Duration::from_secs(600);
+
+/// A configured directory and its connection.
+pub struct Directory {
+    config: DirectoryConfig,
+    // A tokio Mutex: connecting awaits under the lock so that concurrent callers share one
+    // connection attempt instead of racing several binds.
+    client: tokio::sync::Mutex<Option<Arc<DirectoryClient>>>,
+    dn_cache: DashMap<String, (String, Instant)>,
+    /// Members warden's own pushes removed from each group (by lower-cased DN) and when: a
+    /// data set selecting on that group may shrink by that many without being held.
+    removals: DashMap<String, (usize, Instant)>,
+}
+
+impl Directory {
+    pub fn new(config: DirectoryConfig) -> Directory {
+        Directory {
+            config,
+            client: tokio::sync::Mutex::new(None),
+            dn_cache: DashMap::new(),
+            removals: DashMap::new(),
+        }
+    }
+
+    /// Records that a push removed `n` members from `group_dn`.
+    pub fn note_removals(&self, group_dn: &str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut entry = self
+            .removals
+            .entry(group_dn.to_ascii_lowercase())
+            .or_insert((0, Instant::now()));
+        *entry = (entry.0.saturating_add(n), Instant::now());
+    }
+
+    /// Takes the removals recorded for `group_dn` within [`REMOVALS_EXPLAIN_FOR`].
+    pub fn take_removals(&self, group_dn: &str) -> usize {
+        self.removals
+            .remove(&group_dn.to_ascii_lowercase())
+            .filter(|(_, (_, at))| at.elapsed() < REMOVALS_EXPLAIN_FOR)
+            .map_or(0, |(_, (n, _))| n)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn config(&self) -> &DirectoryConfig {
+        &self.config
+    }
+
+    /// Connection settings, reading the bind password now (so a rotated secret file is used on
+    /// the next connection).
+    pub fn settings(&self) -> Result<DirectorySettings, DirectoryError> {
+        let c = &self.config;
+        let password = c
+            .bind_password
+            .read()
+            .map_err(|source| DirectoryError::BindPassword { source })?;
+        let mut s = DirectorySettings::new(&c.url, &c.bind_dn, password);
+        s.starttls = c.starttls;
+        s.ca_file = c.ca_file.clone();
+        s.allow_insecure = c.allow_insecure;
+        s.connect_timeout = c.connect_timeout;
+        s.op_timeout = c.timeout;
+        s.page_size = c.page_size;
+        s.search_deadline = c.timeout.saturating_mul(10);
+        Ok(s)
+    }
+
+    /// The shared connection, connecting (and binding) if there is none or it closed.
+    pub async fn client(&self) -> Result<Arc<DirectoryClient>, DirectoryError> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(c));
+        }
+        let settings = self.settings()?;
+        let client = DirectoryClient::connect(settings).await?;
+        let client = Arc::new(client);
+        *slot = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// Drops the connection so the next call reconnects (after a connection failure).
+    pub async fn reset(&self) {
+        self.client.lock().await.take();
+    }
+
+    /// A cached DN for a principal key, if fresh.
+    pub fn cached_dn(&self, key: &str) -> Option<String> {
+        self.dn_cache
+            .get(key)
+            .filter(|e| e.1.elapsed() < DN_CACHE_TTL)
+            .map(|e| e.0.clone())
+    }
+
+    pub fn cache_dn(&self, key: String, dn: String) {
+        self.dn_cache.insert(key, (dn, Instant::now()));
+    }
+}
