@@ -12,7 +12,7 @@
 //!
 //! The configuration itself can be replaced while running ([`Warden::reload`]): the new one is
 //! validated and compiled with fresh data sets into a snapshot first, and only if all of that
-//! succeeds are the config, the data sets, the directory connections ("devices") and the
+//! succeeds are the config, the data sets, the directory connections and the
 //! snapshot swapped — a bad config changes nothing. Sync loops watch [`Warden::subscribe_config`]
 //! and restart on the new configuration.
 
@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::model::dataset::{
     Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records,
 };
-use crate::store::{Added, AuditRecord, Member, NewMember, Store, StoreError};
+use crate::store::{AuditRecord, AuditRecords, Member, Store, StoreError};
 
 /// Errors running warden.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +112,7 @@ pub struct Warden {
     /// Read lock-free by everyone; replaced (under `update`) by [`Warden::reload`].
     config: ArcSwap<Config>,
     source: Option<ConfigSource>,
-    devices: ArcSwap<HashMap<String, Arc<Directory>>>,
+    directories: ArcSwap<HashMap<String, Arc<Directory>>>,
     /// Serialises the writers of config + data sets (store reloads, commits, config reloads) so
     /// that a snapshot is always built from one config and the data sets made for it.
     update: Mutex<()>,
@@ -143,12 +143,12 @@ impl Warden {
         let (data_sets, generations) =
             build_data_sets(&store, &config, (&HashMap::new(), &HashMap::new()))?;
         let keys = KeyRing::load(&store)?;
-        let devices = devices_for(&config, &HashMap::new());
+        let directories = directories_for(&config, &HashMap::new());
         let actions = Dispatcher::with_capacity(config.server.followed_action_queue);
         let warden = Warden {
             config: ArcSwap::from_pointee(config),
             source: None,
-            devices: ArcSwap::from_pointee(devices),
+            directories: ArcSwap::from_pointee(directories),
             update: Mutex::new(()),
             config_changes: tokio::sync::watch::Sender::new(0),
             snapshots: tokio::sync::watch::Sender::new(0),
@@ -174,14 +174,22 @@ impl Warden {
         self
     }
 
+    /// Where the configuration came from (`-` for a library caller's value).
+    pub fn config_origin(&self) -> String {
+        self.source
+            .as_ref()
+            .map(ConfigSource::origin)
+            .unwrap_or_default()
+    }
+
     /// The configuration in force now. Hold it briefly: a reload publishes a new one.
     pub fn config(&self) -> Guard<Arc<Config>> {
         self.config.load()
     }
 
     /// The directory servers of the configuration in force, by name.
-    pub fn devices(&self) -> Arc<HashMap<String, Arc<Directory>>> {
-        self.devices.load_full()
+    pub fn directories(&self) -> Arc<HashMap<String, Arc<Directory>>> {
+        self.directories.load_full()
     }
 
     /// A receiver that changes whenever a new snapshot is published.
@@ -202,7 +210,7 @@ impl Warden {
     }
 
     /// Reads the configuration again from where it came from and applies it atomically: either
-    /// the new config, data sets, devices and snapshot are all in force, or nothing changed.
+    /// the new config, data sets, directories and snapshot are all in force, or nothing changed.
     pub fn reload(&self) -> Result<Reloaded, ReloadError> {
         let source = self.source.as_ref().ok_or(ReloadError::NoSource)?;
         let next = source.load()?;
@@ -234,7 +242,7 @@ impl Warden {
                 .ensure_list(&list.name, &list.description)
                 .map_err(WardenError::from)?;
         }
-        let devices = devices_for(&next, &self.devices.load());
+        let directories = directories_for(&next, &self.directories.load());
         let reloaded = Reloaded {
             origin: source.origin(),
             data_sets: next.data_sets.len(),
@@ -248,7 +256,7 @@ impl Warden {
             state.generations = generations;
         }
         self.config.store(Arc::new(next));
-        self.devices.store(Arc::new(devices));
+        self.directories.store(Arc::new(directories));
         let published = self.published(self.engine.publish(snapshot));
         self.config_changes.send_modify(|n| *n = n.wrapping_add(1));
         self.lists_changed();
@@ -257,34 +265,6 @@ impl Warden {
             snapshot_version: version,
             ..reloaded
         })
-    }
-
-    /// [`Warden::reload`], recorded in the audit log as `config.reload` by `actor` (from
-    /// `source`, an address or how it was asked), whether it applied or not.
-    pub fn reload_as(&self, actor: &str, source: &str) -> Result<Reloaded, ReloadError> {
-        let result = self.reload();
-        let (outcome, detail) = match &result {
-            Ok(reloaded) => ("ok", serde_json::to_value(reloaded).unwrap_or_default()),
-            Err(e) => ("rejected", serde_json::json!({ "error": e.to_string() })),
-        };
-        let record = AuditRecord {
-            id: 0,
-            at_ms: crate::base::time::now_ms(),
-            actor: actor.to_owned(),
-            action: "config.reload".to_owned(),
-            target: self
-                .source
-                .as_ref()
-                .map(ConfigSource::origin)
-                .unwrap_or_default(),
-            outcome: outcome.to_owned(),
-            source: Some(source.to_owned()),
-            detail,
-        };
-        if let Err(e) = self.store.append_audit(&record) {
-            tracing::error!(error = %e, "cannot write the audit record of a config reload");
-        }
-        result
     }
 
     fn lock_update(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -389,10 +369,7 @@ impl Warden {
         if self.config.load().data_set(&name).is_none() {
             return Err(WardenError::NoSuchDataSet(name));
         }
-        let mut json = Vec::new();
-        data_set.write_records_json(&mut json);
-        let records = String::from_utf8_lossy(&json);
-        let generation = self.store.save_rows(&name, data_set.len(), &records)?;
+        let generation = save_rows(&self.store, &data_set)?;
         {
             let mut state = self.state();
             state.generations.insert(name.clone(), generation);
@@ -439,21 +416,61 @@ impl Warden {
         Ok(())
     }
 
-    /// Adds a member to a list; the change is durable, then in the snapshot, before this returns.
-    pub fn add_member(&self, list: &str, member: &NewMember) -> Result<Added, WardenError> {
-        let added = self.store.add_member(list, member)?;
+    /// Commits a change to what snapshots are built from (list members, responses, accepted
+    /// rows) with its audit records in one store transaction ([`Store::audited`]); the change
+    /// is durable, then in the snapshot, before this returns.
+    pub fn commit<T, A: AuditRecords>(
+        &self,
+        change: impl FnOnce(&Store) -> Result<T, StoreError>,
+        audit: impl FnOnce(&T) -> A,
+    ) -> Result<T, WardenError> {
+        let value = self.store.audited(change, audit)?;
         self.reload_from_store()?;
-        Ok(added)
+        Ok(value)
     }
 
-    /// Removes a member from a list; returns whether it was there.
-    pub fn remove_member(&self, list: &str, principal: &str) -> Result<bool, WardenError> {
-        let removed = self.store.remove_member(list, principal)?;
-        if removed {
-            self.reload_from_store()?;
+    /// Replaces an `api` data set with what `next` makes of the current one, under the update
+    /// lock, so that concurrent writers each see the other's result (none is lost). The rows
+    /// and the audit record commit in one store transaction, then swap into the snapshot.
+    pub fn update_data_set<E>(
+        &self,
+        name: &str,
+        next: impl FnOnce(&DataSet) -> Result<DataSet, E>,
+        audit: impl FnOnce(&DataSet) -> AuditRecord,
+    ) -> Result<Arc<DataSet>, E>
+    where
+        E: From<StoreError> + From<WardenError>,
+    {
+        let _update = self.lock_update();
+        let current = self
+            .data_set(name)
+            .ok_or_else(|| WardenError::NoSuchDataSet(name.to_owned()))?;
+        let data_set = next(&current)?;
+        let generation = self
+            .store
+            .audited(|store| save_rows(store, &data_set), |_| audit(&data_set))?;
+        let data_set = Arc::new(data_set);
+        {
+            let mut state = self.state();
+            state.generations.insert(name.to_owned(), generation);
+            state
+                .data_sets
+                .insert(name.to_owned(), Arc::clone(&data_set));
         }
-        Ok(removed)
+        self.republish()?;
+        Ok(data_set)
     }
+}
+
+/// Persists a data set's rows as its last good generation.
+fn save_rows(store: &Store, data_set: &DataSet) -> Result<i64, StoreError> {
+    let mut json = Vec::new();
+    data_set.write_records_json(&mut json);
+    store.save_rows(
+        data_set.name(),
+        data_set.len(),
+        &String::from_utf8_lossy(&json),
+    )
 }
 
 /// The data sets in the order the config declares them.
@@ -501,9 +518,9 @@ fn build_data_sets(
     Ok((data_sets, generations))
 }
 
-/// One [`Directory`] per configured directory; an unchanged directory keeps its connection and
+/// One [`Directory`] per configured directory; an unchanged one keeps its connection and
 /// principal cache.
-fn devices_for(
+fn directories_for(
     config: &Config,
     running: &HashMap<String, Arc<Directory>>,
 ) -> HashMap<String, Arc<Directory>> {
@@ -511,11 +528,11 @@ fn devices_for(
         .directories
         .iter()
         .map(|d| {
-            let device = running
+            let directory = running
                 .get(&d.name)
-                .filter(|dev| dev.config() == d)
+                .filter(|dir| dir.config() == d)
                 .map_or_else(|| Arc::new(Directory::new(d.clone())), Arc::clone);
-            (d.name.clone(), device)
+            (d.name.clone(), directory)
         })
         .collect()
 }

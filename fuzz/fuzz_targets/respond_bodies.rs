@@ -17,7 +17,7 @@ use warden::config::ResponseRuleConfig;
 use warden::http::problem::parse_json;
 use warden::model::policy::ServiceScope;
 use warden::base::principal::Principal;
-use warden::respond::{Alert, IncidentRequest, rule_matches};
+use warden::operations::incidents::{Alert, IncidentRequest, rule_matches};
 use warden::sync::imperva::imp_error;
 
 const MAX_LEN: usize = 16 * 1024;

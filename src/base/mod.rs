@@ -1,4 +1,4 @@
-//! The vocabulary every layer above speaks, and nothing else: the clock and durations
+//! The vocabulary every layer above speaks, and nothing else: who acts ([`actor`]), the clock and durations
 //! ([`time`]), severities ([`severity`]) and closed word lists ([`word`]), JSON string escaping
 //! ([`json`]), retry with backoff ([`retry`]), distinguished names ([`dn`]) and LDAP escaping
 //! ([`escape`]), principals ([`principal`]) and secrets ([`secret`]).
@@ -6,6 +6,7 @@
 //! Nothing here imports another warden module outside `base`: it is the bottom layer
 //! (docs/ARCHITECTURE.md).
 
+pub mod actor;
 pub mod dn;
 pub mod escape;
 pub mod json;

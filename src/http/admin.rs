@@ -1,4 +1,4 @@
-//! Operations and admin routes: readiness and metrics; device status and sync now; the
+//! Operations and admin routes: readiness and metrics; directory status and sync now; the
 //! compiled policies; the audit log (JSON or JSON lines); API keys (create shows the key once,
 //! list, revoke, rotate with an overlap window); configuration reload.
 
@@ -9,16 +9,15 @@ use serde::Deserialize;
 
 use super::problem::{Problem, parse_json};
 use super::query::decode;
-use super::{Call, Response, json, json_value, no_content, respond};
-use crate::auth::{self, KeyError};
-use crate::base::time::now;
+use super::{Call, Response, json_value, no_content, respond};
 use crate::base::time::parse_rfc3339;
 use crate::metrics::{family, label, line};
-use crate::runtime::ReloadError;
+use crate::operations::keys::{self, DEFAULT_ROTATE_OVERLAP, KeyRequest};
+use crate::operations::{self, OperationError, directories};
 use crate::store::AuditFilter;
-use crate::sync::{directory_statuses, push};
 
-/// `GET /readyz`: 200 once a snapshot is loaded.
+/// `GET /readyz`: 200 once a snapshot is loaded; lists the background services and whether
+/// each has done its work once.
 pub fn readyz(call: &Call<'_>) -> Result<Response, Problem> {
     let engine = call.warden().engine();
     if !engine.is_ready() {
@@ -27,11 +26,14 @@ pub fn readyz(call: &Call<'_>) -> Result<Response, Problem> {
             "no snapshot has been loaded yet",
         ));
     }
-    let body = format!(
-        r#"{{"status":"ready","snapshot_version":{}}}"#,
-        engine.load().version()
-    );
-    Ok(json(StatusCode::OK, body))
+    Ok(json_value(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": "ready",
+            "snapshot_version": engine.load().version(),
+            "services": call.gw.services.states(),
+        }),
+    ))
 }
 
 /// `GET /metrics`: counters, plus gauges read from the snapshot and the store now.
@@ -111,57 +113,29 @@ pub fn metrics(call: &Call<'_>) -> Response {
     )
 }
 
-/// `GET /v1/devices`
-pub fn devices(call: &Call<'_>) -> Result<Response, Problem> {
-    let statuses =
-        directory_statuses(call.warden(), 10).map_err(|e| Problem::internal(e.to_string()))?;
+/// `GET /v1/directories` (and its deprecated alias `GET /v1/devices`, which names the list
+/// `devices`).
+pub fn directories(call: &Call<'_>, key: &str) -> Result<Response, Problem> {
+    let statuses = directories::statuses(call.warden(), 10)?;
     Ok(json_value(
         StatusCode::OK,
-        &serde_json::json!({ "devices": statuses }),
+        &serde_json::json!({ key: statuses }),
     ))
 }
 
-/// `POST /v1/devices/{name}/sync`: push every list mapped to the device now.
-pub async fn sync_device(call: &Call<'_>) -> Result<Response, Problem> {
+/// `POST /v1/directories/{name}/sync`: push every list mapped to the directory now.
+pub async fn sync_directory(call: &Call<'_>) -> Result<Response, Problem> {
     let name = call.param(0);
-    let device = call.warden().devices().get(name).cloned().ok_or_else(|| {
-        Problem::not_found(format!(
-            "no device named {name:?}; GET /v1/devices lists them"
-        ))
-    })?;
-    let mappings: Vec<_> = call
-        .warden()
-        .config()
-        .mappings
-        .iter()
-        .filter(|m| m.directory == name)
-        .cloned()
-        .collect();
-    let mut runs = Vec::new();
-    let mut failed = false;
-    for mapping in &mappings {
-        let (update, result) = push::run(&device, call.warden().store(), mapping).await;
-        if result.is_err() {
-            failed = true;
-            call.warden().metrics().sync_failed(name);
-        }
-        runs.push(update);
-    }
-    let detail = serde_json::json!({ "runs": runs.len(), "failed": failed });
-    call.audit(
-        "devices.sync",
-        name,
-        if failed { "failed" } else { "ok" },
-        detail,
-    );
-    let status = if failed {
+    let runs = directories::sync_now(call.warden(), &call.actor(), name).await?;
+    let status = if runs.iter().any(|r| r.result.is_err()) {
         StatusCode::BAD_GATEWAY
     } else {
         StatusCode::OK
     };
+    let updates: Vec<_> = runs.into_iter().map(|r| r.update).collect();
     Ok(json_value(
         status,
-        &serde_json::json!({ "device": name, "runs": runs }),
+        &serde_json::json!({ "directory": name, "runs": updates }),
     ))
 }
 
@@ -237,7 +211,7 @@ pub fn audit_log(call: &Call<'_>) -> Result<Response, Problem> {
         .warden()
         .store()
         .audit(&filter)
-        .map_err(|e| Problem::internal(e.to_string()))?;
+        .map_err(OperationError::from)?;
     if jsonl {
         let mut out = String::new();
         for r in &records {
@@ -252,30 +226,9 @@ pub fn audit_log(call: &Call<'_>) -> Result<Response, Problem> {
     ))
 }
 
-fn key_problem(e: KeyError) -> Problem {
-    match e {
-        KeyError::NoSuchKey(_) => Problem::not_found(e.to_string()),
-        KeyError::UnknownScope(_) | KeyError::NoScope | KeyError::NoName => {
-            Problem::bad_request(e.to_string())
-        }
-        KeyError::Store(_) | KeyError::Random => Problem::internal(e.to_string()),
-    }
-}
-
-fn reload_keys(call: &Call<'_>) -> Result<(), Problem> {
-    call.warden()
-        .keys()
-        .reload(call.warden().store())
-        .map_err(|e| Problem::internal(e.to_string()))
-}
-
 /// `GET /v1/keys`: records only, never a key or hash.
 pub fn keys(call: &Call<'_>) -> Result<Response, Problem> {
-    let keys = call
-        .warden()
-        .store()
-        .keys()
-        .map_err(|e| Problem::internal(e.to_string()))?;
+    let keys = call.warden().store().keys().map_err(OperationError::from)?;
     Ok(json_value(
         StatusCode::OK,
         &serde_json::json!({ "keys": keys }),
@@ -296,29 +249,13 @@ struct NewKeyBody {
 /// `POST /v1/keys` → 201 with the key, shown this once.
 pub fn create_key(call: &Call<'_>) -> Result<Response, Problem> {
     let body: NewKeyBody = parse_json(&call.body)?;
-    let scopes = auth::parse_scopes(&body.scopes).map_err(key_problem)?;
-    let expires_at = crate::base::time::expiry(
-        body.expires_at.as_deref(),
-        body.expires_in.as_deref(),
-        now(),
-    )
-    .map_err(|e| Problem::bad_request(format!("field `expires_at`/`expires_in`: {e}")))?;
-    let new = auth::create_key(
-        call.warden().store(),
-        &body.name,
-        &scopes,
-        expires_at,
-        &call.actor(),
-        now(),
-    )
-    .map_err(key_problem)?;
-    reload_keys(call)?;
-    call.audit(
-        "keys.create",
-        &new.record.id,
-        "ok",
-        serde_json::json!({ "name": new.record.name, "scopes": new.record.scopes }),
-    );
+    let req = KeyRequest {
+        name: body.name,
+        scopes: body.scopes,
+        expires_at: body.expires_at,
+        expires_in: body.expires_in,
+    };
+    let new = keys::create_key(call.warden(), &call.actor(), &req)?;
     Ok(json_value(
         StatusCode::CREATED,
         &serde_json::json!({ "key": new.key, "record": new.record }),
@@ -327,19 +264,7 @@ pub fn create_key(call: &Call<'_>) -> Result<Response, Problem> {
 
 /// `DELETE /v1/keys/{id}` → 204.
 pub fn revoke_key(call: &Call<'_>) -> Result<Response, Problem> {
-    let id = call.param(0);
-    let revoked = call
-        .warden()
-        .store()
-        .revoke_key(id, now())
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    if !revoked {
-        return Err(Problem::not_found(format!(
-            "no active API key with id {id:?}"
-        )));
-    }
-    reload_keys(call)?;
-    call.audit("keys.revoke", id, "ok", serde_json::json!({}));
+    keys::revoke_key(call.warden(), &call.actor(), call.param(0))?;
     Ok(no_content())
 }
 
@@ -353,27 +278,13 @@ struct RotateBody {
 
 /// `POST /v1/keys/{id}/rotate` → 201 with the new key; the old one expires after the overlap.
 pub fn rotate_key(call: &Call<'_>) -> Result<Response, Problem> {
-    let id = call.param(0);
     let body: RotateBody = if call.body.is_empty() {
         RotateBody::default()
     } else {
         parse_json(&call.body)?
     };
-    let overlap = match body.overlap.as_deref() {
-        None => 3600,
-        Some(text) => crate::base::time::parse_duration(text)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .map_err(|e| Problem::bad_request(format!("field `overlap`: {e}")))?,
-    };
-    let new = auth::rotate_key(call.warden().store(), id, overlap, &call.actor(), now())
-        .map_err(key_problem)?;
-    reload_keys(call)?;
-    call.audit(
-        "keys.rotate",
-        id,
-        "ok",
-        serde_json::json!({ "new_id": new.record.id, "overlap_secs": overlap }),
-    );
+    let overlap = body.overlap.as_deref().unwrap_or(DEFAULT_ROTATE_OVERLAP);
+    let (new, overlap) = keys::rotate_key(call.warden(), &call.actor(), call.param(0), overlap)?;
     Ok(json_value(
         StatusCode::CREATED,
         &serde_json::json!({ "key": new.key, "record": new.record, "old_key_expires_in_secs": overlap }),
@@ -382,27 +293,6 @@ pub fn rotate_key(call: &Call<'_>) -> Result<Response, Problem> {
 
 /// `POST /v1/admin/reload`: read the configuration again and apply it atomically.
 pub fn reload(call: &Call<'_>) -> Result<Response, Problem> {
-    match call
-        .warden()
-        .reload_as(&call.actor(), &call.peer.to_string())
-    {
-        Ok(reloaded) => Ok(json_value(StatusCode::OK, &reloaded)),
-        Err(ReloadError::Invalid(errors)) => {
-            let mut p = Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "{} has {} problem(s); nothing was applied and the running configuration stays",
-                    errors.origin,
-                    errors.errors.len()
-                ),
-            );
-            p.errors = errors.errors;
-            Err(p)
-        }
-        Err(e @ ReloadError::Apply(_)) => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{e}; nothing was applied and the running configuration stays"),
-        )),
-        Err(e @ ReloadError::NoSource) => Err(Problem::conflict(e.to_string())),
-    }
+    let reloaded = operations::config::reload(call.warden(), &call.actor())?;
+    Ok(json_value(StatusCode::OK, &reloaded))
 }

@@ -1,9 +1,7 @@
 //! Data-set routes: list the sets; rows as Imperva `records` JSON or CSV with an ETag; refresh,
 //! test query and accept for `ldap` sets; and Imperva-compatible data writes for `api` sets
-//! (POST replaces, PUT adds or deletes, DELETE clears) with Imperva's IMP error codes.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! (POST replaces, PUT adds or deletes, DELETE clears) with Imperva's IMP error codes. The
+//! work is [`crate::operations::data_sets`]'s.
 
 use hyper::StatusCode;
 use hyper::header::{self, HeaderValue};
@@ -11,44 +9,9 @@ use serde::Deserialize;
 
 use super::problem::{Problem, parse_json};
 use super::{Call, Response, json_value, respond};
-use crate::config::{DataSetConfig, Source};
-use crate::directory::Directory;
-use crate::model::dataset::{DataSet, DataSetBuilder, DataSetError, Record, fold, parse_records};
-use crate::sync::pull;
-
-const IMP_NO_SUCH_DATA_SET: &str = "IMP-10094";
-const IMP_UNKNOWN_COLUMN: &str = "IMP-10095";
-const IMP_KEY_MISSING: &str = "IMP-10096";
-const IMP_DUPLICATE_KEY: &str = "IMP-10097";
-
-fn source_kind(source: &Source) -> &'static str {
-    match source {
-        Source::List { .. } => "list",
-        Source::Static { .. } => "static",
-        Source::Ldap(_) => "ldap",
-        Source::Api => "api",
-    }
-}
-
-fn config(call: &Call<'_>, name: &str) -> Result<DataSetConfig, Problem> {
-    call.warden()
-        .config()
-        .data_set(name)
-        .cloned()
-        .ok_or_else(|| {
-            Problem::not_found(format!(
-                "no data set named {name:?}; GET /v1/data-sets lists them"
-            ))
-            .imp(IMP_NO_SUCH_DATA_SET)
-        })
-}
-
-fn current(call: &Call<'_>, name: &str) -> Result<Arc<DataSet>, Problem> {
-    config(call, name)?;
-    call.warden()
-        .data_set(name)
-        .ok_or_else(|| Problem::internal(format!("data set {name:?} is configured but not loaded")))
-}
+use crate::model::dataset::{DataSet, parse_records};
+use crate::operations::OperationError;
+use crate::operations::data_sets::{self, DataWrite, source_kind};
 
 /// `GET /v1/data-sets`
 pub fn list(call: &Call<'_>) -> Result<Response, Problem> {
@@ -56,9 +19,7 @@ pub fn list(call: &Call<'_>) -> Result<Response, Problem> {
     let mut sets = Vec::new();
     for ds in &call.warden().config().data_sets {
         let rows = call.warden().data_set(&ds.name).map_or(0, |d| d.len());
-        let held = store
-            .held_refresh(&ds.name)
-            .map_err(|e| Problem::internal(e.to_string()))?;
+        let held = store.held_refresh(&ds.name).map_err(OperationError::from)?;
         sets.push(serde_json::json!({
             "name": ds.name,
             "source": source_kind(&ds.source),
@@ -120,7 +81,7 @@ fn write_csv(set: &DataSet) -> String {
 /// `GET /v1/data-sets/{name}/rows`: JSON records or CSV, with an ETag from the rows'
 /// fingerprint; `If-None-Match` with the current ETag answers 304.
 pub fn rows(call: &Call<'_>) -> Result<Response, Problem> {
-    let set = current(call, call.param(0))?;
+    let set = data_sets::current(call.warden(), call.param(0))?;
     let csv = wants_csv(call);
     let etag = format!(
         "\"{:016x}{}\"",
@@ -149,93 +110,26 @@ pub fn rows(call: &Call<'_>) -> Result<Response, Problem> {
     Ok(resp)
 }
 
-fn ldap_device(call: &Call<'_>, name: &str) -> Result<(DataSetConfig, Arc<Directory>), Problem> {
-    let ds = config(call, name)?;
-    let Source::Ldap(source) = &ds.source else {
-        return Err(Problem::conflict(format!(
-            "data set {name:?} is filled from its {} source, not LDAP; only LDAP data sets refresh",
-            source_kind(&ds.source)
-        )));
-    };
-    let device = call
-        .warden()
-        .devices()
-        .get(&source.directory)
-        .cloned()
-        .ok_or_else(|| {
-            Problem::internal(format!(
-                "directory {:?} is not configured",
-                source.directory
-            ))
-        })?;
-    Ok((ds, device))
-}
-
 /// `POST /v1/data-sets/{name}/refresh`: query now and apply (or hold).
 pub async fn refresh(call: &Call<'_>) -> Result<Response, Problem> {
-    let name = call.param(0);
-    let (ds, device) = ldap_device(call, name)?;
-    let (_, result) = pull::refresh(call.warden(), &device, &ds).await;
-    match result {
-        Ok(outcome) => {
-            let detail = serde_json::to_value(&outcome).unwrap_or_default();
-            call.audit("data_sets.refresh", name, "ok", detail);
-            Ok(json_value(StatusCode::OK, &outcome))
-        }
-        Err(e) => {
-            call.audit(
-                "data_sets.refresh",
-                name,
-                "failed",
-                serde_json::json!({ "error": e.to_string() }),
-            );
-            Err(Problem::new(
-                StatusCode::BAD_GATEWAY,
-                format!("refresh failed; the last good rows stay: {e}"),
-            ))
-        }
-    }
+    let outcome = data_sets::refresh(call.warden(), &call.actor(), call.param(0)).await?;
+    Ok(json_value(StatusCode::OK, &outcome))
 }
 
 /// `POST /v1/data-sets/{name}/test-query`: run the query without applying it.
 pub async fn test_query(call: &Call<'_>) -> Result<Response, Problem> {
-    let (ds, device) = ldap_device(call, call.param(0))?;
-    let q = pull::query(&device, &ds)
-        .await
-        .map_err(|e| Problem::new(StatusCode::BAD_GATEWAY, format!("test query failed: {e}")))?;
+    let q = data_sets::test_query(call.warden(), call.param(0)).await?;
     Ok(json_value(StatusCode::OK, &q.report(10)))
 }
 
 /// `POST /v1/data-sets/{name}/accept`: apply a refresh the shrink guard held.
 pub fn accept(call: &Call<'_>) -> Result<Response, Problem> {
     let name = call.param(0);
-    ldap_device(call, name)?;
-    match pull::accept(call.warden(), name) {
-        Ok(Some(rows)) => {
-            call.audit(
-                "data_sets.accept",
-                name,
-                "ok",
-                serde_json::json!({ "rows": rows }),
-            );
-            Ok(json_value(
-                StatusCode::OK,
-                &serde_json::json!({ "data_set": name, "rows": rows }),
-            ))
-        }
-        Ok(None) => Err(Problem::conflict(format!("no refresh of {name:?} is held"))),
-        Err(e) => Err(Problem::internal(e.to_string())),
-    }
-}
-
-fn data_set_problem(e: DataSetError) -> Problem {
-    let detail = e.to_string();
-    match e {
-        DataSetError::UnknownColumn(_) => Problem::bad_request(detail).imp(IMP_UNKNOWN_COLUMN),
-        DataSetError::MissingKey(_) => Problem::bad_request(detail).imp(IMP_KEY_MISSING),
-        DataSetError::DuplicateKey(_) => Problem::bad_request(detail).imp(IMP_DUPLICATE_KEY),
-        _ => Problem::bad_request(detail),
-    }
+    let rows = data_sets::accept(call.warden(), &call.actor(), name)?;
+    Ok(json_value(
+        StatusCode::OK,
+        &serde_json::json!({ "data_set": name, "rows": rows }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -250,75 +144,27 @@ struct Incremental {
     action: DataAction,
 }
 
-fn records_of(body: &[u8]) -> Result<Vec<Record>, Problem> {
-    parse_records(body).map_err(|e| Problem::bad_request(e.to_string()))
-}
-
-/// Validates records against the set's schema by building them alone (unknown column, missing
-/// key, duplicate key within the request).
-fn validated(set: &DataSet, records: Vec<Record>) -> Result<DataSet, Problem> {
-    DataSet::from_records(set.name(), set.schema().clone(), records).map_err(data_set_problem)
-}
-
 /// `POST` (replace), `PUT` (`{"action":"add"|"delete","records":[…]}`) and `DELETE` (clear)
 /// on `/v1/data-sets/{name}/data`, for `api` data sets.
 pub fn write_data(call: &Call<'_>) -> Result<Response, Problem> {
     let name = call.param(0);
-    let ds = config(call, name)?;
-    if !matches!(ds.source, Source::Api) {
-        return Err(Problem::conflict(format!(
-            "data set {name:?} is filled from its {} source; only `api` data sets accept data",
-            source_kind(&ds.source)
-        )));
-    }
-    let set = current(call, name)?;
-    let (action, next) = match *call.method {
-        hyper::Method::POST => ("replace", validated(&set, records_of(&call.body)?)?),
-        hyper::Method::DELETE => ("clear", DataSet::empty(name, set.schema().clone())),
+    let records =
+        |body: &[u8]| parse_records(body).map_err(|e| Problem::bad_request(e.to_string()));
+    let (write, records) = match *call.method {
+        hyper::Method::POST => (DataWrite::Replace, records(&call.body)?),
+        hyper::Method::DELETE => (DataWrite::Clear, Vec::new()),
         _ => {
             let Incremental { action } = parse_json(&call.body)?;
-            let change = validated(&set, records_of(&call.body)?)?;
-            match action {
-                DataAction::Add => ("add", merge(&set, &change, true)?),
-                DataAction::Delete => ("delete", merge(&set, &change, false)?),
-            }
+            let write = match action {
+                DataAction::Add => DataWrite::Add,
+                DataAction::Delete => DataWrite::Delete,
+            };
+            (write, records(&call.body)?)
         }
     };
-    let rows = next.len();
-    call.warden()
-        .commit_data_set(next)
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    call.audit(
-        &format!("data_sets.{action}"),
-        name,
-        "ok",
-        serde_json::json!({ "rows": rows }),
-    );
+    let rows = data_sets::write(call.warden(), &call.actor(), name, write, records)?;
     Ok(json_value(
         StatusCode::OK,
-        &serde_json::json!({ "data_set": name, "action": action, "rows": rows }),
+        &serde_json::json!({ "data_set": name, "action": write.as_str(), "rows": rows }),
     ))
-}
-
-/// `set` with `change`'s rows added (replacing rows of the same key) or deleted by key.
-fn merge(set: &DataSet, change: &DataSet, add: bool) -> Result<DataSet, Problem> {
-    let cs = set.schema().case_sensitive();
-    let changed: HashMap<String, usize> = change
-        .rows()
-        .iter()
-        .enumerate()
-        .map(|(i, row)| (fold(change.key_of(row), cs), i))
-        .collect();
-    let mut builder = DataSetBuilder::new(set.name(), set.schema().clone());
-    for row in set.rows() {
-        if !changed.contains_key(&fold(set.key_of(row), cs)) {
-            builder.push(row.to_vec()).map_err(data_set_problem)?;
-        }
-    }
-    if add {
-        for row in change.rows() {
-            builder.push(row.to_vec()).map_err(data_set_problem)?;
-        }
-    }
-    Ok(builder.build())
 }

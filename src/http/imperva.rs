@@ -6,12 +6,12 @@ use hyper::StatusCode;
 use super::problem::Problem;
 use super::query::decode;
 use super::{Call, Response, json_value};
-use crate::sync::imperva::{self, MxError};
+use crate::operations::imperva;
 
 /// `GET /v1/imperva`
 pub fn status(call: &Call<'_>) -> Result<Response, Problem> {
     let config = call.warden().config();
-    let statuses = imperva::status(call.warden()).map_err(|e| Problem::internal(e.to_string()))?;
+    let statuses = imperva::status(call.warden())?;
     Ok(json_value(
         StatusCode::OK,
         &serde_json::json!({
@@ -49,32 +49,9 @@ pub async fn push(call: &Call<'_>) -> Result<Response, Problem> {
             }
         }
     }
-    match imperva::push_now(call.warden(), full, dry_run).await {
-        Ok(plans) => {
-            if !dry_run {
-                let detail = serde_json::to_value(&plans).unwrap_or_default();
-                call.audit("imperva.push", "mx", "ok", detail);
-            }
-            Ok(json_value(
-                StatusCode::OK,
-                &serde_json::json!({ "pushes": plans }),
-            ))
-        }
-        Err(MxError::NotConfigured) => Err(Problem::conflict(
-            "no [imperva] section in the configuration; nothing to push to",
-        )),
-        Err(e @ MxError::NotLoaded(_)) => Err(Problem::conflict(e.to_string())),
-        Err(e) => {
-            call.audit(
-                "imperva.push",
-                "mx",
-                "failed",
-                serde_json::json!({ "error": e.to_string() }),
-            );
-            Err(Problem::new(
-                StatusCode::BAD_GATEWAY,
-                format!("push to the MX failed: {e}"),
-            ))
-        }
-    }
+    let plans = imperva::push_now(call.warden(), &call.actor(), full, dry_run).await?;
+    Ok(json_value(
+        StatusCode::OK,
+        &serde_json::json!({ "pushes": plans }),
+    ))
 }

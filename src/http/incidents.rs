@@ -1,32 +1,19 @@
 //! Incident and alert routes for responders and detection systems: open an incident, read
 //! them, run a response (users onto a list), and ingest alerts that automated-response rules
-//! may act on. The work and its audit records are [`crate::respond`]'s; this maps HTTP to it.
+//! may act on. The work and its audit records are [`crate::operations::incidents`]'s; this maps
+//! HTTP to it.
 
 use hyper::StatusCode;
 
 use super::problem::{Problem, parse_json};
 use super::query::decode;
 use super::{Call, Response, json_value};
-use crate::respond::{self, Actor, RespondError};
+use crate::operations::OperationError;
+use crate::operations::incidents;
 use crate::store::incidents::parse_incident_ref;
 
 /// Most incidents one listing returns.
 const LIST_MAX: u32 = 1000;
-
-fn problem(e: RespondError) -> Problem {
-    match e {
-        RespondError::Invalid { .. } => Problem::bad_request(e.to_string()),
-        RespondError::NotFound(_) => Problem::not_found(e.to_string()),
-        RespondError::Store(_) | RespondError::Warden(_) => Problem::internal(e.to_string()),
-    }
-}
-
-fn actor(call: &Call<'_>) -> Actor {
-    Actor {
-        name: call.actor(),
-        source: Some(call.peer.to_string()),
-    }
-}
 
 fn incident_id(call: &Call<'_>) -> Result<i64, Problem> {
     let text = call.param(0);
@@ -40,7 +27,7 @@ fn incident_id(call: &Call<'_>) -> Result<i64, Problem> {
 /// `POST /v1/incidents` → 201 with the incident.
 pub fn create(call: &Call<'_>) -> Result<Response, Problem> {
     let req = parse_json(&call.body)?;
-    let incident = respond::create_incident(call.warden(), &actor(call), &req).map_err(problem)?;
+    let incident = incidents::create_incident(call.warden(), &call.actor(), &req)?;
     Ok(json_value(StatusCode::CREATED, &incident))
 }
 
@@ -72,7 +59,7 @@ pub fn list(call: &Call<'_>) -> Result<Response, Problem> {
         .warden()
         .store()
         .incidents(limit)
-        .map_err(|e| problem(e.into()))?;
+        .map_err(OperationError::from)?;
     Ok(json_value(
         StatusCode::OK,
         &serde_json::json!({ "incidents": incidents }),
@@ -81,7 +68,7 @@ pub fn list(call: &Call<'_>) -> Result<Response, Problem> {
 
 /// `GET /v1/incidents/{id}` → the incident with its responses.
 pub fn get(call: &Call<'_>) -> Result<Response, Problem> {
-    let incident = respond::read_incident(call.warden(), incident_id(call)?).map_err(problem)?;
+    let incident = incidents::read_incident(call.warden(), incident_id(call)?)?;
     Ok(json_value(StatusCode::OK, &incident))
 }
 
@@ -90,7 +77,7 @@ pub fn get(call: &Call<'_>) -> Result<Response, Problem> {
 pub fn respond(call: &Call<'_>) -> Result<Response, Problem> {
     let id = incident_id(call)?;
     let req = parse_json(&call.body)?;
-    let record = respond::respond(call.warden(), &actor(call), id, &req).map_err(problem)?;
+    let record = incidents::respond(call.warden(), &call.actor(), id, &req)?;
     Ok(json_value(StatusCode::CREATED, &record))
 }
 
@@ -98,7 +85,7 @@ pub fn respond(call: &Call<'_>) -> Result<Response, Problem> {
 /// the alert id was seen before).
 pub fn alert(call: &Call<'_>) -> Result<Response, Problem> {
     let alert = parse_json(&call.body)?;
-    let outcome = respond::ingest_alert(call.warden(), &actor(call), &alert).map_err(problem)?;
+    let outcome = incidents::ingest_alert(call.warden(), &call.actor(), &alert)?;
     let status = if outcome.rule.is_some() {
         StatusCode::CREATED
     } else {

@@ -39,7 +39,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::auth::{AuthError, Caller, Scope};
+use crate::base::actor::Actor;
 use crate::runtime::Warden;
+use crate::services::Board;
 use crate::store::AuditRecord;
 use problem::Problem;
 use routes::{Access, Handler, Matched, Params};
@@ -87,6 +89,8 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// What the gateway serves from.
 pub struct Gateway {
     warden: Arc<Warden>,
+    /// The background services and whether each is ready, shown in `/readyz`.
+    services: Board,
     /// Fixed for the life of the listener: a reload cannot resize it.
     max_connections: usize,
 }
@@ -103,10 +107,11 @@ struct Limits {
 }
 
 impl Gateway {
-    pub fn new(warden: Arc<Warden>) -> Gateway {
+    pub fn new(warden: Arc<Warden>, services: Board) -> Gateway {
         let max_connections = warden.config().server.max_connections;
         Gateway {
             warden,
+            services,
             max_connections,
         }
     }
@@ -149,46 +154,24 @@ impl Call<'_> {
         self.params.get(i).map_or("", |p| p.as_ref())
     }
 
-    fn actor(&self) -> String {
-        self.caller
-            .as_ref()
-            .map_or_else(|| "anonymous".to_owned(), Caller::actor)
-    }
-
-    /// Appends an audit record for this call. A failure to audit is logged, not hidden.
-    fn audit(&self, action: &str, target: &str, outcome: &str, detail: serde_json::Value) {
-        audit(
-            self.warden(),
-            &self.actor(),
-            self.peer,
-            action,
-            target,
-            outcome,
-            detail,
-        );
+    /// Who is calling, from where: the key's actor (or `anonymous`) and the peer address.
+    fn actor(&self) -> Actor {
+        actor(self.caller.as_ref(), self.peer)
     }
 }
 
-fn audit(
-    warden: &Warden,
-    actor: &str,
-    peer: SocketAddr,
-    action: &str,
-    target: &str,
-    outcome: &str,
-    detail: serde_json::Value,
-) {
-    let record = AuditRecord {
-        id: 0,
-        at_ms: crate::base::time::now_ms(),
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        outcome: outcome.to_owned(),
-        source: Some(peer.to_string()),
-        detail,
-    };
-    if let Err(e) = blocking(|| warden.store().append_audit(&record)) {
+fn actor(caller: Option<&Caller>, peer: SocketAddr) -> Actor {
+    Actor::new(
+        caller.map_or_else(|| "anonymous".to_owned(), Caller::actor),
+        Some(peer.to_string()),
+    )
+}
+
+/// Appends the audit record of a refused authentication. A failure to audit is logged, not
+/// hidden.
+fn audit_denied(warden: &Warden, record: AuditRecord) {
+    let action = record.action.clone();
+    if let Err(e) = blocking(|| warden.store().append_audit(&record.with_outcome("denied"))) {
         tracing::error!(error = %e, action, "cannot write the audit record");
     }
 }
@@ -222,26 +205,26 @@ fn authorize(
                 AuthError::Expired => "expired",
                 AuthError::Revoked => "revoked",
             };
-            audit(
+            audit_denied(
                 &gw.warden,
-                "anonymous",
-                peer,
-                "auth.failed",
-                path,
-                "denied",
-                serde_json::json!({ "reason": reason }),
+                AuditRecord::new(
+                    &actor(None, peer),
+                    "auth.failed",
+                    path,
+                    serde_json::json!({ "reason": reason }),
+                ),
             );
             Problem::new(StatusCode::UNAUTHORIZED, e.to_string())
         })?;
     if !caller.has(scope) {
-        audit(
+        audit_denied(
             &gw.warden,
-            &caller.actor(),
-            peer,
-            "auth.forbidden",
-            path,
-            "denied",
-            serde_json::json!({ "needs": scope.as_str() }),
+            AuditRecord::new(
+                &actor(Some(&caller), peer),
+                "auth.forbidden",
+                path,
+                serde_json::json!({ "needs": scope.as_str() }),
+            ),
         );
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
@@ -377,8 +360,9 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::ReplaceData | Handler::UpdateData | Handler::ClearData => {
             blocking(|| data_sets::write_data(call))
         }
-        Handler::Devices => blocking(|| admin::devices(call)),
-        Handler::SyncDevice => admin::sync_device(call).await,
+        Handler::Directories => blocking(|| admin::directories(call, "directories")),
+        Handler::Devices => blocking(|| admin::directories(call, "devices")),
+        Handler::SyncDirectory => admin::sync_directory(call).await,
         Handler::Policies => Ok(admin::policies(call)),
         Handler::ImpervaStatus => blocking(|| imperva::status(call)),
         Handler::ImpervaPush => imperva::push(call).await,

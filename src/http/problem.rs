@@ -9,6 +9,8 @@ use hyper::header::{self, HeaderValue};
 
 use super::Response;
 use crate::config::ConfigError;
+use crate::model::dataset::DataSetError;
+use crate::operations::OperationError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -89,6 +91,63 @@ impl Problem {
             resp.headers_mut().insert(header::ALLOW, allow);
         }
         resp
+    }
+}
+
+/// Imperva's error codes, for the Imperva-compatible data routes.
+pub const IMP_NO_SUCH_DATA_SET: &str = "IMP-10094";
+pub const IMP_UNKNOWN_COLUMN: &str = "IMP-10095";
+pub const IMP_KEY_MISSING: &str = "IMP-10096";
+pub const IMP_DUPLICATE_KEY: &str = "IMP-10097";
+
+/// The one mapping from what an operation says to what HTTP answers: the caller's mistakes are
+/// 4xx with the operation's own words, plus where to look; a failing directory or MX is 502;
+/// warden's own failures are 500.
+impl From<OperationError> for Problem {
+    fn from(e: OperationError) -> Problem {
+        let detail = e.to_string();
+        match e {
+            OperationError::Invalid { .. } => Problem::bad_request(detail),
+            OperationError::Records(r) => {
+                let code = match r {
+                    DataSetError::UnknownColumn(_) => Some(IMP_UNKNOWN_COLUMN),
+                    DataSetError::MissingKey(_) => Some(IMP_KEY_MISSING),
+                    DataSetError::DuplicateKey(_) => Some(IMP_DUPLICATE_KEY),
+                    _ => None,
+                };
+                let p = Problem::bad_request(detail);
+                match code {
+                    Some(code) => p.imp(code),
+                    None => p,
+                }
+            }
+            OperationError::NoSuchList(_) => {
+                Problem::not_found(format!("{detail}; GET /v1/lists shows the lists"))
+            }
+            OperationError::NoSuchDataSet(_) => {
+                Problem::not_found(format!("{detail}; GET /v1/data-sets lists them"))
+                    .imp(IMP_NO_SUCH_DATA_SET)
+            }
+            OperationError::NoSuchDirectory(_) => {
+                Problem::not_found(format!("{detail}; GET /v1/directories lists them"))
+            }
+            OperationError::NoSuchIncident(_) | OperationError::NoSuchKey(_) => {
+                Problem::not_found(detail)
+            }
+            OperationError::Conflict(_) => Problem::conflict(detail),
+            OperationError::Rejected { detail, errors } => {
+                let mut p = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{detail}; nothing was applied and the running configuration stays"),
+                );
+                p.errors = errors;
+                p
+            }
+            OperationError::Upstream(_) => Problem::new(StatusCode::BAD_GATEWAY, detail),
+            OperationError::Store(_) | OperationError::Warden(_) | OperationError::Internal(_) => {
+                Problem::internal(detail)
+            }
+        }
     }
 }
 

@@ -42,8 +42,10 @@ pub enum Handler {
     ReplaceData,
     UpdateData,
     ClearData,
+    Directories,
+    /// `/v1/devices`: the deprecated alias of [`Handler::Directories`].
     Devices,
-    SyncDevice,
+    SyncDirectory,
     Policies,
     Audit,
     Reload,
@@ -179,12 +181,20 @@ pub static ROUTES: &[Route] = &[
         ADMIN,
         Handler::ClearData,
     ),
+    route(Method::GET, "/v1/directories", ADMIN, Handler::Directories),
+    route(
+        Method::POST,
+        "/v1/directories/{name}/sync",
+        ADMIN,
+        Handler::SyncDirectory,
+    ),
+    // Deprecated spellings of the two above, kept for one release.
     route(Method::GET, "/v1/devices", ADMIN, Handler::Devices),
     route(
         Method::POST,
         "/v1/devices/{name}/sync",
         ADMIN,
-        Handler::SyncDevice,
+        Handler::SyncDirectory,
     ),
     route(Method::GET, "/v1/policies", ADMIN, Handler::Policies),
     route(Method::GET, "/v1/imperva", ADMIN, Handler::ImpervaStatus),

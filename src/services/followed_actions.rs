@@ -6,13 +6,14 @@
 //! ([`crate::decide::Dispatcher`]); this worker drains it and runs the actions, reading the
 //! action sets of the configuration in force.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
 
+use super::{Ready, Service, Shutdown};
 use crate::config::{ActionConfig, Config};
 use crate::decide::DecisionEvent;
 use crate::outbound::Endpoint;
@@ -21,15 +22,22 @@ use crate::runtime::Warden;
 /// First retry delay of a failed webhook; doubles per retry.
 pub const WEBHOOK_RETRY_INITIAL: Duration = Duration::from_millis(200);
 
-/// Runs queued events through their action sets until `shutdown` turns true.
-pub async fn run(warden: std::sync::Arc<Warden>, mut shutdown: watch::Receiver<bool>) {
+pub fn service(warden: Arc<Warden>) -> Service {
+    Service::new("followed actions", move |shutdown, ready| {
+        run(warden, shutdown, ready)
+    })
+}
+
+/// Runs queued events through their action sets until shut down.
+async fn run(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
     let Some(mut events) = warden.actions().take_receiver() else {
         return;
     };
+    ready.set();
     let mut tcp = TcpSyslog::default();
     loop {
         let event = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = shutdown.requested() => return,
             event = events.recv() => match event {
                 Some(e) => e,
                 None => return,
@@ -38,7 +46,7 @@ pub async fn run(warden: std::sync::Arc<Warden>, mut shutdown: watch::Receiver<b
         let config = warden.config().clone();
         // Shutting down does not wait for a slow receiver.
         tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = shutdown.requested() => return,
             () = run_event(&warden, &config, &event, &mut tcp) => {}
         }
     }

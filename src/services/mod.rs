@@ -1,5 +1,213 @@
-//! Background services: the loops that keep warden converged while it serves — push and pull
-//! with their watches ([`sync`]), followed actions ([`followed_actions`]).
+//! Background services: the loops that keep warden converged while it serves, all of one
+//! shape ([`Service`]: a name, a run that ends when its [`Shutdown`] fires, a [`Ready`] it
+//! sets once its first run succeeded) under one [`Supervisor`].
+//!
+//! Two lifetimes. *Process* services run from start to exit: followed actions
+//! ([`followed_actions`]), the expiry sweep ([`expiry`]) and the store watch
+//! ([`store_watch`]). *Configured* services are made from the configuration in force — push
+//! and pull loops with their change watches ([`sync`]) and the Imperva MX push ([`imperva`])
+//! — and are stopped (each finishes its current run) and made again after every reload. On
+//! shutdown the supervisor stops every service and waits for each, within a grace period.
 
+pub mod expiry;
 pub mod followed_actions;
+pub mod imperva;
+pub mod store_watch;
 pub mod sync;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::runtime::Warden;
+
+/// How long a stopping service gets to finish its current run.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Fires once, when the service is to stop.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Resolves when the service is to stop (at once if it already is).
+    pub async fn requested(&mut self) {
+        // An error means the sender is gone, which also means stop.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+
+    /// A shutdown signal and the switch that fires it.
+    pub fn new() -> (watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Shutdown(rx))
+    }
+}
+
+/// Set by a service once it has done its work once (its first refresh, push or sweep).
+#[derive(Clone, Default)]
+pub struct Ready(Arc<AtomicBool>);
+
+impl Ready {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+type Run = Box<dyn FnOnce(Shutdown, Ready) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// One background service.
+pub struct Service {
+    name: String,
+    run: Run,
+}
+
+impl Service {
+    pub fn new<F, Fut>(name: impl Into<String>, run: F) -> Service
+    where
+        F: FnOnce(Shutdown, Ready) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Service {
+            name: name.into(),
+            run: Box::new(move |shutdown, ready| Box::pin(run(shutdown, ready))),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A running service, as shown in status.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceState {
+    pub name: String,
+    pub ready: bool,
+}
+
+/// Where the supervisor shows which services run and which are ready.
+#[derive(Clone, Default)]
+pub struct Board(Arc<ArcSwap<Vec<(String, Ready)>>>);
+
+impl Board {
+    pub fn states(&self) -> Vec<ServiceState> {
+        self.0
+            .load()
+            .iter()
+            .map(|(name, ready)| ServiceState {
+                name: name.clone(),
+                ready: ready.is_set(),
+            })
+            .collect()
+    }
+
+    fn show<'a>(&self, running: impl Iterator<Item = &'a Running>) {
+        self.0.store(Arc::new(
+            running.map(|r| (r.name.clone(), r.ready.clone())).collect(),
+        ));
+    }
+}
+
+struct Running {
+    name: String,
+    ready: Ready,
+    task: JoinHandle<()>,
+}
+
+/// Starts services and stops them together.
+struct Group {
+    stop: watch::Sender<bool>,
+    running: Vec<Running>,
+}
+
+impl Group {
+    fn start(services: Vec<Service>) -> Group {
+        let (stop, shutdown) = Shutdown::new();
+        let running = services
+            .into_iter()
+            .map(|s| {
+                let ready = Ready::default();
+                let task = tokio::spawn((s.run)(shutdown.clone(), ready.clone()));
+                Running {
+                    name: s.name,
+                    ready,
+                    task,
+                }
+            })
+            .collect();
+        Group { stop, running }
+    }
+
+    /// Asks every service to stop and waits for each, at most [`STOP_GRACE`] in all.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        for r in self.running {
+            let mut task = r.task;
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!(service = %r.name, "did not stop within {STOP_GRACE:?}; aborted");
+                task.abort();
+            }
+        }
+    }
+}
+
+/// The services that run for the whole process.
+fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
+    vec![
+        followed_actions::service(Arc::clone(warden)),
+        expiry::service(Arc::clone(warden)),
+        store_watch::service(Arc::clone(warden)),
+    ]
+}
+
+/// The services the configuration in force asks for.
+fn configured_services(warden: &Arc<Warden>) -> Vec<Service> {
+    let mut services = sync::services(warden);
+    services.extend(imperva::service(warden));
+    services
+}
+
+/// Runs every service until `shutdown` resolves, remaking the configured ones after each
+/// reload; then stops them all and waits for them.
+pub struct Supervisor {
+    board: Board,
+}
+
+impl Supervisor {
+    pub fn new(board: Board) -> Supervisor {
+        Supervisor { board }
+    }
+
+    pub async fn run(self, warden: Arc<Warden>, shutdown: impl Future<Output = ()>) {
+        let process = Group::start(process_services(&warden));
+        let mut reloads = warden.subscribe_config();
+        tokio::pin!(shutdown);
+        loop {
+            reloads.borrow_and_update();
+            let configured = Group::start(configured_services(&warden));
+            self.board
+                .show(process.running.iter().chain(&configured.running));
+            let reloaded = tokio::select! {
+                () = &mut shutdown => false,
+                changed = reloads.changed() => changed.is_ok(),
+            };
+            configured.stop().await;
+            if !reloaded {
+                break;
+            }
+            tracing::info!("configuration reloaded; background services restarted on it");
+        }
+        process.stop().await;
+        self.board.show(std::iter::empty());
+    }
+}

@@ -1,21 +1,19 @@
-//! Background sync for `serve`: one push loop per mapping, one pull loop per `ldap` data set,
-//! change-notification watches that wake the pull loops, and the Imperva MX push loop.
+//! The sync services: one push loop per mapping, one pull loop per `ldap` data set, and the
+//! change-notification watches that wake the pull loops.
 //!
 //! Each loop `select!`s over shutdown, its schedule and its triggers. A push runs on every list
 //! change (debounced) and on the device's update interval; after a push that changed the group,
 //! the pull loops of data sets on the same directory are woken at once rather than waiting for
 //! the notification. A failed run is retried with exponential backoff; the schedule goes on.
-//!
-//! [`run`] owns the loops' lifetime: after a configuration reload it stops them (each finishes
-//! its current run) and starts them again on the new configuration and devices.
+//! The supervisor ([`super::Supervisor`]) makes them again after a configuration reload.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 
+use super::{Ready, Service, Shutdown};
 use crate::base::retry::Retry;
 use crate::config::{DataSetConfig, MappingConfig, Source};
 use crate::directory::Directory;
@@ -29,92 +27,56 @@ pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often a data set without notifications polls its group's `uSNChanged`.
 pub const USN_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// How long a stopping generation of loops gets to finish its current run.
-const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// Runs the sync loops of the configuration in force until `shutdown` turns true, restarting
-/// them on the new configuration after every reload.
-pub async fn run(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>) {
-    let mut reloads = warden.subscribe_config();
-    loop {
-        reloads.borrow_and_update();
-        let (stop, stopped) = watch::channel(false);
-        let tasks = spawn(&warden, stopped);
-        let reloaded = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => false,
-            changed = reloads.changed() => changed.is_ok(),
-        };
-        let _ = stop.send(true);
-        for task in tasks {
-            let _ = tokio::time::timeout(STOP_GRACE, task).await;
-        }
-        if !reloaded {
-            return;
-        }
-        tracing::info!("configuration reloaded; sync loops restarted on it");
-    }
-}
-
-/// Starts every sync loop of the configuration in force. They stop when `shutdown` turns true.
-fn spawn(warden: &Arc<Warden>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+/// The push, pull and watch services of the configuration in force: pull loops first, so
+/// that push loops can wake those on their directory after changing a group.
+pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
     let config = warden.config().clone();
-    let devices = warden.devices();
-    let mut tasks = Vec::new();
-    // Pull loops first, so push loops can wake those on their directory.
-    let mut pulls_by_device: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
+    let directories = warden.directories();
+    let mut services = Vec::new();
+    let mut pulls_by_directory: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
     for ds in &config.data_sets {
         let Source::Ldap(source) = &ds.source else {
             continue;
         };
-        let Some(device) = devices.get(&source.directory) else {
+        let Some(directory) = directories.get(&source.directory) else {
             continue;
         };
         let wake = Arc::new(Notify::new());
-        pulls_by_device
+        pulls_by_directory
             .entry(source.directory.clone())
             .or_default()
             .push(Arc::clone(&wake));
         if source.notify
             && let Some(dn) = watched_dn(&source.filter)
         {
-            tasks.push(tokio::spawn(watch_loop(
-                Arc::clone(device),
-                dn,
-                Arc::clone(&wake),
-                shutdown.clone(),
-            )));
+            let (directory, wake) = (Arc::clone(directory), Arc::clone(&wake));
+            services.push(Service::new(
+                format!("watch {dn}"),
+                move |shutdown, ready| watch_loop(directory, dn, wake, shutdown, ready),
+            ));
         }
-        tasks.push(tokio::spawn(pull_loop(
-            Arc::clone(warden),
-            Arc::clone(device),
-            ds.clone(),
-            wake,
-            shutdown.clone(),
-        )));
+        let (warden, directory, ds) = (Arc::clone(warden), Arc::clone(directory), ds.clone());
+        services.push(Service::new(
+            format!("pull {}", ds.name),
+            move |shutdown, ready| pull_loop(warden, directory, ds, wake, shutdown, ready),
+        ));
     }
     for mapping in &config.mappings {
-        let Some(device) = devices.get(&mapping.directory) else {
+        let Some(directory) = directories.get(&mapping.directory) else {
             continue;
         };
-        let pulls = pulls_by_device
+        let pulls = pulls_by_directory
             .get(&mapping.directory)
             .cloned()
             .unwrap_or_default();
-        tasks.push(tokio::spawn(push_loop(
-            Arc::clone(warden),
-            Arc::clone(device),
-            mapping.clone(),
-            pulls,
-            shutdown.clone(),
-        )));
+        let (warden, directory, mapping) =
+            (Arc::clone(warden), Arc::clone(directory), mapping.clone());
+        services.push(Service::new(
+            format!("push {} -> {}", mapping.list, mapping.group_dn),
+            move |shutdown, ready| push_loop(warden, directory, mapping, pulls, shutdown, ready),
+        ));
     }
-    if config.imperva.is_some() {
-        tasks.push(tokio::spawn(crate::sync::imperva::push_loop(
-            Arc::clone(warden),
-            shutdown.clone(),
-        )));
-    }
-    tasks
+    services
 }
 
 async fn push_loop(
@@ -122,7 +84,8 @@ async fn push_loop(
     device: Arc<Directory>,
     mapping: MappingConfig,
     pulls: Vec<Arc<Notify>>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
+    ready: Ready,
 ) {
     let mut lists = warden.subscribe_lists();
     let mut tick = tokio::time::interval(device.config().update_interval);
@@ -130,7 +93,7 @@ async fn push_loop(
     let mut retry = Retry::new();
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            () = shutdown.requested() => return,
             _ = tick.tick() => {}
             changed = lists.changed() => {
                 if changed.is_err() { return; }
@@ -143,6 +106,7 @@ async fn push_loop(
         match result {
             Ok(report) => {
                 retry.succeeded();
+                ready.set();
                 if report.added + report.removed > 0 {
                     tracing::info!(group = %mapping.group_dn, added = report.added, removed = report.removed, "group updated");
                     for p in &pulls {
@@ -165,7 +129,8 @@ async fn pull_loop(
     device: Arc<Directory>,
     ds: DataSetConfig,
     wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
+    ready: Ready,
 ) {
     let Source::Ldap(source) = &ds.source else {
         return;
@@ -175,7 +140,7 @@ async fn pull_loop(
     let mut retry = Retry::new();
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            () = shutdown.requested() => return,
             _ = tick.tick() => {}
             _ = wake.notified() => {}
             () = retry.due() => {}
@@ -184,6 +149,7 @@ async fn pull_loop(
         match result {
             Ok(outcome) => {
                 retry.succeeded();
+                ready.set();
                 tracing::debug!(data_set = %ds.name, ?outcome, "refreshed");
             }
             Err(e) => {
@@ -200,7 +166,8 @@ async fn watch_loop(
     device: Arc<Directory>,
     dn: String,
     wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
+    ready: Ready,
 ) {
     let settings = match device.settings() {
         Ok(s) => Arc::new(s),
@@ -213,19 +180,22 @@ async fn watch_loop(
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(%dn, error = %e, "change notification unavailable; polling uSNChanged");
-            return poll_usn(device, dn, wake, shutdown).await;
+            return poll_usn(device, dn, wake, shutdown, ready).await;
         }
     };
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            () = shutdown.requested() => return,
             event = w.recv() => match event {
                 Some(WatchEvent::Changed { .. }) | Some(WatchEvent::Reconnected { .. }) => wake.notify_one(),
-                Some(WatchEvent::Registered { .. }) => tracing::info!(%dn, "watching for changes"),
+                Some(WatchEvent::Registered { .. }) => {
+                    ready.set();
+                    tracing::info!(%dn, "watching for changes");
+                }
                 Some(WatchEvent::Disconnected { reason, .. }) => tracing::warn!(%dn, %reason, "change notification disconnected; re-registering"),
                 Some(WatchEvent::Unsupported { reason, .. }) => {
                     tracing::warn!(%dn, %reason, "change notification unsupported; polling uSNChanged");
-                    return poll_usn(device, dn, wake, shutdown).await;
+                    return poll_usn(device, dn, wake, shutdown, ready).await;
                 }
                 None => return,
             }
@@ -237,13 +207,14 @@ async fn poll_usn(
     device: Arc<Directory>,
     dn: String,
     wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
+    ready: Ready,
 ) {
     let mut last = None;
     let mut tick = tokio::time::interval(USN_POLL_INTERVAL);
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            () = shutdown.requested() => return,
             _ = tick.tick() => {}
         }
         let usn = match device.client().await {
@@ -255,7 +226,10 @@ async fn poll_usn(
                 last = Some(u);
                 wake.notify_one();
             }
-            Ok(u) => last = Some(u),
+            Ok(u) => {
+                ready.set();
+                last = Some(u);
+            }
             Err(e) => {
                 tracing::debug!(%dn, error = %e, "uSNChanged poll failed");
                 device.reset().await;

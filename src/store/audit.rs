@@ -4,7 +4,9 @@
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::{Store, StoreError};
+use super::{Atomic, Store, StoreError};
+use crate::base::actor::Actor;
+use crate::base::time::now_ms;
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -24,6 +26,58 @@ pub struct AuditRecord {
     /// The client's address, for HTTP requests.
     pub source: Option<String>,
     pub detail: serde_json::Value,
+}
+
+impl AuditRecord {
+    /// The record of `actor` doing `action` to `target`, now, with outcome `ok`. Every audit
+    /// record is built here, on the one clock ([`crate::base::time`]).
+    pub fn new(
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> AuditRecord {
+        AuditRecord {
+            id: 0,
+            at_ms: now_ms(),
+            actor: actor.name.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: "ok".to_owned(),
+            source: actor.source.clone(),
+            detail,
+        }
+    }
+
+    /// The same record with another outcome (`denied`, `failed`, `rejected`).
+    pub fn with_outcome(mut self, outcome: &str) -> AuditRecord {
+        outcome.clone_into(&mut self.outcome);
+        self
+    }
+}
+
+/// What a change is audited by: one record, none (`None`: the change turned out to change
+/// nothing), or one per item it changed.
+pub trait AuditRecords {
+    fn records(self) -> Vec<AuditRecord>;
+}
+
+impl AuditRecords for AuditRecord {
+    fn records(self) -> Vec<AuditRecord> {
+        vec![self]
+    }
+}
+
+impl AuditRecords for Option<AuditRecord> {
+    fn records(self) -> Vec<AuditRecord> {
+        self.into_iter().collect()
+    }
+}
+
+impl AuditRecords for Vec<AuditRecord> {
+    fn records(self) -> Vec<AuditRecord> {
+        self
+    }
 }
 
 /// Which audit records to read. Every bound is optional.
@@ -58,6 +112,24 @@ impl Store {
         )
         .map_err(self.sql("append audit record"))?;
         Ok(conn.last_insert_rowid())
+    }
+
+    /// Makes a change and its audit record durable together: `change` (any number of store
+    /// calls) runs in one transaction, and `audit` turns its result into the record appended in
+    /// that same transaction. If either fails, nothing of the change is written, and no record.
+    pub fn audited<T, E: From<StoreError>, A: AuditRecords>(
+        &self,
+        change: impl FnOnce(&Store) -> Result<T, E>,
+        audit: impl FnOnce(&T) -> A,
+    ) -> Result<T, E> {
+        let conn = self.conn();
+        let tx = Atomic::begin(&conn).map_err(self.sql("begin an audited change"))?;
+        let value = change(self)?;
+        for record in audit(&value).records() {
+            self.append_audit(&record)?;
+        }
+        tx.commit().map_err(self.sql("commit an audited change"))?;
+        Ok(value)
     }
 
     /// Records matching `filter`, oldest first.

@@ -8,8 +8,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Added, NewMember, Store, StoreError, now};
+use super::{Added, Atomic, NewMember, Store, StoreError};
 use crate::base::principal::Principal;
+use crate::base::time::now;
 
 /// How an incident is named outside the store (`INC-17`), also on the members it added.
 pub fn incident_ref(id: i64) -> String {
@@ -212,9 +213,9 @@ impl Store {
         incident: i64,
         response: &NewResponse,
     ) -> Result<(ResponseRecord, Vec<Added>), StoreError> {
-        let mut conn = self.conn();
-        let mut run = || -> Result<_, TxError> {
-            let tx = conn.transaction()?;
+        let conn = self.conn();
+        let run = || -> Result<_, TxError> {
+            let tx = Atomic::begin(&conn)?;
             let exists = tx
                 .query_row("SELECT 1 FROM incidents WHERE id = ?1", [incident], |_| {
                     Ok(())
@@ -239,9 +240,9 @@ impl Store {
         severity: &str,
         plan: Option<(&NewIncident, &NewResponse)>,
     ) -> Result<AlertSeen, StoreError> {
-        let mut conn = self.conn();
-        let mut run = || -> Result<_, TxError> {
-            let tx = conn.transaction()?;
+        let conn = self.conn();
+        let run = || -> Result<_, TxError> {
+            let tx = Atomic::begin(&conn)?;
             let inserted = tx.execute(
                 "INSERT INTO alerts (alert_id, source, severity, received_at, rule)
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(alert_id) DO NOTHING",

@@ -9,9 +9,9 @@
 //! notices their commits through [`Store::data_version`].
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::base::principal::{Principal, PrincipalError};
@@ -22,7 +22,7 @@ pub mod incidents;
 pub mod keys;
 pub mod pushes;
 
-pub use audit::{AuditFilter, AuditRecord};
+pub use audit::{AuditFilter, AuditRecord, AuditRecords};
 pub use incidents::{AlertSeen, Incident, NewIncident, NewResponse, ResponseRecord};
 pub use keys::StoredKey;
 pub use pushes::PushStatus;
@@ -284,9 +284,69 @@ pub enum Added {
 /// The durable store.
 pub struct Store {
     path: PathBuf,
-    // A std Mutex: every operation is a short synchronous SQLite call; callers on async tasks
-    // use spawn_blocking or accept the sub-millisecond hold.
-    conn: Mutex<Connection>,
+    // Every operation is a short synchronous SQLite call; callers on async tasks use
+    // spawn_blocking or accept the sub-millisecond hold. Re-entrant so that [`Store::audited`]
+    // can hold the connection for a whole change made of several store calls: other threads
+    // wait, the calls inside nest as savepoints of one transaction.
+    conn: ReentrantMutex<Connection>,
+}
+
+/// A write transaction on the store's connection, or a savepoint inside the one already open
+/// (so store calls compose into one transaction); commits on [`Atomic::commit`], rolls back
+/// when dropped uncommitted.
+///
+/// The outermost one begins `IMMEDIATE`: it takes the write lock first, waiting up to
+/// [`BUSY_TIMEOUT`] for another process's writer. A deferred transaction that read first
+/// would fail at once ("database is locked") when another process committed in between.
+pub(crate) struct Atomic<'c> {
+    conn: &'c Connection,
+    outermost: bool,
+    done: bool,
+}
+
+impl<'c> Atomic<'c> {
+    pub(crate) fn begin(conn: &'c Connection) -> rusqlite::Result<Atomic<'c>> {
+        let outermost = conn.is_autocommit();
+        conn.execute_batch(if outermost {
+            "BEGIN IMMEDIATE"
+        } else {
+            "SAVEPOINT warden"
+        })?;
+        Ok(Atomic {
+            conn,
+            outermost,
+            done: false,
+        })
+    }
+
+    pub(crate) fn commit(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        self.conn.execute_batch(if self.outermost {
+            "COMMIT"
+        } else {
+            "RELEASE warden"
+        })
+    }
+}
+
+impl std::ops::Deref for Atomic<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Atomic<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Nothing to report to: the caller is already returning the error that got here.
+            let _ = self.conn.execute_batch(if self.outermost {
+                "ROLLBACK"
+            } else {
+                "ROLLBACK TO warden; RELEASE warden"
+            });
+        }
+    }
 }
 
 /// The key a principal is unique by within a list: Unicode lower case.
@@ -334,14 +394,14 @@ impl Store {
             .map_err(corrupt)?;
         let store = Store {
             path,
-            conn: Mutex::new(conn),
+            conn: ReentrantMutex::new(conn),
         };
         store.migrate()?;
         Ok(store)
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let conn = self.conn();
         let corrupt = |source| StoreError::Corrupt {
             path: self.path.clone(),
             source,
@@ -358,7 +418,7 @@ impl Store {
             });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction().map_err(corrupt)?;
+            let tx = Atomic::begin(&conn).map_err(corrupt)?;
             tx.execute_batch(sql).map_err(corrupt)?;
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
                 .map_err(corrupt)?;
@@ -367,9 +427,9 @@ impl Store {
         Ok(())
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (its transactions roll back).
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    fn conn(&self) -> ReentrantMutexGuard<'_, Connection> {
+        // parking_lot locks do not poison; a panic inside a savepoint rolls it back on unwind.
+        self.conn.lock()
     }
 
     fn sql(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -435,8 +495,8 @@ impl Store {
     /// Adds (or updates) a member. Returns once the change is on disk.
     pub fn add_member(&self, list: &str, member: &NewMember) -> Result<Added, StoreError> {
         let principal = Principal::parse(&member.principal)?;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.sql("add member"))?;
+        let conn = self.conn();
+        let tx = Atomic::begin(&conn).map_err(self.sql("add member"))?;
         let id = Store::list_id(&tx, list)
             .map_err(self.sql("add member"))?
             .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
@@ -483,12 +543,22 @@ impl Store {
         Ok(if existed { Added::Updated } else { Added::New })
     }
 
+    /// Whether any member's expiry has passed at `now` (a read, no lock taken).
+    pub fn has_expired(&self, now: i64) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM members
+                                WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
+                [now],
+                |r| r.get(0),
+            )
+            .map_err(self.sql("look for expired members"))
+    }
+
     /// Removes every member whose expiry has passed at `now`; returns (list, principal) of each.
     pub fn remove_expired(&self, now: i64) -> Result<Vec<(String, String)>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction()
-            .map_err(self.sql("remove expired members"))?;
+        let conn = self.conn();
+        let tx = Atomic::begin(&conn).map_err(self.sql("remove expired members"))?;
         let expired = {
             let mut stmt = tx
                 .prepare(
@@ -560,8 +630,8 @@ impl Store {
     /// Records a push or pull run and prunes the device's oldest records.
     pub fn record_update(&self, u: &RecentUpdate) -> Result<(), StoreError> {
         let unresolved = serde_json::to_string(&u.unresolved).unwrap_or_else(|_| "[]".to_string());
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.sql("record update"))?;
+        let conn = self.conn();
+        let tx = Atomic::begin(&conn).map_err(self.sql("record update"))?;
         tx.execute(
             "INSERT INTO recent_updates
                (device, kind, target, started_at_ms, duration_ms, added, removed, unresolved, error)
@@ -722,10 +792,8 @@ impl Store {
 
     /// Accepts a held refresh: its rows become the last good generation, atomically.
     pub fn accept_held(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction()
-            .map_err(self.sql("accept held refresh"))?;
+        let conn = self.conn();
+        let tx = Atomic::begin(&conn).map_err(self.sql("accept held refresh"))?;
         let held: Option<(String, i64)> = tx
             .query_row(
                 "SELECT records, new_rows FROM held_refreshes WHERE name = ?1",

@@ -4,7 +4,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, now};
+use super::{Store, StoreError};
+use crate::base::time::now;
 
 /// How pushing one data set to the MX is going.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -11,15 +11,12 @@
 //! the store, so any process — the server, the CLI — diffs from the same base.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
-use crate::base::retry::Retry;
 use crate::base::secret::{SecretError, SecretSource};
 use crate::config::{ImpervaConfig, ImpervaPush, Source};
 use crate::model::dataset::{DataSet, fold};
@@ -31,7 +28,7 @@ use crate::store::{PushStatus, StoreError};
 pub const API: &str = "/SecureSphere/api/v1";
 
 /// How often the serve loop looks again at a data set that has not been loaded yet.
-const NOT_LOADED_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+pub const NOT_LOADED_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One push at a time in this process: the serve loop and a push requested over HTTP diff
 /// from the same stored base, so two at once would both send the same difference.
@@ -628,66 +625,8 @@ pub fn status(warden: &Warden) -> Result<Vec<PushStatus>, MxError> {
         .collect())
 }
 
-/// Pushes the configured data sets after every snapshot change until `shutdown`: a full
-/// replace first, then differences; failures back off and retry. A difference the MX refuses
-/// because its data set no longer holds what was last pushed is followed by a full replace.
-pub async fn push_loop(warden: Arc<Warden>, mut shutdown: watch::Receiver<bool>) {
-    let Some(config) = warden.config().imperva.clone() else {
-        return;
-    };
-    let client = match tokio::task::block_in_place(|| MxClient::new(&config)) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Imperva MX push disabled");
-            return;
-        }
-    };
-    let mut snapshots = warden.subscribe_snapshots();
-    // The data set each push last delivered; none means the next push is a full replace.
-    let mut pushed: Vec<Option<Arc<DataSet>>> = vec![None; config.pushes.len()];
-    let mut retry = Retry::new();
-    retry.due_now();
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            changed = snapshots.changed() => if changed.is_err() { break },
-            () = retry.due() => {}
-        }
-        let (mut failed, mut waiting) = (false, false);
-        for (push, last) in config.pushes.iter().zip(pushed.iter_mut()) {
-            let current = warden.data_set(&push.data_set);
-            if let (Some(a), Some(b)) = (&*last, &current)
-                && Arc::ptr_eq(a, b)
-            {
-                continue;
-            }
-            match push_one(&warden, &client, push, last.is_none()).await {
-                Ok(()) => *last = current,
-                Err(MxError::NotLoaded(_)) => waiting = true,
-                Err(e) => {
-                    if e.means_drift() {
-                        *last = None;
-                    }
-                    failed = true;
-                }
-            }
-        }
-        if failed {
-            let retry_in = retry.failed();
-            tracing::info!(retry_in = ?retry_in, "Imperva MX push to be retried");
-        } else {
-            retry.succeeded();
-            // A first load that finds no rows publishes no new snapshot: look again later.
-            if waiting {
-                retry.due_in(NOT_LOADED_RECHECK);
-            }
-        }
-    }
-    client.logout().await;
-}
-
 /// One push of the serve loop, logged.
-async fn push_one(
+pub async fn push_one(
     warden: &Warden,
     client: &MxClient,
     push: &ImpervaPush,

@@ -334,22 +334,6 @@ pub async fn refresh(
     (update, result)
 }
 
-/// Accepts a held refresh: its rows become the data set. Returns the new row count, or None
-/// if nothing was held.
-pub fn accept(warden: &Warden, name: &str) -> Result<Option<usize>, SyncError> {
-    let config = warden.config();
-    let ds = config
-        .data_set(name)
-        .ok_or_else(|| SyncError::NoSuchDataSet(name.to_string()))?;
-    ldap_source(ds)?;
-    drop(config);
-    if warden.store().accept_held(name)?.is_none() {
-        return Ok(None);
-    }
-    warden.reload_from_store()?;
-    Ok(warden.data_set(name).map(|d| d.len()))
-}
-
 /// The group a data set's filter selects on (`(memberOf=<group DN>)`), which is what to watch.
 pub fn watched_dn(filter: &str) -> Option<String> {
     let lower = filter.to_ascii_lowercase();

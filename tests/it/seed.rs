@@ -134,7 +134,7 @@ fn propagation_list_change_to_block_p50_p95() {
         );
     };
 
-    // In-process, through the library: the change is in the snapshot when add_member returns.
+    // In-process, through the library: the change is in the snapshot when the operation returns.
     let lib_dir = tempfile::tempdir().unwrap();
     let mut lib_config = warden::config::Config::parse(
         &crate::support::list_config("", "\"*\""),
@@ -147,9 +147,11 @@ fn propagation_list_change_to_block_p50_p95() {
     let mut times = Vec::new();
     for n in &names {
         let started = Instant::now();
-        lib.add_member(
+        warden::operations::lists::add_member(
+            &lib,
+            &warden::base::actor::Actor::system("test"),
             "Suspicious Users",
-            &warden::store::NewMember {
+            &warden::operations::lists::MemberRequest {
                 principal: ns.mapped(n),
                 ..Default::default()
             },

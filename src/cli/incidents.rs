@@ -1,5 +1,5 @@
 //! `warden incidents …` and `warden alerts ingest`: the respond routes from the shell, through
-//! the same [`warden::respond`] functions (and audit records) as HTTP.
+//! the same operations (and audit records) as HTTP.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -8,12 +8,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
 
-use warden::config::Config;
-use warden::respond::{self, Actor, Alert, IncidentRequest, ResponseRequest};
-use warden::runtime::Warden;
+use super::{Source, print_json};
+use warden::base::actor::Actor;
+use warden::operations::incidents::{self, Alert, IncidentRequest, ResponseRequest};
 use warden::store::incidents::parse_incident_ref;
-
-use crate::keys_cmd::cli_actor;
 
 #[derive(Subcommand)]
 pub enum IncidentsCommand {
@@ -65,24 +63,13 @@ pub enum AlertsCommand {
     Ingest { file: Option<PathBuf> },
 }
 
-fn actor() -> Actor {
-    Actor {
-        name: cli_actor(),
-        source: Some("cli".to_owned()),
-    }
-}
-
-fn print(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
 fn incident_id(text: &str) -> Result<i64> {
     parse_incident_ref(text).ok_or_else(|| anyhow!("{text:?} is not an incident id (INC-17)"))
 }
 
-pub fn incidents(config: Config, cmd: IncidentsCommand) -> Result<ExitCode> {
-    let warden = Warden::open(config).context("cannot load warden state")?;
+pub fn incidents(source: &Source, cmd: IncidentsCommand) -> Result<ExitCode> {
+    let warden = source.open()?;
+    let actor = Actor::cli();
     match cmd {
         IncidentsCommand::Create {
             title,
@@ -98,13 +85,11 @@ pub fn incidents(config: Config, cmd: IncidentsCommand) -> Result<ExitCode> {
                 ips,
                 source,
             };
-            print(&respond::create_incident(&warden, &actor(), &req)?)?;
+            print_json(&incidents::create_incident(&warden, &actor, &req)?)?;
         }
-        IncidentsCommand::List { limit } => {
-            print(&warden.store().incidents(limit)?)?;
-        }
+        IncidentsCommand::List { limit } => print_json(&warden.store().incidents(limit)?)?,
         IncidentsCommand::Show { id } => {
-            print(&respond::read_incident(&warden, incident_id(&id)?)?)?;
+            print_json(&incidents::read_incident(&warden, incident_id(&id)?)?)?;
         }
         IncidentsCommand::Respond {
             id,
@@ -121,18 +106,14 @@ pub fn incidents(config: Config, cmd: IncidentsCommand) -> Result<ExitCode> {
                 expires_at: expires,
                 expires_in,
             };
-            print(&respond::respond(
-                &warden,
-                &actor(),
-                incident_id(&id)?,
-                &req,
-            )?)?;
+            let record = incidents::respond(&warden, &actor, incident_id(&id)?, &req)?;
+            print_json(&record)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn alerts(config: Config, cmd: AlertsCommand) -> Result<ExitCode> {
+pub fn alerts(source: &Source, cmd: AlertsCommand) -> Result<ExitCode> {
     let AlertsCommand::Ingest { file } = cmd;
     let text = match &file {
         Some(path) => std::fs::read_to_string(path)
@@ -146,7 +127,7 @@ pub fn alerts(config: Config, cmd: AlertsCommand) -> Result<ExitCode> {
         }
     };
     let alert: Alert = serde_json::from_str(&text).context("the alert is not valid JSON")?;
-    let warden = Warden::open(config).context("cannot load warden state")?;
-    print(&respond::ingest_alert(&warden, &actor(), &alert)?)?;
+    let warden = source.open()?;
+    print_json(&incidents::ingest_alert(&warden, &Actor::cli(), &alert)?)?;
     Ok(ExitCode::SUCCESS)
 }

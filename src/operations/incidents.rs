@@ -1,98 +1,28 @@
-//! Respond: incidents, the responses run on them (put some or all of an incident's users on a
-//! list), alerts that automated-response rules turn into an incident with a response, and the
-//! expiry sweeper that takes members off their lists on time.
+//! Incident use cases: open an incident, run a response on it (put some or all of its users on
+//! a list), and ingest alerts that automated-response rules turn into an incident with a
+//! response.
 //!
-//! Everything here is a mutation: it is validated first, written to the store in one
-//! transaction (a response and its members together; an alert, its incident and its response
-//! together, once per alert id), audited with who asked and from where, and then republished
-//! so that decisions and the push sync see it — the same path a list change takes.
+//! Each is validated first and written to the store in one transaction with its audit record
+//! (a response and its members together; an alert, its incident and its response together,
+//! once per alert id), then republished so that decisions and the push see it — the same path
+//! a list change takes.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::{Actor, OperationError, check_text, expiry};
 use crate::base::principal::{Principal, PrincipalError};
 use crate::base::severity::IncidentSeverity;
 use crate::base::time::now;
+use crate::base::word::UnknownWord;
 use crate::config::ResponseRuleConfig;
-use crate::model::policy::UnknownWord;
-use crate::runtime::{Warden, WardenError};
+use crate::runtime::Warden;
 use crate::store::incidents::incident_ref;
-use crate::store::{
-    AlertSeen, AuditRecord, Incident, NewIncident, NewResponse, ResponseRecord, StoreError,
-};
+use crate::store::{AlertSeen, AuditRecord, Incident, NewIncident, NewResponse, ResponseRecord};
 
 /// Most users or IPs one incident or alert may name.
 pub const MAX_SUBJECTS: usize = 1000;
-/// Longest title, source, reason or alert id accepted.
-pub const MAX_TEXT: usize = 1024;
-/// How often the sweeper looks for expired members: members leave within this of their time.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Why a respond action was refused or failed. `Invalid` and `NotFound` are the caller's to
-/// fix; the rest are warden's.
-#[derive(Debug, thiserror::Error)]
-pub enum RespondError {
-    #[error("field `{field}`: {message}")]
-    Invalid { field: String, message: String },
-    #[error("{0}")]
-    NotFound(String),
-    #[error(transparent)]
-    Store(StoreError),
-    #[error(transparent)]
-    Warden(#[from] WardenError),
-}
-
-impl From<StoreError> for RespondError {
-    fn from(e: StoreError) -> RespondError {
-        match e {
-            StoreError::NoSuchList(name) => {
-                RespondError::NotFound(format!("no list named {name:?}; GET /v1/lists shows them"))
-            }
-            StoreError::NoSuchIncident(id) => {
-                RespondError::NotFound(format!("no incident {}", incident_ref(id)))
-            }
-            StoreError::Principal(e) => invalid("users", e.to_string()),
-            other => RespondError::Store(other),
-        }
-    }
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> RespondError {
-    RespondError::Invalid {
-        field: field.to_owned(),
-        message: message.into(),
-    }
-}
-
-/// Who asked, for audit records and `created_by`.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    /// `key:<id> (<name>)`, `cli:<user>` or `system`.
-    pub name: String,
-    /// The client's address, or how it was asked.
-    pub source: Option<String>,
-}
-
-impl Actor {
-    fn audit(&self, warden: &Warden, action: &str, target: &str, detail: serde_json::Value) {
-        let record = AuditRecord {
-            id: 0,
-            at_ms: crate::base::time::now_ms(),
-            actor: self.name.clone(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            outcome: "ok".to_owned(),
-            source: self.source.clone(),
-            detail,
-        };
-        if let Err(e) = warden.store().append_audit(&record) {
-            tracing::error!(error = %e, action, "cannot write the audit record");
-        }
-    }
-}
 
 /// An incident as reported by an analyst (`POST /v1/incidents`).
 #[derive(Debug, Clone, Deserialize)]
@@ -158,37 +88,31 @@ pub struct AlertOutcome {
     pub duplicate: bool,
 }
 
-fn check_text(field: &str, text: &str, required: bool) -> Result<(), RespondError> {
-    if required && text.trim().is_empty() {
-        return Err(invalid(field, "must not be empty"));
-    }
-    if text.len() > MAX_TEXT {
-        return Err(invalid(field, format!("at most {MAX_TEXT} bytes")));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
-    }
-    Ok(())
-}
-
-fn check_users(field: &str, users: &[String]) -> Result<(), RespondError> {
+fn check_users(field: &str, users: &[String]) -> Result<(), OperationError> {
     if users.len() > MAX_SUBJECTS {
-        return Err(invalid(field, format!("at most {MAX_SUBJECTS} users")));
+        return Err(OperationError::invalid(
+            field,
+            format!("at most {MAX_SUBJECTS} users"),
+        ));
     }
     for (i, u) in users.iter().enumerate() {
-        Principal::parse(u)
-            .map_err(|e: PrincipalError| invalid(&format!("{field}[{i}]"), e.to_string()))?;
+        Principal::parse(u).map_err(|e: PrincipalError| {
+            OperationError::invalid(&format!("{field}[{i}]"), e.to_string())
+        })?;
     }
     Ok(())
 }
 
-fn check_ips(field: &str, ips: &[String]) -> Result<(), RespondError> {
+fn check_ips(field: &str, ips: &[String]) -> Result<(), OperationError> {
     if ips.len() > MAX_SUBJECTS {
-        return Err(invalid(field, format!("at most {MAX_SUBJECTS} addresses")));
+        return Err(OperationError::invalid(
+            field,
+            format!("at most {MAX_SUBJECTS} addresses"),
+        ));
     }
     for (i, ip) in ips.iter().enumerate() {
         ip.parse::<IpAddr>().map_err(|_| {
-            invalid(
+            OperationError::invalid(
                 &format!("{field}[{i}]"),
                 format!("{ip:?} is not an IPv4 or IPv6 address"),
             )
@@ -197,14 +121,14 @@ fn check_ips(field: &str, ips: &[String]) -> Result<(), RespondError> {
     Ok(())
 }
 
-fn severity(text: &str) -> Result<IncidentSeverity, RespondError> {
+fn severity(text: &str) -> Result<IncidentSeverity, OperationError> {
     text.parse()
-        .map_err(|e: UnknownWord| invalid("severity", e.to_string()))
+        .map_err(|e: UnknownWord| OperationError::invalid("severity", e.to_string()))
 }
 
 impl IncidentRequest {
     /// Checks every field of an untrusted incident; returns its severity.
-    pub fn validate(&self) -> Result<IncidentSeverity, RespondError> {
+    pub fn validate(&self) -> Result<IncidentSeverity, OperationError> {
         check_text("title", &self.title, true)?;
         check_text("source", &self.source, true)?;
         let severity = severity(&self.severity)?;
@@ -216,7 +140,7 @@ impl IncidentRequest {
 
 impl Alert {
     /// Checks every field of an untrusted alert; returns its severity.
-    pub fn validate(&self) -> Result<IncidentSeverity, RespondError> {
+    pub fn validate(&self) -> Result<IncidentSeverity, OperationError> {
         check_text("id", &self.id, true)?;
         check_text("source", &self.source, true)?;
         if let Some(t) = &self.title {
@@ -234,7 +158,7 @@ pub fn create_incident(
     warden: &Warden,
     actor: &Actor,
     req: &IncidentRequest,
-) -> Result<Incident, RespondError> {
+) -> Result<Incident, OperationError> {
     let severity = req.validate()?;
     let new = NewIncident {
         title: req.title.trim().to_owned(),
@@ -245,22 +169,26 @@ pub fn create_incident(
         created_by: actor.name.clone(),
         alert_id: None,
     };
-    let id = warden.store().create_incident(&new)?;
-    actor.audit(
-        warden,
-        "incidents.create",
-        &incident_ref(id),
-        serde_json::json!({ "severity": new.severity, "users": new.users.len() }),
-    );
+    let id = warden.store().audited(
+        |store| store.create_incident(&new),
+        |id| {
+            AuditRecord::new(
+                actor,
+                "incidents.create",
+                &incident_ref(*id),
+                serde_json::json!({ "severity": new.severity, "users": new.users.len() }),
+            )
+        },
+    )?;
     read_incident(warden, id)
 }
 
 /// One incident with its responses.
-pub fn read_incident(warden: &Warden, id: i64) -> Result<Incident, RespondError> {
+pub fn read_incident(warden: &Warden, id: i64) -> Result<Incident, OperationError> {
     warden
         .store()
         .incident(id)?
-        .ok_or_else(|| RespondError::NotFound(format!("no incident {}", incident_ref(id))))
+        .ok_or(OperationError::NoSuchIncident(id))
 }
 
 /// Runs a response on an incident: its users (all, or the ones named, which must be the
@@ -271,7 +199,7 @@ pub fn respond(
     actor: &Actor,
     incident: i64,
     req: &ResponseRequest,
-) -> Result<ResponseRecord, RespondError> {
+) -> Result<ResponseRecord, OperationError> {
     check_text("reason", &req.reason, true)?;
     let current = read_incident(warden, incident)?;
     let principals = match &req.users {
@@ -279,7 +207,7 @@ pub fn respond(
         Some(named) => {
             for (i, u) in named.iter().enumerate() {
                 if !current.users.iter().any(|c| c.eq_ignore_ascii_case(u)) {
-                    return Err(invalid(
+                    return Err(OperationError::invalid(
                         &format!("users[{i}]"),
                         format!(
                             "{u:?} is not one of {}'s users ({})",
@@ -293,14 +221,16 @@ pub fn respond(
         }
     };
     if principals.is_empty() {
-        return Err(invalid(
+        return Err(OperationError::invalid(
             "users",
             format!("{} names no users to respond on", incident_ref(incident)),
         ));
     }
-    let expires_at =
-        crate::base::time::expiry(req.expires_at.as_deref(), req.expires_in.as_deref(), now())
-            .map_err(|e| invalid("expires_in", e))?;
+    let expires_at = expiry(
+        req.expires_at.as_deref(),
+        req.expires_in.as_deref(),
+        "expires_in",
+    )?;
     let response = NewResponse {
         list: req.list.clone(),
         principals,
@@ -309,18 +239,21 @@ pub fn respond(
         created_by: actor.name.clone(),
         rule: None,
     };
-    let (record, _) = warden.store().record_response(incident, &response)?;
-    actor.audit(
-        warden,
-        "incidents.respond",
-        &incident_ref(incident),
-        serde_json::json!({
-            "list": record.list,
-            "users": record.principals,
-            "expires_at": record.expires_at,
-        }),
-    );
-    warden.reload_from_store()?;
+    let (record, _) = warden.commit(
+        |store| store.record_response(incident, &response),
+        |(record, _)| {
+            AuditRecord::new(
+                actor,
+                "incidents.respond",
+                &incident_ref(incident),
+                serde_json::json!({
+                    "list": record.list,
+                    "users": record.principals,
+                    "expires_at": record.expires_at,
+                }),
+            )
+        },
+    )?;
     Ok(record)
 }
 
@@ -349,7 +282,7 @@ pub fn ingest_alert(
     warden: &Warden,
     actor: &Actor,
     alert: &Alert,
-) -> Result<AlertOutcome, RespondError> {
+) -> Result<AlertOutcome, OperationError> {
     let severity = alert.validate()?;
     let config = warden.config();
     let rule = config
@@ -357,36 +290,37 @@ pub fn ingest_alert(
         .iter()
         .find(|r| rule_matches(r, alert, severity) && !alert.users.is_empty());
     let plan = rule.map(|r| alert_plan(actor, alert, severity, r));
-    let seen = warden.store().ingest_alert(
-        &alert.id,
-        &alert.source,
-        severity.as_str(),
-        plan.as_ref().map(|(i, r)| (i, r)),
-    )?;
-    let (incident, duplicate) = match seen {
-        AlertSeen::New { incident } => (incident, false),
-        AlertSeen::Duplicate { incident } => (incident, true),
+    let outcome = |seen: &AlertSeen| {
+        let (incident, duplicate) = match *seen {
+            AlertSeen::New { incident } => (incident, false),
+            AlertSeen::Duplicate { incident } => (incident, true),
+        };
+        AlertOutcome {
+            alert: alert.id.clone(),
+            rule: rule.filter(|_| !duplicate).map(|r| r.name.clone()),
+            incident: incident.map(incident_ref),
+            duplicate,
+        }
     };
-    let outcome = AlertOutcome {
-        alert: alert.id.clone(),
-        rule: if duplicate {
-            None
-        } else {
-            rule.map(|r| r.name.clone())
-        },
-        incident: incident.map(incident_ref),
-        duplicate,
+    let ingest = |store: &crate::store::Store| {
+        store.ingest_alert(
+            &alert.id,
+            &alert.source,
+            severity.as_str(),
+            plan.as_ref().map(|(i, r)| (i, r)),
+        )
     };
-    actor.audit(
-        warden,
-        "alerts.ingest",
-        &alert.id,
-        serde_json::to_value(&outcome).unwrap_or_default(),
-    );
-    if outcome.rule.is_some() {
-        warden.reload_from_store()?;
-    }
-    Ok(outcome)
+    let audit = |seen: &AlertSeen| {
+        let detail = serde_json::to_value(outcome(seen)).unwrap_or_default();
+        AuditRecord::new(actor, "alerts.ingest", &alert.id, detail)
+    };
+    // Only an alert that put users on a list changes what decisions see.
+    let seen = if plan.is_some() {
+        warden.commit(ingest, audit)?
+    } else {
+        warden.store().audited(ingest, audit)?
+    };
+    Ok(outcome(&seen))
 }
 
 fn alert_plan(
@@ -425,48 +359,6 @@ fn alert_plan(
         rule: Some(rule.name.clone()),
     };
     (incident, response)
-}
-
-/// Takes every member whose expiry has passed off its list, audits each removal as `system`,
-/// and republishes. Returns how many left.
-pub fn sweep_expired(warden: &Warden) -> Result<usize, RespondError> {
-    let expired = warden.store().remove_expired(now())?;
-    if expired.is_empty() {
-        return Ok(0);
-    }
-    let system = Actor {
-        name: "system".to_owned(),
-        source: Some("expiry".to_owned()),
-    };
-    for (list, principal) in &expired {
-        system.audit(
-            warden,
-            "lists.expire",
-            list,
-            serde_json::json!({ "principal": principal }),
-        );
-    }
-    warden.reload_from_store()?;
-    tracing::info!(members = expired.len(), "expired members left their lists");
-    Ok(expired.len())
-}
-
-/// Runs [`sweep_expired`] every [`SWEEP_INTERVAL`] until `shutdown` turns true.
-pub async fn sweep_loop(warden: Arc<Warden>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            _ = tick.tick() => {}
-        }
-        let w = Arc::clone(&warden);
-        match tokio::task::spawn_blocking(move || sweep_expired(&w)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "expiry sweep failed; retrying"),
-            Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
-        }
-    }
 }
 
 #[cfg(test)]

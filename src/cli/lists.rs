@@ -1,0 +1,122 @@
+//! `warden lists add|remove|show`: user lists from the shell, through the same operations
+//! (validation, audit) as HTTP, against the store a running `serve` reads.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use super::{Source, print_json};
+use warden::base::actor::{Actor, shell_user};
+use warden::base::time::format_rfc3339;
+use warden::operations::lists::{self, MemberRequest};
+use warden::store::Added;
+
+#[derive(Subcommand)]
+pub enum ListsCommand {
+    /// Put a principal on a list (DOMAIN\user, user@realm, sAMAccountName or DN)
+    Add {
+        list: String,
+        principal: String,
+        /// Why the principal is on the list
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Incident the principal comes from
+        #[arg(long)]
+        incident: Option<String>,
+        /// When the principal leaves the list (RFC 3339, e.g. 2026-12-01T00:00:00Z)
+        #[arg(long, conflicts_with = "expires_in", value_name = "TIME")]
+        expires: Option<String>,
+        /// How long the principal stays on the list (e.g. 24h, 7d)
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Who adds the principal [default: $SUDO_USER or $USER]
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+    },
+    /// Take a principal off a list
+    Remove { list: String, principal: String },
+    /// Show lists, or the members of one list
+    Show {
+        list: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(source: &Source, cmd: ListsCommand) -> Result<ExitCode> {
+    let warden = source.open()?;
+    let actor = Actor::cli();
+    match cmd {
+        ListsCommand::Add {
+            list,
+            principal,
+            reason,
+            incident,
+            expires,
+            expires_in,
+            by,
+        } => {
+            let req = MemberRequest {
+                principal: principal.clone(),
+                reason,
+                incident,
+                expires_at: expires,
+                expires_in,
+                added_by: Some(by.unwrap_or_else(shell_user)),
+            };
+            let done = lists::add_member(&warden, &actor, &list, &req)
+                .with_context(|| format!("cannot add {principal:?} to {list:?}"))?;
+            let verb = match done.added {
+                Added::New => "added to",
+                Added::Updated => "updated on",
+            };
+            println!("{principal} {verb} {list:?}");
+        }
+        ListsCommand::Remove { list, principal } => {
+            if lists::remove_member(&warden, &actor, &list, &principal)
+                .with_context(|| format!("cannot remove {principal:?} from {list:?}"))?
+            {
+                println!("{principal} removed from {list:?}");
+            } else {
+                println!("{principal} was not on {list:?}");
+            }
+        }
+        ListsCommand::Show { list: None, json } => {
+            let lists = warden.store().lists()?;
+            if json {
+                print_json(&lists)?;
+            } else {
+                for l in lists {
+                    println!("{:<32} {:>8} members  {}", l.name, l.members, l.description);
+                }
+            }
+        }
+        ListsCommand::Show {
+            list: Some(list),
+            json,
+        } => {
+            let members = warden.store().members(&list)?;
+            if json {
+                print_json(&members)?;
+            } else {
+                println!(
+                    "{:<40} {:<20} {:<12} {:<21} REASON",
+                    "PRINCIPAL", "ADDED AT", "INCIDENT", "EXPIRES"
+                );
+                for m in members {
+                    println!(
+                        "{:<40} {:<20} {:<12} {:<21} {}",
+                        m.principal,
+                        format_rfc3339(m.added_at),
+                        m.incident.as_deref().unwrap_or("-"),
+                        m.expires_at.map_or("-".to_string(), format_rfc3339),
+                        m.reason
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,209 @@
+//! Data-set use cases: the Imperva-style data writes of an `api` data set (replace, add,
+//! delete, clear), refreshing an LDAP data set now, its test query, and accepting a refresh
+//! the shrink guard holds.
+//!
+//! A data write reads the current rows and commits the next ones under the runtime's update
+//! lock ([`Warden::update_data_set`]): two concurrent adds both land.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Actor, OperationError};
+use crate::config::{DataSetConfig, Source};
+use crate::directory::Directory;
+use crate::model::dataset::{DataSet, DataSetBuilder, Record, fold};
+use crate::runtime::Warden;
+use crate::store::AuditRecord;
+use crate::sync::pull::{self, QueryResult, RefreshOutcome};
+
+/// What a data write does with its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataWrite {
+    /// The records become the data set.
+    Replace,
+    /// The records are added, replacing rows of the same key.
+    Add,
+    /// Rows with the records' keys are deleted.
+    Delete,
+    /// Every row is deleted (no records).
+    Clear,
+}
+
+impl DataWrite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataWrite::Replace => "replace",
+            DataWrite::Add => "add",
+            DataWrite::Delete => "delete",
+            DataWrite::Clear => "clear",
+        }
+    }
+}
+
+/// The kind of source a data set is filled from, as configured and shown.
+pub fn source_kind(source: &Source) -> &'static str {
+    match source {
+        Source::List { .. } => "list",
+        Source::Static { .. } => "static",
+        Source::Ldap(_) => "ldap",
+        Source::Api => "api",
+    }
+}
+
+/// A configured data set.
+pub fn data_set_config(warden: &Warden, name: &str) -> Result<DataSetConfig, OperationError> {
+    warden
+        .config()
+        .data_set(name)
+        .cloned()
+        .ok_or_else(|| OperationError::NoSuchDataSet(name.to_owned()))
+}
+
+/// The rows a configured data set has now.
+pub fn current(warden: &Warden, name: &str) -> Result<Arc<DataSet>, OperationError> {
+    data_set_config(warden, name)?;
+    warden.data_set(name).ok_or_else(|| {
+        OperationError::Internal(format!("data set {name:?} is configured but not loaded"))
+    })
+}
+
+/// Writes `records` to the `api` data set `name`; returns the rows it has after.
+pub fn write(
+    warden: &Warden,
+    actor: &Actor,
+    name: &str,
+    write: DataWrite,
+    records: Vec<Record>,
+) -> Result<usize, OperationError> {
+    let ds = data_set_config(warden, name)?;
+    if !matches!(ds.source, Source::Api) {
+        return Err(OperationError::Conflict(format!(
+            "data set {name:?} is filled from its {} source; only `api` data sets accept data",
+            source_kind(&ds.source)
+        )));
+    }
+    // The records alone must fit the schema (unknown column, missing key, a key twice).
+    let change =
+        DataSet::from_records(name, ds.schema.clone(), records).map_err(OperationError::Records)?;
+    let next = |set: &DataSet| match write {
+        DataWrite::Replace => Ok(change),
+        DataWrite::Clear => Ok(DataSet::empty(name, set.schema().clone())),
+        DataWrite::Add => merge(set, &change, true),
+        DataWrite::Delete => merge(set, &change, false),
+    };
+    let audit = |set: &DataSet| {
+        AuditRecord::new(
+            actor,
+            &format!("data_sets.{}", write.as_str()),
+            name,
+            serde_json::json!({ "rows": set.len() }),
+        )
+    };
+    Ok(warden.update_data_set(name, next, audit)?.len())
+}
+
+/// `set` with `change`'s rows added (replacing rows of the same key) or deleted by key.
+fn merge(set: &DataSet, change: &DataSet, add: bool) -> Result<DataSet, OperationError> {
+    let cs = set.schema().case_sensitive();
+    let changed: HashMap<String, usize> = change
+        .rows()
+        .iter()
+        .enumerate()
+        .map(|(i, row)| (fold(change.key_of(row), cs), i))
+        .collect();
+    let mut builder = DataSetBuilder::new(set.name(), set.schema().clone());
+    for row in set.rows() {
+        if !changed.contains_key(&fold(set.key_of(row), cs)) {
+            builder
+                .push(row.to_vec())
+                .map_err(OperationError::Records)?;
+        }
+    }
+    if add {
+        for row in change.rows() {
+            builder
+                .push(row.to_vec())
+                .map_err(OperationError::Records)?;
+        }
+    }
+    Ok(builder.build())
+}
+
+/// An LDAP data set's configuration and the directory it is read from.
+pub fn ldap_source(
+    warden: &Warden,
+    name: &str,
+) -> Result<(DataSetConfig, Arc<Directory>), OperationError> {
+    let ds = data_set_config(warden, name)?;
+    let Source::Ldap(source) = &ds.source else {
+        return Err(OperationError::Conflict(format!(
+            "data set {name:?} is filled from its {} source, not LDAP; only LDAP data sets refresh",
+            source_kind(&ds.source)
+        )));
+    };
+    let directory = super::directories::directory(warden, &source.directory)?;
+    Ok((ds, directory))
+}
+
+/// Refreshes an LDAP data set now (subject to the shrink guard); the request and how it went
+/// are audited.
+pub async fn refresh(
+    warden: &Warden,
+    actor: &Actor,
+    name: &str,
+) -> Result<RefreshOutcome, OperationError> {
+    let (ds, directory) = ldap_source(warden, name)?;
+    let (_, result) = pull::refresh(warden, &directory, &ds).await;
+    let record = match &result {
+        Ok(outcome) => AuditRecord::new(
+            actor,
+            "data_sets.refresh",
+            name,
+            serde_json::to_value(outcome).unwrap_or_default(),
+        ),
+        Err(e) => AuditRecord::new(
+            actor,
+            "data_sets.refresh",
+            name,
+            serde_json::json!({ "error": e.to_string() }),
+        )
+        .with_outcome("failed"),
+    };
+    warden.store().append_audit(&record)?;
+    result.map_err(|e| {
+        OperationError::Upstream(format!("refresh failed; the last good rows stay: {e}"))
+    })
+}
+
+/// Runs an LDAP data set's query and mappings without applying them.
+pub async fn test_query(warden: &Warden, name: &str) -> Result<QueryResult, OperationError> {
+    let (ds, directory) = ldap_source(warden, name)?;
+    pull::query(&directory, &ds)
+        .await
+        .map_err(|e| OperationError::Upstream(format!("test query failed: {e}")))
+}
+
+/// Applies a refresh the shrink guard holds; returns the rows the data set has after.
+pub fn accept(warden: &Warden, actor: &Actor, name: &str) -> Result<usize, OperationError> {
+    ldap_source(warden, name)?;
+    let held_rows = warden.store().held_refresh(name)?.map(|h| h.new_rows);
+    let accepted = warden.commit(
+        |store| store.accept_held(name),
+        |accepted| {
+            accepted.map(|_| {
+                AuditRecord::new(
+                    actor,
+                    "data_sets.accept",
+                    name,
+                    serde_json::json!({ "rows": held_rows }),
+                )
+            })
+        },
+    )?;
+    if accepted.is_none() {
+        return Err(OperationError::Conflict(format!(
+            "no refresh of {name:?} is held"
+        )));
+    }
+    Ok(warden.data_set(name).map_or(0, |d| d.len()))
+}
