@@ -232,4 +232,52 @@ mod tests {
         let r = &store.audit(&AuditFilter::default()).unwrap()[0];
         assert_eq!(r.detail["principal"], "corp\\alice");
     }
+
+    #[test]
+    fn an_audited_change_and_its_record_commit_together_or_not_at_all() {
+        let store = Store::in_memory().unwrap();
+        store.ensure_list("L", "").unwrap();
+        let actor = Actor::system("test");
+        let member = |p: &str| crate::store::NewMember {
+            principal: p.into(),
+            added_by: "t".into(),
+            ..Default::default()
+        };
+        // Two store calls and the record: all of it.
+        store
+            .audited(
+                |s| {
+                    s.add_member("L", &member("alice"))?;
+                    s.add_member("L", &member("bob"))
+                },
+                |_| AuditRecord::new(&actor, "lists.add", "L", serde_json::json!({})),
+            )
+            .unwrap();
+        assert_eq!(store.members("L").unwrap().len(), 2);
+        assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 1);
+        // The second call fails: the first one's member and the record are gone with it.
+        let failed = store.audited(
+            |s| {
+                s.add_member("L", &member("carol"))?;
+                s.add_member("no such list", &member("dave"))
+            },
+            |_| AuditRecord::new(&actor, "lists.add", "L", serde_json::json!({})),
+        );
+        assert!(matches!(failed, Err(StoreError::NoSuchList(_))));
+        assert_eq!(store.members("L").unwrap().len(), 2);
+        assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 1);
+        // No record when the change turned out to change nothing.
+        let removed = store
+            .audited(
+                |s| s.remove_member("L", "nobody"),
+                |removed| {
+                    removed.then(|| {
+                        AuditRecord::new(&actor, "lists.remove", "L", serde_json::json!({}))
+                    })
+                },
+            )
+            .unwrap();
+        assert!(!removed);
+        assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 1);
+    }
 }

@@ -178,3 +178,32 @@ fn sigterm_stops_cleanly() {
     let mut server = start_warden(dir.path(), &[]);
     assert_eq!(server.stop(), Some(0), "{}", server.logs());
 }
+
+/// The CLI refuses a principal HTTP refuses, with the same words, and writes nothing.
+#[test]
+fn the_cli_refuses_an_invalid_principal_as_http_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_warden(dir.path(), &[]);
+    for bad in ["CN=", "corp\\al\u{7}ice", ""] {
+        let http = server.call(
+            "POST",
+            "/v1/lists/Suspicious%20Users/members",
+            server.admin_key.as_deref(),
+            serde_json::json!({ "principal": bad })
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(http.status, 400, "{bad:?}: {}", http.body);
+        let detail = http.json()["detail"].as_str().unwrap().to_owned();
+        assert!(detail.starts_with("field `principal`"), "{detail}");
+        let cli = run({
+            let mut c = warden_cmd(dir.path());
+            c.args(["lists", "add", "Suspicious Users", bad]);
+            c
+        });
+        assert_eq!(cli.code, 2, "{bad:?}: {}{}", cli.stdout, cli.stderr);
+        assert!(cli.stderr.contains(&detail), "{bad:?}: {}", cli.stderr);
+    }
+    let members = server.get("/v1/lists/Suspicious%20Users/members").json();
+    assert_eq!(members["members"], serde_json::json!([]));
+}

@@ -15,6 +15,7 @@ mod fake_mx;
 mod faults;
 mod gateway;
 mod imperva;
+mod layers;
 mod limits;
 mod patterns;
 mod proxy;
