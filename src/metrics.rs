@@ -104,8 +104,8 @@ impl Metrics {
         bump(&self.refresh_failures, data_set.to_owned(), 1);
     }
 
-    pub fn sync_failed(&self, device: &str) {
-        bump(&self.sync_failures, device.to_owned(), 1);
+    pub fn sync_failed(&self, directory: &str) {
+        bump(&self.sync_failures, directory.to_owned(), 1);
     }
 
     /// A refresh of `data_set` was applied at `at_ms` (Unix milliseconds).
@@ -188,9 +188,11 @@ impl Metrics {
             out,
             "warden_sync_failures_total",
             "counter",
-            "Failed push syncs, by device.",
+            "Failed push syncs, by directory.",
         );
-        for e in sorted(&self.sync_failures, |d| format!("device=\"{}\"", label(d))) {
+        for e in sorted(&self.sync_failures, |d| {
+            format!("directory=\"{}\"", label(d))
+        }) {
             line(out, "warden_sync_failures_total", &e.0, e.1);
         }
         family(

@@ -1,7 +1,7 @@
 //! Decisions equal a naive reference evaluator's, over random policies, data sets and requests.
 //!
-//! The reference (`reference` below) is written from DESIGN.md ("Policies and decisions", and
-//! "Data sets" for case folding), not from src/engine.rs, and deliberately shares none of its
+//! The reference (`reference` below) is written from docs/ARCHITECTURE.md ("Policies and decisions", and
+//! "Data sets" for case folding), not from src/decide/engine.rs, and deliberately shares none of its
 //! machinery: it scans every row of a data set instead of asking a membership index, matches
 //! `apply_to` globs with a backtracking matcher instead of a regex, and folds case with a copy
 //! of CaseFolding.txt's lines for the characters the values use instead of deriving folding

@@ -4,7 +4,7 @@
 //! then up to eight values to map. Seeds come from testdata/patterns.toml.
 //!
 //! Properties, checked against regex-automata's own full capture search (no prefix fast path)
-//! and a template reader written from DESIGN.md:
+//! and a template reader written from docs/ARCHITECTURE.md ("Substitution patterns"):
 //! - a pattern compiles iff the regex builds and the template is valid by the reference;
 //! - `apply` gives `None` iff the regex does not match, else the reference rendering;
 //! - without a template the result is the whole match;

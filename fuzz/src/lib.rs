@@ -1,6 +1,6 @@
 //! Shared pieces of warden's fuzz targets: input framing, size caps, and small reference
-//! implementations written from the specifications (DESIGN.md, RFC 4515, the HTML form encoding),
-//! not from warden's code, so that a target can assert what warden's answer must be rather than
+//! implementations written from the specifications (docs/ARCHITECTURE.md, RFC 4515, the HTML
+//! form encoding), not from warden's code, so that a target can assert what warden's answer must be rather than
 //! only that it did not panic.
 //!
 //! # Input framing
@@ -52,14 +52,14 @@ pub fn text(data: &[u8], cap: usize) -> Option<Cow<'_, str>> {
 
 // ------------------------------------------------------------------ substitution templates
 
-/// One element of a substitution template, per DESIGN.md "Substitution patterns".
+/// One element of a substitution template, per docs/ARCHITECTURE.md "Substitution patterns".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplatePiece {
     Literal(String),
     Group(usize),
 }
 
-/// Parses a substitution template the way DESIGN.md and the `pattern` module docs specify it:
+/// Parses a substitution template the way docs/ARCHITECTURE.md and the `pattern` module docs specify it:
 /// `$N` (greedy ASCII digits), `${N}` / `${name}` insert a group, `$$` is a literal `$`, a `$`
 /// before anything else or at the end is a literal `$`, every other character (the backslash
 /// included) is literal. `None` when the template must be rejected: an unterminated `${`, an

@@ -163,7 +163,7 @@ pub struct StoreConfig {
     pub path: PathBuf,
 }
 
-/// `[[directories]]`: an LDAP directory server (a "device").
+/// `[[directories]]`: an LDAP directory server (a "directory").
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirectoryConfig {
     pub name: String,

@@ -1,5 +1,5 @@
 //! Decide: policies compiled with data sets into one immutable snapshot, hot-swapped through
-//! one `ArcSwap` ([`engine`]), and the decision side of followed actions ([`followed`]).
+//! one `ArcSwap` ([`Engine`]), and the decision side of followed actions ([`Dispatcher`]).
 //!
 //! [`Snapshot::decide`] is pure: hash lookups, no side effects. Every caller that serves a
 //! decision to someone (HTTP, the CLI, the PostgreSQL gate, a library user) goes through

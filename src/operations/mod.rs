@@ -128,7 +128,7 @@ impl From<SyncError> for OperationError {
         match e {
             SyncError::Store(s) => s.into(),
             SyncError::Warden(w) => w.into(),
-            SyncError::NoSuchDevice(name) => OperationError::NoSuchDirectory(name),
+            SyncError::NoSuchDirectory(name) => OperationError::NoSuchDirectory(name),
             SyncError::NoSuchDataSet(name) => OperationError::NoSuchDataSet(name),
             SyncError::NotLdap(name) => OperationError::Conflict(format!(
                 "data set {name:?} is not filled from LDAP; only LDAP data sets refresh"

@@ -2,7 +2,7 @@
 //! change-notification watches that wake the pull loops.
 //!
 //! Each loop `select!`s over shutdown, its schedule and its triggers. A push runs on every list
-//! change (debounced) and on the device's update interval; after a push that changed the group,
+//! change (debounced) and on the directory's update interval; after a push that changed the group,
 //! the pull loops of data sets on the same directory are woken at once rather than waiting for
 //! the notification. A failed run is retried with exponential backoff; the schedule goes on.
 //! The supervisor ([`super::Supervisor`]) makes them again after a configuration reload.
@@ -81,14 +81,14 @@ pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
 
 async fn push_loop(
     warden: Arc<Warden>,
-    device: Arc<Directory>,
+    directory: Arc<Directory>,
     mapping: MappingConfig,
     pulls: Vec<Arc<Notify>>,
     mut shutdown: Shutdown,
     ready: Ready,
 ) {
     let mut lists = warden.subscribe_lists();
-    let mut tick = tokio::time::interval(device.config().update_interval);
+    let mut tick = tokio::time::interval(directory.config().update_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retry = Retry::new();
     loop {
@@ -102,7 +102,7 @@ async fn push_loop(
             }
             () = retry.due() => {}
         }
-        let (update, result) = push::run(&device, warden.store(), &mapping).await;
+        let (update, result) = push::run(&directory, warden.store(), &mapping).await;
         match result {
             Ok(report) => {
                 retry.succeeded();
@@ -115,7 +115,7 @@ async fn push_loop(
                 }
             }
             Err(e) => {
-                warden.metrics().sync_failed(device.name());
+                warden.metrics().sync_failed(directory.name());
                 let retry_in = retry.failed();
                 tracing::warn!(group = %mapping.group_dn, error = %e, ?retry_in, "push failed");
             }
@@ -126,7 +126,7 @@ async fn push_loop(
 
 async fn pull_loop(
     warden: Arc<Warden>,
-    device: Arc<Directory>,
+    directory: Arc<Directory>,
     ds: DataSetConfig,
     wake: Arc<Notify>,
     mut shutdown: Shutdown,
@@ -145,7 +145,7 @@ async fn pull_loop(
             _ = wake.notified() => {}
             () = retry.due() => {}
         }
-        let (_, result) = pull::refresh(&warden, &device, &ds).await;
+        let (_, result) = pull::refresh(&warden, &directory, &ds).await;
         match result {
             Ok(outcome) => {
                 retry.succeeded();
@@ -163,16 +163,16 @@ async fn pull_loop(
 /// Wakes a pull loop when the watched group changes: AD change notification where the
 /// directory supports it, a `uSNChanged` poll where it does not.
 async fn watch_loop(
-    device: Arc<Directory>,
+    directory: Arc<Directory>,
     dn: String,
     wake: Arc<Notify>,
     mut shutdown: Shutdown,
     ready: Ready,
 ) {
-    let settings = match device.settings() {
+    let settings = match directory.settings() {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            tracing::error!(device = device.name(), error = %e, "cannot watch for changes");
+            tracing::error!(directory = directory.name(), error = %e, "cannot watch for changes");
             return;
         }
     };
@@ -180,7 +180,7 @@ async fn watch_loop(
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(%dn, error = %e, "change notification unavailable; polling uSNChanged");
-            return poll_usn(device, dn, wake, shutdown, ready).await;
+            return poll_usn(directory, dn, wake, shutdown, ready).await;
         }
     };
     loop {
@@ -195,7 +195,7 @@ async fn watch_loop(
                 Some(WatchEvent::Disconnected { reason, .. }) => tracing::warn!(%dn, %reason, "change notification disconnected; re-registering"),
                 Some(WatchEvent::Unsupported { reason, .. }) => {
                     tracing::warn!(%dn, %reason, "change notification unsupported; polling uSNChanged");
-                    return poll_usn(device, dn, wake, shutdown, ready).await;
+                    return poll_usn(directory, dn, wake, shutdown, ready).await;
                 }
                 None => return,
             }
@@ -204,7 +204,7 @@ async fn watch_loop(
 }
 
 async fn poll_usn(
-    device: Arc<Directory>,
+    directory: Arc<Directory>,
     dn: String,
     wake: Arc<Notify>,
     mut shutdown: Shutdown,
@@ -217,7 +217,7 @@ async fn poll_usn(
             () = shutdown.requested() => return,
             _ = tick.tick() => {}
         }
-        let usn = match device.client().await {
+        let usn = match directory.client().await {
             Ok(c) => c.poll_usn_changed(&dn).await,
             Err(e) => Err(e),
         };
@@ -232,7 +232,7 @@ async fn poll_usn(
             }
             Err(e) => {
                 tracing::debug!(%dn, error = %e, "uSNChanged poll failed");
-                device.reset().await;
+                directory.reset().await;
             }
         }
     }

@@ -152,7 +152,7 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
 ];
 
-/// Recent updates kept per device; older ones are pruned as new ones arrive.
+/// Recent updates kept per directory; older ones are pruned as new ones arrive.
 pub const RECENT_UPDATES_KEPT: i64 = 200;
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -235,10 +235,10 @@ pub struct NewMember {
     pub expires_at: Option<i64>,
 }
 
-/// One push or pull run against a directory, as shown in device status.
+/// One push or pull run against a directory, as shown in directory status.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecentUpdate {
-    pub device: String,
+    pub directory: String,
     /// `push` (list → group) or `pull` (query → data set).
     pub kind: String,
     /// The group DN or data set name.
@@ -627,7 +627,8 @@ impl Store {
 }
 
 impl Store {
-    /// Records a push or pull run and prunes the device's oldest records.
+    /// Records a push or pull run and prunes the directory's oldest records (the table's
+    /// `device` column is the directory, named before the rename).
     pub fn record_update(&self, u: &RecentUpdate) -> Result<(), StoreError> {
         let unresolved = serde_json::to_string(&u.unresolved).unwrap_or_else(|_| "[]".to_string());
         let conn = self.conn();
@@ -637,7 +638,7 @@ impl Store {
                (device, kind, target, started_at_ms, duration_ms, added, removed, unresolved, error)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
-                u.device,
+                u.directory,
                 u.kind,
                 u.target,
                 u.started_at_ms,
@@ -652,16 +653,16 @@ impl Store {
         tx.execute(
             "DELETE FROM recent_updates WHERE device = ?1 AND id NOT IN
                (SELECT id FROM recent_updates WHERE device = ?1 ORDER BY id DESC LIMIT ?2)",
-            params![u.device, RECENT_UPDATES_KEPT],
+            params![u.directory, RECENT_UPDATES_KEPT],
         )
         .map_err(self.sql("record update"))?;
         tx.commit().map_err(self.sql("record update"))
     }
 
-    /// The device's most recent runs, newest first.
+    /// The directory's most recent runs, newest first.
     pub fn recent_updates(
         &self,
-        device: &str,
+        directory: &str,
         limit: i64,
     ) -> Result<Vec<RecentUpdate>, StoreError> {
         let conn = self.conn();
@@ -672,10 +673,10 @@ impl Store {
             )
             .map_err(self.sql("read recent updates"))?;
         let rows = stmt
-            .query_map(params![device, limit], |r| {
+            .query_map(params![directory, limit], |r| {
                 let unresolved: String = r.get(7)?;
                 Ok(RecentUpdate {
-                    device: r.get(0)?,
+                    directory: r.get(0)?,
                     kind: r.get(1)?,
                     target: r.get(2)?,
                     started_at_ms: r.get(3)?,

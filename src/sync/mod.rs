@@ -1,11 +1,12 @@
-//! Directory sync: **push** (a list reconciled into the AD group it is mapped to) and **pull**
-//! (an LDAP query, through attribute mappings, into a data set), the devices (directory
-//! servers) they run against, and device status from recent runs; and sync out to an Imperva
-//! MX ([`imperva`]).
+//! One sync run at a time: a **push** ([`push`]: a list reconciled into the AD group it is
+//! mapped to), a **pull** ([`pull`]: an LDAP query, through attribute mappings, into a data
+//! set), an **MX push** ([`imperva`]: data sets out to an Imperva MX), and directory status
+//! from the recent runs ([`directory_statuses`]). The loops that schedule them are
+//! `services`'; the "now" use cases are `operations`'.
 //!
 //! Both directions are idempotent and at-least-once: a run computes the difference between
 //! what should be and what is, applies it, and records a [`RecentUpdate`]; a failed run is
-//! retried with backoff by [`service`] and changes nothing it did not finish. A failed or
+//! retried with backoff by its service and changes nothing it did not finish. A failed or
 //! partial pull never replaces the last good data set.
 
 pub mod imperva;
@@ -24,23 +25,23 @@ use crate::store::{RecentUpdate, StoreError};
 /// Errors from push and pull runs. None carries a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("directory {device}: {source}")]
+    #[error("directory {directory}: {source}")]
     Directory {
-        device: String,
+        directory: String,
         #[source]
         source: DirectoryError,
     },
     #[error(
-        "directory {device}: group {group_dn} does not exist; create it in Active Directory \
+        "directory {directory}: group {group_dn} does not exist; create it in Active Directory \
          (warden only manages its members) or fix mappings.group_dn"
     )]
-    GroupNotFound { device: String, group_dn: String },
+    GroupNotFound { directory: String, group_dn: String },
     #[error(transparent)]
     Warden(#[from] WardenError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("no directory named {0:?} in the configuration")]
-    NoSuchDevice(String),
+    NoSuchDirectory(String),
     #[error("no data set named {0:?} in the configuration")]
     NoSuchDataSet(String),
     #[error("data set {0:?} is not filled from LDAP (source type is not \"ldap\")")]
@@ -51,7 +52,7 @@ impl SyncError {
     /// A directory error, named by the directory it came from.
     pub fn directory(directory: &Directory, source: DirectoryError) -> SyncError {
         SyncError::Directory {
-            device: directory.name().to_owned(),
+            directory: directory.name().to_owned(),
             source,
         }
     }
@@ -64,14 +65,14 @@ impl SyncError {
 
 /// Builds the record of a run that failed before it changed anything.
 pub(crate) fn failed_update(
-    device: &str,
+    directory: &str,
     kind: &str,
     target: &str,
     started_at_ms: i64,
     error: &SyncError,
 ) -> RecentUpdate {
     RecentUpdate {
-        device: device.to_string(),
+        directory: directory.to_string(),
         kind: kind.to_string(),
         target: target.to_string(),
         started_at_ms,

@@ -4,7 +4,7 @@
 //! values the patterns drop and entries skipped (no key, a multi-valued key, a duplicate key).
 //! [`refresh`] then applies it — unless the search failed (the last good set stays: fail-static)
 //! or the **shrink guard** holds it: a refresh that would empty a non-empty set, or drop more
-//! than `max_shrink` of its rows, waits in the store until an admin [`accept`]s it.
+//! than `max_shrink` of its rows, waits in the store until an admin accepts it (`operations::data_sets::accept`).
 
 use std::collections::HashSet;
 
@@ -169,7 +169,7 @@ pub fn map_entries(
 }
 
 /// Runs the data set's query and mappings without applying anything.
-pub async fn query(device: &Directory, ds: &DataSetConfig) -> Result<QueryResult, SyncError> {
+pub async fn query(directory: &Directory, ds: &DataSetConfig) -> Result<QueryResult, SyncError> {
     let source = ldap_source(ds)?;
     let mut attrs: Vec<&str> = source
         .mappings
@@ -179,14 +179,14 @@ pub async fn query(device: &Directory, ds: &DataSetConfig) -> Result<QueryResult
         .collect();
     attrs.sort_unstable();
     attrs.dedup();
-    let client = device
+    let client = directory
         .client()
         .await
-        .map_err(|e| SyncError::directory(device, e))?;
+        .map_err(|e| SyncError::directory(directory, e))?;
     let entries = client
         .search_paged(&source.base, scope(source.scope), &source.filter, &attrs)
         .await
-        .map_err(|e| SyncError::directory(device, e))?;
+        .map_err(|e| SyncError::directory(directory, e))?;
     Ok(map_entries(&ds.name, &ds.schema, source, &entries))
 }
 
@@ -232,7 +232,7 @@ fn keys_missing(a: &DataSet, b: &DataSet) -> usize {
 /// Applies a query result: held by the shrink guard, or committed and swapped in.
 pub fn apply(
     warden: &Warden,
-    device: &Directory,
+    directory: &Directory,
     ds: &DataSetConfig,
     result: QueryResult,
 ) -> Result<RefreshOutcome, SyncError> {
@@ -242,11 +242,11 @@ pub fn apply(
         .ok_or_else(|| SyncError::NoSuchDataSet(ds.name.clone()))?;
     let new = result.data_set;
     let group = watched_dn(&source.filter);
-    let explained = group.as_deref().map_or(0, |g| device.take_removals(g));
+    let explained = group.as_deref().map_or(0, |g| directory.take_removals(g));
     if let Some(reason) = shrink_guard(current.len(), new.len(), source.max_shrink, explained) {
         // Not used this time: keep the removals for the next refresh.
         if let Some(g) = &group {
-            device.note_removals(g, explained);
+            directory.note_removals(g, explained);
         }
         let mut json = Vec::new();
         new.write_records_json(&mut json);
@@ -285,20 +285,20 @@ pub fn apply(
 /// Runs a refresh (query, then apply) and records it as a recent update.
 pub async fn refresh(
     warden: &Warden,
-    device: &Directory,
+    directory: &Directory,
     ds: &DataSetConfig,
 ) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
     let started = now_ms();
-    let result = match query(device, ds).await {
-        Ok(q) => apply(warden, device, ds, q),
+    let result = match query(directory, ds).await {
+        Ok(q) => apply(warden, directory, ds, q),
         Err(e) => Err(e),
     };
     if result.as_ref().is_err_and(SyncError::is_connection_problem) {
-        device.reset().await;
+        directory.reset().await;
     }
     let update = match &result {
         Ok(RefreshOutcome::Applied { added, removed, .. }) => RecentUpdate {
-            device: device.name().to_string(),
+            directory: directory.name().to_string(),
             kind: "pull".into(),
             target: ds.name.clone(),
             started_at_ms: started,
@@ -309,7 +309,7 @@ pub async fn refresh(
             error: None,
         },
         Ok(RefreshOutcome::Held { reason, .. }) => RecentUpdate {
-            device: device.name().to_string(),
+            directory: directory.name().to_string(),
             kind: "pull".into(),
             target: ds.name.clone(),
             started_at_ms: started,
@@ -319,7 +319,7 @@ pub async fn refresh(
             unresolved: Vec::new(),
             error: Some(format!("held: {reason}")),
         },
-        Err(e) => failed_update(device.name(), "pull", &ds.name, started, e),
+        Err(e) => failed_update(directory.name(), "pull", &ds.name, started, e),
     };
     if let Err(e) = warden.store().record_update(&update) {
         tracing::error!(error = %e, "cannot record refresh run");

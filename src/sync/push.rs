@@ -49,44 +49,44 @@ fn dn_key(dn: &str) -> String {
     parse_dn(dn).map_or_else(|_| dn.to_lowercase(), |d| d.normalized().to_string())
 }
 
-/// Resolves one principal to a DN, through the device's cache.
+/// Resolves one principal to a DN, through the directory's cache.
 async fn resolve(
-    device: &Directory,
+    directory: &Directory,
     client: &DirectoryClient,
     principal: &str,
 ) -> Result<Option<String>, SyncError> {
     let key = principal_key(principal);
-    if let Some(dn) = device.cached_dn(&key) {
+    if let Some(dn) = directory.cached_dn(&key) {
         return Ok(Some(dn));
     }
     match client
-        .resolve_principal(&device.config().base_dn, principal)
+        .resolve_principal(&directory.config().base_dn, principal)
         .await
     {
         Ok(Some(dn)) => {
-            device.cache_dn(key, dn.clone());
+            directory.cache_dn(key, dn.clone());
             Ok(Some(dn))
         }
         Ok(None) => Ok(None),
         // Two users answering to one name is the list's problem, not the run's: report it.
         Err(DirectoryError::AmbiguousPrincipal { .. }) => Ok(None),
-        Err(e) => Err(SyncError::directory(device, e)),
+        Err(e) => Err(SyncError::directory(directory, e)),
     }
 }
 
 /// Reads the group's current members; a missing group is a clear error.
 async fn group_members(
-    device: &Directory,
+    directory: &Directory,
     client: &DirectoryClient,
     group_dn: &str,
 ) -> Result<Vec<String>, SyncError> {
     match client.read_multi_valued(group_dn, "member").await {
         Ok(m) => Ok(m),
         Err(DirectoryError::NoSuchEntry { .. }) => Err(SyncError::GroupNotFound {
-            device: device.name().to_string(),
+            directory: directory.name().to_string(),
             group_dn: group_dn.to_string(),
         }),
-        Err(e) => Err(SyncError::directory(device, e)),
+        Err(e) => Err(SyncError::directory(directory, e)),
     }
 }
 
@@ -104,19 +104,19 @@ fn list_principals(store: &Store, list: &str) -> Result<Vec<String>, SyncError> 
 /// Works out what a push would change, without changing anything. Fails if the group is
 /// missing — the check a mapping gets when it is saved.
 pub async fn plan(
-    device: &Directory,
+    directory: &Directory,
     store: &Store,
     mapping: &MappingConfig,
 ) -> Result<Plan, SyncError> {
-    let client = device
+    let client = directory
         .client()
         .await
-        .map_err(|e| SyncError::directory(device, e))?;
-    let current = group_members(device, &client, &mapping.group_dn).await?;
+        .map_err(|e| SyncError::directory(directory, e))?;
+    let current = group_members(directory, &client, &mapping.group_dn).await?;
     let mut want: HashMap<String, String> = HashMap::new();
     let mut unresolved = Vec::new();
     for principal in list_principals(store, &mapping.list)? {
-        match resolve(device, &client, &principal).await? {
+        match resolve(directory, &client, &principal).await? {
             Some(dn) => {
                 want.insert(dn_key(&dn), dn);
             }
@@ -149,11 +149,11 @@ pub async fn plan(
 
 /// Reconciles the group to the list.
 pub async fn reconcile(
-    device: &Directory,
+    directory: &Directory,
     store: &Store,
     mapping: &MappingConfig,
 ) -> Result<PushReport, SyncError> {
-    let plan = plan(device, store, mapping).await?;
+    let plan = plan(directory, store, mapping).await?;
     if plan.first_sync && !plan.remove.is_empty() {
         tracing::warn!(
             group = %mapping.group_dn,
@@ -161,10 +161,10 @@ pub async fn reconcile(
             "first sync of this mapping: warden owns the group and removes members the list lacks"
         );
     }
-    let client = device
+    let client = directory
         .client()
         .await
-        .map_err(|e| SyncError::directory(device, e))?;
+        .map_err(|e| SyncError::directory(directory, e))?;
     let change = client
         .modify_members(
             &mapping.group_dn,
@@ -173,7 +173,7 @@ pub async fn reconcile(
             DEFAULT_MEMBER_BATCH,
         )
         .await
-        .map_err(|e| SyncError::directory(device, e))?;
+        .map_err(|e| SyncError::directory(directory, e))?;
     store.mark_mapping_synced(&mapping.list, &mapping.group_dn)?;
     Ok(PushReport {
         added: change.added,
@@ -189,21 +189,21 @@ pub async fn reconcile(
 
 /// Runs a push and records it as a recent update, whatever the outcome.
 pub async fn run(
-    device: &Directory,
+    directory: &Directory,
     store: &Store,
     mapping: &MappingConfig,
 ) -> (RecentUpdate, Result<PushReport, SyncError>) {
     let started = now_ms();
-    let result = reconcile(device, store, mapping).await;
+    let result = reconcile(directory, store, mapping).await;
     if result.as_ref().is_err_and(SyncError::is_connection_problem) {
-        device.reset().await;
+        directory.reset().await;
     }
     if let Ok(r) = &result {
-        device.note_removals(&mapping.group_dn, r.removed);
+        directory.note_removals(&mapping.group_dn, r.removed);
     }
     let update = match &result {
         Ok(r) => RecentUpdate {
-            device: device.name().to_string(),
+            directory: directory.name().to_string(),
             kind: "push".into(),
             target: mapping.group_dn.clone(),
             started_at_ms: started,
@@ -219,7 +219,7 @@ pub async fn run(
                 )
             }),
         },
-        Err(e) => failed_update(device.name(), "push", &mapping.group_dn, started, e),
+        Err(e) => failed_update(directory.name(), "push", &mapping.group_dn, started, e),
     };
     if let Err(e) = store.record_update(&update) {
         tracing::error!(error = %e, "cannot record push run");

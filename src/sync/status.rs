@@ -82,7 +82,7 @@ mod tests {
 
     fn run(error: bool, unresolved: bool) -> RecentUpdate {
         RecentUpdate {
-            device: "d".into(),
+            directory: "d".into(),
             kind: "push".into(),
             target: "g".into(),
             started_at_ms: 0,

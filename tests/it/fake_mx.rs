@@ -1,5 +1,5 @@
-//! An in-process Imperva MX that follows the documented Open API (DESIGN.md "Imperva MX Open
-//! API"), over HTTPS with a test CA: Basic-auth login to a session id sent back as the
+//! An in-process Imperva MX that follows the documented Open API (docs/ARCHITECTURE.md "Imperva MX
+//! Open API"), over HTTPS with a test CA: Basic-auth login to a session id sent back as the
 //! cookie, data sets listed, created and described, records replaced, added, deleted and
 //! cleared, with Imperva's IMP error codes. Tests can expire every session or make sessions
 //! short-lived, take the MX down (503), change a data set behind warden's back as an MX admin
