@@ -162,3 +162,100 @@ pub fn expire_members(warden: &Warden) -> Result<usize, OperationError> {
     tracing::info!(members = expired.len(), "expired members left their lists");
     Ok(expired.len())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::Config;
+    use crate::decide::{Outcome, Request};
+    use crate::store::{AuditFilter, Store};
+
+    fn warden() -> Warden {
+        let config = Config::embedded_default().unwrap();
+        Warden::with_store(config, std::sync::Arc::new(Store::in_memory().unwrap())).unwrap()
+    }
+
+    /// A library caller gets what the CLI and HTTP get: the change audited with its actor and
+    /// in the snapshot when the call returns, and a decision counted by `Warden::decide`.
+    #[test]
+    fn a_member_added_in_process_is_audited_blocks_and_is_counted() {
+        let warden = warden();
+        let actor = Actor::new("lib:test", Some("in-process".into()));
+        let req = MemberRequest {
+            principal: r"CORP\alice".into(),
+            reason: "INC-1".into(),
+            ..MemberRequest::default()
+        };
+        let done = add_member(&warden, &actor, "Suspicious Users", &req).unwrap();
+        assert_eq!(done.added, Added::New);
+        let request = Request {
+            service: "orders",
+            db_user: [r"corp\ALICE"].into_iter().collect(),
+            ..Request::default()
+        };
+        let snapshot = warden.engine().load();
+        assert_eq!(snapshot.version(), done.snapshot_version);
+        assert_eq!(warden.decide(&snapshot, &request).outcome, Outcome::Block);
+        let mut metrics = String::new();
+        warden.metrics().render(&mut metrics);
+        assert!(
+            metrics.contains("warden_decisions_total{outcome=\"block\"} 1"),
+            "{metrics}"
+        );
+        let audit = warden.store().audit(&AuditFilter::default()).unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(
+            (audit[0].actor.as_str(), audit[0].action.as_str()),
+            ("lib:test", "lists.add")
+        );
+        assert_eq!(audit[0].source.as_deref(), Some("in-process"));
+        assert!(remove_member(&warden, &actor, "Suspicious Users", r"corp\alice").unwrap());
+        assert!(!remove_member(&warden, &actor, "Suspicious Users", r"corp\alice").unwrap());
+        assert_eq!(
+            warden.store().audit(&AuditFilter::default()).unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused_by_field_and_writes_nothing() {
+        let warden = warden();
+        let actor = Actor::system("test");
+        let bad = |principal: &str, expires_in: Option<&str>| {
+            let req = MemberRequest {
+                principal: principal.into(),
+                expires_in: expires_in.map(str::to_owned),
+                ..MemberRequest::default()
+            };
+            add_member(&warden, &actor, "Suspicious Users", &req).unwrap_err()
+        };
+        assert!(
+            matches!(bad("CN=", None), OperationError::Invalid { field, .. } if field == "principal")
+        );
+        assert!(matches!(
+            bad("alice", Some("soon")),
+            OperationError::Invalid { .. }
+        ));
+        let req = MemberRequest {
+            principal: "alice".into(),
+            ..MemberRequest::default()
+        };
+        assert!(matches!(
+            add_member(&warden, &actor, "No Such List", &req),
+            Err(OperationError::NoSuchList(_))
+        ));
+        assert!(
+            warden
+                .store()
+                .audit(&AuditFilter::default())
+                .unwrap()
+                .is_empty()
+        );
+        assert!(create_list(&warden, &actor, "", "").is_err());
+        assert!(matches!(
+            create_list(&warden, &actor, "Suspicious Users", ""),
+            Err(OperationError::Conflict(_))
+        ));
+    }
+}
