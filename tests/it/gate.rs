@@ -14,42 +14,61 @@ use crate::support::{Server, eventually, free_port, list_config, postgres, start
 struct Gate {
     server: Server,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
+/// `warden serve` with the list policy on services `pg-*` and these `[[gates]]` sections
+/// (`{dir}` in them is the config's directory); waits until every `listen` port answers.
+fn start_gates(gates: &str, ports: &[u16]) -> Gate {
+    let dir = tempfile::tempdir().unwrap();
+    let gates = gates.replace("{dir}", &dir.path().display().to_string());
+    let config = format!("{}\n{gates}", list_config("", "\"pg-*\""));
+    std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+    let server = start_warden(dir.path(), &["--config", "warden.toml"]);
+    for port in ports {
+        let up = eventually(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", *port)).is_ok()
+        });
+        assert!(
+            up.is_some(),
+            "gate {port} did not listen:\n{}",
+            server.logs()
+        );
+    }
+    Gate {
+        server,
+        port: ports[0],
+        dir,
+    }
+}
+
+/// One gate presenting the server's own certificate, verifying the server's TLS.
 fn start_gate() -> Gate {
     let pg = postgres();
-    let dir = tempfile::tempdir().unwrap();
-    // The server's own certificate, so SCRAM channel binding verifies through the gate.
     let port = free_port();
-    let config = format!(
-        "{}\n[[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{}\"\n\
-         service = \"pg-appdb\"\ntls_cert_file = \"{dir}/tls/server.pem\"\n\
+    let gates = format!(
+        "[[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{}\"\n\
+         service = \"pg-appdb\"\n\
+         # The server's own certificate, so SCRAM channel binding verifies through the gate.\n\
+         tls_cert_file = \"{dir}/tls/server.pem\"\n\
          tls_key_file = \"{dir}/tls/server.key\"\nupstream_ca_file = \"{}\"\n",
-        list_config("", "\"pg-*\""),
         pg.port,
         pg.ca.display(),
         dir = pg.dir.display(),
     );
-    std::fs::write(dir.path().join("warden.toml"), config).unwrap();
-    let server = start_warden(dir.path(), &["--config", "warden.toml"]);
-    let up = eventually(Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(up.is_some(), "the gate did not listen:\n{}", server.logs());
-    Gate {
-        server,
-        port,
-        _dir: dir,
-    }
+    start_gates(&gates, &[port])
 }
 
 fn psql(gate: &Gate, user: &str, sslmode: &str, ca: &Path, sql: &str) -> Command {
+    let tls = format!("sslmode={sslmode} sslrootcert={}", ca.display());
+    psql_at(gate.port, user, &tls, sql)
+}
+
+/// `psql -c sql` as `user` (with the test server's password) to 127.0.0.1:`port`.
+fn psql_at(port: u16, user: &str, conninfo: &str, sql: &str) -> Command {
     let mut c = Command::new("psql");
     c.arg(format!(
-        "host=127.0.0.1 port={} dbname=appdb user={user} sslmode={sslmode} sslrootcert={}",
-        gate.port,
-        ca.display()
+        "host=127.0.0.1 port={port} dbname=appdb user={user} {conninfo}"
     ))
     .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
     .env("PGPASSWORD", postgres().password(user))
@@ -205,4 +224,211 @@ fn oversized_and_garbage_startup_packets_are_refused_and_the_gate_serves_on() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+}
+
+/// What runs on the server for `user`, asked directly (not through a gate) as alice.
+fn server_activity(user: &str) -> String {
+    let pg = postgres();
+    let tls = format!("sslmode=verify-full sslrootcert={}", pg.ca.display());
+    let sql = format!(
+        "SELECT coalesce(string_agg(state || ':' || query, ';'), '') FROM pg_stat_activity \
+         WHERE usename = '{user}' AND pid <> pg_backend_pid()"
+    );
+    let out = psql_at(pg.port, "alice", &tls, &sql).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_cancel_reaches_its_backend_and_a_forged_one_is_dropped() {
+    let gate = start_gate();
+    let ca = gate_ca(&gate);
+    let sleeper = psql(
+        &gate,
+        "alice",
+        "verify-full",
+        &ca,
+        "SELECT pg_sleep(60) AS cancel_me",
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut pid = None;
+    let shown = eventually(Duration::from_secs(20), || {
+        let r = gate.server.get("/v1/gates");
+        pid = r.json()["gates"][0]["sessions"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["user"] == "alice"))
+            .and_then(|s| s["backend_pid"].as_u64());
+        pid.is_some()
+            && server_activity("alice").contains("active:SELECT pg_sleep(60) AS cancel_me")
+    });
+    assert!(shown.is_some(), "{}", gate.server.get("/v1/gates").body);
+    let pid = pid.unwrap() as u32;
+
+    // A CancelRequest with the right pid and a wrong secret: dropped, the query runs on.
+    let mut s = TcpStream::connect(("127.0.0.1", gate.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut forged = 16u32.to_be_bytes().to_vec();
+    forged.extend_from_slice(&80_877_102u32.to_be_bytes());
+    forged.extend_from_slice(&pid.to_be_bytes());
+    forged.extend_from_slice(&[0x5a; 4]);
+    s.write_all(&forged).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{answer:?}");
+    assert!(
+        server_activity("alice").contains("active:SELECT pg_sleep(60) AS cancel_me"),
+        "a forged cancel stopped the query"
+    );
+
+    // psql's own cancel (SIGINT: it sends the BackendKeyData the gate relayed) reaches it.
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &sleeper.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = sleeper.wait_with_output().unwrap();
+    println!("psql's cancel through the gate took {:?}", sent.elapsed());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("canceling statement due to user request"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn plain_gates_caps_an_unreachable_server_and_a_foreign_certificate() {
+    let pg = postgres();
+    let (plain, down, foreign) = (free_port(), free_port(), free_port());
+    let nothing = free_port();
+    let gates = format!(
+        r#"
+[[gates]]
+name = "plain"
+listen = "127.0.0.1:{plain}"
+upstream = "127.0.0.1:{pg_port}"
+service = "pg-plain"
+allow_plain = true
+upstream_plain = true
+max_connections_per_client = 1
+
+[[gates]]
+name = "down"
+listen = "127.0.0.1:{down}"
+upstream = "localhost:{nothing}"
+service = "pg-down"
+allow_plain = true
+upstream_plain = true
+startup_timeout = "3s"
+
+[[gates]]
+name = "foreign"
+listen = "127.0.0.1:{foreign}"
+upstream = "localhost:{pg_port}"
+service = "pg-foreign"
+tls_cert_file = "server.pem"
+tls_key_file = "server.key"
+upstream_ca_file = "{ca}"
+"#,
+        pg_port = pg.port,
+        ca = pg.ca.display(),
+    );
+    // The foreign gate's own certificate (not the server's), made in the config's directory.
+    let gate = {
+        let dir = tempfile::tempdir().unwrap();
+        crate::support::make_certs(dir.path());
+        let config = format!("{}\n{gates}", list_config("", "\"pg-*\""));
+        std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+        let server = start_warden(dir.path(), &["--config", "warden.toml"]);
+        for port in [plain, down, foreign] {
+            let up = eventually(Duration::from_secs(20), || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            assert!(
+                up.is_some(),
+                "gate {port} did not listen:\n{}",
+                server.logs()
+            );
+        }
+        Gate {
+            server,
+            port: plain,
+            dir,
+        }
+    };
+
+    // Plain: sslmode=prefer asks for TLS, hears `N`, and goes on without it.
+    let out = psql_at(
+        plain,
+        "alice",
+        "sslmode=prefer",
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "f");
+
+    // One session per client address: a second one while the first sleeps gets 53300.
+    let mut first = psql_at(plain, "alice", "sslmode=disable", "SELECT pg_sleep(60)")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let open = eventually(Duration::from_secs(20), || {
+        let r = gate.server.get("/v1/gates");
+        r.json()["gates"][0]["sessions"]
+            .as_array()
+            .is_some_and(|s| s.len() == 1)
+    });
+    assert!(open.is_some(), "{}", gate.server.get("/v1/gates").body);
+    let out = psql_at(plain, "alice", "sslmode=disable", "SELECT 1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("too many connections from this client"),
+        "{}",
+        text(&out)
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+
+    // The server unreachable: a FATAL answer, not a hang.
+    let out = psql_at(down, "alice", "sslmode=disable", "SELECT 1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the database is unreachable through the gate"),
+        "{}",
+        text(&out)
+    );
+
+    // A gate certificate that is not the server's: SCRAM channel binding cannot verify, and
+    // the server refuses a client told it has none; without channel binding it works.
+    let own_ca = gate.dir.path().join("ca.pem");
+    let tls = format!("sslmode=verify-full sslrootcert={}", own_ca.display());
+    let out = psql_at(foreign, "alice", &tls, "SELECT 1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("channel binding"),
+        "{}",
+        text(&out)
+    );
+    let out = psql_at(
+        foreign,
+        "alice",
+        &format!("{tls} channel_binding=disable"),
+        "SELECT 1",
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
 }
