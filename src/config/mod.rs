@@ -385,6 +385,8 @@ pub struct GateConfig {
     pub startup_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// End a session that waited on its client (after `ReadyForQuery`) this long; a long
+    /// query is not idle.
     pub idle_timeout: Option<Duration>,
 }
 

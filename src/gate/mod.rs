@@ -744,16 +744,21 @@ fn now_ms() -> u64 {
 enum End {
     Closed,
     Blocked(String),
+    /// Waiting on the client (after `ReadyForQuery`) for `idle_timeout`.
     Idle,
 }
 
 async fn relay(gate: &Gate, who: &Who, session: &SessionGuard, client: Stream, upstream: Stream) {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut ur, mut uw) = tokio::io::split(upstream);
-    let activity = Arc::new(AtomicU64::new(now_ms()));
+    // How many reads the client has sent, and that count when the server last spoke: equal
+    // counts mean nothing was sent since.
+    let client_sent = Arc::new(AtomicU64::new(0));
+    let mut client_seen = 0;
+    let mut server_sent = now_ms();
     let counters = Arc::clone(&gate.counters);
     let mut to_server = tokio::spawn({
-        let activity = Arc::clone(&activity);
+        let activity = Arc::clone(&client_sent);
         async move {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
@@ -765,7 +770,7 @@ async fn relay(gate: &Gate, who: &Who, session: &SessionGuard, client: Stream, u
                     break;
                 }
                 counters.relayed_to_server(n);
-                activity.store(now_ms(), Ordering::Relaxed);
+                activity.fetch_add(1, Ordering::Relaxed);
             }
             let _ = uw.shutdown().await;
         }
@@ -796,7 +801,8 @@ async fn relay(gate: &Gate, who: &Who, session: &SessionGuard, client: Stream, u
                     Ok(0) | Err(_) => break End::Closed,
                     Ok(n) => n,
                 };
-                activity.store(now_ms(), Ordering::Relaxed);
+                server_sent = now_ms();
+                client_seen = client_sent.load(Ordering::Relaxed);
                 let stop = ending.is_some();
                 let forwarded = if authenticating {
                     pending.extend_from_slice(&buf[..n]);
@@ -834,11 +840,15 @@ async fn relay(gate: &Gate, who: &Who, session: &SessionGuard, client: Stream, u
                 }
             }
             _ = idle_check.tick(), if idle.is_some() && ending.is_none() => {
-                if let Some(limit) = idle {
-                    let quiet = now_ms().saturating_sub(activity.load(Ordering::Relaxed));
-                    if Duration::from_millis(quiet) >= limit {
-                        ending = Some((End::Idle, tokio::time::Instant::now()));
-                    }
+                // Idle means waiting on the client: the server said ReadyForQuery and the client
+                // has sent nothing since. A long query is not idle.
+                if let Some(limit) = idle
+                    && !authenticating
+                    && bounds.ready_for_query()
+                    && client_sent.load(Ordering::Relaxed) == client_seen
+                    && Duration::from_millis(now_ms().saturating_sub(server_sent)) >= limit
+                {
+                    ending = Some((End::Idle, tokio::time::Instant::now()));
                 }
             }
             _ = &mut to_server => break End::Closed,
@@ -897,6 +907,8 @@ fn authentication(
             }
             b'Z' => {
                 *authenticating = false;
+                // The stream is whole here; let the boundaries know it ends with ReadyForQuery.
+                bounds.advance(&message, false)?;
                 out.extend_from_slice(&message);
             }
             _ => out.extend_from_slice(&message),

@@ -114,12 +114,20 @@ pub struct Boundaries {
     header: [u8; 5],
     filled: usize,
     remaining: usize,
+    /// The type byte of the last message whose header was read.
+    last: u8,
 }
 
 impl Boundaries {
     /// Whether everything seen so far ends with a whole message.
     pub fn at_boundary(&self) -> bool {
         self.filled == 0 && self.remaining == 0
+    }
+
+    /// Whether the stream so far ends with a whole `ReadyForQuery`: the server waits for the
+    /// client.
+    pub fn ready_for_query(&self) -> bool {
+        self.at_boundary() && self.last == b'Z'
     }
 
     /// Consumes `chunk` and returns how many of its bytes were consumed: all of them, or with
@@ -151,6 +159,7 @@ impl Boundaries {
                 }
                 self.remaining = len as usize - 4;
                 self.filled = 0;
+                self.last = h[0];
             }
         }
     }
@@ -228,11 +237,12 @@ mod tests {
             }
         }
         assert_eq!(at, vec![15, 29, stream.len()]);
+        assert!(b.ready_for_query());
         // With `stop` in the middle of the first message, consumption ends at its end.
         let mut b = Boundaries::default();
         assert_eq!(b.advance(&stream[..3], false), Ok(3));
         assert_eq!(b.advance(&stream[3..first], true), Ok(12));
-        assert!(b.at_boundary());
+        assert!(b.at_boundary() && !b.ready_for_query());
         assert_eq!(
             Boundaries::default().advance(&[b'Z', 0, 0, 0, 1], false),
             Err(FrameError::BadLength(1))

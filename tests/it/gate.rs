@@ -432,3 +432,42 @@ upstream_ca_file = "{ca}"
     .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_session_waiting_on_its_client_ends_after_idle_timeout_a_long_query_does_not() {
+    let pg = postgres();
+    let port = free_port();
+    let gates = format!(
+        "[[gates]]\nname = \"idle\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\n\
+         service = \"pg-idle\"\nallow_plain = true\nupstream_plain = true\nidle_timeout = \"1s\"\n",
+        pg.port
+    );
+    let gate = start_gates(&gates, &[port]);
+
+    // A query that runs longer than idle_timeout is not idle.
+    let out = psql_at(port, "alice", "sslmode=disable", "SELECT pg_sleep(3)")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A session that waits on its client is ended.
+    let mut waiting = psql_at(port, "alice", "sslmode=disable", "SELECT 1")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = eventually(Duration::from_secs(30), || {
+        gate.server
+            .get("/metrics")
+            .body
+            .contains("warden_gate_sessions_ended_total{gate=\"idle\",reason=\"idle\"} 1")
+    });
+    assert!(ended.is_some(), "{}", gate.server.get("/metrics").body);
+    let mut stdin = waiting.stdin.take().unwrap();
+    let _ = stdin.write_all(b"SELECT 2;\n");
+    drop(stdin);
+    let out = waiting.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+}
