@@ -471,3 +471,71 @@ fn a_session_waiting_on_its_client_ends_after_idle_timeout_a_long_query_does_not
     let out = waiting.wait_with_output().unwrap();
     assert!(!out.status.success(), "{}", text(&out));
 }
+
+/// A TLS client for the gate straight from the first byte (PostgreSQL 17 direct TLS), with
+/// these ALPN protocols.
+fn direct_tls(
+    port: u16,
+    alpn: &[&[u8]],
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&postgres().ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+fn startup_message(user: &str) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (k, v) in [("user", user), ("database", "appdb")] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn direct_tls_with_alpn_and_gssenc_refusal() {
+    let gate = start_gate();
+    // Direct TLS with ALPN `postgresql`: the server's authentication request comes back.
+    let mut s = direct_tls(gate.port, &[b"postgresql"]).unwrap();
+    s.write_all(&startup_message("alice")).unwrap();
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], b'R', "{head:?}");
+    assert_eq!(head[5..9], 10u32.to_be_bytes(), "AuthenticationSASL");
+    // Without ALPN a direct TLS connection is closed (as PostgreSQL 17 does).
+    let mut s = direct_tls(gate.port, &[]).unwrap();
+    let _ = s.write_all(&startup_message("alice"));
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
+    // GSSENCRequest: `N`, then the client may go on (here: ask for TLS, get `S`).
+    let mut tcp = TcpStream::connect(("127.0.0.1", gate.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = [0u8; 1];
+    tcp.write_all(&[0, 0, 0, 8, 4, 210, 22, 48]).unwrap();
+    tcp.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"N");
+    tcp.write_all(&[0, 0, 0, 8, 4, 210, 22, 47]).unwrap();
+    tcp.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"S");
+}
