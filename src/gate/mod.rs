@@ -40,9 +40,12 @@
 //! it again on the new configuration. Open sessions are not ended by that (nor by shutdown's
 //! drain: they end when warden exits); they keep being checked against every new snapshot.
 //!
-//! **Audit.** A refused connection comes from a peer nobody authenticated, so it is never one
-//! store write: it is counted in metrics (`warden_gate_refused_total`) and logged (a tracing
-//! line with gate, user, client and policy). An ended session is counted and logged too.
+//! **Audit.** A refused connection comes from a peer nobody authenticated, so it never costs
+//! one store write: refusals of blocked users and sessions ended by policy are tallied in a
+//! bounded in-memory map (by gate, user, policy; at most [`MAX_TALLY`] keys, the rest counted
+//! as overflow) that each gate service writes to the audit log as one `gate.refused` /
+//! `gate.ended` record per key with its count, every [`AUDIT_FLUSH`] and when it stops. Every
+//! refusal is also counted in metrics (`warden_gate_refused_total`) and logged.
 
 pub mod startup;
 pub mod wire;
@@ -74,6 +77,11 @@ pub const UNREACHABLE: &str = "the database is unreachable through the gate";
 
 /// Largest server message accepted while authentication runs (they are all small).
 const MAX_AUTH_MESSAGE: usize = 1 << 20;
+/// Most distinct (gate, user, policy, action) keys tallied between two audit flushes.
+pub const MAX_TALLY: usize = 1024;
+/// How often a gate service writes the tally to the audit log.
+pub const AUDIT_FLUSH: Duration = Duration::from_secs(10);
+
 /// How long an ending session waits for the server's current message to finish.
 const END_GRACE: Duration = Duration::from_secs(2);
 
@@ -105,6 +113,30 @@ pub struct Gates(Arc<Registry>);
 struct Registry {
     next: AtomicU64,
     sessions: Mutex<HashMap<String, HashMap<u64, Entry>>>,
+    tally: Mutex<Tally>,
+}
+
+/// What happened to whom, not yet in the audit log.
+#[derive(Default)]
+struct Tally {
+    counts: HashMap<TallyKey, TallyCount>,
+    /// Events beyond [`MAX_TALLY`] keys, by action.
+    overflow: HashMap<&'static str, u64>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct TallyKey {
+    action: &'static str,
+    gate: String,
+    user: String,
+    policy: String,
+}
+
+struct TallyCount {
+    count: u64,
+    first_ms: i64,
+    last_ms: i64,
+    last_client: String,
 }
 
 impl Gates {
@@ -136,6 +168,86 @@ impl Gates {
             gates: self.clone(),
             gate: gate.to_owned(),
             id,
+        }
+    }
+
+    /// Tallies one refusal or ended session for the audit log (never a store write here).
+    fn tally(&self, action: &'static str, gate: &str, who: &Who, policy: &str) {
+        let mut tally = self.0.tally.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = TallyKey {
+            action,
+            gate: gate.to_owned(),
+            user: who.user.clone(),
+            policy: policy.trim().trim_matches('"').to_owned(),
+        };
+        let now = crate::base::time::now_ms();
+        let full = tally.counts.len() >= MAX_TALLY;
+        match tally.counts.get_mut(&key) {
+            Some(c) => {
+                c.count += 1;
+                c.last_ms = now;
+                who.client.clone_into(&mut c.last_client);
+            }
+            None if full => *tally.overflow.entry(action).or_default() += 1,
+            None => {
+                tally.counts.insert(
+                    key,
+                    TallyCount {
+                        count: 1,
+                        first_ms: now,
+                        last_ms: now,
+                        last_client: who.client.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Writes the tally to the audit log in one transaction and clears it.
+    fn flush_audit(&self, warden: &Warden) {
+        let tally =
+            std::mem::take(&mut *self.0.tally.lock().unwrap_or_else(PoisonError::into_inner));
+        if tally.counts.is_empty() && tally.overflow.is_empty() {
+            return;
+        }
+        let actor = crate::base::actor::Actor::system("gate");
+        let mut records: Vec<crate::store::AuditRecord> = tally
+            .counts
+            .into_iter()
+            .map(|(k, c)| {
+                crate::store::AuditRecord::new(
+                    &actor,
+                    k.action,
+                    &k.user,
+                    serde_json::json!({
+                        "gate": k.gate,
+                        "policy": k.policy,
+                        "count": c.count,
+                        "first_ms": c.first_ms,
+                        "last_ms": c.last_ms,
+                        "last_client": c.last_client,
+                    }),
+                )
+                .with_outcome("denied")
+            })
+            .collect();
+        for (action, count) in tally.overflow {
+            records.push(
+                crate::store::AuditRecord::new(
+                    &actor,
+                    action,
+                    "(more users)",
+                    serde_json::json!({ "count": count, "note": "tally full" }),
+                )
+                .with_outcome("denied"),
+            );
+        }
+        let n = records.len();
+        let written = warden
+            .store()
+            .audited(|_| Ok::<_, crate::store::StoreError>(()), |_| records);
+        if let Err(e) = written {
+            tracing::error!(error = %e, records = n, "gate audit records not written");
         }
     }
 
@@ -316,9 +428,14 @@ async fn run(
         per_client: Mutex::new(HashMap::new()),
     });
     ready.set();
+    let mut flush = tokio::time::interval(AUDIT_FLUSH);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.requested() => break,
+            _ = flush.tick() => {
+                flush_audit(&gate).await;
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -356,7 +473,13 @@ async fn run(
             connection(gate, stream, peer).await;
         });
     }
+    flush_audit(&gate).await;
     tracing::info!(gate = %gate.config.name, "gate stopped listening; open sessions continue");
+}
+
+async fn flush_audit(gate: &Arc<Gate>) {
+    let (gates, warden) = (gate.gates.clone(), Arc::clone(&gate.warden));
+    let _ = tokio::task::spawn_blocking(move || gates.flush_audit(&warden)).await;
 }
 
 /// One connection's place in the per-client cap.
@@ -682,6 +805,8 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
     if decision.outcome == Outcome::Block {
         let policy = blocking_policy(&snapshot, &decision);
         tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, policy = %policy.trim(), "gate refused a blocked user");
+        gate.gates
+            .tally("gate.refused", &gate.config.name, &who, &policy);
         let message = wire::fatal("28000", &format!("{REFUSED}{policy}"));
         return refuse(
             &gate,
@@ -858,6 +983,8 @@ async fn relay(gate: &Gate, who: &Who, session: &SessionGuard, client: Stream, u
         End::Closed => None,
         End::Blocked(policy) => {
             gate.counters.ended("blocked");
+            gate.gates
+                .tally("gate.ended", &gate.config.name, who, policy);
             tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, policy = %policy.trim(), "gate ended the session of a blocked user");
             Some(wire::fatal("57P01", &format!("{ENDED}{policy}")))
         }

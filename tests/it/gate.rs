@@ -186,6 +186,20 @@ fn allowed_users_query_blocked_users_are_refused_and_ended() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    // Both are in the audit log as tallies (one record per user and policy, with a count),
+    // written by the gate service within its flush interval.
+    let audited = eventually(Duration::from_secs(30), || {
+        let refused = gate.server.get("/v1/audit?action=gate.refused").body;
+        let ended = gate.server.get("/v1/audit?action=gate.ended").body;
+        refused.contains("\"target\":\"bob\"")
+            && refused.contains("\"count\":1")
+            && ended.contains("\"target\":\"bob\"")
+    });
+    assert!(
+        audited.is_some(),
+        "{}",
+        gate.server.get("/v1/audit?action=gate.refused").body
+    );
     let metrics = gate.server.get("/metrics").body;
     assert!(
         metrics.contains("warden_gate_refused_total{gate=\"appdb\",reason=\"blocked\"} 1"),
