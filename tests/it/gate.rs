@@ -553,3 +553,51 @@ fn direct_tls_with_alpn_and_gssenc_refusal() {
     tcp.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"S");
 }
+
+#[test]
+fn a_reload_remakes_the_listener_and_open_sessions_go_on() {
+    let gate = start_gate();
+    let ca = gate_ca(&gate);
+    let sleeper = psql(
+        &gate,
+        "alice",
+        "verify-full",
+        &ca,
+        "SELECT 'survived' FROM pg_sleep(2)",
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let open = eventually(Duration::from_secs(20), || {
+        let r = gate.server.get("/v1/gates");
+        r.json()["gates"][0]["sessions"]
+            .as_array()
+            .is_some_and(|s| s.len() == 1)
+    });
+    assert!(open.is_some(), "{}", gate.server.get("/v1/gates").body);
+    let r = gate.server.call(
+        "POST",
+        "/v1/admin/reload",
+        gate.server.admin_key.as_deref(),
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = sleeper.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "survived");
+    // The remade listener serves.
+    let served = eventually(Duration::from_secs(20), || {
+        psql(&gate, "alice", "verify-full", &ca, "SELECT 1")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    assert!(served.is_some(), "{}", gate.server.logs());
+    assert!(
+        gate.server
+            .logs()
+            .contains("gate stopped listening; open sessions continue")
+    );
+}
