@@ -302,4 +302,30 @@ mod tests {
         assert_eq!(p.param("application_name"), Some("psql"));
         assert_eq!(p.param("database"), None);
     }
+
+    /// The fuzz target's properties over every one-byte change of a real start-up message.
+    #[test]
+    fn one_byte_mutations_never_panic_and_accepted_ones_round_trip() {
+        let seed = encode_message(
+            PROTOCOL_3_0,
+            &[
+                ("user", "alice"),
+                ("database", "appdb"),
+                ("application_name", "psql"),
+            ],
+        );
+        for i in 0..seed.len() {
+            for b in [0u8, 1, b'a', 0x7f, 0xff] {
+                let mut m = seed.clone();
+                m[i] = b;
+                if let Ok(Startup::Message { version, params }) = parse(&m, MAX) {
+                    let pairs: Vec<(&str, &str)> = params
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    assert_eq!(encode_message(version, &pairs), m, "byte {i} = {b}");
+                }
+            }
+        }
+    }
 }
