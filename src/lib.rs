@@ -37,6 +37,7 @@
 //! - [`sync`]: one push, pull or MX push run; directory status.
 //! - [`operations`]: every use case that changes warden, once.
 //! - [`services`]: background loops under one [`services::Supervisor`].
+//! - [`gate`]: the PostgreSQL gate (a front end; below [`http`], which shows its sessions).
 //! - [`http`]: the hyper gateway.
 //!
 //! The `warden` binary (`src/main.rs`, `src/cli/`) is a thin adapter over this library.
@@ -69,4 +70,5 @@ pub mod operations;
 
 pub mod services;
 
+pub mod gate;
 pub mod http;

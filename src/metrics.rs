@@ -44,6 +44,53 @@ pub struct Metrics {
     refresh_failures: DashMap<String, AtomicU64>,
     sync_failures: DashMap<String, AtomicU64>,
     last_refresh_ms: DashMap<String, AtomicU64>,
+    /// Per PostgreSQL gate; a session holds its gate's counters, so relaying looks nothing up.
+    gates: DashMap<String, std::sync::Arc<GateCounters>>,
+}
+
+/// The counters of one PostgreSQL gate (`src/gate`).
+#[derive(Default)]
+pub struct GateCounters {
+    opened: AtomicU64,
+    closed: AtomicU64,
+    /// Connections refused before a session, by reason.
+    refused: DashMap<&'static str, AtomicU64>,
+    /// Open sessions the gate ended, by reason.
+    ended: DashMap<&'static str, AtomicU64>,
+    /// Bytes relayed `[client → server, server → client]`.
+    bytes: [AtomicU64; 2],
+}
+
+impl GateCounters {
+    pub fn session_opened(&self) {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn session_closed(&self) {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        bump(&self.refused, reason, 1);
+    }
+
+    pub fn ended(&self, reason: &'static str) {
+        bump(&self.ended, reason, 1);
+    }
+
+    pub fn relayed_to_server(&self, n: usize) {
+        self.bytes[0].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn relayed_to_client(&self, n: usize) {
+        self.bytes[1].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Sessions open now.
+    pub fn open(&self) -> u64 {
+        let closed = self.closed.load(Ordering::Relaxed);
+        self.opened.load(Ordering::Relaxed).saturating_sub(closed)
+    }
 }
 
 fn bump<K, S>(map: &DashMap<K, AtomicU64, S>, key: K, by: u64)
@@ -114,6 +161,76 @@ impl Metrics {
             .entry(data_set.to_owned())
             .or_default()
             .store(at_ms, Ordering::Relaxed);
+    }
+
+    /// The counters of gate `name` (made on first use).
+    pub fn gate(&self, name: &str) -> std::sync::Arc<GateCounters> {
+        if let Some(c) = self.gates.get(name) {
+            return std::sync::Arc::clone(&c);
+        }
+        std::sync::Arc::clone(&self.gates.entry(name.to_owned()).or_default())
+    }
+
+    fn render_gates(&self, out: &mut String) {
+        let mut gates: Vec<(String, std::sync::Arc<GateCounters>)> = self
+            .gates
+            .iter()
+            .map(|e| (label(e.key()), std::sync::Arc::clone(e.value())))
+            .collect();
+        gates.sort_by(|a, b| a.0.cmp(&b.0));
+        family(
+            out,
+            "warden_gate_sessions_open",
+            "gauge",
+            "Open sessions, by gate.",
+        );
+        for (g, c) in &gates {
+            line(
+                out,
+                "warden_gate_sessions_open",
+                &format!("gate=\"{g}\""),
+                c.open(),
+            );
+        }
+        family(
+            out,
+            "warden_gate_refused_total",
+            "counter",
+            "Connections a gate refused, by gate and reason.",
+        );
+        for (g, c) in &gates {
+            for e in sorted(&c.refused, |r| format!("gate=\"{g}\",reason=\"{r}\"")) {
+                line(out, "warden_gate_refused_total", &e.0, e.1);
+            }
+        }
+        family(
+            out,
+            "warden_gate_sessions_ended_total",
+            "counter",
+            "Open sessions a gate ended, by gate and reason.",
+        );
+        for (g, c) in &gates {
+            for e in sorted(&c.ended, |r| format!("gate=\"{g}\",reason=\"{r}\"")) {
+                line(out, "warden_gate_sessions_ended_total", &e.0, e.1);
+            }
+        }
+        family(
+            out,
+            "warden_gate_bytes_total",
+            "counter",
+            "Bytes a gate relayed, by gate and direction.",
+        );
+        for (g, c) in &gates {
+            for (i, dir) in ["to_server", "to_client"].iter().enumerate() {
+                let n = c.bytes[i].load(Ordering::Relaxed);
+                line(
+                    out,
+                    "warden_gate_bytes_total",
+                    &format!("gate=\"{g}\",direction=\"{dir}\""),
+                    n,
+                );
+            }
+        }
     }
 
     /// Last applied refresh per data set, Unix milliseconds.
@@ -218,6 +335,7 @@ impl Metrics {
             "",
             self.followed_dropped.load(Ordering::Relaxed),
         );
+        self.render_gates(out);
     }
 
     fn render_latency(&self, out: &mut String) {

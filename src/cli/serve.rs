@@ -67,12 +67,18 @@ pub fn run(source: Source, listen: Option<SocketAddr>) -> Result<ExitCode> {
         let Signals { hangup, shutdown } = signals;
         let (stop, stopped) = Shutdown::new();
         let board = Board::default();
-        let supervisor = tokio::spawn(Supervisor::new(board.clone()).run(Arc::clone(&warden), {
+        let gates = warden::gate::Gates::default();
+        let supervisor = Supervisor::new(board.clone()).with_configured(Box::new({
+            let gates = gates.clone();
+            move |w| gates.services(w)
+        }));
+        let supervisor = tokio::spawn(supervisor.run(Arc::clone(&warden), {
             let mut stopped = stopped.clone();
             async move { stopped.requested().await }
         }));
         let hangups = tokio::spawn(reload_on_hangup(Arc::clone(&warden), hangup, stopped));
-        let gateway = Arc::new(warden::http::Gateway::new(Arc::clone(&warden), board));
+        let gateway =
+            Arc::new(warden::http::Gateway::new(Arc::clone(&warden), board).with_gates(gates));
         warden::http::serve(listener, gateway, tls, shutdown).await?;
         let _ = stop.send(true);
         let _ = supervisor.await;

@@ -360,6 +360,43 @@ pub struct Config {
     pub action_sets: Vec<ActionSetConfig>,
     pub response_rules: Vec<ResponseRuleConfig>,
     pub imperva: Option<ImpervaConfig>,
+    pub gates: Vec<GateConfig>,
+}
+
+/// `[[gates]]`: a PostgreSQL gate (`src/gate`) — a listener that refuses and ends the sessions
+/// of users a policy blocks and relays everyone else's to the upstream server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    /// The upstream server as written (`host:port`).
+    pub upstream: String,
+    /// Its host part, the name its certificate is verified against.
+    pub upstream_host: String,
+    pub upstream_port: u16,
+    /// The `service` of every decision this gate asks for, so `apply_to` scopes it.
+    pub service: String,
+    /// The gate's own certificate and key; TLS to clients when set.
+    pub tls: Option<TlsFiles>,
+    /// Whether clients may connect without TLS.
+    pub allow_plain: bool,
+    pub upstream_tls: UpstreamTls,
+    pub max_startup_bytes: usize,
+    pub startup_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// End a session that waited on its client (after `ReadyForQuery`) this long; a long
+    /// query is not idle.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// How a gate reaches its upstream server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTls {
+    /// TLS, the server's certificate verified against this CA file (PEM).
+    Verify(PathBuf),
+    /// Plain TCP (`upstream_plain = true`, loopback upstreams only).
+    Plain,
 }
 
 impl Config {

@@ -198,3 +198,22 @@ pub struct ImpervaDataSet {
     /// warden data set's own setting when absent.
     pub case_sensitive: Option<bool>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
+    pub service: String,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub allow_plain: Option<bool>,
+    pub upstream_ca_file: Option<String>,
+    pub upstream_plain: Option<bool>,
+    pub max_startup_bytes: Option<usize>,
+    pub startup_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
+    pub idle_timeout: Option<String>,
+}

@@ -12,9 +12,9 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw;
 use super::{
-    ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DirectoryConfig,
+    ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DirectoryConfig, GateConfig,
     ImpervaConfig, ImpervaPush, KeyPath, LdapSource, ListConfig, MappingConfig, MemberField,
-    ResponseRuleConfig, Scope, Segment, ServerConfig, Source, StoreConfig, TlsFiles,
+    ResponseRuleConfig, Scope, Segment, ServerConfig, Source, StoreConfig, TlsFiles, UpstreamTls,
 };
 use crate::base::secret::SecretSource;
 use crate::base::time::parse_duration;
@@ -39,7 +39,7 @@ const MAX_PAGE_SIZE: u32 = 1000;
 const DEFAULT_MAX_SHRINK: f64 = 0.5;
 
 const SECTIONS: &str = "server, store, directories, lists, mappings, data_sets, policies, \
-                        action_sets, response_rules, imperva";
+                        action_sets, response_rules, imperva, gates";
 
 /// Collects errors; maps key paths to lines through the spanned document.
 struct Ctx<'s> {
@@ -270,6 +270,7 @@ struct RawConfig {
     action_sets: Vec<(usize, raw::ActionSet)>,
     response_rules: Vec<(usize, raw::ResponseRule)>,
     imperva: Option<raw::Imperva>,
+    gates: Vec<(usize, raw::Gate)>,
 }
 
 pub(super) fn parse(source: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -319,6 +320,7 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
             "action_sets" => raw.action_sets = de_array(ctx, name, value),
             "response_rules" => raw.response_rules = de_array(ctx, name, value),
             "imperva" => raw.imperva = de_value(ctx, &path, value),
+            "gates" => raw.gates = de_array(ctx, name, value),
             other => {
                 let line = ctx.line_at(key.span().start);
                 ctx.errors.push(ConfigError {
@@ -426,7 +428,25 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     let imperva = raw
         .imperva
         .and_then(|i| imperva(ctx, &names, &data_sets, KeyPath::root().key("imperva"), i));
+    ctx.unique_names(
+        "gates",
+        raw.gates.iter().map(|(i, g)| (*i, g.name.as_str())),
+    );
+    let gates: Vec<GateConfig> = raw
+        .gates
+        .into_iter()
+        .filter_map(|(i, g)| gate(ctx, KeyPath::root().key("gates").index(i), g))
+        .collect();
+    for (i, g) in gates.iter().enumerate() {
+        if server.listen == g.listen || gates[..i].iter().any(|o| o.listen == g.listen) {
+            ctx.err(
+                KeyPath::root().key("gates").index(i).key("listen"),
+                format!("{} is already used by another listener", g.listen),
+            );
+        }
+    }
     Config {
+        gates,
         server,
         store,
         directories,
@@ -710,6 +730,169 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
         bootstrap_key_file,
         tls,
     }
+}
+
+const DEFAULT_GATE_MAX_STARTUP: usize = 10 * 1024;
+const DEFAULT_GATE_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_GATE_MAX_CONNECTIONS: usize = 1000;
+const DEFAULT_GATE_MAX_PER_CLIENT: usize = 100;
+
+/// Whether `host` names this machine: plain TCP to the upstream is only allowed there.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Splits `host:port` (`[v6]:port` too) into its parts.
+fn host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+/// One `[[gates]]` entry.
+fn gate(ctx: &mut Ctx<'_>, path: KeyPath, g: raw::Gate) -> Option<GateConfig> {
+    let errors = ctx.errors.len();
+    let listen = g.listen.parse::<SocketAddr>().map_err(|e| {
+        ctx.err(
+            path.key("listen"),
+            format!(
+                "{:?} is not an address:port ({e}); e.g. \"127.0.0.1:6432\"",
+                g.listen
+            ),
+        )
+    });
+    let upstream = host_port(&g.upstream);
+    if upstream.is_none() {
+        ctx.err(
+            path.key("upstream"),
+            format!(
+                "{:?} is not host:port; e.g. \"db1.corp.example.test:5432\"",
+                g.upstream
+            ),
+        );
+    }
+    if g.service.trim().is_empty() {
+        ctx.err(
+            path.key("service"),
+            "must not be empty: decisions are scoped by it",
+        );
+    }
+    let tls = match (g.tls_cert_file, g.tls_key_file) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert_file: ctx.path_buf(&cert),
+            key_file: ctx.path_buf(&key),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            ctx.err(path.key("tls_key_file"), "is required with tls_cert_file");
+            None
+        }
+        (None, Some(_)) => {
+            ctx.err(path.key("tls_cert_file"), "is required with tls_key_file");
+            None
+        }
+    };
+    let allow_plain = g.allow_plain.unwrap_or(false);
+    if tls.is_none() && !allow_plain && ctx.errors.len() == errors {
+        ctx.err(
+            path.key("tls_cert_file"),
+            "a gate needs a certificate (tls_cert_file, tls_key_file), or allow_plain = true \
+             to accept clients without TLS",
+        );
+    }
+    let upstream_tls = match (g.upstream_ca_file, g.upstream_plain.unwrap_or(false)) {
+        (Some(ca), false) => Some(UpstreamTls::Verify(ctx.path_buf(&ca))),
+        (None, true) => {
+            if let Some((host, _)) = &upstream
+                && !is_loopback_host(host)
+            {
+                ctx.err(
+                    path.key("upstream_plain"),
+                    format!(
+                        "is only allowed for a loopback upstream, not {host:?}: set \
+                         upstream_ca_file to verify the server's TLS"
+                    ),
+                );
+            }
+            Some(UpstreamTls::Plain)
+        }
+        (Some(_), true) => {
+            ctx.err(
+                path.key("upstream_plain"),
+                "cannot be true with upstream_ca_file",
+            );
+            None
+        }
+        (None, false) => {
+            ctx.err(
+                path.key("upstream_ca_file"),
+                "is required (the CA that signed the server's certificate), or \
+                 upstream_plain = true for a loopback server without TLS",
+            );
+            None
+        }
+    };
+    let positive = |ctx: &mut Ctx<'_>, key: &str, v: Option<usize>, default: usize| {
+        let v = v.unwrap_or(default);
+        if v == 0 {
+            ctx.err(path.key(key), "must be at least 1");
+        }
+        v
+    };
+    let max_startup_bytes = positive(
+        ctx,
+        "max_startup_bytes",
+        g.max_startup_bytes,
+        DEFAULT_GATE_MAX_STARTUP,
+    );
+    let max_connections = positive(
+        ctx,
+        "max_connections",
+        g.max_connections,
+        DEFAULT_GATE_MAX_CONNECTIONS,
+    );
+    let max_connections_per_client = positive(
+        ctx,
+        "max_connections_per_client",
+        g.max_connections_per_client,
+        DEFAULT_GATE_MAX_PER_CLIENT,
+    );
+    let startup_timeout = ctx.duration(
+        path.key("startup_timeout"),
+        g.startup_timeout.as_deref(),
+        DEFAULT_GATE_STARTUP_TIMEOUT,
+    );
+    let idle_timeout = g
+        .idle_timeout
+        .as_deref()
+        .map(|t| ctx.duration(path.key("idle_timeout"), Some(t), Duration::MAX));
+    let ((upstream_host, upstream_port), upstream_tls, listen) =
+        (upstream?, upstream_tls?, listen.ok()?);
+    Some(GateConfig {
+        name: g.name,
+        listen,
+        upstream: g.upstream,
+        upstream_host,
+        upstream_port,
+        service: g.service,
+        tls,
+        allow_plain,
+        upstream_tls,
+        max_startup_bytes,
+        startup_timeout,
+        max_connections,
+        max_connections_per_client,
+        idle_timeout,
+    })
 }
 
 /// Resolves `<name>` / `<name>_file` / `<name>_env` into a source, rejecting inline secrets.

@@ -140,6 +140,25 @@ pub async fn sync_directory(call: &Call<'_>) -> Result<Response, Problem> {
 }
 
 /// `GET /v1/policies`: the policies in the current snapshot.
+/// `GET /v1/gates`: every configured PostgreSQL gate and its open sessions.
+pub fn gates(call: &Call<'_>) -> Response {
+    let config = call.warden().config();
+    let gates: Vec<serde_json::Value> = config
+        .gates
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "name": g.name,
+                "listen": g.listen.to_string(),
+                "upstream": g.upstream,
+                "service": g.service,
+                "sessions": call.gates().open_sessions(&g.name),
+            })
+        })
+        .collect();
+    json_value(StatusCode::OK, &serde_json::json!({ "gates": gates }))
+}
+
 pub fn policies(call: &Call<'_>) -> Response {
     let snapshot = call.warden().engine().load();
     let policies: Vec<serde_json::Value> = snapshot

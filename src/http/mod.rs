@@ -93,6 +93,8 @@ pub struct Gateway {
     services: Board,
     /// Fixed for the life of the listener: a reload cannot resize it.
     max_connections: usize,
+    /// The sessions of the PostgreSQL gates, shown in `GET /v1/gates`.
+    gates: crate::gate::Gates,
 }
 
 /// The `[server]` limits a request is held to, read from the configuration in force so that a
@@ -113,7 +115,14 @@ impl Gateway {
             warden,
             services,
             max_connections,
+            gates: crate::gate::Gates::default(),
         }
+    }
+
+    /// Shows these gates' sessions in `GET /v1/gates`.
+    pub fn with_gates(mut self, gates: crate::gate::Gates) -> Gateway {
+        self.gates = gates;
+        self
     }
 
     pub fn warden(&self) -> &Arc<Warden> {
@@ -148,6 +157,10 @@ pub struct Call<'a> {
 impl Call<'_> {
     fn warden(&self) -> &Warden {
         &self.gw.warden
+    }
+
+    fn gates(&self) -> &crate::gate::Gates {
+        &self.gw.gates
     }
 
     fn param(&self, i: usize) -> &str {
@@ -364,6 +377,7 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::Devices => blocking(|| admin::directories(call, "devices")),
         Handler::SyncDirectory => admin::sync_directory(call).await,
         Handler::Policies => Ok(admin::policies(call)),
+        Handler::Gates => Ok(admin::gates(call)),
         Handler::ImpervaStatus => blocking(|| imperva::status(call)),
         Handler::ImpervaPush => imperva::push(call).await,
         Handler::Audit => blocking(|| admin::audit_log(call)),

@@ -47,6 +47,7 @@ pub enum Handler {
     Devices,
     SyncDirectory,
     Policies,
+    Gates,
     Audit,
     Reload,
     ImpervaStatus,
@@ -197,6 +198,7 @@ pub static ROUTES: &[Route] = &[
         Handler::SyncDirectory,
     ),
     route(Method::GET, "/v1/policies", ADMIN, Handler::Policies),
+    route(Method::GET, "/v1/gates", ADMIN, Handler::Gates),
     route(Method::GET, "/v1/imperva", ADMIN, Handler::ImpervaStatus),
     route(
         Method::POST,

@@ -170,22 +170,39 @@ fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
     ]
 }
 
-/// The services the configuration in force asks for.
-fn configured_services(warden: &Arc<Warden>) -> Vec<Service> {
+/// The services the configuration in force asks for; `front_ends` adds those of layers above
+/// this one (the PostgreSQL gates), which this layer cannot name.
+fn configured_services(warden: &Arc<Warden>, front_ends: &[Factory]) -> Vec<Service> {
     let mut services = sync::services(warden);
     services.extend(imperva::service(warden));
+    for factory in front_ends {
+        services.extend(factory(warden));
+    }
     services
 }
+
+/// Makes configured services from the configuration in force, once per (re)load.
+pub type Factory = Box<dyn Fn(&Arc<Warden>) -> Vec<Service> + Send + Sync>;
 
 /// Runs every service until `shutdown` resolves, remaking the configured ones after each
 /// reload; then stops them all and waits for them.
 pub struct Supervisor {
     board: Board,
+    front_ends: Vec<Factory>,
 }
 
 impl Supervisor {
     pub fn new(board: Board) -> Supervisor {
-        Supervisor { board }
+        Supervisor {
+            board,
+            front_ends: Vec::new(),
+        }
+    }
+
+    /// Also runs the services `factory` makes, remade after each reload like the others.
+    pub fn with_configured(mut self, factory: Factory) -> Supervisor {
+        self.front_ends.push(factory);
+        self
     }
 
     pub async fn run(self, warden: Arc<Warden>, shutdown: impl Future<Output = ()>) {
@@ -194,7 +211,7 @@ impl Supervisor {
         tokio::pin!(shutdown);
         loop {
             reloads.borrow_and_update();
-            let configured = Group::start(configured_services(&warden));
+            let configured = Group::start(configured_services(&warden, &self.front_ends));
             self.board
                 .show(process.running.iter().chain(&configured.running));
             let reloaded = tokio::select! {

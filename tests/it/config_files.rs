@@ -127,3 +127,71 @@ fn syntax_errors_name_the_line() {
     assert_eq!(err.errors[0].line, Some(3), "{err}");
     assert!(err.to_string().contains("TOML syntax"), "{err}");
 }
+
+#[test]
+fn broken_gates_report_their_key_paths() {
+    let text = r#"
+[server]
+listen = "127.0.0.1:8470"
+
+[[gates]]
+name = "a"
+listen = "127.0.0.1:8470"
+upstream = "db1.corp.example.test"
+service = ""
+
+[[gates]]
+name = "b"
+listen = "127.0.0.1:6432"
+upstream = "db1.corp.example.test:5432"
+service = "pg-b"
+upstream_plain = true
+allow_plain = true
+max_connections = 0
+
+[[gates]]
+name = "c"
+listen = "127.0.0.1:6433"
+upstream = "localhost:5432"
+service = "pg-c"
+tls_cert_file = "gate.pem"
+upstream_ca_file = "ca.pem"
+upstream_plain = true
+idle_timeout = "0s"
+"#;
+    let err = Config::parse(text, "gates.toml", Path::new("/etc/warden")).unwrap_err();
+    let shown = err.to_string();
+    let expected = [
+        "gates[0].upstream (line 8): \"db1.corp.example.test\" is not host:port",
+        "gates[0].service (line 9): must not be empty",
+        "gates[0].upstream_ca_file",
+        "gates[1].upstream_plain (line 16): is only allowed for a loopback upstream",
+        "gates[1].max_connections (line 18): must be at least 1",
+        "gates[2].tls_key_file",
+        "gates[2].upstream_plain (line 27): cannot be true with upstream_ca_file",
+        "gates[2].idle_timeout (line 28): must be longer than zero",
+    ];
+    for e in expected {
+        assert!(shown.contains(e), "missing {e:?} in:\n{shown}");
+    }
+    // The first gate also lacks a certificate, but it is not valid enough to say so; a valid
+    // one without either is told.
+    let bare = "[[gates]]\nname = \"d\"\nlisten = \"127.0.0.1:6434\"\nupstream = \"localhost:5432\"\n\
+                service = \"pg-d\"\nupstream_plain = true\n";
+    let err = Config::parse(bare, "bare.toml", Path::new(".")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("gates[0].tls_cert_file (line 1): a gate needs a certificate"),
+        "{err}"
+    );
+    // A good one resolves its files against the config's directory.
+    let good = format!("{bare}allow_plain = true\nidle_timeout = \"5m\"\n");
+    let config = Config::parse(&good, "good.toml", Path::new(".")).unwrap();
+    let g = &config.gates[0];
+    assert_eq!(
+        (g.upstream_host.as_str(), g.upstream_port),
+        ("localhost", 5432)
+    );
+    assert_eq!(g.max_startup_bytes, 10 * 1024);
+    assert_eq!(g.idle_timeout, Some(std::time::Duration::from_secs(300)));
+}

@@ -77,6 +77,7 @@ const KEYED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/devices", "admin"),
     ("POST", "/v1/devices/none/sync", "admin"),
     ("GET", "/v1/policies", "admin"),
+    ("GET", "/v1/gates", "admin"),
     ("GET", "/v1/imperva", "admin"),
     ("POST", "/v1/imperva/push?dry_run=true", "admin"),
     ("GET", "/v1/audit", "admin"),

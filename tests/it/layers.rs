@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sync", &["sync"]),
     ("operations", &["operations"]),
     ("services", &["services"]),
+    ("gate", &["gate"]),
     ("front ends", &["http"]),
 ];
 

@@ -13,6 +13,7 @@ mod dc;
 mod dc_faults;
 mod fake_mx;
 mod faults;
+mod gate;
 mod gateway;
 mod imperva;
 mod layers;

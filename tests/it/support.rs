@@ -370,3 +370,81 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out s
     let status = Command::new("sh").arg("-c").arg(sh).status().unwrap();
     assert!(status.success(), "openssl failed (is openssl installed?)");
 }
+
+/// The PostgreSQL server the gate tests share: one per test run, started through
+/// `scripts/postgres start` in a temp dir on a free port (or the one `WARDEN_TEST_PG_DIR`
+/// names, already started), destroyed when the test process exits.
+pub struct Postgres {
+    pub dir: std::path::PathBuf,
+    pub port: u16,
+    pub ca: std::path::PathBuf,
+}
+
+impl Postgres {
+    pub fn password(&self, user: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{user}.secret")))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn postgres() -> &'static Postgres {
+    static PG: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+    PG.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres");
+        let (dir, port) = match std::env::var("WARDEN_TEST_PG_DIR") {
+            Ok(d) => {
+                let dir = std::path::PathBuf::from(d);
+                let port = std::fs::read_to_string(dir.join("port")).unwrap();
+                (dir, port.trim().parse().unwrap())
+            }
+            Err(_) => {
+                let dir = std::env::temp_dir().join(format!("warden-pg-{}", std::process::id()));
+                let port = free_port();
+                let out = Command::new(&script)
+                    .arg("start")
+                    .arg(&dir)
+                    .arg(port.to_string())
+                    .output()
+                    .expect("run scripts/postgres");
+                assert!(
+                    out.status.success(),
+                    "scripts/postgres start failed (run `scripts/postgres install`):\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                // Destroyed once this test process is gone.
+                let watchdog = format!(
+                    "while kill -0 {} 2>/dev/null; do sleep 1; done; '{}' destroy '{}'",
+                    std::process::id(),
+                    script.display(),
+                    dir.display()
+                );
+                // Not waited for: it outlives this process on purpose.
+                #[allow(clippy::zombie_processes)]
+                let _watchdog = Command::new("sh")
+                    .arg("-c")
+                    .arg(watchdog)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn the PostgreSQL watchdog");
+                (dir, port)
+            }
+        };
+        Postgres {
+            ca: dir.join("tls/ca.pem"),
+            dir,
+            port,
+        }
+    })
+}

@@ -1,0 +1,1052 @@
+//! The PostgreSQL gate: a listener in front of a PostgreSQL server that refuses the sessions
+//! of users a policy blocks and ends their open sessions when a snapshot swap blocks them.
+//!
+//! The gate speaks protocol v3 only up to the `StartupMessage` ([`startup`]): it answers
+//! `SSLRequest` (`S` and TLS with its own certificate, or `N` when it has none and allows
+//! plain clients), `GSSENCRequest` (`N`), PostgreSQL 17 direct TLS (first byte 0x16, ALPN
+//! `postgresql`), and forwards a `CancelRequest` whose pid and secret match a session it
+//! relays. From the `StartupMessage` it decides in-process ([`Warden::decide`]) with `user` as
+//! `db_user`, `application_name` as `source_app`, the peer address as `client_ip` and the
+//! gate's `service`. A block is a FATAL `ErrorResponse` (SQLSTATE 28000) naming the policy;
+//! an allow connects upstream (TLS verified against `upstream_ca_file`, or plain by opt-in),
+//! forwards the start-up message and relays both directions. Authentication stays between
+//! client and server: the gate never sees a password.
+//!
+//! **Channel binding.** With SCRAM-SHA-256-PLUS the client binds its proof to the TLS
+//! certificate it sees (`tls-server-end-point`), the server to its own. Measured against
+//! PostgreSQL 15 and libpq (tests/it/gate.rs): removing SCRAM-SHA-256-PLUS from the server's
+//! `AuthenticationSASL` does *not* work — libpq then sends the GS2 flag `y` ("I support
+//! channel binding, the server does not") and a TLS server rejects that as a downgrade
+//! ("SCRAM channel binding negotiation error"); the flag is inside the signed exchange, so the
+//! gate cannot rewrite it. So the gate relays the mechanism list unchanged, and channel binding
+//! works end to end when the gate presents **the server's own certificate** (same
+//! `tls-server-end-point` hash): configure `tls_cert_file`/`tls_key_file` with the server's.
+//! With another certificate a TLS upstream fails for clients that prefer channel binding
+//! (libpq's default); they need `channel_binding=disable`, or the upstream must be plain
+//! (`upstream_plain`, loopback), where the server offers no channel binding at all.
+//! [`wire::strip_channel_binding`] is kept for clients that do not send `y`.
+//!
+//! **Framing.** The server→client direction is relayed message by message (type byte and
+//! length), whole messages during authentication and then streamed with boundaries tracked
+//! ([`wire::Boundaries`]), so a session is ended between two messages: a FATAL
+//! `ErrorResponse` 57P01, then both sockets close. Before closing, the gate sends the server a
+//! `CancelRequest` for the session's backend (from its `BackendKeyData`), so a running query
+//! stops at once rather than when it next writes to the closed socket.
+//!
+//! **Fail closed.** No snapshot yet: refused (57P03). Upstream down: FATAL 08006 "the
+//! database is unreachable through the gate", within `startup_timeout`.
+//!
+//! **Lifetime.** Each gate is a configured [`Service`]: a reload stops the listener and makes
+//! it again on the new configuration. Open sessions are not ended by that (nor by shutdown's
+//! drain: they end when warden exits); they keep being checked against every new snapshot.
+//!
+//! **Audit.** A refused connection comes from a peer nobody authenticated, so it never costs
+//! one store write: refusals of blocked users and sessions ended by policy are tallied in a
+//! bounded in-memory map (by gate, user, policy; at most [`MAX_TALLY`] keys, the rest counted
+//! as overflow) that each gate service writes to the audit log as one `gate.refused` /
+//! `gate.ended` record per key with its count, every [`AUDIT_FLUSH`] and when it stops. Every
+//! refusal is also counted in metrics (`warden_gate_refused_total`) and logged.
+
+pub mod startup;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::base::time::format_rfc3339;
+use crate::config::{GateConfig, UpstreamTls};
+use crate::decide::{Decision, Outcome, Request, Snapshot};
+use crate::metrics::GateCounters;
+use crate::runtime::Warden;
+use crate::services::{Ready, Service, Shutdown};
+use startup::Startup;
+
+/// The message of a refused session (the policy name is appended).
+pub const REFUSED: &str = "access for this user is suspended by policy";
+/// The message of an ended session (the policy name is appended).
+pub const ENDED: &str = "your access was suspended by policy";
+/// The message when the upstream cannot be reached.
+pub const UNREACHABLE: &str = "the database is unreachable through the gate";
+
+/// Largest server message accepted while authentication runs (they are all small).
+const MAX_AUTH_MESSAGE: usize = 1 << 20;
+/// Most distinct (gate, user, policy, action) keys tallied between two audit flushes.
+pub const MAX_TALLY: usize = 1024;
+/// How often a gate service writes the tally to the audit log.
+pub const AUDIT_FLUSH: Duration = Duration::from_secs(10);
+
+/// How long an ending session waits for the server's current message to finish.
+const END_GRACE: Duration = Duration::from_secs(2);
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Stream = Box<dyn Io>;
+
+/// One open session, as `GET /v1/gates` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    pub user: String,
+    pub database: String,
+    pub application: Option<String>,
+    pub client: String,
+    pub since: String,
+    pub backend_pid: Option<u32>,
+}
+
+struct Entry {
+    info: SessionInfo,
+    secret: Option<Vec<u8>>,
+}
+
+/// The sessions of every gate; shared by the gate services and the HTTP gateway.
+#[derive(Clone, Default)]
+pub struct Gates(Arc<Registry>);
+
+#[derive(Default)]
+struct Registry {
+    next: AtomicU64,
+    sessions: Mutex<HashMap<String, HashMap<u64, Entry>>>,
+    tally: Mutex<Tally>,
+}
+
+/// What happened to whom, not yet in the audit log.
+#[derive(Default)]
+struct Tally {
+    counts: HashMap<TallyKey, TallyCount>,
+    /// Events beyond [`MAX_TALLY`] keys, by action.
+    overflow: HashMap<&'static str, u64>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct TallyKey {
+    action: &'static str,
+    gate: String,
+    user: String,
+    policy: String,
+}
+
+struct TallyCount {
+    count: u64,
+    first_ms: i64,
+    last_ms: i64,
+    last_client: String,
+}
+
+impl Gates {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u64, Entry>>> {
+        self.0
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The open sessions of gate `name`, oldest first.
+    pub fn open_sessions(&self, name: &str) -> Vec<SessionInfo> {
+        let sessions = self.sessions();
+        let mut out: Vec<(u64, SessionInfo)> = sessions
+            .get(name)
+            .map(|m| m.iter().map(|(id, e)| (*id, e.info.clone())).collect())
+            .unwrap_or_default();
+        out.sort_by_key(|(id, _)| *id);
+        out.into_iter().map(|(_, s)| s).collect()
+    }
+
+    fn register(&self, gate: &str, info: SessionInfo) -> SessionGuard {
+        let id = self.0.next.fetch_add(1, Ordering::Relaxed);
+        self.sessions()
+            .entry(gate.to_owned())
+            .or_default()
+            .insert(id, Entry { info, secret: None });
+        SessionGuard {
+            gates: self.clone(),
+            gate: gate.to_owned(),
+            id,
+        }
+    }
+
+    /// Tallies one refusal or ended session for the audit log (never a store write here).
+    fn tally(&self, action: &'static str, gate: &str, who: &Who, policy: &str) {
+        let mut tally = self.0.tally.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = TallyKey {
+            action,
+            gate: gate.to_owned(),
+            user: who.user.clone(),
+            policy: policy.trim().trim_matches('"').to_owned(),
+        };
+        let now = crate::base::time::now_ms();
+        let full = tally.counts.len() >= MAX_TALLY;
+        match tally.counts.get_mut(&key) {
+            Some(c) => {
+                c.count += 1;
+                c.last_ms = now;
+                who.client.clone_into(&mut c.last_client);
+            }
+            None if full => *tally.overflow.entry(action).or_default() += 1,
+            None => {
+                tally.counts.insert(
+                    key,
+                    TallyCount {
+                        count: 1,
+                        first_ms: now,
+                        last_ms: now,
+                        last_client: who.client.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Writes the tally to the audit log in one transaction and clears it.
+    fn flush_audit(&self, warden: &Warden) {
+        let tally =
+            std::mem::take(&mut *self.0.tally.lock().unwrap_or_else(PoisonError::into_inner));
+        if tally.counts.is_empty() && tally.overflow.is_empty() {
+            return;
+        }
+        let actor = crate::base::actor::Actor::system("gate");
+        let mut records: Vec<crate::store::AuditRecord> = tally
+            .counts
+            .into_iter()
+            .map(|(k, c)| {
+                crate::store::AuditRecord::new(
+                    &actor,
+                    k.action,
+                    &k.user,
+                    serde_json::json!({
+                        "gate": k.gate,
+                        "policy": k.policy,
+                        "count": c.count,
+                        "first_ms": c.first_ms,
+                        "last_ms": c.last_ms,
+                        "last_client": c.last_client,
+                    }),
+                )
+                .with_outcome("denied")
+            })
+            .collect();
+        for (action, count) in tally.overflow {
+            records.push(
+                crate::store::AuditRecord::new(
+                    &actor,
+                    action,
+                    "(more users)",
+                    serde_json::json!({ "count": count, "note": "tally full" }),
+                )
+                .with_outcome("denied"),
+            );
+        }
+        let n = records.len();
+        let written = warden
+            .store()
+            .audited(|_| Ok::<_, crate::store::StoreError>(()), |_| records);
+        if let Err(e) = written {
+            tracing::error!(error = %e, records = n, "gate audit records not written");
+        }
+    }
+
+    /// Whether gate `name` relays the session of backend `pid` with this secret key.
+    fn knows_key(&self, gate: &str, pid: u32, secret: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        let sessions = self.sessions();
+        sessions.get(gate).is_some_and(|m| {
+            m.values().any(|e| {
+                e.info.backend_pid == Some(pid)
+                    && e.secret
+                        .as_deref()
+                        .is_some_and(|s| s.len() == secret.len() && bool::from(s.ct_eq(secret)))
+            })
+        })
+    }
+
+    /// One service per configured gate (for [`crate::services::Supervisor::with_configured`]).
+    pub fn services(&self, warden: &Arc<Warden>) -> Vec<Service> {
+        warden
+            .config()
+            .gates
+            .iter()
+            .map(|g| {
+                let (warden, gates, config) = (Arc::clone(warden), self.clone(), g.clone());
+                Service::new(format!("gate {}", g.name), move |shutdown, ready| {
+                    run(warden, gates, config, shutdown, ready)
+                })
+            })
+            .collect()
+    }
+}
+
+/// Removes its session from the registry when the session ends, however it ends.
+struct SessionGuard {
+    gates: Gates,
+    gate: String,
+    id: u64,
+}
+
+impl SessionGuard {
+    fn set_key(&self, pid: u32, secret: Vec<u8>) {
+        if let Some(e) = self
+            .gates
+            .sessions()
+            .get_mut(&self.gate)
+            .and_then(|m| m.get_mut(&self.id))
+        {
+            e.info.backend_pid = Some(pid);
+            e.secret = Some(secret);
+        }
+    }
+
+    fn key(&self) -> Option<(u32, Vec<u8>)> {
+        let sessions = self.gates.sessions();
+        let e = sessions.get(&self.gate)?.get(&self.id)?;
+        Some((e.info.backend_pid?, e.secret.clone()?))
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if let Some(m) = self.gates.sessions().get_mut(&self.gate) {
+            m.remove(&self.id);
+        }
+    }
+}
+
+/// What one running gate shares with its connections.
+struct Gate {
+    warden: Arc<Warden>,
+    gates: Gates,
+    config: GateConfig,
+    counters: Arc<GateCounters>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    connector: Option<tokio_rustls::TlsConnector>,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Errors preparing a gate's TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum GateTlsError {
+    #[error("gate certificate: {0}")]
+    Certificate(String),
+    #[error("upstream CA {path}: {message}")]
+    UpstreamCa { path: String, message: String },
+}
+
+fn acceptor(config: &GateConfig) -> Result<Option<tokio_rustls::TlsAcceptor>, GateTlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| GateTlsError::Certificate(format!("{}: {e}", tls.cert_file.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .map_err(|e| GateTlsError::Certificate(format!("{}: {e}", tls.key_file.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| GateTlsError::Certificate(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| GateTlsError::Certificate(e.to_string()))?;
+    // Direct TLS (PostgreSQL 17) requires it; after an SSLRequest clients may offer it too.
+    server.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
+}
+
+fn connector(config: &GateConfig) -> Result<Option<tokio_rustls::TlsConnector>, GateTlsError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let UpstreamTls::Verify(path) = &config.upstream_tls else {
+        return Ok(None);
+    };
+    let fail = |message: String| GateTlsError::UpstreamCa {
+        path: path.display().to_string(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| fail(e.to_string()))?)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("no certificate in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(client))))
+}
+
+/// Runs one gate until `shutdown`: binds (retrying while the address is busy, e.g. during a
+/// reload), then accepts until told to stop. Open sessions outlive the listener.
+async fn run(
+    warden: Arc<Warden>,
+    gates: Gates,
+    config: GateConfig,
+    mut shutdown: Shutdown,
+    ready: Ready,
+) {
+    let tls = acceptor(&config).and_then(|a| Ok((a, connector(&config)?)));
+    let (acceptor, connector) = match tls {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(gate = %config.name, error = %e, "gate not started");
+            return shutdown.requested().await;
+        }
+    };
+    let listener = loop {
+        match TcpListener::bind(config.listen).await {
+            Ok(l) => break l,
+            Err(e) => {
+                tracing::warn!(gate = %config.name, listen = %config.listen, error = %e, "cannot listen; retrying");
+                tokio::select! {
+                    () = shutdown.requested() => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(gate = %config.name, listen = %config.listen, upstream = %config.upstream, "gate listening");
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let gate = Arc::new(Gate {
+        counters: warden.metrics().gate(&config.name),
+        warden,
+        gates,
+        config,
+        acceptor,
+        connector,
+        per_client: Mutex::new(HashMap::new()),
+    });
+    ready.set();
+    let mut flush = tokio::time::interval(AUDIT_FLUSH);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.requested() => break,
+            _ = flush.tick() => {
+                flush_audit(&gate).await;
+                continue;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gate accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let gate = Arc::clone(&gate);
+        let slot = Arc::clone(&slots).try_acquire_owned();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            let Ok(_slot) = slot else {
+                gate.counters.refused("max_connections");
+                let _ = stream
+                    .write_all(&wire::fatal(
+                        "53300",
+                        "too many connections through the gate",
+                    ))
+                    .await;
+                return;
+            };
+            let Some(_client) = ClientSlot::take(&gate, peer.ip()) else {
+                gate.counters.refused("max_connections_per_client");
+                let _ = stream
+                    .write_all(&wire::fatal(
+                        "53300",
+                        "too many connections from this client through the gate",
+                    ))
+                    .await;
+                return;
+            };
+            connection(gate, stream, peer).await;
+        });
+    }
+    flush_audit(&gate).await;
+    tracing::info!(gate = %gate.config.name, "gate stopped listening; open sessions continue");
+}
+
+async fn flush_audit(gate: &Arc<Gate>) {
+    let (gates, warden) = (gate.gates.clone(), Arc::clone(&gate.warden));
+    let _ = tokio::task::spawn_blocking(move || gates.flush_audit(&warden)).await;
+}
+
+/// One connection's place in the per-client cap.
+struct ClientSlot {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(gate: &Arc<Gate>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut map = gate
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= gate.config.max_connections_per_client {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            gate: Arc::clone(gate),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .gate
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Why the start-up phase ended without a session.
+enum Refusal {
+    /// Write this `ErrorResponse`, count `reason`, close.
+    Error {
+        reason: &'static str,
+        message: Vec<u8>,
+    },
+    /// Close without a word (a handshake failure, a cancel request).
+    Close,
+}
+
+async fn read_packet<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Vec<u8>, Refusal> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header)
+        .await
+        .map_err(|_| Refusal::Close)?;
+    let len = startup::packet_len(header, max).map_err(bad_packet)?;
+    let mut packet = vec![0u8; len];
+    packet[..4].copy_from_slice(&header);
+    r.read_exact(&mut packet[4..])
+        .await
+        .map_err(|_| Refusal::Close)?;
+    Ok(packet)
+}
+
+fn bad_packet(e: startup::StartupError) -> Refusal {
+    Refusal::Error {
+        reason: "invalid_startup",
+        message: wire::fatal("08P01", &format!("invalid startup packet: {e}")),
+    }
+}
+
+/// The client after negotiation: its stream, whether it is TLS, and its start-up message.
+struct Negotiated {
+    stream: Stream,
+    startup: Startup,
+    packet: Vec<u8>,
+}
+
+/// Negotiates TLS and reads the start-up message (or a cancel request, handled here).
+async fn negotiate(
+    gate: &Gate,
+    mut tcp: TcpStream,
+) -> Result<Negotiated, (Option<Stream>, Refusal)> {
+    let max = gate.config.max_startup_bytes;
+    let mut first = [0u8; 1];
+    let direct = matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == 0x16);
+    let mut stream: Stream;
+    let tls;
+    if direct {
+        let Some(acceptor) = &gate.acceptor else {
+            return Err((None, Refusal::Close));
+        };
+        let s = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|_| (None, Refusal::Close))?;
+        if s.get_ref().1.alpn_protocol() != Some(b"postgresql") {
+            return Err((None, Refusal::Close));
+        }
+        stream = Box::new(s);
+        tls = true;
+    } else {
+        // SSLRequest / GSSENCRequest come before TLS, on the bare socket.
+        loop {
+            let packet = match read_packet(&mut tcp, max).await {
+                Ok(p) => p,
+                Err(r) => return Err((Some(Box::new(tcp)), r)),
+            };
+            match startup::parse(&packet, max) {
+                Ok(Startup::SslRequest) => match &gate.acceptor {
+                    Some(acceptor) => {
+                        tcp.write_all(b"S")
+                            .await
+                            .map_err(|_| (None, Refusal::Close))?;
+                        let s = acceptor
+                            .accept(tcp)
+                            .await
+                            .map_err(|_| (None, Refusal::Close))?;
+                        stream = Box::new(s);
+                        tls = true;
+                        break;
+                    }
+                    None => {
+                        tcp.write_all(b"N")
+                            .await
+                            .map_err(|_| (None, Refusal::Close))?;
+                    }
+                },
+                Ok(Startup::GssEncRequest) => {
+                    tcp.write_all(b"N")
+                        .await
+                        .map_err(|_| (None, Refusal::Close))?;
+                }
+                Ok(startup) => {
+                    return finish(gate, Box::new(tcp), false, startup, packet).await;
+                }
+                Err(e) => return Err((Some(Box::new(tcp)), bad_packet(e))),
+            }
+        }
+    }
+    let packet = match read_packet(&mut stream, max).await {
+        Ok(p) => p,
+        Err(r) => return Err((Some(stream), r)),
+    };
+    match startup::parse(&packet, max) {
+        Ok(s @ (Startup::Message { .. } | Startup::Cancel { .. })) => {
+            finish(gate, stream, tls, s, packet).await
+        }
+        Ok(_) => Err((
+            Some(stream),
+            bad_packet(startup::StartupError::UnexpectedBody(0)),
+        )),
+        Err(e) => Err((Some(stream), bad_packet(e))),
+    }
+}
+
+async fn finish(
+    gate: &Gate,
+    stream: Stream,
+    tls: bool,
+    startup: Startup,
+    packet: Vec<u8>,
+) -> Result<Negotiated, (Option<Stream>, Refusal)> {
+    match startup {
+        Startup::Cancel { pid, secret } => {
+            if gate.gates.knows_key(&gate.config.name, pid, &secret) {
+                forward_cancel(gate, pid, &secret).await;
+            } else {
+                tracing::debug!(gate = %gate.config.name, pid, "cancel request for no session of this gate dropped");
+            }
+            Err((None, Refusal::Close))
+        }
+        Startup::Message { .. } if !tls && !gate.config.allow_plain => Err((
+            Some(stream),
+            Refusal::Error {
+                reason: "tls_required",
+                message: wire::fatal(
+                    "28000",
+                    "the gate accepts TLS connections only (sslmode=require)",
+                ),
+            },
+        )),
+        startup => Ok(Negotiated {
+            stream,
+            startup,
+            packet,
+        }),
+    }
+}
+
+/// Connects to the upstream server, with TLS when configured.
+async fn connect_upstream(gate: &Gate) -> std::io::Result<Stream> {
+    let c = &gate.config;
+    let mut tcp = TcpStream::connect((c.upstream_host.as_str(), c.upstream_port)).await?;
+    let _ = tcp.set_nodelay(true);
+    let Some(connector) = &gate.connector else {
+        return Ok(Box::new(tcp));
+    };
+    tcp.write_all(&wire::ssl_request()).await?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await?;
+    if answer[0] != b'S' {
+        return Err(std::io::Error::other("the server does not accept TLS"));
+    }
+    let name = rustls::pki_types::ServerName::try_from(c.upstream_host.clone())
+        .map_err(std::io::Error::other)?;
+    Ok(Box::new(connector.connect(name, tcp).await?))
+}
+
+async fn forward_cancel(gate: &Gate, pid: u32, secret: &[u8]) {
+    let sent = tokio::time::timeout(gate.config.startup_timeout, async {
+        let mut up = connect_upstream(gate).await?;
+        up.write_all(&wire::cancel_request(pid, secret)).await?;
+        up.flush().await?;
+        // The server answers a cancel request by closing the connection.
+        let mut sink = [0u8; 64];
+        while up.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => tracing::info!(gate = %gate.config.name, pid, "cancel request forwarded"),
+        Ok(Err(e)) => {
+            tracing::warn!(gate = %gate.config.name, pid, error = %e, "cancel request not forwarded")
+        }
+        Err(_) => tracing::warn!(gate = %gate.config.name, pid, "cancel request timed out"),
+    }
+}
+
+/// The first policy that blocked, for the message.
+fn blocking_policy(snapshot: &Snapshot, decision: &Decision) -> String {
+    decision
+        .matched
+        .iter()
+        .filter(|m| m.action == crate::model::policy::Action::Block)
+        .find_map(|m| snapshot.policy(m))
+        .map(|p| format!(" {:?}", p.name))
+        .unwrap_or_default()
+}
+
+/// Who a session is, for its decisions.
+struct Who {
+    service: String,
+    user: String,
+    application: Option<String>,
+    client: String,
+}
+
+impl Who {
+    fn request(&self) -> Request<'_> {
+        let mut r = Request::new(&self.service).db_user(&self.user);
+        r.source_app = self.application.as_deref();
+        r.client_ip = Some(&self.client);
+        r
+    }
+}
+
+async fn refuse(gate: &Gate, stream: Option<Stream>, refusal: Refusal) {
+    if let (Some(mut s), Refusal::Error { reason, message }) = (stream, refusal) {
+        gate.counters.refused(reason);
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = s.write_all(&message).await;
+            let _ = s.flush().await;
+            let _ = s.shutdown().await;
+        })
+        .await;
+    }
+}
+
+async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
+    let negotiated = tokio::time::timeout(gate.config.startup_timeout, negotiate(&gate, tcp)).await;
+    let Negotiated {
+        stream,
+        startup,
+        packet,
+    } = match negotiated {
+        Ok(Ok(n)) => n,
+        Ok(Err((stream, refusal))) => return refuse(&gate, stream, refusal).await,
+        Err(_) => {
+            gate.counters.refused("startup_timeout");
+            return;
+        }
+    };
+    let Some(user) = startup.param("user") else {
+        let message = wire::fatal(
+            "28000",
+            "no PostgreSQL user name specified in startup packet",
+        );
+        return refuse(
+            &gate,
+            Some(stream),
+            Refusal::Error {
+                reason: "no_user",
+                message,
+            },
+        )
+        .await;
+    };
+    let who = Who {
+        service: gate.config.service.clone(),
+        user: user.to_owned(),
+        application: startup.param("application_name").map(str::to_owned),
+        client: peer.ip().to_string(),
+    };
+    let database = startup.param("database").unwrap_or(user).to_owned();
+    if !gate.warden.engine().is_ready() {
+        let message = wire::fatal("57P03", "the gate has no policy snapshot yet; try again");
+        return refuse(
+            &gate,
+            Some(stream),
+            Refusal::Error {
+                reason: "not_ready",
+                message,
+            },
+        )
+        .await;
+    }
+    let snapshot = gate.warden.engine().snapshot();
+    let decision = gate.warden.decide(&snapshot, &who.request());
+    if decision.outcome == Outcome::Block {
+        let policy = blocking_policy(&snapshot, &decision);
+        tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, policy = %policy.trim(), "gate refused a blocked user");
+        gate.gates
+            .tally("gate.refused", &gate.config.name, &who, &policy);
+        let message = wire::fatal("28000", &format!("{REFUSED}{policy}"));
+        return refuse(
+            &gate,
+            Some(stream),
+            Refusal::Error {
+                reason: "blocked",
+                message,
+            },
+        )
+        .await;
+    }
+    let upstream = tokio::time::timeout(gate.config.startup_timeout, async {
+        let mut up = connect_upstream(&gate).await?;
+        up.write_all(&packet).await?;
+        up.flush().await?;
+        Ok::<_, std::io::Error>(up)
+    })
+    .await;
+    let upstream = match upstream {
+        Ok(Ok(up)) => up,
+        failed => {
+            let error = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_owned(),
+            };
+            tracing::warn!(gate = %gate.config.name, upstream = %gate.config.upstream, %error, "upstream unreachable");
+            let message = wire::fatal("08006", UNREACHABLE);
+            return refuse(
+                &gate,
+                Some(stream),
+                Refusal::Error {
+                    reason: "upstream_unreachable",
+                    message,
+                },
+            )
+            .await;
+        }
+    };
+    let session = gate.gates.register(
+        &gate.config.name,
+        SessionInfo {
+            user: who.user.clone(),
+            database,
+            application: who.application.clone(),
+            client: peer.to_string(),
+            since: format_rfc3339(crate::base::time::now()),
+            backend_pid: None,
+        },
+    );
+    gate.counters.session_opened();
+    relay(&gate, &who, &session, stream, upstream).await;
+    gate.counters.session_closed();
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(crate::base::time::now_ms()).unwrap_or(0)
+}
+
+/// How a relayed session ended.
+enum End {
+    Closed,
+    Blocked(String),
+    /// Waiting on the client (after `ReadyForQuery`) for `idle_timeout`.
+    Idle,
+}
+
+async fn relay(gate: &Gate, who: &Who, session: &SessionGuard, client: Stream, upstream: Stream) {
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut ur, mut uw) = tokio::io::split(upstream);
+    // How many reads the client has sent, and that count when the server last spoke: equal
+    // counts mean nothing was sent since.
+    let client_sent = Arc::new(AtomicU64::new(0));
+    let mut client_seen = 0;
+    let mut server_sent = now_ms();
+    let counters = Arc::clone(&gate.counters);
+    let mut to_server = tokio::spawn({
+        let activity = Arc::clone(&client_sent);
+        async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match cr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if uw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                counters.relayed_to_server(n);
+                activity.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = uw.shutdown().await;
+        }
+    });
+    let mut snapshots = gate.warden.subscribe_snapshots();
+    snapshots.borrow_and_update();
+    let idle = gate.config.idle_timeout;
+    let mut idle_check = tokio::time::interval(idle.map_or(Duration::from_secs(3600), |d| {
+        (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }));
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut authenticating = true;
+    let mut bounds = wire::Boundaries::default();
+    let mut ending: Option<(End, tokio::time::Instant)> = None;
+    let end = loop {
+        // A session to be ended ends as soon as the server's stream is between messages.
+        if let Some((_, since)) = &ending {
+            // While authenticating only whole messages are forwarded.
+            let between = authenticating || bounds.at_boundary();
+            if between || since.elapsed() > END_GRACE {
+                break ending.map(|(e, _)| e).unwrap_or(End::Closed);
+            }
+        }
+        tokio::select! {
+            read = ur.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break End::Closed,
+                    Ok(n) => n,
+                };
+                server_sent = now_ms();
+                client_seen = client_sent.load(Ordering::Relaxed);
+                let stop = ending.is_some();
+                let forwarded = if authenticating {
+                    pending.extend_from_slice(&buf[..n]);
+                    match authentication(session, &mut pending, &mut authenticating, &mut bounds, stop) {
+                        Ok(out) => out,
+                        Err(e) => {
+                            tracing::warn!(gate = %gate.config.name, error = %e, "server stream not understood; session closed");
+                            break End::Closed;
+                        }
+                    }
+                } else {
+                    match bounds.advance(&buf[..n], stop) {
+                        Ok(k) => buf[..k].to_vec(),
+                        Err(e) => {
+                            tracing::warn!(gate = %gate.config.name, error = %e, "server stream not understood; session closed");
+                            break End::Closed;
+                        }
+                    }
+                };
+                if cw.write_all(&forwarded).await.is_err() {
+                    break End::Closed;
+                }
+                gate.counters.relayed_to_client(forwarded.len());
+            }
+            changed = snapshots.changed(), if ending.is_none() => {
+                if changed.is_err() {
+                    break End::Closed;
+                }
+                let snapshot = gate.warden.engine().snapshot();
+                let request = who.request();
+                let decision = snapshot.decide(&request);
+                if decision.outcome == Outcome::Block {
+                    gate.warden.record_decision(&snapshot, &request, &decision, Duration::ZERO);
+                    ending = Some((End::Blocked(blocking_policy(&snapshot, &decision)), tokio::time::Instant::now()));
+                }
+            }
+            _ = idle_check.tick(), if idle.is_some() && ending.is_none() => {
+                // Idle means waiting on the client: the server said ReadyForQuery and the client
+                // has sent nothing since. A long query is not idle.
+                if let Some(limit) = idle
+                    && !authenticating
+                    && bounds.ready_for_query()
+                    && client_sent.load(Ordering::Relaxed) == client_seen
+                    && Duration::from_millis(now_ms().saturating_sub(server_sent)) >= limit
+                {
+                    ending = Some((End::Idle, tokio::time::Instant::now()));
+                }
+            }
+            _ = &mut to_server => break End::Closed,
+        }
+    };
+    let last_words = match &end {
+        End::Closed => None,
+        End::Blocked(policy) => {
+            gate.counters.ended("blocked");
+            gate.gates
+                .tally("gate.ended", &gate.config.name, who, policy);
+            tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, policy = %policy.trim(), "gate ended the session of a blocked user");
+            Some(wire::fatal("57P01", &format!("{ENDED}{policy}")))
+        }
+        End::Idle => {
+            gate.counters.ended("idle");
+            Some(wire::fatal(
+                "57P05",
+                "terminating connection due to idle timeout of the gate",
+            ))
+        }
+    };
+    if let Some(message) = last_words {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = cw.write_all(&message).await;
+            let _ = cw.flush().await;
+            let _ = cw.shutdown().await;
+        })
+        .await;
+        // Stop the backend's running query now; it exits when it sees its socket closed.
+        if let Some((pid, secret)) = session.key() {
+            forward_cancel(gate, pid, &secret).await;
+        }
+    }
+    to_server.abort();
+}
+
+/// Handles whole server messages while authentication runs: records `BackendKeyData`, and switches to streaming at the first
+/// `ReadyForQuery`. Returns the bytes to forward.
+fn authentication(
+    session: &SessionGuard,
+    pending: &mut Vec<u8>,
+    authenticating: &mut bool,
+    bounds: &mut wire::Boundaries,
+    stop: bool,
+) -> Result<Vec<u8>, wire::FrameError> {
+    let mut out = Vec::new();
+    while *authenticating {
+        let Some(message) = wire::next_message(pending, MAX_AUTH_MESSAGE)? else {
+            return Ok(out);
+        };
+        match message[0] {
+            b'K' => {
+                if let Some((pid, secret)) = wire::backend_key(&message) {
+                    session.set_key(pid, secret);
+                }
+                out.extend_from_slice(&message);
+            }
+            b'Z' => {
+                *authenticating = false;
+                // The stream is whole here; let the boundaries know it ends with ReadyForQuery.
+                bounds.advance(&message, false)?;
+                out.extend_from_slice(&message);
+            }
+            _ => out.extend_from_slice(&message),
+        }
+        if stop {
+            return Ok(out);
+        }
+    }
+    // The rest after ReadyForQuery streams.
+    let rest = std::mem::take(pending);
+    let k = bounds.advance(&rest, stop)?;
+    out.extend_from_slice(&rest[..k]);
+    Ok(out)
+}
