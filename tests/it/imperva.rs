@@ -20,7 +20,7 @@ const MX_NAME: &str = "PTR Suspicious Users";
 
 /// The list config, pushed to `url` as `MX_NAME`, with the MX password in a file.
 fn write_config(dir: &Path, url: &str, extra: &str) {
-    std::fs::write(dir.join("mx.secret"), format!("{PASSWORD}\n")).unwrap();
+    crate::support::write_secret(&dir.join("mx.secret"), format!("{PASSWORD}\n"));
     let config = list_config("anonymous_decisions = true", r#""*""#)
         + &format!(
             r#"
