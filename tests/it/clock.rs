@@ -23,14 +23,19 @@ fn libfaketime() -> PathBuf {
         .expect("libfaketime is required (apt-get install -y faketime; scripts/test installs it)")
 }
 
-/// `warden serve` in `dir` with its clocks sixty days ahead.
-fn start_ahead(dir: &Path) -> Server {
+/// `warden serve` in `dir` with its clocks moved by `offset` (libfaketime's `FAKETIME`).
+fn start_shifted(dir: &Path, offset: &str) -> Server {
     let lib = libfaketime();
     start_warden_env(
         dir,
-        &[("LD_PRELOAD", lib.to_str().unwrap()), ("FAKETIME", "+60d")],
+        &[("LD_PRELOAD", lib.to_str().unwrap()), ("FAKETIME", offset)],
         &["--config", "warden.toml"],
     )
+}
+
+/// `warden serve` in `dir` with its clocks sixty days ahead.
+fn start_ahead(dir: &Path) -> Server {
+    start_shifted(dir, "+60d")
 }
 
 fn setup(dir: &Path, extra_server: &str) {
@@ -173,4 +178,37 @@ fn a_sweep_deactivating_most_of_a_list_is_held_until_released() {
     assert_eq!(audited(&ahead, "lists.expire"), 12);
     // Nothing is held any more.
     assert_eq!(ahead.post_json(path, &serde_json::json!({})).status, 409);
+}
+
+/// A key warden saw expire stays expired when warden next runs with its clock a day behind —
+/// by that clock its expiry is still ahead, and before issue 15 it worked again.
+#[test]
+fn a_key_seen_expired_stays_expired_when_the_clock_moves_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path(), "");
+    let mut server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let r = server.post_json(
+        "/v1/keys",
+        &serde_json::json!({ "name": "short", "scopes": ["decide"], "expires_in": "1s" }),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let short = r.json()["key"].as_str().unwrap().to_owned();
+    let decide = "/v1/decision?service=orders&db_user=x";
+    assert!(
+        crate::support::eventually(Duration::from_secs(30), || {
+            audited(&server, "keys.expire") == 1
+        })
+        .is_some(),
+        "the sweep never marked the key expired:\n{}",
+        server.logs()
+    );
+    assert_eq!(server.call("GET", decide, Some(&short), b"").status, 401);
+    assert_eq!(server.stop(), Some(0));
+
+    let behind = start_shifted(tmp.path(), "-1d");
+    let r = behind.call("GET", decide, Some(&short), b"");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("expired"), "{}", r.body);
+    // The bootstrap admin key, never seen expired, still works by this clock.
+    assert_eq!(behind.get("/v1/keys").status, 200);
 }
