@@ -106,6 +106,23 @@ fn a_member_outlives_a_start_with_the_clock_sixty_days_ahead() {
     assert_eq!(ahead.decision("orders", r"corp\alice"), "allow");
     assert_eq!(audited(&ahead, "lists.expire"), 1);
     assert_eq!(ahead.stop(), Some(0));
+    // The shell shows it too, with its state.
+    let mut c = warden_cmd(tmp.path());
+    c.args([
+        "--config",
+        "warden.toml",
+        "lists",
+        "show",
+        "Suspicious Users",
+    ]);
+    let r = run(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(r"CORP\alice"))
+        .unwrap();
+    assert!(line.contains("expired"), "{}", r.stdout);
 
     let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
     assert!(
