@@ -4,7 +4,8 @@
 //!
 //! 1. **Respond** — an analyst puts a principal on a durable *user list* ([`store`]), directly
 //!    or as a response to an incident; alerts can do it through automated-response rules, and
-//!    members leave on their expiry ([`respond`]).
+//!    members are deactivated on their expiry — by a sweep that distrusts a jumping clock —
+//!    and purged after a retention period ([`respond`]).
 //! 2. **Push** — a list mapped to an Active Directory group is reconciled into it.
 //! 3. **Pull** — a *lookup data set* ([`dataset`]) is filled from its source: a local list, a
 //!    static file, the data API, or an LDAP query whose attribute mappings ([`pattern`]) turn

@@ -152,8 +152,8 @@ pub struct ServerConfig {
     /// Expired members stay in the store (listed, re-activatable) this long, then are purged.
     pub expired_member_retention: Duration,
     /// An expiry sweep that would deactivate more than this share of a list's active members
-    /// at once (lists of at least [`crate::operations::lists::EXPIRY_HOLD_MIN_MEMBERS`]) is
-    /// held for an admin. 1.0 never holds.
+    /// at once is held for an admin (only on lists of at least 10 active members, the
+    /// operations layer's `EXPIRY_HOLD_MIN_MEMBERS`). 1.0 never holds.
     pub max_expiry_share: f64,
     /// Serve HTTPS with this certificate chain and key (PEM) when both are set.
     pub tls: Option<TlsFiles>,
