@@ -229,3 +229,52 @@ fn a_key_seen_expired_stays_expired_when_the_clock_moves_back() {
     // The bootstrap admin key, never seen expired, still works by this clock.
     assert_eq!(behind.get("/v1/keys").status, 200);
 }
+
+/// The wall clock jumps 60 days while warden runs (the monotonic clock does not): the next
+/// sweep sees the two disagree, deactivates nothing, logs and counts it, and re-bases.
+#[test]
+fn a_wall_clock_jump_while_running_skips_a_sweep_and_is_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path(), "");
+    add_for_30_days(tmp.path(), &[r"CORP\alice".to_owned()]);
+    let offset = tmp.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let lib = libfaketime();
+    let server = start_warden_env(
+        tmp.path(),
+        &[
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+        &["--config", "warden.toml"],
+    );
+    let skips = || {
+        let metrics = server.get("/metrics").body;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("warden_expiry_clock_skips_total "))
+            .map(|n| n.trim().parse::<u64>().unwrap())
+    };
+    assert_eq!(skips(), Some(0));
+    assert_eq!(server.decision("orders", r"corp\alice"), "block");
+    // Renamed into place, so that libfaketime never reads a half-written offset.
+    let next = tmp.path().join("faketime.next");
+    std::fs::write(&next, "+60d\n").unwrap();
+    std::fs::rename(&next, &offset).unwrap();
+    assert!(
+        crate::support::eventually(Duration::from_secs(30), || skips() >= Some(1)).is_some(),
+        "the jump was not noticed:\n{}",
+        server.logs()
+    );
+    assert!(
+        server
+            .logs()
+            .contains("than the monotonic clock since the last expiry sweep"),
+        "{}",
+        server.logs()
+    );
+    // One jump is skipped once; the sweeps after it run on the new time.
+    assert_eq!(skips(), Some(1));
+}
