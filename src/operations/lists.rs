@@ -1,6 +1,7 @@
-//! List use cases: create a list, add and remove members, and take expired members off their
-//! lists. A member change is audited in its own transaction and in the snapshot (and so on
-//! its way to the mapped groups) before the call returns.
+//! List use cases: create a list, add and remove members, the expiry sweep that deactivates
+//! expired members (and holds a sweep too large for a list), and releasing a held sweep. A
+//! member change is audited in its own transaction and in the snapshot (and so on its way to
+//! the mapped groups) before the call returns.
 
 use super::{Actor, OperationError, expiry};
 use crate::base::principal::Principal;
@@ -154,6 +155,8 @@ pub struct Sweep {
     /// Lists whose sweep is held, and which of them were held by this sweep (or changed).
     pub held: Vec<String>,
     pub newly_held: Vec<ExpiryHold>,
+    /// Lists whose hold lifted by itself: nothing on them is due any more.
+    pub lifted: Vec<String>,
     /// Key ids seen past their expiry, now expired for good.
     pub keys_expired: Vec<String>,
 }
@@ -207,7 +210,7 @@ pub fn expire_members(
                     }
                 }
             }
-            store.drop_expiry_holds_except(&sweep.held)?;
+            sweep.lifted = store.drop_expiry_holds_except(&sweep.held)?;
             sweep.purged = store.purge_expired(purge_before)?;
             Ok(sweep)
         },
@@ -229,6 +232,9 @@ pub fn expire_members(
              once (a clock jump?); nothing was deactivated. Check the clock, then release it \
              with `warden lists release-expiry` or POST /v1/lists/{{list}}/expiry/release"
         );
+    }
+    for list in &sweep.lifted {
+        tracing::info!(%list, "held expiry sweep lifted: none of the list's members is due any more");
     }
     if !sweep.expired.is_empty() {
         tracing::info!(members = sweep.expired.len(), "expired members deactivated");
@@ -272,6 +278,14 @@ fn sweep_records(system: &Actor, sweep: &Sweep) -> Vec<AuditRecord> {
             "lists.expiry_hold",
             &h.list,
             serde_json::json!({ "due": h.due, "active": h.active }),
+        )
+    }));
+    records.extend(sweep.lifted.iter().map(|list| {
+        AuditRecord::new(
+            system,
+            "lists.expiry_hold_lifted",
+            list,
+            serde_json::json!({}),
         )
     }));
     records.extend(
@@ -390,7 +404,8 @@ mod tests {
             .unwrap();
         assert_eq!((hold.due, hold.active), (12, 12));
         // Nothing due any more (the clock came back): the hold lifts by itself.
-        expire_members(&warden, 900, true).unwrap();
+        let sweep = expire_members(&warden, 900, true).unwrap();
+        assert_eq!(sweep.lifted, ["Suspicious Users"]);
         assert!(warden.store().expiry_holds().unwrap().is_empty());
         // Held again, then released by an admin: deactivated and audited as the admin.
         expire_members(&warden, 2000, true).unwrap();
