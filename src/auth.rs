@@ -192,6 +192,9 @@ struct Entry {
     hash: [u8; 32],
     scopes: Vec<Scope>,
     expires_at: Option<i64>,
+    /// Seen expired by the sweep ([`Store::mark_expired_keys`]): stays expired whatever the
+    /// wall clock says later.
+    expired: bool,
     revoked: bool,
 }
 
@@ -227,6 +230,7 @@ impl KeyTable {
             hash: hash(b"warden: compared when the key id is unknown"),
             scopes: Vec::new(),
             expires_at: None,
+            expired: false,
             revoked: true,
         };
         let buckets = keys.len().saturating_mul(2).max(1).next_power_of_two();
@@ -307,6 +311,7 @@ impl KeyRing {
                         hash,
                         scopes,
                         expires_at: k.expires_at,
+                        expired: k.expired_at.is_some(),
                         revoked: k.revoked_at.is_some(),
                     },
                 ))
@@ -345,7 +350,7 @@ impl KeyRing {
         if entry.revoked {
             return Err(AuthError::Revoked);
         }
-        if entry.expires_at.is_some_and(|t| t <= now) {
+        if entry.expired || entry.expires_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Expired);
         }
         Ok(Caller {
@@ -387,6 +392,7 @@ pub fn create_key(
         created_by: created_by.to_owned(),
         expires_at,
         revoked_at: None,
+        expired_at: None,
     };
     store.insert_key(&record)?;
     Ok(NewKey {
@@ -474,6 +480,36 @@ mod tests {
         );
     }
 
+    /// A key the sweep saw expired stays expired when the wall clock then moves back before
+    /// its expiry; one never seen expired follows the clock (the sweep runs every second).
+    #[test]
+    fn a_key_seen_expired_does_not_revive_when_the_clock_moves_back() {
+        let store = Store::in_memory().unwrap();
+        let k = create_key(&store, "ops", &[Scope::Admin], Some(500), "test", 100).unwrap();
+        let other = create_key(&store, "ci", &[Scope::Admin], Some(900), "test", 100).unwrap();
+        let ring = KeyRing::load(&store).unwrap();
+        assert_eq!(
+            ring.authenticate(Some(&bearer(&k.key)), 600),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            store.mark_expired_keys(600).unwrap(),
+            vec![k.record.id.clone()]
+        );
+        assert!(store.mark_expired_keys(600).unwrap().is_empty());
+        ring.reload(&store).unwrap();
+        // The clock jumps back to before the expiry.
+        assert_eq!(
+            ring.authenticate(Some(&bearer(&k.key)), 200),
+            Err(AuthError::Expired)
+        );
+        assert!(ring.authenticate(Some(&bearer(&other.key)), 200).is_ok());
+        assert_eq!(
+            store.key(&k.record.id).unwrap().unwrap().expired_at,
+            Some(600)
+        );
+    }
+
     #[test]
     fn rotation_keeps_the_old_key_for_the_overlap() {
         let store = Store::in_memory().unwrap();
@@ -499,6 +535,7 @@ mod tests {
             hash: hash(format!("secret{n}").as_bytes()),
             scopes: vec![Scope::Decide],
             expires_at: None,
+            expired: false,
             revoked: false,
         };
         let id = |n: usize| -> Id { format!("{n:012x}").into_bytes().try_into().unwrap() };

@@ -46,6 +46,10 @@ pub struct Metrics {
     last_refresh_ms: DashMap<String, AtomicU64>,
     /// Per PostgreSQL gate; a session holds its gate's counters, so relaying looks nothing up.
     gates: DashMap<String, std::sync::Arc<GateCounters>>,
+    /// Expiry sweeps whose deactivations were skipped: wall and monotonic clocks disagreed.
+    expiry_clock_skips: AtomicU64,
+    /// Expiry sweeps held for a list (counted when a hold begins or changes).
+    expiry_holds: AtomicU64,
 }
 
 /// The counters of one PostgreSQL gate (`src/gate`).
@@ -135,6 +139,16 @@ impl Metrics {
     /// A followed action ran (`outcome` `sent` or `failed`).
     pub fn followed_action(&self, kind: &'static str, outcome: &'static str) {
         bump(&self.followed, (kind, outcome), 1);
+    }
+
+    /// An expiry sweep skipped its deactivations: the clocks disagreed.
+    pub fn expiry_clock_skipped(&self) {
+        self.expiry_clock_skips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An expiry sweep was held for a list.
+    pub fn expiry_held(&self) {
+        self.expiry_holds.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A followed-action event was dropped because the queue was full.
@@ -336,6 +350,22 @@ impl Metrics {
             self.followed_dropped.load(Ordering::Relaxed),
         );
         self.render_gates(out);
+        for (name, help, value) in [
+            (
+                "warden_expiry_clock_skips_total",
+                "Expiry sweeps that deactivated nothing because the wall clock and the monotonic \
+                 clock disagreed (a clock jump).",
+                &self.expiry_clock_skips,
+            ),
+            (
+                "warden_expiry_holds_total",
+                "Expiry sweeps held because they would deactivate too large a share of a list.",
+                &self.expiry_holds,
+            ),
+        ] {
+            family(out, name, "counter", help);
+            line(out, name, "", value.load(Ordering::Relaxed));
+        }
     }
 
     fn render_latency(&self, out: &mut String) {

@@ -24,7 +24,6 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::auth::KeyRing;
 use crate::base::time::format_rfc3339;
-use crate::base::time::now;
 use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberField, Source};
 use crate::decide::Dispatcher;
 use crate::decide::{CompileError, Decision, Engine, IndexCache, Published, Request, Snapshot};
@@ -131,7 +130,10 @@ pub struct Warden {
 impl Warden {
     /// Opens the configured store and builds the first snapshot.
     pub fn open(config: Config) -> Result<Warden, WardenError> {
-        let store = Arc::new(Store::open(&config.store.path)?);
+        let store = Arc::new(Store::open_with(
+            &config.store.path,
+            config.store.allow_readable,
+        )?);
         Warden::with_store(config, store)
     }
 
@@ -549,7 +551,9 @@ fn member_cell(member: &Member, field: MemberField) -> Cell {
     text.map_or(Cell::Empty, |t| Cell::One(t.into_boxed_str()))
 }
 
-/// Builds a `list`-sourced data set from the store; members past their expiry are left out.
+/// Builds a `list`-sourced data set from the store's active members: expired ones (deactivated
+/// by the expiry sweep) are left out; one past its expiry stays until the sweep deactivates
+/// it, so a sweep held for a clock jump or too large a share keeps it in.
 fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenError> {
     let Source::List { list, fields } = &ds.source else {
         return Ok(DataSet::empty(&ds.name, ds.schema.clone()));
@@ -559,12 +563,8 @@ fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenErr
         Err(StoreError::NoSuchList(_)) => Vec::new(),
         other => other?,
     };
-    let now = now();
     let mut builder = DataSetBuilder::new(&ds.name, ds.schema.clone()).with_capacity(members.len());
-    for m in members
-        .iter()
-        .filter(|m| m.expires_at.is_none_or(|t| t > now))
-    {
+    for m in members.iter().filter(|m| m.is_active()) {
         let row = fields.iter().map(|f| member_cell(m, *f)).collect();
         match builder.push(row) {
             // A case-sensitive data set over a list keyed case-insensitively cannot collide;

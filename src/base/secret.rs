@@ -1,10 +1,12 @@
 //! Secrets (bind and MX passwords): where they come from and a type that never prints them.
 //!
 //! Configuration names a file or an environment variable, never the secret itself. The value is
-//! read when needed and held in [`Secret`], whose `Debug` and `Display` print `***`.
+//! read when needed and held in [`Secret`], whose `Debug` and `Display` print `***`. A secret
+//! file (or the gateway's TLS key, through [`check_private`]) that group or others can read is
+//! refused: it was meant for warden alone.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +52,50 @@ pub enum SecretError {
     },
     #[error("secret file {0} is empty")]
     EmptyFile(PathBuf),
+    #[error(
+        "secret file {} is readable by group or others (mode {mode:04o}); make it readable by \
+         warden alone: chmod 600 {}",
+        path.display(),
+        path.display()
+    )]
+    Readable { path: PathBuf, mode: u32 },
     #[error("environment variable {0} is not set or not valid UTF-8")]
     Env(String),
 }
 
+/// Mode bits that let group or others read a file.
+pub const READABLE_BY_OTHERS: u32 = 0o044;
+
+/// Refuses a secret file group or others can read (following symlinks: the mode that counts is
+/// the target's). Elsewhere than Unix there are no such modes and every file passes.
+pub fn check_private(path: &Path) -> Result<(), SecretError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| SecretError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & READABLE_BY_OTHERS != 0 {
+            return Err(SecretError::Readable {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl SecretSource {
-    /// Reads the secret. A trailing newline in a file is not part of the secret.
+    /// Reads the secret. A trailing newline in a file is not part of the secret; a file group
+    /// or others can read is refused ([`check_private`]).
     pub fn read(&self) -> Result<Secret, SecretError> {
         match self {
             SecretSource::File(path) => {
+                check_private(path)?;
                 let text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
                     path: path.clone(),
                     source,
@@ -98,13 +135,43 @@ mod tests {
         assert_eq!(s.expose(), "hunter2");
     }
 
+    fn private(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_others_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bind.secret");
+        private(&p, "pw\n");
+        assert_eq!(SecretSource::File(p.clone()).read().unwrap().expose(), "pw");
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = SecretSource::File(p.clone()).read().unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, SecretError::Readable { .. }), "{text}");
+            assert!(text.contains(&format!("{mode:04o}")), "{text}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", p.display())),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn file_secret_strips_one_newline() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s");
-        std::fs::write(&p, "pw\n").unwrap();
+        private(&p, "pw\n");
         assert_eq!(SecretSource::File(p.clone()).read().unwrap().expose(), "pw");
-        std::fs::write(&p, "").unwrap();
+        private(&p, "");
         assert!(matches!(
             SecretSource::File(p).read(),
             Err(SecretError::EmptyFile(_))

@@ -73,6 +73,7 @@ pub fn run(source: &Source, cmd: KeysCommand) -> Result<ExitCode> {
                 for k in keys {
                     let state = match (k.revoked_at, k.expires_at) {
                         (Some(_), _) => "revoked",
+                        (None, _) if k.expired_at.is_some() => "expired",
                         (None, Some(t)) if t <= now() => "expired",
                         _ => "active",
                     };

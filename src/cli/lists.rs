@@ -1,4 +1,4 @@
-//! `warden lists add|remove|show`: user lists from the shell, through the same operations
+//! `warden lists add|remove|show|release-expiry`: user lists from the shell, through the same operations
 //! (validation, audit) as HTTP, against the store a running `serve` reads.
 
 use std::process::ExitCode;
@@ -36,7 +36,10 @@ pub enum ListsCommand {
     },
     /// Take a principal off a list
     Remove { list: String, principal: String },
-    /// Show lists, or the members of one list
+    /// Release the expiry sweep held for a list (too many members due at once): its members
+    /// past their expiry are deactivated now
+    ReleaseExpiry { list: String },
+    /// Show lists, or the members of one list (expired ones too, until purged)
     Show {
         list: Option<String>,
         /// Print JSON instead of a table
@@ -71,6 +74,7 @@ pub fn run(source: &Source, cmd: ListsCommand) -> Result<ExitCode> {
             let verb = match done.added {
                 Added::New => "added to",
                 Added::Updated => "updated on",
+                Added::Reactivated => "re-activated on",
             };
             println!("{principal} {verb} {list:?}");
         }
@@ -83,13 +87,27 @@ pub fn run(source: &Source, cmd: ListsCommand) -> Result<ExitCode> {
                 println!("{principal} was not on {list:?}");
             }
         }
+        ListsCommand::ReleaseExpiry { list } => {
+            let done = lists::release_expiry_hold(&warden, &actor, &list)
+                .with_context(|| format!("cannot release the expiry sweep of {list:?}"))?;
+            println!(
+                "released the expiry sweep of {list:?}: {} member(s) deactivated",
+                done.len()
+            );
+        }
         ListsCommand::Show { list: None, json } => {
             let lists = warden.store().lists()?;
             if json {
                 print_json(&lists)?;
             } else {
                 for l in lists {
-                    println!("{:<32} {:>8} members  {}", l.name, l.members, l.description);
+                    let held = l.expiry_hold.as_ref().map_or(String::new(), |h| {
+                        format!("  EXPIRY HELD: {} of {} due", h.due, h.active)
+                    });
+                    println!(
+                        "{:<32} {:>8} members {:>6} expired  {}{held}",
+                        l.name, l.members, l.expired, l.description
+                    );
                 }
             }
         }
@@ -102,12 +120,13 @@ pub fn run(source: &Source, cmd: ListsCommand) -> Result<ExitCode> {
                 print_json(&members)?;
             } else {
                 println!(
-                    "{:<40} {:<20} {:<12} {:<21} REASON",
-                    "PRINCIPAL", "ADDED AT", "INCIDENT", "EXPIRES"
+                    "{:<40} {:<8} {:<20} {:<12} {:<21} REASON",
+                    "PRINCIPAL", "STATE", "ADDED AT", "INCIDENT", "EXPIRES"
                 );
                 for m in members {
+                    let state = if m.is_active() { "active" } else { "expired" };
                     println!(
-                        "{:<40} {:<20} {:<12} {:<21} {}",
+                        "{:<40} {state:<8} {:<20} {:<12} {:<21} {}",
                         m.principal,
                         format_rfc3339(m.added_at),
                         m.incident.as_deref().unwrap_or("-"),

@@ -36,13 +36,7 @@ pub fn run(source: Source, listen: Option<SocketAddr>) -> Result<ExitCode> {
             .context("cannot start warden")?,
         );
         let server = warden.config().server.clone();
-        {
-            let w = Arc::clone(&warden);
-            let path = server.bootstrap_key_file.clone();
-            tokio::task::spawn_blocking(move || operations::keys::bootstrap_admin_key(&w, &path))
-                .await
-                .context("bootstrap task failed")??;
-        }
+        // TLS first: a start refused for its key file must not have made a bootstrap key.
         let tls = match &server.tls {
             Some(t) => Some(
                 warden::http::tls_acceptor(&t.cert_file, &t.key_file)
@@ -50,6 +44,16 @@ pub fn run(source: Source, listen: Option<SocketAddr>) -> Result<ExitCode> {
             ),
             None => None,
         };
+        {
+            let w = Arc::clone(&warden);
+            let path = w.config().bootstrap_key_file();
+            let expires_in = server.bootstrap_key_expires_in;
+            tokio::task::spawn_blocking(move || {
+                operations::keys::bootstrap_admin_key(&w, &path, expires_in)
+            })
+            .await
+            .context("bootstrap task failed")??;
+        }
         // Before the port opens: a signal sent once warden is reachable must find a handler,
         // not the default action (which ends the process: no drain, and SIGHUP kills).
         let signals = Signals::register()?;

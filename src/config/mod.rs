@@ -144,8 +144,17 @@ pub struct ServerConfig {
     /// Decision routes answer without an API key (for loopback-only setups such as the
     /// embedded default); every other route still needs one.
     pub anonymous_decisions: bool,
-    /// Where the bootstrap admin key is written on first start with no keys (mode 0600).
-    pub bootstrap_key_file: PathBuf,
+    /// Where the bootstrap admin key is written on first start with no keys (mode 0600);
+    /// `None`: next to the store, named after it (see [`Config::bootstrap_key_file`]).
+    pub bootstrap_key_file: Option<PathBuf>,
+    /// The bootstrap admin key expires this long after it is made.
+    pub bootstrap_key_expires_in: Duration,
+    /// Expired members stay in the store (listed, re-activatable) this long, then are purged.
+    pub expired_member_retention: Duration,
+    /// An expiry sweep that would deactivate more than this share of a list's active members
+    /// at once is held for an admin (only on lists of at least 10 active members, the
+    /// operations layer's `EXPIRY_HOLD_MIN_MEMBERS`). 1.0 never holds.
+    pub max_expiry_share: f64,
     /// Serve HTTPS with this certificate chain and key (PEM) when both are set.
     pub tls: Option<TlsFiles>,
 }
@@ -161,6 +170,9 @@ pub struct TlsFiles {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// Start on a store readable by group or others (it holds investigations and the audit
+    /// log, so warden refuses one unless told).
+    pub allow_readable: bool,
 }
 
 /// `[[directories]]`: an LDAP directory server (a "directory").
@@ -400,6 +412,17 @@ pub enum UpstreamTls {
 }
 
 impl Config {
+    /// Where the bootstrap admin key goes: `server.bootstrap_key_file`, or next to the store,
+    /// named after it (`warden.db` → `warden.db.bootstrap-admin.key`), so that stores sharing
+    /// a directory, or a store deleted and made again, never meet another store's key file.
+    pub fn bootstrap_key_file(&self) -> PathBuf {
+        self.server.bootstrap_key_file.clone().unwrap_or_else(|| {
+            let mut name = self.store.path.clone().into_os_string();
+            name.push(".bootstrap-admin.key");
+            PathBuf::from(name)
+        })
+    }
+
     /// Parses and validates TOML. Relative paths resolve against `base_dir`.
     /// `origin` names the source in error messages (a path, or "embedded default").
     pub fn parse(source: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
@@ -506,6 +529,51 @@ impl ConfigSource {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn expiry_and_file_settings_default_and_are_checked_by_key_path() {
+        let dir = Path::new("/etc/warden");
+        let c = Config::parse("", "test", dir).unwrap();
+        assert_eq!(c.server.max_expiry_share, 0.5);
+        assert_eq!(
+            c.server.expired_member_retention,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            c.server.bootstrap_key_expires_in,
+            Duration::from_secs(86_400)
+        );
+        assert!(!c.store.allow_readable);
+        assert_eq!(
+            c.bootstrap_key_file(),
+            Path::new("/etc/warden/warden.db.bootstrap-admin.key")
+        );
+        let c = Config::parse(
+            "[server]\nbootstrap_key_file = \"k\"\nmax_expiry_share = 1.0\n\
+             [store]\npath = \"s/w.db\"\nallow_readable = true\n",
+            "test",
+            dir,
+        )
+        .unwrap();
+        assert_eq!(c.bootstrap_key_file(), Path::new("/etc/warden/k"));
+        assert!(c.store.allow_readable);
+        let errors = Config::parse(
+            "[server]\nmax_expiry_share = 1.5\nexpired_member_retention = \"soon\"\n\
+             bootstrap_key_expires_in = \"0s\"\n",
+            "test",
+            dir,
+        )
+        .unwrap_err()
+        .errors;
+        let paths: Vec<String> = errors.iter().map(|e| e.path.to_string()).collect();
+        for path in [
+            "server.max_expiry_share",
+            "server.expired_member_retention",
+            "server.bootstrap_key_expires_in",
+        ] {
+            assert!(paths.iter().any(|p| p == path), "{path} not in {paths:?}");
+        }
+    }
 
     #[test]
     fn key_paths_display() {

@@ -16,6 +16,9 @@ pub struct Server {
     pub followed_action_queue: Option<usize>,
     pub anonymous_decisions: Option<bool>,
     pub bootstrap_key_file: Option<String>,
+    pub bootstrap_key_expires_in: Option<String>,
+    pub expired_member_retention: Option<String>,
+    pub max_expiry_share: Option<f64>,
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
 }
@@ -24,6 +27,7 @@ pub struct Server {
 #[serde(deny_unknown_fields)]
 pub struct Store {
     pub path: Option<String>,
+    pub allow_readable: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,8 +29,9 @@ const DEFAULT_MAX_BODY: usize = 1 << 20;
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Relative to the config file (the working directory for the embedded default).
-const DEFAULT_BOOTSTRAP_KEY_FILE: &str = "warden-bootstrap-admin.key";
+const DEFAULT_BOOTSTRAP_KEY_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_EXPIRED_MEMBER_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+const DEFAULT_MAX_EXPIRY_SHARE: f64 = 0.5;
 const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -338,6 +339,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     let server = server(ctx, raw.server);
     let store = StoreConfig {
         path: ctx.path_buf(raw.store.path.as_deref().unwrap_or("warden.db")),
+        allow_readable: raw.store.allow_readable.unwrap_or(false),
     };
     let directory_names = ctx.unique_names(
         "directories",
@@ -701,10 +703,14 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
             None
         }
     };
-    let bootstrap_key_file = match raw.bootstrap_key_file {
-        Some(p) => ctx.path_buf(&p),
-        None => ctx.path_buf(DEFAULT_BOOTSTRAP_KEY_FILE),
-    };
+    let bootstrap_key_file = raw.bootstrap_key_file.map(|p| ctx.path_buf(&p));
+    let max_expiry_share = raw.max_expiry_share.unwrap_or(DEFAULT_MAX_EXPIRY_SHARE);
+    if !(max_expiry_share > 0.0 && max_expiry_share <= 1.0) {
+        ctx.err(
+            path.key("max_expiry_share"),
+            format!("{max_expiry_share} is not a share: give a number above 0 and at most 1"),
+        );
+    }
     ServerConfig {
         listen,
         max_batch,
@@ -728,6 +734,21 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
         followed_action_queue,
         anonymous_decisions: raw.anonymous_decisions.unwrap_or(false),
         bootstrap_key_file,
+        bootstrap_key_expires_in: ctx.duration(
+            path.key("bootstrap_key_expires_in"),
+            raw.bootstrap_key_expires_in.as_deref(),
+            DEFAULT_BOOTSTRAP_KEY_EXPIRY,
+        ),
+        expired_member_retention: ctx.duration(
+            path.key("expired_member_retention"),
+            raw.expired_member_retention.as_deref(),
+            DEFAULT_EXPIRED_MEMBER_RETENTION,
+        ),
+        max_expiry_share: if max_expiry_share > 0.0 && max_expiry_share <= 1.0 {
+            max_expiry_share
+        } else {
+            DEFAULT_MAX_EXPIRY_SHARE
+        },
         tls,
     }
 }

@@ -105,6 +105,14 @@ pub fn metrics(call: &Call<'_>) -> Response {
         .filter(|ds| matches!(warden.store().held_refresh(&ds.name), Ok(Some(_))))
         .count();
     line(&mut out, "warden_held_refreshes", "", held);
+    family(
+        &mut out,
+        "warden_held_expiry_sweeps",
+        "gauge",
+        "Lists whose expiry sweep is held (too many members due at once), waiting for release.",
+    );
+    let held = warden.store().expiry_holds().map_or(0, |h| h.len());
+    line(&mut out, "warden_held_expiry_sweeps", "", held);
     let _ = writeln!(out, "# EOF");
     respond(
         StatusCode::OK,

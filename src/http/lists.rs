@@ -86,7 +86,7 @@ pub fn add_member(call: &Call<'_>) -> Result<Response, Problem> {
     let done = lists::add_member(call.warden(), &call.actor(), list, &req)?;
     let status = match done.added {
         Added::New => StatusCode::CREATED,
-        Added::Updated => StatusCode::OK,
+        Added::Updated | Added::Reactivated => StatusCode::OK,
     };
     Ok(json_value(
         status,
@@ -94,8 +94,20 @@ pub fn add_member(call: &Call<'_>) -> Result<Response, Problem> {
             "list": list,
             "principal": done.member.principal,
             "added": done.added == Added::New,
+            "reactivated": done.added == Added::Reactivated,
             "snapshot_version": done.snapshot_version,
         }),
+    ))
+}
+
+/// `POST /v1/lists/{list}/expiry/release` (admin): applies the expiry sweep held for the
+/// list — its members past their expiry are deactivated now; 409 if nothing is held.
+pub fn release_expiry(call: &Call<'_>) -> Result<Response, Problem> {
+    let list = call.param(0);
+    let deactivated = lists::release_expiry_hold(call.warden(), &call.actor(), list)?;
+    Ok(json_value(
+        StatusCode::OK,
+        &serde_json::json!({ "list": list, "deactivated": deactivated }),
     ))
 }
 

@@ -359,6 +359,7 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::CreateList => blocking(|| lists::create(call)),
         Handler::Members => blocking(|| lists::members(call)),
         Handler::AddMember => blocking(|| lists::add_member(call)),
+        Handler::ReleaseExpiry => blocking(|| lists::release_expiry(call)),
         Handler::RemoveMember => blocking(|| lists::remove_member(call)),
         Handler::Incidents => blocking(|| incidents::list(call)),
         Handler::CreateIncident => blocking(|| incidents::create(call)),
@@ -508,6 +509,7 @@ pub fn tls_acceptor(
     let certs = CertificateDer::pem_file_iter(cert_file)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    crate::base::secret::check_private(key_file).map_err(|e| e.to_string())?;
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("{}: {e}", key_file.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

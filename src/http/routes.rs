@@ -34,6 +34,7 @@ pub enum Handler {
     Members,
     AddMember,
     RemoveMember,
+    ReleaseExpiry,
     DataSets,
     DataSetRows,
     RefreshDataSet,
@@ -118,6 +119,12 @@ pub static ROUTES: &[Route] = &[
         "/v1/lists/{list}/members/{principal}",
         RESPOND,
         Handler::RemoveMember,
+    ),
+    route(
+        Method::POST,
+        "/v1/lists/{list}/expiry/release",
+        ADMIN,
+        Handler::ReleaseExpiry,
     ),
     route(Method::GET, "/v1/incidents", RESPOND, Handler::Incidents),
     route(

@@ -4,10 +4,11 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use super::{Actor, OperationError, expiry};
 use crate::auth::{self, NewKey, Scope};
-use crate::base::time::{now, parse_duration};
+use crate::base::time::{format_rfc3339, now, parse_duration};
 use crate::runtime::Warden;
 use crate::store::AuditRecord;
 
@@ -97,24 +98,27 @@ pub fn rotate_key(
     Ok((new, overlap))
 }
 
-/// On a store with no key at all, makes an admin key and writes it to `path` with mode 0600
-/// (refusing to overwrite an existing file). Logs the path, never the key. Returns whether a
-/// key was made.
-pub fn bootstrap_admin_key(warden: &Warden, path: &Path) -> Result<bool, OperationError> {
+/// On a store with no key at all, makes an admin key that expires after `expires_in` and
+/// writes it to `path` with mode 0600. Logs the path, never the key. Returns whether a key
+/// was made.
+///
+/// A file already at `path` cannot hold a live key of this store (it has none): it is left
+/// over from a store deleted to start over, or from another store configured to share the
+/// path. It is replaced atomically — the key goes to a temporary file (0600) beside it that is
+/// renamed over it — so a start never fails on a stale file and never leaves half a key.
+pub fn bootstrap_admin_key(
+    warden: &Warden,
+    path: &Path,
+    expires_in: Duration,
+) -> Result<bool, OperationError> {
     let store = warden.store();
     if !store.keys()?.is_empty() {
         return Ok(false);
     }
     let system = Actor::system("bootstrap");
-    let write = |new: &NewKey| -> std::io::Result<()> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path)?;
-        writeln!(file, "{}", new.key)?;
-        file.sync_all()
-    };
+    let leftover = path.exists();
+    let now = now();
+    let expires_at = now.saturating_add(i64::try_from(expires_in.as_secs()).unwrap_or(i64::MAX));
     // The key file is written inside the transaction: if it cannot be, the key record rolls
     // back with it rather than leave a key nobody holds.
     let new = store.audited(
@@ -123,11 +127,11 @@ pub fn bootstrap_admin_key(warden: &Warden, path: &Path) -> Result<bool, Operati
                 store,
                 "bootstrap admin",
                 &[Scope::Admin],
-                None,
+                Some(expires_at),
                 "bootstrap",
-                now(),
+                now,
             )?;
-            write(&new).map_err(|e| {
+            write_key_file(path, &new.key).map_err(|e| {
                 OperationError::Internal(format!(
                     "cannot write the bootstrap admin key to {}: {e}",
                     path.display()
@@ -140,15 +144,56 @@ pub fn bootstrap_admin_key(warden: &Warden, path: &Path) -> Result<bool, Operati
                 &system,
                 "keys.bootstrap",
                 &new.record.id,
-                serde_json::json!({ "file": path.display().to_string() }),
+                serde_json::json!({
+                    "file": path.display().to_string(),
+                    "expires_at": expires_at,
+                    "replaced_leftover_file": leftover,
+                }),
             )
         },
     )?;
     reload_keys(warden)?;
+    if leftover {
+        tracing::warn!(
+            file = %path.display(),
+            "replaced a leftover bootstrap key file: this store had no keys, so it held none of them"
+        );
+    }
     tracing::warn!(
         file = %path.display(),
         key_id = %new.record.id,
-        "no API keys existed: wrote a bootstrap admin key (mode 0600); create your own keys with it, then revoke it"
+        expires_at = %format_rfc3339(expires_at),
+        "no API keys existed: wrote a bootstrap admin key (mode 0600); create your own keys with it before it expires, then revoke it"
     );
     Ok(true)
+}
+
+/// Writes `key` to `path` through a temporary file created 0600 beside it and renamed over
+/// whatever was there, then syncs the directory so the rename is durable.
+fn write_key_file(path: &Path, key: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    // A temporary file of an earlier run of this pid (a crash mid-write) holds no live key.
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        writeln!(file, "{key}")?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }

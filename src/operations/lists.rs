@@ -1,12 +1,13 @@
-//! List use cases: create a list, add and remove members, and take expired members off their
-//! lists. A member change is audited in its own transaction and in the snapshot (and so on
-//! its way to the mapped groups) before the call returns.
+//! List use cases: create a list, add and remove members, the expiry sweep that deactivates
+//! expired members (and holds a sweep too large for a list), and releasing a held sweep. A
+//! member change is audited in its own transaction and in the snapshot (and so on its way to
+//! the mapped groups) before the call returns.
 
 use super::{Actor, OperationError, expiry};
 use crate::base::principal::Principal;
 use crate::base::time::now;
 use crate::runtime::Warden;
-use crate::store::{Added, AuditRecord, NewMember};
+use crate::store::{Added, AuditRecord, ExpiryHold, NewMember};
 
 /// Longest list name.
 pub const MAX_LIST_NAME: usize = 256;
@@ -130,41 +131,315 @@ pub fn remove_member(
     Ok(removed)
 }
 
-/// Takes every member whose expiry has passed off its list, each removal audited as `system`
-/// in the same transaction, and republishes. Returns how many left.
-pub fn expire_members(warden: &Warden) -> Result<usize, OperationError> {
-    let now = now();
-    if !warden.store().has_expired(now)? {
-        return Ok(0);
+/// Lists with fewer active members than this never hold an expiry sweep: with a handful of
+/// members, one expiring is already half the list.
+pub const EXPIRY_HOLD_MIN_MEMBERS: i64 = 10;
+
+/// Whether a sweep deactivating `due` of a list's `active` members at once is held: more than
+/// `max_share` of them, on a list of at least [`EXPIRY_HOLD_MIN_MEMBERS`]. A clock jumped
+/// forward makes every expiry come due together; ordinary expiries trickle in.
+pub fn holds_expiry(active: i64, due: i64, max_share: f64) -> bool {
+    active >= EXPIRY_HOLD_MIN_MEMBERS && (due as f64) > max_share * (active as f64)
+}
+
+/// What one expiry sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// (list, principal) deactivated: past their expiry.
+    pub expired: Vec<(String, String)>,
+    /// (list, principal) active again: deactivated while their expiry is still ahead (the
+    /// clock had run ahead and came back).
+    pub reactivated: Vec<(String, String)>,
+    /// (list, principal) purged: expired longer than the retention period.
+    pub purged: Vec<(String, String)>,
+    /// Lists whose sweep is held, and which of them were held by this sweep (or changed).
+    pub held: Vec<String>,
+    pub newly_held: Vec<ExpiryHold>,
+    /// Lists whose hold lifted by itself: nothing on them is due any more.
+    pub lifted: Vec<String>,
+    /// Key ids seen past their expiry, now expired for good.
+    pub keys_expired: Vec<String>,
+}
+
+/// One expiry sweep at `now` (Unix seconds), every change audited as `system` in one
+/// transaction, then republished.
+///
+/// With `deactivate` false (the clocks disagree: the wall clock may have jumped) only what
+/// adds containment runs: members whose expiry is ahead again come back, keys past their
+/// expiry are marked. With it true, due members are deactivated list by list — unless that
+/// is more than `[server] max_expiry_share` of a list, which holds the list's sweep for an
+/// admin ([`release_expiry_hold`]) — and members expired longer than
+/// `[server] expired_member_retention` are purged.
+pub fn expire_members(
+    warden: &Warden,
+    now: i64,
+    deactivate: bool,
+) -> Result<Sweep, OperationError> {
+    let server = warden.config().server.clone();
+    let retention = i64::try_from(server.expired_member_retention.as_secs()).unwrap_or(i64::MAX);
+    let purge_before = now.saturating_sub(retention);
+    if !warden.store().expiry_work(now, purge_before)? {
+        return Ok(Sweep::default());
     }
     let system = Actor::system("expiry");
-    let expired = warden.store().audited(
-        |store| store.remove_expired(now),
-        |expired| {
-            expired
-                .iter()
-                .map(|(list, principal)| {
-                    AuditRecord::new(
-                        &system,
-                        "lists.expire",
-                        list,
-                        serde_json::json!({ "principal": principal }),
-                    )
-                })
-                .collect::<Vec<_>>()
+    let sweep = warden.store().audited(
+        |store| {
+            let mut sweep = Sweep {
+                reactivated: store.reactivate_unexpired(now)?,
+                keys_expired: store.mark_expired_keys(now)?,
+                ..Sweep::default()
+            };
+            if !deactivate {
+                return Ok::<_, OperationError>(sweep);
+            }
+            for due in store.expiry_due(now)? {
+                if holds_expiry(due.active, due.due, server.max_expiry_share) {
+                    let hold = ExpiryHold {
+                        list: due.list.clone(),
+                        due: due.due,
+                        active: due.active,
+                        held_at: now,
+                    };
+                    if store.hold_expiry(&hold)? {
+                        sweep.newly_held.push(hold);
+                    }
+                    sweep.held.push(due.list);
+                } else {
+                    for principal in store.deactivate_due(&due.list, now)? {
+                        sweep.expired.push((due.list.clone(), principal));
+                    }
+                }
+            }
+            sweep.lifted = store.drop_expiry_holds_except(&sweep.held)?;
+            sweep.purged = store.purge_expired(purge_before)?;
+            Ok(sweep)
         },
-    );
-    let expired = expired?;
-    if expired.is_empty() {
-        return Ok(0);
+        |sweep| sweep_records(&system, sweep),
+    )?;
+    if !sweep.keys_expired.is_empty() {
+        warden.keys().reload(warden.store())?;
     }
+    if !(sweep.expired.is_empty() && sweep.reactivated.is_empty()) {
+        warden.reload_from_store()?;
+    }
+    for hold in &sweep.newly_held {
+        warden.metrics().expiry_held();
+        tracing::warn!(
+            list = %hold.list,
+            due = hold.due,
+            active = hold.active,
+            "expiry sweep HELD: it would deactivate more than the allowed share of the list at \
+             once (a clock jump?); nothing was deactivated. Check the clock, then release it \
+             with `warden lists release-expiry` or POST /v1/lists/{{list}}/expiry/release"
+        );
+    }
+    for list in &sweep.lifted {
+        tracing::info!(%list, "held expiry sweep lifted: none of the list's members is due any more");
+    }
+    if !sweep.expired.is_empty() {
+        tracing::info!(members = sweep.expired.len(), "expired members deactivated");
+    }
+    if !sweep.reactivated.is_empty() {
+        tracing::warn!(
+            members = sweep.reactivated.len(),
+            "members deactivated before their expiry are active again (the clock had run ahead)"
+        );
+    }
+    if !sweep.purged.is_empty() {
+        tracing::info!(
+            members = sweep.purged.len(),
+            "expired members purged after retention"
+        );
+    }
+    Ok(sweep)
+}
+
+fn sweep_records(system: &Actor, sweep: &Sweep) -> Vec<AuditRecord> {
+    let member = |action, (list, principal): &(String, String)| {
+        AuditRecord::new(
+            system,
+            action,
+            list,
+            serde_json::json!({ "principal": principal }),
+        )
+    };
+    let mut records: Vec<AuditRecord> = Vec::new();
+    records.extend(sweep.expired.iter().map(|m| member("lists.expire", m)));
+    records.extend(
+        sweep
+            .reactivated
+            .iter()
+            .map(|m| member("lists.reactivate", m)),
+    );
+    records.extend(sweep.purged.iter().map(|m| member("lists.purge", m)));
+    records.extend(sweep.newly_held.iter().map(|h| {
+        AuditRecord::new(
+            system,
+            "lists.expiry_hold",
+            &h.list,
+            serde_json::json!({ "due": h.due, "active": h.active }),
+        )
+    }));
+    records.extend(sweep.lifted.iter().map(|list| {
+        AuditRecord::new(
+            system,
+            "lists.expiry_hold_lifted",
+            list,
+            serde_json::json!({}),
+        )
+    }));
+    records.extend(
+        sweep
+            .keys_expired
+            .iter()
+            .map(|id| AuditRecord::new(system, "keys.expire", id, serde_json::json!({}))),
+    );
+    records
+}
+
+/// Releases a held expiry sweep of `list`: its members past their expiry are deactivated now,
+/// audited as the admin who released it. Returns the principals deactivated;
+/// [`OperationError::Conflict`] if nothing is held.
+pub fn release_expiry_hold(
+    warden: &Warden,
+    actor: &Actor,
+    list: &str,
+) -> Result<Vec<String>, OperationError> {
+    let now = now();
+    let released = warden.store().audited(
+        |store| {
+            if !store.release_expiry_hold(list)? {
+                return Err(OperationError::Conflict(format!(
+                    "no expiry sweep is held for list {list:?}"
+                )));
+            }
+            Ok(store.deactivate_due(list, now)?)
+        },
+        |principals| {
+            let mut records = vec![AuditRecord::new(
+                actor,
+                "lists.expiry_release",
+                list,
+                serde_json::json!({ "deactivated": principals.len() }),
+            )];
+            records.extend(principals.iter().map(|p| {
+                AuditRecord::new(
+                    actor,
+                    "lists.expire",
+                    list,
+                    serde_json::json!({ "principal": p }),
+                )
+            }));
+            records
+        },
+    )?;
     warden.reload_from_store()?;
-    tracing::info!(members = expired.len(), "expired members left their lists");
-    Ok(expired.len())
+    Ok(released)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::config::Config;
+    use crate::store::{MemberState, Store};
+
+    /// The embedded default (one list, a data set and a policy over it) on an in-memory store,
+    /// with `n` members that expire at 1000.
+    fn warden_with(n: usize) -> Warden {
+        let config = Config::embedded_default().unwrap();
+        let store = Arc::new(Store::in_memory().unwrap());
+        let warden = Warden::with_store(config, store).unwrap();
+        for i in 0..n {
+            let member = NewMember {
+                principal: format!("corp\\user{i}"),
+                added_by: "test".into(),
+                expires_at: Some(1000),
+                ..NewMember::default()
+            };
+            warden
+                .store()
+                .add_member("Suspicious Users", &member)
+                .unwrap();
+        }
+        warden
+    }
+
+    fn states(warden: &Warden) -> Vec<MemberState> {
+        let members = warden.store().members("Suspicious Users").unwrap();
+        members.into_iter().map(|m| m.state).collect()
+    }
+
+    #[test]
+    fn a_sweep_the_clocks_disagree_on_deactivates_nothing() {
+        let warden = warden_with(3);
+        let sweep = expire_members(&warden, 2000, false).unwrap();
+        assert!(sweep.expired.is_empty());
+        assert!(states(&warden).iter().all(|s| *s == MemberState::Active));
+        let sweep = expire_members(&warden, 2000, true).unwrap();
+        assert_eq!(sweep.expired.len(), 3);
+        assert!(states(&warden).iter().all(|s| *s == MemberState::Expired));
+        // The clock goes back: they return even on a sweep that may not deactivate.
+        let sweep = expire_members(&warden, 500, false).unwrap();
+        assert_eq!(sweep.reactivated.len(), 3);
+        assert!(states(&warden).iter().all(|s| *s == MemberState::Active));
+    }
+
+    #[test]
+    fn a_sweep_past_the_share_is_held_until_released_and_lifts_when_nothing_is_due() {
+        let warden = warden_with(12);
+        let sweep = expire_members(&warden, 2000, true).unwrap();
+        assert!(sweep.expired.is_empty());
+        assert_eq!(sweep.held, ["Suspicious Users"]);
+        assert_eq!(sweep.newly_held.len(), 1);
+        // Held again on the next sweep, but not counted again.
+        let sweep = expire_members(&warden, 2001, true).unwrap();
+        assert_eq!((sweep.held.len(), sweep.newly_held.len()), (1, 0));
+        assert!(states(&warden).iter().all(|s| *s == MemberState::Active));
+        let hold = warden.store().lists().unwrap()[0]
+            .expiry_hold
+            .clone()
+            .unwrap();
+        assert_eq!((hold.due, hold.active), (12, 12));
+        // Nothing due any more (the clock came back): the hold lifts by itself.
+        let sweep = expire_members(&warden, 900, true).unwrap();
+        assert_eq!(sweep.lifted, ["Suspicious Users"]);
+        assert!(warden.store().expiry_holds().unwrap().is_empty());
+        // Held again, then released by an admin: deactivated and audited as the admin.
+        expire_members(&warden, 2000, true).unwrap();
+        let admin = Actor::system("test-admin");
+        let released = release_expiry_hold(&warden, &admin, "Suspicious Users").unwrap();
+        assert_eq!(released.len(), 12);
+        assert!(states(&warden).iter().all(|s| *s == MemberState::Expired));
+        assert!(matches!(
+            release_expiry_hold(&warden, &admin, "Suspicious Users"),
+            Err(OperationError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn a_sweep_is_held_only_past_the_share_on_lists_past_a_handful() {
+        // A handful: never held, even all at once.
+        assert!(!holds_expiry(
+            EXPIRY_HOLD_MIN_MEMBERS - 1,
+            EXPIRY_HOLD_MIN_MEMBERS - 1,
+            0.5
+        ));
+        // At the size: half is allowed, one more is held.
+        assert!(!holds_expiry(10, 5, 0.5));
+        assert!(holds_expiry(10, 6, 0.5));
+        assert!(holds_expiry(1000, 1000, 0.5));
+        assert!(!holds_expiry(1000, 1, 0.5));
+        // 1.0 never holds.
+        assert!(!holds_expiry(1000, 1000, 1.0));
+        assert!(holds_expiry(20, 3, 0.1));
+    }
+}
+
+#[cfg(test)]
+mod use_case_tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::config::Config;

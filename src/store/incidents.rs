@@ -441,7 +441,8 @@ mod tests {
     }
 
     #[test]
-    fn expired_members_are_removed_and_reported() {
+    fn expired_members_stay_inactive_come_back_and_are_purged() {
+        use crate::store::{Added, MemberState};
         let (_d, store) = store();
         let member = |p: &str, expires_at| NewMember {
             principal: p.into(),
@@ -451,18 +452,46 @@ mod tests {
         store.add_member("L", &member("a", Some(100))).unwrap();
         store.add_member("L", &member("b", Some(200))).unwrap();
         store.add_member("L", &member("c", None)).unwrap();
-        assert_eq!(
-            store.remove_expired(150).unwrap(),
-            vec![("L".to_owned(), "a".to_owned())]
-        );
-        assert!(store.remove_expired(150).unwrap().is_empty());
-        let left: Vec<_> = store
+        assert_eq!(store.deactivate_due("L", 150).unwrap(), vec!["a"]);
+        assert!(store.deactivate_due("L", 150).unwrap().is_empty());
+        let states: Vec<_> = store
             .members("L")
             .unwrap()
             .into_iter()
-            .map(|m| m.principal)
+            .map(|m| (m.principal, m.state, m.expired_at))
             .collect();
-        assert_eq!(left, vec!["b", "c"]);
+        assert_eq!(
+            states,
+            vec![
+                ("a".into(), MemberState::Expired, Some(150)),
+                ("b".into(), MemberState::Active, None),
+                ("c".into(), MemberState::Active, None),
+            ]
+        );
+        assert_eq!(store.lists().unwrap()[0].members, 2);
+        assert_eq!(store.lists().unwrap()[0].expired, 1);
+        // The clock comes back before a's expiry: a was deactivated early and returns.
+        assert_eq!(
+            store.reactivate_unexpired(50).unwrap(),
+            vec![("L".to_owned(), "a".to_owned())]
+        );
+        assert!(store.members("L").unwrap()[0].is_active());
+        // Added again while expired: active again, with the new details.
+        store.deactivate_due("L", 150).unwrap();
+        assert_eq!(
+            store.add_member("L", &member("A", Some(900))).unwrap(),
+            Added::Reactivated
+        );
+        let a = &store.members("L").unwrap()[0];
+        assert_eq!((a.state, a.expires_at), (MemberState::Active, Some(900)));
+        // Purged only once deactivated before the cut-off.
+        assert_eq!(store.deactivate_due("L", 250).unwrap(), vec!["b"]);
+        assert!(store.purge_expired(249).unwrap().is_empty());
+        assert_eq!(
+            store.purge_expired(250).unwrap(),
+            vec![("L".to_owned(), "b".to_owned())]
+        );
+        assert_eq!(store.members("L").unwrap().len(), 2);
     }
 
     #[test]

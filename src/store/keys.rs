@@ -18,6 +18,9 @@ pub struct StoredKey {
     pub created_by: String,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When the expiry sweep saw the key past its expiry: from then on it stays expired, even
+    /// if the wall clock moves back.
+    pub expired_at: Option<i64>,
 }
 
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
@@ -35,10 +38,12 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
         created_by: r.get(5)?,
         expires_at: r.get(6)?,
         revoked_at: r.get(7)?,
+        expired_at: r.get(8)?,
     })
 }
 
-const KEY_COLUMNS: &str = "id, name, hash, scopes, created_at, created_by, expires_at, revoked_at";
+const KEY_COLUMNS: &str =
+    "id, name, hash, scopes, created_at, created_by, expires_at, revoked_at, expired_at";
 
 impl Store {
     /// Stores a new key record.
@@ -111,5 +116,27 @@ impl Store {
             )
             .map_err(self.sql("expire api key"))?;
         Ok(n == 1)
+    }
+
+    /// Marks every unrevoked key past its expiry at `now` as expired for good; returns their
+    /// ids.
+    pub fn mark_expired_keys(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE api_keys SET expired_at = ?1
+                 WHERE expired_at IS NULL AND revoked_at IS NULL
+                   AND expires_at IS NOT NULL AND expires_at <= ?1
+                 RETURNING id",
+            )
+            .map_err(self.sql("mark expired api keys"))?;
+        let rows = stmt
+            .query_map([now], |r| r.get(0))
+            .map_err(self.sql("mark expired api keys"))?;
+        let mut ids: Vec<String> = rows
+            .collect::<Result<_, _>>()
+            .map_err(self.sql("mark expired api keys"))?;
+        ids.sort();
+        Ok(ids)
     }
 }

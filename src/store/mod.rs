@@ -150,7 +150,36 @@ const MIGRATIONS: &[&str] = &[
         last_error TEXT,
         failures INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;",
+    // 6: expiry that survives a clock jump — an expired member stays (inactive) until purged,
+    // a key seen expired stays expired, and a sweep too large for a list is held.
+    // The sweep asks every second; each of its questions has a partial index, so expired
+    // members kept for the retention period cost it nothing.
+    "ALTER TABLE members ADD COLUMN expired_at INTEGER;
+    CREATE INDEX members_expired ON members(expired_at) WHERE expired_at IS NOT NULL;
+    CREATE INDEX members_due ON members(expires_at)
+        WHERE expired_at IS NULL AND expires_at IS NOT NULL;
+    CREATE INDEX members_expired_expiry ON members(expires_at) WHERE expired_at IS NOT NULL;
+    ALTER TABLE api_keys ADD COLUMN expired_at INTEGER;
+    CREATE TABLE expiry_holds (
+        list TEXT PRIMARY KEY,
+        due INTEGER NOT NULL,
+        active INTEGER NOT NULL,
+        held_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
+
+/// Whether an expiry sweep has work: asked every second, so every part is an index search
+/// (a test holds it to that).
+const EXPIRY_WORK: &str = "SELECT EXISTS (SELECT 1 FROM members WHERE expired_at IS NULL
+                  AND expires_at IS NOT NULL AND expires_at <= ?1)
+     OR EXISTS (SELECT 1 FROM members WHERE expired_at IS NOT NULL
+                  AND expires_at > ?1)
+     OR EXISTS (SELECT 1 FROM members WHERE expired_at IS NOT NULL
+                  AND expired_at <= ?2)
+     OR EXISTS (SELECT 1 FROM api_keys WHERE expired_at IS NULL
+                  AND revoked_at IS NULL AND expires_at IS NOT NULL
+                  AND expires_at <= ?1)
+     OR EXISTS (SELECT 1 FROM expiry_holds)";
 
 /// Recent updates kept per directory; older ones are pruned as new ones arrive.
 pub const RECENT_UPDATES_KEPT: i64 = 200;
@@ -195,6 +224,20 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "store {} is readable by group or others (mode {mode:04o}); it holds investigations and \
+         the audit log. Make it private — chmod 600 {} (and its -wal and -shm files) — or, to \
+         accept it as is, set `allow_readable = true` in [store]",
+        path.display(),
+        path.display()
+    )]
+    Readable { path: PathBuf, mode: u32 },
+    #[error("store {path}: cannot set its mode to 0600: {source}")]
+    Mode {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no list named {0:?}")]
     NoSuchList(String),
     #[error("no incident INC-{0}")]
@@ -208,8 +251,33 @@ pub enum StoreError {
 pub struct ListInfo {
     pub name: String,
     pub description: String,
+    /// Active members (the ones decisions and pushes see).
     pub members: u64,
+    /// Expired members kept until the retention period ends.
+    pub expired: u64,
     pub created_at: i64,
+    /// An expiry sweep held because it would have deactivated too many members at once.
+    pub expiry_hold: Option<ExpiryHold>,
+}
+
+/// An expiry sweep held for a list: `due` of its `active` members were past their expiry,
+/// more than the configured share. Nothing was deactivated; an admin releases it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExpiryHold {
+    pub list: String,
+    pub due: i64,
+    pub active: i64,
+    /// Unix seconds.
+    pub held_at: i64,
+}
+
+/// Whether a member counts: an active one is in data sets and pushed to groups; an expired
+/// one is kept (listed, re-activatable) until the retention period purges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    Active,
+    Expired,
 }
 
 /// A member of a list.
@@ -221,8 +289,25 @@ pub struct Member {
     pub added_by: String,
     /// Unix seconds.
     pub added_at: i64,
-    /// Unix seconds; the member leaves the list at this time.
+    /// Unix seconds; the member is deactivated at this time.
     pub expires_at: Option<i64>,
+    pub state: MemberState,
+    /// Unix seconds: when the expiry sweep deactivated the member.
+    pub expired_at: Option<i64>,
+}
+
+impl Member {
+    pub fn is_active(&self) -> bool {
+        self.state == MemberState::Active
+    }
+}
+
+/// A list whose active members include some past their expiry, as a sweep sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryDue {
+    pub list: String,
+    pub active: i64,
+    pub due: i64,
 }
 
 /// A member to add.
@@ -279,6 +364,8 @@ pub enum Added {
     New,
     /// The principal (or a case variant) was on the list; its details were updated.
     Updated,
+    /// The principal was on the list but expired; it is active again with the new details.
+    Reactivated,
 }
 
 /// The durable store.
@@ -355,19 +442,93 @@ pub fn principal_key(principal: &str) -> String {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path` and migrates it to the current schema.
+    /// Opens (creating if needed) the store at `path` and migrates it to the current schema;
+    /// refuses a store group or others can read ([`Store::open_with`]).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, false)
+    }
+
+    /// Opens the store at `path`. A new store, and its `-wal` and `-shm` files, are made mode
+    /// 0600: they hold investigations and the audit log. An existing one group or others can
+    /// read is refused ([`StoreError::Readable`]) unless `allow_readable`.
+    pub fn open_with(path: &Path, allow_readable: bool) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: path.to_path_buf(),
                 source,
             })?;
         }
+        Store::create_private(path)?;
+        if !allow_readable {
+            Store::refuse_readable(path)?;
+        }
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
-        Store::init(path.to_path_buf(), conn)
+        let store = Store::init(path.to_path_buf(), conn)?;
+        if !allow_readable {
+            // SQLite gives -wal and -shm the database file's mode; a pair left by an older
+            // warden (0644) is narrowed here.
+            for suffix in ["-wal", "-shm"] {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                Store::narrow(Path::new(&name))?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Creates an empty database file with mode 0600 when there is none (SQLite would make it
+    /// 0644 under the usual umask); an empty file is a valid new database.
+    fn create_private(path: &Path) -> Result<(), StoreError> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        // Exists already, or cannot be made: Connection::open reports the latter.
+        let _ = options.open(path);
+        Ok(())
+    }
+
+    fn refuse_readable(path: &Path) -> Result<(), StoreError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o7777;
+                if mode & crate::base::secret::READABLE_BY_OTHERS != 0 {
+                    return Err(StoreError::Readable {
+                        path: path.to_path_buf(),
+                        mode,
+                    });
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = path;
+        Ok(())
+    }
+
+    /// Sets an existing file's mode to 0600 if group or others can read it.
+    fn narrow(path: &Path) -> Result<(), StoreError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                    |source| StoreError::Mode {
+                        path: path.to_path_buf(),
+                        source,
+                    },
+                )?;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = path;
+        Ok(())
     }
 
     /// An in-memory store (tests, `decide` without persistence).
@@ -469,17 +630,33 @@ impl Store {
         let mut stmt = conn
             .prepare(
                 "SELECT l.name, l.description, l.created_at,
-                        (SELECT COUNT(*) FROM members m WHERE m.list_id = l.id)
-                 FROM lists l ORDER BY l.name",
+                        (SELECT COUNT(*) FROM members m
+                         WHERE m.list_id = l.id AND m.expired_at IS NULL),
+                        (SELECT COUNT(*) FROM members m
+                         WHERE m.list_id = l.id AND m.expired_at IS NOT NULL),
+                        h.due, h.active, h.held_at
+                 FROM lists l LEFT JOIN expiry_holds h ON h.list = l.name ORDER BY l.name",
             )
             .map_err(self.sql("list lists"))?;
         let rows = stmt
             .query_map([], |r| {
+                let name: String = r.get(0)?;
+                let hold = match (r.get(5)?, r.get(6)?, r.get(7)?) {
+                    (Some(due), Some(active), Some(held_at)) => Some(ExpiryHold {
+                        list: name.clone(),
+                        due,
+                        active,
+                        held_at,
+                    }),
+                    _ => None,
+                };
                 Ok(ListInfo {
-                    name: r.get(0)?,
+                    name,
                     description: r.get(1)?,
                     created_at: r.get(2)?,
                     members: r.get(3)?,
+                    expired: r.get(4)?,
+                    expiry_hold: hold,
                 })
             })
             .map_err(self.sql("list lists"))?;
@@ -514,21 +691,21 @@ impl Store {
         member: &NewMember,
     ) -> Result<Added, rusqlite::Error> {
         let key = principal_key(principal.as_str());
-        let existed: bool = tx
+        let existed: Option<bool> = tx
             .query_row(
-                "SELECT 1 FROM members WHERE list_id = ?1 AND principal_key = ?2",
+                "SELECT expired_at IS NOT NULL FROM members WHERE list_id = ?1 AND principal_key = ?2",
                 params![id, key],
-                |_| Ok(true),
+                |r| r.get(0),
             )
-            .optional()?
-            .unwrap_or(false);
+            .optional()?;
         tx.execute(
             "INSERT INTO members (list_id, principal, principal_key, reason, incident, added_by, added_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(list_id, principal_key) DO UPDATE SET
                principal = excluded.principal, reason = excluded.reason,
                incident = excluded.incident, added_by = excluded.added_by,
-               added_at = excluded.added_at, expires_at = excluded.expires_at",
+               added_at = excluded.added_at, expires_at = excluded.expires_at,
+               expired_at = NULL",
             params![
                 id,
                 principal.as_str(),
@@ -540,46 +717,169 @@ impl Store {
                 member.expires_at
             ],
         )?;
-        Ok(if existed { Added::Updated } else { Added::New })
+        Ok(match existed {
+            None => Added::New,
+            Some(false) => Added::Updated,
+            Some(true) => Added::Reactivated,
+        })
     }
 
-    /// Whether any member's expiry has passed at `now` (a read, no lock taken).
-    pub fn has_expired(&self, now: i64) -> Result<bool, StoreError> {
+    /// Whether an expiry sweep at `now` has anything to do: an active member past its expiry,
+    /// an expired one whose expiry is in the future again, one past `purge_before`, or a key
+    /// past its expiry not yet marked (a read, no lock taken).
+    pub fn expiry_work(&self, now: i64, purge_before: i64) -> Result<bool, StoreError> {
         self.conn()
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM members
-                                WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
-                [now],
-                |r| r.get(0),
+            .query_row(EXPIRY_WORK, [now, purge_before], |r| r.get(0))
+            .map_err(self.sql("look for expiry work"))
+    }
+
+    /// Lists with active members past their expiry at `now`: how many are active and due.
+    pub fn expiry_due(&self, now: i64) -> Result<Vec<ExpiryDue>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT l.name,
+                        (SELECT COUNT(*) FROM members a
+                         WHERE a.list_id = d.list_id AND a.expired_at IS NULL),
+                        d.due
+                 FROM (SELECT list_id, COUNT(*) AS due FROM members
+                       WHERE expired_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?1
+                       GROUP BY list_id) d
+                 JOIN lists l ON l.id = d.list_id
+                 ORDER BY l.name",
             )
+            .map_err(self.sql("look for expired members"))?;
+        let rows = stmt
+            .query_map([now], |r| {
+                Ok(ExpiryDue {
+                    list: r.get(0)?,
+                    active: r.get(1)?,
+                    due: r.get(2)?,
+                })
+            })
+            .map_err(self.sql("look for expired members"))?;
+        rows.collect::<Result<_, _>>()
             .map_err(self.sql("look for expired members"))
     }
 
-    /// Removes every member whose expiry has passed at `now`; returns (list, principal) of each.
-    pub fn remove_expired(&self, now: i64) -> Result<Vec<(String, String)>, StoreError> {
+    /// Deactivates the active members of `list` past their expiry at `now` (they stay, marked
+    /// expired at `now`); returns their principals.
+    pub fn deactivate_due(&self, list: &str, now: i64) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
-        let tx = Atomic::begin(&conn).map_err(self.sql("remove expired members"))?;
-        let expired = {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT l.name, m.principal FROM members m JOIN lists l ON l.id = m.list_id
-                     WHERE m.expires_at IS NOT NULL AND m.expires_at <= ?1
-                     ORDER BY l.name, m.principal_key",
-                )
-                .map_err(self.sql("remove expired members"))?;
-            stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-                .map_err(self.sql("remove expired members"))?
-        };
-        if !expired.is_empty() {
-            tx.execute(
-                "DELETE FROM members WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-                [now],
+        let id = Store::list_id(&conn, list)
+            .map_err(self.sql("deactivate expired members"))?
+            .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE members SET expired_at = ?2
+                 WHERE list_id = ?1 AND expired_at IS NULL
+                   AND expires_at IS NOT NULL AND expires_at <= ?2
+                 RETURNING principal",
             )
-            .map_err(self.sql("remove expired members"))?;
+            .map_err(self.sql("deactivate expired members"))?;
+        let rows = stmt
+            .query_map(params![id, now], |r| r.get(0))
+            .map_err(self.sql("deactivate expired members"))?;
+        let mut principals: Vec<String> = rows
+            .collect::<Result<_, _>>()
+            .map_err(self.sql("deactivate expired members"))?;
+        principals.sort_by_key(|p| principal_key(p));
+        Ok(principals)
+    }
+
+    /// Re-activates expired members whose expiry is after `now` — deactivated by a clock that
+    /// ran ahead, which has come back; returns (list, principal) of each.
+    pub fn reactivate_unexpired(&self, now: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE members SET expired_at = NULL
+                 WHERE expired_at IS NOT NULL AND expires_at > ?1
+                 RETURNING (SELECT name FROM lists WHERE id = list_id), principal",
+            )
+            .map_err(self.sql("re-activate members"))?;
+        let rows = stmt
+            .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql("re-activate members"))?;
+        let mut out: Vec<(String, String)> = rows
+            .collect::<Result<_, _>>()
+            .map_err(self.sql("re-activate members"))?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes members deactivated at or before `before`; returns (list, principal) of each.
+    pub fn purge_expired(&self, before: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "DELETE FROM members WHERE expired_at IS NOT NULL AND expired_at <= ?1
+                 RETURNING (SELECT name FROM lists WHERE id = list_id), principal",
+            )
+            .map_err(self.sql("purge expired members"))?;
+        let rows = stmt
+            .query_map([before], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql("purge expired members"))?;
+        let mut out: Vec<(String, String)> = rows
+            .collect::<Result<_, _>>()
+            .map_err(self.sql("purge expired members"))?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Holds the expiry sweep of `list`; returns whether the hold is new or its counts changed
+    /// (so that a hold is logged and counted once, not every sweep).
+    pub fn hold_expiry(&self, hold: &ExpiryHold) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute(
+                "INSERT INTO expiry_holds (list, due, active, held_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(list) DO UPDATE SET due = excluded.due, active = excluded.active
+                 WHERE due != excluded.due OR active != excluded.active",
+                params![hold.list, hold.due, hold.active, hold.held_at],
+            )
+            .map_err(self.sql("hold expiry"))?;
+        Ok(n > 0)
+    }
+
+    /// Drops the holds of lists not in `keep` (nothing is due there any more); returns them.
+    pub fn drop_expiry_holds_except(&self, keep: &[String]) -> Result<Vec<String>, StoreError> {
+        let holds = self.expiry_holds()?;
+        let mut dropped = Vec::new();
+        for hold in holds.into_iter().filter(|h| !keep.contains(&h.list)) {
+            self.release_expiry_hold(&hold.list)?;
+            dropped.push(hold.list);
         }
-        tx.commit().map_err(self.sql("remove expired members"))?;
-        Ok(expired)
+        Ok(dropped)
+    }
+
+    /// Drops the expiry hold of `list`; returns whether there was one.
+    pub fn release_expiry_hold(&self, list: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM expiry_holds WHERE list = ?1", [list])
+            .map_err(self.sql("release expiry hold"))?;
+        Ok(n > 0)
+    }
+
+    /// Every held expiry sweep, by list name.
+    pub fn expiry_holds(&self) -> Result<Vec<ExpiryHold>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT list, due, active, held_at FROM expiry_holds ORDER BY list")
+            .map_err(self.sql("read expiry holds"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ExpiryHold {
+                    list: r.get(0)?,
+                    due: r.get(1)?,
+                    active: r.get(2)?,
+                    held_at: r.get(3)?,
+                })
+            })
+            .map_err(self.sql("read expiry holds"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.sql("read expiry holds"))
     }
 
     /// Removes a member (matched case-insensitively); returns whether it was on the list.
@@ -597,7 +897,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Members of a list, ordered by principal. Expired members are included until swept.
+    /// Members of a list, ordered by principal, expired ones included (see [`MemberState`]).
     pub fn members(&self, list: &str) -> Result<Vec<Member>, StoreError> {
         let conn = self.conn();
         let id = Store::list_id(&conn, list)
@@ -605,7 +905,7 @@ impl Store {
             .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
         let mut stmt = conn
             .prepare_cached(
-                "SELECT principal, reason, incident, added_by, added_at, expires_at
+                "SELECT principal, reason, incident, added_by, added_at, expires_at, expired_at
                  FROM members WHERE list_id = ?1 ORDER BY principal_key",
             )
             .map_err(self.sql("read members"))?;
@@ -618,6 +918,11 @@ impl Store {
                     added_by: r.get(3)?,
                     added_at: r.get(4)?,
                     expires_at: r.get(5)?,
+                    state: match r.get::<_, Option<i64>>(6)? {
+                        Some(_) => MemberState::Expired,
+                        None => MemberState::Active,
+                    },
+                    expired_at: r.get(6)?,
                 })
             })
             .map_err(self.sql("read members"))?;
@@ -916,14 +1221,84 @@ mod tests {
             let c = Connection::open(&path).unwrap();
             c.execute_batch("PRAGMA user_version = 999").unwrap();
         }
+        // Made 0644 by the umask: allowed, since the mode is not what this test is about.
         assert!(matches!(
-            Store::open(&path),
+            Store::open_with(&path, true),
             Err(StoreError::TooNew { found: 999, .. })
         ));
         let junk = dir.path().join("junk.db");
         std::fs::write(&junk, vec![0x42u8; 8192]).unwrap();
-        let err = Store::open(&junk).err().unwrap();
+        let err = Store::open_with(&junk, true).err().unwrap();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_store_is_private_and_a_readable_one_is_refused_unless_allowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warden.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.ensure_list("l", "").unwrap();
+            for name in ["warden.db", "warden.db-wal", "warden.db-shm"] {
+                assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Store::open(&path).err().unwrap();
+        let text = err.to_string();
+        assert!(
+            matches!(err, StoreError::Readable { mode: 0o644, .. }),
+            "{text}"
+        );
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(
+            text.contains("chmod 600") && text.contains("allow_readable"),
+            "{text}"
+        );
+        let s = Store::open_with(&path, true).unwrap();
+        assert_eq!(s.lists().unwrap().len(), 1);
+        assert_eq!(mode(&path), 0o644, "allowed means left as it is");
+    }
+
+    /// The question the sweep asks every second searches indexes only: expired members kept
+    /// for the retention period (100 000 of them, say) must not be scanned each time.
+    #[test]
+    fn the_sweep_question_scans_no_table_of_members() {
+        let s = Store::in_memory().unwrap();
+        let conn = s.conn();
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {EXPIRY_WORK}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map([0i64, 0i64], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let members: Vec<&String> = plan.iter().filter(|l| l.contains("members")).collect();
+        assert_eq!(members.len(), 3, "{plan:#?}");
+        // Active members past their expiry; expired ones whose expiry is ahead again; expired
+        // ones past the retention — each through the partial index that holds only them
+        // (members_expiry or members_expired alone would walk every kept expired member).
+        for index in [
+            "INDEX members_due ",
+            "INDEX members_expired_expiry ",
+            "INDEX members_expired ",
+        ] {
+            assert!(
+                members
+                    .iter()
+                    .any(|l| l.starts_with("SEARCH") && l.contains(index)),
+                "{index} unused: {plan:#?}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use super::{SyncError, failed_update};
 use crate::base::dn::parse_dn;
-use crate::base::time::now;
 use crate::base::time::now_ms;
 use crate::config::MappingConfig;
 use crate::directory::Directory;
@@ -90,13 +89,13 @@ async fn group_members(
     }
 }
 
-/// Current (unexpired) principals of a list.
+/// Active principals of a list. A member past its expiry stays until the expiry sweep
+/// deactivates it, so a sweep the clocks or the share guard held keeps it in its groups.
 fn list_principals(store: &Store, list: &str) -> Result<Vec<String>, SyncError> {
-    let now = now();
     Ok(store
         .members(list)?
         .into_iter()
-        .filter(|m| m.expires_at.is_none_or(|t| t > now))
+        .filter(|m| m.is_active())
         .map(|m| m.principal)
         .collect())
 }

@@ -429,7 +429,7 @@ fn wrong_bind_password_is_a_clear_error_without_the_password() {
     let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
     let wrong = "Wr0ng-Secret-7731!";
     let pw = tmp.path().join("wrong.secret");
-    std::fs::write(&pw, wrong).unwrap();
+    crate::support::write_secret(&pw, wrong);
     let config = AdConfig {
         ns: &ns,
         group_dn: &group,

@@ -182,7 +182,7 @@ impl FakeMx {
     pub fn for_config(dir: &Path, config: &Path, password: &str, data_set: &str) -> FakeMx {
         crate::support::make_certs(dir);
         let mx = FakeMx::start(dir, "warden", password);
-        std::fs::write(dir.join("mx.secret"), password).unwrap();
+        crate::support::write_secret(&dir.join("mx.secret"), password);
         let mut text = std::fs::read_to_string(config).unwrap();
         text.push_str(&format!(
             "\n[imperva]\nurl = \"{}\"\nusername = \"warden\"\npassword_file = \"mx.secret\"\n\

@@ -114,7 +114,7 @@ fn a_corrupt_or_unwritable_store_is_a_clear_error_never_an_empty_state() {
     std::fs::write(tmp.path().join("warden.toml"), &config).unwrap();
     let store = tmp.path().join("warden.db");
     let garbage = b"this is not a database, but someone's notes\n".repeat(200);
-    std::fs::write(&store, &garbage).unwrap();
+    crate::support::write_secret(&store, &garbage);
     for args in [
         &["serve", "--listen", "127.0.0.1:0"][..],
         &["lists", "show"][..],

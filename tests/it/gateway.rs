@@ -53,6 +53,11 @@ const KEYED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/lists", "respond"),
     ("POST", "/v1/lists", "respond"),
     ("GET", "/v1/lists/Suspicious%20Users/members", "respond"),
+    (
+        "POST",
+        "/v1/lists/Suspicious%20Users/expiry/release",
+        "admin",
+    ),
     ("POST", "/v1/lists/Suspicious%20Users/members", "respond"),
     (
         "DELETE",

@@ -20,7 +20,7 @@ const MX_NAME: &str = "PTR Suspicious Users";
 
 /// The list config, pushed to `url` as `MX_NAME`, with the MX password in a file.
 fn write_config(dir: &Path, url: &str, extra: &str) {
-    std::fs::write(dir.join("mx.secret"), format!("{PASSWORD}\n")).unwrap();
+    crate::support::write_secret(&dir.join("mx.secret"), format!("{PASSWORD}\n"));
     let config = list_config("anonymous_decisions = true", r#""*""#)
         + &format!(
             r#"
@@ -425,4 +425,30 @@ data_set = "Missing"
         );
     }
     assert!(!r.stderr.contains("inline-Secr3t"), "{}", r.stderr);
+}
+
+/// An MX password file that group or others can read is never used: the push fails, and the
+/// status says which file and how to fix it; made private, the same push goes through.
+#[test]
+fn an_mx_password_file_others_can_read_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, mx) = mx_and_config();
+    let secret = tmp.path().join("mx.secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    member(&server, "POST", "bob");
+    let refused = eventually(Duration::from_secs(30), || {
+        server.get("/v1/imperva").json()["pushes"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("readable by group or others"))
+    });
+    let status = server.get("/v1/imperva").body;
+    assert!(refused.is_some(), "{status}");
+    assert!(status.contains("chmod 600"), "{status}");
+    assert!(
+        users(&mx).is_empty(),
+        "warden logged in with a readable password file"
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    wait_for(&mx, &server, &["bob"]);
 }

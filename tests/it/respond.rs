@@ -269,8 +269,13 @@ fn members_leave_their_list_on_expiry() {
         server.decision("orders", "erin") == "allow"
     });
     assert!(left.is_some(), "erin never left; logs:\n{}", server.logs());
-    // Gone from the store too, by the sweeper, audited as the system.
-    assert!(members(&server).is_empty());
+    // Deactivated by the sweeper, kept in the store as expired until the retention period
+    // ends, audited as the system.
+    let listed = server.get("/v1/lists/Suspicious%20Users/members").json();
+    let listed = listed["members"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["principal"], "erin");
+    assert_eq!(listed[0]["state"], "expired");
     let audit = server.get("/v1/audit?action=lists.expire").json();
     let record = &audit["records"][0];
     assert_eq!(record["actor"], "system");

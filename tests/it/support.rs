@@ -83,7 +83,15 @@ pub struct Server {
 /// Starts `warden serve` in `dir` with extra arguments, on an ephemeral port, and waits until
 /// it reports its address.
 pub fn start_warden(dir: &Path, args: &[&str]) -> Server {
+    start_warden_env(dir, &[], args)
+}
+
+/// Like [`start_warden`], with extra environment variables (e.g. libfaketime's
+/// `LD_PRELOAD` and `FAKETIME`: set on warden itself, so that the signals [`Server::stop`]
+/// sends reach it, not a wrapper).
+pub fn start_warden_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Server {
     let mut cmd = warden_cmd(dir);
+    cmd.envs(env.iter().copied());
     cmd.args(args)
         .args(["--log-json", "serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
@@ -125,8 +133,26 @@ pub fn start_warden(dir: &Path, args: &[&str]) -> Server {
     }
 }
 
-/// Where warden writes its bootstrap admin key (next to the config file).
-pub const BOOTSTRAP_KEY_FILE: &str = "warden-bootstrap-admin.key";
+/// Where warden writes its bootstrap admin key: next to the store, named after it (the test
+/// configs keep the store, `warden.db`, in the config's directory).
+pub const BOOTSTRAP_KEY_FILE: &str = "warden.db.bootstrap-admin.key";
+
+/// Writes a secret file readable by its owner alone, as warden requires.
+pub fn write_secret(path: &Path, text: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The permission bits of a file.
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
 
 impl Server {
     /// GET with the bootstrap admin key, when there is one.
