@@ -37,6 +37,7 @@ pub mod auth;
 pub mod base;
 pub mod config;
 pub mod decide;
+pub mod denials;
 pub mod directory;
 pub mod http;
 pub mod metrics;

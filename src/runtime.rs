@@ -28,6 +28,7 @@ use crate::base::time::now;
 use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberField, Source};
 use crate::decide::Dispatcher;
 use crate::decide::{CompileError, Decision, Engine, IndexCache, Published, Request, Snapshot};
+use crate::denials::Denials;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::model::dataset::{
@@ -124,6 +125,7 @@ pub struct Warden {
     keys: KeyRing,
     metrics: Metrics,
     actions: Dispatcher,
+    denials: Denials,
     state: Mutex<State>,
     list_changes: tokio::sync::watch::Sender<u64>,
 }
@@ -157,6 +159,7 @@ impl Warden {
             keys,
             metrics: Metrics::default(),
             actions,
+            denials: Denials::default(),
             state: Mutex::new(State {
                 data_sets,
                 generations,
@@ -285,6 +288,18 @@ impl Warden {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Refused requests waiting to be audited in aggregate.
+    pub fn denials(&self) -> &Denials {
+        &self.denials
+    }
+
+    /// Audits the pending refusals now (blocking I/O): one record per key, with its count.
+    pub fn flush_denials(&self) -> Result<crate::denials::Flushed, StoreError> {
+        let flushed = self.denials.flush(&self.store)?;
+        self.metrics.refusal_audit_records(flushed.records);
+        Ok(flushed)
     }
 
     /// The followed-action queue.

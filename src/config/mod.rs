@@ -148,6 +148,8 @@ pub struct ServerConfig {
     pub bootstrap_key_file: PathBuf,
     /// Serve HTTPS with this certificate chain and key (PEM) when both are set.
     pub tls: Option<TlsFiles>,
+    /// Audit records older than this are pruned (hourly, by the audit service).
+    pub audit_retention: Duration,
 }
 
 /// A PEM certificate chain and private key for the gateway's TLS.
@@ -478,5 +480,23 @@ mod tests {
             .key("source")
             .key("filter");
         assert_eq!(p.to_string(), "data_sets[1].source.filter");
+    }
+
+    fn parse(toml: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(toml, "test.toml", Path::new("/tmp"))
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_a_year_and_is_checked_with_its_key_path() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.audit_retention, Duration::from_secs(365 * 86_400));
+        let c = parse("[server]\naudit_retention = \"30d\"\n").unwrap();
+        assert_eq!(c.server.audit_retention, Duration::from_secs(30 * 86_400));
+        for bad in ["1h", "soon"] {
+            let e = parse(&format!("[server]\naudit_retention = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("server.audit_retention"), "{bad}: {e}");
+        }
     }
 }

@@ -18,6 +18,7 @@ pub struct Server {
     pub bootstrap_key_file: Option<String>,
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
+    pub audit_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

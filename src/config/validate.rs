@@ -28,6 +28,9 @@ const DEFAULT_STORE_POLL: Duration = Duration::from_millis(50);
 const DEFAULT_MAX_BODY: usize = 1 << 20;
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
+/// A retention shorter than a day would prune records before anyone reads them.
+const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(86_400);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Relative to the config file (the working directory for the embedded default).
 const DEFAULT_BOOTSTRAP_KEY_FILE: &str = "warden-bootstrap-admin.key";
@@ -681,6 +684,17 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
             None
         }
     };
+    let audit_retention = ctx.duration(
+        path.key("audit_retention"),
+        raw.audit_retention.as_deref(),
+        DEFAULT_AUDIT_RETENTION,
+    );
+    if audit_retention < MIN_AUDIT_RETENTION {
+        ctx.err(
+            path.key("audit_retention"),
+            "must be at least 1d; audit records are pruned once older than this",
+        );
+    }
     let bootstrap_key_file = match raw.bootstrap_key_file {
         Some(p) => ctx.path_buf(&p),
         None => ctx.path_buf(DEFAULT_BOOTSTRAP_KEY_FILE),
@@ -709,6 +723,7 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
         anonymous_decisions: raw.anonymous_decisions.unwrap_or(false),
         bootstrap_key_file,
         tls,
+        audit_retention,
     }
 }
 
