@@ -14,6 +14,7 @@ use hyper::Method;
 use tokio::io::AsyncWriteExt;
 
 use super::{Ready, Service, Shutdown};
+use crate::base::escape::{escape_control, push_control};
 use crate::config::{ActionConfig, Config};
 use crate::decide::DecisionEvent;
 use crate::outbound::Endpoint;
@@ -90,7 +91,13 @@ async fn run_event(warden: &Warden, config: &Config, event: &DecisionEvent, tcp:
 }
 
 fn log_event(level: tracing::Level, e: &DecisionEvent) {
-    let (policy, principal, service) = (&e.policy, &e.principal, &e.service);
+    // Display fields are written as they are; a caller's principal or service must not end
+    // the line and forge another.
+    let (policy, principal, service) = (
+        escape_control(&e.policy),
+        escape_control(&e.principal),
+        escape_control(&e.service),
+    );
     match level {
         tracing::Level::ERROR => {
             tracing::error!(%policy, %principal, %service, decision = e.decision, "followed action")
@@ -131,14 +138,20 @@ async fn webhook(
     Err(format!("{last} (after {} attempts)", retries + 1))
 }
 
-/// Escapes an RFC 5424 SD-PARAM value: `"`, `\` and `]`.
+/// Escapes an RFC 5424 SD-PARAM value: `"`, `\` and `]` get a backslash (RFC 5424 §6.3.3);
+/// control characters become their visible form (`\n`, `\u{1b}`), so no value can end the
+/// message or the frame.
 pub fn sd_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         if matches!(c, '"' | '\\' | ']') {
             out.push('\\');
+            out.push(c);
+        } else if c.is_control() {
+            push_control(&mut out, c);
+        } else {
+            out.push(c);
         }
-        out.push(c);
     }
     out
 }
@@ -165,9 +178,9 @@ pub fn syslog_message(e: &DecisionEvent) -> String {
         service = sd_escape(&e.service),
         decision = e.decision,
         action = e.action,
-        principal_msg = e.principal,
-        service_msg = e.service,
-        policy_msg = e.policy,
+        principal_msg = escape_control(&e.principal),
+        service_msg = escape_control(&e.service),
+        policy_msg = escape_control(&e.policy),
     )
 }
 
@@ -238,6 +251,19 @@ mod tests {
     fn sd_param_values_escape_quote_backslash_and_bracket() {
         assert_eq!(sd_escape(r#"a"b\c]d"#), r#"a\"b\\c\]d"#);
         assert_eq!(sd_escape("plain"), "plain");
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_a_syslog_line() {
+        let mut e = event();
+        e.principal = "eve\n<86>1 2026-11-23T03:00:00Z host warden - forged".into();
+        e.service = "orders\r\u{0}".into();
+        let m = syslog_message(&e);
+        assert!(!m.chars().any(char::is_control), "{m:?}");
+        assert!(m.contains(r#"principal="eve\n<86>1"#), "{m}");
+        assert!(m.contains(r#"service="orders\r\u{0}""#), "{m}");
+        assert!(m.contains(r"for eve\n<86>1"), "{m}");
+        assert_eq!(sd_escape("a\tb\"]"), r#"a\tb\"\]"#);
     }
 
     #[test]
