@@ -329,11 +329,14 @@ impl Warden {
     ) {
         if !decision.matched.is_empty() {
             let config = self.config.load();
-            let dropped = self
+            let offered = self
                 .actions
                 .offer(&config.action_sets, snapshot, request, decision);
-            for _ in 0..dropped {
+            for _ in 0..offered.dropped {
                 self.metrics.followed_action_dropped();
+            }
+            for _ in 0..offered.evicted {
+                self.metrics.followed_dedup_evicted();
             }
         }
         self.metrics.decision(
