@@ -291,6 +291,8 @@ pub enum ActionConfig {
         url: String,
         timeout: Duration,
         retries: u32,
+        /// `http://` is refused unless this is set (the event would travel in clear).
+        allow_insecure: bool,
     },
     Syslog {
         address: String,
@@ -484,6 +486,36 @@ mod tests {
 
     fn parse(toml: &str) -> Result<Config, ConfigErrors> {
         Config::parse(toml, "test.toml", Path::new("/tmp"))
+    }
+
+    #[test]
+    fn a_plain_http_webhook_needs_allow_insecure() {
+        let set = |extra: &str| {
+            format!(
+                "[[action_sets]]\nname = \"n\"\nactions = [{{ type = \"webhook\", \
+                 url = \"http://127.0.0.1:9/h\"{extra} }}]\n"
+            )
+        };
+        let e = parse(&set("")).unwrap_err().to_string();
+        assert!(e.contains("action_sets[0].actions[0].url"), "{e}");
+        assert!(e.contains("allow_insecure"), "{e}");
+        let c = parse(&set(", allow_insecure = true")).unwrap();
+        assert!(matches!(
+            c.action_sets[0].actions[0],
+            ActionConfig::Webhook {
+                allow_insecure: true,
+                ..
+            }
+        ));
+        let e = parse(
+            "[[action_sets]]\nname = \"n\"\nactions = [{ type = \"log\", allow_insecure = true }]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("action_sets[0].actions[0].allow_insecure"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -156,6 +156,7 @@ pub struct Action {
     pub address: Option<String>,
     pub protocol: Option<String>,
     pub level: Option<String>,
+    pub allow_insecure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

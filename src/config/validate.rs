@@ -1252,6 +1252,7 @@ fn action_set(ctx: &mut Ctx<'_>, path: KeyPath, a: raw::ActionSet) -> ActionSetC
                 ("address", act.address.is_some()),
                 ("protocol", act.protocol.is_some()),
                 ("level", act.level.is_some()),
+                ("allow_insecure", act.allow_insecure.is_some()),
             ];
             for (key, set) in present {
                 if set && !allowed.contains(&key) {
@@ -1280,12 +1281,22 @@ fn action_set(ctx: &mut Ctx<'_>, path: KeyPath, a: raw::ActionSet) -> ActionSetC
                 actions.push(ActionConfig::Log { level });
             }
             "webhook" => {
-                check_unused(ctx, &["url", "timeout", "retries"]);
+                check_unused(ctx, &["url", "timeout", "retries", "allow_insecure"]);
                 let url = required(ctx, &apath, "url", &act.url).to_string();
+                let allow_insecure = act.allow_insecure.unwrap_or(false);
                 if !url.is_empty() && !is_http_url(&url) {
                     ctx.err(
                         apath.key("url"),
                         format!("{url:?} must be an http:// or https:// URL"),
+                    );
+                } else if url.starts_with("http://") && !allow_insecure {
+                    ctx.err(
+                        apath.key("url"),
+                        format!(
+                            "{url:?} is plain http: the decision event would travel in clear; \
+                             use https://, or opt in with allow_insecure = true (only for a \
+                             receiver on loopback)"
+                        ),
                     );
                 }
                 let timeout = ctx.duration(
@@ -1297,6 +1308,7 @@ fn action_set(ctx: &mut Ctx<'_>, path: KeyPath, a: raw::ActionSet) -> ActionSetC
                     url,
                     timeout,
                     retries: act.retries.unwrap_or(3),
+                    allow_insecure,
                 });
             }
             "syslog" => {
