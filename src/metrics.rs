@@ -398,4 +398,26 @@ mod tests {
         );
         assert!(out.contains("warden_refresh_failures_total{data_set=\"PTR\"} 1"));
     }
+
+    #[test]
+    fn refusals_render_per_reason_with_overflow_and_evictions() {
+        let m = Metrics::default();
+        for _ in 0..3 {
+            m.refused(Refusal::Invalid, false);
+        }
+        m.refused(Refusal::Forbidden, true);
+        m.refusal_audit_records(2);
+        m.followed_dedup_evicted();
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains("warden_auth_refused_total{reason=\"invalid\"} 3"),
+            "{out}"
+        );
+        assert!(out.contains("warden_auth_refused_total{reason=\"forbidden\"} 1"));
+        assert!(out.contains("warden_auth_refused_total{reason=\"missing\"} 0"));
+        assert!(out.contains("warden_auth_refused_overflow_total 1"));
+        assert!(out.contains("warden_auth_refused_audit_records_total 2"));
+        assert!(out.contains("warden_followed_dedup_evictions_total 1"));
+    }
 }
