@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+use crate::auth::denials::Refusal;
 use crate::decide::Outcome;
 use crate::model::policy::Action;
 
@@ -38,6 +39,14 @@ pub struct Metrics {
     policy_matches: DashMap<Box<str>, [AtomicU64; 2], foldhash::fast::RandomState>,
     followed: DashMap<(&'static str, &'static str), AtomicU64>,
     followed_dropped: AtomicU64,
+    /// Followed-action de-duplication entries evicted (least recently used) at the cap.
+    dedup_evicted: AtomicU64,
+    /// Refused requests by [`Refusal`] slot.
+    refused: [AtomicU64; Refusal::ALL.len()],
+    /// Refusals folded into the overflow bucket of the denial aggregate.
+    refused_overflow: AtomicU64,
+    /// Audit records written for refusals (each one aggregates many).
+    refused_audit_records: AtomicU64,
     latency: Histogram,
     /// Bumped on every response, so hashed with foldhash too.
     http: DashMap<(&'static str, u16), AtomicU64, foldhash::fast::RandomState>,
@@ -154,6 +163,26 @@ impl Metrics {
     /// A followed-action event was dropped because the queue was full.
     pub fn followed_action_dropped(&self) {
         self.followed_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A followed-action de-duplication entry was evicted to stay within the cap.
+    pub fn followed_dedup_evicted(&self) {
+        self.dedup_evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request was refused (failed authentication or a missing scope); `overflow` when the
+    /// denial aggregate was full and it went to the `other` bucket.
+    pub fn refused(&self, refusal: Refusal, overflow: bool) {
+        self.refused[refusal.slot()].fetch_add(1, Ordering::Relaxed);
+        if overflow {
+            self.refused_overflow.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A flush of the denial aggregate wrote `n` audit records.
+    pub fn refusal_audit_records(&self, n: usize) {
+        self.refused_audit_records
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// One HTTP response on `route` (the route's pattern, not the raw path).
@@ -366,6 +395,57 @@ impl Metrics {
             family(out, name, "counter", help);
             line(out, name, "", value.load(Ordering::Relaxed));
         }
+        family(
+            out,
+            "warden_followed_dedup_evictions_total",
+            "counter",
+            "Followed-action de-duplication entries evicted (least recently used) at the cap.",
+        );
+        line(
+            out,
+            "warden_followed_dedup_evictions_total",
+            "",
+            self.dedup_evicted.load(Ordering::Relaxed),
+        );
+        family(
+            out,
+            "warden_auth_refused_total",
+            "counter",
+            "Requests refused by authentication or scope, by reason.",
+        );
+        for r in Refusal::ALL {
+            let n = self.refused[r.slot()].load(Ordering::Relaxed);
+            line(
+                out,
+                "warden_auth_refused_total",
+                &format!("reason=\"{}\"", r.as_str()),
+                n,
+            );
+        }
+        family(
+            out,
+            "warden_auth_refused_overflow_total",
+            "counter",
+            "Refusals counted in the overflow bucket because the aggregate was full.",
+        );
+        line(
+            out,
+            "warden_auth_refused_overflow_total",
+            "",
+            self.refused_overflow.load(Ordering::Relaxed),
+        );
+        family(
+            out,
+            "warden_auth_refused_audit_records_total",
+            "counter",
+            "Audit records written for refusals (one per source, reason and minute).",
+        );
+        line(
+            out,
+            "warden_auth_refused_audit_records_total",
+            "",
+            self.refused_audit_records.load(Ordering::Relaxed),
+        );
     }
 
     fn render_latency(&self, out: &mut String) {
@@ -467,5 +547,27 @@ mod tests {
             out.contains("warden_http_requests_total{route=\"/v1/decision\",status=\"200\"} 1")
         );
         assert!(out.contains("warden_refresh_failures_total{data_set=\"PTR\"} 1"));
+    }
+
+    #[test]
+    fn refusals_render_per_reason_with_overflow_and_evictions() {
+        let m = Metrics::default();
+        for _ in 0..3 {
+            m.refused(Refusal::Invalid, false);
+        }
+        m.refused(Refusal::Forbidden, true);
+        m.refusal_audit_records(2);
+        m.followed_dedup_evicted();
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains("warden_auth_refused_total{reason=\"invalid\"} 3"),
+            "{out}"
+        );
+        assert!(out.contains("warden_auth_refused_total{reason=\"forbidden\"} 1"));
+        assert!(out.contains("warden_auth_refused_total{reason=\"missing\"} 0"));
+        assert!(out.contains("warden_auth_refused_overflow_total 1"));
+        assert!(out.contains("warden_auth_refused_audit_records_total 2"));
+        assert!(out.contains("warden_followed_dedup_evictions_total 1"));
     }
 }

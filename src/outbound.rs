@@ -6,11 +6,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Largest response body read from an MX or a webhook receiver (1 MiB): the answers warden
+/// reads are small JSON documents, and a receiver must not make warden buffer without bound.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// Why an outbound request failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,8 @@ pub enum OutboundError {
     Timeout(Duration),
     #[error("HTTP failed: {0}")]
     Http(String),
+    #[error("the response body exceeds MAX_RESPONSE_BYTES ({limit} bytes); not read further")]
+    TooLarge { limit: usize },
 }
 
 /// A stream: plain TCP (opt-in) or TLS.
@@ -179,12 +185,7 @@ impl Endpoint {
                 .await
                 .map_err(|e| OutboundError::Http(e.to_string()))?;
             let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| OutboundError::Http(e.to_string()))?
-                .to_bytes();
+            let body = read_limited(resp.into_body(), MAX_RESPONSE_BYTES).await?;
             Ok((status, body))
         };
         tokio::time::timeout(self.timeout, exchange)
@@ -193,10 +194,64 @@ impl Endpoint {
     }
 }
 
+/// Reads a response body of at most `limit` bytes.
+async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, OutboundError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(OutboundError::TooLarge { limit })
+        }
+        Err(e) => Err(OutboundError::Http(e.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A receiver answering with an endless body: the read stops at the limit and says so.
+    #[tokio::test]
+    async fn a_response_body_beyond_the_limit_is_refused_not_buffered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = format!("{:x}\r\n{}\r\n", 65536, "x".repeat(65536));
+            // 4 MiB at most, far beyond the limit; the client hangs up first.
+            for _ in 0..64 {
+                if s.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let endpoint = Endpoint::new(
+            &format!("http://{addr}"),
+            None,
+            true,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let err = endpoint
+            .send(&Method::GET, "/", &[], None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, OutboundError::TooLarge { limit } if limit == MAX_RESPONSE_BYTES),
+            "{err}"
+        );
+        assert!(err.to_string().contains("MAX_RESPONSE_BYTES"), "{err}");
+    }
 
     #[test]
     fn urls_split_into_scheme_host_port_and_path() {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::{ArcSwap, Guard};
 
 use crate::auth::KeyRing;
+use crate::auth::denials::Denials;
 use crate::base::time::format_rfc3339;
 use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberField, Source};
 use crate::decide::Dispatcher;
@@ -123,6 +124,7 @@ pub struct Warden {
     keys: KeyRing,
     metrics: Metrics,
     actions: Dispatcher,
+    denials: Denials,
     state: Mutex<State>,
     list_changes: tokio::sync::watch::Sender<u64>,
 }
@@ -159,6 +161,7 @@ impl Warden {
             keys,
             metrics: Metrics::default(),
             actions,
+            denials: Denials::default(),
             state: Mutex::new(State {
                 data_sets,
                 generations,
@@ -289,6 +292,18 @@ impl Warden {
         &self.metrics
     }
 
+    /// Refused requests waiting to be audited in aggregate.
+    pub fn denials(&self) -> &Denials {
+        &self.denials
+    }
+
+    /// Audits the pending refusals now (blocking I/O): one record per key, with its count.
+    pub fn flush_denials(&self) -> Result<crate::auth::denials::Flushed, StoreError> {
+        let flushed = self.denials.flush(&self.store)?;
+        self.metrics.refusal_audit_records(flushed.records);
+        Ok(flushed)
+    }
+
     /// The followed-action queue.
     pub fn actions(&self) -> &Dispatcher {
         &self.actions
@@ -316,11 +331,14 @@ impl Warden {
     ) {
         if !decision.matched.is_empty() {
             let config = self.config.load();
-            let dropped = self
+            let offered = self
                 .actions
                 .offer(&config.action_sets, snapshot, request, decision);
-            for _ in 0..dropped {
+            for _ in 0..offered.dropped {
                 self.metrics.followed_action_dropped();
+            }
+            for _ in 0..offered.evicted {
+                self.metrics.followed_dedup_evicted();
             }
         }
         self.metrics.decision(

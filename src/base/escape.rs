@@ -1,5 +1,6 @@
 //! Escaping of untrusted strings before they reach an LDAP filter (RFC 4515)
-//! or a DN attribute value (RFC 4514), and the matching unescaping of DN values.
+//! or a DN attribute value (RFC 4514), and the matching unescaping of DN values; and of
+//! control characters before untrusted text reaches a log or syslog line.
 
 use std::borrow::Cow;
 
@@ -9,6 +10,34 @@ fn push_hex(out: &mut String, b: u8) {
     out.push('\\');
     out.push(char::from(HEX[usize::from(b >> 4)]));
     out.push(char::from(HEX[usize::from(b & 0x0f)]));
+}
+
+/// Pushes the visible form of a control character: `\n`, `\r`, `\t`, else `\u{hex}`.
+pub fn push_control(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+    }
+}
+
+/// Replaces control characters (CR, LF, ESC, NUL, C1 …) with their visible form so that
+/// untrusted text — a principal, a service, a reason — written into a log or syslog line
+/// cannot end that line and forge another, or drive a terminal. Borrows when there is none.
+pub fn escape_control(value: &str) -> Cow<'_, str> {
+    if !value.chars().any(char::is_control) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        if c.is_control() {
+            push_control(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Escapes a value for use inside an LDAP search filter assertion (RFC 4515 §3).
@@ -161,6 +190,16 @@ fn hex_val(b: u8) -> Option<u8> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_become_visible_and_plain_text_borrows() {
+        assert!(matches!(escape_control("corp\\alice"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_control("eve\r\n<14>1 forged\t\u{1b}[2J\u{0}\u{85}"),
+            "eve\\r\\n<14>1 forged\\t\\u{1b}[2J\\u{0}\\u{85}"
+        );
+        assert!(!escape_control("a\nb").contains('\n'));
+    }
 
     #[test]
     fn filter_plain_values_borrow() {

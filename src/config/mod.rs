@@ -157,6 +157,8 @@ pub struct ServerConfig {
     pub max_expiry_share: f64,
     /// Serve HTTPS with this certificate chain and key (PEM) when both are set.
     pub tls: Option<TlsFiles>,
+    /// Audit records older than this are pruned (hourly, by the audit service).
+    pub audit_retention: Duration,
 }
 
 /// A PEM certificate chain and private key for the gateway's TLS.
@@ -301,6 +303,8 @@ pub enum ActionConfig {
         url: String,
         timeout: Duration,
         retries: u32,
+        /// `http://` is refused unless this is set (the event would travel in clear).
+        allow_insecure: bool,
     },
     Syslog {
         address: String,
@@ -583,5 +587,53 @@ mod tests {
             .key("source")
             .key("filter");
         assert_eq!(p.to_string(), "data_sets[1].source.filter");
+    }
+
+    fn parse(toml: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(toml, "test.toml", Path::new("/tmp"))
+    }
+
+    #[test]
+    fn a_plain_http_webhook_needs_allow_insecure() {
+        let set = |extra: &str| {
+            format!(
+                "[[action_sets]]\nname = \"n\"\nactions = [{{ type = \"webhook\", \
+                 url = \"http://127.0.0.1:9/h\"{extra} }}]\n"
+            )
+        };
+        let e = parse(&set("")).unwrap_err().to_string();
+        assert!(e.contains("action_sets[0].actions[0].url"), "{e}");
+        assert!(e.contains("allow_insecure"), "{e}");
+        let c = parse(&set(", allow_insecure = true")).unwrap();
+        assert!(matches!(
+            c.action_sets[0].actions[0],
+            ActionConfig::Webhook {
+                allow_insecure: true,
+                ..
+            }
+        ));
+        let e = parse(
+            "[[action_sets]]\nname = \"n\"\nactions = [{ type = \"log\", allow_insecure = true }]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("action_sets[0].actions[0].allow_insecure"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_a_year_and_is_checked_with_its_key_path() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.audit_retention, Duration::from_secs(365 * 86_400));
+        let c = parse("[server]\naudit_retention = \"30d\"\n").unwrap();
+        assert_eq!(c.server.audit_retention, Duration::from_secs(30 * 86_400));
+        for bad in ["1h", "soon"] {
+            let e = parse(&format!("[server]\naudit_retention = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("server.audit_retention"), "{bad}: {e}");
+        }
     }
 }

@@ -21,6 +21,7 @@ pub struct Server {
     pub max_expiry_share: Option<f64>,
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
+    pub audit_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +160,7 @@ pub struct Action {
     pub address: Option<String>,
     pub protocol: Option<String>,
     pub level: Option<String>,
+    pub allow_insecure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,9 @@ const DEFAULT_STORE_POLL: Duration = Duration::from_millis(50);
 const DEFAULT_MAX_BODY: usize = 1 << 20;
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
+/// A retention shorter than a day would prune records before anyone reads them.
+const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(86_400);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_BOOTSTRAP_KEY_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_EXPIRED_MEMBER_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -703,6 +706,17 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
             None
         }
     };
+    let audit_retention = ctx.duration(
+        path.key("audit_retention"),
+        raw.audit_retention.as_deref(),
+        DEFAULT_AUDIT_RETENTION,
+    );
+    if audit_retention < MIN_AUDIT_RETENTION {
+        ctx.err(
+            path.key("audit_retention"),
+            "must be at least 1d; audit records are pruned once older than this",
+        );
+    }
     let bootstrap_key_file = raw.bootstrap_key_file.map(|p| ctx.path_buf(&p));
     let max_expiry_share = raw.max_expiry_share.unwrap_or(DEFAULT_MAX_EXPIRY_SHARE);
     if !(max_expiry_share > 0.0 && max_expiry_share <= 1.0) {
@@ -750,6 +764,7 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
             DEFAULT_MAX_EXPIRY_SHARE
         },
         tls,
+        audit_retention,
     }
 }
 
@@ -1441,6 +1456,7 @@ fn action_set(ctx: &mut Ctx<'_>, path: KeyPath, a: raw::ActionSet) -> ActionSetC
                 ("address", act.address.is_some()),
                 ("protocol", act.protocol.is_some()),
                 ("level", act.level.is_some()),
+                ("allow_insecure", act.allow_insecure.is_some()),
             ];
             for (key, set) in present {
                 if set && !allowed.contains(&key) {
@@ -1469,12 +1485,22 @@ fn action_set(ctx: &mut Ctx<'_>, path: KeyPath, a: raw::ActionSet) -> ActionSetC
                 actions.push(ActionConfig::Log { level });
             }
             "webhook" => {
-                check_unused(ctx, &["url", "timeout", "retries"]);
+                check_unused(ctx, &["url", "timeout", "retries", "allow_insecure"]);
                 let url = required(ctx, &apath, "url", &act.url).to_string();
+                let allow_insecure = act.allow_insecure.unwrap_or(false);
                 if !url.is_empty() && !is_http_url(&url) {
                     ctx.err(
                         apath.key("url"),
                         format!("{url:?} must be an http:// or https:// URL"),
+                    );
+                } else if url.starts_with("http://") && !allow_insecure {
+                    ctx.err(
+                        apath.key("url"),
+                        format!(
+                            "{url:?} is plain http: the decision event would travel in clear; \
+                             use https://, or opt in with allow_insecure = true (only for a \
+                             receiver on loopback)"
+                        ),
                     );
                 }
                 let timeout = ctx.duration(
@@ -1486,6 +1512,7 @@ fn action_set(ctx: &mut Ctx<'_>, path: KeyPath, a: raw::ActionSet) -> ActionSetC
                     url,
                     timeout,
                     retries: act.retries.unwrap_or(3),
+                    allow_insecure,
                 });
             }
             "syslog" => {

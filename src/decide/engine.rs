@@ -291,6 +291,45 @@ impl Snapshot {
         self.policies.get(m.policy as usize).map(|p| &p.policy)
     }
 
+    /// What made `m`'s policy match `request`, as a key: per criterion, the request's values
+    /// found in its data set (`at_least_one`, `all`: the matched principal, host, app), or for
+    /// `none` the values it checked (none is in the set, so they are what matched), `?` for an
+    /// unknown field that matched; lower-cased, `,` between values and `|` between criteria.
+    /// Values the policy's data sets do not hold (an extra `db_user` beside the listed one)
+    /// are not part of it, so varying them does not make a new key. Allocates: only for
+    /// followed actions, off the common path.
+    pub fn match_key(&self, m: &PolicyMatch, request: &Request<'_>) -> String {
+        let mut key = String::new();
+        let Some(p) = self.policies.get(m.policy as usize) else {
+            return key;
+        };
+        for (i, c) in p.criteria.iter().enumerate() {
+            if i > 0 {
+                key.push('|');
+            }
+            let values = request.values(c.field);
+            if values.is_empty() {
+                key.push('?');
+                continue;
+            }
+            let mut first = true;
+            for v in values {
+                let keep = match c.operation {
+                    Operation::AtLeastOne | Operation::All => c.index.contains(v),
+                    Operation::None => true,
+                };
+                if keep {
+                    if !first {
+                        key.push(',');
+                    }
+                    first = false;
+                    key.extend(v.chars().flat_map(char::to_lowercase));
+                }
+            }
+        }
+        key
+    }
+
     /// Decides one request: block if any enabled blocking policy matches.
     #[inline]
     pub fn decide(&self, request: &Request<'_>) -> Decision {
@@ -595,6 +634,33 @@ mod tests {
                 .outcome,
             Outcome::Block
         );
+    }
+
+    #[test]
+    fn match_keys_hold_the_matched_values_not_the_extra_ones() {
+        let mut cache = IndexCache::default();
+        let policies = vec![
+            policy("in", Action::Block, Operation::AtLeastOne, &["*"]),
+            policy("out", Action::None, Operation::None, &["*"]),
+        ];
+        let snap = Snapshot::build(&policies, vec![users(&["corp\\alice"])], &mut cache).unwrap();
+        let key = |users: &[&str]| {
+            let mut r = Request::new("orders");
+            for u in users {
+                r = r.db_user(u);
+            }
+            let d = snap.decide(&r);
+            d.matched
+                .iter()
+                .map(|m| snap.match_key(m, &r))
+                .collect::<Vec<_>>()
+        };
+        // The listed user, whatever extra names ride along: one key.
+        assert_eq!(key(&["CORP\\Alice"]), ["corp\\alice"]);
+        assert_eq!(key(&["corp\\alice", "x1"]), ["corp\\alice"]);
+        assert_eq!(key(&["x2", "corp\\alice"]), ["corp\\alice"]);
+        // `none`: the values checked are what matched.
+        assert_eq!(key(&["Bob"]), ["bob"]);
     }
 
     #[test]

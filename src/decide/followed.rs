@@ -1,14 +1,18 @@
 //! The decision side of followed actions: after a decision matched a policy that names an
-//! action set, the event is de-duplicated per (policy, principal) within the set's window and
-//! offered to a bounded queue without waiting — a full queue drops the event, and the caller
-//! counts it. The decision path only checks whether any matched policy has a followed action
+//! action set, the event is de-duplicated per (policy, matched value) within the set's window
+//! and offered to a bounded queue without waiting — a full queue drops the event, and the
+//! caller counts it. The matched value is [`Snapshot::match_key`]: the request values found in
+//! the policy's data sets, so a caller adding or varying an extra `db_user` makes no new key.
+//! The window is remembered in an LRU of at most [`DEDUP_MAX`] keys: at the cap the least
+//! recently seen key is evicted (and counted), so memory and the cost of a decision stay
+//! bounded whatever callers send; an evicted key may report again within its window. The decision path only checks whether any matched policy has a followed action
 //! (no allocation when none does). The worker that drains the queue and runs the actions (log,
 //! webhook, syslog) is a background service (`services::followed_actions`).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
+use hashlink::LruCache;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -16,8 +20,18 @@ use super::engine::{Decision, Request, Snapshot};
 use crate::base::time::{format_rfc3339, now};
 use crate::config::ActionSetConfig;
 
-/// Most (policy, principal) pairs remembered for de-duplication; older ones are pruned.
+/// Most (policy, matched value) keys remembered for de-duplication; beyond, the least recently
+/// seen is evicted.
 pub const DEDUP_MAX: usize = 100_000;
+
+/// What [`Dispatcher::offer`] did beyond queueing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offered {
+    /// Events a full queue dropped.
+    pub dropped: usize,
+    /// De-duplication keys evicted at the cap.
+    pub evicted: usize,
+}
 
 /// What a followed action reports: one decision that matched one policy.
 #[derive(Debug, Clone, Serialize)]
@@ -42,31 +56,49 @@ pub struct DecisionEvent {
 pub struct Dispatcher {
     queue: mpsc::Sender<DecisionEvent>,
     receiver: Mutex<Option<mpsc::Receiver<DecisionEvent>>>,
-    recent: DashMap<(String, String), Instant>,
+    recent: Mutex<LruCache<(String, String), Instant>>,
+    dedup_max: usize,
 }
 
 impl Dispatcher {
     pub fn with_capacity(capacity: usize) -> Dispatcher {
+        Dispatcher::with_limits(capacity, DEDUP_MAX)
+    }
+
+    /// A queue of `capacity` events and at most `dedup_max` de-duplication keys.
+    pub fn with_limits(capacity: usize, dedup_max: usize) -> Dispatcher {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
         Dispatcher {
             queue,
             receiver: Mutex::new(Some(receiver)),
-            recent: DashMap::new(),
+            recent: Mutex::new(LruCache::new_unbounded()),
+            dedup_max: dedup_max.max(1),
         }
+    }
+
+    /// How many de-duplication keys are held.
+    pub fn dedup_len(&self) -> usize {
+        self.lock_recent().len()
+    }
+
+    fn lock_recent(&self) -> std::sync::MutexGuard<'_, LruCache<(String, String), Instant>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Offers the followed actions of `decision`. Never waits; allocates only when a matched
     /// policy has a followed action.
     /// `action_sets` are those of the configuration in force (for their de-duplication
-    /// windows). Returns how many events a full queue dropped.
+    /// windows). Returns how many events a full queue dropped and keys the cap evicted.
     pub fn offer(
         &self,
         action_sets: &[ActionSetConfig],
         snapshot: &Snapshot,
         request: &Request<'_>,
         decision: &Decision,
-    ) -> usize {
-        let mut dropped = 0;
+    ) -> Offered {
+        let mut offered = Offered::default();
         for m in &decision.matched {
             let Some(policy) = snapshot.policy(m) else {
                 continue;
@@ -74,10 +106,11 @@ impl Dispatcher {
             let Some(set) = &policy.followed_action else {
                 continue;
             };
-            let principal = request.db_user.join(",");
-            if !self.first_in_window(action_sets, set, &policy.name, &principal) {
+            let key = snapshot.match_key(m, request);
+            if !self.first_in_window(action_sets, set, &policy.name, key, &mut offered) {
                 continue;
             }
+            let principal = request.db_user.join(",");
             let event = DecisionEvent {
                 time: format_rfc3339(now()),
                 policy: policy.name.clone(),
@@ -93,35 +126,42 @@ impl Dispatcher {
                 snapshot_version: decision.snapshot_version,
             };
             if self.queue.try_send(event).is_err() {
-                dropped += 1;
+                offered.dropped += 1;
             }
         }
-        dropped
+        offered
     }
 
-    /// Whether (policy, principal) has not been reported within the set's window; records it.
+    /// Whether (policy, key) has not been reported within the set's window; records it,
+    /// evicting the least recently seen key at the cap.
     fn first_in_window(
         &self,
         action_sets: &[ActionSetConfig],
         set: &str,
         policy: &str,
-        principal: &str,
+        key: String,
+        offered: &mut Offered,
     ) -> bool {
         let window = action_sets
             .iter()
             .find(|a| a.name == set)
             .map_or(Duration::ZERO, |a| a.dedup_window);
+        if window.is_zero() {
+            return true;
+        }
         let now = Instant::now();
-        let key = (policy.to_owned(), principal.to_lowercase());
-        if let Some(last) = self.recent.get(&key)
+        let key = (policy.to_owned(), key);
+        let mut recent = self.lock_recent();
+        if let Some(last) = recent.get(&key)
             && now.duration_since(*last) < window
         {
             return false;
         }
-        if self.recent.len() >= DEDUP_MAX {
-            self.recent.retain(|_, at| now.duration_since(*at) < window);
+        if !recent.contains_key(&key) && recent.len() >= self.dedup_max {
+            recent.remove_lru();
+            offered.evicted += 1;
         }
-        self.recent.insert(key, now);
+        recent.insert(key, now);
         true
     }
 
@@ -131,5 +171,108 @@ impl Dispatcher {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::decide::IndexCache;
+    use crate::model::dataset::{Cell, Column, DataSet, DataSetBuilder, Schema};
+    use crate::model::policy::{
+        Action, Criterion, Field, Operation, Policy, ServiceScope, Severity, UnknownValues,
+    };
+
+    fn snapshot(members: &[&str]) -> Snapshot {
+        let schema = Schema::new(
+            vec![Column {
+                name: "user".into(),
+                key: true,
+            }],
+            false,
+        )
+        .unwrap();
+        let mut b = DataSetBuilder::new("Suspicious Users", schema);
+        for n in members {
+            b.push(vec![Cell::One((*n).into())]).unwrap();
+        }
+        let set: Arc<DataSet> = Arc::new(b.build());
+        let policy = Policy {
+            name: "block".into(),
+            enabled: true,
+            action: Action::Block,
+            severity: Severity::High,
+            followed_action: Some("notify".into()),
+            apply_to: ServiceScope::new(&["*".to_owned()]).unwrap(),
+            criteria: vec![Criterion {
+                field: Field::DbUser,
+                operation: Operation::AtLeastOne,
+                data_set: "Suspicious Users".into(),
+                search_in: vec![],
+                handle_unknown_values: UnknownValues::NoMatch,
+            }],
+        };
+        Snapshot::build(&[policy], vec![set], &mut IndexCache::default()).unwrap()
+    }
+
+    fn sets() -> Vec<ActionSetConfig> {
+        vec![ActionSetConfig {
+            name: "notify".into(),
+            actions: vec![],
+            dedup_window: Duration::from_secs(3600),
+        }]
+    }
+
+    fn offer(d: &Dispatcher, snap: &Snapshot, users: &[&str]) -> Offered {
+        let mut r = Request::new("orders");
+        for u in users {
+            r = r.db_user(u);
+        }
+        let decision = snap.decide(&r);
+        assert!(!decision.matched.is_empty());
+        d.offer(&sets(), snap, &r, &decision)
+    }
+
+    fn queued(d: &Dispatcher) -> usize {
+        let mut rx = d.take_receiver().unwrap();
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn an_extra_varying_db_user_neither_grows_the_window_nor_reports_again() {
+        let snap = snapshot(&[r"corp\alice"]);
+        let d = Dispatcher::with_capacity(100);
+        for i in 0..50 {
+            let extra = format!("noise{i}");
+            assert_eq!(
+                offer(&d, &snap, &[r"corp\alice", &extra]),
+                Offered::default()
+            );
+        }
+        assert_eq!(d.dedup_len(), 1);
+        assert_eq!(queued(&d), 1);
+    }
+
+    #[test]
+    fn the_window_is_an_lru_bounded_by_its_cap_and_evictions_are_reported() {
+        let snap = snapshot(&["a", "b", "c"]);
+        let d = Dispatcher::with_limits(100, 2);
+        assert_eq!(offer(&d, &snap, &["a"]).evicted, 0);
+        assert_eq!(offer(&d, &snap, &["b"]).evicted, 0);
+        // `a` seen again (deduplicated) becomes the most recent; `c` evicts `b`.
+        assert_eq!(offer(&d, &snap, &["a"]), Offered::default());
+        assert_eq!(offer(&d, &snap, &["c"]).evicted, 1);
+        assert_eq!(d.dedup_len(), 2);
+        // `a` is still within its window; `b` was evicted and reports again.
+        assert_eq!(offer(&d, &snap, &["a"]), Offered::default());
+        assert_eq!(offer(&d, &snap, &["b"]).evicted, 1);
+        assert_eq!(queued(&d), 4);
     }
 }

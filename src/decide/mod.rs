@@ -13,4 +13,4 @@ pub use engine::{
     CompileError, CompiledPolicy, Decision, Engine, IndexCache, Outcome, PolicyMatch, Published,
     Request, Snapshot,
 };
-pub use followed::{DEDUP_MAX, DecisionEvent, Dispatcher};
+pub use followed::{DEDUP_MAX, DecisionEvent, Dispatcher, Offered};

@@ -234,6 +234,10 @@ pub fn audit_log(call: &Call<'_>) -> Result<Response, Problem> {
             }
         }
     }
+    // Refusals still in the aggregate are audited first, so a reader sees every one so far.
+    if let Err(e) = call.warden().flush_denials() {
+        tracing::error!(error = %e, "cannot audit refused requests; kept for the next flush");
+    }
     let records = call
         .warden()
         .store()

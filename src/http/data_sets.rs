@@ -45,7 +45,17 @@ fn wants_csv(call: &Call<'_>) -> bool {
         .is_some_and(|a| a.contains("text/csv") && !a.contains("application/json"))
 }
 
+/// Writes one CSV cell. A cell a spreadsheet would read as a formula (starting with `=`, `+`,
+/// `-`, `@`, a tab or CR) gets a leading `'` (OWASP CSV injection), so an exported principal
+/// such as `=HYPERLINK(…)` stays text.
 fn csv_field(value: &str, out: &mut String) {
+    let neutralised;
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        neutralised = format!("'{value}");
+        neutralised.as_str()
+    } else {
+        value
+    };
     if value.contains([',', '"', '\n', '\r', ';']) {
         out.push('"');
         out.push_str(&value.replace('"', "\"\""));
@@ -167,4 +177,27 @@ pub fn write_data(call: &Call<'_>) -> Result<Response, Problem> {
         StatusCode::OK,
         &serde_json::json!({ "data_set": name, "action": write.as_str(), "rows": rows }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(v: &str) -> String {
+        let mut out = String::new();
+        csv_field(v, &mut out);
+        out
+    }
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_neutralised() {
+        assert_eq!(cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(cell("+1"), "'+1");
+        assert_eq!(cell("-2+3"), "'-2+3");
+        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(cell("\tx"), "'\tx");
+        assert_eq!(cell("\rx"), "\"'\rx\"");
+        assert_eq!(cell(r"corp\alice"), r"corp\alice");
+        assert_eq!(cell("a-b"), "a-b");
+    }
 }

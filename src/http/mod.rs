@@ -38,11 +38,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::auth::denials::Refusal;
 use crate::auth::{AuthError, Caller, Scope};
 use crate::base::actor::Actor;
 use crate::runtime::Warden;
 use crate::services::Board;
-use crate::store::AuditRecord;
 use problem::Problem;
 use routes::{Access, Handler, Matched, Params};
 
@@ -180,13 +180,21 @@ fn actor(caller: Option<&Caller>, peer: SocketAddr) -> Actor {
     )
 }
 
-/// Appends the audit record of a refused authentication. A failure to audit is logged, not
-/// hidden.
-fn audit_denied(warden: &Warden, record: AuditRecord) {
-    let action = record.action.clone();
-    if let Err(e) = blocking(|| warden.store().append_audit(&record.with_outcome("denied"))) {
-        tracing::error!(error = %e, action, "cannot write the audit record");
-    }
+/// Counts a refusal: a metric now, an aggregated audit record at the next flush
+/// ([`crate::auth::denials`]). Nothing here waits on the store.
+fn refused(
+    gw: &Gateway,
+    peer: SocketAddr,
+    actor: &str,
+    refusal: Refusal,
+    route: &'static str,
+    needs: Option<&'static str>,
+) {
+    let overflow = gw
+        .warden
+        .denials()
+        .record(peer.ip(), actor, refusal, route, needs);
+    gw.warden.metrics().refused(refusal, overflow);
 }
 
 /// Authenticates the caller for `access`: `Ok(None)` for public routes and anonymous decisions.
@@ -195,7 +203,7 @@ fn authorize(
     access: Access,
     headers: &HeaderMap,
     peer: SocketAddr,
-    path: &str,
+    path: &'static str,
 ) -> Result<Option<Caller>, Problem> {
     let Access::Key(scope) = access else {
         return Ok(None);
@@ -211,33 +219,24 @@ fn authorize(
         .keys()
         .authenticate(header, crate::base::time::now())
         .map_err(|e| {
-            let reason = match e {
-                AuthError::Missing => "missing",
-                AuthError::Malformed => "malformed",
-                AuthError::Invalid => "invalid",
-                AuthError::Expired => "expired",
-                AuthError::Revoked => "revoked",
+            let refusal = match e {
+                AuthError::Missing => Refusal::Missing,
+                AuthError::Malformed => Refusal::Malformed,
+                AuthError::Invalid => Refusal::Invalid,
+                AuthError::Expired => Refusal::Expired,
+                AuthError::Revoked => Refusal::Revoked,
             };
-            audit_denied(
-                &gw.warden,
-                AuditRecord::new(
-                    &actor(None, peer),
-                    "auth.failed",
-                    path,
-                    serde_json::json!({ "reason": reason }),
-                ),
-            );
+            refused(gw, peer, "anonymous", refusal, path, None);
             Problem::new(StatusCode::UNAUTHORIZED, e.to_string())
         })?;
     if !caller.has(scope) {
-        audit_denied(
-            &gw.warden,
-            AuditRecord::new(
-                &actor(Some(&caller), peer),
-                "auth.forbidden",
-                path,
-                serde_json::json!({ "needs": scope.as_str() }),
-            ),
+        refused(
+            gw,
+            peer,
+            &caller.actor(),
+            Refusal::Forbidden,
+            path,
+            Some(scope.as_str()),
         );
         return Err(Problem::new(
             StatusCode::FORBIDDEN,

@@ -3,7 +3,7 @@
 //! member change is audited in its own transaction and in the snapshot (and so on its way to
 //! the mapped groups) before the call returns.
 
-use super::{Actor, OperationError, expiry};
+use super::{Actor, OperationError, check_text, expiry};
 use crate::base::principal::Principal;
 use crate::base::time::now;
 use crate::runtime::Warden;
@@ -73,6 +73,15 @@ pub fn add_member(
 ) -> Result<MemberAdded, OperationError> {
     Principal::parse(&req.principal)
         .map_err(|e| OperationError::invalid("principal", e.to_string()))?;
+    // The same length and control-character checks as incidents and responses: these land
+    // in the audit log, listings, CSV and logs.
+    check_text("reason", &req.reason, false)?;
+    if let Some(incident) = &req.incident {
+        check_text("incident", incident, false)?;
+    }
+    if let Some(added_by) = &req.added_by {
+        check_text("added_by", added_by, false)?;
+    }
     let member = NewMember {
         principal: req.principal.clone(),
         reason: req.reason.clone(),
@@ -532,5 +541,74 @@ mod use_case_tests {
             create_list(&warden, &actor, "Suspicious Users", ""),
             Err(OperationError::Conflict(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod hygiene_tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::Store;
+
+    fn warden() -> Warden {
+        let config = Config::parse(
+            "[[lists]]\nname = \"Suspicious Users\"\n",
+            "test.toml",
+            std::path::Path::new("/tmp"),
+        )
+        .unwrap();
+        Warden::with_store(config, Arc::new(Store::in_memory().unwrap())).unwrap()
+    }
+
+    #[test]
+    fn member_reason_incident_and_added_by_refuse_control_characters_and_excess_length() {
+        let w = warden();
+        let actor = Actor::new("test".to_owned(), None);
+        let base = MemberRequest {
+            principal: r"corp\alice".into(),
+            reason: "phishing".into(),
+            ..MemberRequest::default()
+        };
+        let long = "x".repeat(super::super::MAX_TEXT + 1);
+        let bad = [
+            (
+                "reason",
+                MemberRequest {
+                    reason: "a\nforged line".into(),
+                    ..base.clone()
+                },
+            ),
+            (
+                "reason",
+                MemberRequest {
+                    reason: long.clone(),
+                    ..base.clone()
+                },
+            ),
+            (
+                "incident",
+                MemberRequest {
+                    incident: Some("INC-1\r\nx".into()),
+                    ..base.clone()
+                },
+            ),
+            (
+                "added_by",
+                MemberRequest {
+                    added_by: Some("eve\u{1b}[2J".into()),
+                    ..base.clone()
+                },
+            ),
+        ];
+        for (field, req) in bad {
+            let e = add_member(&w, &actor, "Suspicious Users", &req).unwrap_err();
+            assert!(e.to_string().contains(field), "{field}: {e}");
+        }
+        assert!(w.store().members("Suspicious Users").unwrap().is_empty());
+        add_member(&w, &actor, "Suspicious Users", &base).unwrap();
+        assert_eq!(w.store().members("Suspicious Users").unwrap().len(), 1);
     }
 }

@@ -3,18 +3,24 @@
 //! syslog message (RFC 5424 over UDP, or TCP with RFC 6587 octet counting).
 //!
 //! They never slow a decision: the decision path offers events to a bounded queue
-//! ([`crate::decide::Dispatcher`]); this worker drains it and runs the actions, reading the
-//! action sets of the configuration in force.
+//! ([`crate::decide::Dispatcher`]). This service drains it and hands each event, without
+//! waiting, to one bounded queue per action of its action set, each drained by its own worker
+//! task: a slow or dead webhook fills only its own queue (further events for it are dropped
+//! and counted) while syslog and log actions keep going. Workers are made for the actions of
+//! the configuration in force; an action whose configuration changed gets a new worker.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
 use super::{Ready, Service, Shutdown};
-use crate::config::{ActionConfig, Config};
+use crate::base::escape::{escape_control, push_control};
+use crate::config::ActionConfig;
 use crate::decide::DecisionEvent;
 use crate::outbound::Endpoint;
 use crate::runtime::Warden;
@@ -28,12 +34,73 @@ pub fn service(warden: Arc<Warden>) -> Service {
     })
 }
 
-/// Runs queued events through their action sets until shut down.
+/// One action's queue, and the configuration its worker runs.
+struct Worker {
+    action: ActionConfig,
+    queue: mpsc::Sender<Arc<DecisionEvent>>,
+}
+
+/// Hands queued events to the workers of their action set's actions until shut down.
 async fn run(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
     let Some(mut events) = warden.actions().take_receiver() else {
         return;
     };
     ready.set();
+    // Keyed by (action set, position of the action in it).
+    let mut workers: HashMap<(String, usize), Worker> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            () = shutdown.requested() => return,
+            event = events.recv() => match event {
+                Some(e) => Arc::new(e),
+                None => return,
+            },
+        };
+        let config = warden.config().clone();
+        let Some(set) = config
+            .action_sets
+            .iter()
+            .find(|a| a.name == event.action_set)
+        else {
+            continue;
+        };
+        for (i, action) in set.actions.iter().enumerate() {
+            let key = (set.name.clone(), i);
+            let current = workers.get(&key).is_some_and(|w| w.action == *action);
+            if !current {
+                // A changed action gets a new worker; the old one ends once its queue is empty.
+                let (queue, rx) = mpsc::channel(config.server.followed_action_queue.max(1));
+                tokio::spawn(work(
+                    Arc::clone(&warden),
+                    action.clone(),
+                    rx,
+                    shutdown.clone(),
+                ));
+                workers.insert(
+                    key.clone(),
+                    Worker {
+                        action: action.clone(),
+                        queue,
+                    },
+                );
+            }
+            if let Some(w) = workers.get(&key)
+                && w.queue.try_send(Arc::clone(&event)).is_err()
+            {
+                warden.metrics().followed_action_dropped();
+            }
+        }
+    }
+}
+
+/// Runs one action for every event in its queue until shut down (never waiting on a slow
+/// receiver to stop) or until its queue is closed and empty.
+async fn work(
+    warden: Arc<Warden>,
+    action: ActionConfig,
+    mut events: mpsc::Receiver<Arc<DecisionEvent>>,
+    mut shutdown: Shutdown,
+) {
     let mut tcp = TcpSyslog::default();
     loop {
         let event = tokio::select! {
@@ -43,54 +110,56 @@ async fn run(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
                 None => return,
             },
         };
-        let config = warden.config().clone();
-        // Shutting down does not wait for a slow receiver.
         tokio::select! {
             () = shutdown.requested() => return,
-            () = run_event(&warden, &config, &event, &mut tcp) => {}
+            () = run_action(&warden, &action, &event, &mut tcp) => {}
         }
     }
 }
 
-async fn run_event(warden: &Warden, config: &Config, event: &DecisionEvent, tcp: &mut TcpSyslog) {
-    let Some(set) = config
-        .action_sets
-        .iter()
-        .find(|a| a.name == event.action_set)
-    else {
-        return;
+async fn run_action(
+    warden: &Warden,
+    action: &ActionConfig,
+    event: &DecisionEvent,
+    tcp: &mut TcpSyslog,
+) {
+    let (kind, result) = match action {
+        ActionConfig::Log { level } => {
+            log_event(*level, event);
+            ("log", Ok(()))
+        }
+        ActionConfig::Webhook {
+            url,
+            timeout,
+            retries,
+            allow_insecure,
+        } => (
+            "webhook",
+            webhook(url, *allow_insecure, *timeout, *retries, event).await,
+        ),
+        ActionConfig::Syslog {
+            address,
+            tcp: false,
+        } => ("syslog", syslog_udp(address, event).await),
+        ActionConfig::Syslog { address, tcp: true } => ("syslog", tcp.send(address, event).await),
     };
-    for action in &set.actions {
-        let (kind, result) = match action {
-            ActionConfig::Log { level } => {
-                log_event(*level, event);
-                ("log", Ok(()))
-            }
-            ActionConfig::Webhook {
-                url,
-                timeout,
-                retries,
-            } => ("webhook", webhook(url, *timeout, *retries, event).await),
-            ActionConfig::Syslog {
-                address,
-                tcp: false,
-            } => ("syslog", syslog_udp(address, event).await),
-            ActionConfig::Syslog { address, tcp: true } => {
-                ("syslog", tcp.send(address, event).await)
-            }
-        };
-        match result {
-            Ok(()) => warden.metrics().followed_action(kind, "sent"),
-            Err(e) => {
-                warden.metrics().followed_action(kind, "failed");
-                tracing::warn!(action = kind, policy = %event.policy, error = %e, "followed action failed");
-            }
+    match result {
+        Ok(()) => warden.metrics().followed_action(kind, "sent"),
+        Err(e) => {
+            warden.metrics().followed_action(kind, "failed");
+            tracing::warn!(action = kind, policy = %escape_control(&event.policy), error = %e, "followed action failed");
         }
     }
 }
 
 fn log_event(level: tracing::Level, e: &DecisionEvent) {
-    let (policy, principal, service) = (&e.policy, &e.principal, &e.service);
+    // Display fields are written as they are; a caller's principal or service must not end
+    // the line and forge another.
+    let (policy, principal, service) = (
+        escape_control(&e.policy),
+        escape_control(&e.principal),
+        escape_control(&e.service),
+    );
     match level {
         tracing::Level::ERROR => {
             tracing::error!(%policy, %principal, %service, decision = e.decision, "followed action")
@@ -106,11 +175,12 @@ fn log_event(level: tracing::Level, e: &DecisionEvent) {
 
 async fn webhook(
     url: &str,
+    allow_insecure: bool,
     timeout: Duration,
     retries: u32,
     event: &DecisionEvent,
 ) -> Result<(), String> {
-    let endpoint = Endpoint::new(url, None, true, timeout).map_err(|e| e.to_string())?;
+    let endpoint = Endpoint::new(url, None, allow_insecure, timeout).map_err(|e| e.to_string())?;
     let body = Bytes::from(serde_json::to_vec(event).map_err(|e| e.to_string())?);
     let mut delay = WEBHOOK_RETRY_INITIAL;
     let mut last = String::new();
@@ -131,14 +201,20 @@ async fn webhook(
     Err(format!("{last} (after {} attempts)", retries + 1))
 }
 
-/// Escapes an RFC 5424 SD-PARAM value: `"`, `\` and `]`.
+/// Escapes an RFC 5424 SD-PARAM value: `"`, `\` and `]` get a backslash (RFC 5424 §6.3.3);
+/// control characters become their visible form (`\n`, `\u{1b}`), so no value can end the
+/// message or the frame.
 pub fn sd_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         if matches!(c, '"' | '\\' | ']') {
             out.push('\\');
+            out.push(c);
+        } else if c.is_control() {
+            push_control(&mut out, c);
+        } else {
+            out.push(c);
         }
-        out.push(c);
     }
     out
 }
@@ -165,9 +241,9 @@ pub fn syslog_message(e: &DecisionEvent) -> String {
         service = sd_escape(&e.service),
         decision = e.decision,
         action = e.action,
-        principal_msg = e.principal,
-        service_msg = e.service,
-        policy_msg = e.policy,
+        principal_msg = escape_control(&e.principal),
+        service_msg = escape_control(&e.service),
+        policy_msg = escape_control(&e.policy),
     )
 }
 
@@ -238,6 +314,19 @@ mod tests {
     fn sd_param_values_escape_quote_backslash_and_bracket() {
         assert_eq!(sd_escape(r#"a"b\c]d"#), r#"a\"b\\c\]d"#);
         assert_eq!(sd_escape("plain"), "plain");
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_a_syslog_line() {
+        let mut e = event();
+        e.principal = "eve\n<86>1 2026-11-23T03:00:00Z host warden - forged".into();
+        e.service = "orders\r\u{0}".into();
+        let m = syslog_message(&e);
+        assert!(!m.chars().any(char::is_control), "{m:?}");
+        assert!(m.contains(r#"principal="eve\n<86>1"#), "{m}");
+        assert!(m.contains(r#"service="orders\r\u{0}""#), "{m}");
+        assert!(m.contains(r"for eve\n<86>1"), "{m}");
+        assert_eq!(sd_escape("a\tb\"]"), r#"a\tb\"\]"#);
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //!
 //! Two lifetimes. *Process* services run from start to exit: followed actions
 //! ([`followed_actions`]), the expiry sweep ([`expiry`]) and the store watch
-//! ([`store_watch`]). *Configured* services are made from the configuration in force — push
+//! ([`store_watch`]), the aggregated audit of refusals and the audit retention ([`audit`]).
+//! *Configured* services are made from the configuration in force — push
 //! and pull loops with their change watches ([`sync`]) and the Imperva MX push ([`imperva`])
 //! — and are stopped (each finishes its current run) and made again after every reload. On
 //! shutdown the supervisor stops every service and waits for each, within a grace period.
 
+pub mod audit;
 pub mod expiry;
 pub mod followed_actions;
 pub mod imperva;
@@ -167,6 +169,7 @@ fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
         followed_actions::service(Arc::clone(warden)),
         expiry::service(Arc::clone(warden)),
         store_watch::service(Arc::clone(warden)),
+        audit::service(Arc::clone(warden)),
     ]
 }
 

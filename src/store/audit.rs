@@ -132,6 +132,22 @@ impl Store {
         Ok(value)
     }
 
+    /// Deletes the records older than `before_ms` (Unix milliseconds); returns how many. The
+    /// retention prune of the audit service.
+    pub fn prune_audit(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.conn()
+            .execute("DELETE FROM audit WHERE at_ms < ?1", [before_ms])
+            .map_err(self.sql("prune audit log"))
+    }
+
+    /// How many audit records there are.
+    pub fn audit_count(&self) -> Result<u64, StoreError> {
+        self.conn()
+            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(self.sql("count audit records"))
+    }
+
     /// Records matching `filter`, oldest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut sql = String::from(
@@ -194,6 +210,25 @@ mod tests {
             source: Some("127.0.0.1:5000".into()),
             detail: serde_json::json!({"principal": "corp\\alice"}),
         }
+    }
+
+    #[test]
+    fn prune_removes_only_records_older_than_the_cutoff() {
+        let store = Store::in_memory().unwrap();
+        for at in [1_000, 2_000, 3_000] {
+            store
+                .append_audit(&record(at, "system", "lists.add"))
+                .unwrap();
+        }
+        assert_eq!(store.prune_audit(2_000).unwrap(), 1);
+        let left: Vec<i64> = store
+            .audit(&AuditFilter::default())
+            .unwrap()
+            .iter()
+            .map(|r| r.at_ms)
+            .collect();
+        assert_eq!(left, [2_000, 3_000]);
+        assert_eq!(store.audit_count().unwrap(), 2);
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn blocks_reach_a_webhook_and_syslog_once_per_principal() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let actions = format!(
         r#"{{ type = "log", level = "warn" }},
-{{ type = "webhook", url = "http://127.0.0.1:{hook_port}/hook", timeout = "2s", retries = 3 }},
+{{ type = "webhook", url = "http://127.0.0.1:{hook_port}/hook", timeout = "2s", retries = 3, allow_insecure = true }},
 {{ type = "syslog", address = "{}", protocol = "udp" }},
 {{ type = "syslog", address = "{}", protocol = "tcp" }},"#,
         udp.local_addr().unwrap(),
@@ -175,7 +175,7 @@ fn a_dead_webhook_changes_no_decision_and_a_full_queue_is_counted() {
         }
     });
     let actions = format!(
-        r#"{{ type = "webhook", url = "http://127.0.0.1:{port}/", timeout = "10s", retries = 0 }},"#
+        r#"{{ type = "webhook", url = "http://127.0.0.1:{port}/", timeout = "10s", retries = 0, allow_insecure = true }},"#
     );
     let server = start(
         tmp.path(),
@@ -194,4 +194,54 @@ fn a_dead_webhook_changes_no_decision_and_a_full_queue_is_counted() {
         "no event was dropped with a queue of one and a stalled receiver"
     );
     assert!(dropped <= 39);
+}
+
+/// One worker per action: a webhook that accepts and never answers (each event holds it for
+/// its 30s timeout) does not hold up the syslog action of the same set, which delivers every
+/// event. With one worker for the whole set, the second syslog datagram would wait 30s
+/// behind the first stalled webhook call, the twentieth ten minutes.
+#[test]
+fn a_stalled_webhook_does_not_starve_syslog_in_the_same_action_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stalled = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stalled.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for s in stalled.incoming().map_while(Result::ok) {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let actions = format!(
+        r#"{{ type = "webhook", url = "http://127.0.0.1:{port}/", timeout = "30s", retries = 0, allow_insecure = true }},
+{{ type = "syslog", address = "{}", protocol = "udp" }},"#,
+        udp.local_addr().unwrap()
+    );
+    let server = start(tmp.path(), "anonymous_decisions = true", &actions);
+    for i in 0..20 {
+        add(&server, &format!("user{i}"));
+    }
+    for i in 0..20 {
+        assert_eq!(server.decision("orders", &format!("user{i}")), "block");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut buf = [0u8; 2048];
+    while seen.len() < 20 {
+        let n = udp
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{} of 20 syslog messages: {e}", seen.len()));
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let user = m.split("principal=\"").nth(1).unwrap().split('"').next();
+        seen.insert(user.unwrap().to_owned());
+    }
+    // Counted once each send returns, just after the datagram left.
+    let counted = eventually(Duration::from_secs(10), || {
+        metric(
+            &server,
+            "warden_followed_actions_total{type=\"syslog\",outcome=\"sent\"}",
+        ) == 20
+    });
+    assert!(counted.is_some(), "{}", server.logs());
 }

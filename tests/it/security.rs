@@ -93,6 +93,14 @@ fn no_secret_in_any_log_answer_audit_record_or_the_store() {
     answers.push(cli.stdout + &cli.stderr);
 
     let audit = server.get("/v1/audit?format=jsonl&limit=10000").body;
+    // The two wrong keys are in the log the secrets are searched in: aggregated, counted.
+    let failed: u64 = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["action"] == "auth.failed")
+        .map(|r| r["detail"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(failed, 2, "{audit}");
     let mut store = Vec::new();
     for file in ["warden.db", "warden.db-wal"] {
         if let Ok(bytes) = std::fs::read(tmp.path().join(file)) {

@@ -6,7 +6,9 @@
 //! path. Finding the id and comparing the secret are constant-time, and an unknown id is
 //! compared against a dummy hash, so unknown and wrong keys take the same time. [`KeyRing`]
 //! holds the records in memory, swapped whole when keys change, so checking a key takes no lock
-//! and no store read.
+//! and no store read. Refused requests are counted and audited in aggregate ([`denials`]).
+
+pub mod denials;
 
 use std::fmt;
 use std::sync::Arc;
