@@ -56,6 +56,39 @@ pub type Response = hyper::Response<Full<Bytes>>;
 
 const JSON: &str = "application/json";
 
+/// The header every answer of `GET /v1/authz` and `GET /v1/decision` carries:
+/// `allow`, `block` or `error` (anything that is not a decision: 400, 401, 403 for a key,
+/// 503, a timeout…). [`answer`] guarantees it, so no route or error path can leave it out.
+pub const WARDEN_DECISION: &str = "warden-decision";
+
+/// The single-decision routes, whose every answer carries [`WARDEN_DECISION`].
+const AUTHZ_PATH: &str = "/v1/authz";
+const DECISION_PATH: &str = "/v1/decision";
+
+/// Makes an answer of a single-decision route keep the contract a proxy relies on: it carries
+/// `Warden-Decision` (`error` unless the handler said otherwise), and on `/v1/authz` only an
+/// `allow` answers 200 — a 200 that is not one becomes a 500 `error`.
+fn decision_contract(authz: bool, resp: &mut Response) {
+    let said = resp
+        .headers()
+        .get(WARDEN_DECISION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let allowed = said.as_deref() == Some("allow");
+    if authz && resp.status().is_success() != allowed {
+        // Never seen; a guard so that a future change cannot make a non-allow look like one.
+        *resp = Problem::internal(format!(
+            "inconsistent answer (status {}, decision {said:?}); not an allow",
+            resp.status()
+        ))
+        .into_response();
+    } else if said.is_some() {
+        return;
+    }
+    resp.headers_mut()
+        .insert(WARDEN_DECISION, HeaderValue::from_static("error"));
+}
+
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
     let mut resp = hyper::Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
@@ -377,6 +410,10 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
 
 async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
     let is_head = req.method() == Method::HEAD;
+    // Both paths are literal in the route table, matched by exact comparison: this is the set
+    // of requests that reach (or would reach) their handlers.
+    let authz = req.uri().path() == AUTHZ_PATH;
+    let decision_route = authz || req.uri().path() == DECISION_PATH;
     let timeout = gw.limits().request_timeout;
     let (route, mut resp) = match tokio::time::timeout(timeout, dispatch(&gw, req, peer)).await {
         Ok(answered) => answered,
@@ -389,6 +426,9 @@ async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAdd
             .into_response(),
         ),
     };
+    if decision_route {
+        decision_contract(authz, &mut resp);
+    }
     gw.warden.metrics().http(route, resp.status().as_u16());
     tracing::trace!(%peer, route, status = resp.status().as_u16());
     if is_head {

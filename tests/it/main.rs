@@ -8,6 +8,7 @@ mod support;
 mod actions;
 mod ad;
 mod cli;
+mod cold_start;
 mod config_files;
 mod dc;
 mod dc_faults;
