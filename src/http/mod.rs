@@ -61,9 +61,15 @@ const JSON: &str = "application/json";
 /// 503, a timeout…). [`answer`] guarantees it, so no route or error path can leave it out.
 pub const WARDEN_DECISION: &str = "warden-decision";
 
-/// The single-decision routes, whose every answer carries [`WARDEN_DECISION`].
+/// The single-decision routes, whose every answer carries [`WARDEN_DECISION`]; `/v1/authz/…`
+/// (any suffix, for Envoy) is `/v1/authz`.
 const AUTHZ_PATH: &str = "/v1/authz";
 const DECISION_PATH: &str = "/v1/decision";
+
+fn is_authz_path(path: &str) -> bool {
+    path.strip_prefix(AUTHZ_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
 
 /// Makes an answer of a single-decision route keep the contract a proxy relies on: it carries
 /// `Warden-Decision` (`error` unless the handler said otherwise), and on `/v1/authz` only an
@@ -410,9 +416,9 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
 
 async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
     let is_head = req.method() == Method::HEAD;
-    // Both paths are literal in the route table, matched by exact comparison: this is the set
-    // of requests that reach (or would reach) their handlers.
-    let authz = req.uri().path() == AUTHZ_PATH;
+    // The same comparison the route table makes: this is every request that reaches (or, with
+    // another method, would reach) these handlers.
+    let authz = is_authz_path(req.uri().path());
     let decision_route = authz || req.uri().path() == DECISION_PATH;
     let timeout = gw.limits().request_timeout;
     let (route, mut resp) = match tokio::time::timeout(timeout, dispatch(&gw, req, peer)).await {

@@ -244,40 +244,26 @@ fn every_authz_answer_carries_warden_decision() {
     let server = serve(tmp.path());
     let admin = server.admin_key.clone().unwrap();
     assert_eq!(server.add_member("corp\\mallory"), 201);
-    let cases: [(&str, Option<&str>, u16, &str); 5] = [
+    let bob = "service=orders&db_user=corp%5Cbob";
+    let mallory = "service=orders&db_user=corp%5Cmallory";
+    let (key, wrong) = (Some(admin.as_str()), Some("wk_nope"));
+    let cases = [
+        (format!("/v1/authz?{bob}"), key, 200, "allow"),
+        (format!("/v1/authz?{mallory}"), key, 403, "block"),
+        (format!("/v1/authz?{bob}"), None, 401, "error"),
+        (format!("/v1/authz?{bob}"), wrong, 401, "error"),
         (
-            "/v1/authz?service=orders&db_user=corp%5Cbob",
-            Some(&admin),
-            200,
-            "allow",
-        ),
-        (
-            "/v1/authz?service=orders&db_user=corp%5Cmallory",
-            Some(&admin),
-            403,
-            "block",
-        ),
-        (
-            "/v1/authz?service=orders&db_user=corp%5Cbob",
-            None,
-            401,
-            "error",
-        ),
-        (
-            "/v1/authz?service=orders&db_user=corp%5Cbob",
-            Some("wk_nope"),
-            401,
-            "error",
-        ),
-        (
-            "/v1/authz?db_user=corp%5Cbob&bogus=1",
-            Some(&admin),
+            "/v1/authz?db_user=corp%5Cbob&bogus=1".to_owned(),
+            key,
             400,
             "error",
         ),
+        // Envoy's ext_authz appends the client's path: the same route, the same contract.
+        (format!("/v1/authz/app/x?{mallory}"), key, 403, "block"),
+        (format!("/v1/authz/app/x?{bob}"), None, 401, "error"),
     ];
     for (path, key, status, decision) in cases {
-        let r = server.call("GET", path, key, b"");
+        let r = server.call("GET", &path, key, b"");
         assert_eq!(r.status, status, "{path}: {}", r.body);
         assert_eq!(r.header("warden-decision"), Some(decision), "{path}: {r:?}");
     }
