@@ -17,6 +17,7 @@ mod faults;
 mod gateway;
 mod imperva;
 mod limits;
+mod nginx;
 mod patterns;
 mod proxy;
 mod reload;
