@@ -162,6 +162,10 @@ fn a_fresh_store_with_the_directory_down_is_not_ready_and_decides_nothing() {
         "{metrics}"
     );
 
+    let sets = server.get("/v1/data-sets").json();
+    assert_eq!(sets["data_sets"][0]["name"], SET);
+    assert_eq!(sets["data_sets"][0]["loaded"], false, "{sets}");
+
     let (code, json, stderr) = decide(tmp.path(), "corp\\alice");
     assert_eq!(code, 2, "{json} {stderr}");
     assert_eq!(json["decision"], "error");
@@ -221,6 +225,8 @@ fn persisted_rows_make_a_restart_ready_with_the_directory_down() {
     let ready = server.get("/readyz");
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.json()["status"], "ready");
+    let sets = server.get("/v1/data-sets").json();
+    assert_eq!(sets["data_sets"][0]["loaded"], true, "{sets}");
     assert_eq!(server.decision("orders", "CORP\\Alice"), "block");
     assert_eq!(server.decision("orders", "corp\\bob"), "allow");
     let authz = server.get(&decision_path("authz", "corp\\bob"));
