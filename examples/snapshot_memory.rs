@@ -120,6 +120,7 @@ fn warden(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         action: Action::Block,
         severity: Severity::High,
         followed_action: None,
+        when_unknown: Default::default(),
         apply_to: ServiceScope::new(&["*".to_string()])?,
         criteria: vec![Criterion {
             field: Field::DbUser,

@@ -57,6 +57,7 @@ fn policy() -> Result<Policy, warden::model::policy::GlobError> {
         action: Action::Block,
         severity: Severity::High,
         followed_action: None,
+        when_unknown: Default::default(),
         apply_to: ServiceScope::new(&["*".to_string()])?,
         criteria: vec![Criterion {
             field: Field::DbUser,

@@ -33,7 +33,7 @@ struct Histogram {
 #[derive(Default)]
 pub struct Metrics {
     /// Decisions by outcome: `[allow, block]`.
-    decisions: [AtomicU64; 2],
+    decisions: [AtomicU64; 3],
     /// Per policy name, matches by action `[block, none]`: looked up by `&str`, so a decision
     /// that matches allocates nothing once the policy has a series.
     policy_matches: DashMap<Box<str>, [AtomicU64; 2], foldhash::fast::RandomState>,
@@ -292,7 +292,7 @@ impl Metrics {
             "counter",
             "Decisions by outcome.",
         );
-        for outcome in [Outcome::Allow, Outcome::Block] {
+        for outcome in Outcome::ALL {
             let n = self.decisions[outcome_slot(outcome)].load(Ordering::Relaxed);
             if n > 0 {
                 let labels = format!("outcome=\"{}\"", outcome.as_str());
@@ -468,6 +468,7 @@ fn outcome_slot(outcome: Outcome) -> usize {
     match outcome {
         Outcome::Allow => 0,
         Outcome::Block => 1,
+        Outcome::Error => 2,
     }
 }
 
@@ -525,6 +526,7 @@ mod tests {
             [("Block \"bad\" users", Action::Block)].into_iter(),
         );
         m.decision(Outcome::Allow, Duration::from_micros(3), std::iter::empty());
+        m.decision(Outcome::Error, Duration::from_micros(3), std::iter::empty());
         m.http("/v1/decision", 200);
         m.refresh_failed("PTR");
         let mut out = String::new();
@@ -534,6 +536,8 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("warden_decisions_total{outcome=\"allow\"} 1"));
+        // A decision that depended on a data set that never loaded counts as an error.
+        assert!(out.contains("warden_decisions_total{outcome=\"error\"} 1"));
         assert!(out.contains(
             "warden_policy_matches_total{policy=\"Block \\\"bad\\\" users\",action=\"block\"} 1"
         ));
@@ -541,8 +545,8 @@ mod tests {
             out.contains("warden_decision_duration_seconds_bucket{le=\"5e-7\"} 1"),
             "{out}"
         );
-        assert!(out.contains("warden_decision_duration_seconds_bucket{le=\"+Inf\"} 2"));
-        assert!(out.contains("warden_decision_duration_seconds_count 2"));
+        assert!(out.contains("warden_decision_duration_seconds_bucket{le=\"+Inf\"} 3"));
+        assert!(out.contains("warden_decision_duration_seconds_count 3"));
         assert!(
             out.contains("warden_http_requests_total{route=\"/v1/decision\",status=\"200\"} 1")
         );

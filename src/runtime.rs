@@ -5,7 +5,9 @@
 //! Sources map to data sets as follows: `list` reads members from the store (expired members
 //! excluded), `static` reads a records file once at start, and `ldap` and `api` start from the
 //! rows last committed to the store — so a restart during a directory outage still blocks —
-//! or empty if none were.
+//! or, if none were, as *unknown* ([`DataSet::unknown`]): never loaded, which is not empty.
+//! A pull that applies rows or a write through the data endpoints loads it (a held refresh
+//! does not); an `api` set configured with `never_written = "empty"` starts empty instead.
 //!
 //! Other processes (the CLI) write to the same store; [`Warden::reload_from_store`] picks up
 //! their commits. List changes are broadcast on a watch channel for the push service.
@@ -412,7 +414,7 @@ impl Warden {
                         .data_sets
                         .insert(ds.name.clone(), Arc::new(fresh));
                 }
-                Source::Ldap(_) | Source::Api => self.reload_persisted(ds)?,
+                Source::Ldap(_) | Source::Api { .. } => self.reload_persisted(ds)?,
                 Source::Static { .. } => {}
             }
         }
@@ -518,7 +520,7 @@ fn build_data_sets(
         let set = match &ds.source {
             Source::List { .. } => Arc::new(list_data_set(store, ds)?),
             Source::Static { path } => Arc::new(static_data_set(ds, path)?),
-            Source::Ldap(_) | Source::Api => {
+            Source::Ldap(_) | Source::Api { .. } => {
                 let kept = current.0.get(&ds.name).filter(|d| *d.schema() == ds.schema);
                 let (set, generation) = match kept {
                     Some(set) => (Arc::clone(set), current.1.get(&ds.name).copied()),
@@ -599,13 +601,20 @@ fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenErr
     Ok(builder.build())
 }
 
-/// Builds an `ldap`/`api` data set from its persisted rows, if any.
+/// Builds an `ldap`/`api` data set from its persisted rows; with none, the set has never
+/// loaded and is unknown (or empty, for an `api` set that says an unwritten set is).
 fn persisted_data_set(
     store: &Store,
     ds: &DataSetConfig,
 ) -> Result<(DataSet, Option<i64>), WardenError> {
     let Some(stored) = store.load_rows(&ds.name)? else {
-        return Ok((DataSet::empty(&ds.name, ds.schema.clone()), None));
+        let set = match ds.source {
+            Source::Api {
+                unwritten_is_empty: true,
+            } => DataSet::empty(&ds.name, ds.schema.clone()),
+            _ => DataSet::unknown(&ds.name, ds.schema.clone()),
+        };
+        return Ok((set, None));
     };
     let records =
         parse_records(stored.records.as_bytes()).map_err(|source| WardenError::Persisted {

@@ -424,6 +424,7 @@ fn build_policy(w: &World, p: &ModelPolicy) -> Policy {
         action: p.action,
         severity: p.severity,
         followed_action: None,
+        when_unknown: Default::default(),
         apply_to: ServiceScope::new(&p.apply_to).expect("globs compile"),
         criteria: p
             .criteria

@@ -132,6 +132,7 @@ pub fn policy() -> Policy {
         action: Action::Block,
         severity: Severity::High,
         followed_action: Some("notify-soc".into()),
+        when_unknown: Default::default(),
         apply_to: ServiceScope::new(&["*".to_string()]).unwrap(),
         criteria: vec![Criterion {
             field: Field::DbUser,

@@ -42,6 +42,7 @@ fn snapshot() -> &'static Snapshot {
             action: Action::Block,
             severity: Severity::High,
             followed_action: None,
+            when_unknown: Default::default(),
             apply_to: ServiceScope::new(&["orders".into(), "pay-*".into()]).expect("scope"),
             criteria: vec![Criterion {
                 field: Field::DbUser,

@@ -65,6 +65,7 @@ fn snapshot() -> &'static Snapshot {
             action,
             severity: Severity::High,
             followed_action: Some("notify \"soc\"".into()),
+            when_unknown: Default::default(),
             apply_to: ServiceScope::new(&apply.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("scope"),
             criteria,

@@ -1,5 +1,6 @@
 //! `warden decide`: one decision in-process from the snapshot the store and configuration
-//! give, printed as JSON (exit 0 allow, 1 block).
+//! give, printed as JSON (exit 0 allow, 1 block, 2 error: the decision depends on a data set
+//! that has never loaded — see README "Cold start and the /v1/authz contract").
 
 use std::process::ExitCode;
 
@@ -42,5 +43,12 @@ pub fn run(source: &Source, args: &DecideArgs) -> Result<ExitCode> {
     Ok(match decision.outcome {
         Outcome::Allow => ExitCode::SUCCESS,
         Outcome::Block => ExitCode::from(1),
+        Outcome::Error => {
+            eprintln!(
+                "warden: no decision: data set(s) {} never loaded (not from the directory, not from persisted rows)",
+                snapshot.unknown_data_sets(&decision).join(", ")
+            );
+            ExitCode::from(2)
+        }
     })
 }

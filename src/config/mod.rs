@@ -270,8 +270,12 @@ pub enum Source {
     Static {
         path: PathBuf,
     },
-    /// Rows written through the Imperva-style data endpoints.
-    Api,
+    /// Rows written through the Imperva-style data endpoints. Until the first write (and with
+    /// no persisted rows) the set is unknown — decisions it could change fail closed — unless
+    /// `never_written = "empty"` says an unwritten set is legitimately empty.
+    Api {
+        unwritten_is_empty: bool,
+    },
 }
 
 impl Source {
@@ -280,7 +284,7 @@ impl Source {
             Source::Ldap(_) => "ldap",
             Source::List { .. } => "list",
             Source::Static { .. } => "static",
-            Source::Api => "api",
+            Source::Api { .. } => "api",
         }
     }
 }
@@ -533,6 +537,74 @@ impl ConfigSource {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// An `api` data set (with `never_written` as given) and a policy over it (with
+    /// `when_unknown` as given).
+    fn cold_start_config(never_written: &str, when_unknown: &str) -> String {
+        format!(
+            r#"
+[store]
+path = "warden.db"
+[[data_sets]]
+name = "Feed"
+columns = [{{ name = "user", key = true }}]
+source = {{ type = "api"{never_written} }}
+[[policies]]
+name = "Block feed"
+action = "block"
+severity = "high"
+apply_to = ["*"]
+{when_unknown}
+[[policies.criteria]]
+field = "db_user"
+operation = "at-least-one"
+data_set = "Feed"
+"#
+        )
+    }
+
+    #[test]
+    fn when_unknown_defaults_to_error_and_allow_is_only_explicit() {
+        use crate::model::policy::WhenUnknown;
+        let parse = |c: &str| Config::parse(c, "test", Path::new("."));
+        let config = parse(&cold_start_config("", "")).unwrap();
+        assert_eq!(config.policies[0].when_unknown, WhenUnknown::Error);
+        assert!(matches!(
+            config.data_sets[0].source,
+            Source::Api {
+                unwritten_is_empty: false
+            }
+        ));
+        let config = parse(&cold_start_config(
+            r#", never_written = "empty""#,
+            r#"when_unknown = "allow""#,
+        ))
+        .unwrap();
+        assert_eq!(config.policies[0].when_unknown, WhenUnknown::Allow);
+        assert!(matches!(
+            config.data_sets[0].source,
+            Source::Api {
+                unwritten_is_empty: true
+            }
+        ));
+        let config = parse(&cold_start_config("", r#"when_unknown = "block""#)).unwrap();
+        assert_eq!(config.policies[0].when_unknown, WhenUnknown::Block);
+        let err = parse(&cold_start_config(
+            r#", never_written = "maybe""#,
+            r#"when_unknown = "open""#,
+        ))
+        .unwrap_err();
+        let paths: Vec<String> = err.errors.iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "data_sets[0].source.never_written",
+                "policies[0].when_unknown"
+            ],
+            "{err}"
+        );
+        assert!(err.to_string().contains("error, block, allow"), "{err}");
+    }
 
     #[test]
     fn expiry_and_file_settings_default_and_are_checked_by_key_path() {

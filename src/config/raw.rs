@@ -101,6 +101,8 @@ pub struct Source {
     pub notify: Option<bool>,
     pub max_shrink: Option<f64>,
     pub path: Option<String>,
+    /// `api` only: what a set no one has written yet is (`unknown`, the default, or `empty`).
+    pub never_written: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +126,7 @@ pub struct Policy {
     pub followed_action: Option<String>,
     pub apply_to: Vec<String>,
     pub criteria: Vec<Criterion>,
+    pub when_unknown: Option<String>,
 }
 
 fn yes() -> bool {

@@ -20,7 +20,7 @@ use crate::base::secret::SecretSource;
 use crate::base::time::parse_duration;
 use crate::model::dataset::{Column, Schema};
 use crate::model::pattern::{AttributeMapping, PatternError};
-use crate::model::policy::{Criterion, Policy, ServiceScope};
+use crate::model::policy::{Criterion, Policy, ServiceScope, WhenUnknown};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 const DEFAULT_MAX_BATCH: usize = 10_000;
@@ -1108,6 +1108,7 @@ fn only_keys(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Source, allowed: &[&str
         ("notify", s.notify.is_some()),
         ("max_shrink", s.max_shrink.is_some()),
         ("path", s.path.is_some()),
+        ("never_written", s.never_written.is_some()),
     ];
     for (key, set) in present {
         if set && !allowed.contains(&key) {
@@ -1181,8 +1182,21 @@ fn data_set(
             }
         }
         "api" => {
-            only_keys(ctx, &spath, s, &[]);
-            Source::Api
+            only_keys(ctx, &spath, s, &["never_written"]);
+            let unwritten_is_empty = match s.never_written.as_deref() {
+                None | Some("unknown") => false,
+                Some("empty") => true,
+                Some(other) => {
+                    ctx.err(
+                        spath.key("never_written"),
+                        format!(
+                            "{other:?} is not one of unknown, empty (what an api data set no one has written yet is: unknown fails closed until the first write)"
+                        ),
+                    );
+                    false
+                }
+            };
+            Source::Api { unwritten_is_empty }
         }
         other => {
             ctx.err(
@@ -1359,6 +1373,11 @@ fn policy(
 ) -> Option<Policy> {
     let action = parse_word(ctx, path.key("action"), &p.action);
     let severity = parse_word(ctx, path.key("severity"), &p.severity);
+    // `error` unless the policy says otherwise; `allow` is accepted only written out here.
+    let when_unknown = match &p.when_unknown {
+        Some(w) => parse_word(ctx, path.key("when_unknown"), w),
+        None => Some(WhenUnknown::default()),
+    };
     if let Some(a) = &p.followed_action {
         reference(
             ctx,
@@ -1441,6 +1460,7 @@ fn policy(
         followed_action: p.followed_action,
         apply_to: apply_to?,
         criteria,
+        when_unknown: when_unknown?,
     })
 }
 

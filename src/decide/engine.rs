@@ -5,6 +5,13 @@
 //! lookups only; the common path (no match, or up to two matched policies) does not allocate.
 //! Writers build a new snapshot off to the side (reusing the membership indexes of data sets
 //! that did not change) and publish it only when its content differs from the current one.
+//!
+//! A data set that has never loaded ([`DataSet::is_loaded`]) is *unknown*, not empty. The build
+//! marks the criteria that read one; a snapshot where no enabled policy does (the common case)
+//! decides exactly as if there were no such thing, behind one predictable branch. Otherwise a
+//! separate, cold evaluation treats such a criterion as undetermined: a policy whose match
+//! depends on it answers what its `when_unknown` says (an [`Outcome::Error`] by default), unless
+//! a determined blocking policy already blocks.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -16,7 +23,9 @@ use smallvec::SmallVec;
 
 use crate::base::json::json_string;
 use crate::model::dataset::{DataSet, MemberIndex};
-use crate::model::policy::{Action, Field, Operation, Policy, Severity, UnknownValues};
+use crate::model::policy::{
+    Action, Field, Operation, Policy, Severity, UnknownValues, WhenUnknown,
+};
 
 /// One decision request. `db_user` may carry several values (a proxy may know more than one
 /// name for the session user); the other fields are single-valued and optional.
@@ -56,18 +65,24 @@ impl<'a> Request<'a> {
     }
 }
 
-/// Allow or block.
+/// Allow, block, or error: the decision depends on a data set that has never loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Allow,
     Block,
+    /// Neither allow nor block: a blocking policy whose match depends on an unknown data set
+    /// says `when_unknown = "error"` (the default), and nothing else blocks.
+    Error,
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Allow, Outcome::Block, Outcome::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allow => "allow",
             Outcome::Block => "block",
+            Outcome::Error => "error",
         }
     }
 }
@@ -87,6 +102,10 @@ pub struct Decision {
     pub outcome: Outcome,
     pub matched: SmallVec<[PolicyMatch; 2]>,
     pub snapshot_version: u64,
+    /// Positions (in [`Snapshot::policies`]) of the enabled policies whose match this request
+    /// could not determine because a data set they read has never loaded. Empty whenever every
+    /// data set is loaded.
+    pub unknown: SmallVec<[u32; 1]>,
 }
 
 /// Errors compiling policies against data sets.
@@ -108,6 +127,8 @@ struct CompiledCriterion {
     operation: Operation,
     unknown: UnknownValues,
     index: Arc<MemberIndex>,
+    /// Whether the data set has loaded; only the cold path reads it.
+    loaded: bool,
 }
 
 impl CompiledCriterion {
@@ -121,6 +142,16 @@ impl CompiledCriterion {
             Operation::AtLeastOne => values.iter().any(|v| self.index.contains(v)),
             Operation::All => values.iter().all(|v| self.index.contains(v)),
             Operation::None => !values.iter().any(|v| self.index.contains(v)),
+        }
+    }
+
+    /// Whether the criterion matches, or `None` when that depends on a data set that has
+    /// never loaded. A missing field is decided by `handle_unknown_values` alone, loaded or not.
+    fn evaluate(&self, request: &Request<'_>) -> Option<bool> {
+        if request.values(self.field).is_empty() || self.loaded {
+            Some(self.matches(request))
+        } else {
+            None
         }
     }
 }
@@ -137,11 +168,35 @@ pub struct CompiledPolicy {
     /// This policy's entry in a decision's `matched` array, rendered once at build time so an
     /// answer copies bytes instead of escaping the name per decision.
     rendered: Box<[u8]>,
+    /// The data sets this policy reads that have never loaded, in criterion order, once each.
+    unknown_data_sets: Vec<String>,
 }
 
 impl CompiledPolicy {
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The data sets this policy reads that have never loaded.
+    pub fn unknown_data_sets(&self) -> &[String] {
+        &self.unknown_data_sets
+    }
+
+    /// Whether the policy matches, or `None` when that depends on an unknown data set.
+    fn evaluate(&self, request: &Request<'_>) -> Option<bool> {
+        if !(self.every_service || self.policy.apply_to.applies_to(request.service)) {
+            return Some(false);
+        }
+        let mut determined = true;
+        for c in &self.criteria {
+            match c.evaluate(request) {
+                // All criteria must match: one that certainly does not decides the policy.
+                Some(false) => return Some(false),
+                Some(true) => {}
+                None => determined = false,
+            }
+        }
+        determined.then_some(true)
     }
 
     #[inline]
@@ -192,6 +247,9 @@ pub struct Snapshot {
     policies: Vec<CompiledPolicy>,
     /// Positions of enabled policies, in order: the only ones `decide` visits.
     active: Vec<u32>,
+    /// The data sets an enabled policy reads that have never loaded, in config order. While
+    /// any is, `decide` takes the cold path and `/readyz` waits for them.
+    waiting: Vec<String>,
 }
 
 impl Snapshot {
@@ -206,6 +264,7 @@ impl Snapshot {
             // Positions past u32 are never active (see `active` below).
             let index = u32::try_from(position).unwrap_or(u32::MAX);
             let mut criteria = Vec::with_capacity(policy.criteria.len());
+            let mut unknown_data_sets: Vec<String> = Vec::new();
             for criterion in &policy.criteria {
                 let data_set = data_sets
                     .iter()
@@ -215,11 +274,16 @@ impl Snapshot {
                         data_set: criterion.data_set.clone(),
                     })?;
                 let columns = search_columns(policy, &criterion.search_in, data_set)?;
+                let loaded = data_set.is_loaded();
+                if !loaded && !unknown_data_sets.iter().any(|n| n == data_set.name()) {
+                    unknown_data_sets.push(data_set.name().to_string());
+                }
                 criteria.push(CompiledCriterion {
                     field: criterion.field,
                     operation: criterion.operation,
                     unknown: criterion.handle_unknown_values,
                     index: cache.get(data_set, columns),
+                    loaded,
                 });
             }
             let mut rendered = Vec::new();
@@ -234,14 +298,27 @@ impl Snapshot {
                 policy: policy.clone(),
                 criteria,
                 rendered: rendered.into_boxed_slice(),
+                unknown_data_sets,
             });
         }
         cache.retain(&data_sets);
-        let active = compiled
+        let active: Vec<u32> = compiled
             .iter()
             .enumerate()
             .filter(|(_, p)| p.policy.enabled)
             .filter_map(|(i, _)| u32::try_from(i).ok())
+            .collect();
+        let waiting = data_sets
+            .iter()
+            .filter(|d| !d.is_loaded())
+            .filter(|d| {
+                active.iter().any(|&i| {
+                    compiled
+                        .get(i as usize)
+                        .is_some_and(|p| p.unknown_data_sets.iter().any(|n| n == d.name()))
+                })
+            })
+            .map(|d| d.name().to_string())
             .collect();
         let fingerprint = snapshot_fingerprint(policies, &data_sets);
         Ok(Snapshot {
@@ -251,6 +328,7 @@ impl Snapshot {
             data_sets,
             policies: compiled,
             active,
+            waiting,
         })
     }
 
@@ -263,7 +341,31 @@ impl Snapshot {
             data_sets: Vec::new(),
             policies: Vec::new(),
             active: Vec::new(),
+            waiting: Vec::new(),
         }
+    }
+
+    /// The data sets an enabled policy reads that have never loaded, in config order: empty
+    /// once every one has loaded (from its source or persisted last good rows).
+    pub fn waiting_for(&self) -> &[String] {
+        &self.waiting
+    }
+
+    /// The unknown data sets behind a decision's undetermined policies, once each.
+    pub fn unknown_data_sets(&self, decision: &Decision) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for p in decision
+            .unknown
+            .iter()
+            .filter_map(|&i| self.policies.get(i as usize))
+        {
+            for n in &p.unknown_data_sets {
+                if !names.contains(&n.as_str()) {
+                    names.push(n);
+                }
+            }
+        }
+        names
     }
 
     pub fn version(&self) -> u64 {
@@ -333,10 +435,14 @@ impl Snapshot {
     /// Decides one request: block if any enabled blocking policy matches.
     #[inline]
     pub fn decide(&self, request: &Request<'_>) -> Decision {
+        if !self.waiting.is_empty() {
+            return self.decide_with_unknown(request);
+        }
         let mut decision = Decision {
             outcome: Outcome::Allow,
             matched: SmallVec::new(),
             snapshot_version: self.version,
+            unknown: SmallVec::new(),
         };
         for &i in &self.active {
             let Some(p) = self.policies.get(i as usize) else {
@@ -352,13 +458,62 @@ impl Snapshot {
         decision
     }
 
+    /// [`Snapshot::decide`] while an enabled policy reads a data set that has never loaded.
+    /// A policy whose match is determined counts as usual; one whose match depends on the
+    /// unknown set is listed in [`Decision::unknown`] and, if it blocks, contributes what its
+    /// `when_unknown` says. Block wins over error, error over allow: a request some determined
+    /// policy blocks is blocked whatever the unknown set would say.
+    #[cold]
+    #[inline(never)]
+    fn decide_with_unknown(&self, request: &Request<'_>) -> Decision {
+        let mut decision = Decision {
+            outcome: Outcome::Allow,
+            matched: SmallVec::new(),
+            snapshot_version: self.version,
+            unknown: SmallVec::new(),
+        };
+        let mut unknown_outcome = Outcome::Allow;
+        for &i in &self.active {
+            let Some(p) = self.policies.get(i as usize) else {
+                continue;
+            };
+            match p.evaluate(request) {
+                Some(true) => {
+                    decision.matched.push(p.hot);
+                    if p.hot.action == Action::Block {
+                        decision.outcome = Outcome::Block;
+                    }
+                }
+                Some(false) => {}
+                None => {
+                    decision.unknown.push(i);
+                    if p.hot.action == Action::Block {
+                        match p.policy.when_unknown {
+                            WhenUnknown::Block => unknown_outcome = Outcome::Block,
+                            WhenUnknown::Error if unknown_outcome == Outcome::Allow => {
+                                unknown_outcome = Outcome::Error;
+                            }
+                            WhenUnknown::Error | WhenUnknown::Allow => {}
+                        }
+                    }
+                }
+            }
+        }
+        if decision.outcome == Outcome::Allow {
+            decision.outcome = unknown_outcome;
+        }
+        decision
+    }
+
     /// Decides many requests against this one snapshot, appending to `out` in order.
     pub fn decide_batch(&self, requests: &[Request<'_>], out: &mut Vec<Decision>) {
         out.reserve(requests.len());
         out.extend(requests.iter().map(|r| self.decide(r)));
     }
 
-    /// Writes a decision as JSON: `{"decision":…,"snapshot_version":…,"matched":[…]}`.
+    /// Writes a decision as JSON: `{"decision":…,"snapshot_version":…,"matched":[…]}`, plus,
+    /// only when a policy's match could not be determined, `"unknown":[{"policy":…,
+    /// "when_unknown":…,"data_sets":[…]},…]`.
     pub fn render_decision(&self, decision: &Decision, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"decision\":\"");
         out.extend_from_slice(decision.outcome.as_str().as_bytes());
@@ -377,7 +532,41 @@ impl Snapshot {
                 p => render_match(p.map(|p| &p.policy), m.action, m.severity, out),
             }
         }
-        out.extend_from_slice(b"]}");
+        out.push(b']');
+        if !decision.unknown.is_empty() {
+            self.render_unknown(decision, out);
+        }
+        out.push(b'}');
+    }
+
+    #[cold]
+    fn render_unknown(&self, decision: &Decision, out: &mut Vec<u8>) {
+        out.extend_from_slice(b",\"unknown\":[");
+        for (n, &i) in decision.unknown.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            let p = self.policies.get(i as usize);
+            out.extend_from_slice(b"{\"policy\":");
+            json_string(p.map_or("", |p| &p.policy.name), out);
+            out.extend_from_slice(b",\"action\":\"");
+            out.extend_from_slice(p.map_or("", |p| p.hot.action.as_str()).as_bytes());
+            out.extend_from_slice(b"\",\"when_unknown\":\"");
+            out.extend_from_slice(p.map_or("", |p| p.policy.when_unknown.as_str()).as_bytes());
+            out.extend_from_slice(b"\",\"data_sets\":[");
+            for (k, name) in p
+                .map_or(&[][..], |p| &p.unknown_data_sets)
+                .iter()
+                .enumerate()
+            {
+                if k > 0 {
+                    out.push(b',');
+                }
+                json_string(name, out);
+            }
+            out.extend_from_slice(b"]}");
+        }
+        out.push(b']');
     }
 }
 
@@ -433,6 +622,7 @@ fn snapshot_fingerprint(policies: &[Policy], data_sets: &[Arc<DataSet>]) -> u64 
         h.write(p.action.as_str().as_bytes());
         h.write(p.severity.as_str().as_bytes());
         h.write(p.followed_action.as_deref().unwrap_or("\0").as_bytes());
+        h.write(p.when_unknown.as_str().as_bytes());
         for s in p.apply_to.patterns() {
             h.write(s.as_bytes());
             h.write_u8(0xfe);
@@ -594,6 +784,7 @@ mod tests {
                 search_in: vec![],
                 handle_unknown_values: UnknownValues::NoMatch,
             }],
+            when_unknown: WhenUnknown::default(),
         }
     }
 
@@ -796,6 +987,127 @@ mod tests {
             Snapshot::build(&[p], vec![users(&[])], &mut cache),
             Err(CompileError::UnknownColumn { .. })
         ));
+    }
+
+    fn unknown_users() -> Arc<DataSet> {
+        let schema = users(&[]).schema().clone();
+        Arc::new(DataSet::unknown("Suspicious Users", schema))
+    }
+
+    #[test]
+    fn an_unknown_data_set_makes_a_decision_it_could_change_an_error() {
+        let mut cache = IndexCache::default();
+        let snap = Snapshot::build(&block_everywhere(), vec![unknown_users()], &mut cache).unwrap();
+        assert_eq!(snap.waiting_for(), ["Suspicious Users"]);
+        let d = snap.decide(&Request::new("orders").db_user("corp\\alice"));
+        assert_eq!(d.outcome, Outcome::Error);
+        assert!(d.matched.is_empty());
+        assert_eq!(d.unknown.as_slice(), [0]);
+        assert_eq!(snap.unknown_data_sets(&d), ["Suspicious Users"]);
+        let mut json = Vec::new();
+        snap.render_decision(&d, &mut json);
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            r#"{"decision":"error","snapshot_version":0,"matched":[],"unknown":[{"policy":"block","action":"block","when_unknown":"error","data_sets":["Suspicious Users"]}]}"#
+        );
+        // No db_user: `handle_unknown_values` decides without the data set, so no error.
+        let d = snap.decide(&Request::new("orders"));
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert!(d.unknown.is_empty());
+        // An empty set that has loaded is a real answer: allow, nothing waits.
+        let loaded = Snapshot::build(&block_everywhere(), vec![users(&[])], &mut cache).unwrap();
+        assert!(loaded.waiting_for().is_empty());
+        let d = loaded.decide(&Request::new("orders").db_user("corp\\alice"));
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert!(d.unknown.is_empty());
+        // Loading (even empty) changes the content: the snapshot republishes.
+        assert_ne!(snap.fingerprint, loaded.fingerprint);
+    }
+
+    #[test]
+    fn when_unknown_says_block_or_allow_instead() {
+        let mut cache = IndexCache::default();
+        let request = Request::new("orders").db_user("corp\\alice");
+        for (when, outcome) in [
+            (WhenUnknown::Error, Outcome::Error),
+            (WhenUnknown::Block, Outcome::Block),
+            (WhenUnknown::Allow, Outcome::Allow),
+        ] {
+            let mut policies = block_everywhere();
+            policies[0].when_unknown = when;
+            let snap = Snapshot::build(&policies, vec![unknown_users()], &mut cache).unwrap();
+            let d = snap.decide(&request);
+            assert_eq!(d.outcome, outcome, "{when:?}");
+            // Undetermined is never "matched": no followed action runs for it.
+            assert!(d.matched.is_empty(), "{when:?}");
+            assert_eq!(d.unknown.as_slice(), [0], "{when:?}");
+        }
+    }
+
+    #[test]
+    fn only_decisions_an_unknown_set_could_change_are_errors() {
+        let mut cache = IndexCache::default();
+        let schema = users(&[]).schema().clone();
+        let mut known = DataSetBuilder::new("Known", schema.clone());
+        known.push(vec![Cell::One("corp\\mallory".into())]).unwrap();
+        let known = Arc::new(known.build());
+        let mut listed = policy("listed", Action::Block, Operation::AtLeastOne, &["*"]);
+        listed.criteria[0].data_set = "Known".into();
+        let scoped = policy("scoped", Action::Block, Operation::AtLeastOne, &["pay-*"]);
+        let audit = policy("audit", Action::None, Operation::AtLeastOne, &["*"]);
+        let mut off = policy("off", Action::Block, Operation::AtLeastOne, &["*"]);
+        off.enabled = false;
+        let mut both = policy("both", Action::Block, Operation::AtLeastOne, &["*"]);
+        both.criteria.push(Criterion {
+            data_set: "Known".into(),
+            ..both.criteria[0].clone()
+        });
+        both.criteria[1].field = Field::OsUser;
+        let snap = Snapshot::build(
+            &[listed, scoped, audit, off, both],
+            vec![unknown_users(), known],
+            &mut cache,
+        )
+        .unwrap();
+        assert_eq!(snap.waiting_for(), ["Suspicious Users"]);
+        let names = |d: &Decision| {
+            d.unknown
+                .iter()
+                .map(|&i| snap.policies()[i as usize].policy().name.clone())
+                .collect::<Vec<_>>()
+        };
+        // A service outside the scoped policy, os_user not in Known: nothing that blocks
+        // depends on the unknown set (audit never blocks), so the answer stands.
+        let d = snap.decide(&Request::new("orders").db_user("corp\\alice"));
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert_eq!(names(&d), ["audit"]);
+        // A determined block stays a block whatever the unknown set would say.
+        let d = snap.decide(&Request::new("pay-eu").db_user("corp\\mallory"));
+        assert_eq!(d.outcome, Outcome::Block);
+        assert_eq!(d.matched.len(), 1);
+        assert_eq!(names(&d), ["scoped", "audit"]);
+        // In the scoped policy's services it is undetermined: error.
+        let d = snap.decide(&Request::new("pay-eu").db_user("corp\\alice"));
+        assert_eq!(d.outcome, Outcome::Error);
+        // `both` needs os_user in Known too; when it is, its match hangs on the unknown set.
+        let mut r = Request::new("orders").db_user("corp\\alice");
+        r.os_user = Some("corp\\mallory");
+        let d = snap.decide(&r);
+        assert_eq!(d.outcome, Outcome::Error);
+        assert_eq!(names(&d), ["audit", "both"]);
+        assert_eq!(snap.unknown_data_sets(&d), ["Suspicious Users"]);
+    }
+
+    #[test]
+    fn a_disabled_policy_waits_for_nothing() {
+        let mut cache = IndexCache::default();
+        let mut policies = block_everywhere();
+        policies[0].enabled = false;
+        let snap = Snapshot::build(&policies, vec![unknown_users()], &mut cache).unwrap();
+        assert!(snap.waiting_for().is_empty());
+        let d = snap.decide(&Request::new("orders").db_user("corp\\alice"));
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert!(d.unknown.is_empty());
     }
 
     #[test]

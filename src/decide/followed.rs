@@ -214,6 +214,7 @@ mod tests {
                 search_in: vec![],
                 handle_unknown_values: UnknownValues::NoMatch,
             }],
+            when_unknown: Default::default(),
         };
         Snapshot::build(&[policy], vec![set], &mut IndexCache::default()).unwrap()
     }

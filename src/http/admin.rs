@@ -16,8 +16,10 @@ use crate::operations::keys::{self, DEFAULT_ROTATE_OVERLAP, KeyRequest};
 use crate::operations::{self, OperationError, directories};
 use crate::store::AuditFilter;
 
-/// `GET /readyz`: 200 once a snapshot is loaded; lists the background services and whether
-/// each has done its work once.
+/// `GET /readyz`: 200 once a snapshot is loaded and every data set an enabled policy reads
+/// has loaded once (from its source or persisted last good rows); 503 naming the data sets
+/// it waits for until then. Lists the background services and whether each has done its
+/// work once.
 pub fn readyz(call: &Call<'_>) -> Result<Response, Problem> {
     let engine = call.warden().engine();
     if !engine.is_ready() {
@@ -25,6 +27,22 @@ pub fn readyz(call: &Call<'_>) -> Result<Response, Problem> {
             StatusCode::SERVICE_UNAVAILABLE,
             "no snapshot has been loaded yet",
         ));
+    }
+    let snapshot = engine.load();
+    let waiting = snapshot.waiting_for();
+    if !waiting.is_empty() {
+        let quoted: Vec<String> = waiting.iter().map(|n| format!("{n:?}")).collect();
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "waiting for data set {} to load once (from its source or persisted last good \
+                 rows); until then decisions it could change answer errors",
+                quoted.join(", ")
+            ),
+        )
+        .with("waiting_for", serde_json::json!(waiting))
+        .with("snapshot_version", serde_json::json!(snapshot.version()))
+        .with("services", serde_json::json!(call.gw.services.states())));
     }
     Ok(json_value(
         StatusCode::OK,
@@ -58,6 +76,21 @@ pub fn metrics(call: &Call<'_>) -> Response {
     for ds in snapshot.data_sets() {
         let labels = format!("data_set=\"{}\"", label(ds.name()));
         line(&mut out, "warden_data_set_rows", &labels, ds.len());
+    }
+    family(
+        &mut out,
+        "warden_data_set_loaded",
+        "gauge",
+        "1 once a data set has loaded (from its source or persisted rows), 0 while unknown.",
+    );
+    for ds in snapshot.data_sets() {
+        let labels = format!("data_set=\"{}\"", label(ds.name()));
+        line(
+            &mut out,
+            "warden_data_set_loaded",
+            &labels,
+            u8::from(ds.is_loaded()),
+        );
     }
     let refreshes = warden.metrics().last_refreshes();
     family(

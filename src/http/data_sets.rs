@@ -18,7 +18,10 @@ pub fn list(call: &Call<'_>) -> Result<Response, Problem> {
     let store = call.warden().store();
     let mut sets = Vec::new();
     for ds in &call.warden().config().data_sets {
-        let rows = call.warden().data_set(&ds.name).map_or(0, |d| d.len());
+        let current = call.warden().data_set(&ds.name);
+        let rows = current.as_ref().map_or(0, |d| d.len());
+        // false while the set has never loaded: decisions it could change are errors.
+        let loaded = current.as_ref().is_some_and(|d| d.is_loaded());
         let held = store.held_refresh(&ds.name).map_err(OperationError::from)?;
         sets.push(serde_json::json!({
             "name": ds.name,
@@ -26,6 +29,7 @@ pub fn list(call: &Call<'_>) -> Result<Response, Problem> {
             "case_sensitive": ds.schema.case_sensitive(),
             "columns": ds.schema.columns().iter().map(|c| serde_json::json!({"name": c.name, "key": c.key})).collect::<Vec<_>>(),
             "rows": rows,
+            "loaded": loaded,
             "held_refresh": held,
         }));
     }

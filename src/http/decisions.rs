@@ -2,6 +2,12 @@
 //! same body) and `POST /v1/decisions` (a batch, answered in order). One snapshot load, no
 //! lock; the query is decoded borrowing from the request line and the answer rendered straight
 //! into the response body.
+//!
+//! A decision that depends on a data set that has never loaded is an error, not an allow:
+//! `/v1/decision` and `/v1/authz` answer 503 problem+json naming the data sets (with the
+//! decision's own fields), a batch item says `"decision":"error"` with its `unknown` policies.
+//! Both single routes carry `Warden-Decision: allow|block|error`; the gateway's dispatch
+//! guarantees it on every answer of theirs, errors included (see [`super::answer`]).
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -12,10 +18,11 @@ use smallvec::SmallVec;
 
 use super::problem::{Object, Problem, parse_json};
 use super::query::{DecisionQuery, MAX_DB_USERS};
-use super::{Call, Response, json};
+use super::{Call, Response, WARDEN_DECISION, json};
 use crate::decide::{Decision, Outcome, Request, Snapshot};
 
-/// `GET /v1/decision` (always 200) and `GET /v1/authz` (403 when blocked).
+/// `GET /v1/decision` (200 allow or block) and `GET /v1/authz` (200 allow, 403 block); both
+/// 503 when the decision depends on a data set that has never loaded.
 pub fn single(call: &Call<'_>, authz: bool) -> Result<Response, Problem> {
     let q = DecisionQuery::parse(call.query).map_err(|e| Problem::bad_request(e.to_string()))?;
     let request = q.request();
@@ -23,12 +30,45 @@ pub fn single(call: &Call<'_>, authz: bool) -> Result<Response, Problem> {
     let d = call.warden().decide(&snapshot, &request);
     let mut body = Vec::with_capacity(160);
     snapshot.render_decision(&d, &mut body);
-    let status = if authz && d.outcome == Outcome::Block {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::OK
+    let mut resp = match d.outcome {
+        Outcome::Allow => json(StatusCode::OK, body),
+        Outcome::Block if authz => json(StatusCode::FORBIDDEN, body),
+        Outcome::Block => json(StatusCode::OK, body),
+        Outcome::Error => unknown(&snapshot, &d, &body).into_response(),
     };
-    Ok(json(status, body))
+    resp.headers_mut().insert(
+        WARDEN_DECISION,
+        hyper::header::HeaderValue::from_static(d.outcome.as_str()),
+    );
+    Ok(resp)
+}
+
+/// The 503 of a decision that depends on data sets that have never loaded: names them, and
+/// carries the decision's own fields (`decision`, `snapshot_version`, `matched`, `unknown`).
+#[cold]
+fn unknown(snapshot: &Snapshot, d: &Decision, rendered: &[u8]) -> Problem {
+    let names = snapshot.unknown_data_sets(d);
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    let mut p = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "no decision: it depends on data set {} which has never loaded (not from its source, \
+             not from persisted last good rows); GET /readyz names what warden waits for, and a \
+             policy's `when_unknown` can say block instead",
+            quoted.join(", ")
+        ),
+    )
+    .with("data_sets", serde_json::json!(names));
+    if let Ok(serde_json::Value::Object(fields)) =
+        serde_json::from_slice::<serde_json::Value>(rendered)
+    {
+        for key in ["decision", "snapshot_version", "matched", "unknown"] {
+            if let Some(v) = fields.get(key) {
+                p = p.with(key, v.clone());
+            }
+        }
+    }
+    p
 }
 
 /// `db_user` as one string or an array of strings. Strings borrow from the body unless they

@@ -56,6 +56,45 @@ pub type Response = hyper::Response<Full<Bytes>>;
 
 const JSON: &str = "application/json";
 
+/// The header every answer of `GET /v1/authz` and `GET /v1/decision` carries:
+/// `allow`, `block` or `error` (anything that is not a decision: 400, 401, 403 for a key,
+/// 503, a timeout…). [`answer`] guarantees it, so no route or error path can leave it out.
+pub const WARDEN_DECISION: &str = "warden-decision";
+
+/// The single-decision routes, whose every answer carries [`WARDEN_DECISION`]; `/v1/authz/…`
+/// (any suffix, for Envoy) is `/v1/authz`.
+const AUTHZ_PATH: &str = "/v1/authz";
+const DECISION_PATH: &str = "/v1/decision";
+
+fn is_authz_path(path: &str) -> bool {
+    path.strip_prefix(AUTHZ_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Makes an answer of a single-decision route keep the contract a proxy relies on: it carries
+/// `Warden-Decision` (`error` unless the handler said otherwise), and on `/v1/authz` only an
+/// `allow` answers 200 — a 200 that is not one becomes a 500 `error`.
+fn decision_contract(authz: bool, resp: &mut Response) {
+    let said = resp
+        .headers()
+        .get(WARDEN_DECISION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let allowed = said.as_deref() == Some("allow");
+    if authz && resp.status().is_success() != allowed {
+        // Never seen; a guard so that a future change cannot make a non-allow look like one.
+        *resp = Problem::internal(format!(
+            "inconsistent answer (status {}, decision {said:?}); not an allow",
+            resp.status()
+        ))
+        .into_response();
+    } else if said.is_some() {
+        return;
+    }
+    resp.headers_mut()
+        .insert(WARDEN_DECISION, HeaderValue::from_static("error"));
+}
+
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
     let mut resp = hyper::Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
@@ -391,6 +430,10 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
 
 async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
     let is_head = req.method() == Method::HEAD;
+    // The same comparison the route table makes: this is every request that reaches (or, with
+    // another method, would reach) these handlers.
+    let authz = is_authz_path(req.uri().path());
+    let decision_route = authz || req.uri().path() == DECISION_PATH;
     let timeout = gw.limits().request_timeout;
     let (route, mut resp) = match tokio::time::timeout(timeout, dispatch(&gw, req, peer)).await {
         Ok(answered) => answered,
@@ -403,6 +446,9 @@ async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAdd
             .into_response(),
         ),
     };
+    if decision_route {
+        decision_contract(authz, &mut resp);
+    }
     gw.warden.metrics().http(route, resp.status().as_u16());
     tracing::trace!(%peer, route, status = resp.status().as_u16());
     if is_head {

@@ -25,6 +25,8 @@ pub struct Problem {
     pub allow: Option<String>,
     /// Every problem of a rejected configuration, each with its key path.
     pub errors: Vec<ConfigError>,
+    /// Extension members (RFC 9457 §3.2) added to the body, in order.
+    pub extensions: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Problem {
@@ -35,7 +37,14 @@ impl Problem {
             imp_code: None,
             allow: None,
             errors: Vec::new(),
+            extensions: Vec::new(),
         }
+    }
+
+    /// Adds an extension member to the body.
+    pub fn with(mut self, name: &'static str, value: serde_json::Value) -> Problem {
+        self.extensions.push((name, value));
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Problem {
@@ -82,6 +91,9 @@ impl Problem {
                     })
                 })
                 .collect();
+        }
+        for (name, value) in self.extensions {
+            body[name] = value;
         }
         let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
         *resp.status_mut() = self.status;

@@ -64,7 +64,8 @@ pub enum Handler {
     RotateKey,
 }
 
-/// One route: method, path pattern (`{name}` is one segment), access and handler.
+/// One route: method, path pattern (`{name}` is one segment, a last `{*name}` the rest of the
+/// path, one or more segments), access and handler.
 #[derive(Debug)]
 pub struct Route {
     pub method: Method,
@@ -99,6 +100,9 @@ pub static ROUTES: &[Route] = &[
     ),
     route(Method::GET, "/v1/decision", DECIDE, Handler::Decision),
     route(Method::GET, "/v1/authz", DECIDE, Handler::Authz),
+    // The same, under any path: Envoy's HTTP ext_authz asks `path_prefix` followed by the
+    // client's own path, which warden ignores (the decision reads the query only).
+    route(Method::GET, "/v1/authz/{*path}", DECIDE, Handler::Authz),
     route(Method::POST, "/v1/decisions", DECIDE, Handler::Decisions),
     route(Method::GET, "/v1/lists", RESPOND, Handler::Lists),
     route(Method::POST, "/v1/lists", RESPOND, Handler::CreateList),
@@ -280,6 +284,15 @@ fn match_path(pattern: &str, path: &str) -> Option<Result<Params, BadSegment>> {
     loop {
         match (want.next(), got.next()) {
             (None, None) => return Some(Ok(params)),
+            // The rest of the path, kept raw (it is not a parameter any handler reads).
+            (Some(w), Some(g)) if w.starts_with("{*") => {
+                let rest: Vec<&str> = std::iter::once(g).chain(got.by_ref()).collect();
+                if rest.iter().all(|s| s.is_empty()) {
+                    return None;
+                }
+                params.push(Cow::Owned(rest.join("/")));
+                return Some(Ok(params));
+            }
             (Some(w), Some(g)) if w.starts_with('{') => {
                 if g.is_empty() {
                     return None;
@@ -360,6 +373,16 @@ mod tests {
             handler(Method::GET, "/v1/lists/a+b/members"),
             Some((Handler::Members, vec!["a+b".into()]))
         );
+        // Envoy's ext_authz appends the client's path to /v1/authz.
+        assert_eq!(
+            handler(Method::GET, "/v1/authz/app/orders"),
+            Some((Handler::Authz, vec!["app/orders".into()]))
+        );
+        assert_eq!(
+            handler(Method::GET, "/v1/authz"),
+            Some((Handler::Authz, vec![]))
+        );
+        assert_eq!(handler(Method::GET, "/v1/authz/"), None);
     }
 
     #[test]

@@ -149,12 +149,18 @@ impl Cell {
 pub type Row = Box<[Cell]>;
 
 /// An immutable data set: schema plus rows with unique keys.
+///
+/// A data set is *loaded* once its rows came from somewhere (a list, a file, a pull, a write,
+/// or persisted last good rows). [`DataSet::unknown`] is the other kind: a set that has never
+/// loaded, which holds no rows but is not "empty" — decisions it could change are errors
+/// (see [`crate::decide`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataSet {
     name: String,
     schema: Schema,
     rows: Vec<Row>,
     fingerprint: u64,
+    loaded: bool,
 }
 
 /// Builds a [`DataSet`] row by row, enforcing key presence and uniqueness.
@@ -278,6 +284,7 @@ impl DataSetBuilder {
             schema: self.schema,
             rows: self.rows,
             fingerprint,
+            loaded: true,
         }
     }
 }
@@ -305,6 +312,23 @@ fn fingerprint(schema: &Schema, rows: &[Row]) -> u64 {
 impl DataSet {
     pub fn empty(name: impl Into<String>, schema: Schema) -> DataSet {
         DataSetBuilder::new(name, schema).build()
+    }
+
+    /// A data set that has never loaded: no rows, and not known to have none. Its fingerprint
+    /// differs from the empty set's, so loading an empty set publishes a new snapshot.
+    pub fn unknown(name: impl Into<String>, schema: Schema) -> DataSet {
+        let mut set = DataSet::empty(name, schema);
+        let mut h = foldhash::fast::FixedState::with_seed(0x0dd).build_hasher();
+        h.write_u64(set.fingerprint);
+        h.write(b"unknown");
+        set.fingerprint = h.finish();
+        set.loaded = false;
+        set
+    }
+
+    /// Whether the rows came from somewhere (see [`DataSet::unknown`]).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
     }
 
     pub fn name(&self) -> &str {

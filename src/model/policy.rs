@@ -103,6 +103,34 @@ impl Action {
     }
 }
 
+/// What a policy answers for a request its match depends on, while a data set it reads has
+/// never loaded (is *unknown*, not empty): fail closed with an error by default, or block; or,
+/// only where the configuration says so explicitly, treat the policy as not matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenUnknown {
+    /// The decision is an error (HTTP 503, CLI exit 2): neither allow nor block.
+    #[default]
+    Error,
+    /// The policy counts as matched: a blocking policy blocks.
+    Block,
+    /// The policy counts as not matched (explicit opt-in only).
+    Allow,
+}
+
+impl WhenUnknown {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenUnknown::Error => "error",
+            WhenUnknown::Block => "block",
+            WhenUnknown::Allow => "allow",
+        }
+    }
+}
+
+words!(WhenUnknown, "error, block, allow", {
+    "error" => WhenUnknown::Error, "block" => WhenUnknown::Block, "allow" => WhenUnknown::Allow,
+});
 words!(Field, "db_user, os_user, source_app, client_ip, service", {
     "db_user" => Field::DbUser, "os_user" => Field::OsUser, "source_app" => Field::SourceApp,
     "client_ip" => Field::ClientIp, "service" => Field::Service,
@@ -136,6 +164,9 @@ pub struct Policy {
     pub followed_action: Option<String>,
     pub apply_to: ServiceScope,
     pub criteria: Vec<Criterion>,
+    /// What a request this policy's match depends on answers while a data set it reads has
+    /// never loaded.
+    pub when_unknown: WhenUnknown,
 }
 
 /// The services a policy applies to: exact names and globs (`*` any run, `?` one character).

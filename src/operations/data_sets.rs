@@ -46,7 +46,7 @@ pub fn source_kind(source: &Source) -> &'static str {
         Source::List { .. } => "list",
         Source::Static { .. } => "static",
         Source::Ldap(_) => "ldap",
-        Source::Api => "api",
+        Source::Api { .. } => "api",
     }
 }
 
@@ -76,7 +76,7 @@ pub fn write(
     records: Vec<Record>,
 ) -> Result<usize, OperationError> {
     let ds = data_set_config(warden, name)?;
-    if !matches!(ds.source, Source::Api) {
+    if !matches!(ds.source, Source::Api { .. }) {
         return Err(OperationError::Conflict(format!(
             "data set {name:?} is filled from its {} source; only `api` data sets accept data",
             source_kind(&ds.source)

@@ -380,7 +380,9 @@ fn loaded(warden: &Warden, name: &str) -> Result<bool, MxError> {
         .map(|d| &d.source);
     match source {
         None => Err(MxError::NoSuchDataSet(name.to_owned())),
-        Some(Source::Ldap(_) | Source::Api) => Ok(warden.store().rows_generation(name)?.is_some()),
+        Some(Source::Ldap(_) | Source::Api { .. }) => {
+            Ok(warden.store().rows_generation(name)?.is_some())
+        }
         Some(Source::List { .. } | Source::Static { .. }) => Ok(true),
     }
 }

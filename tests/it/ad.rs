@@ -86,6 +86,8 @@ fn seed_flow_list_to_group_to_data_set_to_block() {
     let tmp = tempfile::tempdir().unwrap();
     let (ns, group, config) = setup(dc, tmp.path(), &["alice", "bob"], &[], true, "1m");
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    // A fresh store: the data set is unknown until the first pull applies.
+    server.wait_ready();
     let ask = |user: &str| server.decision("orders", user);
     let alice_upper = ns.mapped("alice").replacen("corp", "CORP", 1);
     assert_eq!(ask(&alice_upper), "allow");
@@ -346,6 +348,8 @@ fn notification_reaches_the_data_set_in_seconds_while_the_schedule_is_ten_minute
     let tmp = tempfile::tempdir().unwrap();
     let (ns, group, config) = setup(dc, tmp.path(), &["alice", "bob"], &["alice"], false, "10m");
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    // A fresh store: the data set is unknown until the first pull applies.
+    server.wait_ready();
     let ask = |user: &str| server.decision("orders", user);
     assert!(
         eventually(Duration::from_secs(20), || ask(&ns.mapped("alice"))
@@ -540,6 +544,8 @@ fn reload_moves_the_mapping_to_another_group_without_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let (ns, first, config) = setup(dc, tmp.path(), &["alice", "bob"], &[], true, "1m");
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    // A fresh store: the data set is unknown until the first pull applies.
+    server.wait_ready();
     add_to_list(tmp.path(), &config, &ns.mapped("alice"));
     let alice = ns.mapped("alice");
     assert!(
@@ -613,6 +619,8 @@ fn expiry_takes_a_member_out_of_the_group_and_the_data_set() {
     let tmp = tempfile::tempdir().unwrap();
     let (ns, group, config) = setup(dc, tmp.path(), &["alice"], &[], true, "1m");
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    // A fresh store: the data set is unknown until the first pull applies.
+    server.wait_ready();
     let alice = ns.mapped("alice");
     let r = warden(
         tmp.path(),

@@ -49,6 +49,7 @@ fn assert_problem(r: &crate::support::HttpResponse, status: u16) -> serde_json::
 const KEYED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/decision?service=orders&db_user=x", "decide"),
     ("GET", "/v1/authz?service=orders&db_user=x", "decide"),
+    ("GET", "/v1/authz/app/x?service=orders&db_user=x", "decide"),
     ("POST", "/v1/decisions", "decide"),
     ("GET", "/v1/lists", "respond"),
     ("POST", "/v1/lists", "respond"),

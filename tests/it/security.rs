@@ -28,6 +28,8 @@ fn no_secret_in_any_log_answer_audit_record_or_the_store() {
         .trim()
         .to_owned();
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    // A fresh store: the data set is unknown until the first pull applies.
+    server.wait_ready();
     let admin = server.admin_key.clone().unwrap();
 
     // The workout: keys, respond, decide, every read, refresh, test query, sync, MX push,

@@ -24,6 +24,8 @@ fn incident_to_group_to_data_set_to_block_to_mx() {
     let config = AdConfig::seed(&ns, &group).write(dc, tmp.path());
     let mx = FakeMx::for_config(tmp.path(), &config, MX_PASSWORD, "PTR Suspicious Users");
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    // A fresh store: the data set is unknown until the first pull applies.
+    server.wait_ready();
     let db_user = ns.mapped("alice").replacen("corp", "CORP", 1);
     assert_eq!(server.decision("orders", &db_user), "allow");
 
@@ -173,6 +175,8 @@ fn propagation_list_change_to_block_p50_p95() {
 
     // Through the DC.
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    // A fresh store: the data set is unknown until the first pull applies.
+    server.wait_ready();
     // How long after `change` the decision for `user` reads `want`.
     let until = |user: &str, want: &str, change: &dyn Fn()| {
         let started = Instant::now();

@@ -180,6 +180,23 @@ impl Server {
         )
     }
 
+    /// Waits until `/readyz` answers 200: every data set a policy reads has loaded once (a
+    /// fresh store's LDAP set after its first pull). Panics with the last answer otherwise.
+    pub fn wait_ready(&self) {
+        let mut last = None;
+        let ready = eventually(Duration::from_secs(30), || {
+            let r = self.get("/readyz");
+            let ok = r.status == 200;
+            last = Some(r);
+            ok
+        });
+        assert!(
+            ready.is_some(),
+            "warden never became ready: {last:?}; logs:\n{}",
+            self.logs()
+        );
+    }
+
     /// Puts `principal` on "Suspicious Users" over HTTP; returns the status.
     pub fn add_member(&self, principal: &str) -> u16 {
         let body = serde_json::json!({ "principal": principal, "reason": "test" });
