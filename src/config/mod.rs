@@ -12,8 +12,10 @@ mod validate;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::base::identity::Identity;
 use crate::base::secret::SecretSource;
 use crate::base::severity::IncidentSeverity;
 use crate::model::dataset::Schema;
@@ -352,6 +354,8 @@ pub struct ImpervaPush {
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    /// The domain rules names are compared by (`[identity]`, `[[domains]]`).
+    pub identity: Arc<Identity>,
     pub directories: Vec<DirectoryConfig>,
     pub lists: Vec<ListConfig>,
     pub mappings: Vec<MappingConfig>,

@@ -198,3 +198,20 @@ pub struct ImpervaDataSet {
     /// warden data set's own setting when absent.
     pub case_sensitive: Option<bool>,
 }
+
+/// `[identity]`: how names are brought to one account.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub upn_suffix_rule: Option<String>,
+}
+
+/// `[[domains]]`: one domain the identity rules know.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    pub netbios: String,
+    pub dns: String,
+    pub upn_suffixes: Option<Vec<String>>,
+    pub default: Option<bool>,
+}

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -16,6 +17,7 @@ use super::{
     ImpervaConfig, ImpervaPush, KeyPath, LdapSource, ListConfig, MappingConfig, MemberField,
     ResponseRuleConfig, Scope, Segment, ServerConfig, Source, StoreConfig, TlsFiles,
 };
+use crate::base::identity::{Domain, Identity, SuffixRule};
 use crate::base::secret::SecretSource;
 use crate::base::time::parse_duration;
 use crate::model::dataset::{Column, Schema};
@@ -38,8 +40,8 @@ const DEFAULT_PAGE_SIZE: u32 = 500;
 const MAX_PAGE_SIZE: u32 = 1000;
 const DEFAULT_MAX_SHRINK: f64 = 0.5;
 
-const SECTIONS: &str = "server, store, directories, lists, mappings, data_sets, policies, \
-                        action_sets, response_rules, imperva";
+const SECTIONS: &str = "server, store, identity, domains, directories, lists, mappings, \
+                        data_sets, policies, action_sets, response_rules, imperva";
 
 /// Collects errors; maps key paths to lines through the spanned document.
 struct Ctx<'s> {
@@ -262,6 +264,8 @@ fn de_array<T: DeserializeOwned>(
 struct RawConfig {
     server: raw::Server,
     store: raw::Store,
+    identity: raw::Identity,
+    domains: Vec<(usize, raw::Domain)>,
     directories: Vec<(usize, raw::Directory)>,
     lists: Vec<(usize, raw::List)>,
     mappings: Vec<(usize, raw::Mapping)>,
@@ -311,6 +315,8 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
         match name {
             "server" => raw.server = de_value(ctx, &path, value).unwrap_or_default(),
             "store" => raw.store = de_value(ctx, &path, value).unwrap_or_default(),
+            "identity" => raw.identity = de_value(ctx, &path, value).unwrap_or_default(),
+            "domains" => raw.domains = de_array(ctx, name, value),
             "directories" => raw.directories = de_array(ctx, name, value),
             "lists" => raw.lists = de_array(ctx, name, value),
             "mappings" => raw.mappings = de_array(ctx, name, value),
@@ -337,6 +343,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     let store = StoreConfig {
         path: ctx.path_buf(raw.store.path.as_deref().unwrap_or("warden.db")),
     };
+    let identity = identity(ctx, raw.identity, raw.domains);
     let directory_names = ctx.unique_names(
         "directories",
         raw.directories.iter().map(|(i, d)| (*i, d.name.as_str())),
@@ -429,6 +436,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     Config {
         server,
         store,
+        identity: Arc::new(identity),
         directories,
         lists,
         mappings,
@@ -837,6 +845,80 @@ fn directory(ctx: &mut Ctx<'_>, path: KeyPath, d: raw::Directory) -> Option<Dire
         timeout,
         page_size,
     })
+}
+
+/// `[identity]` and `[[domains]]`: NetBIOS names, DNS names and UPN suffixes each belong to one
+/// domain, at most one domain is the default for bare names.
+fn identity(ctx: &mut Ctx<'_>, raw: raw::Identity, domains: Vec<(usize, raw::Domain)>) -> Identity {
+    let rule = match raw.upn_suffix_rule {
+        Some(text) => {
+            let path = KeyPath::root().key("identity").key("upn_suffix_rule");
+            text.parse::<SuffixRule>()
+                .map_err(|e| ctx.err(path, e.to_string()))
+                .unwrap_or_default()
+        }
+        None => SuffixRule::default(),
+    };
+    let mut seen_netbios: HashSet<String> = HashSet::new();
+    let mut seen_suffixes: HashSet<String> = HashSet::new();
+    let mut default = None;
+    let mut out = Vec::new();
+    for (i, d) in domains {
+        let path = KeyPath::root().key("domains").index(i);
+        let netbios_ok = !d.netbios.is_empty()
+            && d.netbios.len() <= 15
+            && d.netbios
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"\\/:*?\"<>|@.=,".contains(&b));
+        if !netbios_ok {
+            ctx.err(
+                path.key("netbios"),
+                format!(
+                    "{:?} is not a NetBIOS domain name (1 to 15 characters, no \\ / : * ? \" < > | @ . = ,); e.g. \"CORP\"",
+                    d.netbios
+                ),
+            );
+        } else if !seen_netbios.insert(d.netbios.to_ascii_uppercase()) {
+            ctx.err(
+                path.key("netbios"),
+                format!("{:?} is named by another domain", d.netbios),
+            );
+        }
+        let suffixes = d.upn_suffixes.unwrap_or_default();
+        let mut check = |ctx: &mut Ctx<'_>, path: KeyPath, s: &str| {
+            let ok = !s.is_empty()
+                && s.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                ctx.err(
+                    path,
+                    format!("{s:?} is not a DNS name; e.g. \"corp.example.test\""),
+                );
+            } else if !seen_suffixes.insert(s.to_ascii_lowercase()) {
+                ctx.err(path, format!("{s:?} already belongs to a domain"));
+            }
+        };
+        check(ctx, path.key("dns"), &d.dns);
+        for (j, s) in suffixes.iter().enumerate() {
+            check(ctx, path.key("upn_suffixes").index(j), s);
+        }
+        if d.default == Some(true) {
+            if default.is_some() {
+                ctx.err(
+                    path.key("default"),
+                    "only one domain can be the default for bare names",
+                );
+            }
+            default = Some(out.len());
+        }
+        out.push(Domain {
+            netbios: d.netbios,
+            dns: d.dns.to_ascii_lowercase(),
+            upn_suffixes: suffixes.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        });
+    }
+    Identity::new(out, rule, default)
 }
 
 fn mapping(ctx: &mut Ctx<'_>, names: &Names<'_>, path: KeyPath, m: raw::Mapping) -> MappingConfig {

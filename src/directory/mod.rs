@@ -27,7 +27,7 @@ mod settings;
 mod watch;
 
 pub use client::{
-    CLOSE_TIMEOUT, DEFAULT_MEMBER_BATCH, DirectoryClient, MAX_MEMBER_BATCH, MemberChange,
+    Account, CLOSE_TIMEOUT, DEFAULT_MEMBER_BATCH, DirectoryClient, MAX_MEMBER_BATCH, MemberChange,
     MemberFailure,
 };
 pub use entry::{Entry, Scope};

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{DirectoryClient, DirectoryError, DirectorySettings};
+use super::{Account, DirectoryClient, DirectoryError, DirectorySettings};
+use crate::base::identity::{Identity, dns_of_base_dn};
 use crate::config::DirectoryConfig;
 use dashmap::DashMap;
 
@@ -20,16 +21,24 @@ pub struct Directory {
     // A tokio Mutex: connecting awaits under the lock so that concurrent callers share one
     // connection attempt instead of racing several binds.
     client: tokio::sync::Mutex<Option<Arc<DirectoryClient>>>,
-    dn_cache: DashMap<String, (String, Instant)>,
+    dn_cache: DashMap<String, (Account, Instant)>,
+    /// The rules names are placed by, and the NetBIOS domain they place this directory in
+    /// (from its base DN's `DC=` labels), if any.
+    identity: Arc<Identity>,
+    netbios: Option<String>,
     /// Members warden's own pushes removed from each group (by lower-cased DN) and when: a
     /// data set selecting on that group may shrink by that many without being held.
     removals: DashMap<String, (usize, Instant)>,
 }
 
 impl Directory {
-    pub fn new(config: DirectoryConfig) -> Directory {
+    pub fn new(config: DirectoryConfig, identity: Arc<Identity>) -> Directory {
+        let netbios =
+            dns_of_base_dn(&config.base_dn).and_then(|dns| identity.netbios_for_dns(&dns));
         Directory {
             config,
+            identity,
+            netbios,
             client: tokio::sync::Mutex::new(None),
             dn_cache: DashMap::new(),
             removals: DashMap::new(),
@@ -101,15 +110,41 @@ impl Directory {
         self.client.lock().await.take();
     }
 
-    /// A cached DN for a principal key, if fresh.
-    pub fn cached_dn(&self, key: &str) -> Option<String> {
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// The NetBIOS domain of this directory, where the identity rules place it.
+    pub fn netbios(&self) -> Option<&str> {
+        self.netbios.as_deref()
+    }
+
+    /// Every name the account answers to, canonical first (empty without a sAMAccountName
+    /// or a known domain).
+    pub fn account_names(&self, account: &Account) -> Vec<String> {
+        match (&self.netbios, &account.sam_account_name) {
+            (Some(netbios), Some(sam)) => {
+                self.identity
+                    .account_names(netbios, sam, account.user_principal_name.as_deref())
+            }
+            _ => account.user_principal_name.iter().cloned().collect(),
+        }
+    }
+
+    /// A cached account for a principal key, if fresh.
+    pub fn cached_account(&self, key: &str) -> Option<Account> {
         self.dn_cache
             .get(key)
             .filter(|e| e.1.elapsed() < DN_CACHE_TTL)
             .map(|e| e.0.clone())
     }
 
-    pub fn cache_dn(&self, key: String, dn: String) {
-        self.dn_cache.insert(key, (dn, Instant::now()));
+    pub fn cache_account(&self, key: String, account: Account) {
+        self.dn_cache.insert(key, (account, Instant::now()));
+    }
+
+    /// Forgets a cached resolution (its DN is gone: renamed, moved or deleted).
+    pub fn evict(&self, key: &str) {
+        self.dn_cache.remove(key);
     }
 }

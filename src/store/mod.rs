@@ -17,11 +17,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::base::principal::{Principal, PrincipalError};
 use crate::base::time::now;
 
+pub mod accounts;
 pub mod audit;
 pub mod incidents;
 pub mod keys;
 pub mod pushes;
 
+pub use accounts::PushedAccount;
 pub use audit::{AuditFilter, AuditRecord, AuditRecords};
 pub use incidents::{AlertSeen, Incident, NewIncident, NewResponse, ResponseRecord};
 pub use keys::StoredKey;
@@ -149,6 +151,17 @@ const MIGRATIONS: &[&str] = &[
         last_attempt_at INTEGER,
         last_error TEXT,
         failures INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;",
+    // 6: per mapping, the DN last pushed for each listed principal and the names its account
+    // has (the list data set's alias keys); a push never removes a listed principal's DN.
+    "CREATE TABLE pushed_accounts (
+        list TEXT NOT NULL,
+        group_dn TEXT NOT NULL,
+        principal_key TEXT NOT NULL,
+        dn TEXT NOT NULL,
+        names TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (list, group_dn, principal_key)
     ) WITHOUT ROWID;",
 ];
 

@@ -17,10 +17,11 @@ use crate::config::{DataSetConfig, LdapSource, Scope, Source};
 use crate::decide::Published;
 use crate::directory::Directory;
 use crate::directory::{self, Entry};
-use crate::model::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Schema, fold};
+use crate::model::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Row, Schema, fold};
 use crate::model::pattern::MappingStats;
 use crate::runtime::Warden;
-use crate::store::{HeldRefresh, RecentUpdate};
+use crate::store::{HeldRefresh, RecentUpdate, principal_key};
+use crate::sync::push::dn_key;
 
 /// Skipped entries kept (with their reason) for test-query output.
 pub const SKIPPED_SAMPLE: usize = 20;
@@ -229,6 +230,83 @@ fn keys_missing(a: &DataSet, b: &DataSet) -> usize {
         .count()
 }
 
+/// The canonical account names (folded) of the listed members of every list mapped to
+/// `group_dn` on `device`: what that group must keep whatever someone else does to it.
+fn listed_accounts(
+    warden: &Warden,
+    device: &Directory,
+    group_dn: &str,
+) -> Result<HashSet<String>, SyncError> {
+    let identity = device.identity();
+    let now = now();
+    let mut names = HashSet::new();
+    for mapping in warden
+        .config()
+        .mappings
+        .iter()
+        .filter(|m| m.directory == device.name() && dn_key(&m.group_dn) == dn_key(group_dn))
+    {
+        let aliases = warden.store().account_names(&mapping.list)?;
+        for m in warden.store().members(&mapping.list)? {
+            if m.expires_at.is_some_and(|t| t <= now) {
+                continue;
+            }
+            names.insert(fold(&identity.canonical(&m.principal), false));
+            for a in aliases
+                .get(&principal_key(&m.principal))
+                .into_iter()
+                .flatten()
+            {
+                names.insert(fold(&identity.canonical(a), false));
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// A data set on a mapped group keeps the rows of listed members the refresh lost: someone
+/// removed them from the group by hand (drift, which the push repairs within about a second),
+/// and a listed user stays blocked meanwhile.
+fn keep_listed(
+    warden: &Warden,
+    device: &Directory,
+    group: Option<&str>,
+    current: &DataSet,
+    new: DataSet,
+) -> Result<DataSet, SyncError> {
+    let Some(group) = group else {
+        return Ok(new);
+    };
+    let listed = listed_accounts(warden, device, group)?;
+    if listed.is_empty() {
+        return Ok(new);
+    }
+    let cs = new.schema().case_sensitive();
+    let in_new: HashSet<String> = new.rows().iter().map(|r| fold(new.key_of(r), cs)).collect();
+    let identity = device.identity();
+    let lost: Vec<&Row> = current
+        .rows()
+        .iter()
+        .filter(|r| !in_new.contains(&fold(current.key_of(r), cs)))
+        .filter(|r| listed.contains(&fold(&identity.canonical(current.key_of(r)), false)))
+        .collect();
+    if lost.is_empty() {
+        return Ok(new);
+    }
+    tracing::warn!(
+        data_set = new.name(),
+        rows = lost.len(),
+        "listed members are missing from the mapped group; keeping their rows until the push puts them back"
+    );
+    let mut builder =
+        DataSetBuilder::new(new.name(), new.schema().clone()).with_capacity(new.len() + lost.len());
+    for row in new.rows().iter().chain(lost) {
+        // Rows of a built data set have unique keys, and the kept ones are not among the new.
+        let _ = builder.push(row.to_vec());
+    }
+    Ok(builder.build())
+}
+
 /// Applies a query result: held by the shrink guard, or committed and swapped in.
 pub fn apply(
     warden: &Warden,
@@ -240,8 +318,8 @@ pub fn apply(
     let current = warden
         .data_set(&ds.name)
         .ok_or_else(|| SyncError::NoSuchDataSet(ds.name.clone()))?;
-    let new = result.data_set;
     let group = watched_dn(&source.filter);
+    let new = keep_listed(warden, device, group.as_deref(), &current, result.data_set)?;
     let explained = group.as_deref().map_or(0, |g| device.take_removals(g));
     if let Some(reason) = shrink_guard(current.len(), new.len(), source.max_shrink, explained) {
         // Not used this time: keep the removals for the next refresh.

@@ -11,13 +11,17 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::{SyncError, failed_update};
+use crate::base::actor::Actor;
 use crate::base::dn::parse_dn;
 use crate::base::time::now;
 use crate::base::time::now_ms;
 use crate::config::MappingConfig;
 use crate::directory::Directory;
-use crate::directory::{DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError};
-use crate::store::{RecentUpdate, Store, principal_key};
+use crate::directory::{Account, DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError};
+use crate::store::{AuditRecord, PushedAccount, RecentUpdate, Store, principal_key};
+
+/// LDAP noSuchObject.
+const RC_NO_SUCH_OBJECT: u32 = 32;
 
 /// What a push run would do (or did).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -28,10 +32,19 @@ pub struct Plan {
     pub add: Vec<String>,
     /// DNs to remove (on a first sync: every member the list lacks).
     pub remove: Vec<String>,
-    /// List principals that match no user in the directory.
+    /// List principals that match no user in the directory (or more than one).
     pub unresolved: Vec<String>,
+    /// DNs kept although no principal resolved to them now: they were last pushed for a
+    /// listed principal whose resolution failed, and a push never removes a listed user.
+    pub kept: Vec<String>,
+    /// Listed principals whose last pushed DN someone else removed from the group (drift):
+    /// the run puts them back.
+    pub drift: Vec<String>,
     /// Whether this mapping has synced before.
     pub first_sync: bool,
+    /// What the run records as pushed, per listed principal.
+    #[serde(skip)]
+    pub accounts: Vec<PushedAccount>,
 }
 
 /// The result of a push run.
@@ -42,34 +55,63 @@ pub struct PushReport {
     pub unresolved: Vec<String>,
     /// Values the server refused one by one, as "DN: message".
     pub refused: Vec<String>,
+    /// Listed principals put back into the group after someone removed them.
+    pub drift: Vec<String>,
+    /// The DNs removed (what the shrink guard of a data set on this group is credited with).
+    #[serde(skip)]
+    pub removed_dns: Vec<String>,
+    /// Whether the names of listed accounts changed (the list data set's alias keys).
+    #[serde(skip)]
+    pub names_changed: bool,
 }
 
 /// Comparison key for DNs: AD spells them in its own case and spacing.
-fn dn_key(dn: &str) -> String {
+pub fn dn_key(dn: &str) -> String {
     parse_dn(dn).map_or_else(|_| dn.to_lowercase(), |d| d.normalized().to_string())
 }
 
-/// Resolves one principal to a DN, through the device's cache.
+/// How a principal resolved.
+enum Resolved {
+    Account(Account),
+    /// No user answers to it (or, here, none of this directory's domain).
+    Missing,
+    /// More than one user answers to it.
+    Ambiguous,
+}
+
+/// Resolves one principal, through the device's cache unless `fresh`.
 async fn resolve(
     device: &Directory,
     client: &DirectoryClient,
     principal: &str,
-) -> Result<Option<String>, SyncError> {
+    fresh: bool,
+) -> Result<Resolved, SyncError> {
     let key = principal_key(principal);
-    if let Some(dn) = device.cached_dn(&key) {
-        return Ok(Some(dn));
+    if !fresh && let Some(account) = device.cached_account(&key) {
+        return Ok(Resolved::Account(account));
     }
     match client
-        .resolve_principal(&device.config().base_dn, principal)
+        .resolve_account(
+            &device.config().base_dn,
+            principal,
+            device.netbios(),
+            device.identity(),
+        )
         .await
     {
-        Ok(Some(dn)) => {
-            device.cache_dn(key, dn.clone());
-            Ok(Some(dn))
+        Ok(Some(account)) => {
+            device.cache_account(key, account.clone());
+            Ok(Resolved::Account(account))
         }
-        Ok(None) => Ok(None),
+        Ok(None) => {
+            device.evict(&key);
+            Ok(Resolved::Missing)
+        }
         // Two users answering to one name is the list's problem, not the run's: report it.
-        Err(DirectoryError::AmbiguousPrincipal { .. }) => Ok(None),
+        Err(DirectoryError::AmbiguousPrincipal { .. }) => {
+            device.evict(&key);
+            Ok(Resolved::Ambiguous)
+        }
         Err(e) => Err(SyncError::directory(device, e)),
     }
 }
@@ -103,6 +145,12 @@ fn list_principals(store: &Store, list: &str) -> Result<Vec<String>, SyncError> 
 
 /// Works out what a push would change, without changing anything. Fails if the group is
 /// missing — the check a mapping gets when it is saved.
+///
+/// A push never removes a listed user: the DN last pushed for a listed principal stays in the
+/// group while the principal does not resolve (the directory answers nothing, or several
+/// users). A DN that would be added from the cache is resolved afresh first, so a user renamed
+/// or moved to another OU (whose new DN the group already holds) is found at the new DN, not
+/// re-added at the old one while the new one is removed.
 pub async fn plan(
     device: &Directory,
     store: &Store,
@@ -113,17 +161,44 @@ pub async fn plan(
         .await
         .map_err(|e| SyncError::directory(device, e))?;
     let current = group_members(device, &client, &mapping.group_dn).await?;
+    let have: HashMap<String, String> = current.iter().map(|dn| (dn_key(dn), dn.clone())).collect();
+    let last = store.pushed_accounts(&mapping.list, &mapping.group_dn)?;
     let mut want: HashMap<String, String> = HashMap::new();
+    let mut kept: HashMap<String, String> = HashMap::new();
     let mut unresolved = Vec::new();
+    let mut drift = Vec::new();
+    let mut accounts = Vec::new();
     for principal in list_principals(store, &mapping.list)? {
-        match resolve(device, &client, &principal).await? {
-            Some(dn) => {
-                want.insert(dn_key(&dn), dn);
+        let key = principal_key(&principal);
+        let mut resolved = resolve(device, &client, &principal, false).await?;
+        if let Resolved::Account(a) = &resolved
+            && !have.contains_key(&dn_key(&a.dn))
+        {
+            // About to be added: make sure the cached DN is still the user's.
+            resolved = resolve(device, &client, &principal, true).await?;
+        }
+        match resolved {
+            Resolved::Account(account) => {
+                let k = dn_key(&account.dn);
+                if !have.contains_key(&k) && last.get(&key).is_some_and(|l| dn_key(&l.dn) == k) {
+                    drift.push(principal.clone());
+                }
+                want.insert(k, account.dn.clone());
+                accounts.push(PushedAccount {
+                    principal_key: key,
+                    names: device.account_names(&account),
+                    dn: account.dn,
+                });
             }
-            None => unresolved.push(principal),
+            Resolved::Missing | Resolved::Ambiguous => {
+                unresolved.push(principal);
+                if let Some(l) = last.get(&key) {
+                    kept.insert(dn_key(&l.dn), l.dn.clone());
+                    accounts.push(l.clone());
+                }
+            }
         }
     }
-    let have: HashMap<String, String> = current.iter().map(|dn| (dn_key(dn), dn.clone())).collect();
     let mut add: Vec<String> = want
         .iter()
         .filter(|(k, _)| !have.contains_key(*k))
@@ -131,19 +206,28 @@ pub async fn plan(
         .collect();
     let mut remove: Vec<String> = have
         .iter()
-        .filter(|(k, _)| !want.contains_key(*k))
+        .filter(|(k, _)| !want.contains_key(*k) && !kept.contains_key(*k))
         .map(|(_, dn)| dn.clone())
+        .collect();
+    let mut kept: Vec<String> = kept
+        .into_iter()
+        .filter(|(k, _)| have.contains_key(k) && !want.contains_key(k))
+        .map(|(_, dn)| dn)
         .collect();
     add.sort_unstable();
     remove.sort_unstable();
+    kept.sort_unstable();
     Ok(Plan {
         current_members: current.len(),
         add,
         remove,
         unresolved,
+        kept,
+        drift,
         first_sync: store
             .mapping_first_synced(&mapping.list, &mapping.group_dn)?
             .is_none(),
+        accounts,
     })
 }
 
@@ -174,10 +258,36 @@ pub async fn reconcile(
         )
         .await
         .map_err(|e| SyncError::directory(device, e))?;
+    // A DN the server no longer has was renamed or deleted since it was cached: forget it, so
+    // the next run resolves the principal again.
+    for f in change.failed.iter().filter(|f| f.code == RC_NO_SUCH_OBJECT) {
+        for a in plan
+            .accounts
+            .iter()
+            .filter(|a| dn_key(&a.dn) == dn_key(&f.member))
+        {
+            device.evict(&a.principal_key);
+        }
+    }
     store.mark_mapping_synced(&mapping.list, &mapping.group_dn)?;
+    let names_changed =
+        store.set_pushed_accounts(&mapping.list, &mapping.group_dn, &plan.accounts)?;
+    let refused: std::collections::HashSet<String> = change
+        .failed
+        .iter()
+        .filter(|f| !f.add)
+        .map(|f| dn_key(&f.member))
+        .collect();
     Ok(PushReport {
         added: change.added,
         removed: change.removed,
+        drift: plan.drift,
+        removed_dns: plan
+            .remove
+            .into_iter()
+            .filter(|dn| !refused.contains(&dn_key(dn)))
+            .collect(),
+        names_changed,
         unresolved: plan.unresolved,
         refused: change
             .failed
@@ -224,5 +334,53 @@ pub async fn run(
     if let Err(e) = store.record_update(&update) {
         tracing::error!(error = %e, "cannot record push run");
     }
+    if let Ok(r) = &result
+        && !r.drift.is_empty()
+    {
+        record_drift(device, store, mapping, started, &r.drift);
+    }
     (update, result)
+}
+
+/// Records drift a run repaired — listed members someone else removed from the group, put
+/// back — as a recent update of kind `drift` and an audit record.
+fn record_drift(
+    device: &Directory,
+    store: &Store,
+    mapping: &MappingConfig,
+    started: i64,
+    principals: &[String],
+) {
+    tracing::warn!(
+        group = %mapping.group_dn,
+        members = ?principals,
+        "listed members were removed from the group by someone else; put them back"
+    );
+    let update = RecentUpdate {
+        device: device.name().to_string(),
+        kind: "drift".into(),
+        target: mapping.group_dn.clone(),
+        started_at_ms: started,
+        duration_ms: now_ms() - started,
+        added: principals.len() as i64,
+        removed: 0,
+        unresolved: Vec::new(),
+        error: Some(format!(
+            "{} listed member(s) were removed from the group outside warden and put back: {}",
+            principals.len(),
+            principals.join(", ")
+        )),
+    };
+    if let Err(e) = store.record_update(&update) {
+        tracing::error!(error = %e, "cannot record drift");
+    }
+    let record = AuditRecord::new(
+        &Actor::system("drift repair"),
+        "group.drift_repaired",
+        &mapping.group_dn,
+        serde_json::json!({ "list": mapping.list, "members": principals }),
+    );
+    if let Err(e) = store.append_audit(&record) {
+        tracing::error!(error = %e, "cannot audit drift");
+    }
 }
