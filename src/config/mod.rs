@@ -243,6 +243,9 @@ pub struct LdapSource {
     pub notify: bool,
     /// A refresh that would drop more than this share of rows is held (0 < share ≤ 1).
     pub max_shrink: f64,
+    /// Rows removed within this window count together against `max_shrink` (by key, against
+    /// the rows the window started with), so a set emptied in small steps is held too.
+    pub shrink_window: Duration,
 }
 
 /// Where a data set's rows come from.

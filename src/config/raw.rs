@@ -95,6 +95,7 @@ pub struct Source {
     pub refresh_interval: Option<String>,
     pub notify: Option<bool>,
     pub max_shrink: Option<f64>,
+    pub shrink_window: Option<String>,
     pub path: Option<String>,
 }
 

@@ -39,6 +39,8 @@ const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_PAGE_SIZE: u32 = 500;
 const MAX_PAGE_SIZE: u32 = 1000;
 const DEFAULT_MAX_SHRINK: f64 = 0.5;
+/// Removals add up over this window before the shrink guard forgets them.
+const DEFAULT_SHRINK_WINDOW: Duration = Duration::from_secs(3600);
 
 const SECTIONS: &str = "server, store, identity, domains, directories, lists, mappings, \
                         data_sets, policies, action_sets, response_rules, imperva";
@@ -970,6 +972,7 @@ fn only_keys(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Source, allowed: &[&str
         ("refresh_interval", s.refresh_interval.is_some()),
         ("notify", s.notify.is_some()),
         ("max_shrink", s.max_shrink.is_some()),
+        ("shrink_window", s.shrink_window.is_some()),
         ("path", s.path.is_some()),
     ];
     for (key, set) in present {
@@ -1082,6 +1085,7 @@ fn ldap_source(
             "refresh_interval",
             "notify",
             "max_shrink",
+            "shrink_window",
         ],
     );
     let directory = required(ctx, path, "directory", &s.directory).to_string();
@@ -1126,6 +1130,11 @@ fn ldap_source(
         path.key("refresh_interval"),
         s.refresh_interval.as_deref(),
         DEFAULT_UPDATE_INTERVAL,
+    );
+    let shrink_window = ctx.duration(
+        path.key("shrink_window"),
+        s.shrink_window.as_deref(),
+        DEFAULT_SHRINK_WINDOW,
     );
     let mut mappings = Vec::new();
     let raw_mappings = s.mappings.as_deref().unwrap_or_default();
@@ -1200,6 +1209,7 @@ fn ldap_source(
         refresh_interval,
         notify: s.notify.unwrap_or(true),
         max_shrink,
+        shrink_window,
     })
 }
 

@@ -1,6 +1,7 @@
 //! A configured directory (server): its configuration, one shared connection re-established
 //! after failures, the principal → DN cache, and the removals warden's own pushes made.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,25 @@ pub const DN_CACHE_TTL: Duration = Duration::from_secs(600);
 /// How long removals by warden's own push explain a shrink of the group's data set.
 pub const REMOVALS_EXPLAIN_FOR: Duration = Duration::from_secs(600);
 
+/// The shrink guard's memory of one data set: when its window started, the most rows the set
+/// had since, and the keys removed since (and not back).
+#[derive(Debug, Clone)]
+pub struct ShrinkWindow {
+    pub started: Instant,
+    pub peak_rows: usize,
+    pub removed: HashSet<String>,
+}
+
+impl ShrinkWindow {
+    pub fn new(rows: usize) -> ShrinkWindow {
+        ShrinkWindow {
+            started: Instant::now(),
+            peak_rows: rows,
+            removed: HashSet::new(),
+        }
+    }
+}
+
 /// A configured directory and its connection.
 pub struct Directory {
     config: DirectoryConfig,
@@ -26,9 +46,12 @@ pub struct Directory {
     /// (from its base DN's `DC=` labels), if any.
     identity: Arc<Identity>,
     netbios: Option<String>,
-    /// Members warden's own pushes removed from each group (by lower-cased DN) and when: a
-    /// data set selecting on that group may shrink by that many without being held.
-    removals: DashMap<String, (usize, Instant)>,
+    /// The accounts warden's own pushes removed from each group (by lower-cased group DN; their
+    /// canonical names, folded) and when: a data set on that group may lose those keys without
+    /// the shrink guard counting them.
+    removals: DashMap<String, (HashSet<String>, Instant)>,
+    /// The shrink guard's window per data set on this directory.
+    shrink: DashMap<String, ShrinkWindow>,
 }
 
 impl Directory {
@@ -42,27 +65,41 @@ impl Directory {
             client: tokio::sync::Mutex::new(None),
             dn_cache: DashMap::new(),
             removals: DashMap::new(),
+            shrink: DashMap::new(),
         }
     }
 
-    /// Records that a push removed `n` members from `group_dn`.
-    pub fn note_removals(&self, group_dn: &str, n: usize) {
-        if n == 0 {
+    /// Credits the shrink guard of data sets on `group_dn` with the accounts warden's own
+    /// push removed from it (their canonical names, folded): those keys leaving the set are
+    /// explained, any other key is not.
+    pub fn credit_removals(&self, group_dn: &str, names: HashSet<String>) {
+        if names.is_empty() {
             return;
         }
         let mut entry = self
             .removals
             .entry(group_dn.to_ascii_lowercase())
-            .or_insert((0, Instant::now()));
-        *entry = (entry.0.saturating_add(n), Instant::now());
+            .or_insert_with(|| (HashSet::new(), Instant::now()));
+        entry.0.extend(names);
+        entry.1 = Instant::now();
     }
 
-    /// Takes the removals recorded for `group_dn` within [`REMOVALS_EXPLAIN_FOR`].
-    pub fn take_removals(&self, group_dn: &str) -> usize {
+    /// Takes the removals credited for `group_dn` within [`REMOVALS_EXPLAIN_FOR`].
+    pub fn take_removals(&self, group_dn: &str) -> HashSet<String> {
         self.removals
             .remove(&group_dn.to_ascii_lowercase())
             .filter(|(_, (_, at))| at.elapsed() < REMOVALS_EXPLAIN_FOR)
-            .map_or(0, |(_, (n, _))| n)
+            .map(|(_, (names, _))| names)
+            .unwrap_or_default()
+    }
+
+    /// The shrink guard's window of data set `name`, if one is open.
+    pub fn shrink_window(&self, name: &str) -> Option<ShrinkWindow> {
+        self.shrink.get(name).map(|w| w.clone())
+    }
+
+    pub fn set_shrink_window(&self, name: &str, window: ShrinkWindow) {
+        self.shrink.insert(name.to_owned(), window);
     }
 
     pub fn name(&self) -> &str {

@@ -6,7 +6,7 @@
 //! mapping therefore overwrites whatever the group held — [`plan`] says beforehand how many
 //! members that will remove.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -18,6 +18,7 @@ use crate::base::time::now_ms;
 use crate::config::MappingConfig;
 use crate::directory::Directory;
 use crate::directory::{Account, DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError};
+use crate::model::dataset::fold;
 use crate::store::{AuditRecord, PushedAccount, RecentUpdate, Store, principal_key};
 
 /// LDAP noSuchObject.
@@ -45,6 +46,10 @@ pub struct Plan {
     /// What the run records as pushed, per listed principal.
     #[serde(skip)]
     pub accounts: Vec<PushedAccount>,
+    /// The names of the accounts last pushed at the DNs to remove (by DN key): what a data
+    /// set on the group may lose without its shrink guard counting it.
+    #[serde(skip)]
+    pub removed_names: HashMap<String, Vec<String>>,
 }
 
 /// The result of a push run.
@@ -57,9 +62,10 @@ pub struct PushReport {
     pub refused: Vec<String>,
     /// Listed principals put back into the group after someone removed them.
     pub drift: Vec<String>,
-    /// The DNs removed (what the shrink guard of a data set on this group is credited with).
+    /// The canonical names (folded) of the accounts removed: what the shrink guard of a data
+    /// set on this group is credited with.
     #[serde(skip)]
-    pub removed_dns: Vec<String>,
+    pub removed_names: HashSet<String>,
     /// Whether the names of listed accounts changed (the list data set's alias keys).
     #[serde(skip)]
     pub names_changed: bool,
@@ -217,6 +223,11 @@ pub async fn plan(
     add.sort_unstable();
     remove.sort_unstable();
     kept.sort_unstable();
+    let removed_names = last
+        .values()
+        .filter(|l| remove.iter().any(|dn| dn_key(dn) == dn_key(&l.dn)))
+        .map(|l| (dn_key(&l.dn), l.names.clone()))
+        .collect();
     Ok(Plan {
         current_members: current.len(),
         add,
@@ -228,6 +239,7 @@ pub async fn plan(
             .mapping_first_synced(&mapping.list, &mapping.group_dn)?
             .is_none(),
         accounts,
+        removed_names,
     })
 }
 
@@ -272,7 +284,7 @@ pub async fn reconcile(
     store.mark_mapping_synced(&mapping.list, &mapping.group_dn)?;
     let names_changed =
         store.set_pushed_accounts(&mapping.list, &mapping.group_dn, &plan.accounts)?;
-    let refused: std::collections::HashSet<String> = change
+    let refused: HashSet<String> = change
         .failed
         .iter()
         .filter(|f| !f.add)
@@ -282,10 +294,12 @@ pub async fn reconcile(
         added: change.added,
         removed: change.removed,
         drift: plan.drift,
-        removed_dns: plan
-            .remove
-            .into_iter()
-            .filter(|dn| !refused.contains(&dn_key(dn)))
+        removed_names: plan
+            .removed_names
+            .iter()
+            .filter(|(dn, _)| !refused.contains(*dn))
+            .flat_map(|(_, names)| names)
+            .map(|n| fold(&device.identity().canonical(n), false))
             .collect(),
         names_changed,
         unresolved: plan.unresolved,
@@ -309,7 +323,7 @@ pub async fn run(
         device.reset().await;
     }
     if let Ok(r) = &result {
-        device.note_removals(&mapping.group_dn, r.removed);
+        device.credit_removals(&mapping.group_dn, r.removed_names.clone());
     }
     let update = match &result {
         Ok(r) => RecentUpdate {

@@ -404,10 +404,11 @@ fn refresh_that_would_empty_the_set_is_held_until_accepted() {
         1,
         "held refresh must not apply"
     );
+    let id = held["id"].as_str().unwrap();
     let r = warden(
         tmp.path(),
         &config,
-        &["datasets", "accept", "PTR Suspicious Users"],
+        &["datasets", "accept", "PTR Suspicious Users", "--id", id],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("now has 0 rows"), "{}", r.stdout);
@@ -415,9 +416,73 @@ fn refresh_that_would_empty_the_set_is_held_until_accepted() {
     let r = warden(
         tmp.path(),
         &config,
-        &["datasets", "accept", "PTR Suspicious Users"],
+        &["datasets", "accept", "PTR Suspicious Users", "--id", id],
     );
     assert_eq!(r.code, 1, "nothing left to accept");
+}
+
+/// Issue 15, part 3: `accept` names the hold it accepts. A newer hold than the one reviewed
+/// (the group changed again meanwhile) is refused, naming the current one; an accept without
+/// an id is refused too.
+#[test]
+fn accept_takes_the_held_refresh_s_id() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(
+        dc,
+        tmp.path(),
+        &["alice", "bob", "carol"],
+        &["alice", "bob"],
+        false,
+        "1m",
+    );
+    let refresh = || {
+        let r = warden(
+            tmp.path(),
+            &config,
+            &["datasets", "refresh", "PTR Suspicious Users"],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        json(&r)
+    };
+    assert_eq!(refresh()["rows"], 2);
+    ns.set_members(
+        dc,
+        &group,
+        "delete",
+        &[ns.user_dn("alice"), ns.user_dn("bob")],
+    );
+    let first = refresh();
+    assert_eq!(first["outcome"], "held", "{first}");
+    // Reviewed the first hold; meanwhile the group changed again.
+    ns.set_members(dc, &group, "add", &[ns.user_dn("carol")]);
+    let second = refresh();
+    assert_eq!(second["outcome"], "held", "{second}");
+    let (old, new) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
+    assert_ne!(old, new);
+    let accept = |id: Option<&str>| {
+        let mut args = vec!["datasets", "accept", "PTR Suspicious Users"];
+        args.extend(id.map(|i| ["--id", i]).into_iter().flatten());
+        warden(tmp.path(), &config, &args)
+    };
+    for r in [accept(Some(old)), accept(None)] {
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        assert!(
+            r.stderr.contains(new),
+            "must name the current hold: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(decide(tmp.path(), &config, &ns.mapped("alice")).0, 1);
+    let r = accept(Some(new));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("now has 1 rows"), "{}", r.stdout);
+    assert_eq!(decide(tmp.path(), &config, &ns.mapped("carol")).0, 1);
+    assert_eq!(decide(tmp.path(), &config, &ns.mapped("alice")).0, 0);
 }
 
 #[test]
