@@ -172,6 +172,11 @@ impl Identity {
         let bytes = name.as_bytes();
         if let Some(slash) = bytes.iter().position(|&b| b == b'\\') {
             let (domain, user) = (&name[..slash], &name[slash + 1..]);
+            // The common case, decided in one short pass: a NetBIOS domain already spelled as
+            // the rules spell it (upper case, no dot, no `=`).
+            if !user.is_empty() && self.is_canonical_netbios(domain.as_bytes()) {
+                return Cow::Borrowed(name);
+            }
             // `CN=Smith\, John,…` is a DN, not a domain user.
             if domain.is_empty() || user.is_empty() || domain.contains('=') {
                 return Cow::Borrowed(name);
@@ -205,6 +210,25 @@ impl Identity {
             }
             _ => Cow::Borrowed(name),
         }
+    }
+
+    /// Whether `domain` is a NetBIOS name canonical names spell exactly so: a configured one,
+    /// or (not configured) one with no lower-case letter, dot or `=`.
+    #[inline]
+    fn is_canonical_netbios(&self, domain: &[u8]) -> bool {
+        if domain.is_empty() {
+            return false;
+        }
+        if let Some(d) = self
+            .domains
+            .iter()
+            .find(|d| d.netbios.as_bytes().eq_ignore_ascii_case(domain))
+        {
+            return d.netbios.as_bytes() == domain;
+        }
+        domain
+            .iter()
+            .all(|&b| !b.is_ascii_lowercase() && b != b'.' && b != b'=')
     }
 
     /// Every name the account `netbios\sam` with UPN `upn` answers to, canonical first.
