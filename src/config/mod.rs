@@ -477,6 +477,58 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// `[[domains]]` are validated with key paths; the rules they give are the ones used.
+    #[test]
+    fn domains_are_validated_with_key_paths() {
+        let bad = r#"
+[identity]
+upn_suffix_rule = "guess"
+[[domains]]
+netbios = "CORP.X"
+dns = "corp.example.test"
+default = true
+[[domains]]
+netbios = "EMEA"
+dns = "corp.example.test"
+default = true
+"#;
+        let errors = Config::parse(bad, "t", Path::new(".")).unwrap_err().errors;
+        let paths: Vec<String> = errors.iter().map(|e| e.path.to_string()).collect();
+        for want in [
+            "identity.upn_suffix_rule",
+            "domains[0].netbios",
+            "domains[1].dns",
+            "domains[1].default",
+        ] {
+            assert!(paths.iter().any(|p| p == want), "{want} not in {paths:?}");
+        }
+        let good = r#"
+[identity]
+upn_suffix_rule = "listed"
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
+upn_suffixes = ["example.com"]
+default = true
+"#;
+        let config = Config::parse(good, "t", Path::new(".")).unwrap();
+        assert_eq!(
+            config.identity.canonical("alice@EXAMPLE.COM"),
+            "CORP\\alice"
+        );
+        assert_eq!(config.identity.canonical("alice"), "CORP\\alice");
+        assert_eq!(
+            config.identity.canonical("bob@other.test"),
+            "bob@other.test"
+        );
+        // The embedded default says the seed's rule.
+        let default = Config::embedded_default().unwrap();
+        assert_eq!(
+            default.identity.canonical("alice@corp.example.test"),
+            "CORP\\alice"
+        );
+    }
+
     #[test]
     fn key_paths_display() {
         let p = KeyPath::root()
