@@ -52,6 +52,8 @@ pub struct Metrics {
     http: DashMap<(&'static str, u16), AtomicU64, foldhash::fast::RandomState>,
     refresh_failures: DashMap<String, AtomicU64>,
     sync_failures: DashMap<String, AtomicU64>,
+    /// Listed members put back into their group after someone else removed them, by group.
+    drift_repaired: DashMap<String, AtomicU64>,
     last_refresh_ms: DashMap<String, AtomicU64>,
     /// Per PostgreSQL gate; a session holds its gate's counters, so relaying looks nothing up.
     gates: DashMap<String, std::sync::Arc<GateCounters>>,
@@ -196,6 +198,11 @@ impl Metrics {
 
     pub fn sync_failed(&self, directory: &str) {
         bump(&self.sync_failures, directory.to_owned(), 1);
+    }
+
+    /// A push put `n` listed members back into `group_dn` (drift repaired).
+    pub fn drift_repaired(&self, group_dn: &str, n: usize) {
+        bump(&self.drift_repaired, group_dn.to_owned(), n as u64);
     }
 
     /// A refresh of `data_set` was applied at `at_ms` (Unix milliseconds).
@@ -354,6 +361,15 @@ impl Metrics {
             format!("directory=\"{}\"", label(d))
         }) {
             line(out, "warden_sync_failures_total", &e.0, e.1);
+        }
+        family(
+            out,
+            "warden_drift_repaired_total",
+            "counter",
+            "Listed members put back into their group after someone else removed them.",
+        );
+        for e in sorted(&self.drift_repaired, |g| format!("group=\"{}\"", label(g))) {
+            line(out, "warden_drift_repaired_total", &e.0, e.1);
         }
         family(
             out,

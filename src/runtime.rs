@@ -35,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::model::dataset::{
     Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records,
 };
-use crate::store::{AuditRecord, AuditRecords, Member, Store, StoreError};
+use crate::store::{AuditRecord, AuditRecords, Member, Store, StoreError, principal_key};
 
 /// Errors running warden.
 #[derive(Debug, thiserror::Error)]
@@ -239,8 +239,13 @@ impl Warden {
             build_data_sets(&self.store, &next, (&current.0, &current.1))?;
         let snapshot = {
             let mut state = self.state();
-            Snapshot::build(&next.policies, ordered(&next, &data_sets), &mut state.cache)
-                .map_err(WardenError::from)?
+            Snapshot::build_with(
+                &next.policies,
+                ordered(&next, &data_sets),
+                &mut state.cache,
+                &next.identity,
+            )
+            .map_err(WardenError::from)?
         };
         // Everything is built: from here on nothing can fail but the list rows, which are
         // idempotent and harmless to a config that is then not applied.
@@ -379,7 +384,12 @@ impl Warden {
         let State {
             data_sets, cache, ..
         } = &mut *state;
-        let snapshot = Snapshot::build(&config.policies, ordered(&config, data_sets), cache)?;
+        let snapshot = Snapshot::build_with(
+            &config.policies,
+            ordered(&config, data_sets),
+            cache,
+            &config.identity,
+        )?;
         Ok(self.published(self.engine.publish(snapshot)))
     }
 
@@ -396,6 +406,22 @@ impl Warden {
             let mut state = self.state();
             state.generations.insert(name.clone(), generation);
             state.data_sets.insert(name, Arc::new(data_set));
+        }
+        self.republish()
+    }
+
+    /// Rebuilds the list data sets after a push learned other names for listed accounts
+    /// (their alias keys), without announcing a list change (nothing for a push to do).
+    pub fn accounts_changed(&self) -> Result<Published, WardenError> {
+        let _update = self.lock_update();
+        let config = self.config.load_full();
+        for ds in &config.data_sets {
+            if let Source::List { .. } = ds.source {
+                let fresh = list_data_set(&self.store, ds)?;
+                self.state()
+                    .data_sets
+                    .insert(ds.name.clone(), Arc::new(fresh));
+            }
         }
         self.republish()
     }
@@ -552,8 +578,11 @@ fn directories_for(
         .map(|d| {
             let directory = running
                 .get(&d.name)
-                .filter(|dir| dir.config() == d)
-                .map_or_else(|| Arc::new(Directory::new(d.clone())), Arc::clone);
+                .filter(|dir| dir.config() == d && **dir.identity() == *config.identity)
+                .map_or_else(
+                    || Arc::new(Directory::new(d.clone(), Arc::clone(&config.identity))),
+                    Arc::clone,
+                );
             (d.name.clone(), directory)
         })
         .collect()
@@ -583,18 +612,34 @@ fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenErr
         Err(StoreError::NoSuchList(_)) => Vec::new(),
         other => other?,
     };
+    // Every other name a member's account has, as the directory told the push (identity.rs).
+    let aliases = store.account_names(list)?;
+    let key_field = fields.get(ds.schema.key_index()).copied();
     let mut builder = DataSetBuilder::new(&ds.name, ds.schema.clone()).with_capacity(members.len());
     for m in members.iter().filter(|m| m.is_active()) {
-        let row = fields.iter().map(|f| member_cell(m, *f)).collect();
-        match builder.push(row) {
-            // A case-sensitive data set over a list keyed case-insensitively cannot collide;
-            // a case-insensitive one cannot either. Any other error is a real problem.
-            Ok(()) | Err(DataSetError::DuplicateKey(_)) => {}
-            Err(source) => {
-                return Err(WardenError::DataSet {
-                    name: ds.name.clone(),
-                    source,
-                });
+        let row: Vec<Cell> = fields.iter().map(|f| member_cell(m, *f)).collect();
+        let names = match key_field {
+            Some(MemberField::Principal) => aliases.get(&principal_key(&m.principal)),
+            _ => None,
+        };
+        // An alias row: the member's row under another name of its account.
+        let alias_rows = names.into_iter().flatten().map(|name| {
+            let mut alias = row.clone();
+            alias[ds.schema.key_index()] = Cell::One(name.as_str().into());
+            alias
+        });
+        for row in std::iter::once(row.clone()).chain(alias_rows) {
+            match builder.push(row) {
+                // A case-sensitive data set over a list keyed case-insensitively cannot collide;
+                // a case-insensitive one cannot either. Any other error is a real problem.
+                // (An alias equal to a listed name folds to it: one row is enough.)
+                Ok(()) | Err(DataSetError::DuplicateKey(_)) => {}
+                Err(source) => {
+                    return Err(WardenError::DataSet {
+                        name: ds.name.clone(),
+                        source,
+                    });
+                }
             }
         }
     }

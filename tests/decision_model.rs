@@ -17,7 +17,9 @@
 //! Values come mostly from a small pool, so requests hit data sets often, with case variants
 //! that fold together (`CORP\Alice` / `corp\alice`, `ÖLAF` / `ölaf`, the Kelvin sign and `k`,
 //! `ẞ` and `ß`, `ΟΔΥΣΣΕΥΣ` / `οδυσσευς` / `οδυσσευσ`, the micro sign and `μ`, `ſſ` and `SS`)
-//! and ones that must not (`ß` / `SS`, `ı` / `i`, `İ` / `i̇`).
+//! and ones that must not (`ß` / `SS`, `ı` / `i`, `İ` / `i̇`), and principals that name one
+//! account (`CORP\alice`, `alice@corp.example.test`, `alice@CORP.EXAMPLE.TEST`) or another
+//! (`PARTNER\alice`), which `db_user` and `os_user` criteria compare as accounts.
 
 use std::sync::Arc;
 
@@ -120,19 +122,55 @@ mod reference {
             .collect()
     }
 
+    /// The account a principal names under the default identity rules (DESIGN.md, "Identity:
+    /// one account, every name"; the seed's rule, no configured domain, no default domain):
+    /// `DOMAIN\user` is the upper-cased NetBIOS domain's user, or, where the domain is a DNS
+    /// name, its first label's; `user@suffix` is the first label of the suffix's user; a bare
+    /// name, a DN-looking string (with `=`) or a part left empty is itself.
+    pub fn account(value: &str) -> String {
+        let upper = |s: &str| s.to_ascii_uppercase();
+        let first_label = |s: &str| s.split('.').next().unwrap_or("").to_string();
+        if let Some((domain, user)) = value.split_once('\\') {
+            if domain.is_empty() || user.is_empty() || domain.contains('=') {
+                return value.to_string();
+            }
+            let netbios = if domain.contains('.') {
+                first_label(domain)
+            } else {
+                domain.to_string()
+            };
+            if netbios.is_empty() {
+                return value.to_string();
+            }
+            return format!("{}\\{user}", upper(&netbios));
+        }
+        if let Some((user, suffix)) = value.rsplit_once('@') {
+            let netbios = first_label(suffix);
+            if user.is_empty() || netbios.is_empty() || value.contains('=') {
+                return value.to_string();
+            }
+            return format!("{}\\{user}", upper(&netbios));
+        }
+        value.to_string()
+    }
+
     /// "value is in the data set": some row holds it (after folding, for a case-insensitive
-    /// set) in one of the searched columns, single- or multi-valued.
-    fn in_data_set(ds: &ModelDataSet, search_in: &[usize], value: &str) -> bool {
+    /// set) in one of the searched columns, single- or multi-valued. A principal (`db_user`,
+    /// `os_user`) is compared as the account it names, on both sides.
+    fn in_data_set(ds: &ModelDataSet, search_in: &[usize], value: &str, principal: bool) -> bool {
         let columns = if search_in.is_empty() {
             vec![ds.key]
         } else {
             search_in.to_vec()
         };
-        let needle = fold(value, ds.case_sensitive);
+        let name = |v: &str| if principal { account(v) } else { v.to_string() };
+        let needle = fold(&name(value), ds.case_sensitive);
         ds.rows.iter().any(|row| {
-            columns
-                .iter()
-                .any(|&c| row[c].iter().any(|v| fold(v, ds.case_sensitive) == needle))
+            columns.iter().any(|&c| {
+                row[c]
+                    .iter()
+                    .any(|v| fold(&name(v), ds.case_sensitive) == needle)
+            })
         })
     }
 
@@ -177,7 +215,10 @@ mod reference {
         let ds = &w.data_sets[c.data_set];
         let hits = values
             .iter()
-            .filter(|v| in_data_set(ds, &c.search_in, v))
+            .filter(|v| {
+                let principal = matches!(c.field, Field::DbUser | Field::OsUser);
+                in_data_set(ds, &c.search_in, v, principal)
+            })
             .count();
         match c.operation {
             Operation::AtLeastOne => hits >= 1,
@@ -230,6 +271,16 @@ const VALUES: &[&str] = &[
     "a*b",
     "10.0.0.1",
     "psql",
+    // One account under several names (the seed's rule), and names of other accounts.
+    "alice@corp.example.test",
+    "alice@CORP.EXAMPLE.TEST",
+    "Alice@corp",
+    "corp.example.test\\alice",
+    "PARTNER\\alice",
+    "alice@partner.test",
+    "a@.x",
+    "CN=a\\,b",
+    "x=y@corp",
 ];
 
 const SERVICES: &[&str] = &[
@@ -243,7 +294,7 @@ const SCOPES: &[&str] = &[
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         6 => select(VALUES).prop_map(String::from),
-        1 => "[abAB\\\\é*.]{1,3}",
+        1 => "[abAB\\\\é*.@=]{1,4}",
     ]
 }
 

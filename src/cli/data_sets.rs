@@ -21,8 +21,13 @@ pub enum DataSetsCommand {
     },
     /// Refresh a data set from LDAP now (subject to the shrink guard)
     Refresh { name: String },
-    /// Apply a refresh the shrink guard is holding
-    Accept { name: String },
+    /// Apply the refresh the shrink guard is holding, named by its id (shown by `refresh`)
+    Accept {
+        name: String,
+        /// The held refresh's id: a newer hold than the one reviewed is refused
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 pub fn run(source: &Source, cmd: DataSetsCommand) -> Result<ExitCode> {
@@ -36,8 +41,8 @@ pub fn run(source: &Source, cmd: DataSetsCommand) -> Result<ExitCode> {
             let outcome = block_on(data_sets::refresh(&warden, &Actor::cli(), &name))??;
             print_json(&outcome)?;
         }
-        DataSetsCommand::Accept { name } => {
-            match data_sets::accept(&warden, &Actor::cli(), &name) {
+        DataSetsCommand::Accept { name, id } => {
+            match data_sets::accept(&warden, &Actor::cli(), &name, id.as_deref()) {
                 Ok(rows) => println!("accepted: {name:?} now has {rows} rows"),
                 Err(OperationError::Conflict(why)) => {
                     eprintln!("{why}");

@@ -12,8 +12,10 @@ mod validate;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::base::identity::Identity;
 use crate::base::secret::SecretSource;
 use crate::base::severity::IncidentSeverity;
 use crate::model::dataset::Schema;
@@ -255,6 +257,9 @@ pub struct LdapSource {
     pub notify: bool,
     /// A refresh that would drop more than this share of rows is held (0 < share ≤ 1).
     pub max_shrink: f64,
+    /// Rows removed within this window count together against `max_shrink` (by key, against
+    /// the rows the window started with), so a set emptied in small steps is held too.
+    pub shrink_window: Duration,
 }
 
 /// Where a data set's rows come from.
@@ -372,6 +377,8 @@ pub struct ImpervaPush {
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    /// The domain rules names are compared by (`[identity]`, `[[domains]]`).
+    pub identity: Arc<Identity>,
     pub directories: Vec<DirectoryConfig>,
     pub lists: Vec<ListConfig>,
     pub mappings: Vec<MappingConfig>,
@@ -649,6 +656,58 @@ data_set = "Feed"
         ] {
             assert!(paths.iter().any(|p| p == path), "{path} not in {paths:?}");
         }
+    }
+
+    /// `[[domains]]` are validated with key paths; the rules they give are the ones used.
+    #[test]
+    fn domains_are_validated_with_key_paths() {
+        let bad = r#"
+[identity]
+upn_suffix_rule = "guess"
+[[domains]]
+netbios = "CORP.X"
+dns = "corp.example.test"
+default = true
+[[domains]]
+netbios = "EMEA"
+dns = "corp.example.test"
+default = true
+"#;
+        let errors = Config::parse(bad, "t", Path::new(".")).unwrap_err().errors;
+        let paths: Vec<String> = errors.iter().map(|e| e.path.to_string()).collect();
+        for want in [
+            "identity.upn_suffix_rule",
+            "domains[0].netbios",
+            "domains[1].dns",
+            "domains[1].default",
+        ] {
+            assert!(paths.iter().any(|p| p == want), "{want} not in {paths:?}");
+        }
+        let good = r#"
+[identity]
+upn_suffix_rule = "listed"
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
+upn_suffixes = ["example.com"]
+default = true
+"#;
+        let config = Config::parse(good, "t", Path::new(".")).unwrap();
+        assert_eq!(
+            config.identity.canonical("alice@EXAMPLE.COM"),
+            "CORP\\alice"
+        );
+        assert_eq!(config.identity.canonical("alice"), "CORP\\alice");
+        assert_eq!(
+            config.identity.canonical("bob@other.test"),
+            "bob@other.test"
+        );
+        // The embedded default says the seed's rule.
+        let default = Config::embedded_default().unwrap();
+        assert_eq!(
+            default.identity.canonical("alice@corp.example.test"),
+            "CORP\\alice"
+        );
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub struct Source {
     pub refresh_interval: Option<String>,
     pub notify: Option<bool>,
     pub max_shrink: Option<f64>,
+    pub shrink_window: Option<String>,
     pub path: Option<String>,
     /// `api` only: what a set no one has written yet is (`unknown`, the default, or `empty`).
     pub never_written: Option<String>,
@@ -225,4 +226,21 @@ pub struct Gate {
     pub max_connections: Option<usize>,
     pub max_connections_per_client: Option<usize>,
     pub idle_timeout: Option<String>,
+}
+
+/// `[identity]`: how names are brought to one account.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub upn_suffix_rule: Option<String>,
+}
+
+/// `[[domains]]`: one domain the identity rules know.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    pub netbios: String,
+    pub dns: String,
+    pub upn_suffixes: Option<Vec<String>>,
+    pub default: Option<bool>,
 }

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -16,6 +17,7 @@ use super::{
     ImpervaConfig, ImpervaPush, KeyPath, LdapSource, ListConfig, MappingConfig, MemberField,
     ResponseRuleConfig, Scope, Segment, ServerConfig, Source, StoreConfig, TlsFiles, UpstreamTls,
 };
+use crate::base::identity::{Domain, Identity, SuffixRule};
 use crate::base::secret::SecretSource;
 use crate::base::time::parse_duration;
 use crate::model::dataset::{Column, Schema};
@@ -41,9 +43,11 @@ const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_PAGE_SIZE: u32 = 500;
 const MAX_PAGE_SIZE: u32 = 1000;
 const DEFAULT_MAX_SHRINK: f64 = 0.5;
+/// Removals add up over this window before the shrink guard forgets them.
+const DEFAULT_SHRINK_WINDOW: Duration = Duration::from_secs(3600);
 
-const SECTIONS: &str = "server, store, directories, lists, mappings, data_sets, policies, \
-                        action_sets, response_rules, imperva, gates";
+const SECTIONS: &str = "server, store, identity, domains, directories, lists, mappings, \
+                        data_sets, policies, action_sets, response_rules, imperva, gates";
 
 /// Collects errors; maps key paths to lines through the spanned document.
 struct Ctx<'s> {
@@ -266,6 +270,8 @@ fn de_array<T: DeserializeOwned>(
 struct RawConfig {
     server: raw::Server,
     store: raw::Store,
+    identity: raw::Identity,
+    domains: Vec<(usize, raw::Domain)>,
     directories: Vec<(usize, raw::Directory)>,
     lists: Vec<(usize, raw::List)>,
     mappings: Vec<(usize, raw::Mapping)>,
@@ -316,6 +322,8 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
         match name {
             "server" => raw.server = de_value(ctx, &path, value).unwrap_or_default(),
             "store" => raw.store = de_value(ctx, &path, value).unwrap_or_default(),
+            "identity" => raw.identity = de_value(ctx, &path, value).unwrap_or_default(),
+            "domains" => raw.domains = de_array(ctx, name, value),
             "directories" => raw.directories = de_array(ctx, name, value),
             "lists" => raw.lists = de_array(ctx, name, value),
             "mappings" => raw.mappings = de_array(ctx, name, value),
@@ -344,6 +352,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         path: ctx.path_buf(raw.store.path.as_deref().unwrap_or("warden.db")),
         allow_readable: raw.store.allow_readable.unwrap_or(false),
     };
+    let identity = identity(ctx, raw.identity, raw.domains);
     let directory_names = ctx.unique_names(
         "directories",
         raw.directories.iter().map(|(i, d)| (*i, d.name.as_str())),
@@ -454,6 +463,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         gates,
         server,
         store,
+        identity: Arc::new(identity),
         directories,
         lists,
         mappings,
@@ -1058,6 +1068,80 @@ fn directory(ctx: &mut Ctx<'_>, path: KeyPath, d: raw::Directory) -> Option<Dire
     })
 }
 
+/// `[identity]` and `[[domains]]`: NetBIOS names, DNS names and UPN suffixes each belong to one
+/// domain, at most one domain is the default for bare names.
+fn identity(ctx: &mut Ctx<'_>, raw: raw::Identity, domains: Vec<(usize, raw::Domain)>) -> Identity {
+    let rule = match raw.upn_suffix_rule {
+        Some(text) => {
+            let path = KeyPath::root().key("identity").key("upn_suffix_rule");
+            text.parse::<SuffixRule>()
+                .map_err(|e| ctx.err(path, e.to_string()))
+                .unwrap_or_default()
+        }
+        None => SuffixRule::default(),
+    };
+    let mut seen_netbios: HashSet<String> = HashSet::new();
+    let mut seen_suffixes: HashSet<String> = HashSet::new();
+    let mut default = None;
+    let mut out = Vec::new();
+    for (i, d) in domains {
+        let path = KeyPath::root().key("domains").index(i);
+        let netbios_ok = !d.netbios.is_empty()
+            && d.netbios.len() <= 15
+            && d.netbios
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"\\/:*?\"<>|@.=,".contains(&b));
+        if !netbios_ok {
+            ctx.err(
+                path.key("netbios"),
+                format!(
+                    "{:?} is not a NetBIOS domain name (1 to 15 characters, no \\ / : * ? \" < > | @ . = ,); e.g. \"CORP\"",
+                    d.netbios
+                ),
+            );
+        } else if !seen_netbios.insert(d.netbios.to_ascii_uppercase()) {
+            ctx.err(
+                path.key("netbios"),
+                format!("{:?} is named by another domain", d.netbios),
+            );
+        }
+        let suffixes = d.upn_suffixes.unwrap_or_default();
+        let mut check = |ctx: &mut Ctx<'_>, path: KeyPath, s: &str| {
+            let ok = !s.is_empty()
+                && s.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                ctx.err(
+                    path,
+                    format!("{s:?} is not a DNS name; e.g. \"corp.example.test\""),
+                );
+            } else if !seen_suffixes.insert(s.to_ascii_lowercase()) {
+                ctx.err(path, format!("{s:?} already belongs to a domain"));
+            }
+        };
+        check(ctx, path.key("dns"), &d.dns);
+        for (j, s) in suffixes.iter().enumerate() {
+            check(ctx, path.key("upn_suffixes").index(j), s);
+        }
+        if d.default == Some(true) {
+            if default.is_some() {
+                ctx.err(
+                    path.key("default"),
+                    "only one domain can be the default for bare names",
+                );
+            }
+            default = Some(out.len());
+        }
+        out.push(Domain {
+            netbios: d.netbios,
+            dns: d.dns.to_ascii_lowercase(),
+            upn_suffixes: suffixes.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        });
+    }
+    Identity::new(out, rule, default)
+}
+
 fn mapping(ctx: &mut Ctx<'_>, names: &Names<'_>, path: KeyPath, m: raw::Mapping) -> MappingConfig {
     reference(ctx, path.key("list"), names.lists, "list", "lists", &m.list);
     reference(
@@ -1107,6 +1191,7 @@ fn only_keys(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Source, allowed: &[&str
         ("refresh_interval", s.refresh_interval.is_some()),
         ("notify", s.notify.is_some()),
         ("max_shrink", s.max_shrink.is_some()),
+        ("shrink_window", s.shrink_window.is_some()),
         ("path", s.path.is_some()),
         ("never_written", s.never_written.is_some()),
     ];
@@ -1233,6 +1318,7 @@ fn ldap_source(
             "refresh_interval",
             "notify",
             "max_shrink",
+            "shrink_window",
         ],
     );
     let directory = required(ctx, path, "directory", &s.directory).to_string();
@@ -1277,6 +1363,11 @@ fn ldap_source(
         path.key("refresh_interval"),
         s.refresh_interval.as_deref(),
         DEFAULT_UPDATE_INTERVAL,
+    );
+    let shrink_window = ctx.duration(
+        path.key("shrink_window"),
+        s.shrink_window.as_deref(),
+        DEFAULT_SHRINK_WINDOW,
     );
     let mut mappings = Vec::new();
     let raw_mappings = s.mappings.as_deref().unwrap_or_default();
@@ -1351,6 +1442,7 @@ fn ldap_source(
         refresh_interval,
         notify: s.notify.unwrap_or(true),
         max_shrink,
+        shrink_window,
     })
 }
 

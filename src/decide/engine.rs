@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use arc_swap::{ArcSwap, Guard};
 use smallvec::SmallVec;
 
+use crate::base::identity::Identity;
 use crate::base::json::json_string;
 use crate::model::dataset::{DataSet, MemberIndex};
 use crate::model::policy::{
@@ -129,9 +130,20 @@ struct CompiledCriterion {
     index: Arc<MemberIndex>,
     /// Whether the data set has loaded; only the cold path reads it.
     loaded: bool,
+    /// For a criterion on a principal (`db_user`, `os_user`): the rules both the index keys
+    /// and the request's values are brought to canonical account names by.
+    accounts: Option<Arc<Identity>>,
 }
 
 impl CompiledCriterion {
+    #[inline]
+    fn contains(&self, value: &str) -> bool {
+        match &self.accounts {
+            None => self.index.contains(value),
+            Some(identity) => self.index.contains(&identity.canonical(value)),
+        }
+    }
+
     #[inline]
     fn matches(&self, request: &Request<'_>) -> bool {
         let values = request.values(self.field);
@@ -139,9 +151,9 @@ impl CompiledCriterion {
             return self.unknown == UnknownValues::Match;
         }
         match self.operation {
-            Operation::AtLeastOne => values.iter().any(|v| self.index.contains(v)),
-            Operation::All => values.iter().all(|v| self.index.contains(v)),
-            Operation::None => !values.iter().any(|v| self.index.contains(v)),
+            Operation::AtLeastOne => values.iter().any(|v| self.contains(v)),
+            Operation::All => values.iter().all(|v| self.contains(v)),
+            Operation::None => !values.iter().any(|v| self.contains(v)),
         }
     }
 
@@ -154,6 +166,11 @@ impl CompiledCriterion {
             None
         }
     }
+}
+
+/// Whether a field carries a principal, compared as an account.
+fn is_principal(field: Field) -> bool {
+    matches!(field, Field::DbUser | Field::OsUser)
 }
 
 /// A policy compiled against the snapshot's data sets.
@@ -210,26 +227,41 @@ impl CompiledPolicy {
 /// keeps its index, so a list change rebuilds only that list's index.
 #[derive(Default)]
 pub struct IndexCache {
-    entries: HashMap<(String, Vec<usize>), (u64, Arc<MemberIndex>)>,
+    entries: HashMap<IndexKey, (u64, Arc<MemberIndex>)>,
 }
 
+/// Data set, columns, and the identity rules' fingerprint (`None`: raw values).
+type IndexKey = (String, Vec<usize>, Option<u64>);
+
 impl IndexCache {
-    fn get(&mut self, data_set: &DataSet, columns: Vec<usize>) -> Arc<MemberIndex> {
+    fn get(
+        &mut self,
+        data_set: &DataSet,
+        columns: Vec<usize>,
+        accounts: Option<&Identity>,
+    ) -> Arc<MemberIndex> {
         let fingerprint = data_set.fingerprint();
-        let key = (data_set.name().to_string(), columns);
+        let key = (
+            data_set.name().to_string(),
+            columns,
+            accounts.map(Identity::fingerprint),
+        );
         if let Some((fp, index)) = self.entries.get(&key)
             && *fp == fingerprint
         {
             return Arc::clone(index);
         }
-        let index = Arc::new(data_set.index(&key.1));
+        let index = Arc::new(match accounts {
+            None => data_set.index(&key.1),
+            Some(identity) => data_set.index_mapped(&key.1, |v| identity.canonical(v)),
+        });
         self.entries.insert(key, (fingerprint, Arc::clone(&index)));
         index
     }
 
     /// Drops indexes of data sets no longer present.
     fn retain(&mut self, data_sets: &[Arc<DataSet>]) {
-        self.entries.retain(|(name, _), (fp, _)| {
+        self.entries.retain(|(name, _, _), (fp, _)| {
             data_sets
                 .iter()
                 .any(|d| d.name() == name && d.fingerprint() == *fp)
@@ -253,11 +285,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Compiles policies against data sets. Indexes come from (and go into) `cache`.
+    /// Compiles policies against data sets under the default identity rules (the seed's:
+    /// see [`Identity`]). Indexes come from (and go into) `cache`.
     pub fn build(
         policies: &[Policy],
         data_sets: Vec<Arc<DataSet>>,
         cache: &mut IndexCache,
+    ) -> Result<Snapshot, CompileError> {
+        Snapshot::build_with(policies, data_sets, cache, &Arc::new(Identity::default()))
+    }
+
+    /// Compiles policies against data sets; criteria on principals compare accounts under
+    /// `identity`. Indexes come from (and go into) `cache`.
+    pub fn build_with(
+        policies: &[Policy],
+        data_sets: Vec<Arc<DataSet>>,
+        cache: &mut IndexCache,
+        identity: &Arc<Identity>,
     ) -> Result<Snapshot, CompileError> {
         let mut compiled = Vec::with_capacity(policies.len());
         for (position, policy) in policies.iter().enumerate() {
@@ -278,12 +322,15 @@ impl Snapshot {
                 if !loaded && !unknown_data_sets.iter().any(|n| n == data_set.name()) {
                     unknown_data_sets.push(data_set.name().to_string());
                 }
+                let accounts = (is_principal(criterion.field) && !identity.is_identity())
+                    .then(|| Arc::clone(identity));
                 criteria.push(CompiledCriterion {
                     field: criterion.field,
                     operation: criterion.operation,
                     unknown: criterion.handle_unknown_values,
-                    index: cache.get(data_set, columns),
+                    index: cache.get(data_set, columns, accounts.as_deref()),
                     loaded,
+                    accounts,
                 });
             }
             let mut rendered = Vec::new();
@@ -320,7 +367,7 @@ impl Snapshot {
             })
             .map(|d| d.name().to_string())
             .collect();
-        let fingerprint = snapshot_fingerprint(policies, &data_sets);
+        let fingerprint = snapshot_fingerprint(policies, &data_sets) ^ identity.fingerprint();
         Ok(Snapshot {
             version: 0,
             built_at: SystemTime::now(),

@@ -18,6 +18,7 @@ use super::principal::UserLookup;
 use super::range::{RangedAttr, parse_range_attr, range_request, same_attr};
 use super::settings::{DirectorySettings, Endpoint, tls_config};
 use crate::base::dn::parse_dn;
+use crate::base::identity::Identity;
 use crate::base::principal::Principal;
 
 /// Default `batch` for [`DirectoryClient::modify_members`].
@@ -102,6 +103,28 @@ pub struct MemberFailure {
     pub code: u32,
     /// The server's diagnostic message.
     pub message: String,
+}
+
+/// What a resolution reads of a user entry.
+const ACCOUNT_ATTRS: &[&str] = &["sAMAccountName", "userPrincipalName"];
+
+/// A user entry a principal resolved to: its DN and the names it answers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The DN as the server spells it.
+    pub dn: String,
+    pub sam_account_name: Option<String>,
+    pub user_principal_name: Option<String>,
+}
+
+impl Account {
+    fn of(entry: Entry) -> Account {
+        Account {
+            sam_account_name: entry.first("sAMAccountName").map(str::to_owned),
+            user_principal_name: entry.first("userPrincipalName").map(str::to_owned),
+            dn: entry.dn,
+        }
+    }
 }
 
 impl DirectoryClient {
@@ -690,13 +713,29 @@ impl DirectoryClient {
         base_dn: &str,
         principal: &str,
     ) -> Result<Option<String>, DirectoryError> {
+        Ok(self
+            .resolve_account(base_dn, principal, None, &Identity::none())
+            .await?
+            .map(|a| a.dn))
+    }
+
+    /// Finds the user a list principal names, under `base_dn`, and the names it has (as
+    /// [`DirectoryClient::resolve_principal`]); a `DOMAIN\user` whose domain is not `domain`
+    /// (the directory's NetBIOS domain, when known) names no user here.
+    pub async fn resolve_account(
+        &self,
+        base_dn: &str,
+        principal: &str,
+        domain: Option<&str>,
+        identity: &Identity,
+    ) -> Result<Option<Account>, DirectoryError> {
         let base = parse_dn(base_dn).map_err(|source| DirectoryError::InvalidDn {
             dn: base_dn.to_owned(),
             source,
         })?;
         let lookup = Principal::parse(principal)
             .ok()
-            .and_then(|p| UserLookup::for_principal(&p));
+            .and_then(|p| UserLookup::for_principal_in(&p, domain, identity));
         let filter = match lookup {
             None => {
                 tracing::debug!(principal, "not a principal");
@@ -708,9 +747,9 @@ impl DirectoryClient {
                     return Ok(None);
                 }
                 let entry = self
-                    .read_entry(&dn.to_string(), "(objectClass=user)", &["1.1"], None)
+                    .read_entry(&dn.to_string(), "(objectClass=user)", ACCOUNT_ATTRS, None)
                     .await?;
-                return Ok(entry.map(|e| e.dn));
+                return Ok(entry.map(Account::of));
             }
             Some(UserLookup::Filter(f)) => f,
         };
@@ -720,7 +759,7 @@ impl DirectoryClient {
                 base_dn,
                 Scope::Subtree,
                 &filter,
-                &["1.1"],
+                ACCOUNT_ATTRS,
                 2,
                 None,
             )
@@ -730,7 +769,7 @@ impl DirectoryClient {
         }
         match entries.len() {
             0 => Ok(None),
-            1 if res.rc == RC_SUCCESS => Ok(entries.into_iter().next().map(|e| e.dn)),
+            1 if res.rc == RC_SUCCESS => Ok(entries.into_iter().next().map(Account::of)),
             _ => Err(DirectoryError::AmbiguousPrincipal {
                 principal: principal.to_owned(),
                 base: base_dn.to_owned(),

@@ -27,13 +27,13 @@ mod settings;
 mod watch;
 
 pub use client::{
-    CLOSE_TIMEOUT, DEFAULT_MEMBER_BATCH, DirectoryClient, MAX_MEMBER_BATCH, MemberChange,
+    Account, CLOSE_TIMEOUT, DEFAULT_MEMBER_BATCH, DirectoryClient, MAX_MEMBER_BATCH, MemberChange,
     MemberFailure,
 };
 pub use entry::{Entry, Scope};
 pub use error::{DirectoryError, result_code_name};
 pub use principal::UserLookup;
-pub use server::{DN_CACHE_TTL, Directory, REMOVALS_EXPLAIN_FOR};
+pub use server::{DN_CACHE_TTL, Directory, REMOVALS_EXPLAIN_FOR, ShrinkWindow};
 pub(crate) use settings::tls_config;
 pub use settings::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, DEFAULT_PAGE_SIZE, DEFAULT_SEARCH_DEADLINE,

@@ -5,6 +5,7 @@
 
 use crate::base::dn::{Dn, parse_dn};
 use crate::base::escape::escape_filter_value;
+use crate::base::identity::Identity;
 use crate::base::principal::{Principal, PrincipalKind};
 
 /// How to find the user entry a principal names.
@@ -41,6 +42,25 @@ impl UserLookup {
             escape_filter_value(value)
         )))
     }
+
+    /// The lookup for `principal` in the directory of NetBIOS domain `domain` (when the rules
+    /// place it): a `DOMAIN\user` of another domain names no user there (`PARTNER\jsmith` is
+    /// not CORP's jsmith), so it has no lookup. `DOMAIN` may be the NetBIOS or the DNS name.
+    pub fn for_principal_in(
+        principal: &Principal,
+        domain: Option<&str>,
+        identity: &Identity,
+    ) -> Option<UserLookup> {
+        if let (PrincipalKind::DomainUser, Some(domain)) = (principal.kind(), domain) {
+            let canonical = identity.canonical(principal.as_str());
+            let named = canonical.split_once('\\').map(|(d, _)| d);
+            let named = named.map(|d| identity.netbios_spelling(d).into_owned());
+            if !named.is_some_and(|d| d.eq_ignore_ascii_case(domain)) {
+                return None;
+            }
+        }
+        UserLookup::for_principal(principal)
+    }
 }
 
 #[cfg(test)]
@@ -57,6 +77,28 @@ mod tests {
             Some(UserLookup::Filter(f)) => f,
             other => panic!("{s}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn another_domain_names_no_user_here() {
+        let id = Identity::default();
+        let here = |s: &str| {
+            UserLookup::for_principal_in(&Principal::parse(s).unwrap(), Some("CORP"), &id)
+        };
+        assert!(here(r"PARTNER\jsmith").is_none());
+        assert!(here(r"partner.example.test\jsmith").is_none());
+        for s in [r"CORP\jsmith", r"corp\jsmith", r"corp.example.test\jsmith"] {
+            assert_eq!(
+                here(s),
+                Some(UserLookup::Filter(
+                    "(&(objectClass=user)(sAMAccountName=jsmith))".into()
+                )),
+                "{s}"
+            );
+        }
+        // Where the rules cannot place the directory, the base DN decides, as before.
+        let p = Principal::parse(r"PARTNER\jsmith").unwrap();
+        assert!(UserLookup::for_principal_in(&p, None, &id).is_some());
     }
 
     #[test]

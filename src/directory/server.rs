@@ -1,10 +1,12 @@
 //! A configured directory (server): its configuration, one shared connection re-established
 //! after failures, the principal → DN cache, and the removals warden's own pushes made.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{DirectoryClient, DirectoryError, DirectorySettings};
+use super::{Account, DirectoryClient, DirectoryError, DirectorySettings};
+use crate::base::identity::{Identity, dns_of_base_dn};
 use crate::config::DirectoryConfig;
 use dashmap::DashMap;
 
@@ -14,46 +16,90 @@ pub const DN_CACHE_TTL: Duration = Duration::from_secs(600);
 /// How long removals by warden's own push explain a shrink of the group's data set.
 pub const REMOVALS_EXPLAIN_FOR: Duration = Duration::from_secs(600);
 
+/// The shrink guard's memory of one data set: when its window started, the most rows the set
+/// had since, and the keys removed since (and not back).
+#[derive(Debug, Clone)]
+pub struct ShrinkWindow {
+    pub started: Instant,
+    pub peak_rows: usize,
+    pub removed: HashSet<String>,
+}
+
+impl ShrinkWindow {
+    pub fn new(rows: usize) -> ShrinkWindow {
+        ShrinkWindow {
+            started: Instant::now(),
+            peak_rows: rows,
+            removed: HashSet::new(),
+        }
+    }
+}
+
 /// A configured directory and its connection.
 pub struct Directory {
     config: DirectoryConfig,
     // A tokio Mutex: connecting awaits under the lock so that concurrent callers share one
     // connection attempt instead of racing several binds.
     client: tokio::sync::Mutex<Option<Arc<DirectoryClient>>>,
-    dn_cache: DashMap<String, (String, Instant)>,
-    /// Members warden's own pushes removed from each group (by lower-cased DN) and when: a
-    /// data set selecting on that group may shrink by that many without being held.
-    removals: DashMap<String, (usize, Instant)>,
+    dn_cache: DashMap<String, (Account, Instant)>,
+    /// The rules names are placed by, and the NetBIOS domain they place this directory in
+    /// (from its base DN's `DC=` labels), if any.
+    identity: Arc<Identity>,
+    netbios: Option<String>,
+    /// The accounts warden's own pushes removed from each group (by lower-cased group DN; their
+    /// canonical names, folded) and when: a data set on that group may lose those keys without
+    /// the shrink guard counting them.
+    removals: DashMap<String, (HashSet<String>, Instant)>,
+    /// The shrink guard's window per data set on this directory.
+    shrink: DashMap<String, ShrinkWindow>,
 }
 
 impl Directory {
-    pub fn new(config: DirectoryConfig) -> Directory {
+    pub fn new(config: DirectoryConfig, identity: Arc<Identity>) -> Directory {
+        let netbios =
+            dns_of_base_dn(&config.base_dn).and_then(|dns| identity.netbios_for_dns(&dns));
         Directory {
             config,
+            identity,
+            netbios,
             client: tokio::sync::Mutex::new(None),
             dn_cache: DashMap::new(),
             removals: DashMap::new(),
+            shrink: DashMap::new(),
         }
     }
 
-    /// Records that a push removed `n` members from `group_dn`.
-    pub fn note_removals(&self, group_dn: &str, n: usize) {
-        if n == 0 {
+    /// Credits the shrink guard of data sets on `group_dn` with the accounts warden's own
+    /// push removed from it (their canonical names, folded): those keys leaving the set are
+    /// explained, any other key is not.
+    pub fn credit_removals(&self, group_dn: &str, names: HashSet<String>) {
+        if names.is_empty() {
             return;
         }
         let mut entry = self
             .removals
             .entry(group_dn.to_ascii_lowercase())
-            .or_insert((0, Instant::now()));
-        *entry = (entry.0.saturating_add(n), Instant::now());
+            .or_insert_with(|| (HashSet::new(), Instant::now()));
+        entry.0.extend(names);
+        entry.1 = Instant::now();
     }
 
-    /// Takes the removals recorded for `group_dn` within [`REMOVALS_EXPLAIN_FOR`].
-    pub fn take_removals(&self, group_dn: &str) -> usize {
+    /// Takes the removals credited for `group_dn` within [`REMOVALS_EXPLAIN_FOR`].
+    pub fn take_removals(&self, group_dn: &str) -> HashSet<String> {
         self.removals
             .remove(&group_dn.to_ascii_lowercase())
             .filter(|(_, (_, at))| at.elapsed() < REMOVALS_EXPLAIN_FOR)
-            .map_or(0, |(_, (n, _))| n)
+            .map(|(_, (names, _))| names)
+            .unwrap_or_default()
+    }
+
+    /// The shrink guard's window of data set `name`, if one is open.
+    pub fn shrink_window(&self, name: &str) -> Option<ShrinkWindow> {
+        self.shrink.get(name).map(|w| w.clone())
+    }
+
+    pub fn set_shrink_window(&self, name: &str, window: ShrinkWindow) {
+        self.shrink.insert(name.to_owned(), window);
     }
 
     pub fn name(&self) -> &str {
@@ -101,15 +147,41 @@ impl Directory {
         self.client.lock().await.take();
     }
 
-    /// A cached DN for a principal key, if fresh.
-    pub fn cached_dn(&self, key: &str) -> Option<String> {
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// The NetBIOS domain of this directory, where the identity rules place it.
+    pub fn netbios(&self) -> Option<&str> {
+        self.netbios.as_deref()
+    }
+
+    /// Every name the account answers to, canonical first (empty without a sAMAccountName
+    /// or a known domain).
+    pub fn account_names(&self, account: &Account) -> Vec<String> {
+        match (&self.netbios, &account.sam_account_name) {
+            (Some(netbios), Some(sam)) => {
+                self.identity
+                    .account_names(netbios, sam, account.user_principal_name.as_deref())
+            }
+            _ => account.user_principal_name.iter().cloned().collect(),
+        }
+    }
+
+    /// A cached account for a principal key, if fresh.
+    pub fn cached_account(&self, key: &str) -> Option<Account> {
         self.dn_cache
             .get(key)
             .filter(|e| e.1.elapsed() < DN_CACHE_TTL)
             .map(|e| e.0.clone())
     }
 
-    pub fn cache_dn(&self, key: String, dn: String) {
-        self.dn_cache.insert(key, (dn, Instant::now()));
+    pub fn cache_account(&self, key: String, account: Account) {
+        self.dn_cache.insert(key, (account, Instant::now()));
+    }
+
+    /// Forgets a cached resolution (its DN is gone: renamed, moved or deleted).
+    pub fn evict(&self, key: &str) {
+        self.dn_cache.remove(key);
     }
 }

@@ -136,10 +136,29 @@ pub async fn test_query(call: &Call<'_>) -> Result<Response, Problem> {
     Ok(json_value(StatusCode::OK, &q.report(10)))
 }
 
-/// `POST /v1/data-sets/{name}/accept`: apply a refresh the shrink guard held.
+/// The hold an accept names: `{"id": …}`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AcceptBody {
+    id: Option<String>,
+}
+
+/// `POST /v1/data-sets/{name}/accept`: apply the refresh the shrink guard held, named by its id
+/// in the body (`{"id": …}`) or an `If-Match` header; another (or no) id is 409 naming the
+/// current hold.
 pub fn accept(call: &Call<'_>) -> Result<Response, Problem> {
     let name = call.param(0);
-    let rows = data_sets::accept(call.warden(), &call.actor(), name)?;
+    let body: AcceptBody = if call.body.is_empty() {
+        AcceptBody::default()
+    } else {
+        parse_json(&call.body)?
+    };
+    let if_match = call
+        .headers
+        .get(hyper::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok());
+    let id = body.id.as_deref().or(if_match);
+    let rows = data_sets::accept(call.warden(), &call.actor(), name, id)?;
     Ok(json_value(
         StatusCode::OK,
         &serde_json::json!({ "data_set": name, "rows": rows }),

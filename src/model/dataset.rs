@@ -424,6 +424,16 @@ impl DataSet {
 
     /// Builds the membership index over the given columns (by position).
     pub fn index(&self, columns: &[usize]) -> MemberIndex {
+        self.index_mapped(columns, std::borrow::Cow::Borrowed)
+    }
+
+    /// Builds the membership index over the given columns, each value replaced by what `map`
+    /// makes of it (the canonical account name, for criteria on principals).
+    pub fn index_mapped<'a>(
+        &'a self,
+        columns: &[usize],
+        map: impl Fn(&'a str) -> std::borrow::Cow<'a, str>,
+    ) -> MemberIndex {
         let mut index = MemberIndex::new(self.schema.case_sensitive);
         // Sized up front: at 1M members growing by doubling rehashed the table four times and
         // left the outgrown arenas resident (BENCHMARKS.md, memory).
@@ -441,7 +451,7 @@ impl DataSet {
             for &c in columns {
                 if let Some(cell) = row.get(c) {
                     for v in cell.values() {
-                        index.insert(v);
+                        index.insert(&map(v));
                     }
                 }
             }

@@ -183,27 +183,49 @@ pub async fn test_query(warden: &Warden, name: &str) -> Result<QueryResult, Oper
         .map_err(|e| OperationError::Upstream(format!("test query failed: {e}")))
 }
 
-/// Applies a refresh the shrink guard holds; returns the rows the data set has after.
-pub fn accept(warden: &Warden, actor: &Actor, name: &str) -> Result<usize, OperationError> {
+/// Applies the refresh the shrink guard holds, if it is the one named: `id` is the hold's id
+/// (its ETag; `data-sets` lists it, a held refresh reports it), so an admin cannot accept a
+/// newer hold than the one reviewed. Anything else is a conflict naming the current hold.
+/// Returns the rows the data set has after.
+pub fn accept(
+    warden: &Warden,
+    actor: &Actor,
+    name: &str,
+    id: Option<&str>,
+) -> Result<usize, OperationError> {
     ldap_source(warden, name)?;
-    let held_rows = warden.store().held_refresh(name)?.map(|h| h.new_rows);
+    let current = warden.store().held_refresh(name)?;
+    let Some(current) = current else {
+        return Err(OperationError::Conflict(format!(
+            "no refresh of {name:?} is held"
+        )));
+    };
+    let Some(id) = id.map(|i| i.trim().trim_matches('"')) else {
+        return Err(OperationError::Conflict(format!(
+            "accept names the hold it accepts: the refresh of {name:?} held now is {:?} ({}); pass its id",
+            current.id, current.reason
+        )));
+    };
     let accepted = warden.commit(
-        |store| store.accept_held(name),
+        |store| store.accept_held_id(name, id),
         |accepted| {
-            accepted.map(|_| {
+            accepted.as_ref().ok().map(|_| {
                 AuditRecord::new(
                     actor,
                     "data_sets.accept",
                     name,
-                    serde_json::json!({ "rows": held_rows }),
+                    serde_json::json!({ "id": id, "rows": current.new_rows }),
                 )
             })
         },
     )?;
-    if accepted.is_none() {
-        return Err(OperationError::Conflict(format!(
+    match accepted {
+        Ok(_) => Ok(warden.data_set(name).map_or(0, |d| d.len())),
+        Err(None) => Err(OperationError::Conflict(format!(
             "no refresh of {name:?} is held"
-        )));
+        ))),
+        Err(Some(now_held)) => Err(OperationError::Conflict(format!(
+            "hold {id:?} of {name:?} is not the one held now: {now_held:?} is; review it and accept that id"
+        ))),
     }
-    Ok(warden.data_set(name).map_or(0, |d| d.len()))
 }

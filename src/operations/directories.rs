@@ -55,8 +55,18 @@ pub async fn sync_now(
     let mut runs = Vec::new();
     for mapping in mappings_of(warden, name) {
         let (update, result) = push::run(&directory, warden.store(), &mapping).await;
-        if result.is_err() {
-            warden.metrics().sync_failed(name);
+        match &result {
+            Err(_) => warden.metrics().sync_failed(name),
+            Ok(r) => {
+                if !r.drift.is_empty() {
+                    warden
+                        .metrics()
+                        .drift_repaired(&mapping.group_dn, r.drift.len());
+                }
+                if r.names_changed {
+                    warden.accounts_changed()?;
+                }
+            }
         }
         runs.push(MappingRun {
             mapping,

@@ -69,11 +69,27 @@ pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
             .get(&mapping.directory)
             .cloned()
             .unwrap_or_default();
+        // Drift repair: the mapped group itself is watched, and a change someone else made
+        // wakes the push at once (a listed member removed by hand is put back).
+        let drift = Arc::new(Notify::new());
+        {
+            let (directory, dn, wake) = (
+                Arc::clone(directory),
+                mapping.group_dn.clone(),
+                Arc::clone(&drift),
+            );
+            services.push(Service::new(
+                format!("watch group {dn}"),
+                move |shutdown, ready| watch_loop(directory, dn, wake, shutdown, ready),
+            ));
+        }
         let (warden, directory, mapping) =
             (Arc::clone(warden), Arc::clone(directory), mapping.clone());
         services.push(Service::new(
             format!("push {} -> {}", mapping.list, mapping.group_dn),
-            move |shutdown, ready| push_loop(warden, directory, mapping, pulls, shutdown, ready),
+            move |shutdown, ready| {
+                push_loop(warden, directory, mapping, pulls, drift, shutdown, ready)
+            },
         ));
     }
     services
@@ -84,6 +100,7 @@ async fn push_loop(
     directory: Arc<Directory>,
     mapping: MappingConfig,
     pulls: Vec<Arc<Notify>>,
+    group_changed: Arc<Notify>,
     mut shutdown: Shutdown,
     ready: Ready,
 ) {
@@ -101,12 +118,23 @@ async fn push_loop(
                 lists.borrow_and_update();
             }
             () = retry.due() => {}
+            () = group_changed.notified() => {}
         }
         let (update, result) = push::run(&directory, warden.store(), &mapping).await;
         match result {
             Ok(report) => {
                 retry.succeeded();
                 ready.set();
+                if !report.drift.is_empty() {
+                    warden
+                        .metrics()
+                        .drift_repaired(&mapping.group_dn, report.drift.len());
+                }
+                if report.names_changed
+                    && let Err(e) = warden.accounts_changed()
+                {
+                    tracing::error!(error = %e, "cannot index the names of listed accounts");
+                }
                 if report.added + report.removed > 0 {
                     tracing::info!(group = %mapping.group_dn, added = report.added, removed = report.removed, "group updated");
                     for p in &pulls {

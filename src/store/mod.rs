@@ -17,11 +17,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::base::principal::{Principal, PrincipalError};
 use crate::base::time::now;
 
+pub mod accounts;
 pub mod audit;
 pub mod incidents;
 pub mod keys;
 pub mod pushes;
 
+pub use accounts::PushedAccount;
 pub use audit::{AuditFilter, AuditRecord, AuditRecords};
 pub use incidents::{AlertSeen, Incident, NewIncident, NewResponse, ResponseRecord};
 pub use keys::StoredKey;
@@ -165,6 +167,17 @@ const MIGRATIONS: &[&str] = &[
         due INTEGER NOT NULL,
         active INTEGER NOT NULL,
         held_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+    // 7: per mapping, the DN last pushed for each listed principal and the names its account
+    // has (the list data set's alias keys); a push never removes a listed principal's DN.
+    "CREATE TABLE pushed_accounts (
+        list TEXT NOT NULL,
+        group_dn TEXT NOT NULL,
+        principal_key TEXT NOT NULL,
+        dn TEXT NOT NULL,
+        names TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (list, group_dn, principal_key)
     ) WITHOUT ROWID;",
 ];
 
@@ -349,12 +362,21 @@ pub struct StoredRows {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HeldRefresh {
     pub name: String,
+    /// The hold's identity (the ETag `accept` must name): a digest of the held rows, so a
+    /// refresh held again with the same rows is the same hold, and one with other rows is not.
+    pub id: String,
     #[serde(skip)]
     pub records: String,
     pub current_rows: i64,
     pub new_rows: i64,
     pub reason: String,
     pub held_at: i64,
+}
+
+/// The id of a hold of `records`: the first 16 hex digits of their SHA-256.
+pub fn hold_id(records: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, records.as_bytes());
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What adding a member did.
@@ -1073,9 +1095,11 @@ impl Store {
                  FROM held_refreshes WHERE name = ?1",
                 [name],
                 |r| {
+                    let records: String = r.get(1)?;
                     Ok(HeldRefresh {
                         name: r.get(0)?,
-                        records: r.get(1)?,
+                        id: hold_id(&records),
+                        records,
                         current_rows: r.get(2)?,
                         new_rows: r.get(3)?,
                         reason: r.get(4)?,
@@ -1097,6 +1121,24 @@ impl Store {
     }
 
     /// Accepts a held refresh: its rows become the last good generation, atomically.
+    /// Accepts the held refresh of `name` if its id is `id` (see [`HeldRefresh::id`]), in one
+    /// transaction: `Ok(Err(current))` names the hold that is there instead (none: `None`).
+    pub fn accept_held_id(
+        &self,
+        name: &str,
+        id: &str,
+    ) -> Result<Result<i64, Option<String>>, StoreError> {
+        let conn = self.conn();
+        let tx = Atomic::begin(&conn).map_err(self.sql("accept held refresh"))?;
+        let current = self.held_refresh(name)?.map(|h| h.id);
+        if current.as_deref() != Some(id) {
+            return Ok(Err(current));
+        }
+        let generation = self.accept_held(name)?;
+        tx.commit().map_err(self.sql("accept held refresh"))?;
+        Ok(generation.ok_or(None))
+    }
+
     pub fn accept_held(&self, name: &str) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
         let tx = Atomic::begin(&conn).map_err(self.sql("accept held refresh"))?;

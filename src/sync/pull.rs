@@ -4,23 +4,25 @@
 //! values the patterns drop and entries skipped (no key, a multi-valued key, a duplicate key).
 //! [`refresh`] then applies it — unless the search failed (the last good set stays: fail-static)
 //! or the **shrink guard** holds it: a refresh that would empty a non-empty set, or drop more
-//! than `max_shrink` of its rows, waits in the store until an admin accepts it (`operations::data_sets::accept`).
+//! than `max_shrink` of its rows, waits in the store until an admin [`accept`]s it.
 
 use std::collections::HashSet;
 
 use serde::Serialize;
 
 use super::{SyncError, failed_update};
+use crate::base::identity::Identity;
 use crate::base::time::now;
 use crate::base::time::now_ms;
 use crate::config::{DataSetConfig, LdapSource, Scope, Source};
 use crate::decide::Published;
-use crate::directory::Directory;
 use crate::directory::{self, Entry};
-use crate::model::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Schema, fold};
+use crate::directory::{Directory, ShrinkWindow};
+use crate::model::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Row, Schema, fold};
 use crate::model::pattern::MappingStats;
 use crate::runtime::Warden;
-use crate::store::{HeldRefresh, RecentUpdate};
+use crate::store::{HeldRefresh, RecentUpdate, hold_id, principal_key};
+use crate::sync::push::dn_key;
 
 /// Skipped entries kept (with their reason) for test-query output.
 pub const SKIPPED_SAMPLE: usize = 20;
@@ -82,6 +84,8 @@ pub enum RefreshOutcome {
     },
     /// The shrink guard held the refresh; the last good rows stay until it is accepted.
     Held {
+        /// The hold's id: what `accept` must name.
+        id: String,
         current_rows: usize,
         new_rows: usize,
         reason: String,
@@ -190,33 +194,55 @@ pub async fn query(directory: &Directory, ds: &DataSetConfig) -> Result<QueryRes
     Ok(map_entries(&ds.name, &ds.schema, source, &entries))
 }
 
-/// Why the shrink guard holds a refresh from `current` to `new` rows, if it does. `explained`
-/// rows of the drop are accounted for by warden's own removals from the group the data set
-/// selects on (an expiry or a removal from the list), so only the rest counts.
+/// The shrink guard: counts identities, not rows. A refresh from `current` to `new` keys
+/// removes the keys of `current` it lacks — so swapping one member for another is a removal —
+/// less the `explained` ones (warden's own push removed those accounts from the group: an
+/// expiry or a removal from the list). Removals add up over the window (`earlier`: removed
+/// since it started and not back), judged against the most rows the set had in the window, so
+/// a set emptied in steps of 40% is held too. `Ok` carries the removals to remember once the
+/// refresh is applied; `Err` why it is held.
 pub fn shrink_guard(
-    current: usize,
-    new: usize,
+    peak_rows: usize,
+    earlier: &HashSet<String>,
+    current: &HashSet<String>,
+    new: &HashSet<String>,
+    explained: &HashSet<String>,
     max_shrink: f64,
-    explained: usize,
-) -> Option<String> {
-    if current == 0 || new >= current || current - new <= explained {
-        return None;
+) -> Result<HashSet<String>, String> {
+    let removed: HashSet<String> = earlier
+        .iter()
+        .chain(current.difference(new).filter(|k| !explained.contains(*k)))
+        .filter(|k| !new.contains(*k))
+        .cloned()
+        .collect();
+    let base = peak_rows.max(current.len());
+    if base == 0 || removed.is_empty() {
+        return Ok(removed);
     }
-    let current = current - explained;
-    if new == 0 {
-        return Some(format!(
-            "refresh would empty the data set ({current} rows → 0)"
+    if new.is_empty() {
+        return Err(format!(
+            "refresh would empty the data set ({} rows → 0)",
+            current.len()
         ));
     }
-    let dropped = (current - new) as f64 / current as f64;
-    (dropped > max_shrink).then(|| {
-        format!(
-            "refresh would drop {} of {current} rows ({:.0}%), more than max_shrink ({:.0}%)",
-            current - new,
+    let dropped = removed.len() as f64 / base as f64;
+    if dropped > max_shrink {
+        return Err(format!(
+            "refresh would have removed {} of {base} keys within the shrink window ({:.0}%), more than max_shrink ({:.0}%)",
+            removed.len(),
             dropped * 100.0,
             max_shrink * 100.0
-        )
-    })
+        ));
+    }
+    Ok(removed)
+}
+
+/// A data set's keys as the shrink guard compares them: the canonical account name, folded.
+fn guard_keys(set: &DataSet, identity: &Identity) -> HashSet<String> {
+    set.rows()
+        .iter()
+        .map(|r| fold(&identity.canonical(set.key_of(r)), false))
+        .collect()
 }
 
 /// Keys in `a` that are not in `b` (folded as the data set folds).
@@ -227,6 +253,83 @@ fn keys_missing(a: &DataSet, b: &DataSet) -> usize {
         .iter()
         .filter(|r| !in_b.contains(&fold(a.key_of(r), cs)))
         .count()
+}
+
+/// The canonical account names (folded) of the listed members of every list mapped to
+/// `group_dn` on `directory`: what that group must keep whatever someone else does to it.
+fn listed_accounts(
+    warden: &Warden,
+    directory: &Directory,
+    group_dn: &str,
+) -> Result<HashSet<String>, SyncError> {
+    let identity = directory.identity();
+    let now = now();
+    let mut names = HashSet::new();
+    for mapping in warden
+        .config()
+        .mappings
+        .iter()
+        .filter(|m| m.directory == directory.name() && dn_key(&m.group_dn) == dn_key(group_dn))
+    {
+        let aliases = warden.store().account_names(&mapping.list)?;
+        for m in warden.store().members(&mapping.list)? {
+            if m.expires_at.is_some_and(|t| t <= now) {
+                continue;
+            }
+            names.insert(fold(&identity.canonical(&m.principal), false));
+            for a in aliases
+                .get(&principal_key(&m.principal))
+                .into_iter()
+                .flatten()
+            {
+                names.insert(fold(&identity.canonical(a), false));
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// A data set on a mapped group keeps the rows of listed members the refresh lost: someone
+/// removed them from the group by hand (drift, which the push repairs within about a second),
+/// and a listed user stays blocked meanwhile.
+fn keep_listed(
+    warden: &Warden,
+    directory: &Directory,
+    group: Option<&str>,
+    current: &DataSet,
+    new: DataSet,
+) -> Result<DataSet, SyncError> {
+    let Some(group) = group else {
+        return Ok(new);
+    };
+    let listed = listed_accounts(warden, directory, group)?;
+    if listed.is_empty() {
+        return Ok(new);
+    }
+    let cs = new.schema().case_sensitive();
+    let in_new: HashSet<String> = new.rows().iter().map(|r| fold(new.key_of(r), cs)).collect();
+    let identity = directory.identity();
+    let lost: Vec<&Row> = current
+        .rows()
+        .iter()
+        .filter(|r| !in_new.contains(&fold(current.key_of(r), cs)))
+        .filter(|r| listed.contains(&fold(&identity.canonical(current.key_of(r)), false)))
+        .collect();
+    if lost.is_empty() {
+        return Ok(new);
+    }
+    tracing::warn!(
+        data_set = new.name(),
+        rows = lost.len(),
+        "listed members are missing from the mapped group; keeping their rows until the push puts them back"
+    );
+    let mut builder =
+        DataSetBuilder::new(new.name(), new.schema().clone()).with_capacity(new.len() + lost.len());
+    for row in new.rows().iter().chain(lost) {
+        // Rows of a built data set have unique keys, and the kept ones are not among the new.
+        let _ = builder.push(row.to_vec());
+    }
+    Ok(builder.build())
 }
 
 /// Applies a query result: held by the shrink guard, or committed and swapped in.
@@ -240,33 +343,69 @@ pub fn apply(
     let current = warden
         .data_set(&ds.name)
         .ok_or_else(|| SyncError::NoSuchDataSet(ds.name.clone()))?;
-    let new = result.data_set;
     let group = watched_dn(&source.filter);
-    let explained = group.as_deref().map_or(0, |g| directory.take_removals(g));
-    if let Some(reason) = shrink_guard(current.len(), new.len(), source.max_shrink, explained) {
-        // Not used this time: keep the removals for the next refresh.
-        if let Some(g) = &group {
-            directory.note_removals(g, explained);
+    let new = keep_listed(
+        warden,
+        directory,
+        group.as_deref(),
+        &current,
+        result.data_set,
+    )?;
+    let explained = group
+        .as_deref()
+        .map_or_else(HashSet::new, |g| directory.take_removals(g));
+    let identity = directory.identity();
+    let window = directory
+        .shrink_window(&ds.name)
+        .filter(|w| w.started.elapsed() < source.shrink_window)
+        .unwrap_or_else(|| ShrinkWindow::new(current.len()));
+    let judged = shrink_guard(
+        window.peak_rows,
+        &window.removed,
+        &guard_keys(&current, identity),
+        &guard_keys(&new, identity),
+        &explained,
+        source.max_shrink,
+    );
+    let window_removed = match judged {
+        Ok(removed) => removed,
+        Err(reason) => {
+            // Not used this time: keep the removals for the next refresh.
+            if let Some(g) = &group {
+                directory.credit_removals(g, explained);
+            }
+            let mut json = Vec::new();
+            new.write_records_json(&mut json);
+            let records = String::from_utf8_lossy(&json).into_owned();
+            let id = hold_id(&records);
+            warden.store().hold_refresh(&HeldRefresh {
+                name: ds.name.clone(),
+                id: id.clone(),
+                records,
+                current_rows: current.len() as i64,
+                new_rows: new.len() as i64,
+                reason: reason.clone(),
+                held_at: now(),
+            })?;
+            tracing::warn!(data_set = %ds.name, %reason, "refresh held; accept it to apply");
+            return Ok(RefreshOutcome::Held {
+                id,
+                current_rows: current.len(),
+                new_rows: new.len(),
+                reason,
+            });
         }
-        let mut json = Vec::new();
-        new.write_records_json(&mut json);
-        warden.store().hold_refresh(&HeldRefresh {
-            name: ds.name.clone(),
-            records: String::from_utf8_lossy(&json).into_owned(),
-            current_rows: current.len() as i64,
-            new_rows: new.len() as i64,
-            reason: reason.clone(),
-            held_at: now(),
-        })?;
-        tracing::warn!(data_set = %ds.name, %reason, "refresh held; accept it to apply");
-        return Ok(RefreshOutcome::Held {
-            current_rows: current.len(),
-            new_rows: new.len(),
-            reason,
-        });
-    }
+    };
     // A refresh that passes the guard supersedes any held one.
     warden.store().drop_held(&ds.name)?;
+    directory.set_shrink_window(
+        &ds.name,
+        ShrinkWindow {
+            peak_rows: window.peak_rows.max(new.len()),
+            removed: window_removed,
+            ..window
+        },
+    );
     let added = keys_missing(&new, &current);
     let removed = keys_missing(&current, &new);
     let rows = new.len();
@@ -347,27 +486,82 @@ pub fn watched_dn(filter: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn keys(ks: &[&str]) -> HashSet<String> {
+        ks.iter().map(|k| (*k).to_string()).collect()
+    }
+
+    /// One refresh from `current` to `new` with nothing earlier in the window.
+    fn once(current: &[&str], new: &[&str], explained: &[&str]) -> Result<usize, String> {
+        shrink_guard(
+            current.len(),
+            &HashSet::new(),
+            &keys(current),
+            &keys(new),
+            &keys(explained),
+            0.5,
+        )
+        .map(|r| r.len())
+    }
 
     #[test]
     fn guard_holds_emptying_and_large_drops() {
-        assert_eq!(shrink_guard(0, 0, 0.5, 0), None);
-        assert_eq!(shrink_guard(10, 12, 0.5, 0), None);
-        assert_eq!(shrink_guard(10, 5, 0.5, 0), None);
-        assert!(shrink_guard(10, 4, 0.5, 0).is_some_and(|r| r.contains("drop 6 of 10")));
-        assert!(shrink_guard(1, 0, 1.0, 0).is_some_and(|r| r.contains("empty")));
-        assert!(shrink_guard(100, 0, 0.5, 0).is_some_and(|r| r.contains("empty")));
+        assert_eq!(once(&[], &[], &[]), Ok(0));
+        assert_eq!(once(&["a"], &["a", "b"], &[]), Ok(0));
+        assert_eq!(once(&["a", "b"], &["a"], &[]), Ok(1));
+        assert!(once(&["a"], &[], &[]).is_err_and(|r| r.contains("empty")));
+        let ten = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+        assert!(once(&ten, &ten[..4], &[]).is_err_and(|r| r.contains("removed 6 of 10")));
+        assert_eq!(once(&ten, &ten[..5], &[]), Ok(5));
+    }
+
+    /// Removals are counted by key: the same row count with other members is a removal.
+    #[test]
+    fn swapping_members_counts_as_removing_them() {
+        assert!(once(&["a", "b"], &["c", "d"], &[]).is_err());
+        assert!(once(&["a", "b", "c"], &["x", "y", "z", "w"], &[]).is_err());
+        assert_eq!(
+            once(&["a", "b", "c", "d"], &["a", "b", "c", "x"], &[]),
+            Ok(1)
+        );
+    }
+
+    /// A set emptied in steps of 40% is held at the step that passes the share, counted
+    /// against the rows the window started with; a key that came back does not count.
+    #[test]
+    fn removals_add_up_over_the_window() {
+        let ten = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+        let all = keys(&ten);
+        let step1 = keys(&ten[4..]);
+        let removed = shrink_guard(10, &HashSet::new(), &all, &step1, &HashSet::new(), 0.5);
+        let removed = removed.unwrap();
+        assert_eq!(removed.len(), 4);
+        let step2 = keys(&ten[8..]);
+        let held = shrink_guard(10, &removed, &step1, &step2, &HashSet::new(), 0.5);
+        assert!(held.is_err_and(|r| r.contains("removed 8 of 10")));
+        // Two of the first four are back: 4 of 10 removed in all.
+        let back: HashSet<String> = keys(&["0", "1", "4", "5", "6", "7", "8", "9"]);
+        let step2b = keys(&["0", "1", "6", "7", "8", "9"]);
+        assert_eq!(
+            shrink_guard(10, &removed, &back, &step2b, &HashSet::new(), 0.5).map(|r| r.len()),
+            Ok(4)
+        );
     }
 
     #[test]
     fn warden_s_own_removals_do_not_count_against_the_guard() {
         // The last member expired: warden removed it from the group itself.
-        assert_eq!(shrink_guard(1, 0, 0.5, 1), None);
-        assert_eq!(shrink_guard(10, 4, 0.5, 6), None);
-        // Only part of the drop is explained: the rest is judged against what remains.
-        assert!(shrink_guard(10, 0, 0.5, 6).is_some_and(|r| r.contains("empty")));
-        assert!(shrink_guard(10, 2, 0.5, 4).is_some_and(|r| r.contains("drop 4 of 6")));
-        assert_eq!(shrink_guard(10, 3, 0.5, 4), None);
+        assert_eq!(once(&["a"], &[], &["a"]), Ok(0));
+        let ten = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+        assert_eq!(once(&ten, &ten[..4], &ten[4..]), Ok(0));
+        // Credit is by key: warden removing six others explains nothing here.
+        assert!(once(&ten, &ten[..4], &["x1", "x2", "x3", "x4", "x5", "x6"]).is_err());
+        // Only part of the drop is explained: the rest counts.
+        assert!(once(&ten, &[], &ten[4..]).is_err_and(|r| r.contains("empty")));
+        assert!(once(&ten, &ten[..2], &ten[6..]).is_ok());
+        assert!(once(&ten, &ten[..2], &ten[8..]).is_err());
     }
 
     #[test]

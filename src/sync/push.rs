@@ -6,17 +6,22 @@
 //! mapping therefore overwrites whatever the group held — [`plan`] says beforehand how many
 //! members that will remove.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use super::{SyncError, failed_update};
+use crate::base::actor::Actor;
 use crate::base::dn::parse_dn;
 use crate::base::time::now_ms;
 use crate::config::MappingConfig;
 use crate::directory::Directory;
-use crate::directory::{DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError};
-use crate::store::{RecentUpdate, Store, principal_key};
+use crate::directory::{Account, DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError};
+use crate::model::dataset::fold;
+use crate::store::{AuditRecord, PushedAccount, RecentUpdate, Store, principal_key};
+
+/// LDAP noSuchObject.
+const RC_NO_SUCH_OBJECT: u32 = 32;
 
 /// What a push run would do (or did).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -27,10 +32,23 @@ pub struct Plan {
     pub add: Vec<String>,
     /// DNs to remove (on a first sync: every member the list lacks).
     pub remove: Vec<String>,
-    /// List principals that match no user in the directory.
+    /// List principals that match no user in the directory (or more than one).
     pub unresolved: Vec<String>,
+    /// DNs kept although no principal resolved to them now: they were last pushed for a
+    /// listed principal whose resolution failed, and a push never removes a listed user.
+    pub kept: Vec<String>,
+    /// Listed principals whose last pushed DN someone else removed from the group (drift):
+    /// the run puts them back.
+    pub drift: Vec<String>,
     /// Whether this mapping has synced before.
     pub first_sync: bool,
+    /// What the run records as pushed, per listed principal.
+    #[serde(skip)]
+    pub accounts: Vec<PushedAccount>,
+    /// The names of the accounts last pushed at the DNs to remove (by DN key): what a data
+    /// set on the group may lose without its shrink guard counting it.
+    #[serde(skip)]
+    pub removed_names: HashMap<String, Vec<String>>,
 }
 
 /// The result of a push run.
@@ -41,34 +59,64 @@ pub struct PushReport {
     pub unresolved: Vec<String>,
     /// Values the server refused one by one, as "DN: message".
     pub refused: Vec<String>,
+    /// Listed principals put back into the group after someone removed them.
+    pub drift: Vec<String>,
+    /// The canonical names (folded) of the accounts removed: what the shrink guard of a data
+    /// set on this group is credited with.
+    #[serde(skip)]
+    pub removed_names: HashSet<String>,
+    /// Whether the names of listed accounts changed (the list data set's alias keys).
+    #[serde(skip)]
+    pub names_changed: bool,
 }
 
 /// Comparison key for DNs: AD spells them in its own case and spacing.
-fn dn_key(dn: &str) -> String {
+pub fn dn_key(dn: &str) -> String {
     parse_dn(dn).map_or_else(|_| dn.to_lowercase(), |d| d.normalized().to_string())
 }
 
-/// Resolves one principal to a DN, through the directory's cache.
+/// How a principal resolved.
+enum Resolved {
+    Account(Account),
+    /// No user answers to it (or, here, none of this directory's domain).
+    Missing,
+    /// More than one user answers to it.
+    Ambiguous,
+}
+
+/// Resolves one principal, through the directory's cache unless `fresh`.
 async fn resolve(
     directory: &Directory,
     client: &DirectoryClient,
     principal: &str,
-) -> Result<Option<String>, SyncError> {
+    fresh: bool,
+) -> Result<Resolved, SyncError> {
     let key = principal_key(principal);
-    if let Some(dn) = directory.cached_dn(&key) {
-        return Ok(Some(dn));
+    if !fresh && let Some(account) = directory.cached_account(&key) {
+        return Ok(Resolved::Account(account));
     }
     match client
-        .resolve_principal(&directory.config().base_dn, principal)
+        .resolve_account(
+            &directory.config().base_dn,
+            principal,
+            directory.netbios(),
+            directory.identity(),
+        )
         .await
     {
-        Ok(Some(dn)) => {
-            directory.cache_dn(key, dn.clone());
-            Ok(Some(dn))
+        Ok(Some(account)) => {
+            directory.cache_account(key, account.clone());
+            Ok(Resolved::Account(account))
         }
-        Ok(None) => Ok(None),
+        Ok(None) => {
+            directory.evict(&key);
+            Ok(Resolved::Missing)
+        }
         // Two users answering to one name is the list's problem, not the run's: report it.
-        Err(DirectoryError::AmbiguousPrincipal { .. }) => Ok(None),
+        Err(DirectoryError::AmbiguousPrincipal { .. }) => {
+            directory.evict(&key);
+            Ok(Resolved::Ambiguous)
+        }
         Err(e) => Err(SyncError::directory(directory, e)),
     }
 }
@@ -102,6 +150,12 @@ fn list_principals(store: &Store, list: &str) -> Result<Vec<String>, SyncError> 
 
 /// Works out what a push would change, without changing anything. Fails if the group is
 /// missing — the check a mapping gets when it is saved.
+///
+/// A push never removes a listed user: the DN last pushed for a listed principal stays in the
+/// group while the principal does not resolve (the directory answers nothing, or several
+/// users). A DN that would be added from the cache is resolved afresh first, so a user renamed
+/// or moved to another OU (whose new DN the group already holds) is found at the new DN, not
+/// re-added at the old one while the new one is removed.
 pub async fn plan(
     directory: &Directory,
     store: &Store,
@@ -112,17 +166,44 @@ pub async fn plan(
         .await
         .map_err(|e| SyncError::directory(directory, e))?;
     let current = group_members(directory, &client, &mapping.group_dn).await?;
+    let have: HashMap<String, String> = current.iter().map(|dn| (dn_key(dn), dn.clone())).collect();
+    let last = store.pushed_accounts(&mapping.list, &mapping.group_dn)?;
     let mut want: HashMap<String, String> = HashMap::new();
+    let mut kept: HashMap<String, String> = HashMap::new();
     let mut unresolved = Vec::new();
+    let mut drift = Vec::new();
+    let mut accounts = Vec::new();
     for principal in list_principals(store, &mapping.list)? {
-        match resolve(directory, &client, &principal).await? {
-            Some(dn) => {
-                want.insert(dn_key(&dn), dn);
+        let key = principal_key(&principal);
+        let mut resolved = resolve(directory, &client, &principal, false).await?;
+        if let Resolved::Account(a) = &resolved
+            && !have.contains_key(&dn_key(&a.dn))
+        {
+            // About to be added: make sure the cached DN is still the user's.
+            resolved = resolve(directory, &client, &principal, true).await?;
+        }
+        match resolved {
+            Resolved::Account(account) => {
+                let k = dn_key(&account.dn);
+                if !have.contains_key(&k) && last.get(&key).is_some_and(|l| dn_key(&l.dn) == k) {
+                    drift.push(principal.clone());
+                }
+                want.insert(k, account.dn.clone());
+                accounts.push(PushedAccount {
+                    principal_key: key,
+                    names: directory.account_names(&account),
+                    dn: account.dn,
+                });
             }
-            None => unresolved.push(principal),
+            Resolved::Missing | Resolved::Ambiguous => {
+                unresolved.push(principal);
+                if let Some(l) = last.get(&key) {
+                    kept.insert(dn_key(&l.dn), l.dn.clone());
+                    accounts.push(l.clone());
+                }
+            }
         }
     }
-    let have: HashMap<String, String> = current.iter().map(|dn| (dn_key(dn), dn.clone())).collect();
     let mut add: Vec<String> = want
         .iter()
         .filter(|(k, _)| !have.contains_key(*k))
@@ -130,19 +211,34 @@ pub async fn plan(
         .collect();
     let mut remove: Vec<String> = have
         .iter()
-        .filter(|(k, _)| !want.contains_key(*k))
+        .filter(|(k, _)| !want.contains_key(*k) && !kept.contains_key(*k))
         .map(|(_, dn)| dn.clone())
+        .collect();
+    let mut kept: Vec<String> = kept
+        .into_iter()
+        .filter(|(k, _)| have.contains_key(k) && !want.contains_key(k))
+        .map(|(_, dn)| dn)
         .collect();
     add.sort_unstable();
     remove.sort_unstable();
+    kept.sort_unstable();
+    let removed_names = last
+        .values()
+        .filter(|l| remove.iter().any(|dn| dn_key(dn) == dn_key(&l.dn)))
+        .map(|l| (dn_key(&l.dn), l.names.clone()))
+        .collect();
     Ok(Plan {
         current_members: current.len(),
         add,
         remove,
         unresolved,
+        kept,
+        drift,
         first_sync: store
             .mapping_first_synced(&mapping.list, &mapping.group_dn)?
             .is_none(),
+        accounts,
+        removed_names,
     })
 }
 
@@ -173,10 +269,38 @@ pub async fn reconcile(
         )
         .await
         .map_err(|e| SyncError::directory(directory, e))?;
+    // A DN the server no longer has was renamed or deleted since it was cached: forget it, so
+    // the next run resolves the principal again.
+    for f in change.failed.iter().filter(|f| f.code == RC_NO_SUCH_OBJECT) {
+        for a in plan
+            .accounts
+            .iter()
+            .filter(|a| dn_key(&a.dn) == dn_key(&f.member))
+        {
+            directory.evict(&a.principal_key);
+        }
+    }
     store.mark_mapping_synced(&mapping.list, &mapping.group_dn)?;
+    let names_changed =
+        store.set_pushed_accounts(&mapping.list, &mapping.group_dn, &plan.accounts)?;
+    let refused: HashSet<String> = change
+        .failed
+        .iter()
+        .filter(|f| !f.add)
+        .map(|f| dn_key(&f.member))
+        .collect();
     Ok(PushReport {
         added: change.added,
         removed: change.removed,
+        drift: plan.drift,
+        removed_names: plan
+            .removed_names
+            .iter()
+            .filter(|(dn, _)| !refused.contains(*dn))
+            .flat_map(|(_, names)| names)
+            .map(|n| fold(&directory.identity().canonical(n), false))
+            .collect(),
+        names_changed,
         unresolved: plan.unresolved,
         refused: change
             .failed
@@ -198,7 +322,7 @@ pub async fn run(
         directory.reset().await;
     }
     if let Ok(r) = &result {
-        directory.note_removals(&mapping.group_dn, r.removed);
+        directory.credit_removals(&mapping.group_dn, r.removed_names.clone());
     }
     let update = match &result {
         Ok(r) => RecentUpdate {
@@ -223,5 +347,53 @@ pub async fn run(
     if let Err(e) = store.record_update(&update) {
         tracing::error!(error = %e, "cannot record push run");
     }
+    if let Ok(r) = &result
+        && !r.drift.is_empty()
+    {
+        record_drift(directory, store, mapping, started, &r.drift);
+    }
     (update, result)
+}
+
+/// Records drift a run repaired — listed members someone else removed from the group, put
+/// back — as a recent update of kind `drift` and an audit record.
+fn record_drift(
+    directory: &Directory,
+    store: &Store,
+    mapping: &MappingConfig,
+    started: i64,
+    principals: &[String],
+) {
+    tracing::warn!(
+        group = %mapping.group_dn,
+        members = ?principals,
+        "listed members were removed from the group by someone else; put them back"
+    );
+    let update = RecentUpdate {
+        directory: directory.name().to_string(),
+        kind: "drift".into(),
+        target: mapping.group_dn.clone(),
+        started_at_ms: started,
+        duration_ms: now_ms() - started,
+        added: principals.len() as i64,
+        removed: 0,
+        unresolved: Vec::new(),
+        error: Some(format!(
+            "{} listed member(s) were removed from the group outside warden and put back: {}",
+            principals.len(),
+            principals.join(", ")
+        )),
+    };
+    if let Err(e) = store.record_update(&update) {
+        tracing::error!(error = %e, "cannot record drift");
+    }
+    let record = AuditRecord::new(
+        &Actor::system("drift repair"),
+        "group.drift_repaired",
+        &mapping.group_dn,
+        serde_json::json!({ "list": mapping.list, "members": principals }),
+    );
+    if let Err(e) = store.append_audit(&record) {
+        tracing::error!(error = %e, "cannot audit drift");
+    }
 }

@@ -408,10 +408,11 @@ fn refresh_that_would_empty_the_set_is_held_until_accepted() {
         1,
         "held refresh must not apply"
     );
+    let id = held["id"].as_str().unwrap();
     let r = warden(
         tmp.path(),
         &config,
-        &["datasets", "accept", "PTR Suspicious Users"],
+        &["datasets", "accept", "PTR Suspicious Users", "--id", id],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("now has 0 rows"), "{}", r.stdout);
@@ -419,9 +420,73 @@ fn refresh_that_would_empty_the_set_is_held_until_accepted() {
     let r = warden(
         tmp.path(),
         &config,
-        &["datasets", "accept", "PTR Suspicious Users"],
+        &["datasets", "accept", "PTR Suspicious Users", "--id", id],
     );
     assert_eq!(r.code, 1, "nothing left to accept");
+}
+
+/// Issue 15, part 3: `accept` names the hold it accepts. A newer hold than the one reviewed
+/// (the group changed again meanwhile) is refused, naming the current one; an accept without
+/// an id is refused too.
+#[test]
+fn accept_takes_the_held_refresh_s_id() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(
+        dc,
+        tmp.path(),
+        &["alice", "bob", "carol"],
+        &["alice", "bob"],
+        false,
+        "1m",
+    );
+    let refresh = || {
+        let r = warden(
+            tmp.path(),
+            &config,
+            &["datasets", "refresh", "PTR Suspicious Users"],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        json(&r)
+    };
+    assert_eq!(refresh()["rows"], 2);
+    ns.set_members(
+        dc,
+        &group,
+        "delete",
+        &[ns.user_dn("alice"), ns.user_dn("bob")],
+    );
+    let first = refresh();
+    assert_eq!(first["outcome"], "held", "{first}");
+    // Reviewed the first hold; meanwhile the group changed again.
+    ns.set_members(dc, &group, "add", &[ns.user_dn("carol")]);
+    let second = refresh();
+    assert_eq!(second["outcome"], "held", "{second}");
+    let (old, new) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
+    assert_ne!(old, new);
+    let accept = |id: Option<&str>| {
+        let mut args = vec!["datasets", "accept", "PTR Suspicious Users"];
+        args.extend(id.map(|i| ["--id", i]).into_iter().flatten());
+        warden(tmp.path(), &config, &args)
+    };
+    for r in [accept(Some(old)), accept(None)] {
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        assert!(
+            r.stderr.contains(new),
+            "must name the current hold: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(decide(tmp.path(), &config, &ns.mapped("alice")).0, 1);
+    let r = accept(Some(new));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("now has 1 rows"), "{}", r.stdout);
+    assert_eq!(decide(tmp.path(), &config, &ns.mapped("carol")).0, 1);
+    assert_eq!(decide(tmp.path(), &config, &ns.mapped("alice")).0, 0);
 }
 
 #[test]
@@ -649,4 +714,265 @@ fn expiry_takes_a_member_out_of_the_group_and_the_data_set() {
         server.decision("orders", &alice),
         server.logs()
     );
+}
+
+/// The seed setup plus a data set fed straight from the list (no group round trip): what a
+/// list member blocks, by every name its account has.
+fn with_list_data_set(config: &Path) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(
+        r#"
+[[data_sets]]
+name = "Listed"
+case_sensitive = false
+columns = [{ name = "user", key = true }]
+source = { type = "list", list = "Suspicious Users" }
+
+[[policies]]
+name = "Block listed"
+action = "block"
+severity = "high"
+apply_to = ["*"]
+[[policies.criteria]]
+field = "db_user"
+operation = "at-least-one"
+data_set = "Listed"
+"#,
+    );
+    std::fs::write(config, text).unwrap();
+}
+
+/// Issue 15, part 1: a member is resolved to its account, and the list's data set matches every
+/// name the account has — also where the UPN prefix is not the sAMAccountName; a `DOMAIN\user`
+/// of another domain does not resolve to this directory's user of that name.
+#[test]
+fn a_listed_upn_blocks_the_account_under_its_sam_account_name() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["jsmith"], &[], true, "1m");
+    with_list_data_set(&config);
+    let jdoe = ns.sam("jdoe");
+    let upn = format!("{}john.doe@corp.example.test", ns.p);
+    dc.modify(&format!(
+        "dn: CN={jdoe},{}\nchangetype: add\nobjectClass: user\nsAMAccountName: {jdoe}\nuserPrincipalName: {upn}\nuserAccountControl: 544\n",
+        ns.ou
+    ));
+    let sam_name = format!("CORP\\{jdoe}");
+    // A fresh store: the LDAP data set is unknown (decisions are errors) until a pull applies.
+    let r = warden(
+        tmp.path(),
+        &config,
+        &["data-sets", "refresh", "PTR Suspicious Users"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(decide(tmp.path(), &config, &sam_name).0, 0);
+    add_to_list(tmp.path(), &config, &upn);
+    add_to_list(
+        tmp.path(),
+        &config,
+        &format!("PARTNER\\{}", ns.sam("jsmith")),
+    );
+    let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("added 1, removed 0, unresolved 1"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        dn_keys(&dc.values(&group, "member")),
+        dn_keys(&[format!("CN={jdoe},{}", ns.ou)]),
+        "PARTNER\\jsmith must not resolve to CORP's jsmith"
+    );
+    for name in [
+        sam_name.clone(),
+        format!("corp\\{}", jdoe.to_uppercase()),
+        upn.clone(),
+        upn.to_uppercase(),
+        format!("{jdoe}@CORP.EXAMPLE.TEST"),
+    ] {
+        assert_eq!(
+            decide(tmp.path(), &config, &name).0,
+            1,
+            "{name} not blocked"
+        );
+    }
+    assert_eq!(
+        decide(tmp.path(), &config, &format!("CORP\\{}", ns.sam("jsmith"))).0,
+        0
+    );
+    assert_eq!(
+        decide(tmp.path(), &config, &format!("PARTNER\\{jdoe}")).0,
+        0
+    );
+}
+
+/// Issue 15, part 3: someone removes a listed user from the mapped group by hand. The decision
+/// never turns to allow (polled every 50 ms), warden puts her back, and the drift is recorded
+/// in recent updates and the audit log.
+#[test]
+fn removing_a_listed_user_from_the_group_by_hand_does_not_unblock() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["alice", "bob"], &[], true, "1m");
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    let alice = ns.mapped("alice");
+    add_to_list(tmp.path(), &config, &alice);
+    add_to_list(tmp.path(), &config, &ns.mapped("bob"));
+    let both = dn_keys(&[ns.user_dn("alice"), ns.user_dn("bob")]);
+    assert!(
+        eventually(Duration::from_secs(20), || dn_keys(
+            &dc.values(&group, "member")
+        ) == both)
+        .is_some(),
+        "members never reached the group; logs:\n{}",
+        server.logs()
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || server
+            .decision("orders", &alice)
+            == "block")
+        .is_some()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .logs()
+            .matches("watching for changes")
+            .count()
+            >= 2)
+        .is_some(),
+        "watches never registered; logs:\n{}",
+        server.logs()
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let stop = std::sync::Arc::clone(&stop);
+        let (addr, alice) = (server.addr, alice.clone());
+        let auth = format!("Bearer {}", server.admin_key.clone().unwrap());
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = crate::support::http(
+                    addr,
+                    "GET",
+                    &format!(
+                        "/v1/decision?service=orders&db_user={}",
+                        crate::support::enc(&alice)
+                    ),
+                    &[("Authorization", auth.as_str())],
+                    b"",
+                );
+                answers.push(r.json()["decision"].as_str().unwrap_or("error").to_string());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            answers
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    ns.set_members(dc, &group, "delete", &[ns.user_dn("alice")]);
+    let back = eventually(Duration::from_secs(10), || {
+        dn_keys(&dc.values(&group, "member")) == both
+    });
+    // Keep polling a while after the repair: the pull that follows must not drop her either.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = poller.join().unwrap();
+    assert!(
+        back.is_some(),
+        "alice never put back; logs:\n{}",
+        server.logs()
+    );
+    println!(
+        "drift repaired in {back:?}; {} decisions polled",
+        answers.len()
+    );
+    assert!(answers.len() > 10);
+    assert!(
+        answers.iter().all(|a| a == "block"),
+        "a decision was not block: {answers:?}; logs:\n{}",
+        server.logs()
+    );
+    let status = device_status(tmp.path(), &config);
+    let updates = status["recent_updates"].as_array().unwrap();
+    assert!(
+        updates
+            .iter()
+            .any(|u| u["kind"] == "drift" && u["added"] == 1),
+        "{status}"
+    );
+    let key = server.admin_key.clone().unwrap();
+    let audit = server.call(
+        "GET",
+        "/v1/audit?action=group.drift_repaired",
+        Some(&key),
+        b"",
+    );
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    assert!(audit.body.contains(&ns.sam("alice")), "{}", audit.body);
+    let metrics = server.call("GET", "/metrics", Some(&key), b"");
+    assert!(
+        metrics.body.contains("warden_drift_repaired_total{"),
+        "{}",
+        metrics.body
+    );
+}
+
+/// Issue 15, part 3: a listed user moved to another OU (`modrdn`) stays in the group. The group
+/// follows her to the new DN; the running warden still has her old DN cached, and its next
+/// push (here for another member) neither re-adds the stale DN nor removes the new one.
+#[test]
+fn a_listed_user_moved_to_another_ou_stays_in_the_group() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, group, config) = setup(dc, tmp.path(), &["alice", "bob"], &[], true, "1m");
+    let moved_ou = format!("OU=moved,{}", ns.ou);
+    dc.modify(&format!(
+        "dn: {moved_ou}\nchangetype: add\nobjectClass: organizationalUnit\n"
+    ));
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    add_to_list(tmp.path(), &config, &ns.mapped("alice"));
+    assert!(
+        eventually(Duration::from_secs(20), || dn_keys(
+            &dc.values(&group, "member")
+        ) == dn_keys(&[
+            ns.user_dn("alice")
+        ]))
+        .is_some(),
+        "alice never reached the group; logs:\n{}",
+        server.logs()
+    );
+    dc.modify(&format!(
+        "dn: {}\nchangetype: modrdn\nnewrdn: CN={}\ndeleteoldrdn: 1\nnewsuperior: {moved_ou}\n",
+        ns.user_dn("alice"),
+        ns.sam("alice")
+    ));
+    let new_dn = format!("CN={},{moved_ou}", ns.sam("alice"));
+    assert_eq!(
+        dn_keys(&dc.values(&group, "member")),
+        dn_keys(std::slice::from_ref(&new_dn)),
+        "the DC did not follow the move in the group"
+    );
+    add_to_list(tmp.path(), &config, &ns.mapped("bob"));
+    let want = dn_keys(&[new_dn.clone(), ns.user_dn("bob")]);
+    assert!(
+        eventually(Duration::from_secs(20), || dn_keys(
+            &dc.values(&group, "member")
+        ) == want)
+        .is_some(),
+        "group is {:?}; logs:\n{}",
+        dc.values(&group, "member"),
+        server.logs()
+    );
+    let status = device_status(tmp.path(), &config);
+    for u in status["recent_updates"].as_array().unwrap() {
+        assert_eq!(u["removed"], 0, "{status}");
+    }
+    // And a sync from the command line (fresh resolution) agrees.
+    let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("removed 0"), "{}", r.stdout);
+    assert_eq!(dn_keys(&dc.values(&group, "member")), want);
 }

@@ -123,6 +123,42 @@ fn decide_command_exit_codes() {
     );
 }
 
+/// Issue 15: with the embedded default (no directory), a member matches the account, not the
+/// string — whichever of its names the analyst typed; another domain's user does not.
+#[test]
+fn a_member_blocks_every_name_of_its_account() {
+    let accounts = [
+        "CORP\\alice",
+        "corp\\ALICE",
+        "alice@corp.example.test",
+        "alice@CORP.EXAMPLE.TEST",
+    ];
+    for typed in accounts {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = |args: &[&str]| {
+            run({
+                let mut c = warden_cmd(dir.path());
+                c.args(args);
+                c
+            })
+        };
+        let add = cli(&["lists", "add", "Suspicious Users", typed]);
+        assert_eq!(add.code, 0, "{}", add.stderr);
+        for asked in accounts {
+            let d = cli(&["decide", "--service", "x", "--db-user", asked]);
+            assert_eq!(d.code, 1, "listed {typed}, asked {asked}: {}", d.stdout);
+        }
+        for other in [
+            "PARTNER\\alice",
+            "alice@partner.example.test",
+            "bob@corp.example.test",
+        ] {
+            let d = cli(&["decide", "--service", "x", "--db-user", other]);
+            assert_eq!(d.code, 0, "listed {typed}, asked {other}: {}", d.stdout);
+        }
+    }
+}
+
 #[test]
 fn bad_principals_and_lists_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

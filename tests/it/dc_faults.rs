@@ -190,6 +190,8 @@ fn alice_blocked_via_proxy(dc: &Dc, dir: &Path) -> (FaultProxy, PathBuf, Server,
     let proxy = FaultProxy::start(dc_addr(dc));
     let config = config_via(dc, &ns, &group, false, &proxy, dir);
     let server = start_warden(dir, &["--config", config.to_str().unwrap()]);
+    // A fresh store: the data set is unknown until the first pull applies.
+    server.wait_ready();
     let alice = ns.mapped("alice");
     let blocked = eventually(Duration::from_secs(30), || {
         server.decision("orders", &alice) == "block"
@@ -294,6 +296,23 @@ fn dc_process_killed_mid_refresh_and_mid_push_loses_nothing() {
         server.logs()
     );
     let good = rows(&server);
+    // Warden's own change to the group comes back as a change notification and wakes one more
+    // push (drift repair reads the group again): let the directory go quiet, so that the push
+    // frozen below is the one the list change starts, not that echo.
+    let newest_run = || {
+        server.get("/v1/directories").json()["directories"][0]["recent_updates"][0]["started_at_ms"]
+            .as_i64()
+    };
+    let quiet = eventually(Duration::from_secs(20), || {
+        let before = newest_run();
+        std::thread::sleep(Duration::from_millis(1500));
+        newest_run() == before
+    });
+    assert!(
+        quiet.is_some(),
+        "the directory never went quiet: {}",
+        server.logs()
+    );
 
     let restart = dc::Restart(dc);
     dc.freeze();
