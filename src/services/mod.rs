@@ -9,6 +9,7 @@
 //! — and are stopped (each finishes its current run) and made again after every reload. On
 //! shutdown the supervisor stops every service and waits for each, within a grace period.
 
+pub mod database;
 pub mod expiry;
 pub mod followed_actions;
 pub mod imperva;
@@ -175,6 +176,7 @@ fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
 fn configured_services(warden: &Arc<Warden>, front_ends: &[Factory]) -> Vec<Service> {
     let mut services = sync::services(warden);
     services.extend(imperva::service(warden));
+    services.extend(database::services(warden));
     for factory in front_ends {
         services.extend(factory(warden));
     }

@@ -9,6 +9,7 @@ mod actions;
 mod ad;
 mod cli;
 mod config_files;
+mod databases;
 mod dc;
 mod dc_faults;
 mod fake_mx;
