@@ -217,6 +217,28 @@ fn a_list_is_reconciled_into_a_role_that_pg_hba_refuses() {
     );
     assert!(refused(&login(&pg, "alice")), "alice's login is refused");
 
+    // The unmatched principal is unresolved, recorded, and stops nobody.
+    let unresolved = eventually(Duration::from_secs(30), || {
+        let r = server.get("/v1/databases");
+        let db = &r.json()["databases"][0];
+        db["recent_updates"][0]["unresolved"] == serde_json::json!(["CORP\\nobody"])
+            && db["status"] == "degraded"
+    });
+    assert!(unresolved.is_some(), "{}", server.get("/v1/databases").body);
+
+    // Sync now, over HTTP: a revoke by hand is undone at once.
+    pg.admin("REVOKE warden_blocked FROM alice");
+    let r = server.post_json("/v1/databases/appdb/sync", &serde_json::json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // (The 1 s schedule may have got there first: then this run added nothing.)
+    assert_eq!(
+        r.json()["runs"][0]["update"]["error"],
+        serde_json::Value::Null
+    );
+    assert_eq!(pg.members(), "alice");
+    let r = server.post_json("/v1/databases/nope/sync", &serde_json::json!({}));
+    assert_eq!(r.status, 404, "{}", r.body);
+
     // Drift repair: a revoke by hand is undone by the next scheduled run.
     pg.admin("REVOKE warden_blocked FROM alice");
     assert_eq!(pg.members(), "");
