@@ -230,7 +230,15 @@ pub async fn plan(
         } else {
             match by_lower.get(&name.to_lowercase()).map(Vec::as_slice) {
                 Some([one]) => Some((*one).to_owned()),
-                _ => None,
+                Some(several) => {
+                    // Ambiguous: unresolved, but fail closed — a candidate that is a member
+                    // now stays one (never revoke on what warden cannot tell apart).
+                    for c in several.iter().filter(|c| current.iter().any(|m| m == *c)) {
+                        want.insert((*c).to_owned());
+                    }
+                    None
+                }
+                None => None,
             }
         };
         match resolved {
@@ -311,11 +319,25 @@ pub async fn reconcile(
             Err(e) => report.refused.push(format!("{member}: {}", db_message(&e))),
         }
     }
+    let mut revoked = Vec::new();
     for member in &plan.revoke {
         let sql = format!("REVOKE {role} FROM {}", quote_ident(member));
         match client.batch_execute(&sql).await {
-            Ok(()) => report.revoked += 1,
+            Ok(()) => revoked.push(member),
             Err(e) => report.refused.push(format!("{member}: {}", db_message(&e))),
+        }
+    }
+    if !revoked.is_empty() {
+        // A REVOKE of another grantor's grant only warns (PostgreSQL 16+): count what went.
+        let (after, _) = role_members(&client, db, &mapping.role).await?;
+        for member in revoked {
+            if after.contains(member) {
+                report.refused.push(format!(
+                    "{member}: still a member after REVOKE (granted by another role?)"
+                ));
+            } else {
+                report.revoked += 1;
+            }
         }
     }
     report.granted = granted.len();
