@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{Server, enc, eventually, free_port, list_config, start_warden};
+use crate::support::{
+    Server, enc, eventually, free_port, list_config, run, start_warden, warden_cmd,
+};
 
 /// A PostgreSQL server of this test only, destroyed on drop.
 struct OwnPg {
@@ -196,7 +198,7 @@ fn a_list_is_reconciled_into_a_role_that_pg_hba_refuses() {
     // An open session of alice, ended when she is blocked.
     let mut session: Child = pg.psql("alice", "SELECT pg_sleep(120)").spawn().unwrap();
 
-    let (server, _dir) = start(&pg, &secret);
+    let (mut server, dir) = start(&pg, &secret);
     // First sync: bob is revoked, and can log in again.
     wait_members(&pg, &server, "");
     let ok = login(&pg, "bob");
@@ -258,4 +260,44 @@ fn a_list_is_reconciled_into_a_role_that_pg_hba_refuses() {
     wait_members(&pg, &server, "");
     let ok = login(&pg, "alice");
     assert!(ok.status.success(), "{}", text(&ok));
+
+    // The CLI, with the server stopped (so no schedule runs): sync now repairs a hand grant.
+    server.stop();
+    pg.admin("GRANT warden_blocked TO alice");
+    let cli = |args: &[&str]| {
+        let mut c = warden_cmd(dir.path());
+        c.args(["--config", "warden.toml"]).args(args);
+        run(c)
+    };
+    let r = cli(&["databases", "sync", "appdb"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("granted 0, revoked 1"), "{}", r.stdout);
+    assert_eq!(pg.members(), "");
+    let r = cli(&["databases", "status", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let status: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        status[0]["recent_updates"][0]["kind"], "reconcile",
+        "{}",
+        r.stdout
+    );
+    assert_eq!(status[0]["recent_updates"][0]["target"], "warden_blocked");
+    assert_eq!(status[0]["recent_updates"][0]["removed"], 1);
+
+    // A managed role that does not exist fails the run, by name, and changes nothing.
+    let config = std::fs::read_to_string(dir.path().join("warden.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        config.replace("role = \"warden_blocked\"", "role = \"no_such_role\""),
+    )
+    .unwrap();
+    pg.admin("GRANT warden_blocked TO bob");
+    let r = cli(&["databases", "sync", "appdb"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("role \"no_such_role\" does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pg.members(), "bob");
 }
