@@ -49,6 +49,9 @@ enum Command {
     /// Directories (AD domain controllers): status and push sync ("devices" is deprecated)
     #[command(subcommand, visible_alias = "devices")]
     Directories(cli::directories::DirectoriesCommand),
+    /// Databases of the agentless mode (list → PostgreSQL role): status and sync now
+    #[command(subcommand)]
+    Databases(cli::databases::DatabasesCommand),
     /// List → AD group mappings
     #[command(subcommand)]
     Mappings(cli::directories::MappingsCommand),
@@ -101,6 +104,7 @@ fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Decide(a) => cli::decide::run(&source, &a),
         Command::Lists(c) => cli::lists::run(&source, c),
         Command::Directories(c) => cli::directories::run(&source, c),
+        Command::Databases(c) => cli::databases::run(&source, c),
         Command::Mappings(c) => cli::directories::mappings(&source, c),
         Command::DataSets(c) => cli::data_sets::run(&source, c),
         Command::Keys(c) => cli::keys::run(&source, c),

@@ -4,6 +4,7 @@
 
 pub mod check_config;
 pub mod data_sets;
+pub mod databases;
 pub mod decide;
 pub mod directories;
 pub mod imperva;

@@ -388,6 +388,33 @@ pub struct Config {
     pub response_rules: Vec<ResponseRuleConfig>,
     pub imperva: Option<ImpervaConfig>,
     pub gates: Vec<GateConfig>,
+    pub databases: Vec<DatabaseConfig>,
+}
+
+/// `[[databases]]`: a PostgreSQL server where warden owns roles' memberships (the agentless
+/// mode, `src/sync/database.rs`): each `[[databases.roles]]` reconciles a list into a role.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: SecretSource,
+    pub tls: UpstreamTls,
+    pub connect_timeout: Duration,
+    pub update_interval: Duration,
+    pub roles: Vec<RoleMappingConfig>,
+}
+
+/// `[[databases.roles]]`: a list whose principals, mapped to role names through a pattern,
+/// are made the members of `role`.
+#[derive(Debug, Clone)]
+pub struct RoleMappingConfig {
+    pub list: String,
+    pub role: String,
+    /// Principal → role name (`CORP\alice` → `alice`); a copy when no `match` is given.
+    pub member: AttributeMapping,
 }
 
 /// `[[gates]]`: a PostgreSQL gate (`src/gate`) — a listener that refuses and ends the sessions

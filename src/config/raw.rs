@@ -244,3 +244,33 @@ pub struct Domain {
     pub upn_suffixes: Option<Vec<String>>,
     pub default: Option<bool>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub name: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub dbname: Option<String>,
+    pub user: String,
+    /// Present only to be rejected with a helpful message: secrets never sit in config.
+    pub password: Option<toml::Value>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<String>,
+    pub plain: Option<bool>,
+    pub connect_timeout: Option<String>,
+    pub update_interval: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<DatabaseRole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseRole {
+    pub list: String,
+    pub role: String,
+    #[serde(rename = "match")]
+    pub match_pattern: Option<String>,
+    pub substitute: Option<String>,
+}

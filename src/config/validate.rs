@@ -13,9 +13,10 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw;
 use super::{
-    ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DirectoryConfig, GateConfig,
-    ImpervaConfig, ImpervaPush, KeyPath, LdapSource, ListConfig, MappingConfig, MemberField,
-    ResponseRuleConfig, Scope, Segment, ServerConfig, Source, StoreConfig, TlsFiles, UpstreamTls,
+    ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DatabaseConfig,
+    DirectoryConfig, GateConfig, ImpervaConfig, ImpervaPush, KeyPath, LdapSource, ListConfig,
+    MappingConfig, MemberField, ResponseRuleConfig, RoleMappingConfig, Scope, Segment,
+    ServerConfig, Source, StoreConfig, TlsFiles, UpstreamTls,
 };
 use crate::base::identity::{Domain, Identity, SuffixRule};
 use crate::base::secret::SecretSource;
@@ -47,7 +48,7 @@ const DEFAULT_MAX_SHRINK: f64 = 0.5;
 const DEFAULT_SHRINK_WINDOW: Duration = Duration::from_secs(3600);
 
 const SECTIONS: &str = "server, store, identity, domains, directories, lists, mappings, \
-                        data_sets, policies, action_sets, response_rules, imperva, gates";
+                        data_sets, policies, action_sets, response_rules, imperva, gates, databases";
 
 /// Collects errors; maps key paths to lines through the spanned document.
 struct Ctx<'s> {
@@ -281,6 +282,7 @@ struct RawConfig {
     response_rules: Vec<(usize, raw::ResponseRule)>,
     imperva: Option<raw::Imperva>,
     gates: Vec<(usize, raw::Gate)>,
+    databases: Vec<(usize, raw::Database)>,
 }
 
 pub(super) fn parse(source: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -333,6 +335,7 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
             "response_rules" => raw.response_rules = de_array(ctx, name, value),
             "imperva" => raw.imperva = de_value(ctx, &path, value),
             "gates" => raw.gates = de_array(ctx, name, value),
+            "databases" => raw.databases = de_array(ctx, name, value),
             other => {
                 let line = ctx.line_at(key.span().start);
                 ctx.errors.push(ConfigError {
@@ -459,8 +462,18 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
             );
         }
     }
+    ctx.unique_names(
+        "databases",
+        raw.databases.iter().map(|(i, d)| (*i, d.name.as_str())),
+    );
+    let databases = raw
+        .databases
+        .into_iter()
+        .filter_map(|(i, d)| database(ctx, &names, KeyPath::root().key("databases").index(i), d))
+        .collect();
     Config {
         gates,
+        databases,
         server,
         store,
         identity: Arc::new(identity),
@@ -938,6 +951,156 @@ fn gate(ctx: &mut Ctx<'_>, path: KeyPath, g: raw::Gate) -> Option<GateConfig> {
         max_connections,
         max_connections_per_client,
         idle_timeout,
+    })
+}
+
+const DEFAULT_DATABASE_PORT: u16 = 5432;
+
+/// One `[[databases]]` entry and its `[[databases.roles]]`.
+fn database(
+    ctx: &mut Ctx<'_>,
+    names: &Names<'_>,
+    path: KeyPath,
+    d: raw::Database,
+) -> Option<DatabaseConfig> {
+    let errors = ctx.errors.len();
+    if names.directories.contains(d.name.as_str()) {
+        ctx.err(
+            path.key("name"),
+            format!(
+                "{:?} is also a directory's name; recent updates are recorded by name, so a \
+                 database needs its own",
+                d.name
+            ),
+        );
+    }
+    if d.host.trim().is_empty() || d.host.contains(char::is_whitespace) {
+        ctx.err(path.key("host"), "must be a host name or address");
+    }
+    if d.port == Some(0) {
+        ctx.err(path.key("port"), "must be 1..=65535");
+    }
+    if d.user.trim().is_empty() {
+        ctx.err(path.key("user"), "must name the role warden logs in as");
+    }
+    let password = secret(
+        ctx,
+        &path,
+        "password",
+        d.password.is_some(),
+        d.password_file,
+        d.password_env,
+    );
+    let tls = match (d.ca_file, d.plain.unwrap_or(false)) {
+        (Some(ca), false) => Some(UpstreamTls::Verify(ctx.path_buf(&ca))),
+        (None, true) => {
+            if !is_loopback_host(&d.host) {
+                ctx.err(
+                    path.key("plain"),
+                    format!(
+                        "is only allowed for a loopback server, not {:?}: set ca_file to verify \
+                         the server's TLS",
+                        d.host
+                    ),
+                );
+            }
+            Some(UpstreamTls::Plain)
+        }
+        (Some(_), true) => {
+            ctx.err(path.key("plain"), "cannot be true with ca_file");
+            None
+        }
+        (None, false) => {
+            ctx.err(
+                path.key("ca_file"),
+                "is required (the CA that signed the server's certificate), or plain = true \
+                 for a loopback server without TLS",
+            );
+            None
+        }
+    };
+    let connect_timeout = ctx.duration(
+        path.key("connect_timeout"),
+        d.connect_timeout.as_deref(),
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    let update_interval = ctx.duration(
+        path.key("update_interval"),
+        d.update_interval.as_deref(),
+        DEFAULT_UPDATE_INTERVAL,
+    );
+    if d.roles.is_empty() {
+        ctx.err(
+            path.key("roles"),
+            "missing `[[databases.roles]]`: at least one list → role mapping",
+        );
+    }
+    let mut roles = Vec::new();
+    for (i, r) in d.roles.into_iter().enumerate() {
+        let rpath = path.key("roles").index(i);
+        reference(
+            ctx,
+            rpath.key("list"),
+            names.lists,
+            "list",
+            "lists",
+            &r.list,
+        );
+        if r.role.is_empty() || r.role.len() > 63 || r.role.contains('\0') {
+            ctx.err(
+                rpath.key("role"),
+                "must be a PostgreSQL role name (1 to 63 bytes)",
+            );
+        }
+        if roles.iter().any(|o: &RoleMappingConfig| o.role == r.role) {
+            ctx.err(
+                rpath.key("role"),
+                format!("{:?} is already mapped on this database", r.role),
+            );
+        }
+        if r.substitute.is_some() && r.match_pattern.is_none() {
+            ctx.err(
+                rpath.key("substitute"),
+                "a substitute needs a `match` pattern to take groups from",
+            );
+            continue;
+        }
+        match AttributeMapping::new(
+            "role",
+            "principal",
+            r.match_pattern.as_deref(),
+            r.substitute.as_deref(),
+        ) {
+            Ok(member) => roles.push(RoleMappingConfig {
+                list: r.list,
+                role: r.role,
+                member,
+            }),
+            Err(e) => {
+                let key = match e {
+                    PatternError::Template { .. } | PatternError::UnknownGroup { .. } => {
+                        "substitute"
+                    }
+                    _ => "match",
+                };
+                ctx.err(rpath.key(key), e.to_string());
+            }
+        }
+    }
+    if ctx.errors.len() != errors {
+        return None;
+    }
+    Some(DatabaseConfig {
+        name: d.name,
+        host: d.host,
+        port: d.port.unwrap_or(DEFAULT_DATABASE_PORT),
+        dbname: d.dbname.unwrap_or_else(|| "postgres".to_owned()),
+        user: d.user,
+        password: password?,
+        tls: tls?,
+        connect_timeout,
+        update_interval,
+        roles,
     })
 }
 

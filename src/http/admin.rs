@@ -13,7 +13,7 @@ use super::{Call, Response, json_value, no_content, respond};
 use crate::base::time::parse_rfc3339;
 use crate::metrics::{family, label, line};
 use crate::operations::keys::{self, DEFAULT_ROTATE_OVERLAP, KeyRequest};
-use crate::operations::{self, OperationError, directories};
+use crate::operations::{self, OperationError, databases, directories};
 use crate::store::AuditFilter;
 
 /// `GET /readyz`: 200 once a snapshot is loaded and every data set an enabled policy reads
@@ -177,6 +177,41 @@ pub async fn sync_directory(call: &Call<'_>) -> Result<Response, Problem> {
     Ok(json_value(
         status,
         &serde_json::json!({ "directory": name, "runs": updates }),
+    ))
+}
+
+/// `GET /v1/databases`: every database of the agentless mode, its health and recent runs.
+pub fn databases(call: &Call<'_>) -> Result<Response, Problem> {
+    let statuses = databases::statuses(call.warden(), 10)?;
+    Ok(json_value(
+        StatusCode::OK,
+        &serde_json::json!({ "databases": statuses }),
+    ))
+}
+
+/// `POST /v1/databases/{name}/sync`: reconcile every role mapped on the database now.
+pub async fn sync_database(call: &Call<'_>) -> Result<Response, Problem> {
+    let name = call.param(0);
+    let runs = databases::sync_now(call.warden(), &call.actor(), name).await?;
+    let status = if runs.iter().any(|r| r.result.is_err()) {
+        StatusCode::BAD_GATEWAY
+    } else {
+        StatusCode::OK
+    };
+    let runs: Vec<_> = runs
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "list": r.mapping.list,
+                "role": r.mapping.role,
+                "update": r.update,
+                "terminated": r.result.as_ref().map_or(0, |r| r.terminated),
+            })
+        })
+        .collect();
+    Ok(json_value(
+        status,
+        &serde_json::json!({ "database": name, "runs": runs }),
     ))
 }
 

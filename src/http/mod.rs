@@ -415,6 +415,8 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::Directories => blocking(|| admin::directories(call, "directories")),
         Handler::Devices => blocking(|| admin::directories(call, "devices")),
         Handler::SyncDirectory => admin::sync_directory(call).await,
+        Handler::Databases => blocking(|| admin::databases(call)),
+        Handler::SyncDatabase => admin::sync_database(call).await,
         Handler::Policies => Ok(admin::policies(call)),
         Handler::Gates => Ok(admin::gates(call)),
         Handler::ImpervaStatus => blocking(|| imperva::status(call)),

@@ -143,6 +143,9 @@ impl From<OperationError> for Problem {
             OperationError::NoSuchDirectory(_) => {
                 Problem::not_found(format!("{detail}; GET /v1/directories lists them"))
             }
+            OperationError::NoSuchDatabase(_) => {
+                Problem::not_found(format!("{detail}; GET /v1/databases lists them"))
+            }
             OperationError::NoSuchIncident(_) | OperationError::NoSuchKey(_) => {
                 Problem::not_found(detail)
             }

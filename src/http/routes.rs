@@ -47,6 +47,8 @@ pub enum Handler {
     /// `/v1/devices`: the deprecated alias of [`Handler::Directories`].
     Devices,
     SyncDirectory,
+    Databases,
+    SyncDatabase,
     Policies,
     Gates,
     Audit,
@@ -207,6 +209,13 @@ pub static ROUTES: &[Route] = &[
         "/v1/devices/{name}/sync",
         ADMIN,
         Handler::SyncDirectory,
+    ),
+    route(Method::GET, "/v1/databases", ADMIN, Handler::Databases),
+    route(
+        Method::POST,
+        "/v1/databases/{name}/sync",
+        ADMIN,
+        Handler::SyncDatabase,
     ),
     route(Method::GET, "/v1/policies", ADMIN, Handler::Policies),
     route(Method::GET, "/v1/gates", ADMIN, Handler::Gates),

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod data_sets;
+pub mod databases;
 pub mod directories;
 pub mod imperva;
 pub mod incidents;
@@ -48,6 +49,8 @@ pub enum OperationError {
     NoSuchDataSet(String),
     #[error("no directory named {0:?}")]
     NoSuchDirectory(String),
+    #[error("no database named {0:?}")]
+    NoSuchDatabase(String),
     #[error("no incident {}", incident_ref(*.0))]
     NoSuchIncident(i64),
     #[error("no active API key with id {0:?}")]

@@ -11,6 +11,7 @@
 //! shutdown the supervisor stops every service and waits for each, within a grace period.
 
 pub mod audit;
+pub mod database;
 pub mod expiry;
 pub mod followed_actions;
 pub mod imperva;
@@ -178,6 +179,7 @@ fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
 fn configured_services(warden: &Arc<Warden>, front_ends: &[Factory]) -> Vec<Service> {
     let mut services = sync::services(warden);
     services.extend(imperva::service(warden));
+    services.extend(database::services(warden));
     for factory in front_ends {
         services.extend(factory(warden));
     }

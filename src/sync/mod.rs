@@ -9,6 +9,7 @@
 //! retried with backoff by its service and changes nothing it did not finish. A failed or
 //! partial pull never replaces the last good data set.
 
+pub mod database;
 pub mod imperva;
 pub mod pull;
 pub mod push;

@@ -195,3 +195,77 @@ idle_timeout = "0s"
     assert_eq!(g.max_startup_bytes, 10 * 1024);
     assert_eq!(g.idle_timeout, Some(std::time::Duration::from_secs(300)));
 }
+
+#[test]
+fn broken_databases_report_their_key_paths() {
+    let text = r#"
+[[directories]]
+name = "corp"
+url = "ldaps://dc1.corp.example.test"
+bind_dn = "CN=warden,CN=Users,DC=corp,DC=example,DC=test"
+bind_password_file = "bind.secret"
+base_dn = "DC=corp,DC=example,DC=test"
+
+[[lists]]
+name = "Suspicious Users"
+
+[[databases]]
+name = "corp"
+host = "db1.corp.example.test"
+user = "warden"
+password = "inline"
+plain = true
+
+[[databases.roles]]
+list = "Nobody"
+role = "warden_blocked"
+match = '^[^\\]*\\(.*)$'
+substitute = "$2"
+
+[[databases]]
+name = "db2"
+host = "db2.corp.example.test"
+user = "warden"
+password_env = "DB2_PASSWORD"
+roles = []
+"#;
+    let err = Config::parse(text, "databases.toml", Path::new("/etc/warden")).unwrap_err();
+    let shown = err.to_string();
+    let expected = [
+        "databases[0].name (line 13): \"corp\" is also a directory's name",
+        "databases[0].password (line 16): inline secrets are not allowed",
+        "databases[0].plain (line 17): is only allowed for a loopback server",
+        "databases[0].roles[0].list (line 20)",
+        "databases[0].roles[0].substitute (line 23)",
+        "databases[1].ca_file (line 25)",
+        "databases[1].roles (line 30): missing `[[databases.roles]]`",
+    ];
+    for e in expected {
+        assert!(shown.contains(e), "missing {e:?} in:\n{shown}");
+    }
+    let good = r#"
+[[lists]]
+name = "Suspicious Users"
+
+[[databases]]
+name = "db1"
+host = "db1.corp.example.test"
+user = "warden"
+password_env = "DB1_PASSWORD"
+ca_file = "ca.pem"
+
+[[databases.roles]]
+list = "Suspicious Users"
+role = "warden_blocked"
+match = '^[^\\]*\\(.*)$'
+substitute = "$1"
+"#;
+    let config = Config::parse(good, "good.toml", Path::new("/etc/warden")).unwrap();
+    let db = &config.databases[0];
+    assert_eq!((db.port, db.dbname.as_str()), (5432, "postgres"));
+    assert_eq!(
+        db.roles[0].member.map_one("CORP\\alice").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(db.roles[0].member.map_one("alice"), None);
+}

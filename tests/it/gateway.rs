@@ -80,6 +80,8 @@ const KEYED: &[(&str, &str, &str)] = &[
     ("DELETE", "/v1/data-sets/Blocked%20Apps/data", "admin"),
     ("GET", "/v1/directories", "admin"),
     ("POST", "/v1/directories/none/sync", "admin"),
+    ("GET", "/v1/databases", "admin"),
+    ("POST", "/v1/databases/none/sync", "admin"),
     ("GET", "/v1/devices", "admin"),
     ("POST", "/v1/devices/none/sync", "admin"),
     ("GET", "/v1/policies", "admin"),

@@ -1,0 +1,74 @@
+//! The agentless database loops: one per `[[databases.roles]]` mapping, reconciling a list into
+//! a PostgreSQL role ([`crate::sync::database`]).
+//!
+//! Like a push loop, each runs on every list change (debounced, so a block is applied within
+//! moments), on the database's `update_interval` (which repairs drift: a member revoked or
+//! granted by hand is put back at the next run), and after a failure with exponential backoff.
+
+use std::sync::Arc;
+
+use super::sync::PUSH_DEBOUNCE;
+use super::{Ready, Service, Shutdown};
+use crate::base::retry::Retry;
+use crate::config::{DatabaseConfig, RoleMappingConfig};
+use crate::runtime::Warden;
+use crate::sync::database;
+
+/// The loops of the configuration in force.
+pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
+    let mut services = Vec::new();
+    for db in &warden.config().databases {
+        for mapping in &db.roles {
+            let (warden, db, mapping) = (Arc::clone(warden), db.clone(), mapping.clone());
+            services.push(Service::new(
+                format!("database {} {} -> {}", db.name, mapping.list, mapping.role),
+                move |shutdown, ready| role_loop(warden, db, mapping, shutdown, ready),
+            ));
+        }
+    }
+    services
+}
+
+async fn role_loop(
+    warden: Arc<Warden>,
+    db: DatabaseConfig,
+    mapping: RoleMappingConfig,
+    mut shutdown: Shutdown,
+    ready: Ready,
+) {
+    let mut lists = warden.subscribe_lists();
+    let mut tick = tokio::time::interval(db.update_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry = Retry::new();
+    loop {
+        tokio::select! {
+            () = shutdown.requested() => return,
+            _ = tick.tick() => {}
+            changed = lists.changed() => {
+                if changed.is_err() { return; }
+                tokio::time::sleep(PUSH_DEBOUNCE).await;
+                lists.borrow_and_update();
+            }
+            () = retry.due() => {}
+        }
+        let (_, result) = database::run(&db, warden.store(), &mapping).await;
+        match result {
+            Ok(report) => {
+                retry.succeeded();
+                ready.set();
+                if report.granted + report.revoked > 0 {
+                    tracing::info!(
+                        database = %db.name, role = %mapping.role,
+                        granted = report.granted, revoked = report.revoked,
+                        terminated = report.terminated, "role members updated"
+                    );
+                }
+            }
+            Err(e) => {
+                warden.metrics().sync_failed(&db.name);
+                let retry_in = retry.failed();
+                tracing::warn!(database = %db.name, role = %mapping.role, error = %e, ?retry_in, "database sync failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The agentless mode against a real PostgreSQL 15 (`scripts/postgres`, its own server: the
+//! test rewrites its `pg_hba.conf`) and real `psql`: warden reconciles "Suspicious Users"
+//! into the role `warden_blocked`, whose members the `pg_hba.conf` reject line refuses.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::{
+    Server, enc, eventually, free_port, list_config, run, start_warden, warden_cmd,
+};
+
+/// A PostgreSQL server of this test only, destroyed on drop.
+struct OwnPg {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Drop for OwnPg {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("destroy")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres")
+}
+
+impl OwnPg {
+    fn start() -> OwnPg {
+        let dir = std::env::temp_dir().join(format!("warden-pg-agentless-{}", std::process::id()));
+        let port = free_port();
+        let out = Command::new(script())
+            .arg("start")
+            .arg(&dir)
+            .arg(port.to_string())
+            .output()
+            .expect("run scripts/postgres");
+        assert!(
+            out.status.success(),
+            "scripts/postgres start failed (run `scripts/postgres install`):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        OwnPg { dir, port }
+    }
+
+    /// SQL as the superuser over the socket; panics on an error.
+    fn admin(&self, sql: &str) -> String {
+        let out = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "psql",
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .arg("-h")
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args(["-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn password(&self, user: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{user}.secret")))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// `psql` as `user` over verified TLS.
+    fn psql(&self, user: &str, sql: &str) -> Command {
+        let mut c = Command::new("psql");
+        c.arg(format!(
+            "host=127.0.0.1 port={} dbname=appdb user={user} sslmode=verify-full sslrootcert={}",
+            self.port,
+            self.dir.join("tls/ca.pem").display()
+        ))
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGPASSWORD", self.password(user))
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        c
+    }
+
+    fn members(&self) -> String {
+        self.admin(
+            "SELECT coalesce(string_agg(m.rolname, ',' ORDER BY m.rolname), '') \
+             FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid \
+             JOIN pg_roles m ON m.oid = a.member \
+             WHERE r.rolname = 'warden_blocked' AND NOT a.admin_option",
+        )
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The README's setup: the managed role, the warden login with ADMIN OPTION on it (what
+/// PostgreSQL 15 needs to grant and revoke it) and pg_signal_backend (to end sessions); the
+/// reject line first but after warden's own (on 15, ADMIN OPTION makes warden a member).
+fn provision(pg: &OwnPg) -> PathBuf {
+    let password = "wardenpw-test-agentless";
+    pg.admin(&format!(
+        "CREATE ROLE warden_blocked NOLOGIN; CREATE ROLE warden LOGIN PASSWORD '{password}'; \
+         GRANT warden_blocked TO warden WITH ADMIN OPTION; GRANT pg_signal_backend TO warden; \
+         GRANT warden_blocked TO bob;"
+    ));
+    let hba = pg.dir.join("data/pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all peer\n\
+         host all warden 127.0.0.1/32 scram-sha-256\n\
+         host all +warden_blocked 127.0.0.1/32 reject\n\
+         host all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    assert_eq!(pg.admin("SELECT pg_reload_conf()"), "t");
+    let secret = pg.dir.join("warden.secret");
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    secret
+}
+
+fn login(pg: &OwnPg, user: &str) -> Output {
+    pg.psql(user, "SELECT current_user").output().unwrap()
+}
+
+fn refused(out: &Output) -> bool {
+    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("pg_hba.conf rejects")
+}
+
+fn start(pg: &OwnPg, secret: &Path) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[[databases]]\nname = \"appdb\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         user = \"warden\"\npassword_file = \"{}\"\nca_file = \"{}\"\n\
+         update_interval = \"1s\"\n\
+         [[databases.roles]]\nlist = \"Suspicious Users\"\nrole = \"warden_blocked\"\n\
+         match = '^[^\\\\]*\\\\(.*)$'\nsubstitute = \"$1\"\n",
+        list_config("", "\"*\""),
+        pg.port,
+        secret.display(),
+        pg.dir.join("tls/ca.pem").display()
+    );
+    std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+    let server = start_warden(dir.path(), &["--config", "warden.toml"]);
+    (server, dir)
+}
+
+fn wait_members(pg: &OwnPg, server: &Server, want: &str) {
+    let done = eventually(Duration::from_secs(30), || pg.members() == want);
+    assert!(
+        done.is_some(),
+        "members of warden_blocked: {:?}, want {want:?}\n{}",
+        pg.members(),
+        server.logs()
+    );
+}
+
+/// First sync revokes bob (a member the list lacks); a listed principal becomes a member,
+/// its open session is ended and its logins are refused; a hand revoke is repaired; removal
+/// from the list revokes and logins work again.
+#[test]
+fn a_list_is_reconciled_into_a_role_that_pg_hba_refuses() {
+    let pg = OwnPg::start();
+    let secret = provision(&pg);
+    assert!(
+        refused(&login(&pg, "bob")),
+        "bob is blocked before warden runs"
+    );
+    let ok = login(&pg, "alice");
+    assert!(ok.status.success(), "{}", text(&ok));
+    // An open session of alice, ended when she is blocked.
+    let mut session: Child = pg.psql("alice", "SELECT pg_sleep(120)").spawn().unwrap();
+
+    let (mut server, dir) = start(&pg, &secret);
+    // First sync: bob is revoked, and can log in again.
+    wait_members(&pg, &server, "");
+    let ok = login(&pg, "bob");
+    assert!(ok.status.success(), "{}", text(&ok));
+
+    assert_eq!(server.add_member("CORP\\alice"), 201);
+    assert_eq!(server.add_member("CORP\\nobody"), 201);
+    wait_members(&pg, &server, "alice");
+    let ended = eventually(Duration::from_secs(30), || {
+        session.try_wait().unwrap().is_some()
+    });
+    assert!(ended.is_some(), "alice's open session was not ended");
+    let out = session.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("terminating connection"),
+        "{}",
+        text(&out)
+    );
+    assert!(refused(&login(&pg, "alice")), "alice's login is refused");
+
+    // The unmatched principal is unresolved, recorded, and stops nobody.
+    let unresolved = eventually(Duration::from_secs(30), || {
+        let r = server.get("/v1/databases");
+        let db = &r.json()["databases"][0];
+        db["recent_updates"][0]["unresolved"] == serde_json::json!(["CORP\\nobody"])
+            && db["status"] == "degraded"
+    });
+    assert!(unresolved.is_some(), "{}", server.get("/v1/databases").body);
+
+    // Sync now, over HTTP: a revoke by hand is undone at once.
+    pg.admin("REVOKE warden_blocked FROM alice");
+    let r = server.post_json("/v1/databases/appdb/sync", &serde_json::json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // (The 1 s schedule may have got there first: then this run added nothing.)
+    assert_eq!(
+        r.json()["runs"][0]["update"]["error"],
+        serde_json::Value::Null
+    );
+    assert_eq!(pg.members(), "alice");
+    let r = server.post_json("/v1/databases/nope/sync", &serde_json::json!({}));
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // Drift repair: a revoke by hand is undone by the next scheduled run.
+    pg.admin("REVOKE warden_blocked FROM alice");
+    assert_eq!(pg.members(), "");
+    wait_members(&pg, &server, "alice");
+
+    // Off the list: revoked, and she logs in again.
+    let r = server.call(
+        "DELETE",
+        &format!(
+            "/v1/lists/Suspicious%20Users/members/{}",
+            enc("CORP\\alice")
+        ),
+        server.admin_key.as_deref(),
+        b"",
+    );
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    wait_members(&pg, &server, "");
+    let ok = login(&pg, "alice");
+    assert!(ok.status.success(), "{}", text(&ok));
+
+    // The CLI, with the server stopped (so no schedule runs): sync now repairs a hand grant.
+    server.stop();
+    pg.admin("GRANT warden_blocked TO alice");
+    let cli = |args: &[&str]| {
+        let mut c = warden_cmd(dir.path());
+        c.args(["--config", "warden.toml"]).args(args);
+        run(c)
+    };
+    let r = cli(&["databases", "sync", "appdb"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("granted 0, revoked 1"), "{}", r.stdout);
+    assert_eq!(pg.members(), "");
+    let r = cli(&["databases", "status", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let status: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        status[0]["recent_updates"][0]["kind"], "reconcile",
+        "{}",
+        r.stdout
+    );
+    assert_eq!(status[0]["recent_updates"][0]["target"], "warden_blocked");
+    assert_eq!(status[0]["recent_updates"][0]["removed"], 1);
+
+    // A managed role that does not exist fails the run, by name, and changes nothing.
+    let config = std::fs::read_to_string(dir.path().join("warden.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        config.replace("role = \"warden_blocked\"", "role = \"no_such_role\""),
+    )
+    .unwrap();
+    pg.admin("GRANT warden_blocked TO bob");
+    let r = cli(&["databases", "sync", "appdb"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("role \"no_such_role\" does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pg.members(), "bob");
+}
