@@ -72,6 +72,10 @@ use startup::Startup;
 pub const REFUSED: &str = "access for this user is suspended by policy";
 /// The message of an ended session (the policy name is appended).
 pub const ENDED: &str = "your access was suspended by policy";
+/// The message when the snapshot cannot decide for the user (a data set a policy reads has
+/// never loaded): fail closed, nothing internal said.
+pub const UNDECIDED: &str =
+    "access for this user cannot be decided yet (policy data has not loaded); try again shortly";
 /// The message when the upstream cannot be reached.
 pub const UNREACHABLE: &str = "the database is unreachable through the gate";
 
@@ -802,6 +806,22 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
     }
     let snapshot = gate.warden.engine().snapshot();
     let decision = gate.warden.decide(&snapshot, &who.request());
+    if decision.outcome == Outcome::Error {
+        // Not allow: the snapshot cannot answer for this user until its data sets load.
+        tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, "gate refused a user it cannot decide for yet");
+        gate.gates
+            .tally("gate.refused", &gate.config.name, &who, " (undecided)");
+        let message = wire::fatal("57P03", UNDECIDED);
+        return refuse(
+            &gate,
+            Some(stream),
+            Refusal::Error {
+                reason: "undecided",
+                message,
+            },
+        )
+        .await;
+    }
     if decision.outcome == Outcome::Block {
         let policy = blocking_policy(&snapshot, &decision);
         tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, policy = %policy.trim(), "gate refused a blocked user");
@@ -869,6 +889,8 @@ fn now_ms() -> u64 {
 enum End {
     Closed,
     Blocked(String),
+    /// The snapshot can no longer decide for the user (fail closed).
+    Undecided,
     /// Waiting on the client (after `ReadyForQuery`) for `idle_timeout`.
     Idle,
 }
@@ -959,9 +981,17 @@ async fn relay(gate: &Gate, who: &Who, session: &SessionGuard, client: Stream, u
                 let snapshot = gate.warden.engine().snapshot();
                 let request = who.request();
                 let decision = snapshot.decide(&request);
-                if decision.outcome == Outcome::Block {
-                    gate.warden.record_decision(&snapshot, &request, &decision, Duration::ZERO);
-                    ending = Some((End::Blocked(blocking_policy(&snapshot, &decision)), tokio::time::Instant::now()));
+                match decision.outcome {
+                    Outcome::Allow => {}
+                    Outcome::Block => {
+                        gate.warden.record_decision(&snapshot, &request, &decision, Duration::ZERO);
+                        ending = Some((End::Blocked(blocking_policy(&snapshot, &decision)), tokio::time::Instant::now()));
+                    }
+                    // A snapshot that cannot answer for this user no longer allows them.
+                    Outcome::Error => {
+                        gate.warden.record_decision(&snapshot, &request, &decision, Duration::ZERO);
+                        ending = Some((End::Undecided, tokio::time::Instant::now()));
+                    }
                 }
             }
             _ = idle_check.tick(), if idle.is_some() && ending.is_none() => {
@@ -987,6 +1017,13 @@ async fn relay(gate: &Gate, who: &Who, session: &SessionGuard, client: Stream, u
                 .tally("gate.ended", &gate.config.name, who, policy);
             tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, policy = %policy.trim(), "gate ended the session of a blocked user");
             Some(wire::fatal("57P01", &format!("{ENDED}{policy}")))
+        }
+        End::Undecided => {
+            gate.counters.ended("undecided");
+            gate.gates
+                .tally("gate.ended", &gate.config.name, who, " (undecided)");
+            tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, "gate ended a session it can no longer decide for");
+            Some(wire::fatal("57P01", UNDECIDED))
         }
         End::Idle => {
             gate.counters.ended("idle");

@@ -142,7 +142,7 @@ fn provision(pg: &OwnPg) -> PathBuf {
     .unwrap();
     assert_eq!(pg.admin("SELECT pg_reload_conf()"), "t");
     let secret = pg.dir.join("warden.secret");
-    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    crate::support::write_secret(&secret, format!("{password}\n"));
     secret
 }
 

@@ -601,3 +601,82 @@ fn a_reload_remakes_the_listener_and_open_sessions_go_on() {
             .contains("gate stopped listening; open sessions continue")
     );
 }
+
+/// A gate whose snapshot cannot answer for a user — the data set its policy reads never
+/// loaded (its directory is a closed port, the store is fresh) — refuses them: not allow.
+#[test]
+fn a_user_the_snapshot_cannot_decide_for_is_refused() {
+    let pg = postgres();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::write_secret(&dir.path().join("bind.secret"), "unused\n");
+    let config = format!(
+        r#"
+[store]
+path = "warden.db"
+
+[[directories]]
+name = "dead"
+url = "ldap://127.0.0.1:1"
+allow_insecure = true
+bind_dn = "CN=warden,CN=Users,DC=corp,DC=example,DC=test"
+bind_password_file = "{dir}/bind.secret"
+base_dn = "DC=corp,DC=example,DC=test"
+connect_timeout = "1s"
+timeout = "2s"
+
+[[data_sets]]
+name = "Remote"
+case_sensitive = false
+columns = [{{ name = "user", key = true }}]
+[data_sets.source]
+type = "ldap"
+directory = "dead"
+base = "DC=corp,DC=example,DC=test"
+filter = "(objectClass=user)"
+refresh_interval = "1m"
+[[data_sets.source.mappings]]
+column = "user"
+attribute = "sAMAccountName"
+
+[[policies]]
+name = "Block remote users"
+action = "block"
+severity = "high"
+apply_to = ["pg-*"]
+[[policies.criteria]]
+field = "db_user"
+operation = "at-least-one"
+data_set = "Remote"
+search_in = ["user"]
+
+[[gates]]
+name = "appdb"
+listen = "127.0.0.1:{port}"
+upstream = "localhost:{pg_port}"
+service = "pg-appdb"
+allow_plain = true
+upstream_ca_file = "{ca}"
+"#,
+        dir = dir.path().display(),
+        pg_port = pg.port,
+        ca = pg.ca.display(),
+    );
+    std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+    let server = start_warden(dir.path(), &["--config", "warden.toml"]);
+    let up = eventually(Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up.is_some(), "gate did not listen:\n{}", server.logs());
+    let out = psql_at(port, "alice", "sslmode=disable", "SELECT 1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot be decided yet"),
+        "{}\n{}",
+        text(&out),
+        server.logs()
+    );
+}
