@@ -680,3 +680,174 @@ upstream_ca_file = "{ca}"
         server.logs()
     );
 }
+
+/// Runs SQL on the test server as its superuser (over its socket).
+fn pg_admin(sql: &str) {
+    let pg = postgres();
+    let out = Command::new("runuser")
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .arg("-h")
+        .arg(&pg.dir)
+        .args([
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{sql}: {}", text(&out));
+}
+
+/// The seed's own last step, end to end: an incident's response puts a user on the list, the
+/// list reaches the AD group, the group the data set, and the database sees it — a new `psql`
+/// through the gate is refused and the user's open session is ended. The database knows the
+/// account by its bare sAMAccountName, as most database roles are named; `[[domains]]` says
+/// bare names are CORP's. Each hop is printed with its time (no threshold).
+#[test]
+fn the_seed_through_the_gate_refuses_psql_and_ends_the_open_session() {
+    use crate::dc::{self, AdConfig, Ns};
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let pg = postgres();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Ns::new(dc);
+    ns.add_user(dc, "alice");
+    let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
+    let config = AdConfig::seed(&ns, &group).write(dc, tmp.path());
+    let role = ns.sam("alice");
+    let password = format!("Gate-{role}-9!");
+    pg_admin(&format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'; \
+         GRANT CONNECT ON DATABASE appdb TO \"{role}\""
+    ));
+    std::fs::write(pg.dir.join(format!("{role}.secret")), &password).unwrap();
+    let port = free_port();
+    let mut text_config = std::fs::read_to_string(&config).unwrap();
+    text_config.push_str(&format!(
+        "\n[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n\n\
+         [[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{}\"\n\
+         service = \"pg-appdb\"\ntls_cert_file = \"{dir}/tls/server.pem\"\n\
+         tls_key_file = \"{dir}/tls/server.key\"\nupstream_ca_file = \"{}\"\n",
+        pg.port,
+        pg.ca.display(),
+        dir = pg.dir.display()
+    ));
+    std::fs::write(&config, text_config).unwrap();
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    server.wait_ready();
+    let up = eventually(Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up.is_some(), "gate did not listen:\n{}", server.logs());
+    let query = |sql: &str| psql_at(port, &role, "sslmode=require", sql);
+    let out = query("SELECT current_user").output().unwrap();
+    assert!(
+        out.status.success(),
+        "before: {}\n{}",
+        text(&out),
+        server.logs()
+    );
+    let open = query("SELECT pg_sleep(60)")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let open = std::sync::Mutex::new(open);
+    let seen = eventually(Duration::from_secs(10), || {
+        server.get("/v1/gates").body.contains(&role)
+    });
+    assert!(
+        seen.is_some(),
+        "the open session never showed: {}",
+        server.get("/v1/gates").body
+    );
+
+    let post = |path: &str, body: serde_json::Value| {
+        let r = server.call(
+            "POST",
+            path,
+            server.admin_key.as_deref(),
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{path}: {}", r.body);
+        r.json()
+    };
+    let incident = post(
+        "/v1/incidents",
+        serde_json::json!({ "title": "Seed through the gate", "severity": "high",
+                            "users": [ns.upn("alice")], "source": "seed" }),
+    );
+    let id = incident["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    post(
+        &format!("/v1/incidents/{id}/responses"),
+        serde_json::json!({ "list": "Suspicious Users", "reason": "seed through the gate" }),
+    );
+    println!(
+        "gate seed: {:<40} {:?}",
+        "response recorded (list)",
+        started.elapsed()
+    );
+    let hop = |what: &str, check: &dyn Fn() -> bool| {
+        let took = eventually(Duration::from_secs(30), check);
+        assert!(
+            took.is_some(),
+            "{what} never happened; logs:\n{}",
+            server.logs()
+        );
+        println!("gate seed: {what:<40} {:?}", started.elapsed());
+    };
+    hop("AD group PTR_Suspicious_Users", &|| {
+        dc.values(&group, "member")
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&ns.user_dn("alice")))
+    });
+    hop("data set row corp\\alice", &|| {
+        server
+            .get("/v1/data-sets/PTR%20Suspicious%20Users/rows")
+            .body
+            .to_lowercase()
+            .contains(&ns.mapped("alice").to_lowercase().replace('\\', "\\\\"))
+    });
+    hop("the open session ended (57P01)", &|| {
+        open.lock().unwrap().try_wait().unwrap().is_some()
+    });
+    let mut ended = String::new();
+    let mut open = open.into_inner().unwrap();
+    // It has exited (above); reap it.
+    assert!(!open.wait().unwrap().success());
+    open.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut ended)
+        .unwrap();
+    assert!(ended.contains("suspended by policy"), "{ended}");
+    let refused = query("SELECT current_user").output().unwrap();
+    println!(
+        "gate seed: {:<40} {:?}",
+        "a new psql refused (28000)",
+        started.elapsed()
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("suspended by policy"),
+        "{}",
+        text(&refused)
+    );
+    pg_admin(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""));
+}
