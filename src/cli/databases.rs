@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use super::{Source, block_on, print_json};
+use super::{Source, block_on, print_json, print_recent_update, unresolved_names};
 use warden::base::actor::Actor;
-use warden::base::time::format_rfc3339;
 use warden::operations::databases;
 
 #[derive(Subcommand)]
@@ -44,19 +43,7 @@ pub fn run(source: &Source, cmd: DatabasesCommand) -> Result<ExitCode> {
                     d.status
                 );
                 for u in &d.recent_updates {
-                    println!(
-                        "  {} {:<24} +{} -{} unresolved {} {}ms{}",
-                        format_rfc3339(u.started_at_ms / 1000),
-                        u.target,
-                        u.added,
-                        u.removed,
-                        u.unresolved.len(),
-                        u.duration_ms,
-                        u.error
-                            .as_ref()
-                            .map(|e| format!("  error: {e}"))
-                            .unwrap_or_default()
-                    );
+                    print_recent_update(u, false);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -78,11 +65,7 @@ pub fn run(source: &Source, cmd: DatabasesCommand) -> Result<ExitCode> {
                         r.revoked,
                         r.terminated,
                         r.unresolved.len(),
-                        if r.unresolved.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", r.unresolved.join(", "))
-                        }
+                        unresolved_names(&r.unresolved)
                     ),
                     Err(e) => {
                         failed = true;

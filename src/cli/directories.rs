@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use super::{Source, block_on, print_json};
+use super::{Source, block_on, print_json, print_recent_update, unresolved_names};
 use warden::base::actor::Actor;
-use warden::base::time::format_rfc3339;
 use warden::operations::directories;
 
 #[derive(Subcommand)]
@@ -47,20 +46,7 @@ pub fn run(source: &Source, cmd: DirectoriesCommand) -> Result<ExitCode> {
             for d in &report {
                 println!("{}  {}  {:?}", d.directory, d.url, d.status);
                 for u in &d.recent_updates {
-                    println!(
-                        "  {} {:<4} {:<40} +{} -{} unresolved {} {}ms{}",
-                        format_rfc3339(u.started_at_ms / 1000),
-                        u.kind,
-                        u.target,
-                        u.added,
-                        u.removed,
-                        u.unresolved.len(),
-                        u.duration_ms,
-                        u.error
-                            .as_ref()
-                            .map(|e| format!("  error: {e}"))
-                            .unwrap_or_default()
-                    );
+                    print_recent_update(u, true);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -81,11 +67,7 @@ pub fn run(source: &Source, cmd: DirectoriesCommand) -> Result<ExitCode> {
                         r.added,
                         r.removed,
                         r.unresolved.len(),
-                        if r.unresolved.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", r.unresolved.join(", "))
-                        }
+                        unresolved_names(&r.unresolved)
                     ),
                     Err(e) => {
                         failed = true;

@@ -62,6 +62,38 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
         .block_on(f))
 }
 
+/// Prints one recent update as a status line under its directory or database: when, the kind
+/// (when `with_kind`), the target, `+added -removed`, unresolved, duration and any error.
+pub fn print_recent_update(u: &warden::store::RecentUpdate, with_kind: bool) {
+    let kind = if with_kind {
+        format!(" {:<4}", u.kind)
+    } else {
+        String::new()
+    };
+    println!(
+        "  {}{kind} {:<40} +{} -{} unresolved {} {}ms{}",
+        warden::base::time::format_rfc3339(u.started_at_ms / 1000),
+        u.target,
+        u.added,
+        u.removed,
+        u.unresolved.len(),
+        u.duration_ms,
+        u.error
+            .as_ref()
+            .map(|e| format!("  error: {e}"))
+            .unwrap_or_default()
+    );
+}
+
+/// ` (a, b)` naming the unresolved principals after their count, or nothing.
+pub fn unresolved_names(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
+    }
+}
+
 /// Prints a value as pretty JSON.
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
