@@ -4,7 +4,7 @@
 use super::{Actor, OperationError};
 use crate::config::{DatabaseConfig, RoleMappingConfig};
 use crate::runtime::Warden;
-use crate::store::{AuditRecord, RecentUpdate};
+use crate::store::RecentUpdate;
 use crate::sync::database::{self, DatabaseError, DatabaseStatus, RoleReport};
 
 /// Every database's status with its `recent` latest runs.
@@ -52,17 +52,6 @@ pub async fn sync_now(
         });
     }
     let failed = runs.iter().any(|r| r.result.is_err());
-    let record = AuditRecord::new(
-        actor,
-        "databases.sync",
-        name,
-        serde_json::json!({ "runs": runs.len(), "failed": failed }),
-    );
-    let record = if failed {
-        record.with_outcome("failed")
-    } else {
-        record
-    };
-    warden.store().append_audit(&record)?;
+    super::audit_sync_now(warden, actor, "databases.sync", name, runs.len(), failed)?;
     Ok(runs)
 }

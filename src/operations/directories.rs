@@ -7,7 +7,7 @@ use super::{Actor, OperationError};
 use crate::config::MappingConfig;
 use crate::directory::Directory;
 use crate::runtime::Warden;
-use crate::store::{AuditRecord, RecentUpdate};
+use crate::store::RecentUpdate;
 use crate::sync::push::{self, Plan, PushReport};
 use crate::sync::{DirectoryStatus, SyncError, directory_statuses};
 
@@ -75,18 +75,7 @@ pub async fn sync_now(
         });
     }
     let failed = runs.iter().any(|r| r.result.is_err());
-    let record = AuditRecord::new(
-        actor,
-        "directories.sync",
-        name,
-        serde_json::json!({ "runs": runs.len(), "failed": failed }),
-    );
-    let record = if failed {
-        record.with_outcome("failed")
-    } else {
-        record
-    };
-    warden.store().append_audit(&record)?;
+    super::audit_sync_now(warden, actor, "directories.sync", name, runs.len(), failed)?;
     Ok(runs)
 }
 

@@ -170,6 +170,31 @@ impl From<ReloadError> for OperationError {
     }
 }
 
+/// Audits a "sync now" request on `target`: how many runs it started, and outcome `failed` if
+/// any of them failed (what each run changed is its own recent update).
+pub(crate) fn audit_sync_now(
+    warden: &crate::runtime::Warden,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    runs: usize,
+    failed: bool,
+) -> Result<(), OperationError> {
+    let record = crate::store::AuditRecord::new(
+        actor,
+        action,
+        target,
+        serde_json::json!({ "runs": runs, "failed": failed }),
+    );
+    let record = if failed {
+        record.with_outcome("failed")
+    } else {
+        record
+    };
+    warden.store().append_audit(&record)?;
+    Ok(())
+}
+
 /// Most bytes of a free-text field (title, source, reason, alert id).
 pub const MAX_TEXT: usize = 1024;
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::sync::PUSH_DEBOUNCE;
+use super::sync::Triggers;
 use super::{Ready, Service, Shutdown};
 use crate::base::retry::Retry;
 use crate::config::{DatabaseConfig, RoleMappingConfig};
@@ -36,21 +36,9 @@ async fn role_loop(
     mut shutdown: Shutdown,
     ready: Ready,
 ) {
-    let mut lists = warden.subscribe_lists();
-    let mut tick = tokio::time::interval(db.update_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut triggers = Triggers::new(&warden, db.update_interval);
     let mut retry = Retry::new();
-    loop {
-        tokio::select! {
-            () = shutdown.requested() => return,
-            _ = tick.tick() => {}
-            changed = lists.changed() => {
-                if changed.is_err() { return; }
-                tokio::time::sleep(PUSH_DEBOUNCE).await;
-                lists.borrow_and_update();
-            }
-            () = retry.due() => {}
-        }
+    while triggers.next(&mut shutdown, &retry, None).await {
         let (_, result) = database::run(&db, warden.store(), &mapping).await;
         match result {
             Ok(report) => {

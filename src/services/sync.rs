@@ -24,6 +24,54 @@ use crate::sync::{pull, push};
 
 /// List changes arriving within this window are pushed in one run.
 pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// What wakes a loop that reconciles a list into a target (an AD group, a database role): its
+/// schedule, a list change (debounced), a due retry, and the target's own change signal where
+/// it has one.
+pub(super) struct Triggers {
+    lists: tokio::sync::watch::Receiver<u64>,
+    tick: tokio::time::Interval,
+}
+
+impl Triggers {
+    pub(super) fn new(warden: &Warden, every: Duration) -> Triggers {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Triggers {
+            lists: warden.subscribe_lists(),
+            tick,
+        }
+    }
+
+    /// Waits for the next reason to run; `false` when the loop is to stop.
+    pub(super) async fn next(
+        &mut self,
+        shutdown: &mut Shutdown,
+        retry: &Retry,
+        changed: Option<&Notify>,
+    ) -> bool {
+        let target_changed = async {
+            match changed {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.requested() => false,
+            _ = self.tick.tick() => true,
+            changed = self.lists.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+                tokio::time::sleep(PUSH_DEBOUNCE).await;
+                self.lists.borrow_and_update();
+                true
+            }
+            () = retry.due() => true,
+            () = target_changed => true,
+        }
+    }
+}
 /// How often a data set without notifications polls its group's `uSNChanged`.
 pub const USN_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -104,22 +152,12 @@ async fn push_loop(
     mut shutdown: Shutdown,
     ready: Ready,
 ) {
-    let mut lists = warden.subscribe_lists();
-    let mut tick = tokio::time::interval(directory.config().update_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut triggers = Triggers::new(&warden, directory.config().update_interval);
     let mut retry = Retry::new();
-    loop {
-        tokio::select! {
-            () = shutdown.requested() => return,
-            _ = tick.tick() => {}
-            changed = lists.changed() => {
-                if changed.is_err() { return; }
-                tokio::time::sleep(PUSH_DEBOUNCE).await;
-                lists.borrow_and_update();
-            }
-            () = retry.due() => {}
-            () = group_changed.notified() => {}
-        }
+    while triggers
+        .next(&mut shutdown, &retry, Some(&group_changed))
+        .await
+    {
         let (update, result) = push::run(&directory, warden.store(), &mapping).await;
         match result {
             Ok(report) => {
