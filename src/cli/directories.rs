@@ -96,7 +96,7 @@ pub fn mappings(source: &Source, cmd: MappingsCommand) -> Result<ExitCode> {
             Ok(plan) => {
                 if !json {
                     println!(
-                        "{} → {}: group exists with {} members; next sync adds {}, removes {}{}{}",
+                        "{} → {}: group exists with {} members; next sync adds {}, removes {}{}{}{}",
                         m.list,
                         m.group_dn,
                         plan.current_members,
@@ -111,6 +111,14 @@ pub fn mappings(source: &Source, cmd: MappingsCommand) -> Result<ExitCode> {
                             String::new()
                         } else {
                             format!("; unresolved: {}", plan.unresolved.join(", "))
+                        },
+                        if plan.other_domain.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; other domains' (not looked up here): {}",
+                                plan.other_domain.join(", ")
+                            )
                         }
                     );
                 }
