@@ -1,8 +1,10 @@
-//! The Samba AD domain controller shared by this test run, and per-test namespaces in it.
+//! The Samba AD domain controllers shared by this test run, and per-test namespaces in them:
+//! CORP ([`dc`], 127.0.0.1) and a second domain, PARTNER ([`dc2`], 127.0.0.2).
 //!
-//! `scripts/test` starts the DC and exports `WARDEN_TEST_DC_DIR`; a plain `cargo test` starts
-//! one itself under the target directory (installing Samba if needed) and leaves it running
-//! for the next run. Either way a missing DC is a loud failure, never a skip.
+//! `scripts/test` starts both DCs and exports `WARDEN_TEST_DC_DIR` and `WARDEN_TEST_DC2_DIR`;
+//! a plain `cargo test` starts each itself under the target directory (installing Samba if
+//! needed) and leaves it running for the next run. Either way a missing DC is a loud failure,
+//! never a skip.
 
 use std::collections::HashMap;
 use std::io::Write;
