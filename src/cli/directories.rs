@@ -44,7 +44,12 @@ pub fn run(source: &Source, cmd: DirectoriesCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             for d in &report {
-                println!("{}  {}  {:?}", d.directory, d.url, d.status);
+                match &d.domain {
+                    Some(domain) => {
+                        println!("{}  {}  {domain}  {:?}", d.directory, d.url, d.status)
+                    }
+                    None => println!("{}  {}  {:?}", d.directory, d.url, d.status),
+                }
                 for u in &d.recent_updates {
                     print_recent_update(u, true);
                 }

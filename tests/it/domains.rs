@@ -330,8 +330,9 @@ fn each_domain_s_group_gets_only_its_own_members() {
     );
     // Routed names are neither unresolved nor a failure: both directories are ok.
     let status = json(&ok(dir, &config, &["directories", "status", "--json"]));
-    for s in status.as_array().unwrap() {
+    for (s, domain) in status.as_array().unwrap().iter().zip(["CORP", "PARTNER"]) {
         assert_eq!(s["status"], "ok", "{status}");
+        assert_eq!(s["domain"], domain, "{status}");
     }
 
     // A PARTNER name PARTNER does not know: unresolved there, nothing removed anywhere, and
