@@ -504,7 +504,12 @@ pub async fn refresh(
         Ok(q) => apply(warden, directory, ds, q),
         Err(e) => Err(e),
     };
-    if result.as_ref().is_err_and(SyncError::is_connection_problem) {
+    // A union query's directory was reset by `query`; this one only if it failed itself.
+    let own_failure = |e: &SyncError| {
+        e.is_connection_problem()
+            && matches!(e, SyncError::Directory { directory: d, .. } if d == directory.name())
+    };
+    if result.as_ref().is_err_and(own_failure) {
         directory.reset().await;
     }
     let update = match &result {

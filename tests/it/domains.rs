@@ -81,7 +81,7 @@ base_dn = "{ou}"
 domain = "{domain}"
 update_interval = "1m"
 timeout = "10s"
-connect_timeout = "3s"
+connect_timeout = "10s"
 "#,
                 ca = ca.display(),
                 bind_dn = dc.bind_dn,
