@@ -140,6 +140,15 @@ pub fn qualify_key(domain: Option<&str>, value: String) -> String {
     }
 }
 
+/// Qualifies a mapped row's key cell as an account of `domain` ([`qualify_key`]): the one
+/// step every path from an entry to a row takes on a directory that says its domain.
+pub fn qualify_row(row: &mut [Cell], key: usize, domain: Option<&str>) {
+    if let (Some(_), Some(Cell::One(value))) = (domain, row.get_mut(key)) {
+        let qualified = qualify_key(domain, std::mem::take(value).into_string());
+        *value = qualified.into_boxed_str();
+    }
+}
+
 /// Maps the entries of every query into one data set, off to the side.
 pub fn map_entries(
     name: &str,
@@ -173,15 +182,8 @@ pub fn map_entries(
                 );
             }
         }
-        if domain.is_some()
-            && let Some(values) = cells.get_mut(key)
-        {
-            *values = std::mem::take(values)
-                .into_iter()
-                .map(|v| qualify_key(domain, v))
-                .collect();
-        }
-        let row: Vec<Cell> = cells.into_iter().map(Cell::from_values).collect();
+        let mut row: Vec<Cell> = cells.into_iter().map(Cell::from_values).collect();
+        qualify_row(&mut row, key, domain);
         let reason = match builder.push(row) {
             Ok(()) => continue,
             Err(DataSetError::MissingKey(col)) => {
@@ -684,6 +686,17 @@ mod tests {
             assert_eq!(qualify_key(Some("PARTNER"), kept.into()), kept);
         }
         assert_eq!(qualify_key(None, "jsmith".into()), "jsmith");
+        let mut row = vec![Cell::One("jsmith".into()), Cell::One("other".into())];
+        qualify_row(&mut row, 0, Some("PARTNER"));
+        assert_eq!(
+            row,
+            [
+                Cell::One("PARTNER\\jsmith".into()),
+                Cell::One("other".into())
+            ]
+        );
+        qualify_row(&mut row, 1, None);
+        assert_eq!(row[1], Cell::One("other".into()));
     }
 
     /// A union's rows are tagged by the domain each query's directory serves: one sAMAccountName
