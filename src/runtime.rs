@@ -572,17 +572,35 @@ fn directories_for(
     config: &Config,
     running: &HashMap<String, Arc<Directory>>,
 ) -> HashMap<String, Arc<Directory>> {
+    let served: Vec<(&str, Option<String>)> = config
+        .directories
+        .iter()
+        .map(|d| {
+            (
+                d.name.as_str(),
+                Directory::domain_served(d, &config.identity),
+            )
+        })
+        .collect();
     config
         .directories
         .iter()
         .map(|d| {
+            let others: Vec<String> = served
+                .iter()
+                .filter(|(name, _)| *name != d.name)
+                .filter_map(|(_, domain)| domain.clone())
+                .collect();
+            let fresh =
+                Directory::new(d.clone(), Arc::clone(&config.identity)).with_other_domains(others);
             let directory = running
                 .get(&d.name)
-                .filter(|dir| dir.config() == d && **dir.identity() == *config.identity)
-                .map_or_else(
-                    || Arc::new(Directory::new(d.clone(), Arc::clone(&config.identity))),
-                    Arc::clone,
-                );
+                .filter(|dir| {
+                    dir.config() == d
+                        && **dir.identity() == *config.identity
+                        && dir.other_domains() == fresh.other_domains()
+                })
+                .map_or_else(|| Arc::new(fresh), Arc::clone);
             (d.name.clone(), directory)
         })
         .collect()

@@ -231,6 +231,20 @@ impl Identity {
             .all(|&b| !b.is_ascii_lowercase() && b != b'.' && b != b'=')
     }
 
+    /// The NetBIOS domain `name` belongs to by the rules, as canonical names spell it: the
+    /// domain of a `DOMAIN\user`, of a UPN whose suffix the rules place, of a bare name when
+    /// there is a default domain. `None` for a DN, an unplaced suffix, a bare name without a
+    /// default: names whose domain the rules cannot tell.
+    pub fn domain_of(&self, name: &str) -> Option<String> {
+        let canonical = self.canonical(name);
+        let (domain, user) = canonical.split_once('\\')?;
+        let plain = !domain.is_empty()
+            && !user.is_empty()
+            && !domain.contains('=')
+            && !domain.contains('.');
+        plain.then(|| self.netbios_spelling(domain).into_owned())
+    }
+
     /// Every name the account `netbios\sam` with UPN `upn` answers to, canonical first.
     pub fn account_names(&self, netbios: &str, sam: &str, upn: Option<&str>) -> Vec<String> {
         let mut names = vec![join(&self.netbios_spelling(netbios), sam)];
@@ -352,6 +366,44 @@ mod tests {
                 assert_eq!(id.canonical(&once), once, "{name}");
             }
         }
+    }
+
+    #[test]
+    fn the_domain_a_name_belongs_to() {
+        let id = Identity::new(
+            vec![
+                Domain {
+                    netbios: "CORP".into(),
+                    dns: "corp.example.test".into(),
+                    upn_suffixes: vec![],
+                },
+                Domain {
+                    netbios: "PARTNER".into(),
+                    dns: "partner.example.test".into(),
+                    upn_suffixes: vec!["partner.example".into()],
+                },
+            ],
+            SuffixRule::Listed,
+            Some(0),
+        );
+        let of = |n: &str| id.domain_of(n);
+        assert_eq!(of("PARTNER\\jsmith").as_deref(), Some("PARTNER"));
+        assert_eq!(of("partner\\jsmith").as_deref(), Some("PARTNER"));
+        assert_eq!(
+            of("jsmith@partner.example.test").as_deref(),
+            Some("PARTNER")
+        );
+        assert_eq!(of("jsmith@PARTNER.EXAMPLE").as_deref(), Some("PARTNER"));
+        assert_eq!(of("jsmith@corp.example.test").as_deref(), Some("CORP"));
+        // A bare name is the default domain's.
+        assert_eq!(of("jsmith").as_deref(), Some("CORP"));
+        // Names the rules cannot place.
+        assert_eq!(of("jsmith@elsewhere.test"), None);
+        assert_eq!(of("CN=Smith\\, John,DC=corp"), None);
+        assert_eq!(of("other.test\\jsmith"), None);
+        assert_eq!(of("OTHER\\jsmith").as_deref(), Some("OTHER"));
+        let no_default = Identity::new(id.domains().to_vec(), SuffixRule::Listed, None);
+        assert_eq!(no_default.domain_of("jsmith"), None);
     }
 
     #[test]

@@ -44,7 +44,12 @@ pub fn run(source: &Source, cmd: DirectoriesCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             for d in &report {
-                println!("{}  {}  {:?}", d.directory, d.url, d.status);
+                match &d.domain {
+                    Some(domain) => {
+                        println!("{}  {}  {domain}  {:?}", d.directory, d.url, d.status)
+                    }
+                    None => println!("{}  {}  {:?}", d.directory, d.url, d.status),
+                }
                 for u in &d.recent_updates {
                     print_recent_update(u, true);
                 }
@@ -96,7 +101,7 @@ pub fn mappings(source: &Source, cmd: MappingsCommand) -> Result<ExitCode> {
             Ok(plan) => {
                 if !json {
                     println!(
-                        "{} → {}: group exists with {} members; next sync adds {}, removes {}{}{}",
+                        "{} → {}: group exists with {} members; next sync adds {}, removes {}{}{}{}",
                         m.list,
                         m.group_dn,
                         plan.current_members,
@@ -111,6 +116,14 @@ pub fn mappings(source: &Source, cmd: MappingsCommand) -> Result<ExitCode> {
                             String::new()
                         } else {
                             format!("; unresolved: {}", plan.unresolved.join(", "))
+                        },
+                        if plan.other_domain.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; other domains' (not looked up here): {}",
+                                plan.other_domain.join(", ")
+                            )
                         }
                     );
                 }

@@ -194,6 +194,10 @@ pub struct DirectoryConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub page_size: u32,
+    /// The NetBIOS name of the `[[domains]]` entry this directory serves, as configured
+    /// (`domain = "PARTNER"`): its names are routed here, and bare keys its queries read are
+    /// that domain's accounts. `None`: the domain its base DN's `DC=` labels place, if any.
+    pub domain: Option<String>,
 }
 
 /// `[[lists]]`: a local user list.
@@ -260,6 +264,18 @@ pub struct LdapSource {
     /// Rows removed within this window count together against `max_shrink` (by key, against
     /// the rows the window started with), so a set emptied in small steps is held too.
     pub shrink_window: Duration,
+    /// Further queries, each on its own directory, whose rows join this one's (a data set
+    /// over several domains). A refresh runs them all; if any fails, the last good rows stay.
+    pub union: Vec<LdapQuery>,
+}
+
+/// One more query of a union data set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LdapQuery {
+    pub directory: String,
+    pub base: String,
+    pub scope: Scope,
+    pub filter: String,
 }
 
 /// Where a data set's rows come from.
@@ -735,6 +751,114 @@ default = true
             default.identity.canonical("alice@corp.example.test"),
             "CORP\\alice"
         );
+    }
+
+    /// Two domains, each with its directory, and a data set over both.
+    fn two_domains(partner_domain: &str, partner_base: &str, union_filter: &str) -> String {
+        format!(
+            r#"
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
+default = true
+[[domains]]
+netbios = "PARTNER"
+dns = "partner.example.test"
+[[directories]]
+name = "corp"
+url = "ldaps://127.0.0.1"
+bind_dn = "CN=a"
+bind_password_env = "P"
+base_dn = "DC=corp,DC=example,DC=test"
+domain = "CORP"
+[[directories]]
+name = "partner"
+url = "ldaps://127.0.0.2"
+bind_dn = "CN=a"
+bind_password_env = "P"
+base_dn = "{partner_base}"
+{partner_domain}
+[[data_sets]]
+name = "Both"
+columns = [{{ name = "user", key = true }}]
+[data_sets.source]
+type = "ldap"
+directory = "corp"
+base = "DC=corp,DC=example,DC=test"
+filter = "(memberOf=CN=g,DC=corp,DC=example,DC=test)"
+[[data_sets.source.mappings]]
+column = "user"
+attribute = "sAMAccountName"
+[[data_sets.source.union]]
+directory = "partner"
+base = "{partner_base}"
+scope = "one"
+filter = "{union_filter}"
+"#
+        )
+    }
+
+    #[test]
+    fn directories_say_their_domain_and_unions_need_one() {
+        let good = two_domains(
+            r#"domain = "partner""#,
+            "OU=x,DC=partner,DC=example,DC=test",
+            "(memberOf=CN=g,DC=partner,DC=example,DC=test)",
+        );
+        let config = parse(&good).unwrap();
+        // Spelled as the domain is.
+        assert_eq!(config.directories[1].domain.as_deref(), Some("PARTNER"));
+        let Source::Ldap(source) = &config.data_sets[0].source else {
+            panic!("not ldap");
+        };
+        assert_eq!(
+            source.union,
+            [LdapQuery {
+                directory: "partner".into(),
+                base: "OU=x,DC=partner,DC=example,DC=test".into(),
+                scope: Scope::One,
+                filter: "(memberOf=CN=g,DC=partner,DC=example,DC=test)".into(),
+            }]
+        );
+        let paths = |toml: &str| -> Vec<String> {
+            parse(toml)
+                .unwrap_err()
+                .errors
+                .iter()
+                .map(|e| e.path.to_string())
+                .collect()
+        };
+        // A domain [[domains]] lacks; a base DN in another domain; a bad union filter.
+        let errors = paths(&two_domains(
+            r#"domain = "EMEA""#,
+            "DC=partner,DC=example,DC=test",
+            "memberOf=x",
+        ));
+        assert_eq!(
+            errors,
+            [
+                "directories[1].domain",
+                "data_sets[0].source.union[0].filter"
+            ]
+        );
+        let errors = paths(&two_domains(
+            r#"domain = "CORP""#,
+            "DC=partner,DC=example,DC=test",
+            "(x=y)",
+        ));
+        assert_eq!(errors, ["directories[1].base_dn"]);
+        // A union over a directory that says no domain cannot tag its rows.
+        let e = parse(&two_domains("", "DC=partner,DC=example,DC=test", "(x=y)")).unwrap_err();
+        let errors: Vec<String> = e.errors.iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(errors, ["data_sets[0].source.union[0].directory"], "{e}");
+        assert!(e.to_string().contains("says no domain"), "{e}");
+        // `union` belongs to ldap sources only.
+        let e = parse(
+            "[[data_sets]]\nname = \"a\"\ncolumns = [{ name = \"k\", key = true }]\n\
+             source = { type = \"api\", union = [] }\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("data_sets[0].source.union"), "{e}");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Directory {
     pub connect_timeout: Option<String>,
     pub timeout: Option<String>,
     pub page_size: Option<u32>,
+    /// The NetBIOS name of the `[[domains]]` entry this directory serves.
+    pub domain: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +106,18 @@ pub struct Source {
     pub path: Option<String>,
     /// `api` only: what a set no one has written yet is (`unknown`, the default, or `empty`).
     pub never_written: Option<String>,
+    /// `ldap` only: further queries, on other directories, whose rows join the set's.
+    pub union: Option<Vec<UnionQuery>>,
+}
+
+/// `[[data_sets.source.union]]`: one more LDAP query of a union data set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnionQuery {
+    pub directory: String,
+    pub base: String,
+    pub scope: Option<String>,
+    pub filter: String,
 }
 
 #[derive(Debug, Deserialize)]

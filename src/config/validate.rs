@@ -14,11 +14,11 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::raw;
 use super::{
     ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DatabaseConfig,
-    DirectoryConfig, GateConfig, ImpervaConfig, ImpervaPush, KeyPath, LdapSource, ListConfig,
-    MappingConfig, MemberField, ResponseRuleConfig, RoleMappingConfig, Scope, Segment,
+    DirectoryConfig, GateConfig, ImpervaConfig, ImpervaPush, KeyPath, LdapQuery, LdapSource,
+    ListConfig, MappingConfig, MemberField, ResponseRuleConfig, RoleMappingConfig, Scope, Segment,
     ServerConfig, Source, StoreConfig, TlsFiles, UpstreamTls,
 };
-use crate::base::identity::{Domain, Identity, SuffixRule};
+use crate::base::identity::{Domain, Identity, SuffixRule, dns_of_base_dn};
 use crate::base::secret::SecretSource;
 use crate::base::time::parse_duration;
 use crate::model::dataset::{Column, Schema};
@@ -382,8 +382,15 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         "action_sets",
         raw.action_sets.iter().map(|(i, a)| (*i, a.name.as_str())),
     );
+    let directories_with_domain: HashSet<String> = raw
+        .directories
+        .iter()
+        .filter(|(_, d)| d.domain.is_some())
+        .map(|(_, d)| d.name.clone())
+        .collect();
     let names = Names {
         directories: &directory_names,
+        directories_with_domain: &directories_with_domain,
         lists: &list_names,
         data_sets: &data_set_names,
         action_sets: &action_set_names,
@@ -392,7 +399,14 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     let directories = raw
         .directories
         .into_iter()
-        .filter_map(|(i, d)| directory(ctx, KeyPath::root().key("directories").index(i), d))
+        .filter_map(|(i, d)| {
+            directory(
+                ctx,
+                &identity,
+                KeyPath::root().key("directories").index(i),
+                d,
+            )
+        })
         .collect();
     let lists = raw
         .lists
@@ -658,6 +672,8 @@ fn response_rule(
 
 struct Names<'a> {
     directories: &'a HashSet<String>,
+    /// Directories that say which domain they serve (`domain = …`).
+    directories_with_domain: &'a HashSet<String>,
     lists: &'a HashSet<String>,
     data_sets: &'a HashSet<String>,
     action_sets: &'a HashSet<String>,
@@ -1150,7 +1166,12 @@ fn secret(
     }
 }
 
-fn directory(ctx: &mut Ctx<'_>, path: KeyPath, d: raw::Directory) -> Option<DirectoryConfig> {
+fn directory(
+    ctx: &mut Ctx<'_>,
+    identity: &Identity,
+    path: KeyPath,
+    d: raw::Directory,
+) -> Option<DirectoryConfig> {
     let starttls = d.starttls.unwrap_or(false);
     let allow_insecure = d.allow_insecure.unwrap_or(false);
     let url = d.url.trim().to_string();
@@ -1207,6 +1228,10 @@ fn directory(ctx: &mut Ctx<'_>, path: KeyPath, d: raw::Directory) -> Option<Dire
         DEFAULT_OP_TIMEOUT,
     );
     let ca_file = d.ca_file.as_deref().map(|f| ctx.path_buf(f));
+    let domain = d
+        .domain
+        .as_deref()
+        .and_then(|name| served_domain(ctx, identity, &path, name, &d.base_dn));
     let bind_password = secret(
         ctx,
         &path,
@@ -1228,7 +1253,54 @@ fn directory(ctx: &mut Ctx<'_>, path: KeyPath, d: raw::Directory) -> Option<Dire
         connect_timeout,
         timeout,
         page_size,
+        domain,
     })
+}
+
+/// A directory's `domain`: a `[[domains]]` entry (spelled as configured there) whose DNS name
+/// is the one the base DN's `DC=` labels spell, when they spell one.
+fn served_domain(
+    ctx: &mut Ctx<'_>,
+    identity: &Identity,
+    path: &KeyPath,
+    name: &str,
+    base_dn: &str,
+) -> Option<String> {
+    let Some(domain) = identity
+        .domains()
+        .iter()
+        .find(|d| d.netbios.eq_ignore_ascii_case(name))
+    else {
+        let defined: Vec<&str> = identity
+            .domains()
+            .iter()
+            .map(|d| d.netbios.as_str())
+            .collect();
+        let hint = if defined.is_empty() {
+            format!(
+                "no domain is defined: add [[domains]] with netbios = {name:?} and its dns name"
+            )
+        } else {
+            format!("defined: {}", defined.join(", "))
+        };
+        ctx.err(
+            path.key("domain"),
+            format!("names domain {name:?}, which is not in [[domains]] ({hint})"),
+        );
+        return None;
+    };
+    if let Some(dns) = dns_of_base_dn(base_dn)
+        && dns != domain.dns
+    {
+        ctx.err(
+            path.key("base_dn"),
+            format!(
+                "{base_dn:?} is in {dns}, not in domain {}'s {}: a directory reads the domain it serves",
+                domain.netbios, domain.dns
+            ),
+        );
+    }
+    Some(domain.netbios.clone())
 }
 
 /// `[identity]` and `[[domains]]`: NetBIOS names, DNS names and UPN suffixes each belong to one
@@ -1357,6 +1429,7 @@ fn only_keys(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Source, allowed: &[&str
         ("shrink_window", s.shrink_window.is_some()),
         ("path", s.path.is_some()),
         ("never_written", s.never_written.is_some()),
+        ("union", s.union.is_some()),
     ];
     for (key, set) in present {
         if set && !allowed.contains(&key) {
@@ -1482,6 +1555,7 @@ fn ldap_source(
             "notify",
             "max_shrink",
             "shrink_window",
+            "union",
         ],
     );
     let directory = required(ctx, path, "directory", &s.directory).to_string();
@@ -1503,18 +1577,14 @@ fn ldap_source(
             format!("{filter:?} is not an LDAP filter; it must be parenthesized, e.g. \"(memberOf=CN=...)\""),
         );
     }
-    let scope = match s.scope.as_deref().unwrap_or("sub") {
-        "base" => Scope::Base,
-        "one" | "onelevel" => Scope::One,
-        "sub" | "subtree" => Scope::Sub,
-        other => {
-            ctx.err(
-                path.key("scope"),
-                format!("unknown scope {other:?}; expected base, one or sub"),
-            );
-            Scope::Sub
-        }
-    };
+    let scope = scope(ctx, path, s.scope.as_deref());
+    let union = union_queries(
+        ctx,
+        names,
+        path,
+        &directory,
+        s.union.as_deref().unwrap_or_default(),
+    );
     let max_shrink = s.max_shrink.unwrap_or(DEFAULT_MAX_SHRINK);
     if !(max_shrink > 0.0 && max_shrink <= 1.0) {
         ctx.err(
@@ -1606,7 +1676,78 @@ fn ldap_source(
         notify: s.notify.unwrap_or(true),
         max_shrink,
         shrink_window,
+        union,
     })
+}
+
+fn scope(ctx: &mut Ctx<'_>, path: &KeyPath, text: Option<&str>) -> Scope {
+    match text.unwrap_or("sub") {
+        "base" => Scope::Base,
+        "one" | "onelevel" => Scope::One,
+        "sub" | "subtree" => Scope::Sub,
+        other => {
+            ctx.err(
+                path.key("scope"),
+                format!("unknown scope {other:?}; expected base, one or sub"),
+            );
+            Scope::Sub
+        }
+    }
+}
+
+/// `[[data_sets.source.union]]`: more queries whose rows join the set's. Rows are tagged by
+/// the domain of the directory they come from, so every directory of a union (the source's
+/// own too) must say which domain it serves.
+fn union_queries(
+    ctx: &mut Ctx<'_>,
+    names: &Names<'_>,
+    path: &KeyPath,
+    primary: &str,
+    raw: &[raw::UnionQuery],
+) -> Vec<LdapQuery> {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    let needs_domain = |ctx: &mut Ctx<'_>, path: KeyPath, name: &str| {
+        if names.directories.contains(name) && !names.directories_with_domain.contains(name) {
+            ctx.err(
+                path,
+                format!(
+                    "directory {name:?} says no domain: a union data set tags each row with its directory's domain; set domain = \"…\" on that [[directories]] entry"
+                ),
+            );
+        }
+    };
+    needs_domain(ctx, path.key("directory"), primary);
+    let mut out = Vec::new();
+    for (i, q) in raw.iter().enumerate() {
+        let qpath = path.key("union").index(i);
+        reference(
+            ctx,
+            qpath.key("directory"),
+            names.directories,
+            "directory",
+            "directories",
+            &q.directory,
+        );
+        needs_domain(ctx, qpath.key("directory"), &q.directory);
+        if q.base.trim().is_empty() {
+            ctx.err(qpath.key("base"), "must not be empty");
+        }
+        if !is_parenthesized(&q.filter) {
+            ctx.err(
+                qpath.key("filter"),
+                format!("{:?} is not an LDAP filter; it must be parenthesized, e.g. \"(memberOf=CN=...)\"", q.filter),
+            );
+        }
+        out.push(LdapQuery {
+            directory: q.directory.clone(),
+            base: q.base.clone(),
+            scope: scope(ctx, &qpath, q.scope.as_deref()),
+            filter: q.filter.clone(),
+        });
+    }
+    out
 }
 
 fn parse_word<T: std::str::FromStr<Err = crate::model::policy::UnknownWord>>(

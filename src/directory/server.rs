@@ -1,5 +1,7 @@
 //! A configured directory (server): its configuration, one shared connection re-established
-//! after failures, the principal → DN cache, and the removals warden's own pushes made.
+//! after failures, the principal → DN cache, the removals warden's own pushes made, and the
+//! domain it serves — with the domains other directories serve, so that a name of another
+//! domain is routed there and never looked up here (`PARTNER\jsmith` is not CORP's jsmith).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub struct Directory {
     /// (from its base DN's `DC=` labels), if any.
     identity: Arc<Identity>,
     netbios: Option<String>,
+    /// The NetBIOS domains other configured directories serve (not this one's).
+    other_domains: Vec<String>,
     /// The accounts warden's own pushes removed from each group (by lower-cased group DN; their
     /// canonical names, folded) and when: a data set on that group may lose those keys without
     /// the shrink guard counting them.
@@ -56,17 +60,60 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(config: DirectoryConfig, identity: Arc<Identity>) -> Directory {
-        let netbios =
-            dns_of_base_dn(&config.base_dn).and_then(|dns| identity.netbios_for_dns(&dns));
+        let netbios = Directory::domain_served(&config, &identity);
         Directory {
             config,
             identity,
             netbios,
+            other_domains: Vec::new(),
             client: tokio::sync::Mutex::new(None),
             dn_cache: DashMap::new(),
             removals: DashMap::new(),
             shrink: DashMap::new(),
         }
+    }
+
+    /// The NetBIOS domain a directory serves: its configured `domain`, else the one the rules
+    /// place its base DN's `DC=` labels in.
+    pub fn domain_served(config: &DirectoryConfig, identity: &Identity) -> Option<String> {
+        config.domain.clone().or_else(|| {
+            dns_of_base_dn(&config.base_dn).and_then(|dns| identity.netbios_for_dns(&dns))
+        })
+    }
+
+    /// This directory, knowing the domains the other configured directories serve.
+    pub fn with_other_domains(mut self, mut domains: Vec<String>) -> Directory {
+        domains.retain(|d| {
+            !self
+                .netbios
+                .as_deref()
+                .is_some_and(|own| own.eq_ignore_ascii_case(d))
+        });
+        domains.sort_unstable();
+        domains.dedup();
+        self.other_domains = domains;
+        self
+    }
+
+    pub fn other_domains(&self) -> &[String] {
+        &self.other_domains
+    }
+
+    /// The domain `principal` belongs to when that is another directory's and not this one's:
+    /// such a name is that directory's to resolve, never looked up here. `None` for names of
+    /// this domain and for names whose domain no other directory serves (looked up here as
+    /// before; a `DOMAIN\user` of a domain that is not this one's still resolves to nothing).
+    pub fn routed_elsewhere(&self, principal: &str) -> Option<String> {
+        let domain = self.identity.domain_of(principal)?;
+        let here = self
+            .netbios
+            .as_deref()
+            .is_some_and(|own| own.eq_ignore_ascii_case(&domain));
+        let there = self
+            .other_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&domain));
+        (!here && there).then_some(domain)
     }
 
     /// Credits the shrink guard of data sets on `group_dn` with the accounts warden's own
@@ -183,5 +230,89 @@ impl Directory {
     /// Forgets a cached resolution (its DN is gone: renamed, moved or deleted).
     pub fn evict(&self, key: &str) {
         self.dn_cache.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::Config;
+
+    fn directories(partner_domain: &str) -> (Directory, Directory) {
+        let config = Config::parse(
+            &format!(
+                r#"
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
+default = true
+[[domains]]
+netbios = "PARTNER"
+dns = "partner.example.test"
+[[directories]]
+name = "corp"
+url = "ldaps://127.0.0.1"
+bind_dn = "CN=a"
+bind_password_env = "P"
+base_dn = "DC=corp,DC=example,DC=test"
+[[directories]]
+name = "partner"
+url = "ldaps://127.0.0.2"
+bind_dn = "CN=a"
+bind_password_env = "P"
+base_dn = "OU=x,DC=partner,DC=example,DC=test"
+{partner_domain}
+"#
+            ),
+            "t",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let make = |i: usize, other: usize| {
+            let other = Directory::domain_served(&config.directories[other], &config.identity);
+            Directory::new(config.directories[i].clone(), Arc::clone(&config.identity))
+                .with_other_domains(other.into_iter().collect())
+        };
+        (make(0, 1), make(1, 0))
+    }
+
+    /// Each name goes to the directory of its domain: CORP's never looks up PARTNER's names
+    /// (and the other way round); names whose domain no other directory serves stay here.
+    #[test]
+    fn names_are_routed_to_their_domain_s_directory() {
+        let (corp, partner) = directories(r#"domain = "PARTNER""#);
+        assert_eq!(corp.netbios(), Some("CORP"));
+        assert_eq!(partner.netbios(), Some("PARTNER"));
+        for name in [
+            r"PARTNER\jsmith",
+            "jsmith@partner.example.test",
+            r"partner\bob",
+        ] {
+            assert_eq!(
+                corp.routed_elsewhere(name).as_deref(),
+                Some("PARTNER"),
+                "{name}"
+            );
+            assert_eq!(partner.routed_elsewhere(name), None, "{name}");
+        }
+        // A bare name is the default domain's.
+        for name in [r"CORP\jsmith", "jsmith@corp.example.test", "jsmith"] {
+            assert_eq!(corp.routed_elsewhere(name), None, "{name}");
+            assert_eq!(
+                partner.routed_elsewhere(name).as_deref(),
+                Some("CORP"),
+                "{name}"
+            );
+        }
+        // No directory serves OTHER, and a DN names its place itself.
+        for name in [r"OTHER\x", "CN=x,DC=partner,DC=example,DC=test"] {
+            assert_eq!(corp.routed_elsewhere(name), None, "{name}");
+            assert_eq!(partner.routed_elsewhere(name), None, "{name}");
+        }
+        // Without `domain`, the base DN's labels place a directory as before.
+        let (_, derived) = directories("");
+        assert_eq!(derived.netbios(), Some("PARTNER"));
+        assert!(derived.config().domain.is_none());
     }
 }

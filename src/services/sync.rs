@@ -90,18 +90,28 @@ pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
             continue;
         };
         let wake = Arc::new(Notify::new());
-        pulls_by_directory
-            .entry(source.directory.clone())
-            .or_default()
-            .push(Arc::clone(&wake));
-        if source.notify
-            && let Some(dn) = watched_dn(&source.filter)
-        {
-            let (directory, wake) = (Arc::clone(directory), Arc::clone(&wake));
-            services.push(Service::new(
-                format!("watch {dn}"),
-                move |shutdown, ready| watch_loop(directory, dn, wake, shutdown, ready),
-            ));
+        // A union's queries each read their own directory: a push there, or a change to the
+        // group a query selects on, wakes the pull too.
+        let queries = std::iter::once((directory, &source.filter)).chain(
+            source
+                .union
+                .iter()
+                .filter_map(|q| Some((directories.get(&q.directory)?, &q.filter))),
+        );
+        for (queried, filter) in queries {
+            pulls_by_directory
+                .entry(queried.name().to_owned())
+                .or_default()
+                .push(Arc::clone(&wake));
+            if source.notify
+                && let Some(dn) = watched_dn(filter)
+            {
+                let (queried, wake) = (Arc::clone(queried), Arc::clone(&wake));
+                services.push(Service::new(
+                    format!("watch {dn}"),
+                    move |shutdown, ready| watch_loop(queried, dn, wake, shutdown, ready),
+                ));
+            }
         }
         let (warden, directory, ds) = (Arc::clone(warden), Arc::clone(directory), ds.clone());
         services.push(Service::new(

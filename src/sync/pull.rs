@@ -5,6 +5,13 @@
 //! [`refresh`] then applies it — unless the search failed (the last good set stays: fail-static)
 //! or the **shrink guard** holds it: a refresh that would empty a non-empty set, or drop more
 //! than `max_shrink` of its rows, waits in the store until an admin [`accept`]s it.
+//!
+//! Several domains: a query on a directory that says which domain it serves reads that
+//! domain's accounts, so a bare key value (`jsmith`, from `sAMAccountName`) becomes
+//! `DOMAIN\jsmith` ([`qualify_key`]); a *union* data set runs its own query and every
+//! `union` query (each on its directory) into one set, `CORP\jsmith` and `PARTNER\jsmith`
+//! being two keys. A union refreshes as one: if any of its directories fails, nothing is
+//! applied and the last good rows stay.
 
 use std::collections::HashSet;
 
@@ -115,14 +122,42 @@ fn attribute_values<'e>(entry: &'e Entry, attribute: &str) -> &'e [String] {
     entry.get(attribute).unwrap_or_default()
 }
 
-/// Maps entries into a data set, off to the side.
+/// The entries one query read, and the domain of the directory they came from when it says
+/// which domain it serves (its bare key values are that domain's accounts).
+pub struct Batch {
+    pub domain: Option<String>,
+    pub entries: Vec<Entry>,
+}
+
+/// A key value read from the directory of `domain`: a bare account name (no `\`, `@` or `=`)
+/// is that domain's, `DOMAIN\name`; anything already qualified (or a DN) stays as it is.
+pub fn qualify_key(domain: Option<&str>, value: String) -> String {
+    match domain {
+        Some(d) if !value.is_empty() && !value.contains(['\\', '@', '=']) => {
+            format!("{d}\\{value}")
+        }
+        _ => value,
+    }
+}
+
+/// Qualifies a mapped row's key cell as an account of `domain` ([`qualify_key`]): the one
+/// step every path from an entry to a row takes on a directory that says its domain.
+pub fn qualify_row(row: &mut [Cell], key: usize, domain: Option<&str>) {
+    if let (Some(_), Some(Cell::One(value))) = (domain, row.get_mut(key)) {
+        let qualified = qualify_key(domain, std::mem::take(value).into_string());
+        *value = qualified.into_boxed_str();
+    }
+}
+
+/// Maps the entries of every query into one data set, off to the side.
 pub fn map_entries(
     name: &str,
     schema: &Schema,
     source: &LdapSource,
-    entries: &[Entry],
+    batches: &[Batch],
 ) -> QueryResult {
-    let mut builder = DataSetBuilder::new(name, schema.clone()).with_capacity(entries.len());
+    let total: usize = batches.iter().map(|b| b.entries.len()).sum();
+    let mut builder = DataSetBuilder::new(name, schema.clone()).with_capacity(total);
     let mut stats = MappingStats::default();
     let mut skipped = Vec::new();
     let mut entries_skipped = 0u64;
@@ -131,7 +166,11 @@ pub fn map_entries(
         .iter()
         .map(|m| schema.column_index(&m.column))
         .collect();
-    for entry in entries {
+    let key = schema.key_index();
+    let entries = batches
+        .iter()
+        .flat_map(|b| b.entries.iter().map(move |e| (b.domain.as_deref(), e)));
+    for (domain, entry) in entries {
         let mut cells: Vec<Vec<String>> = vec![Vec::new(); schema.columns().len()];
         for (mapping, column) in source.mappings.iter().zip(&columns) {
             if let Some(c) = column {
@@ -143,7 +182,8 @@ pub fn map_entries(
                 );
             }
         }
-        let row: Vec<Cell> = cells.into_iter().map(Cell::from_values).collect();
+        let mut row: Vec<Cell> = cells.into_iter().map(Cell::from_values).collect();
+        qualify_row(&mut row, key, domain);
         let reason = match builder.push(row) {
             Ok(()) => continue,
             Err(DataSetError::MissingKey(col)) => {
@@ -165,15 +205,20 @@ pub fn map_entries(
     }
     QueryResult {
         data_set: builder.build(),
-        entries: entries.len(),
+        entries: total,
         values_dropped: stats.values_dropped,
         entries_skipped,
         skipped,
     }
 }
 
-/// Runs the data set's query and mappings without applying anything.
-pub async fn query(directory: &Directory, ds: &DataSetConfig) -> Result<QueryResult, SyncError> {
+/// Runs the data set's query (and a union's other queries, on their directories) and its
+/// mappings without applying anything. Any query failing fails the whole run.
+pub async fn query(
+    warden: &Warden,
+    directory: &Directory,
+    ds: &DataSetConfig,
+) -> Result<QueryResult, SyncError> {
     let source = ldap_source(ds)?;
     let mut attrs: Vec<&str> = source
         .mappings
@@ -183,15 +228,51 @@ pub async fn query(directory: &Directory, ds: &DataSetConfig) -> Result<QueryRes
         .collect();
     attrs.sort_unstable();
     attrs.dedup();
+    let mut batches = Vec::with_capacity(1 + source.union.len());
+    batches.push(
+        search(
+            directory,
+            &source.base,
+            source.scope,
+            &source.filter,
+            &attrs,
+        )
+        .await?,
+    );
+    let directories = warden.directories();
+    for q in &source.union {
+        let other = directories
+            .get(&q.directory)
+            .ok_or_else(|| SyncError::NoSuchDirectory(q.directory.clone()))?;
+        let batch = search(other, &q.base, q.scope, &q.filter, &attrs).await;
+        if batch.as_ref().is_err_and(SyncError::is_connection_problem) {
+            other.reset().await;
+        }
+        batches.push(batch?);
+    }
+    Ok(map_entries(&ds.name, &ds.schema, source, &batches))
+}
+
+/// One paged search on `directory`, tagged with the domain the directory says it serves.
+async fn search(
+    directory: &Directory,
+    base: &str,
+    in_scope: Scope,
+    filter: &str,
+    attrs: &[&str],
+) -> Result<Batch, SyncError> {
     let client = directory
         .client()
         .await
         .map_err(|e| SyncError::directory(directory, e))?;
     let entries = client
-        .search_paged(&source.base, scope(source.scope), &source.filter, &attrs)
+        .search_paged(base, scope(in_scope), filter, attrs)
         .await
         .map_err(|e| SyncError::directory(directory, e))?;
-    Ok(map_entries(&ds.name, &ds.schema, source, &entries))
+    Ok(Batch {
+        domain: directory.config().domain.clone(),
+        entries,
+    })
 }
 
 /// The shrink guard: counts identities, not rows. A refresh from `current` to `new` keys
@@ -294,21 +375,20 @@ fn listed_accounts(
 /// and a listed user stays blocked meanwhile.
 fn keep_listed(
     warden: &Warden,
-    directory: &Directory,
-    group: Option<&str>,
+    groups: &[(&Directory, String)],
     current: &DataSet,
     new: DataSet,
 ) -> Result<DataSet, SyncError> {
-    let Some(group) = group else {
-        return Ok(new);
-    };
-    let listed = listed_accounts(warden, directory, group)?;
+    let mut listed = HashSet::new();
+    for (directory, group) in groups {
+        listed.extend(listed_accounts(warden, directory, group)?);
+    }
     if listed.is_empty() {
         return Ok(new);
     }
     let cs = new.schema().case_sensitive();
     let in_new: HashSet<String> = new.rows().iter().map(|r| fold(new.key_of(r), cs)).collect();
-    let identity = directory.identity();
+    let identity = &warden.config().identity;
     let lost: Vec<&Row> = current
         .rows()
         .iter()
@@ -343,17 +423,11 @@ pub fn apply(
     let current = warden
         .data_set(&ds.name)
         .ok_or_else(|| SyncError::NoSuchDataSet(ds.name.clone()))?;
-    let group = watched_dn(&source.filter);
-    let new = keep_listed(
-        warden,
-        directory,
-        group.as_deref(),
-        &current,
-        result.data_set,
-    )?;
-    let explained = group
-        .as_deref()
-        .map_or_else(HashSet::new, |g| directory.take_removals(g));
+    let directories = warden.directories();
+    let groups = watched_groups(&directories, directory, source);
+    let new = keep_listed(warden, &groups, &current, result.data_set)?;
+    let taken: Vec<HashSet<String>> = groups.iter().map(|(d, g)| d.take_removals(g)).collect();
+    let explained: HashSet<String> = taken.iter().flatten().cloned().collect();
     let identity = directory.identity();
     let window = directory
         .shrink_window(&ds.name)
@@ -371,8 +445,8 @@ pub fn apply(
         Ok(removed) => removed,
         Err(reason) => {
             // Not used this time: keep the removals for the next refresh.
-            if let Some(g) = &group {
-                directory.credit_removals(g, explained);
+            for ((d, g), names) in groups.iter().zip(taken) {
+                d.credit_removals(g, names);
             }
             let mut json = Vec::new();
             new.write_records_json(&mut json);
@@ -428,11 +502,16 @@ pub async fn refresh(
     ds: &DataSetConfig,
 ) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
     let started = now_ms();
-    let result = match query(directory, ds).await {
+    let result = match query(warden, directory, ds).await {
         Ok(q) => apply(warden, directory, ds, q),
         Err(e) => Err(e),
     };
-    if result.as_ref().is_err_and(SyncError::is_connection_problem) {
+    // A union query's directory was reset by `query`; this one only if it failed itself.
+    let own_failure = |e: &SyncError| {
+        e.is_connection_problem()
+            && matches!(e, SyncError::Directory { directory: d, .. } if d == directory.name())
+    };
+    if result.as_ref().is_err_and(own_failure) {
         directory.reset().await;
     }
     let update = match &result {
@@ -463,6 +542,19 @@ pub async fn refresh(
     if let Err(e) = warden.store().record_update(&update) {
         tracing::error!(error = %e, "cannot record refresh run");
     }
+    // A union query's directory failed: its own status shows it too.
+    if let Err(
+        e @ SyncError::Directory {
+            directory: other, ..
+        },
+    ) = &result
+        && other != directory.name()
+        && let Err(e) = warden
+            .store()
+            .record_update(&failed_update(other, "pull", &ds.name, started, e))
+    {
+        tracing::error!(error = %e, "cannot record refresh run");
+    }
     match &result {
         Ok(RefreshOutcome::Applied { .. }) => warden
             .metrics()
@@ -471,6 +563,21 @@ pub async fn refresh(
         Err(_) => warden.metrics().refresh_failed(&ds.name),
     }
     (update, result)
+}
+
+/// The groups a data set's queries select on, each with its directory: the source's own and
+/// every union query's (on a directory the configuration has).
+fn watched_groups<'d>(
+    directories: &'d std::collections::HashMap<String, std::sync::Arc<Directory>>,
+    directory: &'d Directory,
+    source: &LdapSource,
+) -> Vec<(&'d Directory, String)> {
+    let own = watched_dn(&source.filter).map(|g| (directory, g));
+    let union = source.union.iter().filter_map(|q| {
+        let d = directories.get(&q.directory)?;
+        watched_dn(&q.filter).map(|g| (d.as_ref(), g))
+    });
+    own.into_iter().chain(union).collect()
 }
 
 /// The group a data set's filter selects on (`(memberOf=<group DN>)`), which is what to watch.
@@ -562,6 +669,108 @@ mod tests {
         assert!(once(&ten, &[], &ten[4..]).is_err_and(|r| r.contains("empty")));
         assert!(once(&ten, &ten[..2], &ten[6..]).is_ok());
         assert!(once(&ten, &ten[..2], &ten[8..]).is_err());
+    }
+
+    #[test]
+    fn bare_keys_are_the_accounts_of_the_directory_s_domain() {
+        assert_eq!(
+            qualify_key(Some("PARTNER"), "jsmith".into()),
+            "PARTNER\\jsmith"
+        );
+        for kept in [
+            "corp\\jsmith",
+            "jsmith@partner.example.test",
+            "CN=jsmith,DC=x",
+            "",
+        ] {
+            assert_eq!(qualify_key(Some("PARTNER"), kept.into()), kept);
+        }
+        assert_eq!(qualify_key(None, "jsmith".into()), "jsmith");
+        let mut row = vec![Cell::One("jsmith".into()), Cell::One("other".into())];
+        qualify_row(&mut row, 0, Some("PARTNER"));
+        assert_eq!(
+            row,
+            [
+                Cell::One("PARTNER\\jsmith".into()),
+                Cell::One("other".into())
+            ]
+        );
+        qualify_row(&mut row, 1, None);
+        assert_eq!(row[1], Cell::One("other".into()));
+    }
+
+    /// A union's rows are tagged by the domain each query's directory serves: one sAMAccountName
+    /// in two domains is two keys, and only the key column is qualified.
+    #[test]
+    fn a_union_keeps_one_name_in_two_domains_apart() {
+        use crate::config::Config;
+        let config = Config::parse(
+            r#"
+[[directories]]
+name = "corp"
+url = "ldaps://127.0.0.1"
+bind_dn = "CN=a"
+bind_password_env = "P"
+base_dn = "DC=corp"
+[[data_sets]]
+name = "Both"
+columns = [{ name = "user", key = true }, { name = "mail" }]
+[data_sets.source]
+type = "ldap"
+directory = "corp"
+base = "DC=corp"
+filter = "(objectClass=user)"
+[[data_sets.source.mappings]]
+column = "user"
+attribute = "sAMAccountName"
+[[data_sets.source.mappings]]
+column = "mail"
+attribute = "mail"
+"#,
+            "t",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let ds = &config.data_sets[0];
+        let source = ldap_source(ds).unwrap();
+        let entry = |dn: &str| Entry {
+            dn: dn.into(),
+            attrs: [
+                ("sAMAccountName".to_string(), vec!["jsmith".to_string()]),
+                ("mail".to_string(), vec!["js".to_string()]),
+            ]
+            .into_iter()
+            .collect(),
+            bin_attrs: Default::default(),
+        };
+        let batches = [
+            Batch {
+                domain: Some("CORP".into()),
+                entries: vec![entry("CN=jsmith,DC=corp")],
+            },
+            Batch {
+                domain: Some("PARTNER".into()),
+                entries: vec![entry("CN=jsmith,DC=partner")],
+            },
+        ];
+        let result = map_entries(&ds.name, &ds.schema, source, &batches);
+        assert_eq!(result.entries, 2);
+        assert_eq!(result.entries_skipped, 0);
+        let set = &result.data_set;
+        let mut keys: Vec<&str> = set.rows().iter().map(|r| set.key_of(r)).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["CORP\\jsmith", "PARTNER\\jsmith"]);
+        let mut json = Vec::new();
+        set.write_records_json(&mut json);
+        assert!(String::from_utf8_lossy(&json).contains(r#""mail":"js""#));
+        // Without domains (one directory that says none), the same two entries collide.
+        let untagged = [Batch {
+            domain: None,
+            entries: vec![entry("CN=jsmith,DC=corp"), entry("CN=jsmith,DC=partner")],
+        }];
+        let result = map_entries(&ds.name, &ds.schema, source, &untagged);
+        assert_eq!(result.data_set.len(), 1);
+        assert_eq!(result.entries_skipped, 1);
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Plan {
     pub remove: Vec<String>,
     /// List principals that match no user in the directory (or more than one).
     pub unresolved: Vec<String>,
+    /// List principals of a domain another directory serves (`PARTNER\bob` on CORP's
+    /// directory): that directory's to resolve, not looked up here, not unresolved.
+    pub other_domain: Vec<String>,
     /// DNs kept although no principal resolved to them now: they were last pushed for a
     /// listed principal whose resolution failed, and a push never removes a listed user.
     pub kept: Vec<String>,
@@ -171,10 +174,21 @@ pub async fn plan(
     let mut want: HashMap<String, String> = HashMap::new();
     let mut kept: HashMap<String, String> = HashMap::new();
     let mut unresolved = Vec::new();
+    let mut other_domain = Vec::new();
     let mut drift = Vec::new();
     let mut accounts = Vec::new();
     for principal in list_principals(store, &mapping.list)? {
         let key = principal_key(&principal);
+        if directory.routed_elsewhere(&principal).is_some() {
+            // Not this domain's: never looked up here. Whatever was pushed for it before
+            // stays (a push never removes a listed principal's DN).
+            if let Some(l) = last.get(&key) {
+                kept.insert(dn_key(&l.dn), l.dn.clone());
+                accounts.push(l.clone());
+            }
+            other_domain.push(principal);
+            continue;
+        }
         let mut resolved = resolve(directory, &client, &principal, false).await?;
         if let Resolved::Account(a) = &resolved
             && !have.contains_key(&dn_key(&a.dn))
@@ -232,6 +246,7 @@ pub async fn plan(
         add,
         remove,
         unresolved,
+        other_domain,
         kept,
         drift,
         first_sync: store

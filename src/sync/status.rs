@@ -46,6 +46,9 @@ pub fn health(updates: &[RecentUpdate]) -> Health {
 pub struct DirectoryStatus {
     pub directory: String,
     pub url: String,
+    /// The NetBIOS domain the directory serves (its `domain`, else the one its base DN is
+    /// placed in), if any.
+    pub domain: Option<String>,
     pub status: Health,
     pub recent_updates: Vec<RecentUpdate>,
 }
@@ -56,6 +59,7 @@ pub fn directory_statuses(
     warden: &crate::runtime::Warden,
     recent: usize,
 ) -> Result<Vec<DirectoryStatus>, crate::store::StoreError> {
+    let directories = warden.directories();
     warden
         .config()
         .directories
@@ -69,6 +73,9 @@ pub fn directory_statuses(
             Ok(DirectoryStatus {
                 directory: d.name.clone(),
                 url: d.url.clone(),
+                domain: directories
+                    .get(&d.name)
+                    .and_then(|dir| dir.netbios().map(str::to_owned)),
                 status,
                 recent_updates: updates,
             })

@@ -1,8 +1,10 @@
-//! The Samba AD domain controller shared by this test run, and per-test namespaces in it.
+//! The Samba AD domain controllers shared by this test run, and per-test namespaces in them:
+//! CORP ([`dc`], 127.0.0.1) and a second domain, PARTNER ([`dc2`], 127.0.0.2).
 //!
-//! `scripts/test` starts the DC and exports `WARDEN_TEST_DC_DIR`; a plain `cargo test` starts
-//! one itself under the target directory (installing Samba if needed) and leaves it running
-//! for the next run. Either way a missing DC is a loud failure, never a skip.
+//! `scripts/test` starts both DCs and exports `WARDEN_TEST_DC_DIR` and `WARDEN_TEST_DC2_DIR`;
+//! a plain `cargo test` starts each itself under the target directory (installing Samba if
+//! needed) and leaves it running for the next run. Either way a missing DC is a loud failure,
+//! never a skip.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -18,9 +20,14 @@ pub struct Dc {
     pub base_dn: String,
     pub bind_dn: String,
     pub password_file: PathBuf,
+    /// The NetBIOS domain (`CORP`, `PARTNER`).
+    pub domain: String,
+    /// The DNS domain (`corp.example.test`), the UPN suffix of test users.
+    pub dns_domain: String,
 }
 
 static DC: OnceLock<Dc> = OnceLock::new();
+static DC2: OnceLock<Dc> = OnceLock::new();
 /// Tests hold this shared; the outage test holds it exclusively while it stops the DC.
 static DC_LOCK: RwLock<()> = RwLock::new(());
 
@@ -40,50 +47,78 @@ fn must(cmd: &mut Command, what: &str) {
     );
 }
 
+/// The CORP DC (corp.example.test on 127.0.0.1).
 pub fn dc() -> &'static Dc {
-    DC.get_or_init(|| {
-        let dir = match std::env::var("WARDEN_TEST_DC_DIR") {
-            Ok(d) => PathBuf::from(d),
-            Err(_) => {
-                let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("samba-dc");
-                must(
-                    Command::new(script()).arg("install"),
-                    "scripts/samba-dc install",
-                );
-                must(
-                    Command::new(script()).arg("start").arg(&dir),
-                    "scripts/samba-dc start",
-                );
-                dir
-            }
-        };
-        let env = std::fs::read_to_string(dir.join("env"))
-            .unwrap_or_else(|e| panic!("{}/env: {e}; is the DC provisioned?", dir.display()));
-        let vars: HashMap<String, String> = env
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    v.trim_matches(|c| c == '"' || c == '\'').to_string(),
-                )
-            })
-            .collect();
-        let var = |k: &str| {
-            vars.get(k)
-                .cloned()
-                .unwrap_or_else(|| panic!("{k} missing in env"))
-        };
-        Dc {
-            dir: dir.clone(),
-            ldaps_url: var("WARDEN_TEST_LDAPS_URL"),
-            ca: PathBuf::from(var("WARDEN_TEST_LDAP_CA")),
-            base_dn: var("WARDEN_TEST_BASE_DN"),
-            bind_dn: var("WARDEN_TEST_BIND_DN"),
-            password_file: PathBuf::from(var("WARDEN_TEST_BIND_PASSWORD_FILE")),
-        }
+    DC.get_or_init(|| load("WARDEN_TEST_DC_DIR", "samba-dc", &[]))
+}
+
+/// The PARTNER DC (partner.example.test on 127.0.0.2), a second domain for
+/// `tests/it/domains.rs`: `scripts/test` starts it and exports `WARDEN_TEST_DC2_DIR`; a plain
+/// `cargo test` starts one under the target directory, like [`dc`].
+pub fn dc2() -> &'static Dc {
+    DC2.get_or_init(|| {
+        load(
+            "WARDEN_TEST_DC2_DIR",
+            "samba-dc2",
+            &["--domain", "PARTNER", "--address", "127.0.0.2"],
+        )
     })
+}
+
+/// The DC of `$var`'s directory, or one started under the target directory with `args`.
+fn load(var_name: &str, default_dir: &str, args: &[&str]) -> Dc {
+    let dir = match std::env::var(var_name) {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(default_dir);
+            must(
+                Command::new(script()).arg("install"),
+                "scripts/samba-dc install",
+            );
+            must(
+                Command::new(script()).arg("start").arg(&dir).args(args),
+                "scripts/samba-dc start",
+            );
+            dir
+        }
+    };
+    let env = std::fs::read_to_string(dir.join("env"))
+        .unwrap_or_else(|e| panic!("{}/env: {e}; is the DC provisioned?", dir.display()));
+    let vars: HashMap<String, String> = env
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches(|c| c == '"' || c == '\'').to_string(),
+            )
+        })
+        .collect();
+    let var = |k: &str| {
+        vars.get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("{k} missing in {}/env", dir.display()))
+    };
+    // A DC provisioned before the script wrote its domain is the default one.
+    let domain = vars
+        .get("WARDEN_TEST_DOMAIN")
+        .cloned()
+        .unwrap_or_else(|| "CORP".into());
+    let dns_domain = vars
+        .get("WARDEN_TEST_DNS_DOMAIN")
+        .cloned()
+        .unwrap_or_else(|| "corp.example.test".into());
+    Dc {
+        dir: dir.clone(),
+        ldaps_url: var("WARDEN_TEST_LDAPS_URL"),
+        ca: PathBuf::from(var("WARDEN_TEST_LDAP_CA")),
+        base_dn: var("WARDEN_TEST_BASE_DN"),
+        bind_dn: var("WARDEN_TEST_BIND_DN"),
+        password_file: PathBuf::from(var("WARDEN_TEST_BIND_PASSWORD_FILE")),
+        domain,
+        dns_domain,
+    }
 }
 
 pub fn shared() -> RwLockReadGuard<'static, ()> {
@@ -263,6 +298,8 @@ pub struct Ns {
     /// Unique prefix for account names, e.g. `k3f2a`.
     pub p: String,
     pub ou: String,
+    /// The DC's DNS domain: the UPN suffix of the users made here.
+    pub dns_domain: String,
 }
 
 impl Ns {
@@ -273,11 +310,25 @@ impl Ns {
             .unwrap()
             .as_millis();
         let p = format!("w{:x}{n:x}", (t ^ u128::from(std::process::id())) & 0xffff);
+        Ns::with_prefix(dc, p)
+    }
+
+    /// The namespace of prefix `other.p` on another DC: the same account names in another
+    /// domain (`CORP\w1jsmith` and `PARTNER\w1jsmith`).
+    pub fn same_names(dc: &Dc, other: &Ns) -> Ns {
+        Ns::with_prefix(dc, other.p.clone())
+    }
+
+    fn with_prefix(dc: &Dc, p: String) -> Ns {
         let ou = format!("OU={p},{}", dc.base_dn);
         dc.modify(&format!(
             "dn: {ou}\nchangetype: add\nobjectClass: organizationalUnit\n"
         ));
-        Ns { p, ou }
+        Ns {
+            p,
+            ou,
+            dns_domain: dc.dns_domain.clone(),
+        }
     }
 
     pub fn sam(&self, name: &str) -> String {
@@ -285,12 +336,13 @@ impl Ns {
     }
 
     pub fn upn(&self, name: &str) -> String {
-        format!("{}@corp.example.test", self.sam(name))
+        format!("{}@{}", self.sam(name), self.dns_domain)
     }
 
-    /// `corp\<sam>`: what the seed's UPN mapping yields.
+    /// `corp\<sam>` (on CORP): what the seed's UPN mapping yields.
     pub fn mapped(&self, name: &str) -> String {
-        format!("corp\\{}", self.sam(name))
+        let label = self.dns_domain.split('.').next().unwrap_or_default();
+        format!("{label}\\{}", self.sam(name))
     }
 
     pub fn user_dn(&self, name: &str) -> String {

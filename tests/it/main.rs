@@ -14,6 +14,7 @@ mod config_files;
 mod databases;
 mod dc;
 mod dc_faults;
+mod domains;
 mod fake_mx;
 mod faults;
 mod files;
