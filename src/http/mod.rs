@@ -19,6 +19,7 @@ mod lists;
 pub mod problem;
 pub mod query;
 pub mod routes;
+mod sso;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -134,6 +135,8 @@ pub struct Gateway {
     max_connections: usize,
     /// The sessions of the PostgreSQL gates, shown in `GET /v1/gates`.
     gates: crate::gate::Gates,
+    /// The console's single sign-on.
+    sso: sso::Sso,
 }
 
 /// The `[server]` limits a request is held to, read from the configuration in force so that a
@@ -155,6 +158,7 @@ impl Gateway {
             services,
             max_connections,
             gates: crate::gate::Gates::default(),
+            sso: sso::Sso::default(),
         }
     }
 
@@ -320,6 +324,11 @@ async fn dispatch(
 ) -> (&'static str, Response) {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
+    if sso::owns(path) {
+        let query = parts.uri.query().unwrap_or("");
+        let resp = sso::answer(gw, &parts.method, path, query, &parts.headers, peer).await;
+        return (sso::route_label(path), resp);
+    }
     let matched = match routes::find(&parts.method, path) {
         Ok(m) => m,
         Err(bad) => {

@@ -9,7 +9,7 @@
 //! one this browser started with, the code is exchanged at the token endpoint with the
 //! verifier and the client secret (read from its file or variable at each exchange), and the
 //! ID token is verified ([`token`]) against the provider's published keys ([`provider`]),
-//! fetched once and again when a token names a key not seen yet (at most every
+//! fetched once and again when a token names a key not seen yet or its key's signature fails (at most every
 //! [`KEY_REFETCH_MS`]). The verified claims become a [`SignIn`]: the provider groups mapped to
 //! scopes by `[console.oidc.groups]` (no mapped group: refused) and, with `require_mfa`, an
 //! `amr` or `acr` that counts as multi-factor (none: refused).
@@ -298,7 +298,8 @@ impl RelyingParty {
         TokenResponse::parse(status, &answer)
     }
 
-    /// Verifies an ID token, fetching the keys when the token names one not seen yet.
+    /// Verifies an ID token, fetching the keys when the token names one not seen yet, or
+    /// when its key's signature fails (a key replaced under the same id).
     async fn verify(
         &self,
         http: &impl Transport,
@@ -315,30 +316,39 @@ impl RelyingParty {
             now: now_ms / 1000,
             group_claim: &self.config.group_claim,
         };
-        let keys = self
-            .keys(http, discovery, kid.as_deref(), alg, now_ms)
-            .await?;
-        let key = keys
-            .find(kid.as_deref(), alg)
-            .ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
-        Ok(token::verify(id_token, key, &expected)?)
+        let kid = kid.as_deref();
+        let check = |keys: &Keys| match keys.find(kid, alg) {
+            Some(key) => token::verify(id_token, key, &expected),
+            None => Err(TokenError::UnknownKey(kid.map_or_else(
+                || "none".to_owned(),
+                |k| format!("{:?}", truncate(k)),
+            ))),
+        };
+        let keys = self.keys(http, discovery, now_ms, false).await?;
+        match check(&keys) {
+            Err(TokenError::UnknownKey(_) | TokenError::Signature) => {
+                let fresh = self.keys(http, discovery, now_ms, true).await?;
+                Ok(check(&fresh)?)
+            }
+            verified => Ok(verified?),
+        }
     }
 
-    /// The keys, fetched again when they lack `kid` and the last fetch is old enough.
+    /// The keys: fetched the first time, and again when `refetch` and the last fetch is at
+    /// least [`KEY_REFETCH_MS`] old.
     async fn keys(
         &self,
         http: &impl Transport,
         discovery: &Discovery,
-        kid: Option<&str>,
-        alg: jsonwebtoken::Algorithm,
         now_ms: i64,
+        refetch: bool,
     ) -> Result<Arc<Keys>, OidcError> {
         let mut state = self.provider.lock().await;
-        let known = state.keys.find(kid, alg).is_some();
-        let may_fetch = state
-            .keys_fetched_ms
-            .is_none_or(|at| now_ms.saturating_sub(at) >= KEY_REFETCH_MS);
-        if !known && may_fetch {
+        let fetch = match state.keys_fetched_ms {
+            None => true,
+            Some(at) => refetch && now_ms.saturating_sub(at) >= KEY_REFETCH_MS,
+        };
+        if fetch {
             state.keys_fetched_ms = Some(now_ms);
             let (status, body) = http
                 .get(&discovery.jwks_uri)

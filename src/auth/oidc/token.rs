@@ -27,8 +27,8 @@ pub enum TokenError {
     Malformed(String),
     #[error("the ID token is signed with {0}; warden accepts RS256 and ES256")]
     Algorithm(String),
-    #[error("the ID token names a signing key the provider does not publish (kid {0:?})")]
-    UnknownKey(Option<String>),
+    #[error("the ID token names a signing key the provider does not publish (kid {0})")]
+    UnknownKey(String),
     #[error("the ID token's signature does not verify against the provider's key")]
     Signature,
     #[error("the ID token has expired")]
