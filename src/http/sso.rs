@@ -195,7 +195,9 @@ fn failed(e: &OidcError) -> Response {
             StatusCode::UNAUTHORIZED
         }
         OidcError::NoMappedGroup { .. } | OidcError::MfaMissing { .. } => StatusCode::FORBIDDEN,
-        OidcError::Discovery(_) | OidcError::Keys(_) => StatusCode::BAD_GATEWAY,
+        OidcError::Discovery(_) | OidcError::Keys(_) | OidcError::Unreachable(_) => {
+            StatusCode::BAD_GATEWAY
+        }
         OidcError::Secret(_) | OidcError::Random => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status.is_server_error() {

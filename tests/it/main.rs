@@ -29,3 +29,4 @@ mod reload;
 mod respond;
 mod security;
 mod seed;
+mod sso;

@@ -75,6 +75,8 @@ pub enum OidcError {
     Provider(String),
     #[error("{0}")]
     TokenExchange(String),
+    #[error("the provider's token endpoint cannot be reached: {0}")]
+    Unreachable(String),
     #[error(transparent)]
     IdToken(#[from] TokenError),
     #[error("{actor} is in no group that [console.oidc.groups] maps to a warden scope")]
@@ -100,6 +102,7 @@ impl OidcError {
             OidcError::MfaMissing { actor } => (Refusal::SsoMfa, actor.clone()),
             OidcError::Discovery(_)
             | OidcError::Keys(_)
+            | OidcError::Unreachable(_)
             | OidcError::Secret(_)
             | OidcError::Random => return None,
         })
@@ -294,7 +297,7 @@ impl RelyingParty {
         let (status, answer) = http
             .post_form(&discovery.token_endpoint, &authorization, body)
             .await
-            .map_err(|e| OidcError::TokenExchange(format!("the token endpoint failed: {e}")))?;
+            .map_err(OidcError::Unreachable)?;
         TokenResponse::parse(status, &answer)
     }
 

@@ -170,3 +170,99 @@ fn scopes(ctx: &mut Ctx<'_>, path: KeyPath, scopes: Option<Vec<String>>) -> Vec<
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigErrors};
+
+    fn parse(oidc: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(
+            &format!("[console.oidc]\n{oidc}"),
+            "test",
+            Path::new("/etc/warden"),
+        )
+    }
+
+    const GOOD: &str = r#"
+issuer = "https://login.example.test/realms/corp/"
+client_id = "warden"
+client_secret_file = "oidc.secret"
+redirect_url = "https://warden.example.test/console/sso/callback"
+groups = { "SOC Analysts" = "respond", "Warden Admins" = "admin" }
+require_mfa = true
+"#;
+
+    #[test]
+    fn a_console_oidc_section_compiles_with_its_defaults() {
+        let c = parse(GOOD).unwrap();
+        let o = c.console_oidc.unwrap();
+        assert_eq!(o.issuer, "https://login.example.test/realms/corp");
+        assert_eq!(o.scopes, ["openid", "email", "profile"]);
+        assert_eq!(o.group_claim, "groups");
+        assert_eq!(o.groups["SOC Analysts"], "respond");
+        assert!(o.require_mfa);
+        assert!(o.mfa_amr.contains(&"mfa".to_owned()));
+        assert_eq!(
+            o.client_secret,
+            crate::base::secret::SecretSource::File("/etc/warden/oidc.secret".into())
+        );
+        assert!(parse("").is_err(), "an empty [console.oidc] lacks its keys");
+        assert!(
+            Config::parse("", "t", Path::new("."))
+                .unwrap()
+                .console_oidc
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn problems_name_their_key_path() {
+        let bad = r#"
+issuer = "http://login.example.test"
+client_id = ""
+client_secret = "hunter2"
+redirect_url = "https://warden.example.test/elsewhere"
+scopes = ["openid", "two words"]
+groups = { "SOC Analysts" = "superuser" }
+timeout = "soon"
+"#;
+        let err = parse(bad).unwrap_err();
+        let text = err.to_string();
+        let paths: Vec<String> = err.errors.iter().map(|e| e.path.to_string()).collect();
+        for path in [
+            "console.oidc.issuer",
+            "console.oidc.client_id",
+            "console.oidc.client_secret",
+            "console.oidc.redirect_url",
+            "console.oidc.scopes[1]",
+            "console.oidc.groups.SOC Analysts",
+            "console.oidc.timeout",
+        ] {
+            assert!(paths.iter().any(|p| p == path), "{path} missing in {text}");
+        }
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("client_secret_file"), "{text}");
+        assert!(text.contains("/console/sso/callback"), "{text}");
+        let no_groups = parse(&GOOD.replace(
+            r#"groups = { "SOC Analysts" = "respond", "Warden Admins" = "admin" }"#,
+            "",
+        ))
+        .unwrap_err();
+        assert!(
+            no_groups.to_string().contains("console.oidc.groups"),
+            "{no_groups}"
+        );
+        let typo = parse(&format!("{GOOD}\nrequire_mfaa = true")).unwrap_err();
+        assert!(typo.to_string().contains("require_mfaa"), "{typo}");
+    }
+
+    #[test]
+    fn plain_http_to_the_provider_needs_allow_insecure() {
+        let http = GOOD.replace("https://login", "http://login");
+        assert!(parse(&http).is_err());
+        assert!(parse(&format!("{http}\nallow_insecure = true")).is_ok());
+    }
+}
