@@ -1,0 +1,550 @@
+//! The analyst console in a real headless Chromium, driven over WebDriver (fantoccini →
+//! chromedriver, one chromedriver process per test run, one browser session per test): the
+//! seed's workflow clicked through on the Samba DC, and the refusals a console must make. The
+//! same browser writes the screenshots in `docs/console/`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs them); without
+//! them these tests fail, naming the packages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::dc::{self, AdConfig, Ns};
+use crate::support::{Server, enc, eventually, free_port, http, list_config, start_warden};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long a page may take to show what a test waits for (a push through the DC included).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The one chromedriver of this test run; it ends with the test process.
+fn chromedriver() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        for tool in [CHROMEDRIVER, CHROMIUM] {
+            assert!(
+                Path::new(tool).exists(),
+                "{tool} is missing: install the Debian packages chromium and chromium-driver \
+                 (scripts/test does)"
+            );
+        }
+        let port = free_port();
+        // chromedriver in a process group of its own (with the browsers it starts), under a
+        // shell that ends the group once this test process is gone, so that a browser left
+        // open by a failed test does not outlive the run.
+        let script = format!(
+            "setsid '{CHROMEDRIVER}' --port={port} >/dev/null 2>&1 & d=$!; \
+             while kill -0 {} 2>/dev/null && kill -0 $d 2>/dev/null; do sleep 1; done; \
+             kill -- -$d 2>/dev/null || kill $d",
+            std::process::id()
+        );
+        // Not waited for: it outlives every test of the run on purpose.
+        #[allow(clippy::zombie_processes)]
+        let _driver = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // It listens once it is ready for sessions.
+        let up = eventually(WAIT, || std::net::TcpStream::connect(addr).is_ok());
+        assert!(up.is_some(), "chromedriver did not start on port {port}");
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+/// Runs one browser test on its own single-threaded runtime.
+fn run(test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+/// A new headless browser session.
+async fn browser() -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,1000"],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(chromedriver())
+        .await
+        .expect("a chromium session through chromedriver")
+}
+
+struct Console {
+    c: Client,
+    base: String,
+}
+
+impl Console {
+    async fn open(server: &Server) -> Console {
+        Console {
+            c: browser().await,
+            base: format!("http://{}", server.addr),
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.c
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    }
+
+    async fn path(&self) -> String {
+        self.c.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// The text of the first element `css` finds.
+    async fn text(&self, css: &str) -> String {
+        let el = self
+            .c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} on the page: {e}"));
+        el.text().await.unwrap()
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let el = self
+            .c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no field {css}: {e}"));
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("nothing to click at {css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until an element `css` finds contains `want` (live regions update on their own);
+    /// returns its text.
+    async fn wait_for(&self, css: &str, want: &str) -> String {
+        let mut seen = Vec::new();
+        let started = std::time::Instant::now();
+        while started.elapsed() < WAIT {
+            seen.clear();
+            if let Ok(els) = self.c.find_all(Locator::Css(css)).await {
+                for el in els {
+                    let t = el.text().await.unwrap_or_default();
+                    if t.contains(want) {
+                        return t;
+                    }
+                    seen.push(t);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never showed {want:?}; last seen {seen:?}");
+    }
+
+    /// Signs in with `key` by keyboard alone: the key field has the focus on arrival, Enter
+    /// submits.
+    async fn sign_in(&self, key: &str) {
+        self.goto("/console/sign-in").await;
+        let field = self.c.active_element().await.unwrap();
+        assert_eq!(field.attr("id").await.unwrap().as_deref(), Some("key"));
+        field.send_keys(&format!("{key}\u{E007}")).await.unwrap();
+    }
+
+    /// Every visible form control has a label (or an accessible name).
+    async fn check_labels(&self) {
+        let unlabeled = self
+            .c
+            .execute(
+                "return Array.from(document.querySelectorAll(\
+                 'input:not([type=hidden]), select, textarea'))\
+                 .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label'))\
+                 .map(e => e.name);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            unlabeled,
+            json!([]),
+            "unlabeled controls on {}",
+            self.path().await
+        );
+    }
+
+    /// Writes `docs/console/<name>.png` from the browser's viewport.
+    async fn screenshot(&self, name: &str) {
+        self.check_labels().await;
+        let png = self.c.screenshot().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn close(self) {
+        self.c.close().await.unwrap();
+    }
+}
+
+/// Makes a key with `scopes` over HTTP with the bootstrap admin key.
+fn make_key(server: &Server, name: &str, scopes: &[&str]) -> String {
+    let r = server.post_json("/v1/keys", &json!({ "name": name, "scopes": scopes }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["key"].as_str().unwrap().to_owned()
+}
+
+fn list_path(list: &str) -> String {
+    format!("/console/lists/{}", enc(list))
+}
+
+/// The seed's workflow as an analyst clicks it: sign in → open an incident with the user →
+/// Response to "Suspicious Users" → the member row (and the account it resolved to) appears →
+/// the directory's Recent Updates show the push on the Samba DC → the decision tester says
+/// block; then release the user from the list page and watch it leave the group and the
+/// tester say allow. Screenshots of every page along the way.
+#[test]
+fn an_analyst_contains_and_releases_a_user_from_the_browser() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Ns::new(dc);
+    let alice_dn = ns.add_user(dc, "alice");
+    let group = ns.add_group(dc, "PTR_Suspicious_Users", &[]);
+    let config = AdConfig::seed(&ns, &group).write(dc, tmp.path());
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    server.wait_ready();
+    let key = make_key(&server, "analyst", &["admin"]);
+    let alice = ns.mapped("alice");
+    let db_user = alice.replacen("corp", "CORP", 1);
+    let in_group = || {
+        dc.values(&group, "member")
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&alice_dn))
+    };
+
+    run(async {
+        let b = Console::open(&server).await;
+        b.goto("/console/lists").await;
+        assert_eq!(
+            b.path().await,
+            "/console/sign-in",
+            "unauthenticated → sign-in"
+        );
+        b.screenshot("sign-in").await;
+        b.sign_in(&key).await;
+        b.wait_for("h1", "Lists").await;
+        assert!(b.text("header .who").await.contains("(analyst)"));
+        b.screenshot("lists").await;
+
+        // Open an incident naming the user.
+        b.click("nav a[href='/console/incidents']").await;
+        b.fill("#title", "Suspicious database access").await;
+        b.c.find(Locator::Css("#severity"))
+            .await
+            .unwrap()
+            .select_by_value("high")
+            .await
+            .unwrap();
+        b.fill("#users", &alice).await;
+        b.fill("#ips", "10.0.0.7").await;
+        b.click("form[action='/console/incidents'] button[type=submit]")
+            .await;
+        b.wait_for("#flash", "Opened INC-").await;
+        let incident = b.path().await;
+        assert!(
+            incident.starts_with("/console/incidents/INC-"),
+            "{incident}"
+        );
+
+        // Response: the user onto "Suspicious Users".
+        b.c.find(Locator::Css("#list"))
+            .await
+            .unwrap()
+            .select_by_value("Suspicious Users")
+            .await
+            .unwrap();
+        b.fill("#reason", "phishing kit login").await;
+        b.fill("#expires_in", "7d").await;
+        b.click("#respond").await;
+        b.wait_for("#flash", "on Suspicious Users").await;
+        b.wait_for("table tbody tr", "phishing kit login").await;
+        b.screenshot("incident").await;
+        b.goto("/console/incidents").await;
+        b.wait_for("table tbody tr", "Suspicious database access")
+            .await;
+        b.screenshot("incidents").await;
+
+        // The member row, and (live, once pushed) the account it resolved to.
+        b.goto(&list_path("Suspicious Users")).await;
+        let row = b.wait_for("#members tr.member", &alice).await;
+        assert!(row.contains("phishing kit login"), "{row}");
+        b.wait_for("#members tr.member", &ns.user_dn("alice")).await;
+        b.screenshot("list").await;
+        assert!(in_group(), "the push reached the Samba DC's group");
+
+        // The directory: status and the push in Recent Updates.
+        b.click("nav a[href='/console/directories']").await;
+        let update = b.wait_for("tr.update", &group).await;
+        assert!(update.contains("push"), "{update}");
+        b.wait_for(".badge", "ok").await;
+        let mapping = b.text("table.mappings tbody tr").await;
+        assert!(
+            mapping.contains("Suspicious Users") && mapping.contains("yes"),
+            "{mapping}"
+        );
+        b.screenshot("directories").await;
+
+        // The decision tester: blocked once the data set pulled the group.
+        let mut outcome = String::new();
+        for _ in 0..60 {
+            b.goto("/console/policies").await;
+            b.fill("#principal", &db_user).await;
+            b.fill("#service", "orders").await;
+            b.click("form[action='/console/policies'] button[type=submit]")
+                .await;
+            outcome = b.text("#outcome").await;
+            if outcome == "block" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(outcome, "block");
+        assert!(
+            b.text("#decision")
+                .await
+                .contains("PTR Block Suspicious Users")
+        );
+        b.screenshot("policies").await;
+
+        // The data set: its rows, and a Test Query with sample results.
+        b.click("nav a[href='/console/data-sets']").await;
+        b.wait_for("table tbody tr", "PTR Suspicious Users").await;
+        b.screenshot("data-sets").await;
+        b.goto(&format!(
+            "/console/data-sets/{}",
+            enc("PTR Suspicious Users")
+        ))
+        .await;
+        b.click("form[action$='/test-query'] button").await;
+        let sample = b.wait_for("#test-result", "Sample Results").await;
+        assert!(sample.contains(&alice), "{sample}");
+        b.screenshot("data-set").await;
+
+        // The audit log, filtered to the analyst: the console's actions, from the browser.
+        b.goto("/console/audit").await;
+        let actor = b.text("header .who").await;
+        b.fill("#actor", &actor).await;
+        b.click("form[action='/console/audit'] button[type=submit]")
+            .await;
+        let respond = b
+            .wait_for("table.audit tbody tr", "incidents.respond")
+            .await;
+        assert!(
+            respond.contains("127.0.0.1"),
+            "audited with the address: {respond}"
+        );
+        b.wait_for("table.audit tbody tr", "console.sign_in").await;
+        b.screenshot("audit").await;
+        b.click("nav a[href='/console/gates']").await;
+        b.wait_for("main", "No PostgreSQL gates").await;
+        b.screenshot("gates").await;
+
+        // Release: remove the member from the list page.
+        b.goto(&list_path("Suspicious Users")).await;
+        b.click(&format!(
+            "#members button[aria-label='Remove {} from Suspicious Users']",
+            alice.replace('\\', "\\\\")
+        ))
+        .await;
+        b.wait_for("#flash", "Removed").await;
+        b.wait_for("#members", "Nobody is on this list.").await;
+        b.close().await;
+    });
+    assert!(
+        eventually(WAIT, || !in_group()).is_some(),
+        "the release left the user in the group; logs:\n{}",
+        server.logs()
+    );
+    assert!(
+        eventually(WAIT, || server.decision("orders", &db_user) == "allow").is_some(),
+        "the released user is still blocked"
+    );
+    let audit = server.get("/v1/audit?action=lists.remove").json();
+    let removed = &audit["records"][0];
+    assert!(
+        removed["actor"].as_str().unwrap().ends_with("(analyst)"),
+        "{removed}"
+    );
+    assert!(
+        removed["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{removed}"
+    );
+}
+
+/// What a console must refuse: a wrong key (counted with failed keys), a `respond` analyst on
+/// admin pages (hidden and refused), a post without the CSRF token or from another origin;
+/// and a principal with markup renders as text.
+#[test]
+fn the_console_refuses_what_it_must_and_renders_markup_inert() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), list_config("", "\"*\"")).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let responder = make_key(&server, "responder", &["respond"]);
+    let members = || {
+        server
+            .get(&format!("/v1/lists/{}/members", enc("Suspicious Users")))
+            .json()["members"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    run(async {
+        let b = Console::open(&server).await;
+        b.sign_in("wdn_000000000000_not-a-key").await;
+        let refused = b.wait_for("#flash", "Sign-in refused").await;
+        assert!(refused.contains("not valid"), "{refused}");
+        assert_eq!(b.path().await, "/console/sign-in");
+
+        b.sign_in(&responder).await;
+        b.wait_for("h1", "Lists").await;
+        let nav = b.text("header nav").await;
+        assert!(nav.contains("Lists") && nav.contains("Incidents"), "{nav}");
+        for admin in ["Directories", "Data sets", "Policies", "Audit log", "Gates"] {
+            assert!(
+                !nav.contains(admin),
+                "a respond analyst sees {admin}: {nav}"
+            );
+        }
+        for page in [
+            "/console/directories",
+            "/console/audit",
+            "/console/policies",
+        ] {
+            b.goto(page).await;
+            let refusal = b.text("#problem").await;
+            assert!(
+                refusal.contains("needs the admin scope"),
+                "{page}: {refusal}"
+            );
+        }
+
+        // A post without the CSRF token: refused, nothing added.
+        b.goto(&list_path("Suspicious Users")).await;
+        b.c.execute(
+            "document.querySelector(\"form[action$='/members'] input[name=csrf]\").remove();",
+            vec![],
+        )
+        .await
+        .unwrap();
+        b.fill("#principal", "corp\\mallory").await;
+        b.click("form[action$='/members'] button[type=submit]")
+            .await;
+        let refusal = b.wait_for("#problem", "anti-CSRF").await;
+        assert!(!refusal.is_empty());
+        assert_eq!(members(), 0, "a post without the token changed nothing");
+
+        // The same post with the token but from another origin (a raw request carrying the
+        // browser's own session cookie): refused; from the console's origin: accepted.
+        b.goto(&list_path("Suspicious Users")).await;
+        let csrf =
+            b.c.find(Locator::Css("form[action$='/members'] input[name=csrf]"))
+                .await
+                .unwrap()
+                .attr("value")
+                .await
+                .unwrap()
+                .unwrap();
+        let cookie = b.c.get_named_cookie("warden_console").await.unwrap();
+        let cookie = format!("warden_console={}", cookie.value());
+        let path = format!("{}/members", list_path("Suspicious Users"));
+        let body = format!("csrf={csrf}&principal=corp%5Cmallory&reason=test");
+        let post = |origin: &str| {
+            http(
+                server.addr,
+                "POST",
+                &path,
+                &[
+                    ("Cookie", cookie.as_str()),
+                    ("Origin", origin),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                body.as_bytes(),
+            )
+        };
+        let foreign = post("http://evil.example");
+        assert_eq!(foreign.status, 403, "{}", foreign.body);
+        assert!(foreign.body.contains("Origin"), "{}", foreign.body);
+        assert_eq!(members(), 0);
+        let own = post(&b.base);
+        assert_eq!(own.status, 303, "{}", own.body);
+        assert_eq!(members(), 1);
+
+        // A principal with markup: shown as text, nothing runs.
+        b.goto(&list_path("Suspicious Users")).await;
+        let evil = "corp\\<script>window.xss=1;alert(1)</script>";
+        b.fill("#principal", evil).await;
+        b.fill("#reason", "<img src=x onerror=window.xss=2>").await;
+        b.click("form[action$='/members'] button[type=submit]")
+            .await;
+        let row = b.wait_for("#members tr.member", "<script>").await;
+        assert!(row.contains(evil) && row.contains("<img src=x"), "{row}");
+        assert!(b.c.get_alert_text().await.is_err(), "an alert ran");
+        let ran =
+            b.c.execute(
+                "return [window.xss === undefined, \
+                 document.querySelectorAll('main script, main img').length];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            ran,
+            json!([true, 0]),
+            "markup in a principal became elements"
+        );
+        b.close().await;
+    });
+    let failed = server.get("/v1/audit?action=auth.failed").json();
+    assert!(
+        failed["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["detail"].to_string().contains("/console/sign-in")),
+        "the failed sign-in went through the aggregated audit: {failed}"
+    );
+    let forbidden = server.get("/v1/audit?action=auth.forbidden").json();
+    assert!(
+        forbidden["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["actor"].as_str().unwrap_or("").ends_with("(responder)")),
+        "{forbidden}"
+    );
+}
