@@ -548,3 +548,170 @@ fn the_console_refuses_what_it_must_and_renders_markup_inert() {
         "{forbidden}"
     );
 }
+
+/// A refresh the shrink guard held, reviewed in the browser: the data set page lists who
+/// accepting it would unblock, and Accept (for that hold's id) applies it.
+#[test]
+fn a_held_refresh_shows_who_it_would_unblock_and_is_accepted_from_the_browser() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Ns::new(dc);
+    let users: Vec<String> = ["bob", "carol"]
+        .iter()
+        .map(|u| ns.add_user(dc, u))
+        .collect();
+    let group = ns.add_group(dc, "PTR_Suspicious_Users", &users);
+    let config = AdConfig {
+        mapping: false,
+        ..AdConfig::seed(&ns, &group)
+    }
+    .write(dc, tmp.path());
+    let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
+    server.wait_ready();
+    let rows = |server: &Server| {
+        server
+            .get(&format!(
+                "/v1/data-sets/{}/rows",
+                enc("PTR Suspicious Users")
+            ))
+            .json()["records"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(rows(&server), 2);
+    // Both leave the group: the next pull would empty the set, so it is held.
+    ns.set_members(dc, &group, "delete", &users);
+    let key = make_key(&server, "reviewer", &["admin"]);
+
+    run(async {
+        let b = Console::open(&server).await;
+        b.sign_in(&key).await;
+        b.wait_for("h1", "Lists").await;
+        b.goto(&format!(
+            "/console/data-sets/{}",
+            enc("PTR Suspicious Users")
+        ))
+        .await;
+        // The hold lands while the page is open: the refresh region updates on its own.
+        let held = b.wait_for("#refresh", "Accepting it would unblock").await;
+        for u in ["bob", "carol"] {
+            assert!(held.contains(&ns.mapped(u)), "{u} missing from {held}");
+        }
+        b.screenshot("data-set-held").await;
+        b.click("#refresh form button").await;
+        b.wait_for("#flash", "Accepted hold").await;
+        assert!(
+            !b.text("#refresh").await.contains("Held refresh"),
+            "the hold is gone once accepted"
+        );
+        b.close().await;
+    });
+    assert_eq!(rows(&server), 0, "the accepted refresh applied");
+    let accepted = server.get("/v1/audit?action=data_sets.accept").json();
+    assert!(
+        accepted.to_string().contains("(reviewer)"),
+        "the accept is audited with the analyst: {accepted}"
+    );
+}
+
+/// Every console answer carries the security headers, and the session cookie the attributes
+/// a browser needs to keep it to the console (checked on the wire, not through a browser).
+#[test]
+fn console_answers_carry_the_security_headers_and_a_strict_cookie() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), list_config("", "\"*\"")).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let key = server.admin_key.clone().unwrap();
+    let origin = format!("http://{}", server.addr);
+    let body = format!("key={}", enc(&key));
+    let sign_in = |origin: &str| {
+        http(
+            server.addr,
+            "POST",
+            "/console/sign-in",
+            &[
+                ("Origin", origin),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        )
+    };
+    // Login CSRF: a sign-in posted from another site is refused too.
+    assert_eq!(sign_in("http://evil.example").status, 403);
+    let signed = sign_in(&origin);
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let cookie = signed.header("set-cookie").unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    for path in [
+        "/console/sign-in",
+        "/console/lists",
+        "/console/nope",
+        "/console/assets/console.js",
+    ] {
+        let r = http(
+            server.addr,
+            "GET",
+            path,
+            &[("Cookie", session.as_str())],
+            b"",
+        );
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some(
+                "default-src 'self'; script-src 'self'; style-src 'self'; \
+                 frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+            ),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"), "{path}");
+    }
+    let page = http(
+        server.addr,
+        "GET",
+        "/console/lists",
+        &[("Cookie", session.as_str())],
+        b"",
+    );
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<script>") && !page.body.contains("style="));
+    // Signed out, the cookie no longer opens a page.
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let out = http(
+        server.addr,
+        "POST",
+        "/console/sign-out",
+        &[
+            ("Cookie", session.as_str()),
+            ("Origin", origin.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}").as_bytes(),
+    );
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let after = http(
+        server.addr,
+        "GET",
+        "/console/lists",
+        &[("Cookie", session.as_str())],
+        b"",
+    );
+    assert_eq!(after.status, 303);
+    assert_eq!(after.header("location"), Some("/console/sign-in"));
+}

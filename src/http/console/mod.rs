@@ -465,3 +465,123 @@ async fn route(gw: &Gateway, parts: Parts, body: Incoming, peer: SocketAddr) -> 
     };
     pages::show(&ctx, page).await
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::Store;
+
+    fn gateway() -> Gateway {
+        let config = Config::embedded_default().unwrap();
+        let warden = Warden::with_store(config, Arc::new(Store::in_memory().unwrap())).unwrap();
+        Gateway::new(Arc::new(warden), crate::services::Board::default())
+    }
+
+    fn key(gw: &Gateway, name: &str, scopes: &[Scope]) -> String {
+        let store = gw.warden.store();
+        let new =
+            crate::auth::create_key(store, name, scopes, None, "test", crate::base::time::now())
+                .unwrap();
+        gw.warden.keys().reload(store).unwrap();
+        new.key
+    }
+
+    fn form(key: &str) -> Form {
+        Form::parse(format!("key={key}").as_bytes()).unwrap()
+    }
+
+    /// Nothing an unauthenticated caller sends makes a session: wrong keys are counted as
+    /// refusals (aggregated, bounded) and only a valid key with a console scope signs in.
+    #[test]
+    fn only_a_valid_console_key_makes_a_session() {
+        let gw = gateway();
+        let peer: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let decide = key(&gw, "proxy", &[Scope::Decide]);
+        let respond = key(&gw, "analyst", &[Scope::Respond]);
+        for i in 0..50 {
+            let wrong = format!("wdn_{i:012x}_not-the-secret");
+            let resp = sign_in_with_key(&gw, &form(&wrong), peer);
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(sign_in_with_key(&gw, &form(""), peer).status(), 401);
+        assert_eq!(
+            sign_in_with_key(&gw, &form(&decide), peer).status(),
+            StatusCode::FORBIDDEN
+        );
+        assert!(gw.sessions.is_empty(), "a refused sign-in made a session");
+        assert_eq!(gw.warden.denials().pending(), 52);
+        let resp = sign_in_with_key(&gw, &form(&respond), peer);
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert!(resp.headers().contains_key(header::SET_COOKIE));
+        assert_eq!(gw.sessions.len(), 1);
+        let audit = gw
+            .warden
+            .store()
+            .audit(&crate::store::AuditFilter {
+                action: Some("console.sign_in".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(audit.len(), 1);
+        assert!(audit[0].actor.ends_with("(analyst)"));
+        assert_eq!(audit[0].source.as_deref(), Some("192.0.2.7:5000"));
+    }
+
+    #[test]
+    fn the_origin_must_be_the_gateways_own() {
+        let headers = |origin: Option<&str>, host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+            }
+            h
+        };
+        let h = headers(Some("http://127.0.0.1:8470"), "127.0.0.1:8470");
+        assert!(same_origin(&h, false));
+        assert!(!same_origin(&h, true), "https expected over TLS");
+        for (origin, host) in [
+            (Some("http://evil.example"), "127.0.0.1:8470"),
+            (Some("http://127.0.0.1:8471"), "127.0.0.1:8470"),
+            (Some("null"), "127.0.0.1:8470"),
+            (None, "127.0.0.1:8470"),
+        ] {
+            assert!(!same_origin(&headers(origin, host), false), "{origin:?}");
+        }
+    }
+
+    #[test]
+    fn pages_need_the_scope_of_their_http_route() {
+        let admin_only = [
+            "/console/directories",
+            "/console/data-sets",
+            "/console/data-sets/x",
+            "/console/policies",
+            "/console/audit",
+            "/console/gates",
+        ];
+        for path in admin_only {
+            let page = Page::find(&Method::GET, path).unwrap();
+            assert_eq!(page.needs(), Some(Scope::Admin), "{path}");
+        }
+        for path in [
+            "/console/lists",
+            "/console/lists/a%20b",
+            "/console/incidents/INC-1",
+        ] {
+            let page = Page::find(&Method::GET, path).unwrap();
+            assert_eq!(page.needs(), Some(Scope::Respond), "{path}");
+        }
+        assert_eq!(
+            Page::find(&Method::GET, "/console/lists/a%20b"),
+            Some(Page::List("a b".into()))
+        );
+        assert_eq!(Page::find(&Method::POST, "/console/lists"), None);
+        assert_eq!(Page::find(&Method::GET, "/console/lists/%ff"), None);
+        assert!(owns("/console") && owns("/console/lists") && !owns("/consoles"));
+    }
+}

@@ -672,7 +672,7 @@ fn refresh_state(ctx: &Ctx<'_>, name: &str) -> Shown2<views::RefreshState> {
         (Some(u), _) => (
             when_ms(u.started_at_ms),
             match &u.error {
-                Some(e) => format!("failed after {} ms: {e}", u.duration_ms),
+                Some(e) => format!("not applied ({} ms): {e}", u.duration_ms),
                 None => format!(
                     "{} added, {} removed, {} rows now, in {} ms",
                     u.added,
