@@ -715,3 +715,81 @@ fn console_answers_carry_the_security_headers_and_a_strict_cookie() {
     assert_eq!(after.status, 303);
     assert_eq!(after.header("location"), Some("/console/sign-in"));
 }
+
+/// An alert that an automated-response rule turned into an incident shows the alert and the
+/// rule; a directory that cannot be reached is red with the reason, after Sync now.
+#[test]
+fn an_alerts_rule_and_a_failing_directory_show_in_the_console() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    // Nothing listens there: every push to this directory fails.
+    let down = free_port();
+    let config = format!(
+        r#"{base}
+[[directories]]
+name = "branch-dc"
+url = "ldaps://127.0.0.1:{down}"
+ca_file = "{ca}"
+bind_dn = "{bind_dn}"
+bind_password_file = "{pw}"
+base_dn = "{base_dn}"
+update_interval = "10m"
+timeout = "2s"
+connect_timeout = "1s"
+
+[[mappings]]
+list = "Suspicious Users"
+directory = "branch-dc"
+group_dn = "CN=PTR_Suspicious_Users,{base_dn}"
+
+[[response_rules]]
+name = "contain exfiltration"
+list = "Suspicious Users"
+sources = ["dlp*"]
+min_severity = "high"
+fields = {{ category = "exfil*" }}
+expires_in = "24h"
+"#,
+        base = list_config("", "\"*\""),
+        ca = dc.ca.display(),
+        bind_dn = dc.bind_dn,
+        pw = dc.password_file.display(),
+        base_dn = dc.base_dn,
+    );
+    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let alert = server.post_json(
+        "/v1/alerts",
+        &json!({ "id": "dlp-7731", "source": "dlp-prod", "severity": "high",
+                 "title": "USB export of payroll", "users": ["corp\\eve"],
+                 "fields": { "category": "exfil-usb" } }),
+    );
+    assert_eq!(alert.status, 201, "{}", alert.body);
+    let key = make_key(&server, "analyst", &["admin"]);
+
+    run(async {
+        let b = Console::open(&server).await;
+        b.sign_in(&key).await;
+        b.wait_for("h1", "Lists").await;
+        b.click("nav a[href='/console/incidents']").await;
+        let row = b.wait_for("table tbody tr", "USB export of payroll").await;
+        assert!(row.contains("alert dlp-7731 (dlp-prod)"), "{row}");
+        b.click("table tbody tr a").await;
+        let response = b.wait_for("table tbody tr", "contain exfiltration").await;
+        assert!(response.contains("corp\\eve"), "{response}");
+
+        b.click("nav a[href='/console/directories']").await;
+        b.click("form[action='/console/directories/branch-dc/sync'] button")
+            .await;
+        let flash = b.wait_for("#flash", "branch-dc").await;
+        assert!(flash.contains("failed"), "{flash}");
+        b.wait_for(".badge", "failing").await;
+        let reason = b.text(".status .reason").await;
+        assert!(reason.starts_with("The last run failed:"), "{reason}");
+        let mapping = b.text("table.mappings tbody tr").await;
+        assert!(mapping.contains("cannot tell"), "{mapping}");
+        b.screenshot("directory-failing").await;
+        b.close().await;
+    });
+}
