@@ -192,7 +192,8 @@ pub(crate) struct Ctx<'a> {
     gw: &'a Gateway,
     session: Session,
     peer: SocketAddr,
-    query: &'a str,
+    /// The query string's parameters (searches, filters, fragments).
+    query: Form,
     form: Form,
 }
 
@@ -207,10 +208,6 @@ impl Ctx<'_> {
             self.session.identity.actor.clone(),
             Some(self.peer.to_string()),
         )
-    }
-
-    fn query(&self) -> Form {
-        Form::parse(self.query.as_bytes()).unwrap_or_default()
     }
 
     /// Leaves `flash` for the next page and sends the browser there.
@@ -456,11 +453,15 @@ async fn route(gw: &Gateway, parts: Parts, body: Incoming, peer: SocketAddr) -> 
             "This page needs the {scope} scope, which your sign-in does not have."
         ));
     }
+    let query = match Form::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+        Ok(q) => q,
+        Err(e) => return problem_page(StatusCode::BAD_REQUEST, "Bad address", &e.to_string()),
+    };
     let ctx = Ctx {
         gw,
         session,
         peer,
-        query: parts.uri.query().unwrap_or(""),
+        query,
         form,
     };
     pages::show(&ctx, page).await

@@ -47,7 +47,10 @@ const NAV: [(&str, &str, Scope); 7] = [
     ("/console/gates", "Gates", Scope::Admin),
 ];
 
-type Shown = Result<String, OperationError>;
+/// What a page read gives: its value, or the operation's error (shown as a problem page).
+type Read<T> = Result<T, OperationError>;
+/// A rendered page.
+type Shown = Read<String>;
 
 /// Answers a signed-in request for `page`.
 pub(super) async fn show(ctx: &Ctx<'_>, page: Page) -> Response {
@@ -190,7 +193,7 @@ fn lists_page(ctx: &Ctx<'_>) -> Shown {
 }
 
 /// The directory accounts each member was last pushed as, per mapping of the list.
-fn resolved(ctx: &Ctx<'_>, list: &str, members: &[Member]) -> Shown2<Vec<Vec<String>>> {
+fn resolved(ctx: &Ctx<'_>, list: &str, members: &[Member]) -> Read<Vec<Vec<String>>> {
     let config = ctx.warden().config();
     let mut out = vec![Vec::new(); members.len()];
     for mapping in config.mappings.iter().filter(|m| m.list == list) {
@@ -207,8 +210,6 @@ fn resolved(ctx: &Ctx<'_>, list: &str, members: &[Member]) -> Shown2<Vec<Vec<Str
     Ok(out)
 }
 
-type Shown2<T> = Result<T, OperationError>;
-
 fn member_row(m: Member, resolved: Vec<String>) -> views::MemberRow {
     views::MemberRow {
         incident_href: m.incident.as_deref().map(incident_href).unwrap_or_default(),
@@ -223,7 +224,7 @@ fn member_row(m: Member, resolved: Vec<String>) -> views::MemberRow {
     }
 }
 
-fn members_view(ctx: &Ctx<'_>, list: &str) -> Shown2<views::Members> {
+fn members_view(ctx: &Ctx<'_>, list: &str) -> Read<views::Members> {
     let store = ctx.warden().store();
     if !store.lists()?.iter().any(|l| l.name == list) {
         return Err(OperationError::NoSuchList(list.to_owned()));
@@ -250,7 +251,7 @@ fn members_view(ctx: &Ctx<'_>, list: &str) -> Shown2<views::Members> {
 
 fn list_page(ctx: &Ctx<'_>, list: &str) -> Shown {
     let members = members_view(ctx, list)?;
-    if ctx.query().get("fragment") == "members" {
+    if ctx.query.get("fragment") == "members" {
         return Ok(views::render(&views::MembersFragment { members }));
     }
     Ok(views::render(&views::List {
@@ -370,7 +371,7 @@ fn create_incident(ctx: &Ctx<'_>) -> Response {
     }
 }
 
-fn incident_id(text: &str) -> Shown2<i64> {
+fn incident_id(text: &str) -> Read<i64> {
     parse_incident_ref(text).ok_or_else(|| {
         OperationError::invalid(
             "incident",
@@ -509,7 +510,7 @@ fn status_view(index: usize, s: crate::sync::DirectoryStatus) -> views::Director
 
 async fn directories_page(ctx: &Ctx<'_>) -> Shown {
     let statuses = blocking(|| directories::statuses(ctx.warden(), RECENT_SHOWN))?;
-    let query = ctx.query();
+    let query = &ctx.query;
     let fragment = query.get("fragment");
     if !fragment.is_empty() {
         let (index, status) = statuses
@@ -657,7 +658,7 @@ fn held_keys(records: &str, key: &str, case_sensitive: bool) -> HashSet<String> 
         .collect()
 }
 
-fn refresh_state(ctx: &Ctx<'_>, name: &str) -> Shown2<views::RefreshState> {
+fn refresh_state(ctx: &Ctx<'_>, name: &str) -> Read<views::RefreshState> {
     let config = data_sets::data_set_config(ctx.warden(), name)?;
     let current = data_sets::current(ctx.warden(), name)?;
     let store = ctx.warden().store();
@@ -729,7 +730,7 @@ fn refresh_state(ctx: &Ctx<'_>, name: &str) -> Shown2<views::RefreshState> {
 
 fn data_set_page(ctx: &Ctx<'_>, name: &str, test: Option<views::TestView>) -> Shown {
     let refresh = refresh_state(ctx, name)?;
-    let query = ctx.query();
+    let query = &ctx.query;
     if query.get("fragment") == "refresh" {
         return Ok(views::render(&views::RefreshFragment { refresh }));
     }
@@ -895,7 +896,7 @@ fn policies_page(ctx: &Ctx<'_>) -> String {
         .collect();
     services.sort();
     services.dedup();
-    let query = ctx.query();
+    let query = &ctx.query;
     let (principal, service) = (query.get("principal"), query.get("service"));
     let (mut error, mut tested) = (String::new(), None);
     if principal.len() > TESTER_MAX || service.len() > TESTER_MAX {
@@ -937,7 +938,7 @@ fn time_field(name: &str, value: &str) -> Result<Option<i64>, String> {
 }
 
 fn audit_page(ctx: &Ctx<'_>) -> Shown {
-    let q = ctx.query();
+    let q = &ctx.query;
     let (actor, action, target) = (q.get("actor"), q.get("action"), q.get("target"));
     let (since, until) = (q.get("since"), q.get("until"));
     let mut error = String::new();
