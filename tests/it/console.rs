@@ -172,6 +172,24 @@ impl Console {
         field.send_keys(&format!("{key}\u{E007}")).await.unwrap();
     }
 
+    /// Presses Tab from where the focus is until the control `id` has it.
+    async fn keyboard_to(&self, id: &str) {
+        for _ in 0..60 {
+            self.type_keys("\u{E004}").await;
+            let active = self.c.active_element().await.unwrap();
+            if active.attr("id").await.unwrap().as_deref() == Some(id) {
+                return;
+            }
+        }
+        panic!("Tab never reached #{id}");
+    }
+
+    /// Types into whatever has the focus (WebDriver key codes: \u{E004} Tab, \u{E007} Enter).
+    async fn type_keys(&self, keys: &str) {
+        let active = self.c.active_element().await.unwrap();
+        active.send_keys(keys).await.unwrap();
+    }
+
     /// Every visible form control has a label (or an accessible name).
     async fn check_labels(&self) {
         let unlabeled = self
@@ -527,6 +545,15 @@ fn the_console_refuses_what_it_must_and_renders_markup_inert() {
             json!([true, 0]),
             "markup in a principal became elements"
         );
+
+        // Without a mouse: Tab reaches the add form, Enter submits it.
+        b.goto(&list_path("Suspicious Users")).await;
+        b.keyboard_to("principal").await;
+        b.type_keys("corp\\keyboard\u{E004}by keyboard alone\u{E007}")
+            .await;
+        let flash = b.wait_for("#flash", "Added").await;
+        assert!(flash.contains("corp\\keyboard"), "{flash}");
+        b.wait_for("#members tr.member", "by keyboard alone").await;
         b.close().await;
     });
     let failed = server.get("/v1/audit?action=auth.failed").json();
