@@ -620,7 +620,11 @@ fn a_held_refresh_shows_who_it_would_unblock_and_is_accepted_from_the_browser() 
             enc("PTR Suspicious Users")
         ))
         .await;
-        // The hold lands while the page is open: the refresh region updates on its own.
+        // Refresh now: the shrink guard holds it (the change notification may have run the
+        // same pull already: the same rows are the same hold).
+        b.click("form[action$='/refresh'] button").await;
+        let flash = b.wait_for("#flash", "is held").await;
+        assert!(flash.contains("2 → 0 rows"), "{flash}");
         let held = b.wait_for("#refresh", "Accepting it would unblock").await;
         for u in ["bob", "carol"] {
             assert!(held.contains(&ns.mapped(u)), "{u} missing from {held}");
@@ -817,6 +821,37 @@ expires_in = "24h"
         let mapping = b.text("table.mappings tbody tr").await;
         assert!(mapping.contains("cannot tell"), "{mapping}");
         b.screenshot("directory-failing").await;
+
+        // Updates appear without a reload: a sync asked over HTTP shows up in Recent Updates
+        // while the page (and a marker set on it) stays.
+        let count = "return document.querySelectorAll('tr.update').length;";
+        let before = b.c.execute(count, vec![]).await.unwrap().as_u64().unwrap();
+        assert!(before < 10, "room for one more row");
+        b.c.execute("window.notReloaded = true;", vec![])
+            .await
+            .unwrap();
+        let sync = server.call(
+            "POST",
+            "/v1/directories/branch-dc/sync",
+            server.admin_key.as_deref(),
+            b"",
+        );
+        assert_eq!(sync.status, 502, "{}", sync.body);
+        let mut after = before;
+        for _ in 0..100 {
+            after = b.c.execute(count, vec![]).await.unwrap().as_u64().unwrap();
+            if after > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert_eq!(
+            after,
+            before + 1,
+            "the new run never appeared on the open page"
+        );
+        let kept = b.c.execute("return window.notReloaded === true;", vec![]);
+        assert_eq!(kept.await.unwrap(), json!(true), "the page was reloaded");
         b.close().await;
     });
 }
