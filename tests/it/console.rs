@@ -826,7 +826,7 @@ expires_in = "24h"
         // while the page (and a marker set on it) stays.
         let count = "return document.querySelectorAll('tr.update').length;";
         let before = b.c.execute(count, vec![]).await.unwrap().as_u64().unwrap();
-        assert!(before < 10, "room for one more row");
+        assert!(before < 10, "room for more rows (the page shows ten)");
         b.c.execute("window.notReloaded = true;", vec![])
             .await
             .unwrap();
@@ -845,9 +845,9 @@ expires_in = "24h"
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        assert_eq!(
-            after,
-            before + 1,
+        // More than one may land: a failed push is also retried on its own.
+        assert!(
+            after > before,
             "the new run never appeared on the open page"
         );
         let kept = b.c.execute("return window.notReloaded === true;", vec![]);
