@@ -18,6 +18,10 @@
 //! [`SignInMethod`]) and calls [`super::sign_in`] with the gateway, the identity and the peer
 //! address: it audits the sign-in (`console.sign_in`), makes the session with
 //! [`Sessions::sign_in`] and answers the redirect into the console with the `Set-Cookie`.
+//! A method's own pages (say `/console/sso/start` and its callback) are `Page` variants that
+//! need no scope and are answered before the session lookup, as `Page::SignIn` is (see
+//! `route` in the parent module); its failures are counted with
+//! [`crate::auth::denials`] under their route, as a wrong key is.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
