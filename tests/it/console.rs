@@ -386,7 +386,6 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
         b.screenshot("audit").await;
         b.click("nav a[href='/console/gates']").await;
         b.wait_for("main", "No PostgreSQL gates").await;
-        b.screenshot("gates").await;
 
         // Release: remove the member from the list page.
         b.goto(&list_path("Suspicious Users")).await;
@@ -852,6 +851,69 @@ expires_in = "24h"
         );
         let kept = b.c.execute("return window.notReloaded === true;", vec![]);
         assert_eq!(kept.await.unwrap(), json!(true), "the page was reloaded");
+        b.close().await;
+    });
+}
+
+/// The gates page lists a PostgreSQL gate's open sessions (a real `psql` through a real gate
+/// to the shared PostgreSQL server).
+#[test]
+fn the_gates_page_lists_open_sessions() {
+    let pg = crate::support::postgres();
+    let port = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:{port}\"\n\
+         upstream = \"127.0.0.1:{}\"\nservice = \"pg-appdb\"\nallow_plain = true\n\
+         upstream_plain = true\n",
+        list_config("", "\"pg-*\""),
+        pg.port
+    );
+    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let up = eventually(WAIT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up.is_some(), "the gate did not listen:\n{}", server.logs());
+    // A session that stays open: psql waits for its next statement on stdin.
+    let open_session = || {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} dbname=appdb user=alice sslmode=disable \
+                 application_name=payroll-report"
+            ))
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+            .env("PGPASSWORD", pg.password("alice"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("psql (scripts/postgres install provides it)")
+    };
+    let key = server.admin_key.clone().unwrap();
+
+    run(async {
+        let b = Console::open(&server).await;
+        b.sign_in(&key).await;
+        b.wait_for("h1", "Lists").await;
+        b.click("nav a[href='/console/gates']").await;
+        b.wait_for("#gates", "No open sessions.").await;
+        // The session appears on the open page, and leaves it when it ends.
+        let mut session = open_session();
+        let row = b.wait_for("#gates tbody tr", "alice").await;
+        assert!(
+            row.contains("appdb") && row.contains("payroll-report"),
+            "{row}"
+        );
+        b.screenshot("gates").await;
+        drop(session.stdin.take());
+        let out = session.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        b.wait_for("#gates", "No open sessions.").await;
         b.close().await;
     });
 }

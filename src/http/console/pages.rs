@@ -1012,11 +1012,14 @@ fn gates_page(ctx: &Ctx<'_>) -> String {
                     database: s.database,
                     application: s.application.unwrap_or_default(),
                     client: s.client,
-                    since: s.since,
+                    since: s.since.replace('T', " ").replace('Z', " UTC"),
                 })
                 .collect(),
         })
         .collect();
+    if ctx.query.get("fragment") == "gates" {
+        return views::render(&views::GatesFragment { gates });
+    }
     views::render(&views::Gates {
         chrome: chrome(ctx, "Gates", "/console/gates"),
         gates,

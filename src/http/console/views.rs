@@ -351,3 +351,9 @@ pub struct Gates {
     pub chrome: Chrome,
     pub gates: Vec<GateView>,
 }
+
+#[derive(Template)]
+#[template(path = "console/gate_sessions.html")]
+pub struct GatesFragment {
+    pub gates: Vec<GateView>,
+}
