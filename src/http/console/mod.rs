@@ -15,8 +15,8 @@
 //!   `admin`'s. The navigation shows only what the session may open, and the route refuses
 //!   the rest (counted and audited like a key lacking a scope).
 //! - Parts of a page that change on their own (a directory's status and recent updates, a
-//!   list's members, a data set's refresh, gate sessions) are `data-live` regions the script re-fetches as
-//!   fragments; those polls do not keep an idle session alive.
+//!   list's members, a data set's refresh, gate sessions) are `data-live` regions the script
+//!   re-fetches as fragments; those polls do not keep an idle session alive.
 
 pub mod form;
 mod pages;
