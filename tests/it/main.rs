@@ -11,6 +11,7 @@ mod cli;
 mod clock;
 mod cold_start;
 mod config_files;
+mod console;
 mod databases;
 mod dc;
 mod dc_faults;

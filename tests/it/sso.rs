@@ -385,22 +385,57 @@ fn setup(extra: &str) -> Setup {
     }
 }
 
+/// Opens a console page with the browser's cookies.
+fn console_page(warden: &Server, jar: &Jar, path: &str) -> HttpResponse {
+    request(
+        &format!("http://{}{path}", warden.addr),
+        "GET",
+        jar,
+        None,
+        Path::new("unused"),
+    )
+}
+
 #[test]
 fn sso_signs_in_through_the_real_provider_with_the_mapped_scope() {
     let s = setup("require_mfa = true");
     let mut jar = Jar::default();
-    let (_, answer) = sign_in(&s.warden, &s.provider, &mut jar, "ana", "ana-password");
+    // The sign-in page offers single sign-on.
+    let sign_in_page = console_page(&s.warden, &jar, "/console/sign-in");
     assert!(
-        answer.status < 400,
-        "{} {}; logs:\n{}",
+        sign_in_page.body.contains("href=\"/console/sso/start\""),
+        "{}",
+        sign_in_page.body
+    );
+    let (_, answer) = sign_in(&s.warden, &s.provider, &mut jar, "ana", "ana-password");
+    assert_eq!(
         answer.status,
+        303,
+        "{}; logs:\n{}",
         answer.body,
         s.warden.logs()
     );
+    assert_eq!(answer.header("location"), Some("/console/lists"));
     assert!(
         jar.get("warden_sso").is_none(),
         "the sign-in cookie is spent"
     );
+    assert!(jar.get("warden_console").is_some(), "no session cookie");
+    // The session opens the lists page, as the analyst the provider named…
+    let lists = console_page(&s.warden, &jar, "/console/lists");
+    assert_eq!(lists.status, 200, "{}", lists.body);
+    assert!(lists.body.contains("Suspicious Users"), "{}", lists.body);
+    assert!(
+        lists.body.contains("ana@corp.example.test"),
+        "{}",
+        lists.body
+    );
+    // …and not an admin page: the provider's group maps to respond only.
+    let audit_page = console_page(&s.warden, &jar, "/console/audit");
+    assert_eq!(audit_page.status, 403, "{}", audit_page.body);
+    // Without the cookie, the same page sends the browser to sign in.
+    let anonymous = console_page(&s.warden, &Jar::default(), "/console/lists");
+    assert_eq!(anonymous.status, 303);
     let audit = s
         .warden
         .get("/v1/audit?action=console.sign_in&limit=10")
@@ -445,6 +480,7 @@ fn sso_without_mfa_is_refused_when_mfa_is_required() {
     assert_eq!(refused[0]["actor"], "sso:bo (bo@corp.example.test)");
     assert_eq!(refused[0]["outcome"], "denied");
     // No session was made.
+    assert!(jar.get("warden_console").is_none());
     let signed_in = s.warden.get("/v1/audit?action=console.sign_in").json();
     assert_eq!(signed_in["records"].as_array().unwrap().len(), 0);
 }
@@ -454,7 +490,8 @@ fn sso_without_mfa_signs_in_when_mfa_is_not_required() {
     let s = setup("require_mfa = false");
     let mut jar = Jar::default();
     let (_, answer) = sign_in(&s.warden, &s.provider, &mut jar, "bo", "bo-password");
-    assert!(answer.status < 400, "{} {}", answer.status, answer.body);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(console_page(&s.warden, &jar, "/console/lists").status, 200);
     let audit = s.warden.get("/v1/audit?action=console.sign_in").json();
     assert_eq!(
         audit["records"][0]["actor"],
@@ -481,7 +518,7 @@ fn sso_refuses_a_replayed_or_forged_state() {
     let ca = &s.provider.ca;
     let mut jar = Jar::default();
     let (callback, answer) = sign_in(&s.warden, &s.provider, &mut jar, "ana", "ana-password");
-    assert!(answer.status < 400, "{} {}", answer.status, answer.body);
+    assert_eq!(answer.status, 303, "{}", answer.body);
     let state = callback
         .split(['?', '&'])
         .find_map(|kv| kv.strip_prefix("state="))

@@ -1,8 +1,10 @@
-//! The console's single sign-on routes: `GET /console/sso/start` sends the browser to the
+//! The console's single sign-on pages: `GET /console/sso/start` sends the browser to the
 //! OpenID Connect provider, `GET /console/sso/callback` takes it back, checks the answer
-//! ([`crate::auth::oidc`]) and signs the person in. Refused sign-ins (bad state, bad token, no
-//! mapped group, no MFA) are counted in the same aggregated audit as failed keys and answer a
-//! page saying why; a sign-in is audited with the person and their address.
+//! ([`crate::auth::oidc`]) and signs the person in through the console's one entry point
+//! ([`super::sign_in`]: audited `console.sign_in` with the person and their address, then the
+//! session cookie). Refused sign-ins (bad state, bad token, no mapped group, no MFA, a person
+//! whose groups grant neither `respond` nor `admin`) are counted in the same aggregated audit
+//! as failed keys and answer a page saying why.
 //!
 //! The provider is reached over [`crate::outbound`] (verified TLS, a timeout, a bounded
 //! body). The relying party lives as long as the `[console.oidc]` configuration it was made
@@ -16,16 +18,15 @@ use bytes::Bytes;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, StatusCode};
 
-use super::{Gateway, Response, refused};
+use super::form::Form;
+use super::session::{ConsoleIdentity, SignInMethod, cookie};
+use super::{Gateway, Response, problem_page, redirect, refused};
+use crate::auth::Scope;
 use crate::auth::denials::Refusal;
 use crate::auth::oidc::{Callback, OidcError, RelyingParty, SignIn, Transport};
-use crate::base::actor::Actor;
 use crate::base::time::now_ms;
 use crate::config::{OidcConfig, SSO_CALLBACK_PATH};
 use crate::outbound::Endpoint;
-
-/// The route that starts a sign-in.
-pub const START_PATH: &str = "/console/sso/start";
 
 /// The cookie binding a sign-in's state to the browser that started it.
 const STATE_COOKIE: &str = "warden_sso";
@@ -50,41 +51,16 @@ impl Sso {
     }
 }
 
-/// The route label of `path` for metrics.
-pub fn route_label(path: &str) -> &'static str {
-    if path == START_PATH {
-        START_PATH
-    } else {
-        SSO_CALLBACK_PATH
-    }
-}
-
-/// Whether `path` is one of these routes.
-pub fn owns(path: &str) -> bool {
-    path == START_PATH || path == SSO_CALLBACK_PATH
-}
-
-/// Answers `/console/sso/start` and `/console/sso/callback`.
-pub async fn answer(
+/// Answers `/console/sso/start` (`callback` false) and `/console/sso/callback`.
+pub(super) async fn answer(
     gw: &Gateway,
-    method: &Method,
-    path: &str,
-    query: &str,
+    callback_page: bool,
+    query: &Form,
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Response {
-    if method != Method::GET && method != Method::HEAD {
-        let mut resp = page(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Method not allowed",
-            &format!("{path} accepts GET"),
-        );
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return resp;
-    }
     let Some(config) = gw.warden.config().console_oidc.clone() else {
-        return page(
+        return problem_page(
             StatusCode::NOT_FOUND,
             "Single sign-on is not configured",
             "This warden has no [console.oidc] section; sign in with an API key.",
@@ -92,10 +68,10 @@ pub async fn answer(
     };
     let rp = gw.sso.relying_party(&config);
     let http = ProviderHttp { config: &config };
-    if path == START_PATH {
-        start(&rp, &http).await
-    } else {
+    if callback_page {
         callback(gw, &rp, &http, query, headers, peer).await
+    } else {
+        start(&rp, &http).await
     }
 }
 
@@ -103,6 +79,8 @@ async fn start(rp: &RelyingParty, http: &ProviderHttp<'_>) -> Response {
     match rp.start(http, now_ms()).await {
         Ok(started) => {
             let mut resp = redirect(&started.authorization_url);
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             let config = rp.config();
             let cookie = format!(
                 "{STATE_COOKIE}={}; Path=/console/sso; Max-Age={}; HttpOnly; SameSite=Lax{}",
@@ -127,22 +105,30 @@ async fn callback(
     gw: &Gateway,
     rp: &RelyingParty,
     http: &ProviderHttp<'_>,
-    query: &str,
+    query: &Form,
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Response {
-    let params = Params::parse(query);
-    let browser_state = cookie(headers, STATE_COOKIE);
-    let answer = Callback {
-        state: params.get("state"),
-        code: params.get("code"),
-        error: params.get("error"),
-        error_description: params.get("error_description"),
-        browser_state,
+    let param = |name: &str| {
+        query
+            .pairs()
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     };
-    let result = rp.finish(http, &answer, now_ms()).await;
+    let answer = Callback {
+        state: param("state"),
+        code: param("code"),
+        error: param("error"),
+        error_description: param("error_description"),
+        browser_state: cookie(headers, STATE_COOKIE),
+    };
+    let result = rp
+        .finish(http, &answer, now_ms())
+        .await
+        .and_then(console_scope);
     let mut resp = match result {
-        Ok(signed_in) => sign_in(gw, &signed_in, peer),
+        Ok(signed_in) => crate::http::blocking(|| super::sign_in(gw, identity(&signed_in), peer)),
         Err(e) => {
             if let Some((refusal, actor)) = e.refusal() {
                 let needs = (refusal == Refusal::SsoMfa).then_some("mfa");
@@ -162,29 +148,25 @@ async fn callback(
     resp
 }
 
-/// Signs a verified person in: audited with the person and their address.
-fn sign_in(gw: &Gateway, signed_in: &SignIn, peer: SocketAddr) -> Response {
-    let actor = Actor::new(signed_in.actor(), Some(peer.to_string()));
-    let scopes: Vec<&str> = signed_in.scopes.iter().map(|s| s.as_str()).collect();
-    let record = crate::store::AuditRecord::new(
-        &actor,
-        "console.sign_in",
-        &actor.name,
-        serde_json::json!({ "method": "sso", "scopes": scopes, "groups": signed_in.groups, "mfa": signed_in.mfa }),
-    );
-    if let Err(e) = super::blocking(|| gw.warden.store().append_audit(&record)) {
-        return page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in failed",
-            &format!("the sign-in could not be recorded: {e}"),
-        );
+/// The console needs `respond` (or `admin`): a person whose groups grant only `decide` is
+/// refused as one in no group the console maps.
+fn console_scope(signed_in: SignIn) -> Result<SignIn, OidcError> {
+    if signed_in.has(Scope::Respond) {
+        Ok(signed_in)
+    } else {
+        Err(OidcError::NoMappedGroup {
+            actor: signed_in.actor(),
+        })
     }
-    tracing::info!(%peer, actor = %actor.name, "SSO sign-in");
-    page(
-        StatusCode::OK,
-        "Signed in",
-        &format!("Signed in as {} with {}.", actor.name, scopes.join(", ")),
-    )
+}
+
+/// The console identity of a verified person.
+fn identity(signed_in: &SignIn) -> ConsoleIdentity {
+    ConsoleIdentity {
+        actor: signed_in.actor(),
+        scopes: signed_in.scopes.clone(),
+        method: SignInMethod::Sso,
+    }
 }
 
 /// The page of a sign-in that did not happen, with the status that fits why.
@@ -203,91 +185,7 @@ fn failed(e: &OidcError) -> Response {
     if status.is_server_error() {
         tracing::warn!(error = %e, "SSO sign-in failed");
     }
-    page(status, "Sign-in refused", &e.to_string())
-}
-
-fn redirect(location: &str) -> Response {
-    let mut resp = hyper::Response::new(http_body_util::Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// A small HTML page: a title and one escaped message.
-fn page(status: StatusCode, title: &str, message: &str) -> Response {
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} — warden</title></head>\
-         <body><main><h1>{t}</h1><p>{m}</p><p><a href=\"/console\">Back to the sign-in page</a></p></main></body></html>",
-        t = escape(title),
-        m = escape(message)
-    );
-    let mut resp = super::respond(status, "text/html; charset=utf-8", body);
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut().insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
-    resp
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The value of cookie `name`.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// The callback's query parameters, decoded; the first of each name counts, at most 16 kept.
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn parse(query: &str) -> Params {
-        Params(
-            query
-                .split('&')
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    Some((
-                        super::query::decode(k).ok()?.into_owned(),
-                        super::query::decode(v).ok()?.into_owned(),
-                    ))
-                })
-                .take(16)
-                .collect(),
-        )
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
+    problem_page(status, "Sign-in refused", &e.to_string())
 }
 
 /// The provider over [`Endpoint`]: verified TLS (system roots plus `ca_file`), plain http
