@@ -18,12 +18,12 @@ use crate::dc::{self, AdConfig, Ns};
 use crate::support::{Server, enc, eventually, free_port, http, list_config, start_warden};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long a page may take to show what a test waits for (a push through the DC included).
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The one chromedriver of this test run; it ends with the test process.
-fn chromedriver() -> &'static str {
+pub(crate) fn chromedriver() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         for tool in [CHROMEDRIVER, CHROMIUM] {
@@ -61,7 +61,7 @@ fn chromedriver() -> &'static str {
 }
 
 /// Runs one browser test on its own single-threaded runtime.
-fn run(test: impl std::future::Future<Output = ()>) {
+pub(crate) fn run(test: impl std::future::Future<Output = ()>) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -123,6 +123,8 @@ pub struct Callback<'a> {
     pub code: Option<&'a str>,
     pub error: Option<&'a str>,
     pub error_description: Option<&'a str>,
+    /// The issuer the provider says answered (RFC 9207), when it says.
+    pub iss: Option<&'a str>,
     /// The state of the sign-in cookie set by `start`.
     pub browser_state: Option<&'a str>,
 }
@@ -266,6 +268,15 @@ impl RelyingParty {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| OidcError::TokenExchange("the provider's answer has no code".into()))?;
         let discovery = self.discovery(http, now_ms).await?;
+        // A mix-up (RFC 9207): an answer from another provider is not exchanged here.
+        if let Some(iss) = callback.iss
+            && iss.trim_end_matches('/') != discovery.issuer.trim_end_matches('/')
+        {
+            return Err(OidcError::Provider(format!(
+                "the answer names issuer {:?}, not this console's provider",
+                truncate(iss)
+            )));
+        }
         let token = self
             .exchange(http, &discovery, code, &pending.verifier)
             .await?;

@@ -418,6 +418,24 @@ async fn unsigned_and_symmetric_tokens_are_refused() {
 }
 
 #[tokio::test]
+async fn an_answer_naming_another_issuer_is_not_exchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let rp = RelyingParty::new(config(dir.path(), false));
+    let answers = Answers::new(&[&key("k1")]);
+    let started = rp.start(&answers, NOW_MS).await.unwrap();
+    let mixed_up = Callback {
+        state: Some(&started.state),
+        code: Some("c"),
+        iss: Some("https://evil.example"),
+        browser_state: Some(&started.state),
+        ..Callback::default()
+    };
+    let err = rp.finish(&answers, &mixed_up, NOW_MS).await.unwrap_err();
+    assert!(matches!(err, OidcError::Provider(_)), "{err}");
+    assert!(answers.token_request.lock().unwrap().is_none());
+}
+
+#[tokio::test]
 async fn a_state_from_another_browser_or_never_issued_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let rp = RelyingParty::new(config(dir.path(), false));

@@ -121,6 +121,7 @@ async fn callback(
         code: param("code"),
         error: param("error"),
         error_description: param("error_description"),
+        iss: param("iss"),
         browser_state: cookie(headers, STATE_COOKIE),
     };
     let result = rp
@@ -128,7 +129,9 @@ async fn callback(
         .await
         .and_then(console_scope);
     let mut resp = match result {
-        Ok(signed_in) => crate::http::blocking(|| super::sign_in(gw, identity(&signed_in), peer)),
+        Ok(signed_in) => continue_page(crate::http::blocking(|| {
+            super::sign_in(gw, identity(&signed_in), peer)
+        })),
         Err(e) => {
             if let Some((refusal, actor)) = e.refusal() {
                 let needs = (refusal == Refusal::SsoMfa).then_some("mfa");
@@ -146,6 +149,28 @@ async fn callback(
         ),
     );
     resp
+}
+
+/// The console's sign-in answers a redirect with the session cookie. After single sign-on the
+/// browser comes from the provider's site, and a `SameSite=Strict` cookie is not sent along a
+/// redirect chain another site started: the console's own page, moving on by itself (a meta
+/// refresh, no script) or by its link, makes the next request same-site.
+fn continue_page(resp: Response) -> Response {
+    if resp.status() != StatusCode::SEE_OTHER {
+        return resp;
+    }
+    let location = resp
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(super::PREFIX)
+        .to_owned();
+    let mut page = super::html(StatusCode::OK, super::views::signed_in(&location));
+    for cookie in resp.headers().get_all(header::SET_COOKIE) {
+        page.headers_mut()
+            .append(header::SET_COOKIE, cookie.clone());
+    }
+    page
 }
 
 /// The console needs `respond` (or `admin`): a person whose groups grant only `decide` is

@@ -54,6 +54,17 @@ pub fn problem(title: &str, message: &str) -> String {
     render(&Problem { title, message })
 }
 
+#[derive(Template)]
+#[template(path = "console/signed_in.html")]
+struct SignedIn<'a> {
+    location: &'a str,
+}
+
+/// After single sign-on: a page of the console's own that moves on to `location`.
+pub fn signed_in(location: &str) -> String {
+    render(&SignedIn { location })
+}
+
 pub struct ListRow {
     pub name: String,
     pub href: String,
