@@ -457,6 +457,10 @@ fn sso_signs_in_through_the_real_provider_with_the_mapped_scope() {
         "{records:?}"
     );
     assert_eq!(records[0]["detail"]["method"], "sso");
+    // The client secret is in no log line or audit record.
+    let everything = s.warden.get("/v1/audit?format=jsonl&limit=10000").body;
+    assert!(!everything.contains(CLIENT_SECRET));
+    assert!(!s.warden.logs().contains(CLIENT_SECRET));
     assert_eq!(
         records[0]["detail"]["scopes"],
         serde_json::json!(["respond"])
@@ -623,6 +627,10 @@ fn sso_signs_in_from_a_real_browser() {
             .await
             .expect("a chromium session through chromedriver");
         c.goto(&format!("{base}/console/sign-in")).await.unwrap();
+        let png = c.screenshot().await.unwrap();
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join("sign-in-sso.png"), png).unwrap();
         c.find(Locator::Css("#sso"))
             .await
             .unwrap()
