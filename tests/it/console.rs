@@ -273,7 +273,6 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
         b.sign_in(&key).await;
         b.wait_for("h1", "Lists").await;
         assert!(b.text("header .who").await.contains("(analyst)"));
-        b.screenshot("lists").await;
 
         // Open an incident naming the user.
         b.click("nav a[href='/console/incidents']").await;
@@ -320,6 +319,10 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
         b.wait_for("#members tr.member", &ns.user_dn("alice")).await;
         b.screenshot("list").await;
         assert!(in_group(), "the push reached the Samba DC's group");
+        b.click("nav a[href='/console/lists']").await;
+        let row = b.wait_for("table tbody tr", "Suspicious Users").await;
+        assert!(row.contains(&group), "the list names its group: {row}");
+        b.screenshot("lists").await;
 
         // The directory: status and the push in Recent Updates.
         b.click("nav a[href='/console/directories']").await;

@@ -173,9 +173,16 @@ fn sign_out(ctx: &Ctx<'_>) -> Response {
 
 fn lists_page(ctx: &Ctx<'_>) -> Shown {
     let lists = ctx.warden().store().lists()?;
+    let config = ctx.warden().config();
     let rows = lists
         .into_iter()
         .map(|l| views::ListRow {
+            groups: config
+                .mappings
+                .iter()
+                .filter(|m| m.list == l.name)
+                .map(|m| format!("{} (on {})", m.group_dn, m.directory))
+                .collect(),
             href: list_href(&l.name),
             hold: l.expiry_hold.map_or_else(String::new, |h| {
                 format!("held: {} of {} members due at once", h.due, h.active)

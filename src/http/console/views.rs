@@ -59,6 +59,8 @@ pub struct ListRow {
     pub members: u64,
     pub expired: u64,
     pub hold: String,
+    /// The groups the list is pushed to: `group DN (on directory)`.
+    pub groups: Vec<String>,
 }
 
 #[derive(Template)]
