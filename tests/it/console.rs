@@ -920,3 +920,34 @@ fn the_gates_page_lists_open_sessions() {
         b.close().await;
     });
 }
+
+/// A member added with a short expiry moves to the list's expired members on the open page,
+/// without a reload, once the expiry sweep deactivates it.
+#[test]
+fn an_expiring_member_moves_to_expired_on_the_open_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), list_config("", "\"*\"")).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let key = make_key(&server, "responder", &["respond"]);
+    run(async {
+        let b = Console::open(&server).await;
+        b.sign_in(&key).await;
+        b.wait_for("h1", "Lists").await;
+        b.goto(&list_path("Suspicious Users")).await;
+        b.fill("#principal", "corp\\contractor").await;
+        b.fill("#reason", "access review pending").await;
+        b.fill("#expires_in", "2s").await;
+        b.click("form[action$='/members'] button[type=submit]")
+            .await;
+        b.wait_for("#members tr.member", "corp\\contractor").await;
+        b.c.execute("window.notReloaded = true;", vec![])
+            .await
+            .unwrap();
+        let expired = b.wait_for("#members tr.expired", "corp\\contractor").await;
+        assert!(expired.contains("access review pending"), "{expired}");
+        b.wait_for("#members", "Nobody is on this list.").await;
+        let kept = b.c.execute("return window.notReloaded === true;", vec![]);
+        assert_eq!(kept.await.unwrap(), json!(true), "the page was reloaded");
+        b.close().await;
+    });
+}
