@@ -163,6 +163,22 @@ impl Console {
         panic!("{css} never showed {want:?}; last seen {seen:?}");
     }
 
+    /// Like [`Console::wait_for`], for a page with no live region: reloads it until it shows.
+    async fn wait_for_reloading(&self, css: &str, want: &str) -> String {
+        let started = std::time::Instant::now();
+        while started.elapsed() < WAIT {
+            for el in self.c.find_all(Locator::Css(css)).await.unwrap_or_default() {
+                let t = el.text().await.unwrap_or_default();
+                if t.contains(want) {
+                    return t;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.c.refresh().await.unwrap();
+        }
+        panic!("{css} never showed {want:?}");
+    }
+
     /// Signs in with `key` by keyboard alone: the key field has the focus on arrival, Enter
     /// submits.
     async fn sign_in(&self, key: &str) {
@@ -950,4 +966,73 @@ fn an_expiring_member_moves_to_expired_on_the_open_page() {
         assert_eq!(kept.await.unwrap(), json!(true), "the page was reloaded");
         b.close().await;
     });
+}
+
+/// A held expiry sweep (every member of a list due at once) is shown to every analyst; only
+/// an admin gets the Release button, and a `respond` analyst's post to it is refused.
+#[test]
+fn a_held_expiry_sweep_is_released_by_an_admin_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), list_config("", "\"*\"")).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    for i in 0..10 {
+        let r = server.post_json(
+            &format!("/v1/lists/{}/members", enc("Suspicious Users")),
+            &json!({ "principal": format!("corp\\temp{i}"), "expires_in": "2s" }),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let responder = make_key(&server, "responder", &["respond"]);
+    let admin = make_key(&server, "admin", &["admin"]);
+    let release = format!("{}/release-expiry", list_path("Suspicious Users"));
+    run(async {
+        let b = Console::open(&server).await;
+        b.sign_in(&responder).await;
+        b.wait_for("h1", "Lists").await;
+        let held = b
+            .wait_for_reloading("table tbody tr", "held: 10 of 10")
+            .await;
+        assert!(
+            !held.contains("Release"),
+            "a respond analyst sees Release: {held}"
+        );
+        // The route refuses the respond analyst too (the form is not there: post it anyway).
+        let csrf: String =
+            b.c.execute(
+                "return document.querySelector('form.signout input[name=csrf]').value;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let cookie = b.c.get_named_cookie("warden_console").await.unwrap();
+        let refused = http(
+            server.addr,
+            "POST",
+            &release,
+            &[
+                ("Cookie", &format!("warden_console={}", cookie.value())),
+                ("Origin", &b.base),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            format!("csrf={csrf}").as_bytes(),
+        );
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        assert!(refused.body.contains("admin scope"), "{}", refused.body);
+        b.close().await;
+
+        let b = Console::open(&server).await;
+        b.sign_in(&admin).await;
+        b.wait_for("h1", "Lists").await;
+        b.click("button[aria-label='Release the expiry sweep of Suspicious Users']")
+            .await;
+        let flash = b.wait_for("#flash", "Released").await;
+        assert!(flash.contains("10 member(s)"), "{flash}");
+        b.close().await;
+    });
+    let lists = server.get("/v1/lists").json();
+    assert_eq!(lists["lists"][0]["members"], 0, "{lists}");
+    assert_eq!(lists["lists"][0]["expired"], 10, "{lists}");
 }

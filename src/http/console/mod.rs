@@ -74,6 +74,7 @@ enum Page {
     List(String),
     AddMember(String),
     RemoveMember(String),
+    ReleaseExpiry(String),
     Incidents,
     CreateIncident,
     Incident(String),
@@ -117,6 +118,7 @@ impl Page {
             (true, _, ["lists", l]) => Page::List(name(l)),
             (_, true, ["lists", l, "members"]) => Page::AddMember(name(l)),
             (_, true, ["lists", l, "remove"]) => Page::RemoveMember(name(l)),
+            (_, true, ["lists", l, "release-expiry"]) => Page::ReleaseExpiry(name(l)),
             (true, _, ["incidents"]) => Page::Incidents,
             (_, true, ["incidents"]) => Page::CreateIncident,
             (true, _, ["incidents", i]) => Page::Incident(name(i)),
@@ -148,7 +150,8 @@ impl Page {
             | Page::CreateIncident
             | Page::Incident(_)
             | Page::Respond(_) => Some(Scope::Respond),
-            Page::Directories
+            Page::ReleaseExpiry(_)
+            | Page::Directories
             | Page::SyncDirectory(_)
             | Page::DataSets
             | Page::DataSet(_)
@@ -168,9 +171,11 @@ impl Page {
             Page::SignInForm | Page::SignIn => "/console/sign-in",
             Page::SignOut => "/console/sign-out",
             Page::Asset(..) => "/console/assets",
-            Page::Lists | Page::List(_) | Page::AddMember(_) | Page::RemoveMember(_) => {
-                "/console/lists"
-            }
+            Page::Lists
+            | Page::List(_)
+            | Page::AddMember(_)
+            | Page::RemoveMember(_)
+            | Page::ReleaseExpiry(_) => "/console/lists",
             Page::Incidents | Page::CreateIncident | Page::Incident(_) | Page::Respond(_) => {
                 "/console/incidents"
             }

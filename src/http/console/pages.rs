@@ -62,6 +62,7 @@ pub(super) async fn show(ctx: &Ctx<'_>, page: Page) -> Response {
         Page::List(list) => blocking(|| list_page(ctx, &list)),
         Page::AddMember(list) => return blocking(|| add_member(ctx, &list)),
         Page::RemoveMember(list) => return blocking(|| remove_member(ctx, &list)),
+        Page::ReleaseExpiry(list) => return blocking(|| release_expiry(ctx, &list)),
         Page::Incidents => blocking(|| incidents_page(ctx)),
         Page::CreateIncident => return blocking(|| create_incident(ctx)),
         Page::Incident(id) => blocking(|| incident_page(ctx, &id)),
@@ -184,6 +185,11 @@ fn lists_page(ctx: &Ctx<'_>) -> Shown {
                 .map(|m| format!("{} (on {})", m.group_dn, m.directory))
                 .collect(),
             href: list_href(&l.name),
+            release_action: if l.expiry_hold.is_some() && ctx.session.identity.has(Scope::Admin) {
+                format!("{}/release-expiry", list_href(&l.name))
+            } else {
+                String::new()
+            },
             hold: l.expiry_hold.map_or_else(String::new, |h| {
                 format!("held: {} of {} members due at once", h.due, h.active)
             }),
@@ -310,6 +316,17 @@ fn remove_member(ctx: &Ctx<'_>, list: &str) -> Response {
         },
     };
     ctx.after(&list_href(list), flash)
+}
+
+/// Applies a held expiry sweep (admin): the list's members past their expiry leave it now.
+fn release_expiry(ctx: &Ctx<'_>, list: &str) -> Response {
+    let done = lists::release_expiry_hold(ctx.warden(), &ctx.actor(), list).map(|gone| {
+        format!(
+            "Released the expiry sweep of {list}: {} member(s) past their expiry left it.",
+            gone.len()
+        )
+    });
+    ctx.done("/console/lists", done)
 }
 
 // Incidents --------------------------------------------------------------------------------
