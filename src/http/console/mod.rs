@@ -34,8 +34,8 @@ use hyper::{Method, StatusCode};
 use subtle::ConstantTimeEq;
 
 use super::{Gateway, Response, read_body, refusal_of, refused};
-use crate::auth::Scope;
 use crate::auth::denials::Refusal;
+use crate::auth::{AuthError, Scope};
 use crate::base::actor::Actor;
 use crate::operations::OperationError;
 use crate::runtime::Warden;
@@ -354,9 +354,17 @@ fn sign_in_with_key(gw: &Gateway, form: &Form, peer: SocketAddr) -> Response {
                 "/console/sign-in",
                 None,
             );
+            // The key's own words, but in the form's terms (there is no header to speak of).
+            let why = match e {
+                AuthError::Missing => "enter an API key".to_owned(),
+                AuthError::Malformed => {
+                    "that is not an API key (keys look like wdn_<id>_<secret>)".to_owned()
+                }
+                other => other.to_string(),
+            };
             return html(
                 StatusCode::UNAUTHORIZED,
-                views::sign_in_page(Some(&format!("Sign-in refused: {e}."))),
+                views::sign_in_page(Some(&format!("Sign-in refused: {why}."))),
             );
         }
     };
