@@ -1036,3 +1036,47 @@ fn a_held_expiry_sweep_is_released_by_an_admin_only() {
     assert_eq!(lists["lists"][0]["members"], 0, "{lists}");
     assert_eq!(lists["lists"][0]["expired"], 10, "{lists}");
 }
+
+/// Over TLS the session cookie is `Secure`, and the origin a post must come from is the
+/// `https` one (checked with curl against warden's own HTTPS listener).
+#[test]
+fn over_tls_the_cookie_is_secure_and_the_origin_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::support::make_certs(tmp.path());
+    let config = list_config(
+        "tls_cert_file = \"server.pem\"\ntls_key_file = \"server.key\"",
+        "\"*\"",
+    );
+    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let key = server.admin_key.clone().unwrap();
+    let sign_in = |origin: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-D", "-", "-o", "/dev/null", "--cacert"])
+            .arg(tmp.path().join("ca.pem"))
+            .args(["-H", &format!("Origin: {origin}")])
+            .args(["--data-urlencode", &format!("key={key}")])
+            .arg(format!("https://{}/console/sign-in", server.addr))
+            .output()
+            .expect("curl (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = sign_in(&format!("http://{}", server.addr));
+    assert!(plain.starts_with("HTTP/1.1 403"), "{plain}");
+    let head = sign_in(&format!("https://{}", server.addr));
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie in {head}"));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(cookie.trim_end().ends_with("; Secure"), "{cookie}");
+}
