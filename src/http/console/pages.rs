@@ -20,6 +20,7 @@ use crate::decide::Request;
 use crate::operations::incidents::{IncidentRequest, ResponseRequest};
 use crate::operations::lists::MemberRequest;
 use crate::operations::{self, OperationError, data_sets, directories, incidents, lists};
+use crate::store::audit::AUDIT_READ_MAX;
 use crate::store::incidents::{incident_ref, parse_incident_ref};
 use crate::store::{Added, AuditFilter, Member, principal_key};
 use crate::sync::Health;
@@ -986,6 +987,13 @@ fn audit_page(ctx: &Ctx<'_>) -> Shown {
             tracing::error!(error = %e, "cannot audit refused requests; kept for the next flush");
         }
         records = ctx.warden().store().audit(&filter)?;
+        // The store reads oldest first up to its cap: past it, the newest would be missing.
+        if records.len() >= AUDIT_READ_MAX as usize {
+            error = format!(
+                "More than {AUDIT_READ_MAX} records match: these are the newest of the first \
+                 {AUDIT_READ_MAX}. Narrow the time range (Since, Until) to see later ones."
+            );
+        }
     }
     let needle = target.to_lowercase();
     let records: Vec<views::AuditRow> = records
