@@ -163,6 +163,22 @@ impl Console {
         panic!("{css} never showed {want:?}; last seen {seen:?}");
     }
 
+    /// Like [`Console::wait_for`], for a page with no live region: reloads it until it shows.
+    async fn wait_for_reloading(&self, css: &str, want: &str) -> String {
+        let started = std::time::Instant::now();
+        while started.elapsed() < WAIT {
+            for el in self.c.find_all(Locator::Css(css)).await.unwrap_or_default() {
+                let t = el.text().await.unwrap_or_default();
+                if t.contains(want) {
+                    return t;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.c.refresh().await.unwrap();
+        }
+        panic!("{css} never showed {want:?}");
+    }
+
     /// Signs in with `key` by keyboard alone: the key field has the focus on arrival, Enter
     /// submits.
     async fn sign_in(&self, key: &str) {
@@ -273,7 +289,6 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
         b.sign_in(&key).await;
         b.wait_for("h1", "Lists").await;
         assert!(b.text("header .who").await.contains("(analyst)"));
-        b.screenshot("lists").await;
 
         // Open an incident naming the user.
         b.click("nav a[href='/console/incidents']").await;
@@ -320,6 +335,10 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
         b.wait_for("#members tr.member", &ns.user_dn("alice")).await;
         b.screenshot("list").await;
         assert!(in_group(), "the push reached the Samba DC's group");
+        b.click("nav a[href='/console/lists']").await;
+        let row = b.wait_for("table tbody tr", "Suspicious Users").await;
+        assert!(row.contains(&group), "the list names its group: {row}");
+        b.screenshot("lists").await;
 
         // The directory: status and the push in Recent Updates.
         b.click("nav a[href='/console/directories']").await;
@@ -916,4 +935,148 @@ fn the_gates_page_lists_open_sessions() {
         b.wait_for("#gates", "No open sessions.").await;
         b.close().await;
     });
+}
+
+/// A member added with a short expiry moves to the list's expired members on the open page,
+/// without a reload, once the expiry sweep deactivates it.
+#[test]
+fn an_expiring_member_moves_to_expired_on_the_open_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), list_config("", "\"*\"")).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let key = make_key(&server, "responder", &["respond"]);
+    run(async {
+        let b = Console::open(&server).await;
+        b.sign_in(&key).await;
+        b.wait_for("h1", "Lists").await;
+        b.goto(&list_path("Suspicious Users")).await;
+        b.fill("#principal", "corp\\contractor").await;
+        b.fill("#reason", "access review pending").await;
+        b.fill("#expires_in", "2s").await;
+        b.click("form[action$='/members'] button[type=submit]")
+            .await;
+        b.wait_for("#members tr.member", "corp\\contractor").await;
+        b.c.execute("window.notReloaded = true;", vec![])
+            .await
+            .unwrap();
+        let expired = b.wait_for("#members tr.expired", "corp\\contractor").await;
+        assert!(expired.contains("access review pending"), "{expired}");
+        b.wait_for("#members", "Nobody is on this list.").await;
+        let kept = b.c.execute("return window.notReloaded === true;", vec![]);
+        assert_eq!(kept.await.unwrap(), json!(true), "the page was reloaded");
+        b.close().await;
+    });
+}
+
+/// A held expiry sweep (every member of a list due at once) is shown to every analyst; only
+/// an admin gets the Release button, and a `respond` analyst's post to it is refused.
+#[test]
+fn a_held_expiry_sweep_is_released_by_an_admin_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), list_config("", "\"*\"")).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    for i in 0..10 {
+        let r = server.post_json(
+            &format!("/v1/lists/{}/members", enc("Suspicious Users")),
+            &json!({ "principal": format!("corp\\temp{i}"), "expires_in": "2s" }),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let responder = make_key(&server, "responder", &["respond"]);
+    let admin = make_key(&server, "admin", &["admin"]);
+    let release = format!("{}/release-expiry", list_path("Suspicious Users"));
+    run(async {
+        let b = Console::open(&server).await;
+        b.sign_in(&responder).await;
+        b.wait_for("h1", "Lists").await;
+        let held = b
+            .wait_for_reloading("table tbody tr", "held: 10 of 10")
+            .await;
+        assert!(
+            !held.contains("Release"),
+            "a respond analyst sees Release: {held}"
+        );
+        // The route refuses the respond analyst too (the form is not there: post it anyway).
+        let csrf: String =
+            b.c.execute(
+                "return document.querySelector('form.signout input[name=csrf]').value;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let cookie = b.c.get_named_cookie("warden_console").await.unwrap();
+        let refused = http(
+            server.addr,
+            "POST",
+            &release,
+            &[
+                ("Cookie", &format!("warden_console={}", cookie.value())),
+                ("Origin", &b.base),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            format!("csrf={csrf}").as_bytes(),
+        );
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        assert!(refused.body.contains("admin scope"), "{}", refused.body);
+        b.close().await;
+
+        let b = Console::open(&server).await;
+        b.sign_in(&admin).await;
+        b.wait_for("h1", "Lists").await;
+        b.click("button[aria-label='Release the expiry sweep of Suspicious Users']")
+            .await;
+        let flash = b.wait_for("#flash", "Released").await;
+        assert!(flash.contains("10 member(s)"), "{flash}");
+        b.close().await;
+    });
+    let lists = server.get("/v1/lists").json();
+    assert_eq!(lists["lists"][0]["members"], 0, "{lists}");
+    assert_eq!(lists["lists"][0]["expired"], 10, "{lists}");
+}
+
+/// Over TLS the session cookie is `Secure`, and the origin a post must come from is the
+/// `https` one (checked with curl against warden's own HTTPS listener).
+#[test]
+fn over_tls_the_cookie_is_secure_and_the_origin_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::support::make_certs(tmp.path());
+    let config = list_config(
+        "tls_cert_file = \"server.pem\"\ntls_key_file = \"server.key\"",
+        "\"*\"",
+    );
+    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let key = server.admin_key.clone().unwrap();
+    let sign_in = |origin: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-D", "-", "-o", "/dev/null", "--cacert"])
+            .arg(tmp.path().join("ca.pem"))
+            .args(["-H", &format!("Origin: {origin}")])
+            .args(["--data-urlencode", &format!("key={key}")])
+            .arg(format!("https://{}/console/sign-in", server.addr))
+            .output()
+            .expect("curl (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = sign_in(&format!("http://{}", server.addr));
+    assert!(plain.starts_with("HTTP/1.1 403"), "{plain}");
+    let head = sign_in(&format!("https://{}", server.addr));
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie in {head}"));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(cookie.trim_end().ends_with("; Secure"), "{cookie}");
 }

@@ -35,8 +35,8 @@ use hyper::{Method, StatusCode};
 use subtle::ConstantTimeEq;
 
 use super::{Gateway, Response, read_body, refusal_of, refused};
-use crate::auth::Scope;
 use crate::auth::denials::Refusal;
+use crate::auth::{AuthError, Scope};
 use crate::base::actor::Actor;
 use crate::operations::OperationError;
 use crate::runtime::Warden;
@@ -78,6 +78,7 @@ enum Page {
     List(String),
     AddMember(String),
     RemoveMember(String),
+    ReleaseExpiry(String),
     Incidents,
     CreateIncident,
     Incident(String),
@@ -123,6 +124,7 @@ impl Page {
             (true, _, ["lists", l]) => Page::List(name(l)),
             (_, true, ["lists", l, "members"]) => Page::AddMember(name(l)),
             (_, true, ["lists", l, "remove"]) => Page::RemoveMember(name(l)),
+            (_, true, ["lists", l, "release-expiry"]) => Page::ReleaseExpiry(name(l)),
             (true, _, ["incidents"]) => Page::Incidents,
             (_, true, ["incidents"]) => Page::CreateIncident,
             (true, _, ["incidents", i]) => Page::Incident(name(i)),
@@ -160,7 +162,8 @@ impl Page {
             | Page::CreateIncident
             | Page::Incident(_)
             | Page::Respond(_) => Some(Scope::Respond),
-            Page::Directories
+            Page::ReleaseExpiry(_)
+            | Page::Directories
             | Page::SyncDirectory(_)
             | Page::DataSets
             | Page::DataSet(_)
@@ -182,9 +185,11 @@ impl Page {
             Page::SsoStart => "/console/sso/start",
             Page::SsoCallback => crate::config::SSO_CALLBACK_PATH,
             Page::Asset(..) => "/console/assets",
-            Page::Lists | Page::List(_) | Page::AddMember(_) | Page::RemoveMember(_) => {
-                "/console/lists"
-            }
+            Page::Lists
+            | Page::List(_)
+            | Page::AddMember(_)
+            | Page::RemoveMember(_)
+            | Page::ReleaseExpiry(_) => "/console/lists",
             Page::Incidents | Page::CreateIncident | Page::Incident(_) | Page::Respond(_) => {
                 "/console/incidents"
             }
@@ -363,9 +368,20 @@ fn sign_in_with_key(gw: &Gateway, form: &Form, peer: SocketAddr) -> Response {
                 "/console/sign-in",
                 None,
             );
+            // The key's own words, but in the form's terms (there is no header to speak of).
+            let why = match e {
+                AuthError::Missing => "enter an API key".to_owned(),
+                AuthError::Malformed => {
+                    "that is not an API key (keys look like wdn_<id>_<secret>)".to_owned()
+                }
+                other => other.to_string(),
+            };
             return html(
                 StatusCode::UNAUTHORIZED,
-                views::sign_in_page(Some(&format!("Sign-in refused: {e}.")), sso_configured(gw)),
+                views::sign_in_page(
+                    Some(&format!("Sign-in refused: {why}.")),
+                    sso_configured(gw),
+                ),
             );
         }
     };

@@ -20,6 +20,7 @@ use crate::decide::Request;
 use crate::operations::incidents::{IncidentRequest, ResponseRequest};
 use crate::operations::lists::MemberRequest;
 use crate::operations::{self, OperationError, data_sets, directories, incidents, lists};
+use crate::store::audit::AUDIT_READ_MAX;
 use crate::store::incidents::{incident_ref, parse_incident_ref};
 use crate::store::{Added, AuditFilter, Member, principal_key};
 use crate::sync::Health;
@@ -65,6 +66,7 @@ pub(super) async fn show(ctx: &Ctx<'_>, page: Page) -> Response {
         Page::List(list) => blocking(|| list_page(ctx, &list)),
         Page::AddMember(list) => return blocking(|| add_member(ctx, &list)),
         Page::RemoveMember(list) => return blocking(|| remove_member(ctx, &list)),
+        Page::ReleaseExpiry(list) => return blocking(|| release_expiry(ctx, &list)),
         Page::Incidents => blocking(|| incidents_page(ctx)),
         Page::CreateIncident => return blocking(|| create_incident(ctx)),
         Page::Incident(id) => blocking(|| incident_page(ctx, &id)),
@@ -176,10 +178,22 @@ fn sign_out(ctx: &Ctx<'_>) -> Response {
 
 fn lists_page(ctx: &Ctx<'_>) -> Shown {
     let lists = ctx.warden().store().lists()?;
+    let config = ctx.warden().config();
     let rows = lists
         .into_iter()
         .map(|l| views::ListRow {
+            groups: config
+                .mappings
+                .iter()
+                .filter(|m| m.list == l.name)
+                .map(|m| format!("{} (on {})", m.group_dn, m.directory))
+                .collect(),
             href: list_href(&l.name),
+            release_action: if l.expiry_hold.is_some() && ctx.session.identity.has(Scope::Admin) {
+                format!("{}/release-expiry", list_href(&l.name))
+            } else {
+                String::new()
+            },
             hold: l.expiry_hold.map_or_else(String::new, |h| {
                 format!("held: {} of {} members due at once", h.due, h.active)
             }),
@@ -306,6 +320,17 @@ fn remove_member(ctx: &Ctx<'_>, list: &str) -> Response {
         },
     };
     ctx.after(&list_href(list), flash)
+}
+
+/// Applies a held expiry sweep (admin): the list's members past their expiry leave it now.
+fn release_expiry(ctx: &Ctx<'_>, list: &str) -> Response {
+    let done = lists::release_expiry_hold(ctx.warden(), &ctx.actor(), list).map(|gone| {
+        format!(
+            "Released the expiry sweep of {list}: {} member(s) past their expiry left it.",
+            gone.len()
+        )
+    });
+    ctx.done("/console/lists", done)
 }
 
 // Incidents --------------------------------------------------------------------------------
@@ -965,6 +990,13 @@ fn audit_page(ctx: &Ctx<'_>) -> Shown {
             tracing::error!(error = %e, "cannot audit refused requests; kept for the next flush");
         }
         records = ctx.warden().store().audit(&filter)?;
+        // The store reads oldest first up to its cap: past it, the newest would be missing.
+        if records.len() >= AUDIT_READ_MAX as usize {
+            error = format!(
+                "More than {AUDIT_READ_MAX} records match: these are the newest of the first \
+                 {AUDIT_READ_MAX}. Narrow the time range (Since, Until) to see later ones."
+            );
+        }
     }
     let needle = target.to_lowercase();
     let records: Vec<views::AuditRow> = records

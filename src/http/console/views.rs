@@ -72,6 +72,11 @@ pub struct ListRow {
     pub members: u64,
     pub expired: u64,
     pub hold: String,
+    /// Where an admin releases the held expiry sweep; empty when nothing is held or the
+    /// session is not an admin's.
+    pub release_action: String,
+    /// The groups the list is pushed to: `group DN (on directory)`.
+    pub groups: Vec<String>,
 }
 
 #[derive(Template)]
