@@ -265,3 +265,38 @@ impl Transport for ProviderHttp<'_> {
         Ok((status.as_u16(), body))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::Config;
+
+    fn oidc(client_id: &str) -> Arc<OidcConfig> {
+        let text = format!(
+            r#"[console.oidc]
+issuer = "https://login.example.test"
+client_id = "{client_id}"
+client_secret_env = "WARDEN_TEST_OIDC_SECRET"
+redirect_url = "https://warden.example.test/console/sso/callback"
+groups = {{ "SOC Analysts" = "respond" }}
+"#
+        );
+        Config::parse(&text, "test", std::path::Path::new("."))
+            .unwrap()
+            .console_oidc
+            .unwrap()
+    }
+
+    #[test]
+    fn the_relying_party_is_kept_while_its_configuration_is_and_remade_after() {
+        let sso = Sso::default();
+        let first = sso.relying_party(&oidc("warden"));
+        // A reload with the same section (a new Arc, equal content) keeps it, and the
+        // sign-ins in progress with it.
+        assert!(Arc::ptr_eq(&first, &sso.relying_party(&oidc("warden"))));
+        let changed = sso.relying_party(&oidc("warden-2"));
+        assert!(!Arc::ptr_eq(&first, &changed));
+        assert_eq!(changed.config().client_id, "warden-2");
+    }
+}
