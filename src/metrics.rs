@@ -291,6 +291,13 @@ impl Metrics {
             .collect()
     }
 
+    /// How many decisions matched `policy` since the process started (every action).
+    pub fn policy_matches(&self, policy: &str) -> u64 {
+        self.policy_matches
+            .get(policy)
+            .map_or(0, |c| c.iter().map(|n| n.load(Ordering::Relaxed)).sum())
+    }
+
     /// The counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         family(

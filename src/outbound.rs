@@ -1,4 +1,5 @@
-//! Outbound HTTP for sync out and followed actions (the Imperva MX, webhooks): one request per
+//! Outbound HTTP for sync out, followed actions and single sign-on (the Imperva MX, webhooks,
+//! the console's OpenID Connect provider): one request per
 //! connection, HTTPS through rustls verified against the system roots plus an optional CA
 //! file, plain HTTP only where the caller allows it, every exchange bounded by a timeout.
 
@@ -152,6 +153,19 @@ impl Endpoint {
         headers: &[(&str, &str)],
         json_body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), OutboundError> {
+        let body = json_body.map(|b| ("application/json", b));
+        self.send_body(method, path, headers, body).await
+    }
+
+    /// One request on a fresh connection, within the timeout, with a body of the given content
+    /// type (an OpenID Connect token request is a form).
+    pub async fn send_body(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<(StatusCode, Bytes), OutboundError> {
         let exchange = async {
             let io = self.connect().await?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
@@ -174,11 +188,15 @@ impl Endpoint {
             for (k, v) in headers {
                 req = req.header(*k, *v);
             }
-            if json_body.is_some() {
-                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+            let (content_type, body) = match body {
+                Some((content_type, body)) => (Some(content_type), body),
+                None => (None, Bytes::new()),
+            };
+            if let Some(content_type) = content_type {
+                req = req.header(hyper::header::CONTENT_TYPE, content_type);
             }
             let req = req
-                .body(Full::new(json_body.unwrap_or_default()))
+                .body(Full::new(body))
                 .map_err(|e| OutboundError::Http(e.to_string()))?;
             let resp = sender
                 .send_request(req)

@@ -22,7 +22,8 @@ use crate::store::{AuditRecord, Store, StoreError};
 pub const DENIALS_MAX: usize = 10_000;
 
 /// Why a request was refused: the authentication failure, or `forbidden` (a valid key that
-/// lacks the route's scope).
+/// lacks the route's scope), or why a single sign-on to the console was refused
+/// ([`super::oidc`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     Missing,
@@ -31,16 +32,31 @@ pub enum Refusal {
     Expired,
     Revoked,
     Forbidden,
+    /// SSO: an unknown, expired, replayed or other browser's `state`.
+    SsoState,
+    /// SSO: the provider answered an error (the person cancelled, the provider refused).
+    SsoProvider,
+    /// SSO: the code exchange or the ID token failed its checks.
+    SsoToken,
+    /// SSO: a verified person in no mapped group.
+    SsoGroup,
+    /// SSO: a verified person who signed in without the multi-factor authentication required.
+    SsoMfa,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::Missing,
         Refusal::Malformed,
         Refusal::Invalid,
         Refusal::Expired,
         Refusal::Revoked,
         Refusal::Forbidden,
+        Refusal::SsoState,
+        Refusal::SsoProvider,
+        Refusal::SsoToken,
+        Refusal::SsoGroup,
+        Refusal::SsoMfa,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,13 +67,19 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::Revoked => "revoked",
             Refusal::Forbidden => "forbidden",
+            Refusal::SsoState => "sso_state",
+            Refusal::SsoProvider => "sso_provider",
+            Refusal::SsoToken => "sso_token",
+            Refusal::SsoGroup => "sso_group",
+            Refusal::SsoMfa => "sso_mfa",
         }
     }
 
-    /// The audit action: `auth.forbidden` for a key lacking a scope, else `auth.failed`.
+    /// The audit action: `auth.forbidden` for a key lacking a scope or a signed-in person in
+    /// no mapped group, else `auth.failed`.
     pub fn action(self) -> &'static str {
         match self {
-            Refusal::Forbidden => "auth.forbidden",
+            Refusal::Forbidden | Refusal::SsoGroup => "auth.forbidden",
             _ => "auth.failed",
         }
     }

@@ -9,6 +9,7 @@
 //! and no store read. Refused requests are counted and audited in aggregate ([`denials`]).
 
 pub mod denials;
+pub mod oidc;
 
 use std::fmt;
 use std::sync::Arc;

@@ -366,6 +366,52 @@ pub struct ResponseRuleConfig {
     pub reason: Option<String>,
 }
 
+/// `[console.oidc]`: single sign-on to the console through an OpenID Connect provider
+/// (authorization code flow with PKCE; `src/auth/oidc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcConfig {
+    /// The provider's issuer identifier, without a trailing slash; discovery is read from
+    /// `<issuer>/.well-known/openid-configuration` and its `issuer` must equal this.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    /// Where the provider sends the browser back: `https://<warden>/console/sso/callback`,
+    /// registered with the provider as is.
+    pub redirect_url: String,
+    /// Scopes requested, `openid` first.
+    pub scopes: Vec<String>,
+    /// The ID token claim holding the user's groups (a list of strings, or one string).
+    pub group_claim: String,
+    /// Provider group → warden scope name (`decide`, `respond`, `admin`). A user none of
+    /// whose groups is here is refused.
+    pub groups: std::collections::BTreeMap<String, String>,
+    /// Refuse a sign-in whose ID token shows no multi-factor authentication.
+    pub require_mfa: bool,
+    /// `amr` values (RFC 8176) that count as multi-factor.
+    pub mfa_amr: Vec<String>,
+    /// `acr` values that count as multi-factor.
+    pub mfa_acr: Vec<String>,
+    /// A CA file trusted for the provider besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Plain `http://` to the provider (a loopback test provider only).
+    pub allow_insecure: bool,
+    /// Every exchange with the provider is answered within this.
+    pub timeout: Duration,
+    /// A sign-in started must come back from the provider within this.
+    pub login_timeout: Duration,
+}
+
+/// The route the provider sends the browser back to; `redirect_url` must end in it.
+pub const SSO_CALLBACK_PATH: &str = "/console/sso/callback";
+
+/// The scope names a provider group can map to.
+pub const CONSOLE_SCOPES: [&str; 3] = ["decide", "respond", "admin"];
+
+/// The `amr` values counted as multi-factor when `mfa_amr` is not set: `mfa` itself and the
+/// RFC 8176 methods that are a second factor on their own (one-time code, hardware or
+/// software key, smart card).
+pub const DEFAULT_MFA_AMR: [&str; 5] = ["mfa", "otp", "hwk", "swk", "sc"];
+
 /// `[imperva]`: an Imperva MX that data sets are pushed to through its Open API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImpervaConfig {
@@ -405,6 +451,8 @@ pub struct Config {
     pub imperva: Option<ImpervaConfig>,
     pub gates: Vec<GateConfig>,
     pub databases: Vec<DatabaseConfig>,
+    /// `[console.oidc]`: the console's single sign-on, when configured.
+    pub console_oidc: Option<Arc<OidcConfig>>,
 }
 
 /// `[[databases]]`: a PostgreSQL server where warden owns roles' memberships (the agentless

@@ -288,3 +288,35 @@ pub struct DatabaseRole {
     pub match_pattern: Option<String>,
     pub substitute: Option<String>,
 }
+
+/// `[console]`: the analyst console served by `warden serve`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    pub oidc: Option<ConsoleOidc>,
+}
+
+/// `[console.oidc]`: single sign-on through an OpenID Connect provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOidc {
+    pub issuer: String,
+    pub client_id: String,
+    /// Present only to be rejected with a helpful message: secrets never sit in config.
+    pub client_secret: Option<toml::Value>,
+    pub client_secret_file: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub redirect_url: String,
+    pub scopes: Option<Vec<String>>,
+    pub group_claim: Option<String>,
+    /// Provider group → warden scope (`decide`, `respond`, `admin`).
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, String>,
+    pub require_mfa: Option<bool>,
+    pub mfa_amr: Option<Vec<String>>,
+    pub mfa_acr: Option<Vec<String>>,
+    pub ca_file: Option<String>,
+    pub allow_insecure: Option<bool>,
+    pub timeout: Option<String>,
+    pub login_timeout: Option<String>,
+}

@@ -25,6 +25,8 @@ use crate::model::dataset::{Column, Schema};
 use crate::model::pattern::{AttributeMapping, PatternError};
 use crate::model::policy::{Criterion, Policy, ServiceScope, WhenUnknown};
 
+mod oidc;
+
 const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 const DEFAULT_MAX_BATCH: usize = 10_000;
 const DEFAULT_STORE_POLL: Duration = Duration::from_millis(50);
@@ -48,7 +50,8 @@ const DEFAULT_MAX_SHRINK: f64 = 0.5;
 const DEFAULT_SHRINK_WINDOW: Duration = Duration::from_secs(3600);
 
 const SECTIONS: &str = "server, store, identity, domains, directories, lists, mappings, \
-                        data_sets, policies, action_sets, response_rules, imperva, gates, databases";
+                        data_sets, policies, action_sets, response_rules, imperva, gates, databases, \
+                        console";
 
 /// Collects errors; maps key paths to lines through the spanned document.
 struct Ctx<'s> {
@@ -283,6 +286,7 @@ struct RawConfig {
     imperva: Option<raw::Imperva>,
     gates: Vec<(usize, raw::Gate)>,
     databases: Vec<(usize, raw::Database)>,
+    console: raw::Console,
 }
 
 pub(super) fn parse(source: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -336,6 +340,7 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
             "imperva" => raw.imperva = de_value(ctx, &path, value),
             "gates" => raw.gates = de_array(ctx, name, value),
             "databases" => raw.databases = de_array(ctx, name, value),
+            "console" => raw.console = de_value(ctx, &path, value).unwrap_or_default(),
             other => {
                 let line = ctx.line_at(key.span().start);
                 ctx.errors.push(ConfigError {
@@ -485,7 +490,13 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         .into_iter()
         .filter_map(|(i, d)| database(ctx, &names, KeyPath::root().key("databases").index(i), d))
         .collect();
+    let console_oidc = raw
+        .console
+        .oidc
+        .and_then(|o| oidc::console_oidc(ctx, KeyPath::root().key("console").key("oidc"), o))
+        .map(Arc::new);
     Config {
+        console_oidc,
         gates,
         databases,
         server,

@@ -1,6 +1,6 @@
 //! The HTTP gateway on hyper 1.x: decisions for database proxies, lists for analysts, data sets
 //! for Imperva, incidents and alerts for responders, and the admin surface (devices, policies,
-//! audit, keys, metrics, config reload).
+//! audit, keys, metrics, config reload); and the analyst console under `/console` ([`console`]).
 //!
 //! [`serve`] owns connections and limits: at most `max_connections` open at once (the rest wait
 //! in the accept queue), request headers within `header_read_timeout` (slowloris), an answer
@@ -10,6 +10,7 @@
 //! listener closes and in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]).
 
 mod admin;
+pub mod console;
 mod data_sets;
 mod decisions;
 pub use decisions::answer_batch;
@@ -134,6 +135,10 @@ pub struct Gateway {
     max_connections: usize,
     /// The sessions of the PostgreSQL gates, shown in `GET /v1/gates`.
     gates: crate::gate::Gates,
+    /// The analyst console's signed-in sessions.
+    sessions: console::session::Sessions,
+    /// The console's single sign-on.
+    sso: console::sso::Sso,
 }
 
 /// The `[server]` limits a request is held to, read from the configuration in force so that a
@@ -155,6 +160,8 @@ impl Gateway {
             services,
             max_connections,
             gates: crate::gate::Gates::default(),
+            sessions: console::session::Sessions::default(),
+            sso: console::sso::Sso::default(),
         }
     }
 
@@ -166,6 +173,17 @@ impl Gateway {
 
     pub fn warden(&self) -> &Arc<Warden> {
         &self.warden
+    }
+
+    /// The console's sessions (for a sign-in method: see [`console::sign_in`]).
+    pub fn sessions(&self) -> &console::session::Sessions {
+        &self.sessions
+    }
+
+    /// Whether the gateway serves TLS (fixed for the life of the listener: a reload cannot
+    /// change it).
+    pub fn is_tls(&self) -> bool {
+        self.warden.config().server.tls.is_some()
     }
 
     fn limits(&self) -> Limits {
@@ -236,6 +254,17 @@ fn refused(
     gw.warden.metrics().refused(refusal, overflow);
 }
 
+/// How a failed authentication is counted.
+fn refusal_of(e: AuthError) -> Refusal {
+    match e {
+        AuthError::Missing => Refusal::Missing,
+        AuthError::Malformed => Refusal::Malformed,
+        AuthError::Invalid => Refusal::Invalid,
+        AuthError::Expired => Refusal::Expired,
+        AuthError::Revoked => Refusal::Revoked,
+    }
+}
+
 /// Authenticates the caller for `access`: `Ok(None)` for public routes and anonymous decisions.
 fn authorize(
     gw: &Gateway,
@@ -258,14 +287,7 @@ fn authorize(
         .keys()
         .authenticate(header, crate::base::time::now())
         .map_err(|e| {
-            let refusal = match e {
-                AuthError::Missing => Refusal::Missing,
-                AuthError::Malformed => Refusal::Malformed,
-                AuthError::Invalid => Refusal::Invalid,
-                AuthError::Expired => Refusal::Expired,
-                AuthError::Revoked => Refusal::Revoked,
-            };
-            refused(gw, peer, "anonymous", refusal, path, None);
+            refused(gw, peer, "anonymous", refusal_of(e), path, None);
             Problem::new(StatusCode::UNAUTHORIZED, e.to_string())
         })?;
     if !caller.has(scope) {
@@ -319,6 +341,9 @@ async fn dispatch(
     peer: SocketAddr,
 ) -> (&'static str, Response) {
     let (parts, body) = req.into_parts();
+    if console::owns(parts.uri.path()) {
+        return ("/console", console::answer(gw, parts, body, peer).await);
+    }
     let path = parts.uri.path();
     let matched = match routes::find(&parts.method, path) {
         Ok(m) => m,

@@ -256,7 +256,7 @@ pub enum Matched {
 pub struct BadSegment(pub String);
 
 /// Decodes one path segment (`%XX` escapes; `+` is literal in paths).
-fn decode_segment(raw: &str) -> Result<Cow<'static, str>, BadSegment> {
+pub(crate) fn decode_segment(raw: &str) -> Result<Cow<'static, str>, BadSegment> {
     if !raw.contains('%') {
         return Ok(Cow::Owned(raw.to_owned()));
     }

@@ -13,6 +13,7 @@
 //! [`Warden::update_data_set`]: crate::runtime::Warden::update_data_set
 
 pub mod config;
+pub mod console;
 pub mod data_sets;
 pub mod databases;
 pub mod directories;

@@ -90,10 +90,16 @@ pub fn start_warden(dir: &Path, args: &[&str]) -> Server {
 /// `LD_PRELOAD` and `FAKETIME`: set on warden itself, so that the signals [`Server::stop`]
 /// sends reach it, not a wrapper).
 pub fn start_warden_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Server {
+    start_warden_on(dir, env, args, "127.0.0.1:0")
+}
+
+/// Like [`start_warden_env`], listening on `listen` (for a config that must name warden's
+/// own URL, such as an SSO redirect URL).
+pub fn start_warden_on(dir: &Path, env: &[(&str, &str)], args: &[&str], listen: &str) -> Server {
     let mut cmd = warden_cmd(dir);
     cmd.envs(env.iter().copied());
     cmd.args(args)
-        .args(["--log-json", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--log-json", "serve", "--listen", listen])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn warden serve");
