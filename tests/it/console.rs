@@ -1,7 +1,8 @@
 //! The analyst console in a real headless Chromium, driven over WebDriver (fantoccini →
 //! chromedriver, one chromedriver process per test run, one browser session per test): the
 //! seed's workflow clicked through on the Samba DC, and the refusals a console must make. The
-//! same browser writes the screenshots in `docs/console/`.
+//! same browser writes the screenshots (into `docs/console/` when run with
+//! `WARDEN_SCREENSHOTS=docs/console`).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs them); without
 //! them these tests fail, naming the packages.
@@ -227,18 +228,29 @@ impl Console {
         );
     }
 
-    /// Writes `docs/console/<name>.png` from the browser's viewport.
+    /// Writes `<name>.png` from the browser's viewport into [`screenshot_dir`].
     async fn screenshot(&self, name: &str) {
         self.check_labels().await;
         let png = self.c.screenshot().await.unwrap();
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
     }
 
     async fn close(self) {
         self.c.close().await.unwrap();
     }
+}
+
+/// Where screenshots go: `target/console-screenshots`, or the directory `WARDEN_SCREENSHOTS`
+/// names relative to the checkout (`WARDEN_SCREENSHOTS=docs/console` refreshes the committed
+/// ones), so an ordinary test run leaves the checkout clean. Created if missing.
+pub(crate) fn screenshot_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = match std::env::var_os("WARDEN_SCREENSHOTS") {
+        Some(d) => root.join(d),
+        None => root.join("target/console-screenshots"),
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Makes a key with `scopes` over HTTP with the bootstrap admin key.

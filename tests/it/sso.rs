@@ -628,9 +628,11 @@ fn sso_signs_in_from_a_real_browser() {
             .expect("a chromium session through chromedriver");
         c.goto(&format!("{base}/console/sign-in")).await.unwrap();
         let png = c.screenshot().await.unwrap();
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console");
-        std::fs::create_dir_all(&docs).unwrap();
-        std::fs::write(docs.join("sign-in-sso.png"), png).unwrap();
+        std::fs::write(
+            crate::console::screenshot_dir().join("sign-in-sso.png"),
+            png,
+        )
+        .unwrap();
         c.find(Locator::Css("#sso"))
             .await
             .unwrap()
