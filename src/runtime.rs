@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 
@@ -129,20 +130,21 @@ pub struct Warden {
     denials: Denials,
     state: Mutex<State>,
     list_changes: tokio::sync::watch::Sender<u64>,
+    /// The store revision the state in `state` was last loaded at (see
+    /// [`Warden::reload_from_store`]); every snapshot is published as of it.
+    loaded: std::sync::atomic::AtomicI64,
 }
 
 impl Warden {
     /// Opens the configured store and builds the first snapshot.
     pub fn open(config: Config) -> Result<Warden, WardenError> {
-        let store = Arc::new(Store::open_with(
-            &config.store.path,
-            config.store.allow_readable,
-        )?);
+        let store = Arc::new(Store::open_config(&config.store)?);
         Warden::with_store(config, store)
     }
 
     /// Builds the first snapshot over an already opened store.
     pub fn with_store(config: Config, store: Arc<Store>) -> Result<Warden, WardenError> {
+        let revision = store.revision();
         for list in &config.lists {
             store.ensure_list(&list.name, &list.description)?;
         }
@@ -170,6 +172,7 @@ impl Warden {
                 cache: IndexCache::default(),
             }),
             list_changes: tokio::sync::watch::Sender::new(0),
+            loaded: std::sync::atomic::AtomicI64::new(revision),
         };
         warden.republish()?;
         Ok(warden)
@@ -390,7 +393,8 @@ impl Warden {
             cache,
             &config.identity,
         )?;
-        Ok(self.published(self.engine.publish(snapshot)))
+        let revision = self.loaded.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(self.published(self.engine.publish_at(snapshot, revision)))
     }
 
     /// Commits new rows for an `ldap` or `api` data set: persisted as the last good generation
@@ -429,8 +433,10 @@ impl Warden {
     /// Re-reads what other processes may have changed in the store — list members, persisted
     /// data set rows and API keys — and republishes if anything differs.
     pub fn reload_from_store(&self) -> Result<Published, WardenError> {
-        self.keys.reload(&self.store)?;
         let _update = self.lock_update();
+        // Read before the state: the snapshot has at least this revision's content.
+        let revision = self.store.revision();
+        self.keys.reload(&self.store)?;
         let config = self.config.load_full();
         for ds in &config.data_sets {
             match ds.source {
@@ -445,7 +451,26 @@ impl Warden {
             }
         }
         self.lists_changed();
+        self.loaded
+            .fetch_max(revision, std::sync::atomic::Ordering::SeqCst);
         self.republish()
+    }
+
+    /// Waits until the published snapshot is at least at store revision `min` (a
+    /// read-your-writes check), at most `timeout`; returns the revision reached, `Err` with
+    /// the current one if `min` was not reached.
+    pub async fn wait_for_revision(&self, min: i64, timeout: Duration) -> Result<i64, i64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = self.engine.load().revision();
+            if current >= min {
+                return Ok(current);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(current);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Reloads a data set's persisted rows if their generation moved.

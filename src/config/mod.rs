@@ -177,6 +177,25 @@ pub struct StoreConfig {
     /// Start on a store readable by group or others (it holds investigations and the audit
     /// log, so warden refuses one unless told).
     pub allow_readable: bool,
+    /// `url = "postgresql://…"`: the store is on PostgreSQL (several replicas share it);
+    /// `path` is then only where a `warden store migrate` reads from.
+    pub postgres: Option<PostgresStoreConfig>,
+}
+
+/// `[store] url`: a PostgreSQL store, shared by every replica that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresStoreConfig {
+    /// The URL as written (it carries no password), for logs and status.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: SecretSource,
+    pub tls: UpstreamTls,
+    pub connect_timeout: Duration,
+    /// How long a leader may be gone before another replica takes over its jobs.
+    pub leader_failover: Duration,
 }
 
 /// `[[directories]]`: an LDAP directory server (a "directory").

@@ -61,6 +61,10 @@ const JSON: &str = "application/json";
 /// 503, a timeout…). [`answer`] guarantees it, so no route or error path can leave it out.
 pub const WARDEN_DECISION: &str = "warden-decision";
 
+/// On every successful write: the store revision that includes it (see
+/// `decisions::at_least`).
+pub const WARDEN_REVISION: &str = "warden-revision";
+
 /// The single-decision routes, whose every answer carries [`WARDEN_DECISION`]; `/v1/authz/…`
 /// (any suffix, for Envoy) is `/v1/authz`.
 const AUTHZ_PATH: &str = "/v1/authz";
@@ -378,9 +382,17 @@ async fn dispatch(
         caller,
         peer,
     };
-    let resp = handle(route.handler, &call)
+    let mut resp = handle(route.handler, &call)
         .await
         .unwrap_or_else(Problem::into_response);
+    if *call.method != Method::GET && resp.status().is_success() {
+        // Read-your-writes: the revision the write committed at (or a newer one), which a
+        // decision on any replica may name as `min_revision`.
+        let revision = gw.warden().store().revision();
+        if let Ok(v) = HeaderValue::from_str(&revision.to_string()) {
+            resp.headers_mut().insert(WARDEN_REVISION, v);
+        }
+    }
     (route.path, resp)
 }
 
@@ -389,9 +401,16 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::Healthz => Ok(json(StatusCode::OK, &br#"{"status":"ok"}"#[..])),
         Handler::Readyz => admin::readyz(call),
         Handler::Metrics => Ok(admin::metrics(call)),
+        Handler::Status => Ok(json_value(StatusCode::OK, &admin::replica(call.warden()))),
         Handler::OpenApi => Ok(json(StatusCode::OK, OPENAPI)),
-        Handler::Decision => decisions::single(call, false),
-        Handler::Authz => decisions::single(call, true),
+        Handler::Decision => {
+            decisions::at_least(call).await?;
+            decisions::single(call, false)
+        }
+        Handler::Authz => {
+            decisions::at_least(call).await?;
+            decisions::single(call, true)
+        }
         Handler::Decisions => decisions::batch(call),
         Handler::Lists => blocking(|| lists::lists(call)),
         Handler::CreateList => blocking(|| lists::create(call)),

@@ -26,6 +26,7 @@ mod nginx;
 mod patterns;
 mod proxy;
 mod reload;
+mod replicas;
 mod respond;
 mod security;
 mod seed;
