@@ -522,3 +522,102 @@ fn store_migrate_copies_a_populated_sqlite_store_and_decisions_stay_equal() {
         incidents.body
     );
 }
+
+/// The AD group's members, as DNs in lower case, sorted.
+fn group_members(dc: &crate::dc::Dc, group: &str) -> Vec<String> {
+    let mut m: Vec<String> = dc
+        .values(group, "member")
+        .iter()
+        .map(|v| v.to_ascii_lowercase())
+        .collect();
+    m.sort();
+    m
+}
+
+#[test]
+fn the_leader_killed_with_a_list_change_pending_another_takes_over_and_the_group_converges() {
+    let _g = shared();
+    let _dc = crate::dc::shared();
+    let dc = crate::dc::dc();
+    let ns = crate::dc::Ns::new(dc);
+    let dns: Vec<String> = (1..=4).map(|i| ns.add_user(dc, &format!("r{i}"))).collect();
+    let group = ns.add_group(dc, "Replicas", &[]);
+    let db = pg().database("leader");
+    let template = tempfile::tempdir().unwrap();
+    let config_path = crate::dc::AdConfig::seed(&ns, &group).write(dc, template.path());
+    let config = std::fs::read_to_string(config_path)
+        .unwrap()
+        .replace("path = \"warden.db\"", &store_keys(&db));
+    let mut dirs = Vec::new();
+    let mut servers: Vec<Server> = Vec::new();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("warden.toml"), &config).unwrap();
+        let mut s = start_warden(dir.path(), &["--config", "warden.toml"]);
+        if let Some(first) = servers.first() {
+            s.admin_key = first.admin_key.clone();
+        }
+        s.wait_ready();
+        servers.push(s);
+        dirs.push(dir);
+    }
+    let role = |s: &Server| {
+        s.get("/v1/status").json()["role"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert!(
+        eventually(WAIT, || servers
+            .iter()
+            .filter(|s| role(s).as_deref() == Some("leader"))
+            .count()
+            == 1)
+        .is_some()
+    );
+    let leader = servers
+        .iter()
+        .position(|s| role(s).as_deref() == Some("leader"))
+        .unwrap();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let want = |n: usize| {
+        let mut w: Vec<String> = dns[..n].iter().map(|d| d.to_ascii_lowercase()).collect();
+        w.sort();
+        w
+    };
+    for i in 1..=2 {
+        assert!(servers[followers[0]].add_member(&ns.mapped(&format!("r{i}"))) < 300);
+    }
+    assert!(
+        eventually(WAIT, || group_members(dc, &group) == want(2)).is_some(),
+        "the leader did not push: {:?}",
+        group_members(dc, &group)
+    );
+
+    // A change through a follower, and the leader gone before (or while) it pushes.
+    assert!(servers[followers[1]].add_member(&ns.mapped("r3")) < 300);
+    servers[leader].child.kill().unwrap();
+    servers[leader].child.wait().unwrap();
+    assert!(servers[followers[0]].add_member(&ns.mapped("r4")) < 300);
+    assert!(
+        eventually(WAIT, || followers
+            .iter()
+            .filter(|i| role(&servers[**i]).as_deref() == Some("leader"))
+            .count()
+            == 1)
+        .is_some(),
+        "no follower took over"
+    );
+    assert!(
+        eventually(WAIT, || group_members(dc, &group) == want(4)).is_some(),
+        "the group did not converge to the list: {:?}",
+        group_members(dc, &group)
+    );
+    assert!(remove(&servers[followers[1]], &ns.mapped("r1")) < 300);
+    let mut rest = want(4);
+    rest.retain(|d| *d != dns[0].to_ascii_lowercase());
+    assert!(
+        eventually(WAIT, || group_members(dc, &group) == rest).is_some(),
+        "{:?}",
+        group_members(dc, &group)
+    );
+}
