@@ -90,3 +90,56 @@ impl Store {
         self.postgres.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::{AuditRecord, NewMember};
+
+    fn member(p: &str) -> NewMember {
+        NewMember {
+            principal: p.into(),
+            added_by: "t".into(),
+            ..NewMember::default()
+        }
+    }
+
+    /// One revision per committed change a snapshot reads: none for a write that changed no
+    /// row, for the audit log alone, or for a change rolled back.
+    #[test]
+    fn revisions_count_committed_changes_that_snapshots_read() {
+        let s = Store::in_memory().unwrap();
+        assert_eq!(s.revision(), 0);
+        assert!(s.ensure_list("L", "").unwrap());
+        assert_eq!((s.revision(), s.newest_revision().unwrap()), (1, 1));
+        assert!(!s.ensure_list("L", "").unwrap());
+        let audit = AuditRecord::new(
+            &crate::base::actor::Actor::cli(),
+            "t",
+            "x",
+            serde_json::json!({}),
+        );
+        s.append_audit(&audit).unwrap();
+        assert_eq!(s.newest_revision().unwrap(), 1);
+        s.audited(
+            |st| {
+                st.add_member("L", &member("corp\\a"))?;
+                st.add_member("L", &member("corp\\b"))
+            },
+            |_| audit.clone(),
+        )
+        .unwrap();
+        assert_eq!(s.newest_revision().unwrap(), 2, "one change, one revision");
+        let failed: Result<(), StoreError> = s.audited(
+            |st| {
+                st.add_member("L", &member("corp\\c"))?;
+                Err(StoreError::NoSuchList("nope".into()))
+            },
+            |_| audit.clone(),
+        );
+        assert!(failed.is_err());
+        assert_eq!((s.revision(), s.newest_revision().unwrap()), (2, 2));
+        assert_eq!(s.members("L").unwrap().len(), 2);
+    }
+}
