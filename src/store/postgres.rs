@@ -412,7 +412,13 @@ struct Worker {
     config: PostgresStoreConfig,
     client: Option<Client>,
     statements: HashMap<String, tokio_postgres::Statement>,
+    /// When the last attempt to connect failed: until [`RECONNECT_PAUSE`] later, statements
+    /// fail at once instead of each waiting for a server that is down.
+    failed_at: Option<std::time::Instant>,
 }
+
+/// How long after a failed connect the session answers "unavailable" without trying again.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// The client, connecting first if there is none (or it closed) and `may_connect`.
@@ -424,10 +430,21 @@ impl Worker {
             if !may_connect {
                 return Err(unavailable("the connection was lost during a transaction"));
             }
-            let client = self
-                .runtime
-                .block_on(connect(&self.config, "store", None))?;
-            self.client = Some(client);
+            if let Some(at) = self.failed_at
+                && at.elapsed() < RECONNECT_PAUSE
+            {
+                return Err(unavailable(format!("{} is unreachable", self.config.url)));
+            }
+            match self.runtime.block_on(connect(&self.config, "store", None)) {
+                Ok(client) => {
+                    self.client = Some(client);
+                    self.failed_at = None;
+                }
+                Err(e) => {
+                    self.failed_at = Some(std::time::Instant::now());
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }
@@ -530,6 +547,7 @@ impl Session {
             config: config.clone(),
             client: None,
             statements: HashMap::new(),
+            failed_at: None,
         };
         std::thread::Builder::new()
             .name("warden-store-pg".into())
