@@ -46,7 +46,8 @@ pub fn single(call: &Call<'_>, authz: bool) -> Result<Response, Problem> {
 /// How long a decision naming `min_revision` waits for a snapshot that new.
 pub const REVISION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// `min_revision=N` (read-your-writes: the revision a write answered with): waits, at most
+/// `min_revision=N` in the query of any decision route, the batch included (read-your-writes:
+/// the revision a write answered with): waits, at most
 /// [`REVISION_WAIT`], until the snapshot is at least that new; then 503 problem+json.
 pub async fn at_least(call: &Call<'_>) -> Result<(), Problem> {
     let Some(min) =

@@ -385,7 +385,8 @@ async fn dispatch(
     let mut resp = handle(route.handler, &call)
         .await
         .unwrap_or_else(Problem::into_response);
-    if *call.method != Method::GET && resp.status().is_success() {
+    let writes = *call.method != Method::GET && !matches!(route.handler, Handler::Decisions);
+    if writes && resp.status().is_success() {
         // Read-your-writes: the revision the write committed at (or a newer one), which a
         // decision on any replica may name as `min_revision`.
         let revision = gw.warden().store().revision();
@@ -411,7 +412,10 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
             decisions::at_least(call).await?;
             decisions::single(call, true)
         }
-        Handler::Decisions => decisions::batch(call),
+        Handler::Decisions => {
+            decisions::at_least(call).await?;
+            decisions::batch(call)
+        }
         Handler::Lists => blocking(|| lists::lists(call)),
         Handler::CreateList => blocking(|| lists::create(call)),
         Handler::Members => blocking(|| lists::members(call)),

@@ -268,6 +268,20 @@ fn a_member_added_on_one_replica_blocks_on_the_others_and_removed_allows_again()
     assert_eq!(d.json()["decision"], "block", "{}", d.body);
     assert!(d.json()["revision"].as_i64().unwrap() >= revision);
 
+    let batch = c.call(
+        "POST",
+        &format!("/v1/decisions?min_revision={revision}"),
+        c.admin_key.as_deref(),
+        br#"{"requests":[{"service":"orders","db_user":"corp\\mallory"}]}"#,
+    );
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    assert_eq!(
+        batch.json()["decisions"][0]["decision"],
+        "block",
+        "{}",
+        batch.body
+    );
+
     let mallory = vec!["corp\\mallory".to_string()];
     assert!(
         eventually(WAIT, || blocks_everywhere(&r, &mallory, "block")).is_some(),
