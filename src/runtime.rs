@@ -503,8 +503,11 @@ impl Warden {
     }
 
     /// Replaces an `api` data set with what `next` makes of the current one, under the update
-    /// lock, so that concurrent writers each see the other's result (none is lost). The rows
-    /// and the audit record commit in one store transaction, then swap into the snapshot.
+    /// lock and inside the store transaction (one writer at a time, over every replica of a
+    /// shared store), so that concurrent writers each see the other's result (none is lost):
+    /// if the store holds newer rows than this process has (another replica wrote them), they
+    /// are what `next` is given. The rows and the audit record commit together, then swap into
+    /// the snapshot.
     pub fn update_data_set<E>(
         &self,
         name: &str,
@@ -515,13 +518,15 @@ impl Warden {
         E: From<StoreError> + From<WardenError>,
     {
         let _update = self.lock_update();
-        let current = self
-            .data_set(name)
-            .ok_or_else(|| WardenError::NoSuchDataSet(name.to_owned()))?;
-        let data_set = next(&current)?;
-        let generation = self
-            .store
-            .audited(|store| save_rows(store, &data_set), |_| audit(&data_set))?;
+        let (data_set, generation) = self.store.audited(
+            |store| {
+                let current = self.current_rows(store, name)?;
+                let data_set = next(&current)?;
+                let generation = save_rows(store, &data_set)?;
+                Ok::<_, E>((data_set, generation))
+            },
+            |(data_set, _)| audit(data_set),
+        )?;
         let data_set = Arc::new(data_set);
         {
             let mut state = self.state();
@@ -532,6 +537,24 @@ impl Warden {
         }
         self.republish()?;
         Ok(data_set)
+    }
+
+    /// The data set `name` as last committed: this process's, unless the store holds a newer
+    /// generation of its rows.
+    fn current_rows(&self, store: &Store, name: &str) -> Result<Arc<DataSet>, WardenError> {
+        let current = self
+            .data_set(name)
+            .ok_or_else(|| WardenError::NoSuchDataSet(name.to_owned()))?;
+        let stored = store.rows_generation(name)?;
+        let ours = self.state().generations.get(name).copied();
+        if stored.is_none() || stored == ours {
+            return Ok(current);
+        }
+        let config = self.config.load_full();
+        let ds = config
+            .data_set(name)
+            .ok_or_else(|| WardenError::NoSuchDataSet(name.to_owned()))?;
+        Ok(Arc::new(persisted_data_set(store, ds)?.0))
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! Every transaction that writes a table a snapshot is built from also writes one row of the
 //! change log (`changes`: revision, the tables it touched, when) before it commits — on
-//! PostgreSQL under a transaction-level advisory lock, so revisions commit in order, with a
+//! PostgreSQL under the transaction-level advisory lock every write transaction takes at
+//! `BEGIN` (one writer at a time, as SQLite's `BEGIN IMMEDIATE`), so revisions commit in order, with a
 //! `NOTIFY warden_changes, '<revision>'` in the same transaction. A write outside any
 //! transaction runs in one of its own, so no write escapes the log.
 
@@ -449,9 +450,19 @@ impl Conn {
     /// one that read first would fail at once when another process committed in between.
     pub(crate) fn begin(&self) -> Result<(), DbError> {
         let depth = self.depth.get();
+        let postgres_begin;
         let sql = match (depth, &self.backend) {
             (0, Backend::Sqlite(_)) => "BEGIN IMMEDIATE",
-            (0, Backend::Postgres(_)) => "BEGIN",
+            // The same on PostgreSQL: one writer at a time over every replica, so that a
+            // read-then-write inside a transaction (a key check, a data set merge) sees the
+            // last committed state. Held until COMMIT; it also orders the revisions.
+            (0, Backend::Postgres(_)) => {
+                postgres_begin = format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({})",
+                    super::postgres::CHANGE_LOG_LOCK
+                );
+                &postgres_begin
+            }
             _ => "SAVEPOINT warden",
         };
         self.execute_batch(sql)?;
@@ -526,20 +537,15 @@ impl Conn {
                  SELECT COALESCE(MAX(revision), 0) + 1, ?1, ?2 FROM changes RETURNING revision",
                 vec![topic, at],
             )?,
-            Backend::Postgres(_) => {
-                // Held until COMMIT: the next writer takes its revision after this one
-                // committed, so revisions become visible in order (a sequence would not).
-                self.raw_query(
-                    "SELECT pg_advisory_xact_lock(?1)",
-                    vec![Value::Int(super::postgres::CHANGE_LOG_LOCK)],
-                )?;
-                self.raw_query(
-                    "INSERT INTO changes (revision, topic, at_ms)
+            // The writers' lock, taken at BEGIN and held until COMMIT: the next writer takes
+            // its revision after this one committed, so revisions become visible in order (a
+            // sequence would not).
+            Backend::Postgres(_) => self.raw_query(
+                "INSERT INTO changes (revision, topic, at_ms)
                      SELECT COALESCE(MAX(revision), 0) + 1, ?1::text, ?2::bigint FROM changes
                      RETURNING revision",
-                    vec![topic, at],
-                )?
-            }
+                vec![topic, at],
+            )?,
         };
         let revision: i64 = revision.first().ok_or(DbError::NoRows)?.get(0usize)?;
         if self.is_postgres() {

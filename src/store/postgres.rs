@@ -31,7 +31,8 @@ use crate::config::{PostgresStoreConfig, UpstreamTls};
 
 /// The channel every change is announced on (`NOTIFY warden_changes, '<revision>'`).
 pub const CHANNEL: &str = "warden_changes";
-/// The transaction-level advisory lock that orders revisions.
+/// The transaction-level advisory lock every write transaction holds from `BEGIN` to `COMMIT`:
+/// one writer at a time over all replicas, and revisions in commit order.
 pub const CHANGE_LOG_LOCK: i64 = 0x7761_7264_656e_0001;
 /// The session-level advisory lock held while migrating (replicas may start together).
 const MIGRATE_LOCK: i64 = 0x7761_7264_656e_0002;

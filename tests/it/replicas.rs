@@ -167,7 +167,12 @@ struct Replicas {
 /// `n` replicas of the list config on database `db`, started one after the other (the first
 /// writes the bootstrap admin key; the others use it: keys are in the shared store).
 fn replicas(db: &str, n: usize) -> Replicas {
-    let config = list_config("", r#""*""#).replace("path = \"warden.db\"", &store_keys(db));
+    replicas_of(db, n, "")
+}
+
+/// Like [`replicas`], with `extra` appended to the config.
+fn replicas_of(db: &str, n: usize, extra: &str) -> Replicas {
+    let config = list_config("", r#""*""#).replace("path = \"warden.db\"", &store_keys(db)) + extra;
     let mut dirs = Vec::new();
     let mut servers: Vec<Server> = Vec::new();
     for _ in 0..n {
@@ -634,4 +639,61 @@ fn the_leader_killed_with_a_list_change_pending_another_takes_over_and_the_group
         "{:?}",
         group_members(dc, &group)
     );
+}
+
+/// Writes to an `api` data set through different replicas at once all stay: each merges onto
+/// the rows last committed (the store's, when another replica wrote them), one writer at a
+/// time over all replicas.
+#[test]
+fn parallel_data_set_writes_through_three_replicas_are_all_kept() {
+    let _g = shared();
+    let db = pg().database("apiwrites");
+    let r = replicas_of(
+        &db,
+        3,
+        r#"
+[[data_sets]]
+name = "Blocked Apps"
+case_sensitive = false
+columns = [{ name = "app", key = true }]
+source = { type = "api" }
+"#,
+    );
+    std::thread::scope(|scope| {
+        for i in 0..60 {
+            let server = &r.servers[i % 3];
+            scope.spawn(move || {
+                let body = format!(r#"{{"action":"add","records":[{{"app":"app-{i}"}}]}}"#);
+                let answer = server.call(
+                    "PUT",
+                    "/v1/data-sets/Blocked%20Apps/data",
+                    server.admin_key.as_deref(),
+                    body.as_bytes(),
+                );
+                assert_eq!(answer.status, 200, "{}", answer.body);
+            });
+        }
+    });
+    let mut want: Vec<String> = (0..60).map(|i| format!("app-{i}")).collect();
+    want.sort();
+    for s in &r.servers {
+        let apps = || {
+            let rows = s.get("/v1/data-sets/Blocked%20Apps/rows");
+            let mut apps: Vec<String> = rows.json()["records"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r["app"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            apps.sort();
+            apps
+        };
+        assert!(
+            eventually(WAIT, || apps() == want).is_some(),
+            "rows lost: {:?}",
+            apps()
+        );
+    }
 }
