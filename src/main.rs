@@ -70,6 +70,9 @@ enum Command {
     /// Sync out to an Imperva MX through its Open API
     #[command(subcommand)]
     Imperva(cli::imperva::ImpervaCommand),
+    /// The store itself: migrate a SQLite store into PostgreSQL
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
 }
 
 fn main() -> ExitCode {
@@ -111,5 +114,6 @@ fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Incidents(c) => cli::incidents::incidents(&source, c),
         Command::Alerts(c) => cli::incidents::alerts(&source, c),
         Command::Imperva(c) => cli::imperva::run(&source, c),
+        Command::Store(c) => cli::store::run(&source, c),
     }
 }

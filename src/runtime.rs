@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 
@@ -129,20 +130,21 @@ pub struct Warden {
     denials: Denials,
     state: Mutex<State>,
     list_changes: tokio::sync::watch::Sender<u64>,
+    /// The store revision the state in `state` was last loaded at (see
+    /// [`Warden::reload_from_store`]); every snapshot is published as of it.
+    loaded: std::sync::atomic::AtomicI64,
 }
 
 impl Warden {
     /// Opens the configured store and builds the first snapshot.
     pub fn open(config: Config) -> Result<Warden, WardenError> {
-        let store = Arc::new(Store::open_with(
-            &config.store.path,
-            config.store.allow_readable,
-        )?);
+        let store = Arc::new(Store::open_config(&config.store)?);
         Warden::with_store(config, store)
     }
 
     /// Builds the first snapshot over an already opened store.
     pub fn with_store(config: Config, store: Arc<Store>) -> Result<Warden, WardenError> {
+        let revision = store.revision();
         for list in &config.lists {
             store.ensure_list(&list.name, &list.description)?;
         }
@@ -170,6 +172,7 @@ impl Warden {
                 cache: IndexCache::default(),
             }),
             list_changes: tokio::sync::watch::Sender::new(0),
+            loaded: std::sync::atomic::AtomicI64::new(revision),
         };
         warden.republish()?;
         Ok(warden)
@@ -390,7 +393,8 @@ impl Warden {
             cache,
             &config.identity,
         )?;
-        Ok(self.published(self.engine.publish(snapshot)))
+        let revision = self.loaded.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(self.published(self.engine.publish_at(snapshot, revision)))
     }
 
     /// Commits new rows for an `ldap` or `api` data set: persisted as the last good generation
@@ -429,8 +433,10 @@ impl Warden {
     /// Re-reads what other processes may have changed in the store — list members, persisted
     /// data set rows and API keys — and republishes if anything differs.
     pub fn reload_from_store(&self) -> Result<Published, WardenError> {
-        self.keys.reload(&self.store)?;
         let _update = self.lock_update();
+        // Read before the state: the snapshot has at least this revision's content.
+        let revision = self.store.revision();
+        self.keys.reload(&self.store)?;
         let config = self.config.load_full();
         for ds in &config.data_sets {
             match ds.source {
@@ -445,7 +451,26 @@ impl Warden {
             }
         }
         self.lists_changed();
+        self.loaded
+            .fetch_max(revision, std::sync::atomic::Ordering::SeqCst);
         self.republish()
+    }
+
+    /// Waits until the published snapshot is at least at store revision `min` (a
+    /// read-your-writes check), at most `timeout`; returns the revision reached, `Err` with
+    /// the current one if `min` was not reached.
+    pub async fn wait_for_revision(&self, min: i64, timeout: Duration) -> Result<i64, i64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = self.engine.load().revision();
+            if current >= min {
+                return Ok(current);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(current);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Reloads a data set's persisted rows if their generation moved.
@@ -478,8 +503,11 @@ impl Warden {
     }
 
     /// Replaces an `api` data set with what `next` makes of the current one, under the update
-    /// lock, so that concurrent writers each see the other's result (none is lost). The rows
-    /// and the audit record commit in one store transaction, then swap into the snapshot.
+    /// lock and inside the store transaction (one writer at a time, over every replica of a
+    /// shared store), so that concurrent writers each see the other's result (none is lost):
+    /// if the store holds newer rows than this process has (another replica wrote them), they
+    /// are what `next` is given. The rows and the audit record commit together, then swap into
+    /// the snapshot.
     pub fn update_data_set<E>(
         &self,
         name: &str,
@@ -490,13 +518,15 @@ impl Warden {
         E: From<StoreError> + From<WardenError>,
     {
         let _update = self.lock_update();
-        let current = self
-            .data_set(name)
-            .ok_or_else(|| WardenError::NoSuchDataSet(name.to_owned()))?;
-        let data_set = next(&current)?;
-        let generation = self
-            .store
-            .audited(|store| save_rows(store, &data_set), |_| audit(&data_set))?;
+        let (data_set, generation) = self.store.audited(
+            |store| {
+                let current = self.current_rows(store, name)?;
+                let data_set = next(&current)?;
+                let generation = save_rows(store, &data_set)?;
+                Ok::<_, E>((data_set, generation))
+            },
+            |(data_set, _)| audit(data_set),
+        )?;
         let data_set = Arc::new(data_set);
         {
             let mut state = self.state();
@@ -507,6 +537,24 @@ impl Warden {
         }
         self.republish()?;
         Ok(data_set)
+    }
+
+    /// The data set `name` as last committed: this process's, unless the store holds a newer
+    /// generation of its rows.
+    fn current_rows(&self, store: &Store, name: &str) -> Result<Arc<DataSet>, WardenError> {
+        let current = self
+            .data_set(name)
+            .ok_or_else(|| WardenError::NoSuchDataSet(name.to_owned()))?;
+        let stored = store.rows_generation(name)?;
+        let ours = self.state().generations.get(name).copied();
+        if stored.is_none() || stored == ours {
+            return Ok(current);
+        }
+        let config = self.config.load_full();
+        let ds = config
+            .data_set(name)
+            .ok_or_else(|| WardenError::NoSuchDataSet(name.to_owned()))?;
+        Ok(Arc::new(persisted_data_set(store, ds)?.0))
     }
 }
 

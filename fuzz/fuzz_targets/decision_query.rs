@@ -5,6 +5,7 @@
 //!
 //! Properties:
 //! - `decode` agrees with a reference form decoder, errors included;
+//! - `min_revision` reads a revision ≥ 0 that reads back the same, or an error;
 //! - a parsed query has a non-empty service, no empty values and at most `MAX_DB_USERS` users;
 //! - re-encoding a parsed query and parsing it again gives the same query;
 //! - the decision for it, against a fixed snapshot, renders to valid JSON naming the outcome,
@@ -127,6 +128,15 @@ fuzz_target!(|data: &[u8]| {
     });
     assert_eq!(got, want, "decode({query:?})");
 
+    // `min_revision` (read-your-writes) is read on its own, before the decision: never a
+    // panic, never negative, and what it read reads back the same.
+    if let Ok(Some(n)) = DecisionQuery::min_revision(query) {
+        assert!(n >= 0, "{query:?}: min_revision {n}");
+        let again = format!("service=x&min_revision={n}");
+        assert_eq!(DecisionQuery::min_revision(&again).ok(), Some(Some(n)));
+        assert!(DecisionQuery::parse(&again).is_ok(), "{again:?}");
+    }
+
     let Ok(q) = DecisionQuery::parse(query) else {
         return;
     };
@@ -192,6 +202,7 @@ fuzz_target!(|data: &[u8]| {
     });
     assert_eq!(json["decision"], d.outcome.as_str(), "{query:?}");
     assert_eq!(json["snapshot_version"], d.snapshot_version, "{query:?}");
+    assert_eq!(json["revision"], snap.revision(), "{query:?}");
     let matched = json["matched"].as_array().expect("matched array");
     assert_eq!(matched.len(), d.matched.len());
     for (m, j) in d.matched.iter().zip(matched) {

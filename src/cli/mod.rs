@@ -12,6 +12,7 @@ pub mod incidents;
 pub mod keys;
 pub mod lists;
 pub mod serve;
+pub mod store;
 
 use std::path::PathBuf;
 

@@ -26,7 +26,10 @@ pub fn run(source: Source, listen: Option<SocketAddr>) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.server.listen;
-        let store_path = config.store.path.clone();
+        let store_path = match &config.store.postgres {
+            Some(pg) => pg.url.clone(),
+            None => config.store.path.display().to_string(),
+        };
         let warden = Arc::new(
             tokio::task::spawn_blocking(move || {
                 Warden::open(config).map(|w| w.reloadable_from(source))
@@ -64,7 +67,7 @@ pub fn run(source: Source, listen: Option<SocketAddr>) -> Result<ExitCode> {
         tracing::info!(
             address = %local,
             tls = tls.is_some(),
-            store = %store_path.display(),
+            store = %store_path,
             snapshot = warden.engine().load().version(),
             "warden serving"
         );

@@ -177,6 +177,25 @@ pub struct StoreConfig {
     /// Start on a store readable by group or others (it holds investigations and the audit
     /// log, so warden refuses one unless told).
     pub allow_readable: bool,
+    /// `url = "postgresql://…"`: the store is on PostgreSQL (several replicas share it);
+    /// `path` is then only where a `warden store migrate` reads from.
+    pub postgres: Option<PostgresStoreConfig>,
+}
+
+/// `[store] url`: a PostgreSQL store, shared by every replica that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresStoreConfig {
+    /// The URL as written (it carries no password), for logs and status.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: SecretSource,
+    pub tls: UpstreamTls,
+    pub connect_timeout: Duration,
+    /// How long a leader may be gone before another replica takes over its jobs.
+    pub leader_failover: Duration,
 }
 
 /// `[[directories]]`: an LDAP directory server (a "directory").
@@ -593,6 +612,7 @@ impl Config {
             "max_connections",
         );
         check(self.store.path != next.store.path, "store", "path");
+        check(self.store.postgres != next.store.postgres, "store", "url");
         problems
     }
 }
@@ -964,6 +984,71 @@ filter = "{union_filter}"
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("server.audit_retention"), "{bad}: {e}");
+        }
+    }
+
+    /// `[store] url`: a PostgreSQL store, its password from a file, TLS verified unless a
+    /// loopback server is named plain; a password in the URL, a missing CA and a plain remote
+    /// server are refused with their key paths.
+    #[test]
+    fn a_postgresql_store_is_validated_with_key_paths() {
+        let dir = Path::new("/etc/warden");
+        let c = Config::parse(
+            "[store]\nurl = \"postgresql://warden@db1.corp:6432/warden\"\n\
+             password_file = \"pg.secret\"\nca_file = \"ca.pem\"\n",
+            "test",
+            dir,
+        )
+        .unwrap();
+        let pg = c.store.postgres.unwrap();
+        assert_eq!(
+            (
+                pg.host.as_str(),
+                pg.port,
+                pg.user.as_str(),
+                pg.dbname.as_str()
+            ),
+            ("db1.corp", 6432, "warden", "warden")
+        );
+        assert_eq!(pg.tls, UpstreamTls::Verify(dir.join("ca.pem")));
+        assert_eq!(pg.leader_failover, Duration::from_secs(10));
+        for (bad, path, words) in [
+            (
+                "url = \"postgresql://warden:hunter2@db1/w\"\npassword_env = \"P\"\nca_file = \"c\"",
+                "store.url",
+                "password_file",
+            ),
+            (
+                "url = \"postgresql://warden@db1/w\"\npassword_env = \"P\"",
+                "store.ca_file",
+                "required",
+            ),
+            (
+                "url = \"postgresql://warden@db1/w\"\npassword_env = \"P\"\nplain = true",
+                "store.plain",
+                "loopback",
+            ),
+            (
+                "url = \"postgresql://warden@127.0.0.1/w\"\npassword = \"x\"\nplain = true",
+                "store.password",
+                "inline",
+            ),
+            (
+                "url = \"mysql://w@h/d\"\npassword_env = \"P\"\nplain = true",
+                "store.url",
+                "postgresql://",
+            ),
+        ] {
+            let errors = Config::parse(&format!("[store]\n{bad}\n"), "test", dir)
+                .unwrap_err()
+                .errors;
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.path.to_string() == path && e.message.contains(words)),
+                "{bad}: {errors:?}"
+            );
+            assert!(!format!("{errors:?}").contains("hunter2"), "{errors:?}");
         }
     }
 }

@@ -29,6 +29,14 @@ pub struct Server {
 pub struct Store {
     pub path: Option<String>,
     pub allow_readable: Option<bool>,
+    pub url: Option<String>,
+    pub password: Option<toml::Value>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<String>,
+    pub plain: Option<bool>,
+    pub connect_timeout: Option<String>,
+    pub leader_failover: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

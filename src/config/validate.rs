@@ -15,8 +15,8 @@ use super::raw;
 use super::{
     ActionConfig, ActionSetConfig, Config, ConfigError, DataSetConfig, DatabaseConfig,
     DirectoryConfig, GateConfig, ImpervaConfig, ImpervaPush, KeyPath, LdapQuery, LdapSource,
-    ListConfig, MappingConfig, MemberField, ResponseRuleConfig, RoleMappingConfig, Scope, Segment,
-    ServerConfig, Source, StoreConfig, TlsFiles, UpstreamTls,
+    ListConfig, MappingConfig, MemberField, PostgresStoreConfig, ResponseRuleConfig,
+    RoleMappingConfig, Scope, Segment, ServerConfig, Source, StoreConfig, TlsFiles, UpstreamTls,
 };
 use crate::base::identity::{Domain, Identity, SuffixRule, dns_of_base_dn};
 use crate::base::secret::SecretSource;
@@ -356,10 +356,7 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
 
 fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     let server = server(ctx, raw.server);
-    let store = StoreConfig {
-        path: ctx.path_buf(raw.store.path.as_deref().unwrap_or("warden.db")),
-        allow_readable: raw.store.allow_readable.unwrap_or(false),
-    };
+    let store = store(ctx, raw.store);
     let identity = identity(ctx, raw.identity, raw.domains);
     let directory_names = ctx.unique_names(
         "directories",
@@ -982,6 +979,119 @@ fn gate(ctx: &mut Ctx<'_>, path: KeyPath, g: raw::Gate) -> Option<GateConfig> {
 }
 
 const DEFAULT_DATABASE_PORT: u16 = 5432;
+
+/// How long a leader may be gone before another replica takes its jobs over.
+const DEFAULT_LEADER_FAILOVER: Duration = Duration::from_secs(10);
+
+/// `[store]`: a file path (SQLite), or a PostgreSQL `url` with its password from a file or an
+/// environment variable and TLS verified against `ca_file` (or `plain` on loopback).
+fn store(ctx: &mut Ctx<'_>, s: raw::Store) -> StoreConfig {
+    let path = KeyPath::root().key("store");
+    let postgres = s.url.map(|url| {
+        let password = secret(
+            ctx,
+            &path,
+            "password",
+            s.password.is_some(),
+            s.password_file,
+            s.password_env,
+        );
+        let parsed = parse_postgres_url(&url);
+        if let Err(e) = &parsed {
+            ctx.err(path.key("url"), e.clone());
+        }
+        let tls = match (s.ca_file, s.plain.unwrap_or(false)) {
+            (Some(ca), false) => Some(UpstreamTls::Verify(ctx.path_buf(&ca))),
+            (None, true) => {
+                if let Ok((host, ..)) = &parsed
+                    && !is_loopback_host(host)
+                {
+                    ctx.err(
+                        path.key("plain"),
+                        format!(
+                            "is only allowed for a loopback server, not {host:?}: set ca_file to \
+                             verify the server's TLS"
+                        ),
+                    );
+                }
+                Some(UpstreamTls::Plain)
+            }
+            (Some(_), true) => {
+                ctx.err(path.key("plain"), "cannot be true with ca_file");
+                None
+            }
+            (None, false) => {
+                ctx.err(
+                    path.key("ca_file"),
+                    "is required with url (the CA that signed the server's certificate), or \
+                     plain = true for a loopback server without TLS",
+                );
+                None
+            }
+        };
+        let connect_timeout = ctx.duration(
+            path.key("connect_timeout"),
+            s.connect_timeout.as_deref(),
+            Duration::from_secs(5),
+        );
+        let leader_failover = ctx.duration(
+            path.key("leader_failover"),
+            s.leader_failover.as_deref(),
+            DEFAULT_LEADER_FAILOVER,
+        );
+        let (host, port, user, dbname) = parsed.ok()?;
+        Some(PostgresStoreConfig {
+            url,
+            host,
+            port,
+            dbname,
+            user,
+            password: password?,
+            tls: tls?,
+            connect_timeout,
+            leader_failover,
+        })
+    });
+    StoreConfig {
+        path: ctx.path_buf(s.path.as_deref().unwrap_or("warden.db")),
+        allow_readable: s.allow_readable.unwrap_or(false),
+        postgres: postgres.flatten(),
+    }
+}
+
+/// `postgresql://user@host[:port]/dbname` → (host, port, user, dbname). A password in the URL
+/// is refused: it belongs in `password_file` or `password_env`.
+fn parse_postgres_url(url: &str) -> Result<(String, u16, String, String), String> {
+    let form = "must be postgresql://USER@HOST[:PORT]/DATABASE";
+    let rest = url
+        .strip_prefix("postgresql://")
+        .or_else(|| url.strip_prefix("postgres://"))
+        .ok_or_else(|| form.to_owned())?;
+    let (user, rest) = rest.split_once('@').ok_or_else(|| form.to_owned())?;
+    if user.contains(':') {
+        return Err(
+            "must not carry a password; put it in password_file or password_env".to_owned(),
+        );
+    }
+    let (authority, dbname) = rest.split_once('/').ok_or_else(|| form.to_owned())?;
+    if dbname.is_empty() || dbname.contains(['?', '/', '#']) {
+        return Err(format!("{form} (no parameters)"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("has port {p:?}; expected 1..=65535"))?,
+        ),
+        None => (authority, DEFAULT_DATABASE_PORT),
+    };
+    if user.is_empty() || host.is_empty() {
+        return Err(form.to_owned());
+    }
+    Ok((host.to_owned(), port, user.to_owned(), dbname.to_owned()))
+}
 
 /// One `[[databases]]` entry and its `[[databases.roles]]`.
 fn database(

@@ -273,6 +273,9 @@ impl IndexCache {
 #[derive(Debug)]
 pub struct Snapshot {
     version: u64,
+    /// The store revision this snapshot's content is that of (the same on every replica for
+    /// the same state); raised in place when a newer revision builds the same content.
+    revision: std::sync::atomic::AtomicI64,
     built_at: SystemTime,
     fingerprint: u64,
     data_sets: Vec<Arc<DataSet>>,
@@ -370,6 +373,7 @@ impl Snapshot {
         let fingerprint = snapshot_fingerprint(policies, &data_sets) ^ identity.fingerprint();
         Ok(Snapshot {
             version: 0,
+            revision: std::sync::atomic::AtomicI64::new(0),
             built_at: SystemTime::now(),
             fingerprint,
             data_sets,
@@ -383,6 +387,7 @@ impl Snapshot {
     pub fn empty() -> Snapshot {
         Snapshot {
             version: 0,
+            revision: std::sync::atomic::AtomicI64::new(0),
             built_at: SystemTime::now(),
             fingerprint: 0,
             data_sets: Vec::new(),
@@ -417,6 +422,11 @@ impl Snapshot {
 
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The store revision of this snapshot's content.
+    pub fn revision(&self) -> i64 {
+        self.revision.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn built_at(&self) -> SystemTime {
@@ -566,6 +576,8 @@ impl Snapshot {
         out.extend_from_slice(decision.outcome.as_str().as_bytes());
         out.extend_from_slice(b"\",\"snapshot_version\":");
         out.extend_from_slice(itoa_u64(decision.snapshot_version, &mut [0; 20]));
+        out.extend_from_slice(b",\"revision\":");
+        out.extend_from_slice(itoa_u64(self.revision().unsigned_abs(), &mut [0; 20]));
         out.extend_from_slice(b",\"matched\":[");
         for (n, m) in decision.matched.iter().enumerate() {
             if n > 0 {
@@ -759,7 +771,13 @@ impl Engine {
     }
 
     /// Publishes `snapshot` as the next version unless its content equals the current one.
-    pub fn publish(&self, mut snapshot: Snapshot) -> Published {
+    pub fn publish(&self, snapshot: Snapshot) -> Published {
+        self.publish_at(snapshot, 0)
+    }
+
+    /// Publishes `snapshot` as the content of store revision `revision`: as the next version,
+    /// or, if its content equals the current one's, by raising the current one's revision.
+    pub fn publish_at(&self, mut snapshot: Snapshot, revision: i64) -> Published {
         // A poisoned lock only means another publisher panicked mid-publish; the retired list
         // it guards is still a list of snapshots to free.
         let mut retired = self
@@ -768,9 +786,13 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let current = self.current.load();
         if current.version > 0 && current.fingerprint == snapshot.fingerprint {
+            current
+                .revision
+                .fetch_max(revision, std::sync::atomic::Ordering::SeqCst);
             return Published::Unchanged(current.version);
         }
         snapshot.version = current.version + 1;
+        *snapshot.revision.get_mut() = revision;
         let version = snapshot.version;
         drop(current);
         let replaced = self.current.swap(Arc::new(snapshot));
@@ -916,7 +938,7 @@ mod tests {
         engine.load().render_decision(&d, &mut json);
         assert_eq!(
             String::from_utf8(json).unwrap(),
-            r#"{"decision":"block","snapshot_version":1,"matched":[{"policy":"block","action":"block","severity":"high","followed_action":null}]}"#
+            r#"{"decision":"block","snapshot_version":1,"revision":0,"matched":[{"policy":"block","action":"block","severity":"high","followed_action":null}]}"#
         );
         let d = engine.decide(&Request::new("orders").db_user("corp\\bob"));
         assert_eq!(d.outcome, Outcome::Allow);
@@ -945,6 +967,7 @@ mod tests {
             serde_json::json!({
                 "decision": "block",
                 "snapshot_version": 0,
+                "revision": 0,
                 "matched": [
                     {"policy": "Block \"bad\"\\users", "action": "block", "severity": "high",
                      "followed_action": "page \"soc\""},
@@ -1055,7 +1078,7 @@ mod tests {
         snap.render_decision(&d, &mut json);
         assert_eq!(
             String::from_utf8(json).unwrap(),
-            r#"{"decision":"error","snapshot_version":0,"matched":[],"unknown":[{"policy":"block","action":"block","when_unknown":"error","data_sets":["Suspicious Users"]}]}"#
+            r#"{"decision":"error","snapshot_version":0,"revision":0,"matched":[],"unknown":[{"policy":"block","action":"block","when_unknown":"error","data_sets":["Suspicious Users"]}]}"#
         );
         // No db_user: `handle_unknown_values` decides without the data set, so no error.
         let d = snap.decide(&Request::new("orders"));

@@ -44,14 +44,38 @@ pub fn readyz(call: &Call<'_>) -> Result<Response, Problem> {
         .with("snapshot_version", serde_json::json!(snapshot.version()))
         .with("services", serde_json::json!(call.gw.services.states())));
     }
+    // A replica whose store is down keeps deciding from its last snapshot: degraded, not
+    // unready (a load balancer keeps it in).
+    let status = if call.warden().store().health().is_up() {
+        "ready"
+    } else {
+        "degraded"
+    };
     Ok(json_value(
         StatusCode::OK,
         &serde_json::json!({
-            "status": "ready",
+            "status": status,
             "snapshot_version": engine.load().version(),
+            "store": replica(call.warden()),
             "services": call.gw.services.states(),
         }),
     ))
+}
+
+/// `GET /v1/status`: this replica's store (backend, up or down), the revision its snapshot
+/// is at, the newest revision it knows of, the lag between them, and leader or follower.
+pub fn replica(warden: &crate::runtime::Warden) -> serde_json::Value {
+    let store = warden.store();
+    let revision = warden.engine().load().revision();
+    let newest = store.revision().max(revision);
+    serde_json::json!({
+        "backend": if store.is_shared() { "postgresql" } else { "sqlite" },
+        "store": if store.health().is_up() { "up" } else { "down" },
+        "role": if store.is_leader() { "leader" } else { "follower" },
+        "revision": revision,
+        "newest_revision": newest,
+        "lag": newest - revision,
+    })
 }
 
 /// `GET /metrics`: counters, plus gauges read from the snapshot and the store now.
@@ -67,6 +91,33 @@ pub fn metrics(call: &Call<'_>) -> Response {
         "Version of the snapshot in use.",
     );
     line(&mut out, "warden_snapshot_version", "", snapshot.version());
+    let store = warden.store();
+    let newest = store.revision().max(snapshot.revision());
+    for (name, help, value) in [
+        (
+            "warden_revision",
+            "Store revision of the snapshot in use (equal on replicas for the same state).",
+            snapshot.revision(),
+        ),
+        (
+            "warden_revision_lag",
+            "Revisions between the newest change known and the snapshot in use.",
+            newest - snapshot.revision(),
+        ),
+        (
+            "warden_leader",
+            "1 if this replica runs the jobs that must run once, else 0.",
+            i64::from(store.is_leader()),
+        ),
+        (
+            "warden_store_up",
+            "1 if the store answered its last statements, 0 if it is unreachable.",
+            i64::from(store.health().is_up()),
+        ),
+    ] {
+        family(&mut out, name, "gauge", help);
+        line(&mut out, name, "", value);
+    }
     family(
         &mut out,
         "warden_data_set_rows",

@@ -43,6 +43,35 @@ pub fn single(call: &Call<'_>, authz: bool) -> Result<Response, Problem> {
     Ok(resp)
 }
 
+/// How long a decision naming `min_revision` waits for a snapshot that new.
+pub const REVISION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `min_revision=N` in the query of any decision route, the batch included (read-your-writes:
+/// the revision a write answered with): waits, at most
+/// [`REVISION_WAIT`], until the snapshot is at least that new; then 503 problem+json.
+pub async fn at_least(call: &Call<'_>) -> Result<(), Problem> {
+    let Some(min) =
+        DecisionQuery::min_revision(call.query).map_err(|e| Problem::bad_request(e.to_string()))?
+    else {
+        return Ok(());
+    };
+    call.warden()
+        .wait_for_revision(min, REVISION_WAIT)
+        .await
+        .map(|_| ())
+        .map_err(|current| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "no snapshot at revision {min} within {REVISION_WAIT:?} (this replica is at \
+                     {current}); GET /v1/status shows its lag and store; retry"
+                ),
+            )
+            .with("revision", serde_json::json!(current))
+            .with("min_revision", serde_json::json!(min))
+        })
+}
+
 /// The 503 of a decision that depends on data sets that have never loaded: names them, and
 /// carries the decision's own fields (`decision`, `snapshot_version`, `matched`, `unknown`).
 #[cold]

@@ -62,6 +62,10 @@ const JSON: &str = "application/json";
 /// 503, a timeout…). [`answer`] guarantees it, so no route or error path can leave it out.
 pub const WARDEN_DECISION: &str = "warden-decision";
 
+/// On every successful write: the store revision that includes it (see
+/// `decisions::at_least`).
+pub const WARDEN_REVISION: &str = "warden-revision";
+
 /// The single-decision routes, whose every answer carries [`WARDEN_DECISION`]; `/v1/authz/…`
 /// (any suffix, for Envoy) is `/v1/authz`.
 const AUTHZ_PATH: &str = "/v1/authz";
@@ -403,9 +407,18 @@ async fn dispatch(
         caller,
         peer,
     };
-    let resp = handle(route.handler, &call)
+    let mut resp = handle(route.handler, &call)
         .await
         .unwrap_or_else(Problem::into_response);
+    let writes = *call.method != Method::GET && !matches!(route.handler, Handler::Decisions);
+    if writes && resp.status().is_success() {
+        // Read-your-writes: the revision the write committed at (or a newer one), which a
+        // decision on any replica may name as `min_revision`.
+        let revision = gw.warden().store().revision();
+        if let Ok(v) = HeaderValue::from_str(&revision.to_string()) {
+            resp.headers_mut().insert(WARDEN_REVISION, v);
+        }
+    }
     (route.path, resp)
 }
 
@@ -414,10 +427,20 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::Healthz => Ok(json(StatusCode::OK, &br#"{"status":"ok"}"#[..])),
         Handler::Readyz => admin::readyz(call),
         Handler::Metrics => Ok(admin::metrics(call)),
+        Handler::Status => Ok(json_value(StatusCode::OK, &admin::replica(call.warden()))),
         Handler::OpenApi => Ok(json(StatusCode::OK, OPENAPI)),
-        Handler::Decision => decisions::single(call, false),
-        Handler::Authz => decisions::single(call, true),
-        Handler::Decisions => decisions::batch(call),
+        Handler::Decision => {
+            decisions::at_least(call).await?;
+            decisions::single(call, false)
+        }
+        Handler::Authz => {
+            decisions::at_least(call).await?;
+            decisions::single(call, true)
+        }
+        Handler::Decisions => {
+            decisions::at_least(call).await?;
+            decisions::batch(call)
+        }
         Handler::Lists => blocking(|| lists::lists(call)),
         Handler::CreateList => blocking(|| lists::create(call)),
         Handler::Members => blocking(|| lists::members(call)),

@@ -159,6 +159,13 @@ impl From<OperationError> for Problem {
                 p
             }
             OperationError::Upstream(_) => Problem::new(StatusCode::BAD_GATEWAY, detail),
+            OperationError::Store(e) if e.is_unavailable() => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{detail}; nothing was written. The store is unavailable: decisions continue \
+                     from the last snapshot; retry once GET /v1/status shows the store up"
+                ),
+            ),
             OperationError::Store(_) | OperationError::Warden(_) | OperationError::Internal(_) => {
                 Problem::internal(detail)
             }

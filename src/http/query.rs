@@ -17,8 +17,13 @@ pub enum QueryError {
     Escape { param: String },
     #[error("parameter {param:?}: not valid UTF-8 once decoded")]
     Utf8 { param: String },
-    #[error("unknown parameter {0:?}; expected service, db_user, os_user, source_app, client_ip")]
+    #[error(
+        "unknown parameter {0:?}; expected service, db_user, os_user, source_app, client_ip, \
+         min_revision"
+    )]
     Unknown(String),
+    #[error("parameter \"min_revision\": must be a revision (a whole number ≥ 0), not {0:?}")]
+    Revision(String),
     #[error("parameter {0:?} given more than once")]
     Repeated(&'static str),
     #[error("missing parameter \"service\" (the database service the session is for)")]
@@ -106,6 +111,8 @@ impl<'a> DecisionQuery<'a> {
                 "os_user" => (&mut q.os_user, "os_user"),
                 "source_app" => (&mut q.source_app, "source_app"),
                 "client_ip" => (&mut q.client_ip, "client_ip"),
+                // Read (and checked) by `min_revision`, before the decision.
+                "min_revision" => continue,
                 _ => return Err(QueryError::Unknown(key.into_owned())),
             };
             if slot.0.is_some() {
@@ -117,6 +124,26 @@ impl<'a> DecisionQuery<'a> {
             return Err(QueryError::MissingService);
         }
         Ok(q)
+    }
+
+    /// The `min_revision` a decision asks for (read-your-writes), if any.
+    pub fn min_revision(query: &str) -> Result<Option<i64>, QueryError> {
+        if !query.contains("min_revision") {
+            return Ok(None);
+        }
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if decode_param(k, k)? == "min_revision" {
+                let value = decode_param(v, "min_revision")?;
+                return value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .map(Some)
+                    .ok_or_else(|| QueryError::Revision(value.into_owned()));
+            }
+        }
+        Ok(None)
     }
 
     /// The engine request, borrowing from this query.

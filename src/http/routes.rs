@@ -25,6 +25,7 @@ pub enum Handler {
     Healthz,
     Readyz,
     Metrics,
+    Status,
     OpenApi,
     Decision,
     Authz,
@@ -94,6 +95,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/healthz", Access::Public, Handler::Healthz),
     route(Method::GET, "/readyz", Access::Public, Handler::Readyz),
     route(Method::GET, "/metrics", Access::Public, Handler::Metrics),
+    route(Method::GET, "/v1/status", Access::Public, Handler::Status),
     route(
         Method::GET,
         "/v1/openapi.json",

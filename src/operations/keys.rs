@@ -121,8 +121,13 @@ pub fn bootstrap_admin_key(
     let expires_at = now.saturating_add(i64::try_from(expires_in.as_secs()).unwrap_or(i64::MAX));
     // The key file is written inside the transaction: if it cannot be, the key record rolls
     // back with it rather than leave a key nobody holds.
+    // Asked again inside the transaction: replicas starting together on one PostgreSQL store
+    // write their transactions one at a time, so only the first finds no key.
     let new = store.audited(
         |store| {
+            if !store.keys()?.is_empty() {
+                return Ok(None);
+            }
             let new = auth::create_key(
                 store,
                 "bootstrap admin",
@@ -137,10 +142,11 @@ pub fn bootstrap_admin_key(
                     path.display()
                 ))
             })?;
-            Ok::<_, OperationError>(new)
+            Ok::<_, OperationError>(Some(new))
         },
         |new| {
-            AuditRecord::new(
+            let new = new.as_ref()?;
+            Some(AuditRecord::new(
                 &system,
                 "keys.bootstrap",
                 &new.record.id,
@@ -149,9 +155,12 @@ pub fn bootstrap_admin_key(
                     "expires_at": expires_at,
                     "replaced_leftover_file": leftover,
                 }),
-            )
+            ))
         },
     )?;
+    let Some(new) = new else {
+        return Ok(false);
+    };
     reload_keys(warden)?;
     if leftover {
         tracing::warn!(

@@ -4,7 +4,8 @@
 //!
 //! Two lifetimes. *Process* services run from start to exit: followed actions
 //! ([`followed_actions`]), the expiry sweep ([`expiry`]) and the store watch
-//! ([`store_watch`]), the aggregated audit of refusals and the audit retention ([`audit`]).
+//! ([`store_watch`], or on a shared PostgreSQL store the change feed and leader election of
+//! [`replica`]), the aggregated audit of refusals and the audit retention ([`audit`]).
 //! *Configured* services are made from the configuration in force — push
 //! and pull loops with their change watches ([`sync`]) and the Imperva MX push ([`imperva`])
 //! — and are stopped (each finishes its current run) and made again after every reload. On
@@ -15,6 +16,7 @@ pub mod database;
 pub mod expiry;
 pub mod followed_actions;
 pub mod imperva;
+pub mod replica;
 pub mod store_watch;
 pub mod sync;
 
@@ -166,20 +168,30 @@ impl Group {
 
 /// The services that run for the whole process.
 fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
-    vec![
+    let mut services = vec![
         followed_actions::service(Arc::clone(warden)),
-        expiry::service(Arc::clone(warden)),
-        store_watch::service(Arc::clone(warden)),
         audit::service(Arc::clone(warden)),
-    ]
+    ];
+    if warden.store().is_shared() {
+        services.extend(replica::services(warden));
+    } else {
+        services.push(store_watch::service(Arc::clone(warden)));
+    }
+    services
 }
 
 /// The services the configuration in force asks for; `front_ends` adds those of layers above
 /// this one (the PostgreSQL gates), which this layer cannot name.
+/// The jobs that must run once (push, pull and watch, expiry, MX push, agentless reconcile)
+/// run only on the leader: always on SQLite, the holder of the leader lock on PostgreSQL.
 fn configured_services(warden: &Arc<Warden>, front_ends: &[Factory]) -> Vec<Service> {
-    let mut services = sync::services(warden);
-    services.extend(imperva::service(warden));
-    services.extend(database::services(warden));
+    let mut services = Vec::new();
+    if warden.store().is_leader() {
+        services.extend(sync::services(warden));
+        services.push(expiry::service(Arc::clone(warden)));
+        services.extend(imperva::service(warden));
+        services.extend(database::services(warden));
+    }
     for factory in front_ends {
         services.extend(factory(warden));
     }
@@ -213,21 +225,24 @@ impl Supervisor {
     pub async fn run(self, warden: Arc<Warden>, shutdown: impl Future<Output = ()>) {
         let process = Group::start(process_services(&warden));
         let mut reloads = warden.subscribe_config();
+        let mut leadership = warden.store().subscribe_leader();
         tokio::pin!(shutdown);
         loop {
             reloads.borrow_and_update();
+            leadership.borrow_and_update();
             let configured = Group::start(configured_services(&warden, &self.front_ends));
             self.board
                 .show(process.running.iter().chain(&configured.running));
             let reloaded = tokio::select! {
-                () = &mut shutdown => false,
-                changed = reloads.changed() => changed.is_ok(),
+                () = &mut shutdown => None,
+                changed = reloads.changed() => changed.ok().map(|()| "configuration reloaded"),
+                changed = leadership.changed() => changed.ok().map(|()| "leadership changed"),
             };
             configured.stop().await;
-            if !reloaded {
+            let Some(why) = reloaded else {
                 break;
-            }
-            tracing::info!("configuration reloaded; background services restarted on it");
+            };
+            tracing::info!("{why}; background services restarted");
         }
         process.stop().await;
         self.board.show(std::iter::empty());

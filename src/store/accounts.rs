@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
+use super::db::params;
 
 use super::{Atomic, Store, StoreError};
 use crate::base::time::now_ms;
@@ -39,7 +39,7 @@ impl Store {
                 Ok(PushedAccount {
                     principal_key: r.get(0)?,
                     dn: r.get(1)?,
-                    names: split_names(&r.get::<_, String>(2)?),
+                    names: split_names(&r.get::<String>(2)?),
                 })
             })
             .map_err(self.sql("read pushed accounts"))?;
@@ -84,9 +84,10 @@ impl Store {
         let at = now_ms();
         for a in accounts {
             tx.execute(
-                "INSERT OR REPLACE INTO pushed_accounts
-                   (list, group_dn, principal_key, dn, names, at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO pushed_accounts (list, group_dn, principal_key, dn, names, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (list, group_dn, principal_key) DO UPDATE SET dn = excluded.dn,
+                   names = excluded.names, at_ms = excluded.at_ms",
                 params![list, group, a.principal_key, a.dn, a.names.join("\n"), at],
             )
             .map_err(self.sql("save pushed accounts"))?;
@@ -104,7 +105,7 @@ impl Store {
             .map_err(self.sql("read account names"))?;
         let rows = stmt
             .query_map(params![list], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                Ok((r.get::<String>(0)?, r.get::<String>(1)?))
             })
             .map_err(self.sql("read account names"))?;
         let mut out: HashMap<String, Vec<String>> = HashMap::new();

@@ -1,8 +1,7 @@
 //! The audit log: who did what to which target, when, from where, and how it ended. Records
 //! are append-only; details never carry secrets (callers pass only names, ids and counts).
 
-use rusqlite::params_from_iter;
-use rusqlite::types::Value;
+use super::db::{Value, params};
 
 use super::{Atomic, Store, StoreError};
 use crate::base::actor::Actor;
@@ -97,10 +96,10 @@ impl Store {
     /// Appends a record and returns its id. Durable before it returns.
     pub fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
         let conn = self.conn();
-        conn.execute(
+        conn.query_row(
             "INSERT INTO audit (at_ms, actor, action, target, outcome, source, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            rusqlite::params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            params![
                 r.at_ms,
                 r.actor,
                 r.action,
@@ -109,9 +108,9 @@ impl Store {
                 r.source,
                 r.detail.to_string()
             ],
+            |row| row.get(0),
         )
-        .map_err(self.sql("append audit record"))?;
-        Ok(conn.last_insert_rowid())
+        .map_err(self.sql("append audit record"))
     }
 
     /// Makes a change and its audit record durable together: `change` (any number of store
@@ -143,7 +142,7 @@ impl Store {
     /// How many audit records there are.
     pub fn audit_count(&self) -> Result<u64, StoreError> {
         self.conn()
-            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT COUNT(*) FROM audit", params![], |r| r.get::<i64>(0))
             .map(|n| u64::try_from(n).unwrap_or(0))
             .map_err(self.sql("count audit records"))
     }
@@ -159,10 +158,10 @@ impl Store {
             args.push(v);
         };
         if let Some(t) = filter.since_ms {
-            bound(" AND at_ms >= ?", Value::Integer(t));
+            bound(" AND at_ms >= ?", Value::Int(t));
         }
         if let Some(t) = filter.until_ms {
-            bound(" AND at_ms < ?", Value::Integer(t));
+            bound(" AND at_ms < ?", Value::Int(t));
         }
         if let Some(a) = &filter.actor {
             bound(" AND actor = ?", Value::Text(a.clone()));
@@ -175,7 +174,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql).map_err(self.sql("read audit log"))?;
         let rows = stmt
-            .query_map(params_from_iter(args), |r| {
+            .query_map(args, |r| {
                 let detail: String = r.get(7)?;
                 Ok(AuditRecord {
                     id: r.get(0)?,

@@ -6,7 +6,7 @@
 //! recorded and its members are on the list, or neither. An alert, the incident it opens and
 //! that incident's response are likewise one transaction.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Conn, DbError, OptionalExtension, Row, params};
 
 use super::{Added, Atomic, NewMember, Store, StoreError};
 use crate::base::principal::Principal;
@@ -111,14 +111,14 @@ fn parse_list(text: &str) -> Vec<String> {
 const INCIDENT_COLUMNS: &str =
     "id, title, severity, source, users, ips, created_at, created_by, alert_id";
 
-fn incident_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+fn incident_from_row(r: &Row) -> Result<Incident, DbError> {
     Ok(Incident {
         id: r.get(0)?,
         title: r.get(1)?,
         severity: r.get(2)?,
         source: r.get(3)?,
-        users: parse_list(&r.get::<_, String>(4)?),
-        ips: parse_list(&r.get::<_, String>(5)?),
+        users: parse_list(&r.get::<String>(4)?),
+        ips: parse_list(&r.get::<String>(5)?),
         created_at: r.get(6)?,
         created_by: r.get(7)?,
         alert_id: r.get(8)?,
@@ -126,13 +126,13 @@ fn incident_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
     })
 }
 
-fn response_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResponseRecord> {
+fn response_from_row(r: &Row) -> Result<ResponseRecord, DbError> {
     Ok(ResponseRecord {
         id: r.get(0)?,
         incident: r.get(1)?,
         action: ADD_TO_LIST,
         list: r.get(2)?,
-        principals: parse_list(&r.get::<_, String>(3)?),
+        principals: parse_list(&r.get::<String>(3)?),
         reason: r.get(4)?,
         expires_at: r.get(5)?,
         created_at: r.get(6)?,
@@ -143,12 +143,12 @@ fn response_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResponseRecord> 
 
 /// Why a transaction of this module failed: SQL, or a domain error found inside it.
 enum TxError {
-    Sql(rusqlite::Error),
+    Sql(DbError),
     Store(StoreError),
 }
 
-impl From<rusqlite::Error> for TxError {
-    fn from(e: rusqlite::Error) -> TxError {
+impl From<DbError> for TxError {
+    fn from(e: DbError) -> TxError {
         TxError::Sql(e)
     }
 }
@@ -170,7 +170,7 @@ impl Store {
     /// One incident with its responses.
     pub fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
         let conn = self.conn();
-        let read = || -> rusqlite::Result<Option<Incident>> {
+        let read = || -> Result<Option<Incident>, DbError> {
             let incident = conn
                 .query_row(
                     &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
@@ -197,7 +197,7 @@ impl Store {
     /// The most recent incidents first, without their responses.
     pub fn incidents(&self, limit: u32) -> Result<Vec<Incident>, StoreError> {
         let conn = self.conn();
-        let read = || -> rusqlite::Result<Vec<Incident>> {
+        let read = || -> Result<Vec<Incident>, DbError> {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id DESC LIMIT ?1"
             ))?;
@@ -279,10 +279,10 @@ impl Store {
     }
 }
 
-fn insert_incident(conn: &Connection, new: &NewIncident) -> rusqlite::Result<i64> {
-    conn.execute(
+fn insert_incident(conn: &Conn, new: &NewIncident) -> Result<i64, DbError> {
+    conn.query_row(
         "INSERT INTO incidents (title, severity, source, users, ips, created_at, created_by, alert_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
         params![
             new.title,
             new.severity,
@@ -293,13 +293,13 @@ fn insert_incident(conn: &Connection, new: &NewIncident) -> rusqlite::Result<i64
             new.created_by,
             new.alert_id
         ],
-    )?;
-    Ok(conn.last_insert_rowid())
+        |r| r.get(0),
+    )
 }
 
 /// Adds the response's principals to its list and records it, inside the caller's transaction.
 fn insert_response(
-    tx: &Connection,
+    tx: &Conn,
     incident: i64,
     response: &NewResponse,
 ) -> Result<(ResponseRecord, Vec<Added>), TxError> {
@@ -319,9 +319,9 @@ fn insert_response(
         added.push(Store::upsert_member(tx, list_id, &principal, &member)?);
     }
     let created_at = now();
-    tx.execute(
+    let id: i64 = tx.query_row(
         "INSERT INTO responses (incident_id, list, principals, reason, expires_at, created_at, created_by, rule)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
         params![
             incident,
             response.list,
@@ -332,9 +332,10 @@ fn insert_response(
             response.created_by,
             response.rule
         ],
+        |r| r.get(0),
     )?;
     let record = ResponseRecord {
-        id: tx.last_insert_rowid(),
+        id,
         incident,
         action: ADD_TO_LIST,
         list: response.list.clone(),

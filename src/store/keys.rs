@@ -1,7 +1,7 @@
 //! API keys as stored: an id, a name, the SHA-256 of the secret part, scopes, expiry and
 //! revocation. The key itself is never stored; [`crate::auth`] makes and checks keys.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{DbError, OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
 
@@ -23,7 +23,7 @@ pub struct StoredKey {
     pub expired_at: Option<i64>,
 }
 
-fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
+fn key_from_row(r: &Row) -> Result<StoredKey, DbError> {
     let scopes: String = r.get(3)?;
     Ok(StoredKey {
         id: r.get(0)?,
@@ -75,7 +75,7 @@ impl Store {
             ))
             .map_err(self.sql("list api keys"))?;
         let rows = stmt
-            .query_map([], key_from_row)
+            .query_map(params![], key_from_row)
             .map_err(self.sql("list api keys"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.sql("list api keys"))
@@ -110,7 +110,7 @@ impl Store {
         let n = self
             .conn()
             .execute(
-                "UPDATE api_keys SET expires_at = MIN(COALESCE(expires_at, ?2), ?2)
+                "UPDATE api_keys SET expires_at = CASE WHEN expires_at < ?2 THEN expires_at ELSE ?2 END
                  WHERE id = ?1 AND revoked_at IS NULL",
                 params![id, at],
             )

@@ -11,16 +11,26 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
+
+use db::{Backend, Conn, OptionalExtension, params};
 
 use crate::base::principal::{Principal, PrincipalError};
 use crate::base::time::now;
+use crate::config::{PostgresStoreConfig, StoreConfig};
 
 pub mod accounts;
 pub mod audit;
+pub mod changes;
+pub mod db;
 pub mod incidents;
 pub mod keys;
+pub mod migrate;
+pub mod postgres;
 pub mod pushes;
 
 pub use accounts::PushedAccount;
@@ -179,6 +189,13 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL,
         PRIMARY KEY (list, group_dn, principal_key)
     ) WITHOUT ROWID;",
+    // 8: the change log — one row per committed change a snapshot reads; its newest revision
+    // is the store's (see `db`).
+    "CREATE TABLE changes (
+        revision INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );",
 ];
 
 /// Whether an expiry sweep has work: asked every second, so every part is an index search
@@ -207,7 +224,7 @@ pub enum StoreError {
     Open {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: db::DbError,
     },
     #[error("cannot create directory for store {path}: {source}")]
     CreateDir {
@@ -228,14 +245,14 @@ pub enum StoreError {
     Corrupt {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: db::DbError,
     },
     #[error("store {path}: {action}: {source}")]
     Sql {
         path: PathBuf,
         action: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: db::DbError,
     },
     #[error(
         "store {} is readable by group or others (mode {mode:04o}); it holds investigations and \
@@ -257,6 +274,19 @@ pub enum StoreError {
     NoSuchIncident(i64),
     #[error("invalid principal: {0}")]
     Principal(#[from] PrincipalError),
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (PostgreSQL down): nothing was written, and
+    /// the same request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Open { source, .. } | StoreError::Sql { source, .. } => {
+                source.is_unavailable()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A list as stored.
@@ -393,54 +423,42 @@ pub enum Added {
 /// The durable store.
 pub struct Store {
     path: PathBuf,
+    /// The newest revision committed through this store or read from its change log (shared
+    /// with the connection, which raises it on each commit that logs a change).
+    revision: Arc<AtomicI64>,
+    postgres: Option<PostgresStoreConfig>,
+    health: changes::Health,
+    leader: tokio::sync::watch::Sender<bool>,
     // Every operation is a short synchronous SQLite call; callers on async tasks use
     // spawn_blocking or accept the sub-millisecond hold. Re-entrant so that [`Store::audited`]
     // can hold the connection for a whole change made of several store calls: other threads
     // wait, the calls inside nest as savepoints of one transaction.
-    conn: ReentrantMutex<Connection>,
+    conn: ReentrantMutex<Conn>,
 }
 
 /// A write transaction on the store's connection, or a savepoint inside the one already open
 /// (so store calls compose into one transaction); commits on [`Atomic::commit`], rolls back
-/// when dropped uncommitted.
-///
-/// The outermost one begins `IMMEDIATE`: it takes the write lock first, waiting up to
-/// [`BUSY_TIMEOUT`] for another process's writer. A deferred transaction that read first
-/// would fail at once ("database is locked") when another process committed in between.
+/// when dropped uncommitted. See [`Conn::begin`].
 pub(crate) struct Atomic<'c> {
-    conn: &'c Connection,
-    outermost: bool,
+    conn: &'c Conn,
     done: bool,
 }
 
 impl<'c> Atomic<'c> {
-    pub(crate) fn begin(conn: &'c Connection) -> rusqlite::Result<Atomic<'c>> {
-        let outermost = conn.is_autocommit();
-        conn.execute_batch(if outermost {
-            "BEGIN IMMEDIATE"
-        } else {
-            "SAVEPOINT warden"
-        })?;
-        Ok(Atomic {
-            conn,
-            outermost,
-            done: false,
-        })
+    pub(crate) fn begin(conn: &'c Conn) -> Result<Atomic<'c>, db::DbError> {
+        conn.begin()?;
+        Ok(Atomic { conn, done: false })
     }
 
-    pub(crate) fn commit(mut self) -> rusqlite::Result<()> {
+    pub(crate) fn commit(mut self) -> Result<(), db::DbError> {
         self.done = true;
-        self.conn.execute_batch(if self.outermost {
-            "COMMIT"
-        } else {
-            "RELEASE warden"
-        })
+        self.conn.commit()
     }
 }
 
 impl std::ops::Deref for Atomic<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         self.conn
     }
 }
@@ -448,12 +466,7 @@ impl std::ops::Deref for Atomic<'_> {
 impl Drop for Atomic<'_> {
     fn drop(&mut self) {
         if !self.done {
-            // Nothing to report to: the caller is already returning the error that got here.
-            let _ = self.conn.execute_batch(if self.outermost {
-                "ROLLBACK"
-            } else {
-                "ROLLBACK TO warden; RELEASE warden"
-            });
+            self.conn.rollback();
         }
     }
 }
@@ -486,7 +499,7 @@ impl Store {
         }
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         })?;
         let store = Store::init(path.to_path_buf(), conn)?;
         if !allow_readable {
@@ -558,15 +571,15 @@ impl Store {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
             path: path.clone(),
-            source,
+            source: source.into(),
         })?;
         Store::init(path, conn)
     }
 
     fn init(path: PathBuf, conn: Connection) -> Result<Store, StoreError> {
-        let corrupt = |source| StoreError::Corrupt {
+        let corrupt = |source: rusqlite::Error| StoreError::Corrupt {
             path: path.clone(),
-            source,
+            source: source.into(),
         };
         conn.busy_timeout(BUSY_TIMEOUT).map_err(corrupt)?;
         // journal_mode returns a row; WAL lets the CLI write while `serve` reads.
@@ -575,22 +588,65 @@ impl Store {
             .map_err(corrupt)?;
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(corrupt)?;
-        let store = Store {
-            path,
-            conn: ReentrantMutex::new(conn),
-        };
-        store.migrate()?;
+        let store = Store::over(path, Backend::Sqlite(conn), None);
+        store.migrate_sqlite()?;
+        store.note_revision()?;
         Ok(store)
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
+    fn over(path: PathBuf, backend: Backend, postgres: Option<PostgresStoreConfig>) -> Store {
+        let revision = Arc::new(AtomicI64::new(0));
+        Store {
+            path,
+            conn: ReentrantMutex::new(Conn::new(backend, Arc::clone(&revision))),
+            revision,
+            leader: tokio::sync::watch::Sender::new(postgres.is_none()),
+            postgres,
+            health: changes::Health::default(),
+        }
+    }
+
+    /// Opens the store `[store]` names: the PostgreSQL database of `url` if set, else the
+    /// SQLite file at `path`.
+    pub fn open_config(config: &StoreConfig) -> Result<Store, StoreError> {
+        match &config.postgres {
+            Some(pg) => Store::open_postgres(pg),
+            None => Store::open_with(&config.path, config.allow_readable),
+        }
+    }
+
+    /// Connects to the PostgreSQL store and migrates its schema (the same versions as
+    /// SQLite's); refuses one from a newer warden.
+    pub fn open_postgres(config: &PostgresStoreConfig) -> Result<Store, StoreError> {
+        let path = PathBuf::from(postgres::describe(config));
+        let session = postgres::Session::open(config).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let found = postgres::migrate(&session).map_err(|source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        if let Err(found) = found {
+            return Err(StoreError::TooNew {
+                path,
+                found,
+                known: postgres::VERSIONS as i64,
+            });
+        }
+        let store = Store::over(path, Backend::Postgres(session), Some(config.clone()));
+        store.note_revision()?;
+        Ok(store)
+    }
+
+    fn migrate_sqlite(&self) -> Result<(), StoreError> {
         let conn = self.conn();
         let corrupt = |source| StoreError::Corrupt {
             path: self.path.clone(),
             source,
         };
         let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .query_row("PRAGMA user_version", params![], |r| r.get(0))
             .map_err(corrupt)?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
@@ -610,28 +666,50 @@ impl Store {
         Ok(())
     }
 
-    fn conn(&self) -> ReentrantMutexGuard<'_, Connection> {
+    fn conn(&self) -> ReentrantMutexGuard<'_, Conn> {
         // parking_lot locks do not poison; a panic inside a savepoint rolls it back on unwind.
         self.conn.lock()
     }
 
-    fn sql(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sql {
-            path: self.path.clone(),
-            action,
-            source,
+    fn sql(&self, action: &'static str) -> impl Fn(db::DbError) -> StoreError + '_ {
+        move |source| {
+            self.health.observe(&source);
+            StoreError::Sql {
+                path: self.path.clone(),
+                action,
+                source,
+            }
         }
     }
 
+    /// The file path of a SQLite store; a PostgreSQL store's URL.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Changes whenever another connection (another process) commits. Cheap to poll.
+    /// The PostgreSQL store's connection settings; none for SQLite.
+    pub fn postgres(&self) -> Option<&PostgresStoreConfig> {
+        self.postgres.as_ref()
+    }
+
+    /// Changes whenever another connection (another process) commits. Cheap to poll. On
+    /// PostgreSQL, the newest revision of the change log.
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        self.conn()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .map_err(self.sql("read data_version"))
+        let conn = self.conn();
+        match conn.sqlite() {
+            Some(c) => c
+                .query_row("PRAGMA data_version", [], |r| r.get(0))
+                .map_err(|e| self.sql("read data_version")(e.into())),
+            None => {
+                drop(conn);
+                self.newest_revision()
+            }
+        }
+    }
+
+    /// The newest revision this process has committed or read from the change log.
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::SeqCst)
     }
 
     /// Creates the list if it does not exist; returns whether it was created.
@@ -661,7 +739,7 @@ impl Store {
             )
             .map_err(self.sql("list lists"))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params![], |r| {
                 let name: String = r.get(0)?;
                 let hold = match (r.get(5)?, r.get(6)?, r.get(7)?) {
                     (Some(due), Some(active), Some(held_at)) => Some(ExpiryHold {
@@ -686,7 +764,7 @@ impl Store {
             .map_err(self.sql("list lists"))
     }
 
-    fn list_id(conn: &Connection, name: &str) -> Result<Option<i64>, rusqlite::Error> {
+    fn list_id(conn: &Conn, name: &str) -> Result<Option<i64>, db::DbError> {
         conn.query_row("SELECT id FROM lists WHERE name = ?1", [name], |r| r.get(0))
             .optional()
     }
@@ -707,11 +785,11 @@ impl Store {
 
     /// Inserts or updates a member of list `id` inside the caller's transaction.
     fn upsert_member(
-        tx: &Connection,
+        tx: &Conn,
         id: i64,
         principal: &Principal,
         member: &NewMember,
-    ) -> Result<Added, rusqlite::Error> {
+    ) -> Result<Added, db::DbError> {
         let key = principal_key(principal.as_str());
         let existed: Option<bool> = tx
             .query_row(
@@ -857,7 +935,7 @@ impl Store {
             .execute(
                 "INSERT INTO expiry_holds (list, due, active, held_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(list) DO UPDATE SET due = excluded.due, active = excluded.active
-                 WHERE due != excluded.due OR active != excluded.active",
+                 WHERE expiry_holds.due != excluded.due OR expiry_holds.active != excluded.active",
                 params![hold.list, hold.due, hold.active, hold.held_at],
             )
             .map_err(self.sql("hold expiry"))?;
@@ -891,7 +969,7 @@ impl Store {
             .prepare_cached("SELECT list, due, active, held_at FROM expiry_holds ORDER BY list")
             .map_err(self.sql("read expiry holds"))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params![], |r| {
                 Ok(ExpiryHold {
                     list: r.get(0)?,
                     due: r.get(1)?,
@@ -940,7 +1018,7 @@ impl Store {
                     added_by: r.get(3)?,
                     added_at: r.get(4)?,
                     expires_at: r.get(5)?,
-                    state: match r.get::<_, Option<i64>>(6)? {
+                    state: match r.get::<Option<i64>>(6)? {
                         Some(_) => MemberState::Expired,
                         None => MemberState::Active,
                     },
@@ -1025,7 +1103,7 @@ impl Store {
         conn.query_row(
             "INSERT INTO data_set_rows (name, generation, rows, records, updated_at)
              VALUES (?1, 1, ?2, ?3, ?4)
-             ON CONFLICT(name) DO UPDATE SET generation = generation + 1, rows = excluded.rows,
+             ON CONFLICT(name) DO UPDATE SET generation = data_set_rows.generation + 1, rows = excluded.rows,
                records = excluded.records, updated_at = excluded.updated_at
              RETURNING generation",
             params![name, rows as i64, records, now()],
@@ -1157,7 +1235,7 @@ impl Store {
             .query_row(
                 "INSERT INTO data_set_rows (name, generation, rows, records, updated_at)
                  VALUES (?1, 1, ?2, ?3, ?4)
-                 ON CONFLICT(name) DO UPDATE SET generation = generation + 1, rows = excluded.rows,
+                 ON CONFLICT(name) DO UPDATE SET generation = data_set_rows.generation + 1, rows = excluded.rows,
                    records = excluded.records, updated_at = excluded.updated_at
                  RETURNING generation",
                 params![name, rows, records, now()],
@@ -1320,7 +1398,7 @@ mod tests {
             .prepare(&format!("EXPLAIN QUERY PLAN {EXPIRY_WORK}"))
             .unwrap();
         let plan: Vec<String> = stmt
-            .query_map([0i64, 0i64], |r| r.get::<_, String>(3))
+            .query_map([0i64, 0i64], |r| r.get::<String>(3))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

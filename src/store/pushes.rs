@@ -2,7 +2,7 @@
 //! the next incremental diff is computed from, by whichever process pushes) and how the last
 //! attempts went.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{DbError, OptionalExtension, params};
 
 use super::{Store, StoreError};
 use crate::base::time::now;
@@ -53,7 +53,7 @@ impl Store {
             .query_row(
                 "SELECT records FROM imperva_pushes WHERE data_set = ?1 AND mx_name = ?2",
                 [data_set, mx_name],
-                |r| r.get::<_, Option<String>>(0),
+                |r| r.get::<Option<String>>(0),
             )
             .optional()
             .map(Option::flatten)
@@ -99,8 +99,10 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT(data_set) DO UPDATE SET mx_name = excluded.mx_name,
                    last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error,
-                   failures = CASE WHEN mx_name = excluded.mx_name THEN failures + 1 ELSE 1 END,
-                   records = CASE WHEN mx_name = excluded.mx_name THEN records END",
+                   failures = CASE WHEN imperva_pushes.mx_name = excluded.mx_name
+                     THEN imperva_pushes.failures + 1 ELSE 1 END,
+                   records = CASE WHEN imperva_pushes.mx_name = excluded.mx_name
+                     THEN imperva_pushes.records END",
                 params![data_set, mx_name, now(), error],
             )
             .map_err(self.sql("record push failure"))?;
@@ -110,13 +112,13 @@ impl Store {
     /// The push status of every data set pushed so far.
     pub fn push_statuses(&self) -> Result<Vec<PushStatus>, StoreError> {
         let conn = self.conn();
-        let read = || -> rusqlite::Result<Vec<PushStatus>> {
+        let read = || -> Result<Vec<PushStatus>, DbError> {
             let mut stmt = conn.prepare_cached(
                 "SELECT data_set, mx_name, last_push_at, last_mode, records_sent,
                         last_attempt_at, last_error, failures
                  FROM imperva_pushes ORDER BY data_set",
             )?;
-            stmt.query_map([], |r| {
+            stmt.query_map(params![], |r| {
                 Ok(PushStatus {
                     data_set: r.get(0)?,
                     mx_name: r.get(1)?,

@@ -28,6 +28,7 @@ mod nginx;
 mod patterns;
 mod proxy;
 mod reload;
+mod replicas;
 mod respond;
 mod security;
 mod seed;
