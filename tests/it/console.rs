@@ -184,9 +184,19 @@ impl Console {
     /// submits.
     async fn sign_in(&self, key: &str) {
         self.goto("/console/sign-in").await;
-        let field = self.c.active_element().await.unwrap();
-        assert_eq!(field.attr("id").await.unwrap().as_deref(), Some("key"));
-        field.send_keys(&format!("{key}\u{E007}")).await.unwrap();
+        // `autofocus` applies once the page has rendered, which a loaded machine may not have
+        // done by the time `goto` returns: wait for it (bounded) rather than read it once.
+        let mut focused = None;
+        for _ in 0..50 {
+            let field = self.c.active_element().await.unwrap();
+            focused = field.attr("id").await.unwrap();
+            if focused.as_deref() == Some("key") {
+                field.send_keys(&format!("{key}\u{E007}")).await.unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the sign-in page never focused the key field (focus on {focused:?})");
     }
 
     /// Presses Tab from where the focus is until the control `id` has it.
