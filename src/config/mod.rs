@@ -260,7 +260,33 @@ pub struct LdapSource {
     /// Rows removed within this window count together against `max_shrink` (by key, against
     /// the rows the window started with), so a set emptied in small steps is held too.
     pub shrink_window: Duration,
+    /// Follow nested membership of the filter's `(memberOf=<group>)`, and how.
+    pub nested: Option<Nesting>,
+    /// Pull only what changed (DirSync) on `refresh_interval` and notifications; a full pull
+    /// every `full_refresh_interval` and on any doubt.
+    pub incremental: bool,
+    pub full_refresh_interval: Duration,
+    /// At most this many change-notification connections (five groups each).
+    pub watch_connections: usize,
 }
+
+/// How a data set follows nested groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nesting {
+    /// The server's `LDAP_MATCHING_RULE_IN_CHAIN` where it advertises it, else [`Nesting::Expand`].
+    Auto,
+    /// `(memberOf:1.2.840.113556.1.4.1941:=<group>)`, evaluated by the server.
+    InChain,
+    /// warden walks the sub-groups breadth-first and ORs one `memberOf` per group.
+    Expand,
+}
+
+/// Default `full_refresh_interval` of an incremental data set.
+pub const DEFAULT_FULL_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default `watch_connections`.
+pub const DEFAULT_WATCH_CONNECTIONS: usize = 4;
+/// Most `watch_connections` a data set may ask for.
+pub const MAX_WATCH_CONNECTIONS: usize = 32;
 
 /// Where a data set's rows come from.
 #[derive(Debug, Clone)]

@@ -178,7 +178,7 @@ pub async fn refresh(
 /// Runs an LDAP data set's query and mappings without applying them.
 pub async fn test_query(warden: &Warden, name: &str) -> Result<QueryResult, OperationError> {
     let (ds, directory) = ldap_source(warden, name)?;
-    pull::query(&directory, &ds)
+    pull::query(warden, &directory, &ds)
         .await
         .map_err(|e| OperationError::Upstream(format!("test query failed: {e}")))
 }
