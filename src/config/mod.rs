@@ -623,6 +623,78 @@ data_set = "Feed"
         )
     }
 
+    /// An `ldap` data set with `filter` and `extra` source keys.
+    fn ldap_config(filter: &str, extra: &str) -> String {
+        format!(
+            r#"
+[store]
+path = "warden.db"
+[[directories]]
+name = "dc"
+url = "ldaps://dc.example.test"
+bind_dn = "CN=warden,DC=example,DC=test"
+bind_password_env = "PW"
+base_dn = "DC=example,DC=test"
+[[data_sets]]
+name = "Nested"
+columns = [{{ name = "user", key = true }}]
+[data_sets.source]
+type = "ldap"
+directory = "dc"
+base = "DC=example,DC=test"
+filter = "{filter}"
+{extra}
+[[data_sets.source.mappings]]
+column = "user"
+attribute = "sAMAccountName"
+"#
+        )
+    }
+
+    #[test]
+    fn nested_and_incremental_are_checked_by_key_path() {
+        let parse = |f: &str, e: &str| Config::parse(&ldap_config(f, e), "test", Path::new("."));
+        let group = "(memberOf=CN=g,DC=example,DC=test)";
+        let c = parse(group, "nested = true\nincremental = true").unwrap();
+        let Source::Ldap(s) = &c.data_sets[0].source else {
+            panic!("not ldap")
+        };
+        assert_eq!(s.nested, Some(Nesting::Auto));
+        assert!(s.incremental);
+        assert_eq!(s.full_refresh_interval, DEFAULT_FULL_REFRESH_INTERVAL);
+        assert_eq!(s.watch_connections, DEFAULT_WATCH_CONNECTIONS);
+        let c = parse(group, "nested = \"expand\"\nwatch_connections = 2").unwrap();
+        let Source::Ldap(s) = &c.data_sets[0].source else {
+            panic!("not ldap")
+        };
+        assert_eq!((s.nested, s.watch_connections), (Some(Nesting::Expand), 2));
+        let c = parse(group, "nested = false").unwrap();
+        assert!(matches!(&c.data_sets[0].source, Source::Ldap(s) if s.nested.is_none()));
+        let paths = |f: &str, e: &str| -> Vec<String> {
+            let err = parse(f, e).unwrap_err();
+            err.errors.iter().map(|e| e.path.to_string()).collect()
+        };
+        let key = |k: &str| vec![format!("data_sets[0].source.{k}")];
+        assert_eq!(paths("(objectClass=user)", "nested = true"), key("nested"));
+        assert_eq!(
+            paths("(objectClass=user)", "incremental = true"),
+            key("incremental")
+        );
+        assert_eq!(paths(group, "nested = \"deep\""), key("nested"));
+        assert_eq!(
+            paths(group, "watch_connections = 0"),
+            key("watch_connections")
+        );
+        assert_eq!(
+            paths(group, "watch_connections = 33"),
+            key("watch_connections")
+        );
+        assert_eq!(
+            paths(group, "full_refresh_interval = \"1h\""),
+            key("full_refresh_interval")
+        );
+    }
+
     #[test]
     fn when_unknown_defaults_to_error_and_allow_is_only_explicit() {
         use crate::model::policy::WhenUnknown;
