@@ -12,7 +12,7 @@ use crate::dc::{self, Dc, Ns};
 use crate::support::{Server, eventually, start_warden};
 
 /// How long a change may take to reach decisions: generous, the machine is shared.
-const ARRIVES: Duration = Duration::from_secs(30);
+const ARRIVES: Duration = Duration::from_secs(60);
 pub const DATA_SET: &str = "PTR Nested Users";
 
 /// A configuration pulling `(&(objectClass=user)(memberOf=<top>))` from the test's OU, with
@@ -81,9 +81,14 @@ search_in = ["user"]
     path
 }
 
+/// Starts warden and waits (as long as a change may take) for its first pulls.
 pub fn serve(dir: &Path, config: &Path) -> Server {
     let server = start_warden(dir, &["--config", config.to_str().unwrap()]);
-    server.wait_ready();
+    assert!(
+        eventually(ARRIVES, || server.get("/readyz").status == 200).is_some(),
+        "warden never became ready; logs:\n{}",
+        server.logs()
+    );
     server
 }
 
