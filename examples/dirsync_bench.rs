@@ -8,8 +8,8 @@
 //!
 //! CONFIG names one directory and one `incremental = true` data set on the group; the DC's
 //! `WARDEN_TEST_*` variables (its `env` file) let the program change the group with
-//! `ldapmodify`. Per pull it prints the wall time, the bytes this process read (`rchar` of
-//! `/proc/self/io`: the LDAP answers over TLS, plus a little SQLite), and the CPU the DC spent
+//! `ldapmodify`. Per pull it prints the wall time, the bytes the DC wrote (`wchar` of
+//! `/proc/<pid>/io`: its TLS-wrapped answers, plus a little logging), and the CPU the DC spent
 //! (`utime + stime` of the samba processes under SAMBA_PID, `/proc/<pid>/stat`). The pulls:
 //! a full one, an incremental one after 10 removals from the group, one after the 10 are put
 //! back, and a full one again, ROUNDS times (default 3). Then one thread decides for members
@@ -32,12 +32,14 @@ type Error = Box<dyn std::error::Error>;
 /// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ; 100 on Linux).
 const TICKS: f64 = 100.0;
 
-fn rchar() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
+/// Bytes `pid` has written (`wchar` of `/proc/<pid>/io`): for the DC, its LDAP answers over
+/// TLS (Samba writes sockets with `writev`), plus a little logging.
+fn written(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| {
-                l.strip_prefix("rchar: ")
+                l.strip_prefix("wchar: ")
                     .and_then(|v| v.trim().parse().ok())
             })
         })
@@ -62,8 +64,8 @@ fn processes() -> Vec<(u32, u32, u64)> {
     .collect()
 }
 
-/// CPU ticks of `root` and all its descendants.
-fn dc_ticks(root: u32) -> u64 {
+/// CPU ticks and bytes written of `root` and all its descendants.
+fn dc_usage(root: u32) -> (u64, u64) {
     let all = processes();
     let mut tree = vec![root];
     let mut i = 0;
@@ -72,10 +74,12 @@ fn dc_ticks(root: u32) -> u64 {
         tree.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
         i += 1;
     }
-    all.iter()
+    let ticks = all
+        .iter()
         .filter(|p| tree.contains(&p.0))
         .map(|p| p.2)
-        .sum()
+        .sum();
+    (ticks, tree.iter().map(|p| written(*p)).sum())
 }
 
 fn env(key: &str) -> Result<String, Error> {
@@ -114,12 +118,13 @@ struct Cost {
 }
 
 async fn measure<F: std::future::Future<Output = ()>>(samba: u32, f: F) -> Cost {
-    let (t0, b0, c0) = (Instant::now(), rchar(), dc_ticks(samba));
+    let (t0, (c0, b0)) = (Instant::now(), dc_usage(samba));
     f.await;
+    let (c1, b1) = dc_usage(samba);
     Cost {
         took: t0.elapsed(),
-        bytes: rchar() - b0,
-        dc_cpu: (dc_ticks(samba) - c0) as f64 / TICKS,
+        bytes: b1 - b0,
+        dc_cpu: (c1 - c0) as f64 / TICKS,
     }
 }
 
@@ -193,7 +198,7 @@ fn main() -> Result<(), Error> {
         .build()?;
     let report = |label: &str, c: &Cost, rows: usize| {
         println!(
-            "{label:<34} {:>9.3} s {:>12} bytes read {:>8.2} s DC CPU   ({rows} rows)",
+            "{label:<34} {:>9.3} s {:>12} bytes from the DC {:>8.2} s DC CPU   ({rows} rows)",
             c.took.as_secs_f64(),
             c.bytes,
             c.dc_cpu
