@@ -1,5 +1,6 @@
 //! The sync services: one push loop per mapping, one pull loop per `ldap` data set, and the
-//! change-notification watches that wake the pull loops.
+//! change-notification watches that wake the pull loops (for a nested data set, one per group
+//! of its chain, five per connection, re-registered when the chain changes).
 //!
 //! Each loop `select!`s over shutdown, its schedule and its triggers. A push runs on every list
 //! change (debounced) and on the directory's update interval; after a push that changed the group,
