@@ -55,6 +55,12 @@ pub struct Metrics {
     /// Listed members put back into their group after someone else removed them, by group.
     drift_repaired: DashMap<String, AtomicU64>,
     last_refresh_ms: DashMap<String, AtomicU64>,
+    /// Pulls of `ldap` data sets, by data set and kind (`full`, `incremental`).
+    pulls: DashMap<(String, &'static str), AtomicU64>,
+    /// Rows where a full pull found the incremental state wrong (then repaired), by data set.
+    incremental_mismatches: DashMap<String, AtomicU64>,
+    /// Nesting cycles in the chain of a nested data set's group, at its last pull.
+    nesting_cycles: DashMap<String, AtomicU64>,
     /// Per PostgreSQL gate; a session holds its gate's counters, so relaying looks nothing up.
     gates: DashMap<String, std::sync::Arc<GateCounters>>,
     /// Expiry sweeps whose deactivations were skipped: wall and monotonic clocks disagreed.
@@ -213,6 +219,24 @@ impl Metrics {
             .store(at_ms, Ordering::Relaxed);
     }
 
+    /// A pull of `data_set` ran; `kind` is `full` or `incremental`.
+    pub fn pulled(&self, data_set: &str, kind: &'static str) {
+        bump(&self.pulls, (data_set.to_owned(), kind), 1);
+    }
+
+    /// A full pull of `data_set` found `n` rows the incremental state had wrong.
+    pub fn incremental_mismatch(&self, data_set: &str, n: usize) {
+        bump(&self.incremental_mismatches, data_set.to_owned(), n as u64);
+    }
+
+    /// The chain of `data_set`'s nested groups holds `n` cycles.
+    pub fn nesting_cycles(&self, data_set: &str, n: usize) {
+        self.nesting_cycles
+            .entry(data_set.to_owned())
+            .or_default()
+            .store(n as u64, Ordering::Relaxed);
+    }
+
     /// The counters of gate `name` (made on first use).
     pub fn gate(&self, name: &str) -> std::sync::Arc<GateCounters> {
         if let Some(c) = self.gates.get(name) {
@@ -368,6 +392,39 @@ impl Metrics {
             format!("directory=\"{}\"", label(d))
         }) {
             line(out, "warden_sync_failures_total", &e.0, e.1);
+        }
+        family(
+            out,
+            "warden_pulls_total",
+            "counter",
+            "Pulls of LDAP data sets, by data set and kind (full, incremental).",
+        );
+        for e in sorted(&self.pulls, |(d, k)| {
+            format!("data_set=\"{}\",kind=\"{k}\"", label(d))
+        }) {
+            line(out, "warden_pulls_total", &e.0, e.1);
+        }
+        family(
+            out,
+            "warden_incremental_mismatches_total",
+            "counter",
+            "Rows a full pull found the incremental state had wrong (repaired by the full result).",
+        );
+        for e in sorted(&self.incremental_mismatches, |d| {
+            format!("data_set=\"{}\"", label(d))
+        }) {
+            line(out, "warden_incremental_mismatches_total", &e.0, e.1);
+        }
+        family(
+            out,
+            "warden_nesting_cycles",
+            "gauge",
+            "Nesting cycles in the chain of a nested data set's group, at its last pull.",
+        );
+        for e in sorted(&self.nesting_cycles, |d| {
+            format!("data_set=\"{}\"", label(d))
+        }) {
+            line(out, "warden_nesting_cycles", &e.0, e.1);
         }
         family(
             out,

@@ -286,6 +286,14 @@ pub struct LdapSource {
     /// Further queries, each on its own directory, whose rows join this one's (a data set
     /// over several domains). A refresh runs them all; if any fails, the last good rows stay.
     pub union: Vec<LdapQuery>,
+    /// Follow nested membership of the filter's `(memberOf=<group>)`, and how.
+    pub nested: Option<Nesting>,
+    /// Pull only what changed (DirSync) on `refresh_interval` and notifications; a full pull
+    /// every `full_refresh_interval` and on any doubt.
+    pub incremental: bool,
+    pub full_refresh_interval: Duration,
+    /// At most this many change-notification connections (five groups each).
+    pub watch_connections: usize,
 }
 
 /// One more query of a union data set.
@@ -296,6 +304,24 @@ pub struct LdapQuery {
     pub scope: Scope,
     pub filter: String,
 }
+
+/// How a data set follows nested groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nesting {
+    /// The server's `LDAP_MATCHING_RULE_IN_CHAIN` where it advertises it, else [`Nesting::Expand`].
+    Auto,
+    /// `(memberOf:1.2.840.113556.1.4.1941:=<group>)`, evaluated by the server.
+    InChain,
+    /// warden walks the sub-groups breadth-first and ORs one `memberOf` per group.
+    Expand,
+}
+
+/// Default `full_refresh_interval` of an incremental data set.
+pub const DEFAULT_FULL_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default `watch_connections`.
+pub const DEFAULT_WATCH_CONNECTIONS: usize = 4;
+/// Most `watch_connections` a data set may ask for.
+pub const MAX_WATCH_CONNECTIONS: usize = 32;
 
 /// Where a data set's rows come from.
 #[derive(Debug, Clone)]
@@ -681,6 +707,78 @@ data_set = "Feed"
         )
     }
 
+    /// An `ldap` data set with `filter` and `extra` source keys.
+    fn ldap_config(filter: &str, extra: &str) -> String {
+        format!(
+            r#"
+[store]
+path = "warden.db"
+[[directories]]
+name = "dc"
+url = "ldaps://dc.example.test"
+bind_dn = "CN=warden,DC=example,DC=test"
+bind_password_env = "PW"
+base_dn = "DC=example,DC=test"
+[[data_sets]]
+name = "Nested"
+columns = [{{ name = "user", key = true }}]
+[data_sets.source]
+type = "ldap"
+directory = "dc"
+base = "DC=example,DC=test"
+filter = "{filter}"
+{extra}
+[[data_sets.source.mappings]]
+column = "user"
+attribute = "sAMAccountName"
+"#
+        )
+    }
+
+    #[test]
+    fn nested_and_incremental_are_checked_by_key_path() {
+        let parse = |f: &str, e: &str| Config::parse(&ldap_config(f, e), "test", Path::new("."));
+        let group = "(memberOf=CN=g,DC=example,DC=test)";
+        let c = parse(group, "nested = true\nincremental = true").unwrap();
+        let Source::Ldap(s) = &c.data_sets[0].source else {
+            panic!("not ldap")
+        };
+        assert_eq!(s.nested, Some(Nesting::Auto));
+        assert!(s.incremental);
+        assert_eq!(s.full_refresh_interval, DEFAULT_FULL_REFRESH_INTERVAL);
+        assert_eq!(s.watch_connections, DEFAULT_WATCH_CONNECTIONS);
+        let c = parse(group, "nested = \"expand\"\nwatch_connections = 2").unwrap();
+        let Source::Ldap(s) = &c.data_sets[0].source else {
+            panic!("not ldap")
+        };
+        assert_eq!((s.nested, s.watch_connections), (Some(Nesting::Expand), 2));
+        let c = parse(group, "nested = false").unwrap();
+        assert!(matches!(&c.data_sets[0].source, Source::Ldap(s) if s.nested.is_none()));
+        let paths = |f: &str, e: &str| -> Vec<String> {
+            let err = parse(f, e).unwrap_err();
+            err.errors.iter().map(|e| e.path.to_string()).collect()
+        };
+        let key = |k: &str| vec![format!("data_sets[0].source.{k}")];
+        assert_eq!(paths("(objectClass=user)", "nested = true"), key("nested"));
+        assert_eq!(
+            paths("(objectClass=user)", "incremental = true"),
+            key("incremental")
+        );
+        assert_eq!(paths(group, "nested = \"deep\""), key("nested"));
+        assert_eq!(
+            paths(group, "watch_connections = 0"),
+            key("watch_connections")
+        );
+        assert_eq!(
+            paths(group, "watch_connections = 33"),
+            key("watch_connections")
+        );
+        assert_eq!(
+            paths(group, "full_refresh_interval = \"1h\""),
+            key("full_refresh_interval")
+        );
+    }
+
     #[test]
     fn when_unknown_defaults_to_error_and_allow_is_only_explicit() {
         use crate::model::policy::WhenUnknown;
@@ -927,6 +1025,14 @@ filter = "{union_filter}"
         )
         .unwrap_err();
         assert!(e.to_string().contains("data_sets[0].source.union"), "{e}");
+        // A union is pulled in full from each directory: nesting and DirSync are refused.
+        for extra in ["nested = true", "incremental = true"] {
+            let toml = good.replace(
+                "filter = \"(memberOf=CN=g,DC=corp,DC=example,DC=test)\"\n",
+                &format!("filter = \"(memberOf=CN=g,DC=corp,DC=example,DC=test)\"\n{extra}\n"),
+            );
+            assert_eq!(paths(&toml), ["data_sets[0].source.union"], "{extra}");
+        }
     }
 
     #[test]

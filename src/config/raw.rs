@@ -111,6 +111,16 @@ pub struct Source {
     pub notify: Option<bool>,
     pub max_shrink: Option<f64>,
     pub shrink_window: Option<String>,
+    /// `ldap` only: follow nested membership of the `(memberOf=<group>)` in the filter
+    /// (`true` or `"auto"`: the server's matching rule where it has one; `"in_chain"`,
+    /// `"expand"`: that way only).
+    pub nested: Option<Nesting>,
+    /// `ldap` only: pull only the changes (DirSync) between full pulls.
+    pub incremental: Option<bool>,
+    pub full_refresh_interval: Option<String>,
+    /// `ldap` only: at most this many change-notification connections for the groups of the
+    /// chain (five groups each); the rest are polled.
+    pub watch_connections: Option<u32>,
     pub path: Option<String>,
     /// `api` only: what a set no one has written yet is (`unknown`, the default, or `empty`).
     pub never_written: Option<String>,
@@ -126,6 +136,14 @@ pub struct UnionQuery {
     pub base: String,
     pub scope: Option<String>,
     pub filter: String,
+}
+
+/// `nested = true | false | "auto" | "in_chain" | "expand"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Nesting {
+    Flag(bool),
+    Mode(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,6 +18,9 @@ use super::{
     ListConfig, MappingConfig, MemberField, PostgresStoreConfig, ResponseRuleConfig,
     RoleMappingConfig, Scope, Segment, ServerConfig, Source, StoreConfig, TlsFiles, UpstreamTls,
 };
+use super::{
+    DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_WATCH_CONNECTIONS, MAX_WATCH_CONNECTIONS, Nesting,
+};
 use crate::base::identity::{Domain, Identity, SuffixRule, dns_of_base_dn};
 use crate::base::secret::SecretSource;
 use crate::base::time::parse_duration;
@@ -1548,6 +1551,10 @@ fn only_keys(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Source, allowed: &[&str
         ("notify", s.notify.is_some()),
         ("max_shrink", s.max_shrink.is_some()),
         ("shrink_window", s.shrink_window.is_some()),
+        ("nested", s.nested.is_some()),
+        ("incremental", s.incremental.is_some()),
+        ("full_refresh_interval", s.full_refresh_interval.is_some()),
+        ("watch_connections", s.watch_connections.is_some()),
         ("path", s.path.is_some()),
         ("never_written", s.never_written.is_some()),
         ("union", s.union.is_some()),
@@ -1677,6 +1684,10 @@ fn ldap_source(
             "max_shrink",
             "shrink_window",
             "union",
+            "nested",
+            "incremental",
+            "full_refresh_interval",
+            "watch_connections",
         ],
     );
     let directory = required(ctx, path, "directory", &s.directory).to_string();
@@ -1787,6 +1798,42 @@ fn ldap_source(
             );
         }
     }
+    let nested = nesting(ctx, path, s, &filter);
+    let incremental = s.incremental.unwrap_or(false);
+    if !union.is_empty() && (nested.is_some() || incremental) {
+        ctx.err(
+            path.key("union"),
+            "a union data set is pulled in full from each of its directories: `nested` and `incremental` follow one directory's groups; drop them or the union",
+        );
+    }
+    if incremental && !filter.is_empty() && !filter.to_ascii_lowercase().contains("memberof=") {
+        ctx.err(
+            path.key("incremental"),
+            "an incremental pull follows the changes of one group: the filter must select on (memberOf=<group DN>)",
+        );
+    }
+    let full_refresh_interval = ctx.duration(
+        path.key("full_refresh_interval"),
+        s.full_refresh_interval.as_deref(),
+        DEFAULT_FULL_REFRESH_INTERVAL,
+    );
+    if s.full_refresh_interval.is_some() && !incremental {
+        ctx.err(
+            path.key("full_refresh_interval"),
+            "only an incremental data set has full pulls apart from its refreshes; set `incremental = true` or drop it",
+        );
+    }
+    let watch_connections = match s.watch_connections {
+        None => DEFAULT_WATCH_CONNECTIONS,
+        Some(n) if (1..=MAX_WATCH_CONNECTIONS as u32).contains(&n) => n as usize,
+        Some(n) => {
+            ctx.err(
+                path.key("watch_connections"),
+                format!("{n} is out of range; use 1 to {MAX_WATCH_CONNECTIONS} connections (five groups each)"),
+            );
+            DEFAULT_WATCH_CONNECTIONS
+        }
+    };
     Some(LdapSource {
         directory,
         base,
@@ -1798,6 +1845,10 @@ fn ldap_source(
         max_shrink,
         shrink_window,
         union,
+        nested,
+        incremental,
+        full_refresh_interval,
+        watch_connections,
     })
 }
 
@@ -1869,6 +1920,36 @@ fn union_queries(
         });
     }
     out
+}
+
+/// `nested`: how the data set follows nested groups, if it does; it needs a
+/// `(memberOf=<group>)` in the filter to start from.
+fn nesting(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Source, filter: &str) -> Option<Nesting> {
+    let nesting = match s.nested.as_ref()? {
+        raw::Nesting::Flag(false) => return None,
+        raw::Nesting::Flag(true) => Nesting::Auto,
+        raw::Nesting::Mode(m) => {
+            match m.as_str() {
+                "auto" => Nesting::Auto,
+                "in_chain" => Nesting::InChain,
+                "expand" => Nesting::Expand,
+                other => {
+                    ctx.err(
+                    path.key("nested"),
+                    format!("{other:?} is not one of true, false, \"auto\", \"in_chain\", \"expand\""),
+                );
+                    return None;
+                }
+            }
+        }
+    };
+    if !filter.is_empty() && !filter.to_ascii_lowercase().contains("memberof=") {
+        ctx.err(
+            path.key("nested"),
+            "nested membership starts from a group: the filter must select on (memberOf=<group DN>)",
+        );
+    }
+    Some(nesting)
 }
 
 fn parse_word<T: std::str::FromStr<Err = crate::model::policy::UnknownWord>>(

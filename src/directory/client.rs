@@ -249,7 +249,7 @@ impl DirectoryClient {
     }
 
     /// A handle for a new operation, with `op_timeout` armed.
-    fn handle(&self) -> Ldap {
+    pub(super) fn handle(&self) -> Ldap {
         let mut ldap = self.ldap.clone();
         ldap.with_timeout(self.settings.op_timeout);
         ldap
@@ -839,7 +839,7 @@ async fn bounded<T>(
     }
 }
 
-fn ldap_error(
+pub(super) fn ldap_error(
     op: &'static str,
     target: &str,
     op_timeout: Duration,
@@ -869,7 +869,11 @@ fn server_error(op: &'static str, target: &str, res: &LdapResult) -> DirectoryEr
     }
 }
 
-fn check(op: &'static str, target: &str, res: &LdapResult) -> Result<(), DirectoryError> {
+pub(super) fn check(
+    op: &'static str,
+    target: &str,
+    res: &LdapResult,
+) -> Result<(), DirectoryError> {
     if res.rc == RC_SUCCESS {
         Ok(())
     } else {

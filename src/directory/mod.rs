@@ -6,7 +6,8 @@
 //! `member`; adding and removing `member` values in bounded, idempotent
 //! batches; resolving list principals (`DOMAIN\user`, UPN, sAMAccountName,
 //! DN) with escaped filters; and watching objects for changes with AD's
-//! change-notification control, with a `uSNChanged` poll as the fallback.
+//! change-notification control, with a `uSNChanged` poll as the fallback; the chain of nested
+//! groups below a group; and DirSync, the changes to groups' `member` since a cookie.
 //! [`Directory`] is one configured directory: its connection, shared and
 //! re-established after failures, and its principal → DN cache. RFC 4515 /
 //! 4514 escaping and DN parsing live below, in [`crate::base`].
@@ -18,9 +19,12 @@
 //! heartbeat bounded by `op_timeout` checks their connection instead.
 
 mod client;
+mod dirsync;
 mod entry;
 mod error;
+mod nested;
 mod principal;
+mod pull_state;
 mod range;
 mod server;
 mod settings;
@@ -30,9 +34,15 @@ pub use client::{
     Account, CLOSE_TIMEOUT, DEFAULT_MEMBER_BATCH, DirectoryClient, MAX_MEMBER_BATCH, MemberChange,
     MemberFailure,
 };
+pub use dirsync::{
+    DIRSYNC_OID, DcIdentity, DirSyncParseError, DirSyncResponse, MAX_COOKIE, MemberChanges,
+    RootDse, encode_request as encode_dirsync_request, parse_response as parse_dirsync_response,
+};
 pub use entry::{Entry, Scope};
 pub use error::{DirectoryError, result_code_name};
+pub use nested::{GroupChain, MAX_CHAIN_GROUPS, MAX_NESTING_DEPTH};
 pub use principal::UserLookup;
+pub use pull_state::PullState;
 pub use server::{DN_CACHE_TTL, Directory, REMOVALS_EXPLAIN_FOR, ShrinkWindow};
 pub(crate) use settings::tls_config;
 pub use settings::{

@@ -7,6 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::nested::GroupChain;
+use super::pull_state::PullState;
 use super::{Account, DirectoryClient, DirectoryError, DirectorySettings};
 use crate::base::identity::{Identity, dns_of_base_dn};
 use crate::config::DirectoryConfig;
@@ -56,6 +58,10 @@ pub struct Directory {
     removals: DashMap<String, (HashSet<String>, Instant)>,
     /// The shrink guard's window per data set on this directory.
     shrink: DashMap<String, ShrinkWindow>,
+    /// The incremental state per data set on this directory (its own cookies).
+    pulls: DashMap<String, PullState>,
+    /// The chain of nested groups last seen per data set.
+    chains: DashMap<String, GroupChain>,
 }
 
 impl Directory {
@@ -70,6 +76,8 @@ impl Directory {
             dn_cache: DashMap::new(),
             removals: DashMap::new(),
             shrink: DashMap::new(),
+            pulls: DashMap::new(),
+            chains: DashMap::new(),
         }
     }
 
@@ -114,6 +122,26 @@ impl Directory {
             .iter()
             .any(|d| d.eq_ignore_ascii_case(&domain));
         (!here && there).then_some(domain)
+    }
+
+    /// Takes the incremental state of data set `name`: a pull that fails leaves none behind,
+    /// so the next one is full.
+    pub fn take_pull_state(&self, name: &str) -> Option<PullState> {
+        self.pulls.remove(name).map(|(_, s)| s)
+    }
+
+    pub fn put_pull_state(&self, name: &str, state: PullState) {
+        self.pulls.insert(name.to_owned(), state);
+    }
+
+    /// Records the chain of nested groups of data set `name`; returns the one it replaces.
+    pub fn note_chain(&self, name: &str, chain: GroupChain) -> Option<GroupChain> {
+        self.chains.insert(name.to_owned(), chain)
+    }
+
+    /// The chain of nested groups last seen for data set `name`.
+    pub fn chain(&self, name: &str) -> Option<GroupChain> {
+        self.chains.get(name).map(|c| c.clone())
     }
 
     /// Credits the shrink guard of data sets on `group_dn` with the accounts warden's own

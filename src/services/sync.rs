@@ -1,5 +1,6 @@
 //! The sync services: one push loop per mapping, one pull loop per `ldap` data set, and the
-//! change-notification watches that wake the pull loops.
+//! change-notification watches that wake the pull loops (for a nested data set, one per group
+//! of its chain, five per connection, re-registered when the chain changes).
 //!
 //! Each loop `select!`s over shutdown, its schedule and its triggers. A push runs on every list
 //! change (debounced) and on the directory's update interval; after a push that changed the group,
@@ -20,7 +21,7 @@ use crate::directory::Directory;
 use crate::directory::{self, WatchEvent};
 use crate::runtime::Warden;
 use crate::sync::pull::watched_dn;
-use crate::sync::{pull, push};
+use crate::sync::{nested, pull, push};
 
 /// List changes arriving within this window are pushed in one run.
 pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -91,14 +92,15 @@ pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
         };
         let wake = Arc::new(Notify::new());
         // A union's queries each read their own directory: a push there, or a change to the
-        // group a query selects on, wakes the pull too.
+        // group a query selects on, wakes the pull too. Nesting is followed for the data
+        // set's own query (config refuses `nested` on a union).
         let queries = std::iter::once((directory, &source.filter)).chain(
             source
                 .union
                 .iter()
                 .filter_map(|q| Some((directories.get(&q.directory)?, &q.filter))),
         );
-        for (queried, filter) in queries {
+        for (i, (queried, filter)) in queries.enumerate() {
             pulls_by_directory
                 .entry(queried.name().to_owned())
                 .or_default()
@@ -106,10 +108,18 @@ pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
             if source.notify
                 && let Some(dn) = watched_dn(filter)
             {
-                let (queried, wake) = (Arc::clone(queried), Arc::clone(&wake));
+                let target = WatchTarget {
+                    top: dn.clone(),
+                    nested: (i == 0 && source.nested.is_some()).then(|| ds.name.clone()),
+                    connections: source.watch_connections,
+                };
+                let (warden, queried, wake) =
+                    (Arc::clone(warden), Arc::clone(queried), Arc::clone(&wake));
                 services.push(Service::new(
                     format!("watch {dn}"),
-                    move |shutdown, ready| watch_loop(queried, dn, wake, shutdown, ready),
+                    move |shutdown, ready| {
+                        watch_loop(warden, queried, target, wake, shutdown, ready)
+                    },
                 ));
             }
         }
@@ -131,14 +141,19 @@ pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
         // wakes the push at once (a listed member removed by hand is put back).
         let drift = Arc::new(Notify::new());
         {
-            let (directory, dn, wake) = (
+            let target = WatchTarget {
+                top: mapping.group_dn.clone(),
+                nested: None,
+                connections: 1,
+            };
+            let (warden, directory, wake) = (
+                Arc::clone(warden),
                 Arc::clone(directory),
-                mapping.group_dn.clone(),
                 Arc::clone(&drift),
             );
             services.push(Service::new(
-                format!("watch group {dn}"),
-                move |shutdown, ready| watch_loop(directory, dn, wake, shutdown, ready),
+                format!("watch group {}", mapping.group_dn),
+                move |shutdown, ready| watch_loop(warden, directory, target, wake, shutdown, ready),
             ));
         }
         let (warden, directory, mapping) =
@@ -221,7 +236,7 @@ async fn pull_loop(
             _ = wake.notified() => {}
             () = retry.due() => {}
         }
-        let (_, result) = pull::refresh(&warden, &directory, &ds).await;
+        let (_, result) = pull::refresh_changes(&warden, &directory, &ds).await;
         match result {
             Ok(outcome) => {
                 retry.succeeded();
@@ -236,11 +251,51 @@ async fn pull_loop(
     }
 }
 
-/// Wakes a pull loop when the watched group changes: AD change notification where the
-/// directory supports it, a `uSNChanged` poll where it does not.
+/// What a watch follows: a group and, for a nested data set (named), every group in its
+/// chain, on at most `connections` notification connections of five groups each.
+struct WatchTarget {
+    top: String,
+    nested: Option<String>,
+    connections: usize,
+}
+
+impl WatchTarget {
+    /// The groups to watch now: the top group, or its chain (the top group alone while the
+    /// chain cannot be read: the next event or poll tries again).
+    async fn groups(&self, warden: &Warden, directory: &Directory) -> Vec<String> {
+        let Some(name) = &self.nested else {
+            return vec![self.top.clone()];
+        };
+        let chain = match directory.client().await {
+            Ok(c) => nested::chain(directory, &c, warden.metrics(), name, &self.top).await,
+            Err(e) => Err(e),
+        };
+        match chain {
+            Ok(chain) => chain.groups,
+            Err(e) => {
+                tracing::warn!(data_set = %name, error = %e, "cannot read the chain of nested groups; watching the top group");
+                directory.reset().await;
+                vec![self.top.clone()]
+            }
+        }
+    }
+}
+
+/// The groups' keys, to tell a changed chain.
+fn keys(groups: &[String]) -> Vec<String> {
+    let mut k: Vec<String> = groups.iter().map(|g| g.to_ascii_lowercase()).collect();
+    k.sort_unstable();
+    k
+}
+
+/// Wakes a pull loop when a watched group changes: AD change notification where the
+/// directory supports it (five groups per connection, up to the target's connections), a
+/// `uSNChanged` poll for the groups beyond and where it does not. A nested target reads its
+/// chain again on every change and re-registers when a sub-group joined or left it.
 async fn watch_loop(
+    warden: Arc<Warden>,
     directory: Arc<Directory>,
-    dn: String,
+    target: WatchTarget,
     wake: Arc<Notify>,
     mut shutdown: Shutdown,
     ready: Ready,
@@ -252,64 +307,120 @@ async fn watch_loop(
             return;
         }
     };
-    let mut w = match directory::watch(Arc::clone(&settings), &dn) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(%dn, error = %e, "change notification unavailable; polling uSNChanged");
-            return poll_usn(directory, dn, wake, shutdown, ready).await;
-        }
-    };
+    let dn = target.top.clone();
+    let mut notify_unsupported = false;
+    let mut groups = target.groups(&warden, &directory).await;
     loop {
-        tokio::select! {
-            () = shutdown.requested() => return,
-            event = w.recv() => match event {
-                Some(WatchEvent::Changed { .. }) | Some(WatchEvent::Reconnected { .. }) => wake.notify_one(),
-                Some(WatchEvent::Registered { .. }) => {
-                    ready.set();
-                    tracing::info!(%dn, "watching for changes");
+        let room = if notify_unsupported {
+            0
+        } else {
+            target.connections * directory::MAX_NOTIFICATIONS_PER_CONNECTION
+        };
+        let notified: Vec<String> = groups.iter().take(room).cloned().collect();
+        let mut polled: Vec<(String, Option<u64>)> = groups
+            .iter()
+            .skip(room)
+            .map(|g| (g.clone(), None))
+            .collect();
+        let mut watch = None;
+        if !notified.is_empty() {
+            match directory::watch_with(Arc::clone(&settings), notified.clone(), Default::default())
+            {
+                Ok(w) => watch = Some(w),
+                Err(e) => {
+                    tracing::warn!(%dn, error = %e, "change notification unavailable; polling uSNChanged");
+                    notify_unsupported = true;
+                    continue;
                 }
-                Some(WatchEvent::Disconnected { reason, .. }) => tracing::warn!(%dn, %reason, "change notification disconnected; re-registering"),
-                Some(WatchEvent::Unsupported { reason, .. }) => {
-                    tracing::warn!(%dn, %reason, "change notification unsupported; polling uSNChanged");
-                    return poll_usn(directory, dn, wake, shutdown, ready).await;
-                }
-                None => return,
             }
+        }
+        if !polled.is_empty() {
+            tracing::info!(%dn, groups = polled.len(), "polling uSNChanged of the groups beyond the notification connections");
+        }
+        let connections = notified
+            .len()
+            .div_ceil(directory::MAX_NOTIFICATIONS_PER_CONNECTION);
+        let mut registered = 0usize;
+        let mut tick = tokio::time::interval(USN_POLL_INTERVAL);
+        // Runs until the chain changes (Some) or notification ends (None).
+        let changed_chain = loop {
+            let event = async {
+                match watch.as_mut() {
+                    Some(w) => w.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut changed = false;
+            tokio::select! {
+                () = shutdown.requested() => return,
+                event = event => match event {
+                    Some(WatchEvent::Changed { .. } | WatchEvent::Reconnected { .. }) => changed = true,
+                    Some(WatchEvent::Registered { .. }) => {
+                        registered += 1;
+                        if registered == connections {
+                            ready.set();
+                            tracing::info!(%dn, groups = notified.len(), connections, "watching for changes");
+                        }
+                    }
+                    Some(WatchEvent::Disconnected { reason, .. }) => tracing::warn!(%dn, %reason, "change notification disconnected; re-registering"),
+                    Some(WatchEvent::Unsupported { reason, .. }) => {
+                        tracing::warn!(%dn, %reason, "change notification unsupported; polling uSNChanged");
+                        break None;
+                    }
+                    None => break None,
+                },
+                _ = tick.tick(), if !polled.is_empty() => {
+                    changed = poll_usns(&directory, &mut polled).await;
+                    if watch.is_none() {
+                        ready.set();
+                    }
+                }
+            }
+            if !changed {
+                continue;
+            }
+            wake.notify_one();
+            if target.nested.is_some() {
+                let now = target.groups(&warden, &directory).await;
+                if keys(&now) != keys(&groups) {
+                    break Some(now);
+                }
+            }
+        };
+        match changed_chain {
+            Some(now) => {
+                tracing::info!(%dn, before = groups.len(), after = now.len(), "the chain of nested groups changed; re-registering the watches");
+                groups = now;
+            }
+            None => notify_unsupported = true,
         }
     }
 }
 
-async fn poll_usn(
-    directory: Arc<Directory>,
-    dn: String,
-    wake: Arc<Notify>,
-    mut shutdown: Shutdown,
-    ready: Ready,
-) {
-    let mut last = None;
-    let mut tick = tokio::time::interval(USN_POLL_INTERVAL);
-    loop {
-        tokio::select! {
-            () = shutdown.requested() => return,
-            _ = tick.tick() => {}
+/// Reads each polled group's `uSNChanged`; true if one moved since the last read.
+async fn poll_usns(directory: &Directory, polled: &mut [(String, Option<u64>)]) -> bool {
+    let client = match directory.client().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "uSNChanged poll: no connection");
+            return false;
         }
-        let usn = match directory.client().await {
-            Ok(c) => c.poll_usn_changed(&dn).await,
-            Err(e) => Err(e),
-        };
-        match usn {
-            Ok(u) if last.is_some_and(|l| l != u) => {
-                last = Some(u);
-                wake.notify_one();
-            }
+    };
+    let mut moved = false;
+    for (dn, last) in polled.iter_mut() {
+        match client.poll_usn_changed(dn).await {
             Ok(u) => {
-                ready.set();
-                last = Some(u);
+                moved |= last.is_some_and(|l| l != u);
+                *last = Some(u);
             }
             Err(e) => {
                 tracing::debug!(%dn, error = %e, "uSNChanged poll failed");
-                directory.reset().await;
+                if e.is_transient() {
+                    directory.reset().await;
+                    return moved;
+                }
             }
         }
     }
+    moved
 }

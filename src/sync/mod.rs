@@ -1,6 +1,6 @@
 //! One sync run at a time: a **push** ([`push`]: a list reconciled into the AD group it is
 //! mapped to), a **pull** ([`pull`]: an LDAP query, through attribute mappings, into a data
-//! set), an **MX push** ([`imperva`]: data sets out to an Imperva MX), and directory status
+//! set; [`nested`] resolves a nested data set's query, [`incremental`] pulls only the changes), an **MX push** ([`imperva`]: data sets out to an Imperva MX), and directory status
 //! from the recent runs ([`directory_statuses`]). The loops that schedule them are
 //! `services`'; the "now" use cases are `operations`'.
 //!
@@ -11,6 +11,8 @@
 
 pub mod database;
 pub mod imperva;
+pub mod incremental;
+pub mod nested;
 pub mod pull;
 pub mod push;
 
@@ -47,6 +49,17 @@ pub enum SyncError {
     NoSuchDataSet(String),
     #[error("data set {0:?} is not filled from LDAP (source type is not \"ldap\")")]
     NotLdap(String),
+    #[error(
+        "data set {data_set:?}: {reason}; warden expands nesting itself on this directory and \
+         will not apply a pull that misses members (flatten the groups, or use a server with \
+         LDAP_MATCHING_RULE_IN_CHAIN)"
+    )]
+    NestingTooLarge { data_set: String, reason: String },
+    #[error(
+        "data set {0:?} is incremental but its filter selects on no group; incremental pulls \
+         follow the changes of the group in (memberOf=<group DN>)"
+    )]
+    NotIncremental(String),
 }
 
 impl SyncError {

@@ -17,6 +17,8 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use super::incremental::{self, Want};
+use super::nested::{self, Resolved};
 use super::{SyncError, failed_update};
 use crate::base::identity::Identity;
 use crate::base::time::now;
@@ -24,7 +26,7 @@ use crate::base::time::now_ms;
 use crate::config::{DataSetConfig, LdapSource, Scope, Source};
 use crate::decide::Published;
 use crate::directory::{self, Entry};
-use crate::directory::{Directory, ShrinkWindow};
+use crate::directory::{Directory, DirectoryClient, ShrinkWindow};
 use crate::model::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Row, Schema, fold};
 use crate::model::pattern::MappingStats;
 use crate::runtime::Warden;
@@ -99,14 +101,14 @@ pub enum RefreshOutcome {
     },
 }
 
-fn ldap_source(ds: &DataSetConfig) -> Result<&LdapSource, SyncError> {
+pub(super) fn ldap_source(ds: &DataSetConfig) -> Result<&LdapSource, SyncError> {
     match &ds.source {
         Source::Ldap(l) => Ok(l),
         _ => Err(SyncError::NotLdap(ds.name.clone())),
     }
 }
 
-fn scope(s: Scope) -> directory::Scope {
+pub(super) fn scope(s: Scope) -> directory::Scope {
     match s {
         Scope::Base => directory::Scope::Base,
         Scope::One => directory::Scope::OneLevel,
@@ -149,41 +151,42 @@ pub fn qualify_row(row: &mut [Cell], key: usize, domain: Option<&str>) {
     }
 }
 
-/// Maps the entries of every query into one data set, off to the side.
-pub fn map_entries(
-    name: &str,
+/// One entry's cells, column by column, through the source's mappings; the key qualified as
+/// an account of `domain` when the entry's directory says which domain it serves
+/// ([`qualify_row`]) — every path from an entry to a row (full, union, incremental) goes
+/// through here, so none can leave a PARTNER key bare.
+pub fn map_entry(
     schema: &Schema,
     source: &LdapSource,
-    batches: &[Batch],
+    entry: &Entry,
+    domain: Option<&str>,
+    stats: &mut MappingStats,
+) -> Vec<Cell> {
+    let mut cells: Vec<Vec<String>> = vec![Vec::new(); schema.columns().len()];
+    for mapping in &source.mappings {
+        if let Some(c) = schema.column_index(&mapping.column) {
+            let values = attribute_values(entry, &mapping.attribute);
+            mapping.map_values(values.iter().map(String::as_str), &mut cells[c], stats);
+        }
+    }
+    let mut row: Vec<Cell> = cells.into_iter().map(Cell::from_values).collect();
+    qualify_row(&mut row, schema.key_index(), domain);
+    row
+}
+
+/// Builds a data set from mapped rows (with the DN each came from), counting and sampling
+/// the rows that cannot be in it.
+pub fn build_rows<'r>(
+    name: &str,
+    schema: &Schema,
+    rows: impl ExactSizeIterator<Item = (&'r str, Vec<Cell>)>,
+    values_dropped: u64,
 ) -> QueryResult {
-    let total: usize = batches.iter().map(|b| b.entries.len()).sum();
-    let mut builder = DataSetBuilder::new(name, schema.clone()).with_capacity(total);
-    let mut stats = MappingStats::default();
+    let entries = rows.len();
+    let mut builder = DataSetBuilder::new(name, schema.clone()).with_capacity(entries);
     let mut skipped = Vec::new();
     let mut entries_skipped = 0u64;
-    let columns: Vec<Option<usize>> = source
-        .mappings
-        .iter()
-        .map(|m| schema.column_index(&m.column))
-        .collect();
-    let key = schema.key_index();
-    let entries = batches
-        .iter()
-        .flat_map(|b| b.entries.iter().map(move |e| (b.domain.as_deref(), e)));
-    for (domain, entry) in entries {
-        let mut cells: Vec<Vec<String>> = vec![Vec::new(); schema.columns().len()];
-        for (mapping, column) in source.mappings.iter().zip(&columns) {
-            if let Some(c) = column {
-                let values = attribute_values(entry, &mapping.attribute);
-                mapping.map_values(
-                    values.iter().map(String::as_str),
-                    &mut cells[*c],
-                    &mut stats,
-                );
-            }
-        }
-        let mut row: Vec<Cell> = cells.into_iter().map(Cell::from_values).collect();
-        qualify_row(&mut row, key, domain);
+    for (dn, row) in rows {
         let reason = match builder.push(row) {
             Ok(()) => continue,
             Err(DataSetError::MissingKey(col)) => {
@@ -198,18 +201,71 @@ pub fn map_entries(
         entries_skipped += 1;
         if skipped.len() < SKIPPED_SAMPLE {
             skipped.push(Skipped {
-                dn: entry.dn.clone(),
+                dn: dn.to_owned(),
                 reason,
             });
         }
     }
     QueryResult {
         data_set: builder.build(),
-        entries: total,
-        values_dropped: stats.values_dropped,
+        entries,
+        values_dropped,
         entries_skipped,
         skipped,
     }
+}
+
+/// Maps the entries of every query into one data set, off to the side.
+pub fn map_entries(
+    name: &str,
+    schema: &Schema,
+    source: &LdapSource,
+    batches: &[Batch],
+) -> QueryResult {
+    let mut stats = MappingStats::default();
+    let rows: Vec<(&str, Vec<Cell>)> = batches
+        .iter()
+        .flat_map(|b| b.entries.iter().map(move |e| (b.domain.as_deref(), e)))
+        .map(|(domain, e)| {
+            let row = map_entry(schema, source, e, domain, &mut stats);
+            (e.dn.as_str(), row)
+        })
+        .collect();
+    build_rows(name, schema, rows.into_iter(), stats.values_dropped)
+}
+
+/// The attributes a source's mappings read (`dn` is the entry's own, not an attribute).
+pub fn attributes(source: &LdapSource) -> Vec<&str> {
+    let mut attrs: Vec<&str> = source
+        .mappings
+        .iter()
+        .map(|m| m.attribute.as_str())
+        .filter(|a| !a.eq_ignore_ascii_case("dn"))
+        .collect();
+    attrs.sort_unstable();
+    attrs.dedup();
+    attrs
+}
+
+/// Runs the data set's own query (its nesting resolved) and returns the entries.
+pub async fn search(
+    warden: &Warden,
+    directory: &Directory,
+    client: &DirectoryClient,
+    ds: &DataSetConfig,
+) -> Result<(Vec<Entry>, Resolved), SyncError> {
+    let source = ldap_source(ds)?;
+    let resolved = nested::resolve(directory, client, warden.metrics(), &ds.name, source).await?;
+    let entries = client
+        .search_paged(
+            &source.base,
+            scope(source.scope),
+            &resolved.filter,
+            &attributes(source),
+        )
+        .await
+        .map_err(|e| SyncError::directory(directory, e))?;
+    Ok((entries, resolved))
 }
 
 /// Runs the data set's query (and a union's other queries, on their directories) and its
@@ -220,31 +276,23 @@ pub async fn query(
     ds: &DataSetConfig,
 ) -> Result<QueryResult, SyncError> {
     let source = ldap_source(ds)?;
-    let mut attrs: Vec<&str> = source
-        .mappings
-        .iter()
-        .map(|m| m.attribute.as_str())
-        .filter(|a| !a.eq_ignore_ascii_case("dn"))
-        .collect();
-    attrs.sort_unstable();
-    attrs.dedup();
+    let client = directory
+        .client()
+        .await
+        .map_err(|e| SyncError::directory(directory, e))?;
+    let (entries, _) = search(warden, directory, &client, ds).await?;
     let mut batches = Vec::with_capacity(1 + source.union.len());
-    batches.push(
-        search(
-            directory,
-            &source.base,
-            source.scope,
-            &source.filter,
-            &attrs,
-        )
-        .await?,
-    );
+    batches.push(Batch {
+        domain: directory.config().domain.clone(),
+        entries,
+    });
+    let attrs = attributes(source);
     let directories = warden.directories();
     for q in &source.union {
         let other = directories
             .get(&q.directory)
             .ok_or_else(|| SyncError::NoSuchDirectory(q.directory.clone()))?;
-        let batch = search(other, &q.base, q.scope, &q.filter, &attrs).await;
+        let batch = union_search(other, &q.base, q.scope, &q.filter, &attrs).await;
         if batch.as_ref().is_err_and(SyncError::is_connection_problem) {
             other.reset().await;
         }
@@ -253,8 +301,8 @@ pub async fn query(
     Ok(map_entries(&ds.name, &ds.schema, source, &batches))
 }
 
-/// One paged search on `directory`, tagged with the domain the directory says it serves.
-async fn search(
+/// One paged search of a union on `directory`, tagged with the domain it says it serves.
+async fn union_search(
     directory: &Directory,
     base: &str,
     in_scope: Scope,
@@ -495,17 +543,46 @@ pub fn apply(
     })
 }
 
-/// Runs a refresh (query, then apply) and records it as a recent update.
+/// Runs a full refresh (query, then apply) and records it as a recent update. An incremental
+/// data set's state starts again from it.
 pub async fn refresh(
     warden: &Warden,
     directory: &Directory,
     ds: &DataSetConfig,
 ) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
+    run(warden, directory, ds, Want::Full).await
+}
+
+/// Runs a scheduled or notified refresh: an incremental data set pulls only its changes
+/// (unless a full pull is due or in doubt), any other pulls in full.
+pub async fn refresh_changes(
+    warden: &Warden,
+    directory: &Directory,
+    ds: &DataSetConfig,
+) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
+    run(warden, directory, ds, Want::Changes).await
+}
+
+async fn run(
+    warden: &Warden,
+    directory: &Directory,
+    ds: &DataSetConfig,
+    want: Want,
+) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
     let started = now_ms();
-    let result = match query(warden, directory, ds).await {
-        Ok(q) => apply(warden, directory, ds, q),
-        Err(e) => Err(e),
+    let result = match &ds.source {
+        Source::Ldap(source) if source.incremental => {
+            incremental::pull(warden, directory, ds, want).await
+        }
+        _ => match query(warden, directory, ds).await {
+            Ok(q) => apply(warden, directory, ds, q).map(|o| (o, "full")),
+            Err(e) => Err(e),
+        },
     };
+    if let Ok((_, kind)) = &result {
+        warden.metrics().pulled(&ds.name, kind);
+    }
+    let result = result.map(|(outcome, _)| outcome);
     // A union query's directory was reset by `query`; this one only if it failed itself.
     let own_failure = |e: &SyncError| {
         e.is_connection_problem()
