@@ -356,6 +356,11 @@ async fn watch_loop(
                 event = event => match event {
                     Some(WatchEvent::Changed { .. } | WatchEvent::Reconnected { .. }) => changed = true,
                     Some(WatchEvent::Registered { .. }) => {
+                        // A change that landed while the watches were being registered (after
+                        // the last pull, before the server took the notification request) is
+                        // announced by nothing, and the heartbeat's baseline is taken after
+                        // it: catch up with one pull on every registration, as on a reconnect.
+                        changed = true;
                         registered += 1;
                         if registered == connections {
                             ready.set();
