@@ -167,6 +167,7 @@ fn render(c: &mut Criterion) {
     struct JsonDecision<'a> {
         decision: &'a str,
         snapshot_version: u64,
+        revision: i64,
         matched: Vec<JsonMatch<'a>>,
     }
 
@@ -178,6 +179,7 @@ fn render(c: &mut Criterion) {
     let as_json = |d: &Decision| JsonDecision {
         decision: d.outcome.as_str(),
         snapshot_version: d.snapshot_version,
+        revision: snapshot.revision(),
         matched: d
             .matched
             .iter()
