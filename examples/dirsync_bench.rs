@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use warden::config::Config;
 use warden::decide::Request;
 use warden::runtime::Warden;
-use warden::sync::pull;
+use warden::sync::refresh;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -211,9 +211,9 @@ fn main() -> Result<(), Error> {
             let (warden, directory, ds) = (&warden, &directory, &ds);
             async move {
                 let (_, result) = if full {
-                    pull::refresh(warden, directory, ds).await
+                    refresh::full(warden, directory, ds).await
                 } else {
-                    pull::refresh_changes(warden, directory, ds).await
+                    refresh::changes(warden, directory, ds).await
                 };
                 if let Err(e) = result {
                     eprintln!("pull failed: {e}");
@@ -245,7 +245,7 @@ fn main() -> Result<(), Error> {
         let (warden2, stop2) = (Arc::clone(&warden), Arc::clone(&stop));
         let t = std::thread::spawn(move || decide_until(&warden2, &stop2, members));
         rt.block_on(async {
-            let (_, r) = pull::refresh(&warden, &directory, &ds).await;
+            let (_, r) = refresh::full(&warden, &directory, &ds).await;
             if let Err(e) = r {
                 eprintln!("pull failed: {e}");
             }

@@ -15,6 +15,7 @@ use crate::model::dataset::{DataSet, DataSetBuilder, Record, fold};
 use crate::runtime::Warden;
 use crate::store::AuditRecord;
 use crate::sync::pull::{self, QueryResult, RefreshOutcome};
+use crate::sync::refresh;
 
 /// What a data write does with its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +154,7 @@ pub async fn refresh(
     name: &str,
 ) -> Result<RefreshOutcome, OperationError> {
     let (ds, directory) = ldap_source(warden, name)?;
-    let (_, result) = pull::refresh(warden, &directory, &ds).await;
+    let (_, result) = refresh::full(warden, &directory, &ds).await;
     let record = match &result {
         Ok(outcome) => AuditRecord::new(
             actor,

@@ -21,7 +21,7 @@ use crate::directory::Directory;
 use crate::directory::{self, WatchEvent};
 use crate::runtime::Warden;
 use crate::sync::pull::watched_dn;
-use crate::sync::{nested, pull, push};
+use crate::sync::{nested, push, refresh};
 
 /// List changes arriving within this window are pushed in one run.
 pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -236,7 +236,7 @@ async fn pull_loop(
             _ = wake.notified() => {}
             () = retry.due() => {}
         }
-        let (_, result) = pull::refresh_changes(&warden, &directory, &ds).await;
+        let (_, result) = refresh::changes(&warden, &directory, &ds).await;
         match result {
             Ok(outcome) => {
                 retry.succeeded();

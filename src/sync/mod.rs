@@ -1,6 +1,6 @@
 //! One sync run at a time: a **push** ([`push`]: a list reconciled into the AD group it is
 //! mapped to), a **pull** ([`pull`]: an LDAP query, through attribute mappings, into a data
-//! set; [`nested`] resolves a nested data set's query, [`incremental`] pulls only the changes), an **MX push** ([`imperva`]: data sets out to an Imperva MX), and directory status
+//! set; [`nested`] resolves a nested data set's query, [`incremental`] pulls only the changes; [`refresh`] runs one either way and records it), an **MX push** ([`imperva`]: data sets out to an Imperva MX), and directory status
 //! from the recent runs ([`directory_statuses`]). The loops that schedule them are
 //! `services`'; the "now" use cases are `operations`'.
 //!
@@ -15,6 +15,7 @@ pub mod incremental;
 pub mod nested;
 pub mod pull;
 pub mod push;
+pub mod refresh;
 
 mod status;
 

@@ -17,12 +17,10 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::incremental::{self, Want};
+use super::SyncError;
 use super::nested::{self, Resolved};
-use super::{SyncError, failed_update};
 use crate::base::identity::Identity;
 use crate::base::time::now;
-use crate::base::time::now_ms;
 use crate::config::{DataSetConfig, LdapSource, Scope, Source};
 use crate::decide::Published;
 use crate::directory::{self, Entry};
@@ -30,7 +28,7 @@ use crate::directory::{Directory, DirectoryClient, ShrinkWindow};
 use crate::model::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Row, Schema, fold};
 use crate::model::pattern::MappingStats;
 use crate::runtime::Warden;
-use crate::store::{HeldRefresh, RecentUpdate, hold_id, principal_key};
+use crate::store::{HeldRefresh, hold_id, principal_key};
 use crate::sync::push::dn_key;
 
 /// Skipped entries kept (with their reason) for test-query output.
@@ -541,105 +539,6 @@ pub fn apply(
         removed,
         snapshot_version,
     })
-}
-
-/// Runs a full refresh (query, then apply) and records it as a recent update. An incremental
-/// data set's state starts again from it.
-pub async fn refresh(
-    warden: &Warden,
-    directory: &Directory,
-    ds: &DataSetConfig,
-) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
-    run(warden, directory, ds, Want::Full).await
-}
-
-/// Runs a scheduled or notified refresh: an incremental data set pulls only its changes
-/// (unless a full pull is due or in doubt), any other pulls in full.
-pub async fn refresh_changes(
-    warden: &Warden,
-    directory: &Directory,
-    ds: &DataSetConfig,
-) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
-    run(warden, directory, ds, Want::Changes).await
-}
-
-async fn run(
-    warden: &Warden,
-    directory: &Directory,
-    ds: &DataSetConfig,
-    want: Want,
-) -> (RecentUpdate, Result<RefreshOutcome, SyncError>) {
-    let started = now_ms();
-    let result = match &ds.source {
-        Source::Ldap(source) if source.incremental => {
-            incremental::pull(warden, directory, ds, want).await
-        }
-        _ => match query(warden, directory, ds).await {
-            Ok(q) => apply(warden, directory, ds, q).map(|o| (o, "full")),
-            Err(e) => Err(e),
-        },
-    };
-    if let Ok((_, kind)) = &result {
-        warden.metrics().pulled(&ds.name, kind);
-    }
-    let result = result.map(|(outcome, _)| outcome);
-    // A union query's directory was reset by `query`; this one only if it failed itself.
-    let own_failure = |e: &SyncError| {
-        e.is_connection_problem()
-            && matches!(e, SyncError::Directory { directory: d, .. } if d == directory.name())
-    };
-    if result.as_ref().is_err_and(own_failure) {
-        directory.reset().await;
-    }
-    let update = match &result {
-        Ok(RefreshOutcome::Applied { added, removed, .. }) => RecentUpdate {
-            directory: directory.name().to_string(),
-            kind: "pull".into(),
-            target: ds.name.clone(),
-            started_at_ms: started,
-            duration_ms: now_ms() - started,
-            added: *added as i64,
-            removed: *removed as i64,
-            unresolved: Vec::new(),
-            error: None,
-        },
-        Ok(RefreshOutcome::Held { reason, .. }) => RecentUpdate {
-            directory: directory.name().to_string(),
-            kind: "pull".into(),
-            target: ds.name.clone(),
-            started_at_ms: started,
-            duration_ms: now_ms() - started,
-            added: 0,
-            removed: 0,
-            unresolved: Vec::new(),
-            error: Some(format!("held: {reason}")),
-        },
-        Err(e) => failed_update(directory.name(), "pull", &ds.name, started, e),
-    };
-    if let Err(e) = warden.store().record_update(&update) {
-        tracing::error!(error = %e, "cannot record refresh run");
-    }
-    // A union query's directory failed: its own status shows it too.
-    if let Err(
-        e @ SyncError::Directory {
-            directory: other, ..
-        },
-    ) = &result
-        && other != directory.name()
-        && let Err(e) = warden
-            .store()
-            .record_update(&failed_update(other, "pull", &ds.name, started, e))
-    {
-        tracing::error!(error = %e, "cannot record refresh run");
-    }
-    match &result {
-        Ok(RefreshOutcome::Applied { .. }) => warden
-            .metrics()
-            .refreshed(&ds.name, u64::try_from(now_ms()).unwrap_or(0)),
-        Ok(RefreshOutcome::Held { .. }) => {}
-        Err(_) => warden.metrics().refresh_failed(&ds.name),
-    }
-    (update, result)
 }
 
 /// The groups a data set's queries select on, each with its directory: the source's own and

@@ -241,9 +241,9 @@ fn a_list_is_reconciled_into_a_role_that_pg_hba_refuses() {
     let r = server.post_json("/v1/databases/nope/sync", &serde_json::json!({}));
     assert_eq!(r.status, 404, "{}", r.body);
 
-    // Drift repair: a revoke by hand is undone by the next scheduled run.
+    // Drift repair: a revoke by hand is undone by the next scheduled run. (Not read back in
+    // between: the 1 s schedule may already have granted it again — the full suite saw that.)
     pg.admin("REVOKE warden_blocked FROM alice");
-    assert_eq!(pg.members(), "");
     wait_members(&pg, &server, "alice");
 
     // Off the list: revoked, and she logs in again.
