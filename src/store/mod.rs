@@ -32,6 +32,7 @@ pub mod keys;
 pub mod migrate;
 pub mod postgres;
 pub mod pushes;
+mod value;
 
 pub use accounts::PushedAccount;
 pub use audit::{AuditFilter, AuditRecord, AuditRecords};

@@ -26,7 +26,7 @@ use rustls::pki_types::pem::PemObject;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{AsyncMessage, Client};
 
-use super::db::{DbError, Row, Value};
+use super::value::{DbError, Row, Value};
 use crate::config::{PostgresStoreConfig, UpstreamTls};
 
 /// The channel every change is announced on (`NOTIFY warden_changes, '<revision>'`).
