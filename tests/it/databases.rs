@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::support::{
-    Server, enc, eventually, free_port, list_config, run, start_warden, warden_cmd,
+    Server, enc, eventually, list_config, run, start_postgres, start_warden, warden_cmd,
 };
 
 /// A PostgreSQL server of this test only, destroyed on drop.
@@ -32,18 +32,7 @@ fn script() -> PathBuf {
 impl OwnPg {
     fn start() -> OwnPg {
         let dir = std::env::temp_dir().join(format!("warden-pg-agentless-{}", std::process::id()));
-        let port = free_port();
-        let out = Command::new(script())
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-            .expect("run scripts/postgres");
-        assert!(
-            out.status.success(),
-            "scripts/postgres start failed (run `scripts/postgres install`):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let port = start_postgres(&dir);
         OwnPg { dir, port }
     }
 

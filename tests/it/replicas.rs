@@ -12,7 +12,8 @@ use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use crate::support::{
-    Server, enc, eventually, free_port, list_config, run, start_warden, warden_cmd, write_secret,
+    Server, destroy_postgres_on_exit, enc, eventually, list_config, run, start_postgres,
+    start_warden, warden_cmd, write_secret,
 };
 
 /// Generous: the "within a second" is measured in BENCHMARKS.md, not here.
@@ -43,33 +44,8 @@ fn pg() -> &'static Pg {
     static PG: OnceLock<Pg> = OnceLock::new();
     PG.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("warden-replicas-pg-{}", std::process::id()));
-        let port = free_port();
-        let out = Command::new(script())
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-            .expect("run scripts/postgres");
-        assert!(
-            out.status.success(),
-            "scripts/postgres start failed (run `scripts/postgres install`):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let watchdog = format!(
-            "while kill -0 {} 2>/dev/null; do sleep 1; done; '{}' destroy '{}'",
-            std::process::id(),
-            script().display(),
-            dir.display()
-        );
-        #[allow(clippy::zombie_processes)]
-        let _watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(watchdog)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn the PostgreSQL watchdog");
+        let port = start_postgres(&dir);
+        destroy_postgres_on_exit(&dir);
         let password = format!("w{}x{}", std::process::id(), port);
         let password_file = dir.join("warden-store.secret");
         write_secret(&password_file, &password);

@@ -449,7 +449,6 @@ pub fn free_port() -> u16 {
 pub fn postgres() -> &'static Postgres {
     static PG: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
     PG.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres");
         let (dir, port) = match std::env::var("WARDEN_TEST_PG_DIR") {
             Ok(d) => {
                 let dir = std::path::PathBuf::from(d);
@@ -458,35 +457,8 @@ pub fn postgres() -> &'static Postgres {
             }
             Err(_) => {
                 let dir = std::env::temp_dir().join(format!("warden-pg-{}", std::process::id()));
-                let port = free_port();
-                let out = Command::new(&script)
-                    .arg("start")
-                    .arg(&dir)
-                    .arg(port.to_string())
-                    .output()
-                    .expect("run scripts/postgres");
-                assert!(
-                    out.status.success(),
-                    "scripts/postgres start failed (run `scripts/postgres install`):\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                // Destroyed once this test process is gone.
-                let watchdog = format!(
-                    "while kill -0 {} 2>/dev/null; do sleep 1; done; '{}' destroy '{}'",
-                    std::process::id(),
-                    script.display(),
-                    dir.display()
-                );
-                // Not waited for: it outlives this process on purpose.
-                #[allow(clippy::zombie_processes)]
-                let _watchdog = Command::new("sh")
-                    .arg("-c")
-                    .arg(watchdog)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("spawn the PostgreSQL watchdog");
+                let port = start_postgres(&dir);
+                destroy_postgres_on_exit(&dir);
                 (dir, port)
             }
         };
@@ -496,4 +468,46 @@ pub fn postgres() -> &'static Postgres {
             port,
         }
     })
+}
+
+fn postgres_script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres")
+}
+
+/// Starts a PostgreSQL of this test process's own in `dir` (`scripts/postgres start`) on a
+/// free loopback port, and returns the port.
+pub fn start_postgres(dir: &Path) -> u16 {
+    let port = free_port();
+    let out = Command::new(postgres_script())
+        .arg("start")
+        .arg(dir)
+        .arg(port.to_string())
+        .output()
+        .expect("run scripts/postgres");
+    assert!(
+        out.status.success(),
+        "scripts/postgres start failed (run `scripts/postgres install`):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    port
+}
+
+/// Destroys the PostgreSQL in `dir` once this test process is gone, however it ends.
+pub fn destroy_postgres_on_exit(dir: &Path) {
+    let watchdog = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; '{}' destroy '{}'",
+        std::process::id(),
+        postgres_script().display(),
+        dir.display()
+    );
+    // Not waited for: it outlives this process on purpose.
+    #[allow(clippy::zombie_processes)]
+    let _watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(watchdog)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the PostgreSQL watchdog");
 }
