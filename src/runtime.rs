@@ -398,12 +398,18 @@ impl Warden {
     }
 
     /// Commits new rows for an `ldap` or `api` data set: persisted as the last good generation
-    /// first, then swapped into the snapshot.
+    /// first, then swapped into the snapshot. Rows equal to the generation this process last
+    /// committed, while the store still holds it, are not written again.
     pub fn commit_data_set(&self, data_set: DataSet) -> Result<Published, WardenError> {
         let name = data_set.name().to_string();
         let _update = self.lock_update();
         if self.config.load().data_set(&name).is_none() {
             return Err(WardenError::NoSuchDataSet(name));
+        }
+        if self.is_committed(&data_set)? {
+            // A refresh that found nothing new: rewriting the same rows would only make every
+            // replica read them again.
+            return self.republish();
         }
         let generation = save_rows(&self.store, &data_set)?;
         {
@@ -412,6 +418,24 @@ impl Warden {
             state.data_sets.insert(name, Arc::new(data_set));
         }
         self.republish()
+    }
+
+    /// Whether `data_set` holds exactly the rows this process last committed under its name
+    /// and the store still holds that generation (no other replica wrote since).
+    fn is_committed(&self, data_set: &DataSet) -> Result<bool, WardenError> {
+        let name = data_set.name();
+        let (current, ours) = {
+            let state = self.state();
+            (
+                state.data_sets.get(name).cloned(),
+                state.generations.get(name).copied(),
+            )
+        };
+        let same = current.is_some_and(|c| c.as_ref() == data_set);
+        if !same || ours.is_none() {
+            return Ok(false);
+        }
+        Ok(self.store.rows_generation(name)? == ours)
     }
 
     /// Rebuilds the list data sets after a push learned other names for listed accounts

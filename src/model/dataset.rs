@@ -154,7 +154,7 @@ pub type Row = Box<[Cell]>;
 /// or persisted last good rows). [`DataSet::unknown`] is the other kind: a set that has never
 /// loaded, which holds no rows but is not "empty" — decisions it could change are errors
 /// (see [`crate::decide`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DataSet {
     name: String,
     schema: Schema,
@@ -162,6 +162,20 @@ pub struct DataSet {
     fingerprint: u64,
     loaded: bool,
 }
+
+/// Equal when name, schema and rows (in order) are; the fingerprints are compared first, so
+/// two different sets of 100,000 rows are told apart without reading their rows.
+impl PartialEq for DataSet {
+    fn eq(&self, other: &DataSet) -> bool {
+        self.fingerprint == other.fingerprint
+            && self.loaded == other.loaded
+            && self.name == other.name
+            && self.schema == other.schema
+            && self.rows == other.rows
+    }
+}
+
+impl Eq for DataSet {}
 
 /// Builds a [`DataSet`] row by row, enforcing key presence and uniqueness.
 pub struct DataSetBuilder {
@@ -1200,5 +1214,25 @@ mod tests {
         let mut a2 = DataSetBuilder::new("s", schema(false));
         a2.push(row("x", &[])).unwrap();
         assert_ne!(a2.build().fingerprint(), c.build().fingerprint());
+    }
+
+    #[test]
+    fn equal_means_same_rows_and_loaded_state() {
+        let one = |key: &str| {
+            let mut b = DataSetBuilder::new("s", schema(false));
+            b.push(row(key, &[])).unwrap();
+            b.build()
+        };
+        assert_eq!(one("x"), one("x"));
+        assert_ne!(one("x"), one("y"));
+        assert_ne!(
+            DataSet::empty("s", schema(false)),
+            DataSet::unknown("s", schema(false)),
+            "never loaded is not empty"
+        );
+        assert_eq!(
+            DataSet::empty("s", schema(false)),
+            DataSetBuilder::new("s", schema(false)).build()
+        );
     }
 }

@@ -479,14 +479,22 @@ pub fn apply(
         .shrink_window(&ds.name)
         .filter(|w| w.started.elapsed() < source.shrink_window)
         .unwrap_or_else(|| ShrinkWindow::new(current.len()));
-    let judged = shrink_guard(
-        window.peak_rows,
-        &window.removed,
-        &guard_keys(&current, identity),
-        &guard_keys(&new, identity),
-        &explained,
-        source.max_shrink,
-    );
+    // Most refreshes find what decisions already use. With nothing removed earlier in the
+    // window such a result passes the guard removing nothing, which is what comparing the
+    // canonical keys of both sets (O(rows)) would conclude.
+    let unchanged = new == *current;
+    let judged = if unchanged && window.removed.is_empty() {
+        Ok(HashSet::new())
+    } else {
+        shrink_guard(
+            window.peak_rows,
+            &window.removed,
+            &guard_keys(&current, identity),
+            &guard_keys(&new, identity),
+            &explained,
+            source.max_shrink,
+        )
+    };
     let window_removed = match judged {
         Ok(removed) => removed,
         Err(reason) => {
@@ -526,8 +534,11 @@ pub fn apply(
             ..window
         },
     );
-    let added = keys_missing(&new, &current);
-    let removed = keys_missing(&current, &new);
+    let (added, removed) = if unchanged {
+        (0, 0)
+    } else {
+        (keys_missing(&new, &current), keys_missing(&current, &new))
+    };
     let rows = new.len();
     let published = warden.commit_data_set(new)?;
     let snapshot_version = match published {

@@ -10,6 +10,7 @@ mod ad;
 mod cli;
 mod clock;
 mod cold_start;
+mod commit;
 mod config_files;
 mod console;
 mod databases;
