@@ -474,23 +474,16 @@ fn a_union_data_set_reads_both_directories() {
 }
 
 /// Both directories are LDAPS verified against their own CA: the PARTNER DC's certificate
-/// (for IP:127.0.0.2, from its own test CA) verifies with its CA and not with CORP's.
+/// (for its own IP, from its own test CA) verifies with its CA and not with CORP's.
 #[test]
 fn both_directories_are_reached_over_verified_tls() {
     let _g = dc::shared();
     let tmp = tempfile::tempdir().unwrap();
     let d = Domains::new();
     let (c, p) = (dc::dc(), dc::dc2());
-    assert!(
-        c.ldaps_url.starts_with("ldaps://127.0.0.1"),
-        "{}",
-        c.ldaps_url
-    );
-    assert!(
-        p.ldaps_url.starts_with("ldaps://127.0.0.2"),
-        "{}",
-        p.ldaps_url
-    );
+    // Two DCs on two addresses (127.0.0.1 and 127.0.0.2 under scripts/test; any pair of
+    // loopback addresses a developer starts them on).
+    assert_ne!(c.ldaps_url, p.ldaps_url, "the two domains share one DC");
     let config = direct(tmp.path(), &d);
     let dir = tmp.path();
     ok(dir, &config, &["mappings", "check"]);
