@@ -51,6 +51,8 @@ pub struct Endpoint {
     base_path: String,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     timeout: Duration,
+    /// The largest response body read ([`MAX_RESPONSE_BYTES`] unless the caller says).
+    max_response: usize,
 }
 
 /// Splits `https://host:port/path` into (tls, host, port, path).
@@ -116,7 +118,14 @@ impl Endpoint {
             base_path,
             tls,
             timeout,
+            max_response: MAX_RESPONSE_BYTES,
         })
+    }
+
+    /// Reads response bodies of up to `bytes` (an MX answers pages of records).
+    pub fn with_response_limit(mut self, bytes: usize) -> Endpoint {
+        self.max_response = bytes;
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -203,7 +212,7 @@ impl Endpoint {
                 .await
                 .map_err(|e| OutboundError::Http(e.to_string()))?;
             let status = resp.status();
-            let body = read_limited(resp.into_body(), MAX_RESPONSE_BYTES).await?;
+            let body = read_limited(resp.into_body(), self.max_response).await?;
             Ok((status, body))
         };
         tokio::time::timeout(self.timeout, exchange)

@@ -1,22 +1,28 @@
-//! The Imperva MX push against the real binary and the in-process MX of `fake_mx`: created
-//! when missing, a full replace first and differences after, a new login when the session
-//! expires (between pushes and part way through one), doubling backoff through an outage,
-//! dry runs that contact nothing, an MX data set changed behind warden's back replaced whole,
-//! a column mismatch reported and never rebuilt, TLS verified, the config checked with key
-//! paths, and the MX password nowhere.
+//! The Imperva MX push against the real binary and the in-process MX of `fake_mx`, which
+//! follows the Open API's reference pages and is stricter than warden: created when missing
+//! (probed through its columns, whatever `GET /conf/dataSets` answers, `key` spelled either
+//! way), an empty replace by `DELETE …/data`, differences as one overwriting add and the
+//! deletes of gone keys, requests bounded in size, a new login when the session expires
+//! (between pushes and part way through one), doubling backoff through an outage, dry runs that
+//! contact nothing, a column mismatch reported and never rebuilt, and convergence after the
+//! MX stops holding what warden last pushed: a hand edit, a push cut between two requests, a
+//! request that timed out after the MX applied it, a data set deleted on the MX. TLS verified,
+//! the config checked with key paths, and the MX password nowhere.
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::fake_mx::FakeMx;
+use crate::fake_mx::{FakeMx, Fault, KeyShape, Listing};
 use crate::support::{
     HttpResponse, Server, eventually, list_config, make_certs, run, start_warden, warden_cmd,
 };
 
 const PASSWORD: &str = "mx-Secr3t-do-not-leak";
 const MX_NAME: &str = "PTR Suspicious Users";
+const DATA: &str = "/SecureSphere/api/v1/conf/dataSets/PTR%20Suspicious%20Users/data";
+const APPS_DATA: &str = "/SecureSphere/api/v1/conf/dataSets/Apps/data";
 
 /// The list config, pushed to `url` as `MX_NAME`, with the MX password in a file.
 fn write_config(dir: &Path, url: &str, extra: &str) {
@@ -36,6 +42,26 @@ data_set = "Suspicious Users"
 name = "{MX_NAME}"
 "#
         );
+    std::fs::write(dir.join("warden.toml"), config).unwrap();
+}
+
+/// An `api` data set "Apps" (key `app`, column `owner`) pushed to the MX data set "Apps",
+/// instead of the list.
+fn push_apps_instead(dir: &Path, timeout: &str) {
+    let config = std::fs::read_to_string(dir.join("warden.toml"))
+        .unwrap()
+        .replace(
+            &format!("data_set = \"Suspicious Users\"\nname = \"{MX_NAME}\""),
+            "data_set = \"Apps\"\nname = \"Apps\"",
+        )
+        .replace("timeout = \"3s\"", &format!("timeout = \"{timeout}\""))
+        + r#"
+[[data_sets]]
+name = "Apps"
+case_sensitive = false
+columns = [{ name = "app", key = true }, { name = "owner" }]
+source = { type = "api" }
+"#;
     std::fs::write(dir.join("warden.toml"), config).unwrap();
 }
 
@@ -64,17 +90,36 @@ fn member(server: &Server, method: &str, principal: &str) {
     assert!(r.status < 300, "{}", r.body);
 }
 
+/// Writes the `api` data set "Apps" through warden (`POST` replaces, `PUT` adds or deletes).
+fn write_apps(server: &Server, method: &str, body: Value) {
+    let r = server.call(
+        method,
+        "/v1/data-sets/Apps/data",
+        server.admin_key.as_deref(),
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// `POST /v1/imperva/push?{query}` with the admin key.
 fn push(server: &Server, query: &str) -> HttpResponse {
     let path = format!("/v1/imperva/push?{query}");
     server.call("POST", &path, server.admin_key.as_deref(), b"")
 }
 
+fn status(server: &Server) -> Value {
+    server.get("/v1/imperva").json()["pushes"][0].clone()
+}
+
 fn users(mx: &FakeMx) -> Vec<String> {
-    mx.records(MX_NAME)
+    column(mx, MX_NAME, "user")
+}
+
+fn column(mx: &FakeMx, data_set: &str, name: &str) -> Vec<String> {
+    mx.records(data_set)
         .unwrap_or_default()
         .iter()
-        .map(|r| r["user"].as_str().unwrap_or("").to_owned())
+        .map(|r| r[name].as_str().unwrap_or("").to_owned())
         .collect()
 }
 
@@ -89,41 +134,92 @@ fn wait_for(mx: &FakeMx, server: &Server, want: &[&str]) {
     );
 }
 
+/// Waits until the MX data set "Apps" holds exactly `want` (records in key order) and the
+/// last push succeeded.
+fn wait_for_apps(mx: &FakeMx, server: &Server, want: &[Value]) {
+    let got = eventually(Duration::from_secs(30), || {
+        mx.records("Apps").as_deref() == Some(want) && status(server)["failures"] == 0
+    });
+    assert!(
+        got.is_some(),
+        "MX holds {:?}, wanted {want:?}\nstatus {}\nrequests {:?}\nrefusals {:?}\nlogs:\n{}",
+        mx.records("Apps"),
+        status(server),
+        mx.requests(),
+        mx.refusals(),
+        server.logs()
+    );
+}
+
+/// Waits until the last push succeeded in `mode` (the MX may hold the records a moment before
+/// warden records the push).
+fn wait_mode(server: &Server, mode: &str) {
+    let got = eventually(Duration::from_secs(30), || {
+        let st = status(server);
+        st["last_mode"] == mode && st["failures"] == 0
+    });
+    assert!(got.is_some(), "{}\n{}", status(server), server.logs());
+}
+
+/// An MX, and warden (with a per-request `timeout`) pushing the `api` data set "Apps" to it,
+/// which holds excel and toad, pushed.
+fn apps_pushed(timeout: &str) -> (tempfile::TempDir, FakeMx, Server) {
+    let (tmp, mx) = mx_and_config();
+    push_apps_instead(tmp.path(), timeout);
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    write_apps(
+        &server,
+        "POST",
+        json!({"records": [app("excel", "a"), app("toad", "t")]}),
+    );
+    wait_for_apps(&mx, &server, &[app("excel", "a"), app("toad", "t")]);
+    (tmp, mx, server)
+}
+
+fn app(name: &str, owner: &str) -> Value {
+    json!({ "app": name, "owner": owner })
+}
+
 #[test]
 fn the_mx_follows_the_list_full_first_then_differences() {
     let (tmp, mx) = mx_and_config();
+    // An MX data set an admin made and filled; warden's list is empty.
+    mx.create(MX_NAME, &[("user", true), ("reason", false)]);
+    mx.insert(MX_NAME, json!({ "user": "filled-by-hand" }));
     let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
 
-    // Created with warden's columns, then replaced whole (empty).
-    let created = eventually(Duration::from_secs(30), || mx.columns(MX_NAME).is_some());
-    assert!(created.is_some(), "{:?}\n{}", mx.requests(), server.logs());
-    assert_eq!(
-        mx.columns(MX_NAME).unwrap(),
-        vec![("user".to_owned(), true), ("reason".to_owned(), false)]
-    );
-    let full = eventually(Duration::from_secs(30), || {
-        mx.requests()
-            .iter()
-            .any(|r| r == "POST /SecureSphere/api/v1/conf/dataSets/PTR%20Suspicious%20Users/data")
+    // Replaced whole on the first push — and a whole replace with no records is
+    // DELETE …/data.
+    let cleared = eventually(Duration::from_secs(30), || {
+        mx.requests().contains(&format!("DELETE {DATA}"))
     });
-    assert!(full.is_some(), "{:?}", mx.requests());
+    assert!(cleared.is_some(), "{:?}\n{}", mx.requests(), server.logs());
+    assert_eq!(mx.records(MX_NAME), Some(vec![]));
+    assert!(
+        !mx.requests()
+            .iter()
+            .any(|r| r.starts_with("POST ") && r.ends_with("/data")),
+        "an empty replace was POSTed: {:?}",
+        mx.requests()
+    );
+    assert!(mx.refusals().is_empty(), "{:?}", mx.refusals());
 
-    // Each change goes as a difference.
+    // Each change goes as a difference: adds with overwrite=true, deletes of gone keys.
     member(&server, "POST", "alice");
     wait_for(&mx, &server, &["alice"]);
     member(&server, "POST", "bob");
     wait_for(&mx, &server, &["alice", "bob"]);
     member(&server, "DELETE", "alice");
     wait_for(&mx, &server, &["bob"]);
-    let puts = mx
-        .requests()
-        .iter()
-        .filter(|r| r.starts_with("PUT "))
-        .count();
-    assert!(puts >= 3, "{:?}", mx.requests());
-    let status = server.get("/v1/imperva").json();
-    assert_eq!(status["pushes"][0]["last_mode"], "incremental", "{status}");
-    assert_eq!(status["pushes"][0]["failures"], 0);
+    let puts: Vec<_> = mx
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    assert_eq!(puts.len(), 3, "{puts:?}");
+    assert_eq!(puts[0].query, "overwrite=true");
+    assert_eq!(puts[2].query, "");
+    wait_mode(&server, "incremental");
 
     // The MX forgets the session: warden logs in again and goes on.
     let logins = |mx: &FakeMx| {
@@ -141,9 +237,9 @@ fn the_mx_follows_the_list_full_first_then_differences() {
         "no new login after the session expired"
     );
 
-    // Sessions that expire every other call: a push (list, columns, add) meets the expiry
-    // part way through, logs in again and finishes.
-    mx.expire_sessions_after(Some(2));
+    // Sessions that expire every other call: a push (columns, add) meets the expiry part way
+    // through, logs in again and finishes.
+    mx.expire_sessions_after(Some(1));
     let before = (logins(&mx), mx.refusals().len());
     member(&server, "DELETE", "carol");
     wait_for(&mx, &server, &["bob"]);
@@ -153,7 +249,7 @@ fn the_mx_follows_the_list_full_first_then_differences() {
         .iter()
         .filter(|c| *c == "IMP-10063")
         .count();
-    assert!(expired >= 1, "{:?}", mx.refusals());
+    assert!(expired >= 2, "{:?}", mx.refusals());
     assert!(logins(&mx) >= before.0 + expired, "{:?}", mx.requests());
     mx.expire_sessions_after(None);
 
@@ -162,17 +258,11 @@ fn the_mx_follows_the_list_full_first_then_differences() {
     mx.set_down(true);
     member(&server, "POST", "dave");
     let failing = eventually(Duration::from_secs(30), || {
-        server.get("/v1/imperva").json()["pushes"][0]["failures"].as_i64() >= Some(3)
+        status(&server)["failures"].as_i64() >= Some(3)
     });
     assert!(failing.is_some(), "{}", server.get("/v1/imperva").body);
-    let status = server.get("/v1/imperva").json();
-    assert!(
-        status["pushes"][0]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("503"),
-        "{status}"
-    );
+    let st = status(&server);
+    assert!(st["last_error"].as_str().unwrap().contains("503"), "{st}");
     let delays: Vec<String> = server
         .logs()
         .lines()
@@ -189,7 +279,7 @@ fn the_mx_follows_the_list_full_first_then_differences() {
     mx.set_down(false);
     wait_for(&mx, &server, &["bob", "carol", "dave"]);
 
-    // A dry run says what would go and contacts nothing; a full push replaces.
+    // A dry run says what would go and contacts nothing; a full push replaces in one POST.
     let seen = mx.requests().len();
     let r = push(&server, "dry_run=true&full=true");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -205,7 +295,18 @@ fn the_mx_follows_the_list_full_first_then_differences() {
     assert_eq!(mx.requests().len(), seen, "the dry run contacted the MX");
     let r = push(&server, "full=true");
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["pushes"][0]["outcome"],
+        json!({"mode": "full", "sent": 3})
+    );
     assert_eq!(users(&mx), ["bob", "carol", "dave"]);
+    assert!(mx.requests().contains(&format!("POST {DATA}")));
+    // Nothing asked for the data set listing, which most MX versions do not have.
+    assert!(
+        !mx.requests().iter().any(|r| r.ends_with("/conf/dataSets")),
+        "{:?}",
+        mx.requests()
+    );
 
     // The password is in no answer, log line, audit record or the store.
     let audit = server.get("/v1/audit?format=jsonl").body;
@@ -223,60 +324,311 @@ fn the_mx_follows_the_list_full_first_then_differences() {
     }
 }
 
+/// A changed record is one add with overwrite=true, which the MX applies as a replace: at no
+/// moment does the MX lack it, and nothing is deleted.
 #[test]
-fn an_mx_data_set_changed_behind_warden_is_replaced_whole() {
+fn a_changed_record_is_replaced_by_one_overwriting_add() {
+    let (_tmp, mx, server) = apps_pushed("3s");
+    let before = mx.seen().len();
+    write_apps(
+        &server,
+        "PUT",
+        json!({"action": "add", "records": [app("toad", "t2")]}),
+    );
+    wait_for_apps(&mx, &server, &[app("excel", "a"), app("toad", "t2")]);
+    let writes: Vec<_> = mx.seen()[before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .cloned()
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(
+        (
+            writes[0].method.as_str(),
+            writes[0].path.as_str(),
+            writes[0].query.as_str()
+        ),
+        ("PUT", APPS_DATA, "overwrite=true")
+    );
+    assert_eq!(writes[0].records, Some(1));
+    wait_mode(&server, "incremental");
+}
+
+/// An MX admin edits the data set by hand: a record added by hand that warden also adds is
+/// replaced (overwrite, no refusal); a record deleted by hand that warden then deletes meets
+/// IMP-10099, and warden reads the data set back and reconciles it (hand-added and changed
+/// records too), whichever way the MX treats the rest of a refused delete. The stored base
+/// moves: the next difference applies without a refusal.
+#[test]
+fn a_hand_edit_on_the_mx_is_reconciled_and_the_base_moves() {
+    for partial_deletes in [false, true] {
+        let (tmp, mx) = mx_and_config();
+        mx.set_partial_deletes(partial_deletes);
+        push_apps_instead(tmp.path(), "3s");
+        let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+        write_apps(
+            &server,
+            "POST",
+            json!({"records": [app("excel", "a"), app("sqlplus", "s"), app("toad", "t")]}),
+        );
+        wait_for_apps(
+            &mx,
+            &server,
+            &[app("excel", "a"), app("sqlplus", "s"), app("toad", "t")],
+        );
+
+        // Added by hand, then by warden: the MX replaces it.
+        mx.insert("Apps", app("dbeaver", "by hand"));
+        write_apps(
+            &server,
+            "PUT",
+            json!({"action": "add", "records": [app("dbeaver", "d")]}),
+        );
+        wait_for_apps(
+            &mx,
+            &server,
+            &[
+                app("dbeaver", "d"),
+                app("excel", "a"),
+                app("sqlplus", "s"),
+                app("toad", "t"),
+            ],
+        );
+        assert!(
+            mx.refusals().iter().all(|c| c == "IMP-10094"),
+            "{:?}",
+            mx.refusals()
+        );
+
+        // Deleted by hand (toad), changed by hand (excel), added by hand (psql); warden then
+        // deletes toad and sqlplus in one request, which meets the missing toad.
+        mx.remove("Apps", "toad");
+        mx.insert("Apps", app("excel", "changed by hand"));
+        mx.insert("Apps", app("psql", "by hand"));
+        write_apps(
+            &server,
+            "PUT",
+            json!({"action": "delete", "records": [{"app": "toad"}, {"app": "sqlplus"}]}),
+        );
+        wait_for_apps(&mx, &server, &[app("dbeaver", "d"), app("excel", "a")]);
+        assert!(
+            mx.refusals().contains(&"IMP-10099".to_owned()),
+            "{:?}",
+            mx.refusals()
+        );
+        wait_mode(&server, "reconciled");
+        assert!(
+            mx.seen()
+                .iter()
+                .any(|r| r.method == "GET" && r.path == APPS_DATA && r.query == "from=1&to=1000"),
+            "{:?}",
+            mx.requests()
+        );
+
+        // The base moved: the next change is a plain difference, refused nowhere.
+        let refusals = mx.refusals().len();
+        write_apps(
+            &server,
+            "PUT",
+            json!({"action": "delete", "records": [{"app": "dbeaver"}]}),
+        );
+        wait_for_apps(&mx, &server, &[app("excel", "a")]);
+        assert_eq!(mx.refusals().len(), refusals, "{:?}", mx.refusals());
+        wait_mode(&server, "incremental");
+    }
+}
+
+/// A push cut between two requests (its adds applied, its deletes refused with a 503) is
+/// retried whole: the adds again (the MX overwrites them), then the deletes.
+#[test]
+fn a_push_cut_between_two_requests_converges() {
+    let (_tmp, mx, server) = apps_pushed("3s");
+
+    // The next push sends an add, then a delete; the delete fails.
+    mx.fault_on_write(2, Fault::Unavailable);
+    let before = mx.seen().len();
+    write_apps(
+        &server,
+        "POST",
+        json!({"records": [app("excel", "a2"), app("psql", "p")]}),
+    );
+    wait_for_apps(&mx, &server, &[app("excel", "a2"), app("psql", "p")]);
+    let writes: Vec<(String, u16)> = mx.seen()[before..]
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| (r.query.clone(), r.status))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            ("overwrite=true".to_owned(), 200),
+            (String::new(), 503),
+            ("overwrite=true".to_owned(), 200),
+            (String::new(), 200),
+        ]
+    );
+    assert!(
+        mx.refusals().iter().all(|c| c == "IMP-10094"),
+        "{:?}",
+        mx.refusals()
+    );
+    wait_mode(&server, "incremental");
+}
+
+/// A delete the MX applied but answered only after warden gave up on it: warden retries it,
+/// meets IMP-10099 (the key is gone), reads the data set back and converges.
+#[test]
+fn a_request_that_timed_out_after_the_mx_applied_it_converges() {
+    let (_tmp, mx, server) = apps_pushed("1s");
+
+    mx.fault_on_write(1, Fault::AnswerLate(Duration::from_millis(2500)));
+    write_apps(
+        &server,
+        "PUT",
+        json!({"action": "delete", "records": [{"app": "toad"}]}),
+    );
+    let timed_out = eventually(Duration::from_secs(30), || {
+        server.logs().contains("no answer within 1s")
+    });
+    assert!(timed_out.is_some(), "{}", server.logs());
+    wait_for_apps(&mx, &server, &[app("excel", "a")]);
+    assert!(
+        mx.refusals().contains(&"IMP-10099".to_owned()),
+        "{:?}",
+        mx.refusals()
+    );
+    wait_mode(&server, "reconciled");
+}
+
+/// A missing MX data set — never made, or deleted on the MX — is created with warden's
+/// columns, key and case sensitivity by the next push (which probes for it first: IMP-10094
+/// from `GET …/columns`) and filled whole.
+#[test]
+fn a_missing_mx_data_set_is_created_and_filled_whole() {
     let (tmp, mx) = mx_and_config();
     let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let created = eventually(Duration::from_secs(30), || mx.columns(MX_NAME).is_some());
+    assert!(created.is_some(), "{:?}\n{}", mx.requests(), server.logs());
+    assert_eq!(
+        mx.columns(MX_NAME).unwrap(),
+        vec![("user".to_owned(), true), ("reason".to_owned(), false)]
+    );
+    assert_eq!(mx.case_sensitive(MX_NAME), Some(false));
     member(&server, "POST", "alice");
     wait_for(&mx, &server, &["alice"]);
-
-    // An MX admin adds erin by hand; warden's difference (add erin) is refused as a
-    // duplicate, so the next attempt replaces the records whole.
-    mx.insert(MX_NAME, json!({ "user": "erin", "reason": "by hand" }));
-    member(&server, "POST", "erin");
-    let replaced = eventually(Duration::from_secs(30), || {
-        mx.records(MX_NAME).unwrap()[1]["reason"] == "mx"
-            && server.get("/v1/imperva").json()["pushes"][0]["failures"] == 0
-    });
-    assert!(
-        replaced.is_some(),
-        "{:?}\n{}\n{}",
-        mx.refusals(),
-        server.get("/v1/imperva").body,
-        server.logs()
-    );
-    assert_eq!(users(&mx), ["alice", "erin"]);
-    assert!(mx.refusals().iter().any(|c| c == "IMP-10097"));
+    mx.drop_data_set(MX_NAME);
+    member(&server, "POST", "bob");
+    wait_for(&mx, &server, &["alice", "bob"]);
+    assert_eq!(mx.refusals(), ["IMP-10094", "IMP-10094"]);
     assert_eq!(
-        server.get("/v1/imperva").json()["pushes"][0]["last_mode"],
-        "full"
+        mx.requests()
+            .iter()
+            .filter(|r| r.contains("createDataset"))
+            .count(),
+        2
     );
+    wait_mode(&server, "full");
+}
+
+/// Requests stay bounded whatever the data set's size: a first push of 12,000 records goes as
+/// three adds of at most 5,000; a full replace of a data set that does not fit one request is a
+/// reconcile (read back a page at a time), never a POST followed by adds, which would leave
+/// the MX without most rows in between.
+#[test]
+fn large_pushes_go_in_bounded_requests() {
+    let (tmp, mx) = mx_and_config();
+    push_apps_instead(tmp.path(), "10s");
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let records: Vec<Value> = (0..12_000)
+        .map(|i| app(&format!("app-{i:05}"), "o"))
+        .collect();
+    write_apps(&server, "POST", json!({ "records": records }));
+    let all = eventually(Duration::from_secs(60), || {
+        mx.records("Apps").map(|r| r.len()) == Some(12_000)
+    });
+    assert!(all.is_some(), "{:?}\n{}", mx.requests(), server.logs());
+    let writes: Vec<usize> = mx
+        .seen()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.records.unwrap())
+        .collect();
+    assert_eq!(writes, [5_000, 5_000, 2_000]);
     assert!(
-        server.logs().contains("replacing it whole next"),
-        "{}",
-        server.logs()
+        mx.seen()
+            .iter()
+            .all(|r| r.body_bytes <= warden::sync::imperva::MAX_BATCH_BYTES)
     );
+
+    // Changed by hand on the MX, then replaced whole on request.
+    mx.insert("Apps", app("app-00007", "by hand"));
+    mx.remove("Apps", "app-11999");
+    mx.insert("Apps", app("extra", "by hand"));
+    let before = mx.seen().len();
+    let r = push(&server, "full=true");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["pushes"][0]["outcome"],
+        json!({"mode": "full", "sent": 3})
+    );
+    let after: Vec<_> = mx.seen()[before..].to_vec();
+    let reads = after
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == APPS_DATA)
+        .count();
+    assert_eq!(reads, 13, "{after:?}");
+    assert!(
+        !after
+            .iter()
+            .any(|r| r.method == "POST" && r.path == APPS_DATA)
+    );
+    assert_eq!(mx.records("Apps").unwrap().len(), 12_000);
+    assert_eq!(mx.records("Apps").unwrap()[7], app("app-00007", "o"));
+    assert!(!column(&mx, "Apps", "app").contains(&"extra".to_owned()));
+}
+
+/// Whatever `GET /conf/dataSets` answers (absent as before v14, an array as in the v14
+/// swagger, or an object), and whichever way `key` is spelled, a push creates a missing data
+/// set and accepts an existing one with the same columns.
+#[test]
+fn the_push_needs_no_listing_and_reads_column_keys_either_way() {
+    for listing in [Listing::Absent, Listing::Array, Listing::Object] {
+        for shape in [KeyShape::Strings, KeyShape::Booleans] {
+            let (tmp, mx) = mx_and_config();
+            mx.set_listing(listing);
+            mx.set_key_shape(shape);
+            let push_cli = || {
+                let mut c = warden_cmd(tmp.path());
+                c.args(["--config", "warden.toml", "imperva", "push"]);
+                run(c)
+            };
+            let r = push_cli();
+            assert_eq!(r.code, 0, "{listing:?} {shape:?}: {}", r.stderr);
+            assert!(mx.columns(MX_NAME).is_some());
+            // Again, now that it exists: its columns are read and match.
+            let r = push_cli();
+            assert_eq!(r.code, 0, "{listing:?} {shape:?}: {}", r.stderr);
+            assert!(
+                !mx.requests().iter().any(|r| r.ends_with("/conf/dataSets")),
+                "{:?}",
+                mx.requests()
+            );
+            assert_eq!(
+                mx.requests()
+                    .iter()
+                    .filter(|r| r.contains("createDataset"))
+                    .count(),
+                1
+            );
+        }
+    }
 }
 
 #[test]
 fn a_data_set_never_loaded_does_not_empty_the_mx_data_set() {
     let (tmp, mx) = mx_and_config();
-    // Push an `api` data set instead, which has no rows until something writes them.
-    let config = std::fs::read_to_string(tmp.path().join("warden.toml"))
-        .unwrap()
-        .replace(
-            &format!("data_set = \"Suspicious Users\"\nname = \"{MX_NAME}\""),
-            "data_set = \"Apps\"\nname = \"Apps\"",
-        )
-        + r#"
-[[data_sets]]
-name = "Apps"
-case_sensitive = false
-columns = [{ name = "app", key = true }]
-source = { type = "api" }
-"#;
-    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
-    mx.create("Apps", &[("app", true)]);
+    push_apps_instead(tmp.path(), "3s");
+    mx.create("Apps", &[("app", true), ("owner", false)]);
     mx.insert("Apps", json!({ "app": "filled-before-warden" }));
     let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
 
@@ -298,17 +650,8 @@ source = { type = "api" }
     );
 
     // Its first load is pushed whole.
-    let r = server.call(
-        "POST",
-        "/v1/data-sets/Apps/data",
-        server.admin_key.as_deref(),
-        br#"{"records":[{"app":"toad"}]}"#,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let pushed = eventually(Duration::from_secs(30), || {
-        mx.records("Apps").unwrap() == [json!({ "app": "toad" })]
-    });
-    assert!(pushed.is_some(), "{:?}\n{}", mx.requests(), server.logs());
+    write_apps(&server, "POST", json!({"records": [{"app": "toad"}]}));
+    wait_for_apps(&mx, &server, &[json!({ "app": "toad" })]);
 }
 
 #[test]
@@ -438,13 +781,13 @@ fn an_mx_password_file_others_can_read_is_refused_with_the_fix() {
     let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
     member(&server, "POST", "bob");
     let refused = eventually(Duration::from_secs(30), || {
-        server.get("/v1/imperva").json()["pushes"][0]["last_error"]
+        status(&server)["last_error"]
             .as_str()
             .is_some_and(|e| e.contains("readable by group or others"))
     });
-    let status = server.get("/v1/imperva").body;
-    assert!(refused.is_some(), "{status}");
-    assert!(status.contains("chmod 600"), "{status}");
+    let body = server.get("/v1/imperva").body;
+    assert!(refused.is_some(), "{body}");
+    assert!(body.contains("chmod 600"), "{body}");
     assert!(
         users(&mx).is_empty(),
         "warden logged in with a readable password file"
