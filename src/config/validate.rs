@@ -21,6 +21,7 @@ use super::{
 use super::{
     DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_WATCH_CONNECTIONS, MAX_WATCH_CONNECTIONS, Nesting,
 };
+use crate::base::fingerprint::CertFingerprint;
 use crate::base::identity::{Domain, Identity, SuffixRule, dns_of_base_dn};
 use crate::base::secret::SecretSource;
 use crate::base::time::parse_duration;
@@ -539,6 +540,23 @@ fn imperva(
     if i.username.is_empty() || i.username.contains(':') {
         ctx.err(path.key("username"), "must be non-empty and contain no ':'");
     }
+    let tls_pin = i.tls_pin.as_deref().and_then(|pin| {
+        let key = path.key("tls_pin");
+        if i.ca_file.is_some() {
+            ctx.err(
+                key,
+                "give ca_file or tls_pin, not both: a CA file trusts the certificates it signed,                  a pin trusts exactly one certificate",
+            );
+            return None;
+        }
+        if url.starts_with("http://") {
+            ctx.err(key, "a pin needs an https:// url");
+            return None;
+        }
+        CertFingerprint::parse(pin)
+            .map_err(|e| ctx.err(key, e))
+            .ok()
+    });
     let password = secret(
         ctx,
         &path,
@@ -564,6 +582,7 @@ fn imperva(
         username: i.username,
         password: password?,
         ca_file: i.ca_file.map(|f| ctx.path_buf(&f)),
+        tls_pin,
         allow_insecure,
         timeout,
         pushes,

@@ -40,7 +40,7 @@ use api::{Batches, MAX_MX_RESPONSE_BYTES};
 use crate::base::secret::SecretError;
 use crate::config::{ImpervaConfig, ImpervaPush, Source};
 use crate::model::dataset::{DataSet, fold};
-use crate::outbound::{Endpoint, OutboundError};
+use crate::outbound::{Endpoint, OutboundError, Trust};
 use crate::runtime::Warden;
 use crate::store::{PushStatus, StoreError};
 
@@ -66,6 +66,12 @@ pub enum MxError {
     Url { url: String, reason: String },
     #[error("MX: {0}")]
     Outbound(#[from] OutboundError),
+    #[error(
+        "MX: TLS failed: {0}; an MX certificate that no CA in the system roots or ca_file \
+         vouches for (an MX's usual self-signed one) is trusted by pinning it: \
+         tls_pin = \"sha256/…\" (README, \"Imperva MX push\")"
+    )]
+    Untrusted(String),
     #[error("the MX answered {status} to {method} {path}{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Api {
         status: u16,
@@ -119,22 +125,23 @@ impl MxError {
 }
 
 impl MxClient {
-    /// A client for the configured MX. Reads the CA file (blocking I/O).
+    /// A client for the configured MX, verified by its pinned certificate or against the
+    /// system roots and the CA file. Reads the CA file (blocking I/O).
     pub fn from_config(config: &ImpervaConfig) -> Result<MxClient, MxError> {
-        let endpoint = Endpoint::new(
-            &config.url,
-            config.ca_file.as_deref(),
-            config.allow_insecure,
-            config.timeout,
-        )
-        .map_err(|e| match e {
-            OutboundError::Url(reason) => MxError::Url {
-                url: config.url.clone(),
-                reason,
-            },
-            other => MxError::Outbound(other),
-        })?
-        .with_response_limit(MAX_MX_RESPONSE_BYTES);
+        let trust = match config.tls_pin {
+            Some(pin) => Trust::Pin(pin),
+            None => Trust::Roots(config.ca_file.as_deref()),
+        };
+        let endpoint =
+            Endpoint::with_trust(&config.url, trust, config.allow_insecure, config.timeout)
+                .map_err(|e| match e {
+                    OutboundError::Url(reason) => MxError::Url {
+                        url: config.url.clone(),
+                        reason,
+                    },
+                    other => MxError::Outbound(other),
+                })?
+                .with_response_limit(MAX_MX_RESPONSE_BYTES);
         Ok(MxClient::new(endpoint, &config.username, &config.password))
     }
 }

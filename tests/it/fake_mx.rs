@@ -314,6 +314,23 @@ fn new_session_id() -> String {
     format!("JSESSIONID={hex}")
 }
 
+/// Writes a self-signed certificate without a usable name (`CN=SecureSphere`, no
+/// subjectAltName) to `dir/server.pem` and `dir/server.key`, as an MX usually has.
+pub fn self_signed(dir: &Path) {
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=SecureSphere", "-keyout"])
+        .arg(dir.join("server.key"))
+        .arg("-out")
+        .arg(dir.join("server.pem"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs (is openssl installed?)");
+    assert!(status.success(), "openssl req failed");
+}
+
 impl FakeMx {
     /// Starts the MX on 127.0.0.1 with `dir/server.pem` + `dir/server.key` (see
     /// `support::make_certs` and [`self_signed`]), accepting `username` / `password`.

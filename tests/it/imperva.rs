@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::fake_mx::{FakeMx, Fault, KeyShape, Listing};
+use crate::fake_mx::{FakeMx, Fault, KeyShape, Listing, self_signed};
 use crate::support::{
     HttpResponse, Server, eventually, list_config, make_certs, run, start_warden, warden_cmd,
 };
@@ -715,6 +715,98 @@ fn plain_http_and_an_unknown_certificate_are_refused() {
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("TLS"), "{}", r.stderr);
     assert!(mx.requests().is_empty(), "{:?}", mx.requests());
+}
+
+/// The fingerprint of the certificate a TLS server presents, read the way the README tells an
+/// operator to: `openssl s_client … | openssl x509 -noout -fingerprint -sha256`, as a pin.
+fn pin_of(addr: std::net::SocketAddr) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {addr} </dev/null 2>/dev/null \
+             | openssl x509 -noout -fingerprint -sha256"
+        ))
+        .output()
+        .expect("openssl runs (is openssl installed?)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `sha256 Fingerprint=AB:CD:…` (OpenSSL 3; `SHA256 Fingerprint=` before).
+    let (label, hex) = text.trim().split_once('=').expect("a fingerprint line");
+    assert!(label.eq_ignore_ascii_case("sha256 Fingerprint"), "{text}");
+    format!("sha256/{hex}")
+}
+
+/// An MX with a self-signed certificate that names no host (as MXs usually have): without a CA
+/// or a pin it is refused; with a pin of another certificate it is refused and the error says
+/// which fingerprint it found; with its own pin, read by the README's openssl command, the
+/// push goes through — the certificate is verified exactly, never skipped.
+#[test]
+fn a_self_signed_mx_is_reached_through_its_pinned_certificate_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    self_signed(tmp.path());
+    let mx = FakeMx::start(tmp.path(), "warden", PASSWORD);
+    let pin = pin_of(mx.addr);
+    let push_with = |trust: &str| {
+        write_config(tmp.path(), &mx.url(), "");
+        let config = std::fs::read_to_string(tmp.path().join("warden.toml"))
+            .unwrap()
+            .replace("ca_file = \"ca.pem\"", trust);
+        std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+        let mut c = warden_cmd(tmp.path());
+        c.args(["--config", "warden.toml", "imperva", "push"]);
+        run(c)
+    };
+
+    let r = push_with("");
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("TLS failed: invalid peer certificate"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("tls_pin = \"sha256/…\""), "{}", r.stderr);
+
+    let other = format!("tls_pin = \"sha256/{}\"", ["AB"; 32].join(":"));
+    let r = push_with(&other);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains(&format!(
+            "the server's certificate has SHA-256 fingerprint {pin}, not the pinned sha256/AB:AB"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(mx.requests().is_empty(), "{:?}", mx.requests());
+
+    // Lower case, no colons: the same pin.
+    let own = format!("tls_pin = \"{}\"", pin.replace(':', "").to_lowercase());
+    let r = push_with(&own);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(mx.columns(MX_NAME).map(|c| c.len()), Some(2));
+
+    // A pin and a CA file at once, or a pin that is not one, is a config error by key path.
+    let both = format!("{own}\nca_file = \"ca.pem\"");
+    write_config(
+        tmp.path(),
+        &mx.url(),
+        &both.replace("ca_file = \"ca.pem\"", ""),
+    );
+    let config = std::fs::read_to_string(tmp.path().join("warden.toml")).unwrap();
+    assert!(config.contains("ca_file") && config.contains("tls_pin"));
+    let mut c = warden_cmd(tmp.path());
+    c.args(["check-config", "warden.toml"]);
+    let r = run(c);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("imperva.tls_pin (line"), "{}", r.stderr);
+    assert!(r.stderr.contains("not both"), "{}", r.stderr);
+    let r = push_with("tls_pin = \"sha256//YhKJKSzoTt2b5FP18fvpHo7fJYqQCjAa3HWY3tvRMwE=\"");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("imperva.tls_pin"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("openssl x509 -noout -fingerprint -sha256"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

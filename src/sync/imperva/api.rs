@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::MxError;
 use crate::base::secret::SecretSource;
-use crate::outbound::Endpoint;
+use crate::outbound::{Endpoint, OutboundError};
 
 /// Where the Open API lives on the MX.
 pub const API: &str = "/SecureSphere/api/v1";
@@ -314,10 +314,13 @@ impl MxClient {
         headers: &[(&str, &str)],
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), MxError> {
-        Ok(self
-            .endpoint
+        self.endpoint
             .send(method, &format!("{API}{path}"), headers, body)
-            .await?)
+            .await
+            .map_err(|e| match e {
+                OutboundError::Tls(reason) => MxError::Untrusted(reason),
+                other => MxError::Outbound(other),
+            })
     }
 
     /// Logs in; returns the session id, which is the cookie to send back.
