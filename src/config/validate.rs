@@ -609,9 +609,31 @@ fn imperva_push(
     );
     // A data set that is named but failed validation has its own error already.
     let set = data_sets.iter().find(|s| s.name == d.data_set)?;
+    let named = d.name.is_some();
     let mx_name = d.name.unwrap_or_else(|| d.data_set.clone());
     if mx_name.is_empty() {
         ctx.err(path.key("name"), "must not be empty");
+        return None;
+    }
+    if mx_name.contains('/') {
+        // The Open API addresses a data set as one path segment (…/conf/dataSets/{name}/data):
+        // a `/` splits it, and an encoded one is refused by the MX's web server. The SDK skips
+        // such names ("we have data types with '/' character that don't work with the API").
+        let (key, why) = if named {
+            ("name", "")
+        } else {
+            (
+                "data_set",
+                " (the MX name defaults to the data set's name; set name = \"…\" without '/')",
+            )
+        };
+        ctx.err(
+            path.key(key),
+            format!(
+                "MX data set name {mx_name:?} contains '/', which the MX Open API cannot address \
+                 (a data set is one path segment of …/conf/dataSets/{{name}}/data){why}"
+            ),
+        );
         return None;
     }
     if earlier.iter().any(|p| p.data_set == d.data_set) {

@@ -820,6 +820,12 @@ case_sensitive = true
 columns = [{ name = "app", key = true }]
 source = { type = "api" }
 
+[[data_sets]]
+name = "Prod/Apps"
+case_sensitive = true
+columns = [{ name = "app", key = true }]
+source = { type = "api" }
+
 [imperva]
 url = "http://mx.example:8083"
 username = "warden"
@@ -840,6 +846,13 @@ case_sensitive = false
 
 [[imperva.data_sets]]
 data_set = "Missing"
+
+[[imperva.data_sets]]
+data_set = "Apps"
+name = "Apps/Prod"
+
+[[imperva.data_sets]]
+data_set = "Prod/Apps"
 "#;
     std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
     let mut c = warden_cmd(tmp.path());
@@ -852,6 +865,8 @@ data_set = "Missing"
         "imperva.data_sets[1].name",
         "imperva.data_sets[2].case_sensitive",
         "imperva.data_sets[3].data_set",
+        "imperva.data_sets[4].name",
+        "imperva.data_sets[5].data_set",
     ] {
         assert!(
             r.stderr.contains(&format!("{expected} (line")),
@@ -860,6 +875,13 @@ data_set = "Missing"
         );
     }
     assert!(!r.stderr.contains("inline-Secr3t"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("\"Apps/Prod\" contains '/', which the MX Open API cannot address"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("set name = "), "{}", r.stderr);
 }
 
 /// An MX password file that group or others can read is never used: the push fails, and the
