@@ -514,6 +514,12 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     }
 }
 
+/// The default bound on one MX request. A request carries at most one batch (1 MiB, 5,000
+/// records: `sync::imperva::MAX_BATCH_BYTES`), which takes about 8 s to upload over a 1 Mbit/s
+/// link; 30 s leaves the MX as long again and more to store it. The bound no longer grows with
+/// the data set: 100,000 rows were one request of 7 MB (BENCHMARKS.md).
+const DEFAULT_MX_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn imperva(
     ctx: &mut Ctx<'_>,
     names: &Names<'_>,
@@ -568,7 +574,7 @@ fn imperva(
     let timeout = ctx.duration(
         path.key("timeout"),
         i.timeout.as_deref(),
-        Duration::from_secs(10),
+        DEFAULT_MX_TIMEOUT,
     );
     let mut pushes: Vec<ImpervaPush> = Vec::new();
     for (n, d) in i.data_sets.into_iter().enumerate() {

@@ -181,6 +181,8 @@ pub struct Seen {
     /// The records the body carried, if it carried a `records` array.
     pub records: Option<usize>,
     pub status: u16,
+    /// The size of the answer's body.
+    pub answer_bytes: usize,
 }
 
 #[derive(Default)]
@@ -554,6 +556,9 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Answer {
             body_bytes: body.len(),
             records,
             status: reply.answer.status().as_u16(),
+            answer_bytes: hyper::body::Body::size_hint(reply.answer.body())
+                .exact()
+                .map_or(0, |n| n as usize),
         });
         reply
     };

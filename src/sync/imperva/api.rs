@@ -38,11 +38,12 @@ pub const MAX_BATCH_RECORDS: usize = 5_000;
 /// multi-valued cells) is split by size before it reaches [`MAX_BATCH_RECORDS`].
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
-/// Records asked for per page when warden reads an MX data set back.
-pub const READ_PAGE: usize = 1_000;
+/// Records asked for per page when warden reads an MX data set back: as many as it sends in
+/// one request.
+pub const READ_PAGE: usize = MAX_BATCH_RECORDS;
 
-/// Largest MX answer warden reads: a page of [`READ_PAGE`] records at up to 16 KiB each.
-pub const MAX_MX_RESPONSE_BYTES: usize = 16 << 20;
+/// Largest MX answer warden reads: a page of [`READ_PAGE`] records at up to 6 KiB each.
+pub const MAX_MX_RESPONSE_BYTES: usize = 32 << 20;
 
 /// The IMP codes of the reference pages that warden reads from an MX or answers itself, by
 /// meaning. Each is documented on the pages named.
