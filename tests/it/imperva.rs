@@ -45,6 +45,15 @@ name = "{MX_NAME}"
     std::fs::write(dir.join("warden.toml"), config).unwrap();
 }
 
+/// An `api` data set "Apps": key `app`, column `owner`.
+const APPS: &str = r#"
+[[data_sets]]
+name = "Apps"
+case_sensitive = false
+columns = [{ name = "app", key = true }, { name = "owner" }]
+source = { type = "api" }
+"#;
+
 /// An `api` data set "Apps" (key `app`, column `owner`) pushed to the MX data set "Apps",
 /// instead of the list.
 fn push_apps_instead(dir: &Path, timeout: &str) {
@@ -55,13 +64,7 @@ fn push_apps_instead(dir: &Path, timeout: &str) {
             "data_set = \"Apps\"\nname = \"Apps\"",
         )
         .replace("timeout = \"3s\"", &format!("timeout = \"{timeout}\""))
-        + r#"
-[[data_sets]]
-name = "Apps"
-case_sensitive = false
-columns = [{ name = "app", key = true }, { name = "owner" }]
-source = { type = "api" }
-"#;
+        + APPS;
     std::fs::write(dir.join("warden.toml"), config).unwrap();
 }
 
@@ -1060,4 +1063,212 @@ fn an_mx_password_file_others_can_read_is_refused_with_the_fix() {
     );
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     wait_for(&mx, &server, &["bob"]);
+}
+
+/// warden's own data sets on the MX Open API's paths answer as an MX answers: the listing, the
+/// columns, records a page at a time, writes with `overwrite`, and every mistake as 406
+/// `{"errors":[{"error-code","description"}]}` with the code an MX gives it — so a script
+/// written for an MX reads warden's errors. The same mistakes on `/v1/data-sets/{name}/data`
+/// stay problem+json, with the same codes.
+#[test]
+fn warden_answers_its_own_imperva_style_routes_as_an_mx_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = list_config("", r#""*""#) + APPS;
+    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let key = server.admin_key.clone();
+    let respond = server
+        .post_json("/v1/keys", &json!({ "name": "soc", "scopes": ["respond"] }))
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = "/SecureSphere/api/v1/conf/dataSets";
+    let data = format!("{base}/Apps/data");
+    let call = |method: &str, path: &str, body: &str| {
+        server.call(method, path, key.as_deref(), body.as_bytes())
+    };
+    // An error in the MX's shape: its status, and the code of its first error.
+    let mx_error = |r: &HttpResponse| -> (u16, String) {
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{}",
+            r.body
+        );
+        let v = r.json();
+        assert!(v["errors"][0]["description"].is_string(), "{}", r.body);
+        (
+            r.status,
+            v["errors"][0]["error-code"].as_str().unwrap().to_owned(),
+        )
+    };
+    let refused = |r: HttpResponse, code: &str| assert_eq!(mx_error(&r), (406, code.into()));
+
+    assert_eq!(
+        call("GET", base, "").json(),
+        json!(["Suspicious Users", "Apps"])
+    );
+    let columns = call("GET", &format!("{base}/Apps/columns"), "");
+    assert_eq!(
+        columns.json(),
+        json!({"dataset-name": "Apps", "number-of-columns": 2,
+               "columns": [{"name": "app", "key": true}, {"name": "owner", "key": false}]})
+    );
+    // mx-toolbox's probe: a data set that does not exist is a 406.
+    refused(
+        call("GET", &format!("{base}/Nope/columns"), ""),
+        "IMP-10094",
+    );
+
+    let r = call(
+        "POST",
+        &data,
+        r#"{"records":[{"app":"excel","owner":"a"},{"app":"toad","owner":["t","u"]}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // overwrite=false keeps the row; the default replaces it.
+    let add = r#"{"action":"add","records":[{"app":"EXCEL","owner":"b"}]}"#;
+    assert_eq!(
+        call("PUT", &format!("{data}?overwrite=false"), add).status,
+        200
+    );
+    let read = |query: &str| call("GET", &format!("{data}{query}"), "").json();
+    assert_eq!(
+        read("")["records"][0],
+        json!({"app": "excel", "owner": "a"})
+    );
+    assert_eq!(call("PUT", &data, add).status, 200);
+    assert_eq!(
+        read(""),
+        json!({"dataset-name": "Apps", "number-of-records": 2, "records": [
+            {"app": "toad", "owner": ["t", "u"]}, {"app": "EXCEL", "owner": "b"}]})
+    );
+    assert_eq!(
+        read("?from=2&to=2")["records"],
+        json!([{"app": "EXCEL", "owner": "b"}])
+    );
+    assert_eq!(read("?from=3")["records"], json!([]));
+    refused(call("GET", &format!("{data}?from=0"), ""), "IMP-10016");
+
+    // A delete that meets a missing key deletes nothing.
+    let gone = r#"{"action":"delete","records":[{"app":"toad"},{"app":"sqlplus"}]}"#;
+    refused(call("PUT", &data, gone), "IMP-10099");
+    assert_eq!(read("")["number-of-records"], 2);
+    for (body, code) in [
+        ("{not json", "IMP-10002"),
+        (r#"{"records":[{"app":"x"}]}"#, "IMP-10015"),
+        (r#"{"action":"upsert","records":[]}"#, "IMP-10002"),
+        (r#"{"action":"add"}"#, "IMP-10015"),
+        (
+            r#"{"action":"add","records":[{"app":"x","colour":"red"}]}"#,
+            "IMP-10095",
+        ),
+        (r#"{"action":"add","records":[{"owner":"x"}]}"#, "IMP-10096"),
+        (
+            r#"{"action":"add","records":[{"app":"x"},{"app":"X"}]}"#,
+            "IMP-10097",
+        ),
+        (
+            r#"{"action":"add","records":[{"app":["x","y"]}]}"#,
+            "IMP-10098",
+        ),
+        (r#"{"action":"add","records":[{"app":7}]}"#, "IMP-10002"),
+    ] {
+        let r = call("PUT", &data, body);
+        assert_eq!(mx_error(&r), (406, code.to_owned()), "{body}: {}", r.body);
+    }
+    refused(
+        call("PUT", &format!("{data}?overwrite=maybe"), add),
+        "IMP-10002",
+    );
+    refused(
+        call("POST", &format!("{base}/Nope/data"), r#"{"records":[]}"#),
+        "IMP-10094",
+    );
+    // A data set filled from another source takes no writes.
+    let r = call("DELETE", &format!("{base}/Suspicious%20Users/data"), "");
+    refused(r, "IMP-10007");
+
+    // Creation: checked as an MX checks it; warden's data sets come from its configuration.
+    let create = format!("{base}/createDataset?caseSensitive=false");
+    let columns = r#"[{"name":"app","key":true},{"name":"owner","key":false}]"#;
+    for (body, code) in [
+        (
+            format!(r#"{{"dataset-name":"Apps","number-of-columns":2,"columns":{columns}}}"#),
+            "IMP-10005",
+        ),
+        (
+            format!(r#"{{"dataset-name":"New","number-of-columns":2,"columns":{columns}}}"#),
+            "IMP-10007",
+        ),
+        (
+            format!(r#"{{"dataset-name":"New","number-of-columns":3,"columns":{columns}}}"#),
+            "IMP-10016",
+        ),
+        (
+            r#"{"dataset-name":"New","number-of-columns":1,"columns":[{"name":"a","key":"true"}]}"#
+                .into(),
+            "IMP-10002",
+        ),
+        (r#"{"number-of-columns":0}"#.into(), "IMP-10015"),
+    ] {
+        let r = call("POST", &create, &body);
+        assert_eq!(mx_error(&r), (406, code.to_owned()), "{body}: {}", r.body);
+        if code == "IMP-10007" {
+            assert!(r.body.contains("[[data_sets]]"), "{}", r.body);
+        }
+    }
+
+    // Every one of these routes needs the admin scope: without a valid key, the MX's 401
+    // IMP-10063; with a key of another scope, refused.
+    let doc = server.get("/v1/openapi.json").json();
+    let mut routes = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let Some(path) = path.strip_prefix("/SecureSphere/api/v1/conf/dataSets") else {
+            continue;
+        };
+        let path = format!("{base}{}", path.replace("{name}", "Apps"));
+        for (method, op) in ops.as_object().unwrap() {
+            assert_eq!(op["x-scope"], "admin", "{method} {path}");
+            let method = method.to_uppercase();
+            let r = server.call(&method, &path, None, b"");
+            assert_eq!(
+                mx_error(&r),
+                (401, "IMP-10063".to_owned()),
+                "{method} {path}"
+            );
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Bearer realm=\"warden\"")
+            );
+            let r = server.call(&method, &path, Some(&respond), b"{}");
+            assert_eq!(
+                mx_error(&r),
+                (406, "IMP-10007".to_owned()),
+                "{method} {path}"
+            );
+            assert!(r.body.contains("lacks the admin scope"), "{}", r.body);
+            routes += 1;
+        }
+    }
+    assert_eq!(routes, 7);
+
+    // On warden's own path the same mistakes are problem+json, with the same codes.
+    let v1 = "/v1/data-sets/Apps/data";
+    let r = call("PUT", v1, gone);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(r.json()["imp_code"], "IMP-10099");
+    let r = call(
+        "PUT",
+        v1,
+        r#"{"action":"add","records":[{"app":["x","y"]}]}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["imp_code"].clone()),
+        (400, json!("IMP-10098"))
+    );
+    let r = call("PUT", &format!("{v1}?overwrite=false"), add);
+    assert_eq!(r.status, 200, "{}", r.body);
 }
