@@ -410,7 +410,8 @@ async fn delete(client: &MxClient, data: &str, keys: &[Value]) -> Result<usize, 
 /// missing records added, extra keys deleted. Returns the records sent.
 async fn reconcile(client: &MxClient, plan: &PushPlan, data: &str) -> Result<usize, MxError> {
     let mut sent = 0;
-    for round in 1..=RECONCILE_ROUNDS {
+    let mut round = 1;
+    loop {
         let held = keyed(
             client.records(&plan.mx_name).await?,
             &plan.key_column,
@@ -424,12 +425,12 @@ async fn reconcile(client: &MxClient, plan: &PushPlan, data: &str) -> Result<usi
                 if e.imp_code() == Some(ImpCode::KeyToDeleteMissing)
                     && round < RECONCILE_ROUNDS =>
             {
+                round += 1;
                 tracing::info!(data_set = %plan.data_set, "the MX data set changed while warden reconciled it; reading it again");
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(sent)
 }
 
 /// A full replace: one `POST` when the records fit one request, `DELETE …/data` when there
