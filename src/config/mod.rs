@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::base::fingerprint::CertFingerprint;
 use crate::base::identity::Identity;
 use crate::base::secret::SecretSource;
 use crate::base::severity::IncidentSeverity;
@@ -464,7 +465,11 @@ pub struct ImpervaConfig {
     pub url: String,
     pub username: String,
     pub password: SecretSource,
+    /// A private CA the MX certificate is verified against, besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Instead of a CA: the MX's own certificate, by its SHA-256 fingerprint (for the
+    /// self-signed certificate without a usable name an MX usually has).
+    pub tls_pin: Option<CertFingerprint>,
     pub allow_insecure: bool,
     pub timeout: Duration,
     pub pushes: Vec<ImpervaPush>,

@@ -231,6 +231,8 @@ pub struct Imperva {
     pub password_file: Option<String>,
     pub password_env: Option<String>,
     pub ca_file: Option<String>,
+    /// `sha256/…`: the MX's own certificate, pinned by its SHA-256 fingerprint.
+    pub tls_pin: Option<String>,
     pub allow_insecure: Option<bool>,
     pub timeout: Option<String>,
     #[serde(default)]

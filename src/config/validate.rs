@@ -21,6 +21,7 @@ use super::{
 use super::{
     DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_WATCH_CONNECTIONS, MAX_WATCH_CONNECTIONS, Nesting,
 };
+use crate::base::fingerprint::CertFingerprint;
 use crate::base::identity::{Domain, Identity, SuffixRule, dns_of_base_dn};
 use crate::base::secret::SecretSource;
 use crate::base::time::parse_duration;
@@ -513,6 +514,12 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     }
 }
 
+/// The default bound on one MX request. A request carries at most one batch (1 MiB, 5,000
+/// records: `sync::imperva::MAX_BATCH_BYTES`), which takes about 8 s to upload over a 1 Mbit/s
+/// link; 30 s leaves the MX as long again and more to store it. The bound no longer grows with
+/// the data set: 100,000 rows were one request of 7 MB (BENCHMARKS.md).
+const DEFAULT_MX_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn imperva(
     ctx: &mut Ctx<'_>,
     names: &Names<'_>,
@@ -539,6 +546,23 @@ fn imperva(
     if i.username.is_empty() || i.username.contains(':') {
         ctx.err(path.key("username"), "must be non-empty and contain no ':'");
     }
+    let tls_pin = i.tls_pin.as_deref().and_then(|pin| {
+        let key = path.key("tls_pin");
+        if i.ca_file.is_some() {
+            ctx.err(
+                key,
+                "give ca_file or tls_pin, not both: a CA file trusts the certificates it signed,                  a pin trusts exactly one certificate",
+            );
+            return None;
+        }
+        if url.starts_with("http://") {
+            ctx.err(key, "a pin needs an https:// url");
+            return None;
+        }
+        CertFingerprint::parse(pin)
+            .map_err(|e| ctx.err(key, e))
+            .ok()
+    });
     let password = secret(
         ctx,
         &path,
@@ -550,7 +574,7 @@ fn imperva(
     let timeout = ctx.duration(
         path.key("timeout"),
         i.timeout.as_deref(),
-        Duration::from_secs(10),
+        DEFAULT_MX_TIMEOUT,
     );
     let mut pushes: Vec<ImpervaPush> = Vec::new();
     for (n, d) in i.data_sets.into_iter().enumerate() {
@@ -564,6 +588,7 @@ fn imperva(
         username: i.username,
         password: password?,
         ca_file: i.ca_file.map(|f| ctx.path_buf(&f)),
+        tls_pin,
         allow_insecure,
         timeout,
         pushes,
@@ -590,9 +615,31 @@ fn imperva_push(
     );
     // A data set that is named but failed validation has its own error already.
     let set = data_sets.iter().find(|s| s.name == d.data_set)?;
+    let named = d.name.is_some();
     let mx_name = d.name.unwrap_or_else(|| d.data_set.clone());
     if mx_name.is_empty() {
         ctx.err(path.key("name"), "must not be empty");
+        return None;
+    }
+    if mx_name.contains('/') {
+        // The Open API addresses a data set as one path segment (…/conf/dataSets/{name}/data):
+        // a `/` splits it, and an encoded one is refused by the MX's web server. The SDK skips
+        // such names ("we have data types with '/' character that don't work with the API").
+        let (key, why) = if named {
+            ("name", "")
+        } else {
+            (
+                "data_set",
+                " (the MX name defaults to the data set's name; set name = \"…\" without '/')",
+            )
+        };
+        ctx.err(
+            path.key(key),
+            format!(
+                "MX data set name {mx_name:?} contains '/', which the MX Open API cannot address \
+                 (a data set is one path segment of …/conf/dataSets/{{name}}/data){why}"
+            ),
+        );
         return None;
     }
     if earlier.iter().any(|p| p.data_set == d.data_set) {

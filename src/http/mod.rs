@@ -6,7 +6,8 @@
 //! in the accept queue), request headers within `header_read_timeout` (slowloris), an answer
 //! within `request_timeout`, bodies up to `max_body_bytes`. [`routes`] says which handler and
 //! scope each method and path has; dispatch authenticates, checks the scope, reads the body
-//! and calls the handler. Every error is `application/problem+json` (RFC 9457). On shutdown the
+//! and calls the handler. Every error is `application/problem+json` (RFC 9457), but on the MX
+//! Open API paths warden serves ([`mx_api`]), which answer as an MX does. On shutdown the
 //! listener closes and in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]).
 
 mod admin;
@@ -17,6 +18,7 @@ pub use decisions::answer_batch;
 mod imperva;
 mod incidents;
 mod lists;
+mod mx_api;
 pub mod problem;
 pub mod query;
 pub mod routes;
@@ -379,7 +381,7 @@ async fn dispatch(
     let caller = match authorize(gw, route.access, &parts.headers, peer, route.path) {
         Ok(c) => c,
         Err(p) => {
-            let mut resp = p.into_response();
+            let mut resp = problem::render(route.path, p);
             if resp.status() == StatusCode::UNAUTHORIZED {
                 resp.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
@@ -392,7 +394,7 @@ async fn dispatch(
     let body = if matches!(parts.method, Method::POST | Method::PUT | Method::DELETE) {
         match read_body(body, &parts.headers, gw.limits().max_body_bytes).await {
             Ok(b) => b,
-            Err(p) => return (route.path, p.into_response()),
+            Err(p) => return (route.path, problem::render(route.path, p)),
         }
     } else {
         Bytes::new()
@@ -409,7 +411,7 @@ async fn dispatch(
     };
     let mut resp = handle(route.handler, &call)
         .await
-        .unwrap_or_else(Problem::into_response);
+        .unwrap_or_else(|p| problem::render(route.path, p));
     let writes = *call.method != Method::GET && !matches!(route.handler, Handler::Decisions);
     if writes && resp.status().is_success() {
         // Read-your-writes: the revision the write committed at (or a newer one), which a
@@ -460,6 +462,10 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::ReplaceData | Handler::UpdateData | Handler::ClearData => {
             blocking(|| data_sets::write_data(call))
         }
+        Handler::MxDataSets => Ok(mx_api::list(call)),
+        Handler::MxCreateDataSet => mx_api::create(call),
+        Handler::MxColumns => mx_api::columns(call),
+        Handler::MxRecords => mx_api::records(call),
         Handler::Directories => blocking(|| admin::directories(call, "directories")),
         Handler::Devices => blocking(|| admin::directories(call, "devices")),
         Handler::SyncDirectory => admin::sync_directory(call).await,

@@ -44,6 +44,13 @@ pub enum Handler {
     ReplaceData,
     UpdateData,
     ClearData,
+    /// The MX Open API's data set routes (`/SecureSphere/api/v1/conf/dataSets…`); the data
+    /// writes there are [`Handler::ReplaceData`], [`Handler::UpdateData`] and
+    /// [`Handler::ClearData`].
+    MxDataSets,
+    MxCreateDataSet,
+    MxColumns,
+    MxRecords,
     Directories,
     /// `/v1/devices`: the deprecated alias of [`Handler::Directories`].
     Devices,
@@ -194,6 +201,50 @@ pub static ROUTES: &[Route] = &[
     route(
         Method::DELETE,
         "/v1/data-sets/{name}/data",
+        ADMIN,
+        Handler::ClearData,
+    ),
+    // The same data sets on the MX Open API's own paths, answered in the MX's shape
+    // (`http::problem::MX_API`), so a script written for an MX can be pointed at warden.
+    route(
+        Method::GET,
+        "/SecureSphere/api/v1/conf/dataSets",
+        ADMIN,
+        Handler::MxDataSets,
+    ),
+    route(
+        Method::POST,
+        "/SecureSphere/api/v1/conf/dataSets/createDataset",
+        ADMIN,
+        Handler::MxCreateDataSet,
+    ),
+    route(
+        Method::GET,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/columns",
+        ADMIN,
+        Handler::MxColumns,
+    ),
+    route(
+        Method::GET,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/data",
+        ADMIN,
+        Handler::MxRecords,
+    ),
+    route(
+        Method::POST,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/data",
+        ADMIN,
+        Handler::ReplaceData,
+    ),
+    route(
+        Method::PUT,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/data",
+        ADMIN,
+        Handler::UpdateData,
+    ),
+    route(
+        Method::DELETE,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/data",
         ADMIN,
         Handler::ClearData,
     ),

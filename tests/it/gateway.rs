@@ -103,13 +103,15 @@ fn every_keyed_route_enforces_its_scope() {
     let decide = make_key(&server, "proxy", &["decide"]);
     let respond = make_key(&server, "analyst", &["respond"]);
     let keys = [("decide", &decide), ("respond", &respond)];
-    // Every keyed route is in the table above (the OpenAPI test ties the table to the router).
+    // Every keyed route is in the table above (the OpenAPI test ties the table to the router),
+    // but the MX Open API's paths, which answer in the MX's shape (tests/it/imperva.rs).
     let doc = server.get("/v1/openapi.json").json();
     let keyed_ops: usize = doc["paths"]
         .as_object()
         .unwrap()
-        .values()
-        .flat_map(|ops| ops.as_object().unwrap().values())
+        .iter()
+        .filter(|(path, _)| !path.starts_with("/SecureSphere/"))
+        .flat_map(|(_, ops)| ops.as_object().unwrap().values())
         .filter(|op| op.get("x-scope").is_some())
         .count();
     assert_eq!(keyed_ops, KEYED.len());
