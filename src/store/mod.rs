@@ -1033,6 +1033,26 @@ impl Store {
 }
 
 impl Store {
+    /// The active members of a list ([`Member::is_active`]): what every surface that blocks
+    /// reads — the list's data sets, the AD push, the agentless role, a pull's listed rows.
+    /// A member past its expiry stays active until the expiry sweep deactivates it, so a
+    /// sweep the clocks or the share guard held keeps it blocked everywhere, not by the clock
+    /// in one place and by the sweep in another.
+    pub fn active_members(&self, list: &str) -> Result<Vec<Member>, StoreError> {
+        let mut members = self.members(list)?;
+        members.retain(Member::is_active);
+        Ok(members)
+    }
+
+    /// The principals of [`Store::active_members`].
+    pub fn active_principals(&self, list: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .active_members(list)?
+            .into_iter()
+            .map(|m| m.principal)
+            .collect())
+    }
+
     /// Records a push or pull run and prunes the directory's oldest records (the table's
     /// `device` column is the directory, named before the rename).
     pub fn record_update(&self, u: &RecentUpdate) -> Result<(), StoreError> {
