@@ -1,16 +1,23 @@
 //! The replica's side of a shared PostgreSQL store: the change feed (`LISTEN warden_changes`
-//! on a connection of its own; on every (re)connect, and on every notification, the newest
-//! revision of the change log is read and, if the snapshot is behind it, the state reloaded —
-//! NOTIFY alone is not durable, the log is) and the leader election (the session advisory
-//! lock whose holder runs the jobs that must run once; the supervisor starts and stops them
-//! as leadership comes and goes).
+//! on a connection of its own; on every (re)connect, on every notification and every
+//! [`CHECK`], the newest revision of the change log is read and, if the snapshot is behind
+//! it, the state reloaded — NOTIFY alone is not durable, the log is) and the leader election
+//! (the session advisory lock whose holder runs the jobs that must run once; the supervisor
+//! starts and stops them as leadership comes and goes).
+//!
+//! A notification is only a wake-up. Any role that may connect to the store database can
+//! send one with any payload, so the revision a replica publishes comes from the change log
+//! it read, never from a payload; a payload that is not a revision as warden writes it, or
+//! names one the log does not have, is ignored and counted
+//! (`warden_change_notifications_ignored_total`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Ready, Service, Shutdown};
+use crate::metrics::IgnoredNotification;
 use crate::runtime::Warden;
-use crate::store::postgres;
+use crate::store::postgres::{self, Announcements, Heard};
 
 /// Wait between attempts to reach the server again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -34,27 +41,57 @@ pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
     ]
 }
 
-/// Reloads from the store if the change log is past what the snapshot shows.
-async fn catch_up(warden: &Arc<Warden>) -> bool {
+/// Reloads from the store if the change log is past what the snapshot shows; returns the
+/// newest revision the log had (none if it could not be read).
+async fn catch_up(warden: &Arc<Warden>) -> Option<i64> {
     let w = Arc::clone(warden);
     let done = tokio::task::spawn_blocking(move || {
         let newest = w.store().newest_revision()?;
         if newest > w.engine().load().revision() {
             w.reload_from_store()?;
         }
-        Ok::<_, crate::runtime::WardenError>(())
+        Ok::<_, crate::runtime::WardenError>(newest)
     })
     .await;
     match done {
-        Ok(Ok(())) => true,
+        Ok(Ok(newest)) => Some(newest),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "cannot catch up from the change log; deciding from the last snapshot");
-            false
+            None
         }
         Err(e) => {
             tracing::error!(error = %e, "catch-up task failed");
-            false
+            None
         }
+    }
+}
+
+/// Acts on what the feed heard: catches up if a revision was announced, and counts the
+/// payloads warden did not write — malformed ones, and a revision past the newest the log
+/// has once read (warden notifies in the committing transaction, so its own revisions are
+/// in the log by the time they are heard).
+async fn woken(warden: &Arc<Warden>, heard: Heard) {
+    let metrics = warden.metrics();
+    if heard.malformed > 0 {
+        metrics.notifications_ignored(IgnoredNotification::Malformed, heard.malformed);
+        tracing::debug!(
+            count = heard.malformed,
+            "ignored notifications warden did not write"
+        );
+    }
+    if heard.announced == 0 {
+        return;
+    }
+    if let Some(newest) = catch_up(warden).await
+        && heard.announced > newest
+    {
+        metrics.notifications_ignored(IgnoredNotification::UnknownRevision, 1);
+        tracing::warn!(
+            announced = heard.announced,
+            newest,
+            "a notification named a revision the change log does not have; ignored \
+             (is the store database open to other roles?)"
+        );
     }
 }
 
@@ -63,9 +100,10 @@ async fn follow(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
         return;
     };
     loop {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let announcements = Arc::new(Announcements::default());
         let listening = async {
-            let client = postgres::connect(&config, "change feed", Some(tx)).await?;
+            let client =
+                postgres::connect(&config, "change feed", Some(Arc::clone(&announcements))).await?;
             client
                 .batch_execute(&format!("LISTEN {}", postgres::CHANNEL))
                 .await
@@ -83,23 +121,24 @@ async fn follow(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
             }
             Ok(_client) => {
                 // Listening first, then reading the log: nothing committed in between is missed.
-                if catch_up(&warden).await {
+                if catch_up(&warden).await.is_some() {
                     ready.set();
                 }
+                // An interval, not a sleep per wake-up: notifications arriving without pause
+                // (anyone's) do not put the periodic read off.
+                let mut check =
+                    tokio::time::interval_at(tokio::time::Instant::now() + CHECK, CHECK);
+                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         () = shutdown.requested() => return,
-                        heard = rx.recv() => match heard {
-                            Some(revision) => {
-                                warden.store().saw_revision(revision);
-                                while let Ok(r) = rx.try_recv() {
-                                    warden.store().saw_revision(r);
-                                }
-                                catch_up(&warden).await;
+                        heard = announcements.heard() => {
+                            woken(&warden, heard).await;
+                            if heard.closed {
+                                break;
                             }
-                            None => break,
-                        },
-                        () = tokio::time::sleep(CHECK) => { catch_up(&warden).await; }
+                        }
+                        _ = check.tick() => { catch_up(&warden).await; }
                     }
                 }
                 warden.store().health().down();

@@ -57,11 +57,6 @@ impl Store {
         self.newest_revision().map(|_| ())
     }
 
-    /// Raises [`Store::revision`] to one announced by a notification (it is committed).
-    pub fn saw_revision(&self, revision: i64) {
-        self.revision.fetch_max(revision, Ordering::SeqCst);
-    }
-
     /// How the store's last statements went.
     pub fn health(&self) -> &Health {
         &self.health

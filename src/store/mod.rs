@@ -263,6 +263,18 @@ pub enum StoreError {
         path.display()
     )]
     Readable { path: PathBuf, mode: u32 },
+    #[error(
+        "store {}: the database is not warden's alone: {}. Any role that may connect to it can \
+         take warden's advisory locks (stalling every write and the leader election) and send \
+         on its NOTIFY channel. As a superuser, run: {}",
+        path.display(),
+        exposure.problems.join("; "),
+        exposure.fix.join(" ")
+    )]
+    Exposed {
+        path: PathBuf,
+        exposure: postgres::Exposure,
+    },
     #[error("store {path}: cannot set its mode to 0600: {source}")]
     Mode {
         path: PathBuf,
@@ -617,13 +629,22 @@ impl Store {
     }
 
     /// Connects to the PostgreSQL store and migrates its schema (the same versions as
-    /// SQLite's); refuses one from a newer warden.
+    /// SQLite's); refuses one from a newer warden, and one that is not warden's alone (open
+    /// to PUBLIC, or owned by another role: [`StoreError::Exposed`], before anything is
+    /// written — fail closed, as a readable SQLite file is).
     pub fn open_postgres(config: &PostgresStoreConfig) -> Result<Store, StoreError> {
         let path = PathBuf::from(postgres::describe(config));
         let session = postgres::Session::open(config).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
         })?;
+        let exposure = postgres::exposure(&session).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(exposure) = exposure {
+            return Err(StoreError::Exposed { path, exposure });
+        }
         let found = postgres::migrate(&session).map_err(|source| StoreError::Corrupt {
             path: path.clone(),
             source,
