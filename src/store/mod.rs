@@ -441,7 +441,8 @@ pub struct Store {
     revision: Arc<AtomicI64>,
     postgres: Option<PostgresStoreConfig>,
     health: changes::Health,
-    leader: tokio::sync::watch::Sender<bool>,
+    /// The term this replica leads in on PostgreSQL (see [`changes::Term`]).
+    leader: tokio::sync::watch::Sender<Option<changes::Term>>,
     // Every operation is a short synchronous SQLite call; callers on async tasks use
     // spawn_blocking or accept the sub-millisecond hold. Re-entrant so that [`Store::audited`]
     // can hold the connection for a whole change made of several store calls: other threads
@@ -613,7 +614,7 @@ impl Store {
             path,
             conn: ReentrantMutex::new(Conn::new(backend, Arc::clone(&revision))),
             revision,
-            leader: tokio::sync::watch::Sender::new(postgres.is_none()),
+            leader: tokio::sync::watch::Sender::new(None),
             postgres,
             health: changes::Health::default(),
         }

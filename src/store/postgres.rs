@@ -1,7 +1,13 @@
 //! The PostgreSQL backend of the store: the session the store's queries run on, the schema
 //! (the same migrations as SQLite's, with the same numbers, in PostgreSQL's dialect), the
 //! check that the database is warden's alone, the `LISTEN` connection every replica follows
-//! the change log with, and the advisory lock the leader holds.
+//! the change log with, and the leader lease.
+//!
+//! Leadership is a lease in one row (`warden_leader`: fencing token, holder, expiry by the
+//! server's clock), not a session lock: a stopped leader's kernel keeps its sessions (and any
+//! session lock) alive for as long as it is stopped, but its lease runs out on the server's
+//! clock while it cannot renew. Winning the lease takes the next token ([`Lease`]); a
+//! leader-only write checks its token in its own transaction ([`FENCE_CHECK`]).
 //!
 //! A notification is a wake-up, never data: any role that may connect can `NOTIFY` on
 //! warden's channel, so a payload only makes the change feed read the change log (where the
@@ -32,6 +38,7 @@ use rustls::pki_types::pem::PemObject;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{AsyncMessage, Client};
 
+use super::changes::Term;
 use super::value::{DbError, Row, Value};
 use crate::config::{PostgresStoreConfig, UpstreamTls};
 
@@ -42,8 +49,21 @@ pub const CHANNEL: &str = "warden_changes";
 pub const CHANGE_LOG_LOCK: i64 = 0x7761_7264_656e_0001;
 /// The session-level advisory lock held while migrating (replicas may start together).
 const MIGRATE_LOCK: i64 = 0x7761_7264_656e_0002;
-/// The session-level advisory lock the leader holds.
-pub const LEADER_LOCK: i64 = 0x7761_7264_656e_0003;
+/// A leader-only write's check that its term still holds the lease, in its transaction (the
+/// share lock keeps the lease from being taken until the transaction ends).
+pub(crate) const FENCE_CHECK: &str = "SELECT 1 FROM warden_leader
+     WHERE id = 1 AND token = ?1 AND expires_at > clock_timestamp() FOR SHARE";
+
+/// The lease row, made with the bookkeeping outside the numbered schema (PostgreSQL only,
+/// like `warden_schema`: replicas coordinate there, SQLite has one process to lead).
+const LEASE_TABLE: &str = "CREATE TABLE IF NOT EXISTS warden_leader (
+        id INT PRIMARY KEY CHECK (id = 1),
+        token BIGINT NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    INSERT INTO warden_leader (id, token, holder, expires_at)
+      VALUES (1, 0, '', '-infinity') ON CONFLICT DO NOTHING;";
 
 /// The schema, one entry per version, numbered as SQLite's (`super::MIGRATIONS`). Text columns
 /// compare byte-wise (`COLLATE "C"`, added on apply) as SQLite's do, so both order alike.
@@ -259,6 +279,17 @@ pub async fn connect(
     role: &str,
     notify: Option<Arc<Announcements>>,
 ) -> Result<Client, DbError> {
+    connect_with(config, role, notify, &[]).await
+}
+
+/// [`connect`] with server settings for the session (`name`, milliseconds), sent in the
+/// start-up packet so they hold from the first statement and after every reconnect.
+async fn connect_with(
+    config: &PostgresStoreConfig,
+    role: &str,
+    notify: Option<Arc<Announcements>>,
+    settings: &[(&str, Duration)],
+) -> Result<Client, DbError> {
     let password = config
         .password
         .read()
@@ -273,6 +304,13 @@ pub async fn connect(
         .connect_timeout(config.connect_timeout)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(5));
+    if !settings.is_empty() {
+        let options: Vec<String> = settings
+            .iter()
+            .map(|(name, value)| format!("-c {name}={}", value.as_millis().max(1)))
+            .collect();
+        pg.options(options.join(" "));
+    }
     let timeout = config.connect_timeout + Duration::from_secs(1);
     let fail = |_| unavailable(format!("connecting to {} timed out", config.url));
     match &config.tls {
@@ -504,7 +542,17 @@ impl Worker {
             {
                 return Err(unavailable(format!("{} is unreachable", self.config.url)));
             }
-            match self.runtime.block_on(connect(&self.config, "store", None)) {
+            // A replica stopped inside a transaction (SIGSTOP: its kernel keeps the session
+            // open) would hold the writers' lock, and every replica's writes, until it woke:
+            // the server ends such a session after the failover time instead.
+            let settings = [(
+                "idle_in_transaction_session_timeout",
+                self.config.leader_failover,
+            )];
+            match self
+                .runtime
+                .block_on(connect_with(&self.config, "store", None, &settings))
+            {
                 Ok(client) => {
                     self.client = Some(client);
                     self.failed_at = None;
@@ -672,6 +720,101 @@ impl Session {
     }
 }
 
+/// A connection of its own for the leader lease. Every round trip is bounded (client side
+/// and, through `statement_timeout` and `lock_timeout`, server side) by a quarter of the
+/// failover time, so an answer never arrives late enough to extend a lapsed term.
+pub struct Lease {
+    client: Client,
+    holder: String,
+    round_trip: Duration,
+}
+
+impl Lease {
+    /// Connects as `holder` (unique to the process: a lease it holds it may take again, in a
+    /// new term, after a lost connection).
+    pub async fn connect(config: &PostgresStoreConfig, holder: &str) -> Result<Lease, DbError> {
+        let round_trip = config.leader_failover / 4;
+        let settings = [
+            ("statement_timeout", round_trip),
+            ("lock_timeout", round_trip),
+        ];
+        let client = connect_with(config, "leader election", None, &settings).await?;
+        Ok(Lease {
+            client,
+            holder: holder.to_owned(),
+            round_trip,
+        })
+    }
+
+    /// Takes the lease for `lease` (by the server's clock) if it expired or is this holder's:
+    /// a new term with the next token. `None` while another holder's lease runs.
+    pub async fn acquire(&self, lease: Duration) -> Result<Option<Term>, DbError> {
+        self.ask(
+            "UPDATE warden_leader SET token = token + 1, holder = $1,
+                 expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
+             WHERE id = 1 AND (expires_at <= clock_timestamp() OR holder = $1)
+             RETURNING token",
+            &[&self.holder, &millis(lease)],
+            lease,
+        )
+        .await
+    }
+
+    /// Extends `term`'s lease to `lease` from now if it still holds it; `None` if it does not
+    /// (expired, or another term took it).
+    pub async fn renew(&self, term: Term, lease: Duration) -> Result<Option<Term>, DbError> {
+        self.ask(
+            "UPDATE warden_leader
+             SET expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
+             WHERE id = 1 AND token = $1 AND expires_at > clock_timestamp()
+             RETURNING token",
+            &[&term.token(), &millis(lease)],
+            lease,
+        )
+        .await
+    }
+
+    /// Gives `term`'s lease up (a replica stopping), so another takes over at once.
+    pub async fn release(&self, term: Term) -> Result<(), DbError> {
+        let token = term.token();
+        let sql = "UPDATE warden_leader SET expires_at = '-infinity' WHERE id = 1 AND token = $1";
+        self.bounded(self.client.execute(sql, &[&token]))
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs a lease statement returning the token of the term it gives, within the bound.
+    /// The term's deadline counts from before the statement was sent.
+    async fn ask(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        lease: Duration,
+    ) -> Result<Option<Term>, DbError> {
+        let sent = std::time::Instant::now();
+        let row = self.bounded(self.client.query_opt(sql, params)).await?;
+        Ok(row.map(|r| Term::new(r.get(0), sent + lease)))
+    }
+
+    /// `asked`, unless it takes longer than the round-trip bound.
+    async fn bounded<T>(
+        &self,
+        asked: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, DbError> {
+        match tokio::time::timeout(self.round_trip, asked).await {
+            Ok(answer) => answer.map_err(|e| classify(&e)),
+            Err(_) => Err(unavailable(format!(
+                "the leader lease got no answer within {:?}",
+                self.round_trip
+            ))),
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// What makes a store database not warden's alone, and the SQL (for a superuser) that fixes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exposure {
@@ -736,7 +879,8 @@ pub(crate) fn migrate(session: &Session) -> Result<Result<i64, i64>, DbError> {
             "SELECT pg_advisory_lock({MIGRATE_LOCK});
              CREATE TABLE IF NOT EXISTS warden_schema (version BIGINT NOT NULL);
              INSERT INTO warden_schema (version)
-               SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM warden_schema);"
+               SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM warden_schema);
+             {LEASE_TABLE}"
         ),
         true,
     )?;

@@ -914,3 +914,231 @@ fn a_store_open_to_public_or_owned_by_another_role_is_refused_with_the_fix() {
     let copied = migrate();
     assert_eq!(copied.code, 0, "{}{}", copied.stdout, copied.stderr);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Continues a stopped process when dropped, so a failing test leaves nothing stopped.
+struct Stopped(u32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+fn role_of(s: &Server) -> Option<String> {
+    let r = s.get("/v1/status");
+    (r.status == 200).then(|| r.json()["role"].as_str().map(str::to_owned))?
+}
+
+/// Issue 24 §2: the leader stopped (SIGSTOP: its kernel keeps its sessions open) loses its
+/// lease: another replica leads within `leader_failover` and a few seconds, and the stopped
+/// one, continued, finds it lost the lease — exactly one leader, and the woken one writes
+/// nothing as leader (the agentless reconcile's recent updates, one per run, show it).
+#[test]
+fn a_stopped_leader_loses_its_lease_and_writes_nothing_when_it_wakes() {
+    let _g = shared();
+    let db = pg().database("lease");
+    pg().psql(
+        "postgres",
+        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lease_blocked') THEN \
+         CREATE ROLE lease_blocked NOLOGIN; END IF; END$$; \
+         GRANT lease_blocked TO warden WITH ADMIN OPTION",
+    );
+    let extra = format!(
+        "\n[[databases]]\nname = \"appdb\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"warden\"\n\
+         password_file = \"{}\"\nca_file = \"{}\"\nupdate_interval = \"1h\"\n\
+         [[databases.roles]]\nlist = \"Suspicious Users\"\nrole = \"lease_blocked\"\n\
+         match = '^[^\\\\]*\\\\(.*)$'\nsubstitute = \"$1\"\n",
+        pg().port,
+        pg().password_file.display(),
+        pg().dir.join("tls/ca.pem").display()
+    );
+    let failover = Duration::from_secs(4);
+    let r = replicas_with(&db, 3, "4s", &extra);
+    let leaders = |among: &[usize]| -> Vec<usize> {
+        among
+            .iter()
+            .copied()
+            .filter(|i| role_of(&r.servers[*i]).as_deref() == Some("leader"))
+            .collect()
+    };
+    let mut leader = Vec::new();
+    assert!(
+        eventually(WAIT, || {
+            leader = leaders(&[0, 1, 2]);
+            leader.len() == 1
+        })
+        .is_some(),
+        "not exactly one leader: {leader:?}"
+    );
+    let old = leader[0];
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let members = || {
+        pg().psql(
+            "appdb",
+            "SELECT coalesce(string_agg(m.rolname, ',' ORDER BY m.rolname), '') \
+             FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid \
+             JOIN pg_roles m ON m.oid = a.member \
+             WHERE r.rolname = 'lease_blocked' AND NOT a.admin_option",
+        )
+    };
+    assert!(r.servers[others[0]].add_member("corp\\alice") < 300);
+    assert!(
+        eventually(WAIT, || members() == "alice").is_some(),
+        "the leader did not reconcile: {:?}",
+        members()
+    );
+    let stopped = Stopped(r.servers[old].child.id());
+    signal(stopped.0, "STOP");
+    let stopped_at = std::time::Instant::now();
+    let mut new = Vec::new();
+    assert!(
+        eventually(failover + Duration::from_secs(5), || {
+            new = leaders(&others);
+            new.len() == 1
+        })
+        .is_some(),
+        "no replica took over within {:?} of the leader stopping: {new:?}",
+        failover + Duration::from_secs(5)
+    );
+    let took_over = stopped_at.elapsed();
+    eprintln!("a replica took over {took_over:?} after the leader stopped");
+    let new = new[0];
+    let token = || -> i64 {
+        pg().psql(&db, "SELECT token FROM warden_leader")
+            .parse()
+            .unwrap()
+    };
+    let term = token();
+
+    // The new leader does the leader's work.
+    assert!(r.servers[new].add_member("corp\\bob") < 300);
+    assert!(
+        eventually(WAIT, || members() == "alice,bob").is_some(),
+        "the new leader did not reconcile: {:?}",
+        members()
+    );
+    let runs = || -> String {
+        pg().psql(
+            &db,
+            "SELECT string_agg(id || ':' || added, ' ' ORDER BY id) FROM recent_updates \
+             WHERE kind = 'reconcile'",
+        )
+    };
+    // The new leader's runs have all recorded themselves (the one that granted bob may have
+    // started before bob was listed, and the list change runs it once more): none for 2 s.
+    let mut runs_before = runs();
+    assert!(
+        eventually(WAIT, || {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = runs();
+            std::mem::replace(&mut runs_before, now) == runs_before
+        })
+        .is_some(),
+        "the new leader's runs never settled: {runs_before}"
+    );
+
+    drop(stopped);
+    let old_server = &r.servers[old];
+    assert!(
+        eventually(WAIT, || old_server.logs().contains("lost the leader lease")).is_some(),
+        "the continued replica did not notice it lost the lease:\n{}",
+        old_server.logs()
+    );
+    // Exactly one leader, the new one, for a while after.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        assert_eq!(
+            leaders(&[0, 1, 2]),
+            vec![new],
+            "took over after {took_over:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(token(), term, "the woken replica took no new term");
+    assert_eq!(
+        runs(),
+        runs_before,
+        "the woken replica wrote as leader after losing its lease"
+    );
+    assert_eq!(members(), "alice,bob");
+}
+
+/// Issue 24 §2, at the store: a write a leader-only job makes under a term that has lost
+/// the lease (another replica holds a newer one) is refused in its own transaction and
+/// leaves nothing; the same write under the current term, or outside any leader job, commits.
+#[test]
+fn a_write_under_a_term_that_lost_the_lease_is_refused_and_leaves_nothing() {
+    let _g = shared();
+    let db = pg().database("fencing");
+    let dir = tempfile::tempdir().unwrap();
+    let config = list_config("", r#""*""#).replace("path = \"warden.db\"", &store_keys(&db));
+    let config = warden::config::Config::parse(&config, "test", dir.path()).unwrap();
+    let pg_config = config.store.postgres.clone().unwrap();
+    let store = warden::store::Store::open_postgres(&pg_config).unwrap();
+    store.ensure_list("L", "").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let lease = Duration::from_secs(30);
+    let (first, second) = runtime.block_on(async {
+        let a = warden::store::postgres::Lease::connect(&pg_config, "replica a")
+            .await
+            .unwrap();
+        let b = warden::store::postgres::Lease::connect(&pg_config, "replica b")
+            .await
+            .unwrap();
+        let first = a.acquire(lease).await.unwrap().expect("a leads");
+        assert!(b.acquire(lease).await.unwrap().is_none(), "a's lease holds");
+        // a is gone for longer than its lease (the server's clock says so) …
+        pg().psql(
+            &db,
+            "UPDATE warden_leader SET expires_at = clock_timestamp() - interval '1 second'",
+        );
+        // … and b leads with the next token.
+        let second = b.acquire(lease).await.unwrap().expect("b leads");
+        assert!(
+            a.renew(first, lease).await.unwrap().is_none(),
+            "a cannot renew"
+        );
+        (first, second)
+    });
+    assert!(second.token() > first.token());
+    let member = |p: &str| warden::store::NewMember {
+        principal: p.into(),
+        added_by: "test".into(),
+        ..Default::default()
+    };
+    let as_leader = |term, p: &'static str| {
+        runtime.block_on(warden::store::changes::as_leader(term, async {
+            store.add_member("L", &member(p))
+        }))
+    };
+    let refused = as_leader(first, "corp\\stale");
+    let error = refused
+        .expect_err("a stale term's write is refused")
+        .to_string();
+    assert!(error.contains("leader"), "{error}");
+    assert_eq!(
+        pg().psql(
+            &db,
+            "SELECT count(*) FROM members WHERE principal = 'corp\\stale'"
+        ),
+        "0"
+    );
+    as_leader(second, "corp\\current").unwrap();
+    store.add_member("L", &member("corp\\analyst")).unwrap();
+    let listed: Vec<String> = store
+        .members("L")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.principal)
+        .collect();
+    assert_eq!(listed, ["corp\\analyst", "corp\\current"]);
+}
