@@ -202,17 +202,20 @@ async fn elect(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
                     match asked {
                         Ok(term) => lead(store, term),
                         Err(e) => {
-                            tracing::warn!(error = %e, "leader election lost its connection");
+                            tracing::warn!(error = %e, "leader election cannot ask for the lease; reconnecting");
                             break;
                         }
                     }
                     let wait = if store.is_leader() { renew } else { poll };
                     tokio::select! {
                         () = shutdown.requested() => {
-                            if let Some(term) = store.term() {
-                                let _ = conn.release(term).await;
+                            // Handed over, so that another replica leads at once.
+                            if let Some(term) = store.term()
+                                && conn.release(term).await.is_ok()
+                            {
+                                tracing::info!(term = term.token(), "leader lease released");
                             }
-                            lead(store, None);
+                            store.set_term(None);
                             return;
                         }
                         () = tokio::time::sleep(wait) => {}
@@ -230,8 +233,7 @@ async fn elect(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
 
 /// Records the outcome of a lease round: `term` won or renewed, or none.
 fn lead(store: &crate::store::Store, term: Option<crate::store::changes::Term>) {
-    let before = *store.subscribe_leader().borrow();
-    match (before, term) {
+    match (store.set_term(term), term) {
         (None, Some(t)) => tracing::info!(term = t.token(), "this replica is the leader"),
         (Some(b), Some(t)) if b.token() != t.token() => {
             tracing::warn!(
@@ -246,5 +248,4 @@ fn lead(store: &crate::store::Store, term: Option<crate::store::changes::Term>) 
         ),
         _ => {}
     }
-    store.set_term(term);
 }

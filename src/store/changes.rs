@@ -145,13 +145,15 @@ impl Store {
         self.leader.subscribe()
     }
 
-    /// Records the term this replica won or renewed (`None`: it leads no more).
-    pub fn set_term(&self, term: Option<Term>) {
+    /// Records the term this replica won or renewed (`None`: it leads no more); returns the
+    /// one recorded before, lapsed or not.
+    pub fn set_term(&self, term: Option<Term>) -> Option<Term> {
+        let mut before = None;
         self.leader.send_if_modified(|held| {
-            let changed = held.map(|t| t.token) != term.map(|t| t.token);
-            *held = term;
-            changed
+            before = std::mem::replace(held, term);
+            before.map(|t| t.token) != term.map(|t| t.token)
         });
+        before
     }
 
     /// Whether the store is PostgreSQL (shared by replicas) rather than a SQLite file.

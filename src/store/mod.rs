@@ -265,7 +265,7 @@ pub enum StoreError {
     Readable { path: PathBuf, mode: u32 },
     #[error(
         "store {}: the database is not warden's alone: {}. Any role that may connect to it can \
-         take warden's advisory locks (stalling every write and the leader election) and send \
+         take warden's advisory locks (stalling every write, and every replica's start) and send \
          on its NOTIFY channel. As a superuser, run: {}",
         path.display(),
         exposure.problems.join("; "),

@@ -830,7 +830,7 @@ fn quoted(name: &str) -> String {
 }
 
 /// Checks that the store database is warden's alone: PUBLIC may not connect to it (any role
-/// that can connect may take warden's advisory locks, stalling every write or the election,
+/// that can connect may take warden's advisory locks, stalling every write or every start,
 /// and send on its NOTIFY channel), and the role warden connects as owns it. `None` when so.
 pub(crate) fn exposure(session: &Session) -> Result<Option<Exposure>, DbError> {
     let rows = session.query(
