@@ -67,6 +67,37 @@ pub struct Metrics {
     expiry_clock_skips: AtomicU64,
     /// Expiry sweeps held for a list (counted when a hold begins or changes).
     expiry_holds: AtomicU64,
+    /// Notifications on the change feed's channel that warden did not write, by
+    /// [`IgnoredNotification`] slot.
+    notifications_ignored: [AtomicU64; IgnoredNotification::ALL.len()],
+}
+
+/// Why the change feed ignored a notification on warden's channel (any role that may connect
+/// to the store database can send one; a notification is only ever a wake-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoredNotification {
+    /// The payload is not a revision as warden writes it.
+    Malformed,
+    /// The payload names a revision the change log does not have.
+    UnknownRevision,
+}
+
+impl IgnoredNotification {
+    pub const ALL: [IgnoredNotification; 2] = [
+        IgnoredNotification::Malformed,
+        IgnoredNotification::UnknownRevision,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgnoredNotification::Malformed => "malformed",
+            IgnoredNotification::UnknownRevision => "unknown_revision",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
 }
 
 /// The counters of one PostgreSQL gate (`src/gate`).
@@ -166,6 +197,11 @@ impl Metrics {
     /// An expiry sweep was held for a list.
     pub fn expiry_held(&self) {
         self.expiry_holds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` notifications on the change feed's channel were ignored for `reason`.
+    pub fn notifications_ignored(&self, reason: IgnoredNotification, n: u64) {
+        self.notifications_ignored[reason.slot()].fetch_add(n, Ordering::Relaxed);
     }
 
     /// A followed-action event was dropped because the queue was full.
@@ -474,6 +510,21 @@ impl Metrics {
         ] {
             family(out, name, "counter", help);
             line(out, name, "", value.load(Ordering::Relaxed));
+        }
+        family(
+            out,
+            "warden_change_notifications_ignored_total",
+            "counter",
+            "Notifications on warden's change channel that warden did not write, ignored (a \
+             notification only wakes the change feed), by reason.",
+        );
+        for reason in IgnoredNotification::ALL {
+            line(
+                out,
+                "warden_change_notifications_ignored_total",
+                &format!("reason=\"{}\"", reason.as_str()),
+                self.notifications_ignored[reason.slot()].load(Ordering::Relaxed),
+            );
         }
         family(
             out,

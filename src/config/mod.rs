@@ -1140,6 +1140,12 @@ filter = "{union_filter}"
                 "loopback",
             ),
             (
+                "url = \"postgresql://warden@db1/w\"\npassword_env = \"P\"\nca_file = \"c\"\n\
+                 leader_failover = \"500ms\"",
+                "store.leader_failover",
+                "at least 1s",
+            ),
+            (
                 "url = \"postgresql://warden@127.0.0.1/w\"\npassword = \"x\"\nplain = true",
                 "store.password",
                 "inline",

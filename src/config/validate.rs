@@ -1089,6 +1089,13 @@ fn store(ctx: &mut Ctx<'_>, s: raw::Store) -> StoreConfig {
             s.leader_failover.as_deref(),
             DEFAULT_LEADER_FAILOVER,
         );
+        if leader_failover < Duration::from_secs(1) {
+            // The lease is renewed every quarter of it, each round trip bounded by a quarter.
+            ctx.err(
+                path.key("leader_failover"),
+                "must be at least 1s; the leader renews its lease every quarter of it",
+            );
+        }
         let (host, port, user, dbname) = parsed.ok()?;
         Some(PostgresStoreConfig {
             url,

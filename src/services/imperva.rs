@@ -43,6 +43,9 @@ async fn push_loop(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
             changed = snapshots.changed() => if changed.is_err() { break },
             () = retry.due() => {}
         }
+        if super::term_ended(&warden) {
+            break;
+        }
         let (mut failed, mut waiting) = (false, false);
         for (push, last) in config.pushes.iter().zip(pushed.iter_mut()) {
             let current = warden.data_set(&push.data_set);
