@@ -134,6 +134,8 @@ struct Authentication {
 enum AuthStep {
     /// Forward these now; more is to come.
     Forward(Vec<u8>),
+    /// Forward these now, ending with `AuthenticationOk`: decide before anything else.
+    Authenticated(Vec<u8>),
     /// The server is ready: forward `now`, decide, then forward the held messages and
     /// stream `rest`.
     Ready { now: Vec<u8>, rest: Vec<u8> },
@@ -159,11 +161,16 @@ impl Authentication {
                 }
                 _ => {}
             }
-            let before_ok = !self.authenticated;
-            if wire::authentication_code(&message) == Some(0) {
-                self.authenticated = true;
-            }
-            if before_ok {
+            if !self.authenticated {
+                now.extend_from_slice(&message);
+                if wire::authentication_code(&message) == Some(0) {
+                    self.authenticated = true;
+                    return Ok(AuthStep::Authenticated(now));
+                }
+            } else if message[0] == wire::server::ERROR {
+                // The server refused the session itself after authenticating it (a setting
+                // it would not take, a database that is gone): the client hears why.
+                now.append(&mut self.held);
                 now.extend_from_slice(&message);
             } else {
                 if self.held.len() + message.len() > MAX_HELD {
@@ -182,6 +189,62 @@ impl Authentication {
             }
         }
         Ok(AuthStep::Forward(now))
+    }
+}
+
+/// Where authentication stands after the server's latest bytes.
+enum Admission {
+    Pending,
+    Refused(End),
+    /// The server is ready and the login allowed: the held messages go to the client, `rest`
+    /// streams.
+    Admitted {
+        rest: Vec<u8>,
+    },
+}
+
+/// Takes the server's bytes while authentication runs and decides twice: at
+/// `AuthenticationOk` on every name the start-up message asks for (before the server acts on
+/// any of them for the client), and at the first `ReadyForQuery` again with the role the
+/// server reports, on the snapshot of that moment.
+fn authenticate(
+    gate: &Gate,
+    auth: &mut Authentication,
+    chunk: &[u8],
+    login: &mut Login,
+    client: &str,
+    out: &mut ClientOut,
+) -> Result<Admission, wire::FrameError> {
+    let mut chunk = chunk;
+    loop {
+        let now = match auth.read(chunk)? {
+            AuthStep::Forward(now) => {
+                out.push(&now);
+                return Ok(Admission::Pending);
+            }
+            AuthStep::Authenticated(now) => now,
+            AuthStep::Ready { now, rest } => {
+                out.push(&now);
+                if let Some(user) = &auth.reported_user {
+                    for name in super::login::server_names(user) {
+                        login.add_role(name);
+                    }
+                }
+                return Ok(match gate.verdict(login, client, false) {
+                    Verdict::Allow => Admission::Admitted { rest },
+                    refused => Admission::Refused(by_policy(gate, login, client, refused, false)),
+                });
+            }
+        };
+        out.push(&now);
+        if let refused @ (Verdict::Block { .. } | Verdict::Undecided { .. }) =
+            gate.verdict(login, client, true)
+        {
+            return Ok(Admission::Refused(by_policy(
+                gate, login, client, refused, false,
+            )));
+        }
+        chunk = &[];
     }
 }
 
@@ -252,24 +315,15 @@ pub(super) async fn relay(
                     Ok(n) => n,
                 };
                 flow.touch();
-                let streamed = match auth.as_mut().map(|a| a.read(&buf[..n])) {
+                let admission = auth
+                    .as_mut()
+                    .map(|a| authenticate(gate, a, &buf[..n], &mut login, &client_ip, &mut out));
+                let streamed = match admission {
                     None => Ok(buf[..n].to_vec()),
-                    Some(Ok(AuthStep::Forward(now))) => {
-                        out.push(&now);
-                        continue;
-                    }
-                    Some(Ok(AuthStep::Ready { now, rest })) => {
-                        out.push(&now);
+                    Some(Ok(Admission::Pending)) => continue,
+                    Some(Ok(Admission::Refused(end))) => break end,
+                    Some(Ok(Admission::Admitted { rest })) => {
                         let Some(done) = auth.take() else { break End::Closed };
-                        if let Some(user) = &done.reported_user {
-                            for name in super::login::server_names(user) {
-                                login.add_role(name);
-                            }
-                        }
-                        match gate.verdict(&login, &client_ip, true) {
-                            Verdict::Allow => {}
-                            refused => break by_policy(gate, &login, &client_ip, refused, false),
-                        }
                         // The held messages end with the first ReadyForQuery, which answers
                         // no request: boundaries learn it, the flow does not count it.
                         bounds.advance(&done.held, false).ok();

@@ -15,6 +15,7 @@ pub mod server {
     /// `AuthenticationOk` and the other authentication requests.
     pub const AUTHENTICATION: u8 = b'R';
     pub const BACKEND_KEY: u8 = b'K';
+    pub const ERROR: u8 = b'E';
     pub const PARAMETER_STATUS: u8 = b'S';
     pub const READY_FOR_QUERY: u8 = b'Z';
     /// `CopyInResponse`: the server takes `CopyData` until `CopyDone`/`CopyFail`.

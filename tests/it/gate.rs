@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Server, eventually, free_port, list_config, postgres, start_warden};
 
+mod wire_client;
+use wire_client::Wire;
+
 struct Gate {
     server: Server,
     port: u16,
@@ -681,8 +684,9 @@ upstream_ca_file = "{ca}"
     );
 }
 
-/// Runs SQL on the test server as its superuser (over its socket).
-fn pg_admin(sql: &str) {
+/// Runs SQL in `appdb` on the test server as its superuser (over its socket); returns what it
+/// printed.
+fn pg_admin(sql: &str) -> String {
     let pg = postgres();
     let out = Command::new("runuser")
         .args([
@@ -692,6 +696,7 @@ fn pg_admin(sql: &str) {
             "psql",
             "-X",
             "-q",
+            "-At",
             "-v",
             "ON_ERROR_STOP=1",
         ])
@@ -703,7 +708,7 @@ fn pg_admin(sql: &str) {
             "-U",
             "postgres",
             "-d",
-            "postgres",
+            "appdb",
             "-c",
             sql,
         ])
@@ -711,6 +716,7 @@ fn pg_admin(sql: &str) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{sql}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The seed's own last step, end to end: an incident's response puts a user on the list, the
@@ -850,4 +856,464 @@ fn the_seed_through_the_gate_refuses_psql_and_ends_the_open_session() {
         text(&refused)
     );
     pg_admin(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""));
+}
+
+/// Whether backend `pid` still runs a statement (`active`) on the test server.
+fn backend_state(pid: u32) -> String {
+    pg_admin(&format!(
+        "SELECT coalesce(max(state), 'gone') FROM pg_stat_activity WHERE pid = {pid}"
+    ))
+}
+
+/// A table alice may write, made afresh.
+fn fresh_table(name: &str, columns: &str) {
+    pg_admin(&format!(
+        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({columns}); \
+         GRANT ALL ON {name} TO alice"
+    ));
+}
+
+/// Issue 24 §3: a client with a small receive buffer leaves a large result unread and streams
+/// COPY rows; its user is blocked. The gate stops its bytes at once, cancels and closes the
+/// upstream without waiting on it: no row sent after the block (plus a second of grace) is
+/// committed, nor the INSERT after the COPY, and the backend is gone within 5 s. (Before: the
+/// end waited in a write to the client while rows kept flowing and committing.)
+#[test]
+fn a_client_that_stops_reading_is_ended_and_nothing_it_sends_after_the_block_commits() {
+    let gate = start_gate();
+    let table = "gate_stuck_reader";
+    fresh_table(table, "n int");
+    let mut w = Wire::connect(gate.port, true, Some(4096)).unwrap();
+    w.login(b"alice", &postgres().password("alice"), &[])
+        .unwrap();
+    let (pid, _) = w.key.clone().unwrap();
+    w.send(&wire_client::query("SELECT repeat('x', 3000000)"))
+        .unwrap();
+    w.send(&wire_client::query(&format!("COPY {table} FROM STDIN")))
+        .unwrap();
+    let mut listed: Option<Instant> = None;
+    let mut cutoff = None;
+    for n in 0..200u32 {
+        if n == 10 {
+            assert_eq!(gate.server.add_member("alice"), 201);
+            listed = Some(Instant::now());
+        }
+        if let Some(at) = listed {
+            if cutoff.is_none() && at.elapsed() > Duration::from_secs(1) {
+                cutoff = Some(n);
+            }
+            if at.elapsed() > Duration::from_secs(4) {
+                break;
+            }
+        }
+        if w.send(&wire_client::copy_data(format!("{n}\n").as_bytes()))
+            .is_err()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = w.send(&wire_client::copy_done());
+    let _ = w.send(&wire_client::query(&format!(
+        "INSERT INTO {table} VALUES (-1)"
+    )));
+    let listed = listed.unwrap();
+    let gone = eventually(
+        Duration::from_secs(5).saturating_sub(listed.elapsed()),
+        || backend_state(pid) == "gone",
+    );
+    drop(w);
+    assert!(
+        gone.is_some(),
+        "backend {pid} still {} {:?} after the block\n{}",
+        backend_state(pid),
+        listed.elapsed(),
+        gate.server.logs()
+    );
+    let cutoff = cutoff.unwrap_or(u32::MAX);
+    let late = pg_admin(&format!(
+        "SELECT count(*) FROM {table} WHERE n >= {cutoff} OR n = -1"
+    ));
+    let all = pg_admin(&format!("SELECT count(*) FROM {table}"));
+    println!("rows committed: {all} (after the block + 1 s: {late})");
+    assert_eq!(late, "0", "rows sent after the block were committed");
+}
+
+/// Issue 24 §3: a client that hangs up while its statement runs (a DO loop inserting rows)
+/// has the statement cancelled: it stops within 3 s. (Before: it ran until someone
+/// terminated the backend.)
+#[test]
+fn a_client_that_hangs_up_mid_statement_has_it_cancelled() {
+    let gate = start_gate();
+    let table = "gate_hang_up";
+    fresh_table(table, "n int");
+    let mut w = Wire::connect(gate.port, true, None).unwrap();
+    w.login(b"alice", &postgres().password("alice"), &[])
+        .unwrap();
+    let (pid, _) = w.key.clone().unwrap();
+    w.send(&wire_client::query(&format!(
+        "DO $$ BEGIN LOOP INSERT INTO {table} VALUES (1); PERFORM pg_sleep(0.01); END LOOP; END $$"
+    )))
+    .unwrap();
+    let running = eventually(Duration::from_secs(10), || backend_state(pid) == "active");
+    assert!(
+        running.is_some(),
+        "{}: {:?}",
+        backend_state(pid),
+        w.until_ready()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let hung_up = Instant::now();
+    drop(w);
+    let stopped = eventually(Duration::from_secs(3), || backend_state(pid) != "active");
+    println!(
+        "the statement stopped {:?} after the hang-up",
+        hung_up.elapsed()
+    );
+    assert!(
+        stopped.is_some(),
+        "backend {pid} still {} 3 s after its client hung up",
+        backend_state(pid)
+    );
+}
+
+/// A loopback proxy to the test server that holds each connection `delay` before it connects
+/// on: a slow upstream accept.
+fn slow_proxy(delay: Duration) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = postgres().port;
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut c, mut s) = (client, server);
+                let _ = std::io::copy(&mut s, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+    port
+}
+
+/// Issue 24 §3: a block published while the gate connects upstream is not missed: alice's
+/// connect through a slow upstream, alice listed 0.5 s into it, is refused. (Before: the
+/// relay subscribed to swaps after connecting and alice worked.)
+#[test]
+fn a_block_published_while_the_gate_connects_upstream_is_not_missed() {
+    let pg = postgres();
+    let port = free_port();
+    let proxy = slow_proxy(Duration::from_secs(2));
+    let gates = format!(
+        "[[gates]]\nname = \"slow\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{proxy}\"\n\
+         service = \"pg-slow\"\ntls_cert_file = \"{dir}/tls/server.pem\"\n\
+         tls_key_file = \"{dir}/tls/server.key\"\nupstream_ca_file = \"{}\"\n",
+        pg.ca.display(),
+        dir = pg.dir.display(),
+    );
+    let gate = start_gates(&gates, &[port]);
+    let tls = format!("sslmode=verify-full sslrootcert={}", pg.ca.display());
+    let client = psql_at(port, "alice", &tls, "SELECT 'worked'")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(gate.server.add_member("alice"), 201);
+    let out = client.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("suspended by policy"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Issue 24 §4: the gate decides the name the server will use. A listed 63-byte role with
+/// `XYZ` appended (the server cuts it back), and a member of a listed role asking for it in
+/// `options` (`-c role=`, `--role=`, escaped, `session_authorization`) or as a start-up
+/// parameter, are refused; the member on its own is served.
+#[test]
+fn the_gate_decides_on_every_name_the_server_will_use() {
+    let gate = start_gate();
+    let pg = postgres();
+    let long = format!("gate_long_{}", "x".repeat(53));
+    assert_eq!(long.len(), 63);
+    let member = "gate_member";
+    let password = "Gate-member-9!";
+    pg_admin(&format!(
+        "CREATE ROLE \"{long}\" LOGIN PASSWORD '{password}'; \
+         CREATE ROLE {member} LOGIN PASSWORD '{password}'; GRANT alice TO {member}; \
+         GRANT CONNECT ON DATABASE appdb TO \"{long}\", {member}"
+    ));
+    assert_eq!(gate.server.add_member(&long), 201);
+    assert_eq!(gate.server.add_member("alice"), 201);
+    let tls = format!(
+        "sslmode=verify-full sslrootcert={} channel_binding=disable",
+        pg.ca.display()
+    );
+    let as_user = |user: &str, options: &str| {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={} dbname=appdb user={user} {tls}",
+                gate.port
+            ))
+            .args(["-X", "-At", "-c", "SELECT current_user"])
+            .env("PGPASSWORD", password)
+            .env("PGOPTIONS", options)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = as_user(&format!("{long}XYZ"), "");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("suspended by policy"),
+        "{}",
+        text(&out)
+    );
+    let out = as_user(member, "");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), member);
+    for options in [
+        "-c role=alice",
+        "--role=alice",
+        "-crole=al\\ice",
+        "-c ROLE=alice",
+        "-c session_authorization=alice",
+        "-c search_path=public -c role=alice",
+    ] {
+        let out = as_user(member, options);
+        assert!(!out.status.success(), "{options}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("suspended by policy"),
+            "{options}: {}",
+            text(&out)
+        );
+    }
+    // `role` as a start-up parameter of its own (libpq cannot send one; the wire can).
+    let mut w = Wire::connect(gate.port, true, None).unwrap();
+    let refused = w.login(member.as_bytes(), password, &[("role", b"alice")]);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("28000") && e.contains("suspended by policy")),
+        "{refused:?}"
+    );
+    pg_admin(&format!(
+        "DROP OWNED BY \"{long}\", {member}; DROP ROLE \"{long}\", {member}"
+    ));
+}
+
+/// Issue 24 §3b: large transfers through TLS with small receive buffers finish, both ways.
+/// Server → client: 4 MB read a moment after it was asked for; client → server: a query
+/// followed in the same write by a statement binding a 2 MB value. Before, the gate wrote to
+/// its TLS streams without flushing, and a socket that was full kept the tail in the gate's
+/// TLS buffer (3 runs in 40, 1 in 30). Forty runs of each, four clients at a time.
+#[test]
+fn large_transfers_through_tls_with_small_buffers_never_hang() {
+    let gate = start_gate();
+    let port = gate.port;
+    let password = postgres().password("alice");
+    let started = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let password = password.clone();
+            std::thread::spawn(move || {
+                for run in 0..10 {
+                    let mut w = Wire::connect(port, true, Some(4096)).unwrap();
+                    w.login(b"alice", &password, &[]).unwrap();
+                    w.send(&wire_client::query(
+                        "SELECT repeat('y', 100) FROM generate_series(1, 40000)",
+                    ))
+                    .unwrap();
+                    std::thread::sleep(Duration::from_millis(200 + 50 * (run % 4)));
+                    let answer = w.until_ready();
+                    assert!(
+                        answer.as_ref().is_ok_and(|m| m.len() == 40_003),
+                        "worker {worker} run {run}: result never finished: {:?}",
+                        answer.map(|m| m.len())
+                    );
+                    let big = vec![b'z'; 2 << 20];
+                    let mut both = wire_client::query("SELECT pg_sleep(0.05)");
+                    both.extend(wire_client::extended("SELECT length($1)", &[&big]));
+                    w.send(&both).unwrap();
+                    let first = w.until_ready();
+                    let second = w.until_ready();
+                    assert!(
+                        first.is_ok()
+                            && second.as_ref().is_ok_and(|m| m
+                                .iter()
+                                .any(|(k, b)| *k == b'D' && b.ends_with(b"2097152"))),
+                        "worker {worker} run {run}: the bind never reached the server: {second:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    println!("80 transfers in {:?}", started.elapsed());
+}
+
+/// Issue 24 §3b: `idle_timeout` leaves a pipeline alone while the server works on it: `select
+/// 1; sync; select pg_sleep(4); sync` in one write through a gate with a 2 s idle timeout
+/// completes. (Before: ReadyForQuery after the first sync and no new client bytes counted as
+/// idle, and the session ended with 57P05 at 2.5 s.)
+#[test]
+fn idle_timeout_leaves_a_running_pipeline_alone() {
+    let pg = postgres();
+    let port = free_port();
+    let gates = format!(
+        "[[gates]]\nname = \"idle\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\n\
+         service = \"pg-idle\"\nallow_plain = true\nupstream_plain = true\nidle_timeout = \"2s\"\n",
+        pg.port
+    );
+    let _gate = start_gates(&gates, &[port]);
+    let mut w = Wire::connect(port, false, None).unwrap();
+    w.login(b"alice", &pg.password("alice"), &[]).unwrap();
+    let mut pipeline = wire_client::extended("SELECT 1", &[]);
+    pipeline.extend(wire_client::extended("SELECT pg_sleep(4)", &[]));
+    w.send(&pipeline).unwrap();
+    for sync in ["first", "second"] {
+        let answer = w.until_ready().unwrap();
+        let errors: Vec<String> = answer
+            .iter()
+            .filter(|(k, _)| *k == b'E')
+            .map(|(_, b)| wire_client::error_text(b))
+            .collect();
+        assert!(errors.is_empty(), "{sync} sync: {errors:?}");
+    }
+}
+
+/// Issue 24 §3b: a CancelRequest over TLS is closed cleanly (close_notify) once forwarded, so
+/// libpq 18's `cancel_safe()` (psycopg) reports no "unexpected eof"; the query is cancelled.
+#[test]
+fn a_cancel_over_tls_is_closed_cleanly() {
+    let gate = start_gate();
+    let pg = postgres();
+    let mut w = Wire::connect(gate.port, true, None).unwrap();
+    w.login(b"alice", &pg.password("alice"), &[]).unwrap();
+    let (pid, secret) = w.key.clone().unwrap();
+    w.send(&wire_client::query("SELECT pg_sleep(30)")).unwrap();
+    let running = eventually(Duration::from_secs(10), || backend_state(pid) == "active");
+    assert!(running.is_some());
+    let mut cancel = Wire::connect(gate.port, true, None).unwrap();
+    cancel
+        .send(&wire_client::cancel_request(pid, &secret))
+        .unwrap();
+    let closed = cancel.read_to_end();
+    assert!(
+        closed.as_ref().is_ok_and(Vec::is_empty),
+        "the gate did not close the cancel's TLS stream cleanly: {closed:?}"
+    );
+    let answer = w.until_ready().unwrap();
+    assert!(
+        answer
+            .iter()
+            .any(|(k, b)| *k == b'E' && wire_client::error_text(b).starts_with("57014")),
+        "{answer:?}"
+    );
+
+    // The same through psycopg 3 (libpq 18): cancel_safe() from another thread.
+    let dsn = format!(
+        "host=127.0.0.1 port={} dbname=appdb user=alice password={} sslmode=verify-full \
+         sslrootcert={}",
+        gate.port,
+        pg.password("alice"),
+        pg.ca.display()
+    );
+    let script = r#"
+import sys, threading, time, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+failure = []
+def cancel():
+    time.sleep(1)
+    try:
+        conn.cancel_safe(timeout=10)
+    except Exception as e:
+        failure.append(repr(e))
+t = threading.Thread(target=cancel)
+t.start()
+try:
+    conn.execute("SELECT pg_sleep(30)")
+    print("not cancelled")
+except psycopg.errors.QueryCanceled:
+    print("cancelled")
+t.join()
+print("cancel_safe failed: " + failure[0] if failure else "cancel_safe ok")
+print("libpq", psycopg.pq.version())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &dsn])
+        .output()
+        .expect("python3 with psycopg 3 (scripts/postgres install provides it)");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("cancelled\ncancel_safe ok"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Issue 24 §3b: start-up parameters that are not UTF-8 pass as the server takes them
+/// (`PGAPPNAME=caf\xe9`); before, the gate refused them with 08P01.
+#[test]
+fn start_up_parameters_that_are_not_utf8_pass() {
+    use std::os::unix::ffi::OsStrExt;
+    let gate = start_gate();
+    let out = psql(
+        &gate,
+        "alice",
+        "verify-full",
+        &gate_ca(&gate),
+        "SELECT 'served'",
+    )
+    .env("PGAPPNAME", std::ffi::OsStr::from_bytes(b"caf\xe9"))
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "served");
+}
+
+/// Issue 24 §3b: a refusal comes after the server's AuthenticationOk. A listed user with
+/// libpq's default `sslmode=prefer` sees the refusal once (libpq does not retry without TLS
+/// and print "the gate accepts TLS connections only"), and a wrong password for a listed user
+/// gets the server's authentication failure, not a word about the list.
+#[test]
+fn refusals_come_after_authentication() {
+    let gate = start_gate();
+    let ca = gate_ca(&gate);
+    assert_eq!(gate.server.add_member("bob"), 201);
+    let out = psql(&gate, "bob", "prefer", &ca, "SELECT 1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(err.contains("suspended by policy"), "{}", text(&out));
+    assert!(!err.contains("TLS connections only"), "{}", text(&out));
+    let out = psql(&gate, "bob", "verify-full", &ca, "SELECT 1")
+        .env("PGPASSWORD", "not-bobs-password")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        err.contains("password authentication failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(!err.contains("suspended"), "{}", text(&out));
 }
