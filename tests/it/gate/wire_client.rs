@@ -80,6 +80,30 @@ impl Wire {
         }
     }
 
+    /// Messages up to and including the next `ReadyForQuery`, read as a slow client reads:
+    /// a pause after every `every` bytes.
+    pub fn until_ready_slowly(
+        &mut self,
+        every: usize,
+        pause: Duration,
+    ) -> io::Result<Vec<Message>> {
+        let mut out = Vec::new();
+        let mut since_pause = 0;
+        loop {
+            let m = self.read_message()?;
+            since_pause += m.1.len() + 5;
+            if since_pause >= every {
+                std::thread::sleep(pause);
+                since_pause = 0;
+            }
+            let done = m.0 == b'Z';
+            out.push(m);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Reads to the end of the stream: `Ok` on a clean close (TLS `close_notify`).
     pub fn read_to_end(&mut self) -> io::Result<Vec<u8>> {
         let mut rest = Vec::new();
