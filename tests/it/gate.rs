@@ -1217,6 +1217,20 @@ fn idle_timeout_leaves_a_running_pipeline_alone() {
     }
 }
 
+/// The Python with the gate tests' pinned clients, which `scripts/postgres install` makes.
+fn client_python() -> std::path::PathBuf {
+    let home = std::env::var_os("WARDEN_PG_CLIENTS_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pg-clients"));
+    let python = home.join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/postgres install",
+        python.display()
+    );
+    python
+}
+
 /// Issue 24 §3b: a CancelRequest over TLS is closed cleanly (close_notify) once forwarded, so
 /// libpq 18's `cancel_safe()` (psycopg) reports no "unexpected eof"; the query is cancelled.
 #[test]
@@ -1275,10 +1289,10 @@ t.join()
 print("cancel_safe failed: " + failure[0] if failure else "cancel_safe ok")
 print("libpq", psycopg.pq.version())
 "#;
-    let out = Command::new("python3")
+    let out = Command::new(client_python())
         .args(["-c", script, &dsn])
         .output()
-        .expect("python3 with psycopg 3 (scripts/postgres install provides it)");
+        .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && said.contains("cancelled\ncancel_safe ok"),
