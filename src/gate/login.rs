@@ -56,14 +56,15 @@ impl Login {
             roles: Vec::new(),
             applications: Vec::new(),
         };
-        // The server applies `options` first, then the other parameters; the gate decides on
-        // all of them, so the order does not matter here.
+        // The server applies `options` first, then the other parameters (which win); the gate
+        // decides on all of them. The parameters come first here so that the application name
+        // the session shows is the one the server keeps.
         let from_options = settings(&split_options(param("options").unwrap_or_default()));
         let from_params = params
             .iter()
             .filter(|(k, _)| !matches!(k.as_slice(), b"user" | b"database" | b"options"))
             .map(|(k, v)| (setting_name(k), v.clone()));
-        for (name, value) in from_options.into_iter().chain(from_params) {
+        for (name, value) in from_params.chain(from_options) {
             if ROLE_SETTINGS.contains(&name.as_str()) {
                 for role in server_names(&value) {
                     login.add_role(role);
@@ -311,11 +312,11 @@ mod tests {
         .unwrap();
         assert_eq!(l.user, "carol");
         assert_eq!(l.database, "appdb");
-        assert_eq!(l.roles, vec!["alice", "dave", "erin"]);
+        assert_eq!(l.roles, vec!["erin", "alice", "dave"]);
         assert_eq!(l.applications, vec!["caf\u{fffd}"]);
         assert_eq!(
             l.names().collect::<Vec<_>>(),
-            vec!["carol", "alice", "dave", "erin"]
+            vec!["carol", "erin", "alice", "dave"]
         );
         let long = format!("{}XYZ", "b".repeat(63));
         let l = login(&[("user", long.as_bytes())]).unwrap();

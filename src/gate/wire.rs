@@ -278,6 +278,41 @@ mod tests {
     }
 
     #[test]
+    fn authentication_and_parameter_status_are_read() {
+        assert_eq!(
+            authentication_code(&message(b'R', &0u32.to_be_bytes())),
+            Some(0)
+        );
+        assert_eq!(
+            authentication_code(&message(b'R', &10u32.to_be_bytes())),
+            Some(10)
+        );
+        assert_eq!(authentication_code(&message(b'R', b"")), None);
+        assert_eq!(authentication_code(&message(b'S', b"xxxx")), None);
+        let status = message(b'S', b"session_authorization\0alice\0");
+        assert_eq!(
+            parameter_status(&status),
+            Some((&b"session_authorization"[..], &b"alice"[..]))
+        );
+        assert_eq!(parameter_status(&message(b'S', b"x")), None);
+        assert_eq!(parameter_status(&message(b'Z', b"I")), None);
+    }
+
+    #[test]
+    fn boundaries_report_each_message_type() {
+        let mut stream = message(b'Q', b"select 1\0");
+        stream.extend_from_slice(&message(b'S', b""));
+        stream.extend_from_slice(&message(b'd', &[0; 40]));
+        let mut seen = Vec::new();
+        let mut b = Boundaries::default();
+        for piece in stream.chunks(7) {
+            b.advance_with(piece, false, |k| seen.push(k)).unwrap();
+        }
+        assert_eq!(seen, b"QSd");
+        assert!(b.at_boundary());
+    }
+
+    #[test]
     fn boundaries_across_split_reads() {
         let mut stream = message(b'D', &[9; 10]);
         stream.extend_from_slice(&message(b'C', b"SELECT 1\0"));
