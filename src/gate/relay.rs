@@ -318,8 +318,8 @@ pub(super) async fn relay(
                 let admission = auth
                     .as_mut()
                     .map(|a| authenticate(gate, a, &buf[..n], &mut login, &client_ip, &mut out));
-                let streamed = match admission {
-                    None => Ok(buf[..n].to_vec()),
+                let rest = match admission {
+                    None => None,
                     Some(Ok(Admission::Pending)) => continue,
                     Some(Ok(Admission::Refused(end))) => break end,
                     Some(Ok(Admission::Admitted { rest })) => {
@@ -342,22 +342,23 @@ pub(super) async fn relay(
                         ));
                         gate.counters.session_opened();
                         let _ = admit.send(true);
-                        Ok(rest)
+                        Some(rest)
                     }
-                    Some(Err(e)) => Err(e),
-                };
-                let counted = streamed.and_then(|chunk| {
-                    let mut s = flow.state();
-                    bounds.advance_with(&chunk, false, |kind| Flow::server_message(&mut s, kind))?;
-                    Ok(chunk)
-                });
-                match counted {
-                    Ok(chunk) => out.push(&chunk),
-                    Err(e) => {
-                        tracing::warn!(gate = %gate.config.name, error = %e, "server stream not understood; session closed");
+                    Some(Err(e)) => {
+                        tracing::warn!(gate = %gate.config.name, error = %e, "server stream not understood during authentication; session closed");
                         break End::Closed;
                     }
+                };
+                let chunk = rest.as_deref().unwrap_or(&buf[..n]);
+                let counted = {
+                    let mut s = flow.state();
+                    bounds.advance_with(chunk, false, |kind| Flow::server_message(&mut s, kind))
+                };
+                if let Err(e) = counted {
+                    tracing::warn!(gate = %gate.config.name, error = %e, "server stream not understood; session closed");
+                    break End::Closed;
                 }
+                out.push(chunk);
             }
             written = out.progress(&mut cw), if out.pending() => match written {
                 Ok(n) => gate.counters.relayed_to_client(n),
@@ -524,22 +525,25 @@ async fn client_to_server(
         }
     }
     let mut bounds = wire::Boundaries::default();
-    let mut chunk = pending;
+    let mut stream = |chunk: &[u8]| {
+        let mut s = flow.state();
+        s.last_activity = Instant::now();
+        bounds.advance_with(chunk, false, |kind| Flow::client_message(&mut s, kind))
+    };
+    // What was held for the decision, then the rest as it comes.
+    if stream(&pending).is_err() || forward(&mut upstream, &pending).await.is_err() {
+        return;
+    }
+    counters.relayed_to_server(pending.len());
     loop {
-        let counted = {
-            let mut s = flow.state();
-            s.last_activity = Instant::now();
-            bounds.advance_with(&chunk, false, |kind| Flow::client_message(&mut s, kind))
-        };
-        if counted.is_err() || forward(&mut upstream, &chunk).await.is_err() {
-            return;
-        }
-        counters.relayed_to_server(chunk.len());
         let n = match client.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        chunk = buf[..n].to_vec();
+        if stream(&buf[..n]).is_err() || forward(&mut upstream, &buf[..n]).await.is_err() {
+            return;
+        }
+        counters.relayed_to_server(n);
     }
 }
 
