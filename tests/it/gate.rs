@@ -1219,10 +1219,7 @@ fn idle_timeout_leaves_a_running_pipeline_alone() {
 
 /// The Python with the gate tests' pinned clients, which `scripts/postgres install` makes.
 fn client_python() -> std::path::PathBuf {
-    let home = std::env::var_os("WARDEN_PG_CLIENTS_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pg-clients"));
-    let python = home.join("venv/bin/python");
+    let python = clients_home().join("venv/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run scripts/postgres install",
@@ -1349,4 +1346,168 @@ fn refusals_come_after_authentication() {
         text(&out)
     );
     assert!(!err.contains("suspended"), "{}", text(&out));
+}
+
+/// The gate tests' clients' home (`scripts/postgres install` fills it).
+fn clients_home() -> std::path::PathBuf {
+    std::env::var_os("WARDEN_PG_CLIENTS_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pg-clients"))
+}
+
+/// Issue 24 §3b, with the refusal now after authentication: psycopg 3, asyncpg and
+/// node-postgres each query as an allowed user, surface a listed user's refusal (28000) and
+/// the end of their own session when their user is listed (57P01), over verified TLS.
+#[test]
+fn psycopg_asyncpg_and_node_postgres_see_refusals_and_ends() {
+    let gate = start_gate();
+    let pg = postgres();
+    let ca = pg.ca.display().to_string();
+    let password = "Gate-client-9!";
+    let users = ["gate_psycopg", "gate_asyncpg", "gate_node"];
+    for user in users {
+        pg_admin(&format!(
+            "CREATE ROLE {user} LOGIN PASSWORD '{password}'; GRANT CONNECT ON DATABASE appdb TO {user}"
+        ));
+    }
+    assert_eq!(gate.server.add_member("bob"), 201);
+    let bob = pg.password("bob");
+    let port = gate.port.to_string();
+    let psycopg = r#"
+import sys, psycopg
+port, ca, user, password, bob = sys.argv[1:]
+dsn = f"host=127.0.0.1 port={port} dbname=appdb sslmode=verify-full sslrootcert={ca}"
+try:
+    psycopg.connect(f"{dsn} user=bob password={bob}")
+    print("bob connected")
+except psycopg.OperationalError as e:
+    print("refused:", e)
+conn = psycopg.connect(f"{dsn} user={user} password={password}", autocommit=True)
+print("ok", conn.execute("select current_user").fetchone()[0], flush=True)
+try:
+    conn.execute("select pg_sleep(30)")
+    print("not ended")
+except psycopg.Error as e:
+    print("ended:", e.sqlstate, e)
+"#;
+    let asyncpg = r#"
+import asyncio, ssl, sys, asyncpg
+port, ca, user, password, bob = sys.argv[1:]
+tls = ssl.create_default_context(cafile=ca)
+async def main():
+    args = dict(host="127.0.0.1", port=int(port), database="appdb", ssl=tls)
+    try:
+        await asyncpg.connect(user="bob", password=bob, **args)
+        print("bob connected")
+    except Exception as e:
+        print("refused:", getattr(e, "sqlstate", "?"), e)
+    conn = await asyncpg.connect(user=user, password=password, **args)
+    print("ok", await conn.fetchval("select current_user"), flush=True)
+    try:
+        await conn.execute("select pg_sleep(30)")
+        print("not ended")
+    except Exception as e:
+        print("ended:", getattr(e, "sqlstate", "?"), e)
+asyncio.run(main())
+"#;
+    let node = r#"
+const { Client } = require('pg');
+const fs = require('fs');
+const [port, ca, user, password, bob] = process.argv.slice(1);
+const base = { host: '127.0.0.1', port: Number(port), database: 'appdb',
+               ssl: { ca: fs.readFileSync(ca), servername: 'localhost' } };
+(async () => {
+  try {
+    const b = new Client({ ...base, user: 'bob', password: bob });
+    await b.connect();
+    console.log('bob connected');
+  } catch (e) {
+    console.log('refused:', e.code, e.message);
+  }
+  const c = new Client({ ...base, user, password });
+  c.on('error', () => {});
+  await c.connect();
+  const r = await c.query('select current_user');
+  console.log('ok', r.rows[0].current_user);
+  try {
+    await c.query('select pg_sleep(30)');
+    console.log('not ended');
+  } catch (e) {
+    console.log('ended:', e.code, e.message);
+  }
+  process.exit(0);
+})();
+"#;
+    let home = clients_home();
+    let python = client_python();
+    let node_modules = home.join("node/node_modules");
+    assert!(
+        node_modules.join("pg").exists(),
+        "{} is missing: run scripts/postgres install",
+        node_modules.display()
+    );
+    // `python -c SCRIPT ARGS…` and `node -e SCRIPT ARGS…` alike.
+    let run = |program: &Path, flag: &str, script: &str, user: &str| {
+        Command::new(program)
+            .args([flag, script])
+            .args([port.as_str(), ca.as_str(), user, password, bob.as_str()])
+            .env("NODE_PATH", &node_modules)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let clients = vec![
+        (users[0], run(&python, "-c", psycopg, users[0])),
+        (users[1], run(&python, "-c", asyncpg, users[1])),
+        (users[2], run(Path::new("node"), "-e", node, users[2])),
+    ];
+    let open = eventually(Duration::from_secs(30), || {
+        let sessions = gate.server.get("/v1/gates").body;
+        users
+            .iter()
+            .all(|u| sessions.contains(&format!("\"user\":\"{u}\"")))
+    });
+    if open.is_none() {
+        let said: Vec<String> = clients
+            .into_iter()
+            .map(|(user, mut child)| {
+                let _ = child.kill();
+                format!("{user}: {}", text(&child.wait_with_output().unwrap()))
+            })
+            .collect();
+        panic!(
+            "not every client got a session: {}\n{}",
+            gate.server.get("/v1/gates").body,
+            said.join("\n")
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for user in users {
+        assert_eq!(gate.server.add_member(user), 201);
+    }
+    for (user, child) in clients {
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        println!("{user}:\n{said}");
+        assert!(out.status.success(), "{user}: {}", text(&out));
+        let lines: Vec<&str> = said.lines().collect();
+        assert!(
+            lines.len() == 3
+                && lines[0].starts_with("refused:")
+                && lines[0].contains("access for this user is suspended by policy"),
+            "{user}: {}",
+            text(&out)
+        );
+        assert_eq!(lines[1], format!("ok {user}"), "{user}: {}", text(&out));
+        assert!(
+            lines[2].starts_with("ended:")
+                && lines[2].contains("your access was suspended by policy"),
+            "{user}: {}",
+            text(&out)
+        );
+    }
+    for user in users {
+        pg_admin(&format!("DROP OWNED BY {user}; DROP ROLE {user}"));
+    }
 }
