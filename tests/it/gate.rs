@@ -89,6 +89,15 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Asserts that a client command failed and said `needle` on stderr.
+fn fails_saying(out: &Output, needle: &str) {
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains(needle),
+        "expected a failure saying {needle:?}: {}",
+        text(out)
+    );
+}
+
 fn gate_ca(_gate: &Gate) -> std::path::PathBuf {
     postgres().ca.clone()
 }
@@ -450,16 +459,21 @@ upstream_ca_file = "{ca}"
     assert!(out.status.success(), "{}", text(&out));
 }
 
-#[test]
-fn a_session_waiting_on_its_client_ends_after_idle_timeout_a_long_query_does_not() {
-    let pg = postgres();
+/// A plain gate (plain upstream) with this `idle_timeout`, and its port.
+fn idle_gate(idle_timeout: &str) -> (Gate, u16) {
     let port = free_port();
     let gates = format!(
         "[[gates]]\nname = \"idle\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\n\
-         service = \"pg-idle\"\nallow_plain = true\nupstream_plain = true\nidle_timeout = \"1s\"\n",
-        pg.port
+         service = \"pg-idle\"\nallow_plain = true\nupstream_plain = true\n\
+         idle_timeout = \"{idle_timeout}\"\n",
+        postgres().port
     );
-    let gate = start_gates(&gates, &[port]);
+    (start_gates(&gates, &[port]), port)
+}
+
+#[test]
+fn a_session_waiting_on_its_client_ends_after_idle_timeout_a_long_query_does_not() {
+    let (gate, port) = idle_gate("1s");
 
     // A query that runs longer than idle_timeout is not idle.
     let out = psql_at(port, "alice", "sslmode=disable", "SELECT pg_sleep(3)")
@@ -1031,12 +1045,7 @@ fn a_block_published_while_the_gate_connects_upstream_is_not_missed() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(gate.server.add_member("alice"), 201);
     let out = client.wait_with_output().unwrap();
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("suspended by policy"),
-        "{}",
-        text(&out)
-    );
+    fails_saying(&out, "suspended by policy");
 }
 
 /// Issue 24 §4: the gate decides the name the server will use. A listed 63-byte role with
@@ -1077,12 +1086,7 @@ fn the_gate_decides_on_every_name_the_server_will_use() {
             .unwrap()
     };
     let out = as_user(&format!("{long}XYZ"), "");
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("suspended by policy"),
-        "{}",
-        text(&out)
-    );
+    fails_saying(&out, "suspended by policy");
     let out = as_user(member, "");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), member);
@@ -1095,12 +1099,7 @@ fn the_gate_decides_on_every_name_the_server_will_use() {
         "-c search_path=public -c role=alice",
     ] {
         let out = as_user(member, options);
-        assert!(!out.status.success(), "{options}: {}", text(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("suspended by policy"),
-            "{options}: {}",
-            text(&out)
-        );
+        fails_saying(&out, "suspended by policy");
     }
     // `role` as a start-up parameter of its own (libpq cannot send one; the wire can).
     let mut w = Wire::connect(gate.port, true, None).unwrap();
@@ -1193,16 +1192,10 @@ fn large_transfers_through_tls_to_slow_peers_never_hang() {
 /// idle, and the session ended with 57P05 at 2.5 s.)
 #[test]
 fn idle_timeout_leaves_a_running_pipeline_alone() {
-    let pg = postgres();
-    let port = free_port();
-    let gates = format!(
-        "[[gates]]\nname = \"idle\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\n\
-         service = \"pg-idle\"\nallow_plain = true\nupstream_plain = true\nidle_timeout = \"2s\"\n",
-        pg.port
-    );
-    let _gate = start_gates(&gates, &[port]);
+    let (_gate, port) = idle_gate("2s");
     let mut w = Wire::connect(port, false, None).unwrap();
-    w.login(b"alice", &pg.password("alice"), &[]).unwrap();
+    w.login(b"alice", &postgres().password("alice"), &[])
+        .unwrap();
     let mut pipeline = wire_client::extended("SELECT 1", &[]);
     pipeline.extend(wire_client::extended("SELECT pg_sleep(4)", &[]));
     w.send(&pipeline).unwrap();
