@@ -11,10 +11,11 @@
 //! is reached over TLS verified against `upstream_ca_file` (or plain by opt-in), and
 //! authentication stays between client and server: the gate never sees a password.
 //!
-//! **The decision comes after authentication** ([`relay`]): at the server's first
-//! `ReadyForQuery`, in-process ([`Warden::decide`]) for each name as `db_user`, with
-//! `application_name` as `source_app`, the peer address as `client_ip` and the gate's
-//! `service`, plus the role the server reports (`session_authorization`). A block is a FATAL
+//! **The decision comes after authentication** ([`relay`]): at the server's `AuthenticationOk`,
+//! in-process ([`Warden::decide`]) for each name as `db_user`, with `application_name` as
+//! `source_app`, the peer address as `client_ip` and the gate's `service`; and again at its
+//! first `ReadyForQuery`, with the role the server reports (`session_authorization`) added and
+//! the snapshot of that moment. A block is a FATAL
 //! `ErrorResponse` (SQLSTATE 28000) naming the policy. Deciding there costs a blocked user's
 //! login a server connection and an authentication (measured in BENCHMARKS.md), and buys two
 //! things: a client without the password learns nothing about the list (it gets the server's
@@ -34,7 +35,9 @@
 //! With another certificate a TLS upstream fails for clients that prefer channel binding
 //! (libpq's default); they need `channel_binding=disable`, or the upstream must be plain
 //! (`upstream_plain`, loopback), where the server offers no channel binding at all.
-//! [`wire::strip_channel_binding`] is kept for clients that do not send `y`.
+//! A client on plain TCP (`allow_plain`) in front of a TLS upstream cannot bind at all: for it
+//! the gate takes SCRAM-SHA-256-PLUS out of the offer ([`wire::strip_channel_binding`]), and
+//! it answers `n`, which the server accepts.
 //!
 //! **Framing.** Both directions are relayed with message boundaries tracked
 //! ([`wire::Boundaries`]) and every write flushed (a TLS stream keeps what a full socket did not
@@ -52,8 +55,8 @@
 //! it again on the new configuration. Open sessions are not ended by that (nor by shutdown's
 //! drain: they end when warden exits); they keep being checked against every new snapshot.
 //!
-//! **Audit.** A refused connection comes from a peer nobody authenticated, so it never costs
-//! one store write: refusals of blocked users and sessions ended by policy are tallied in a
+//! **Audit.** Anyone who can reach the gate can make it refuse, so a refusal never costs one
+//! store write: refusals of blocked users and sessions ended by policy are tallied in a
 //! bounded in-memory map (by gate, user, policy; at most [`MAX_TALLY`] keys, the rest counted
 //! as overflow) that each gate service writes to the audit log as one `gate.refused` /
 //! `gate.ended` record per key with its count, every [`AUDIT_FLUSH`] and when it stops. Every

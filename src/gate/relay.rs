@@ -326,21 +326,9 @@ pub(super) async fn relay(
                         let Some(done) = auth.take() else { break End::Closed };
                         // The held messages end with the first ReadyForQuery, which answers
                         // no request: boundaries learn it, the flow does not count it.
-                        bounds.advance(&done.held, false).ok();
+                        let _ = bounds.advance(&done.held, false);
                         out.push(&done.held);
-                        session = Some(gate.gates.register(
-                            &gate.config.name,
-                            SessionInfo {
-                                user: login.user.clone(),
-                                database: login.database.clone(),
-                                application: login.applications.first().cloned(),
-                                client: peer.to_string(),
-                                since: format_rfc3339(crate::base::time::now()),
-                                backend_pid: done.key.as_ref().map(|(pid, _)| *pid),
-                            },
-                            done.key,
-                        ));
-                        gate.counters.session_opened();
+                        session = Some(open_session(gate, &login, peer, done.key));
                         let _ = admit.send(true);
                         Some(rest)
                     }
@@ -384,13 +372,13 @@ pub(super) async fn relay(
             }
         }
     };
-    let key = session.as_ref().and_then(|s: &super::SessionGuard| s.key());
+    let key = session.as_ref().and_then(super::SessionGuard::key);
     let statement_runs = flow.outstanding();
     let at_boundary = auth.is_some() || bounds.at_boundary();
     let (cancel, last_words) = match end {
         End::Closed => (false, None),
         End::ClientGone => (statement_runs, None),
-        End::Refused { words, .. } => (false, Some(words)),
+        End::Refused { words } => (false, Some(words)),
         End::Ended { reason, words } => {
             gate.counters.ended(reason);
             (true, Some(words))
@@ -418,6 +406,25 @@ pub(super) async fn relay(
     if session.is_some() {
         gate.counters.session_closed();
     }
+}
+
+/// Registers an admitted session (for `GET /v1/gates` and cancel requests) and counts it.
+fn open_session(
+    gate: &Gate,
+    login: &Login,
+    peer: SocketAddr,
+    key: Option<(u32, Vec<u8>)>,
+) -> super::SessionGuard {
+    let info = SessionInfo {
+        user: login.user.clone(),
+        database: login.database.clone(),
+        application: login.applications.first().cloned(),
+        client: peer.to_string(),
+        since: format_rfc3339(crate::base::time::now()),
+        backend_pid: key.as_ref().map(|(pid, _)| *pid),
+    };
+    gate.counters.session_opened();
+    gate.gates.register(&gate.config.name, info, key)
 }
 
 /// Brings the client's stream to a message boundary: writes what is on its way, then takes
