@@ -1027,7 +1027,7 @@ fn slow_proxy(delay: Duration) -> u16 {
 fn a_block_published_while_the_gate_connects_upstream_is_not_missed() {
     let pg = postgres();
     let port = free_port();
-    let proxy = slow_proxy(Duration::from_secs(2));
+    let proxy = slow_proxy(Duration::from_secs(3));
     let gates = format!(
         "[[gates]]\nname = \"slow\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{proxy}\"\n\
          service = \"pg-slow\"\ntls_cert_file = \"{dir}/tls/server.pem\"\n\
