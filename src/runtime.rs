@@ -32,6 +32,7 @@ use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberFie
 use crate::decide::Dispatcher;
 use crate::decide::{CompileError, Decision, Engine, IndexCache, Published, Request, Snapshot};
 use crate::directory::Directory;
+use crate::events::{Decisions, Events};
 use crate::metrics::Metrics;
 use crate::model::dataset::{
     Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records,
@@ -128,6 +129,10 @@ pub struct Warden {
     metrics: Metrics,
     actions: Dispatcher,
     denials: Denials,
+    /// SIEM sinks (inert until the events service starts them).
+    events: Events,
+    /// Which decisions are recorded (the decision log, sinks that take decisions).
+    decisions: Decisions,
     state: Mutex<State>,
     list_changes: tokio::sync::watch::Sender<u64>,
     /// The store revision the state in `state` was last loaded at (see
@@ -153,6 +158,17 @@ impl Warden {
         let keys = KeyRing::load(&store)?;
         let directories = directories_for(&config, &HashMap::new());
         let actions = Dispatcher::with_capacity(config.server.followed_action_queue);
+        // A sink with a new queue reports the audit log from here on.
+        let audit_origin = if config.events.sinks.is_empty() {
+            0
+        } else {
+            store.newest_audit_id()?
+        };
+        let events = Events::new(&config.events, audit_origin);
+        let decisions = Decisions::new(
+            config.decision_log.enabled || events.takes_decisions(),
+            config.decision_log.allow_sample,
+        );
         let warden = Warden {
             config: ArcSwap::from_pointee(config),
             source: None,
@@ -166,6 +182,8 @@ impl Warden {
             metrics: Metrics::default(),
             actions,
             denials: Denials::default(),
+            events,
+            decisions,
             state: Mutex::new(State {
                 data_sets,
                 generations,
@@ -249,6 +267,7 @@ impl Warden {
                 &next.identity,
             )
             .map_err(WardenError::from)?
+            .with_generations(&generations)
         };
         // Everything is built: from here on nothing can fail but the list rows, which are
         // idempotent and harmless to a config that is then not applied.
@@ -319,6 +338,16 @@ impl Warden {
         &self.actions
     }
 
+    /// Where SIEM events go: every layer above emits through this.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Which decisions are recorded, and the decision log's writer.
+    pub fn decisions(&self) -> &Decisions {
+        &self.decisions
+    }
+
     /// Decides `request` against `snapshot` and records the decision (see
     /// [`Warden::record_decision`]). Every front end that answers a decision decides here, so
     /// counters and followed actions never depend on which one asked.
@@ -330,8 +359,10 @@ impl Warden {
     }
 
     /// The side effects of a decision taken from `snapshot` in `took`: the outcome and the
-    /// matched policies counted, followed actions offered (never waiting; a full queue drops
-    /// and counts). For batches decided with [`Snapshot::decide_batch`], once per decision.
+    /// matched policies counted, followed actions offered, and the decision recorded (every
+    /// block and error, allows as sampled) for the decision log and the SIEM sinks — none of
+    /// it waiting (a full queue drops and counts). For batches decided with
+    /// [`Snapshot::decide_batch`], once per decision.
     pub fn record_decision(
         &self,
         snapshot: &Snapshot,
@@ -350,6 +381,9 @@ impl Warden {
             for _ in 0..offered.evicted {
                 self.metrics.followed_dedup_evicted();
             }
+        }
+        if let Some(record) = self.decisions.record(snapshot, request, decision) {
+            self.events.decision(&record);
         }
         self.metrics.decision(
             decision.outcome,
@@ -385,14 +419,17 @@ impl Warden {
         let config = self.config.load();
         let mut state = self.state();
         let State {
-            data_sets, cache, ..
+            data_sets,
+            cache,
+            generations,
         } = &mut *state;
         let snapshot = Snapshot::build_with(
             &config.policies,
             ordered(&config, data_sets),
             cache,
             &config.identity,
-        )?;
+        )?
+        .with_generations(generations);
         let revision = self.loaded.load(std::sync::atomic::Ordering::SeqCst);
         Ok(self.published(self.engine.publish_at(snapshot, revision)))
     }

@@ -503,6 +503,81 @@ pub struct Config {
     pub databases: Vec<DatabaseConfig>,
     /// `[console.oidc]`: the console's single sign-on, when configured.
     pub console_oidc: Option<Arc<OidcConfig>>,
+    /// `[events]`: SIEM events and their sinks.
+    pub events: EventsConfig,
+    /// `[decision_log]`: which decisions are kept, where, for how long.
+    pub decision_log: DecisionLogConfig,
+}
+
+/// `[events]`: SIEM events (`src/events`) and the sinks they are sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// CEF Device Vendor and OCSF `metadata.product.vendor_name`.
+    pub vendor: String,
+    /// Events waiting in memory for each sink's writer; beyond, an event is dropped and
+    /// counted (the decision and gate paths never wait).
+    pub handoff: usize,
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// `[[events.sinks]]`: where events go, in which format, through which bounded queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// Unique; names the queue directory and the metrics.
+    pub name: String,
+    pub format: EventFormat,
+    pub transport: SinkTransport,
+    /// The queue's directory; `None`: beside the store ([`Config::event_queue_dir`]).
+    pub queue_dir: Option<PathBuf>,
+    /// Most bytes the queue holds on disk; events past it are dropped and counted.
+    pub queue_max_bytes: u64,
+    /// Whether recorded decisions (every block, the allows `[decision_log] allow_sample`
+    /// picks) are sent too.
+    pub decisions: bool,
+    /// Whether audit records are sent (on a shared store, by the leader only).
+    pub audit: bool,
+}
+
+/// How a sink writes an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFormat {
+    /// ArcSight CEF.
+    Cef,
+    /// OCSF JSON.
+    Ocsf,
+}
+
+/// Where a sink delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkTransport {
+    /// RFC 5424 over TLS (RFC 5425), octet-counting framing, the receiver's certificate
+    /// verified for `server_name` against `ca_file` and the system roots.
+    Syslog {
+        /// `host:port`.
+        address: String,
+        server_name: String,
+        ca_file: Option<PathBuf>,
+    },
+    /// One event a line, the file rotated past `max_file_bytes`, `keep_files` kept.
+    File {
+        path: PathBuf,
+        max_file_bytes: u64,
+        keep_files: usize,
+    },
+}
+
+/// `[decision_log]`: the decisions an auditor can replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionLogConfig {
+    pub enabled: bool,
+    /// `None`: beside the store ([`Config::decision_log_dir`]).
+    pub dir: Option<PathBuf>,
+    /// Most bytes kept; the oldest files go first.
+    pub max_bytes: u64,
+    /// Files older than this go.
+    pub max_age: Duration,
+    /// The share of allows recorded (0 to 1); every block and error is.
+    pub allow_sample: f64,
 }
 
 /// `[[databases]]`: a PostgreSQL server where warden owns roles' memberships (the agentless
@@ -611,6 +686,27 @@ impl Config {
         Config::parse(DEFAULT_CONFIG, EMBEDDED_ORIGIN, Path::new("."))
     }
 
+    /// Where `sink` queues events: its `queue_dir`, else `<store path>.events/<name>`.
+    pub fn event_queue_dir(&self, sink: &SinkConfig) -> PathBuf {
+        sink.queue_dir
+            .clone()
+            .unwrap_or_else(|| self.beside_store(".events").join(&sink.name))
+    }
+
+    /// Where the decision log is written: `[decision_log] dir`, else `<store path>.decisions`.
+    pub fn decision_log_dir(&self) -> PathBuf {
+        self.decision_log
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.beside_store(".decisions"))
+    }
+
+    fn beside_store(&self, suffix: &str) -> PathBuf {
+        let mut name = self.store.path.clone().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
+    }
+
     pub fn data_set(&self, name: &str) -> Option<&DataSetConfig> {
         self.data_sets.iter().find(|d| d.name == name)
     }
@@ -644,6 +740,13 @@ impl Config {
         );
         check(self.store.path != next.store.path, "store", "path");
         check(self.store.postgres != next.store.postgres, "store", "url");
+        // Sinks own queues and threads for the life of the process.
+        check(self.events != next.events, "events", "sinks");
+        check(
+            self.decision_log != next.decision_log,
+            "decision_log",
+            "enabled",
+        );
         problems
     }
 }

@@ -348,3 +348,45 @@ pub struct ConsoleOidc {
     pub timeout: Option<String>,
     pub login_timeout: Option<String>,
 }
+
+/// `[events]`: SIEM events and where they go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Events {
+    pub vendor: Option<String>,
+    pub handoff: Option<usize>,
+    #[serde(default)]
+    pub sinks: Vec<Sink>,
+}
+
+/// `[[events.sinks]]`: one flat shape for both types, so a key of the other type gets a
+/// precise error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sink {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub format: Option<String>,
+    pub address: Option<String>,
+    pub server_name: Option<String>,
+    pub ca_file: Option<String>,
+    pub path: Option<String>,
+    pub max_file_bytes: Option<u64>,
+    pub keep_files: Option<usize>,
+    pub queue_dir: Option<String>,
+    pub queue_max_bytes: Option<u64>,
+    pub decisions: Option<bool>,
+    pub audit: Option<bool>,
+}
+
+/// `[decision_log]`: the decisions kept for auditors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLog {
+    pub enabled: Option<bool>,
+    pub dir: Option<String>,
+    pub max_bytes: Option<u64>,
+    pub max_age: Option<String>,
+    pub allow_sample: Option<f64>,
+}

@@ -29,6 +29,7 @@ use crate::model::dataset::{Column, Schema};
 use crate::model::pattern::{AttributeMapping, PatternError};
 use crate::model::policy::{Criterion, Policy, ServiceScope, WhenUnknown};
 
+mod events;
 mod oidc;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
@@ -55,7 +56,7 @@ const DEFAULT_SHRINK_WINDOW: Duration = Duration::from_secs(3600);
 
 const SECTIONS: &str = "server, store, identity, domains, directories, lists, mappings, \
                         data_sets, policies, action_sets, response_rules, imperva, gates, databases, \
-                        console";
+                        console, events, decision_log";
 
 /// Collects errors; maps key paths to lines through the spanned document.
 struct Ctx<'s> {
@@ -291,6 +292,8 @@ struct RawConfig {
     gates: Vec<(usize, raw::Gate)>,
     databases: Vec<(usize, raw::Database)>,
     console: raw::Console,
+    events: raw::Events,
+    decision_log: raw::DecisionLog,
 }
 
 pub(super) fn parse(source: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -345,6 +348,8 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
             "gates" => raw.gates = de_array(ctx, name, value),
             "databases" => raw.databases = de_array(ctx, name, value),
             "console" => raw.console = de_value(ctx, &path, value).unwrap_or_default(),
+            "events" => raw.events = de_value(ctx, &path, value).unwrap_or_default(),
+            "decision_log" => raw.decision_log = de_value(ctx, &path, value).unwrap_or_default(),
             other => {
                 let line = ctx.line_at(key.span().start);
                 ctx.errors.push(ConfigError {
@@ -496,8 +501,12 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         .oidc
         .and_then(|o| oidc::console_oidc(ctx, KeyPath::root().key("console").key("oidc"), o))
         .map(Arc::new);
+    let events = events::events(ctx, raw.events);
+    let decision_log = events::decision_log(ctx, raw.decision_log);
     Config {
         console_oidc,
+        events,
+        decision_log,
         gates,
         databases,
         server,

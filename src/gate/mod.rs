@@ -728,25 +728,24 @@ async fn forward_cancel(gate: &Gate, pid: u32, secret: &[u8]) {
     }
 }
 
-/// The first policy that blocked, for the message.
-fn blocking_policy(snapshot: &Snapshot, decision: &Decision) -> String {
+/// The name of the first policy that blocked.
+fn blocking_policy(snapshot: &Snapshot, decision: &Decision) -> Option<String> {
     decision
         .matched
         .iter()
         .filter(|m| m.action == crate::model::policy::Action::Block)
         .find_map(|m| snapshot.policy(m))
-        .map(|p| format!(" {:?}", p.name))
-        .unwrap_or_default()
+        .map(|p| p.name.clone())
 }
 
 /// The decision on a whole login: every role name it asks for, with every application name
 /// it sets.
 enum Verdict {
     Allow,
-    /// `user` (one of the login's names) is blocked by `policy` (quoted, with a leading space).
+    /// `user` (one of the login's names) is blocked by `policy` (its name).
     Block {
         user: String,
-        policy: String,
+        policy: Option<String>,
     },
     /// The snapshot cannot answer for `user`: not allow.
     Undecided {

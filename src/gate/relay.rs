@@ -458,10 +458,16 @@ where
 /// (28000 for a block); on a snapshot swap, the end of an open session (57P01). Tallied for
 /// the audit log under the name that was blocked, and logged.
 fn by_policy(gate: &Gate, login: &Login, client: &str, verdict: Verdict, open: bool) -> End {
-    let (reason, user, policy) = match verdict {
+    let (reason, user, name) = match verdict {
         Verdict::Block { user, policy } => ("blocked", user, policy),
-        Verdict::Undecided { user } => ("undecided", user, " (undecided)".to_owned()),
+        Verdict::Undecided { user } => ("undecided", user, None),
         Verdict::Allow => return End::Closed,
+    };
+    // As the client is told: quoted (control characters escaped), after a space.
+    let policy = match (reason, &name) {
+        ("blocked", Some(n)) => format!(" {n:?}"),
+        ("blocked", None) => String::new(),
+        _ => " (undecided)".to_owned(),
     };
     let words = match (reason, open) {
         ("blocked", false) => wire::fatal("28000", &format!("{REFUSED}{policy}")),
@@ -479,6 +485,13 @@ fn by_policy(gate: &Gate, login: &Login, client: &str, verdict: Verdict, open: b
         )
     };
     tracing::warn!(gate = %gate.config.name, user = %user, login = %login.user, client = %client, policy = %policy.trim(), "{what}");
+    emit(
+        gate,
+        &user,
+        client,
+        (reason == "blocked").then_some(name.as_deref()),
+        open,
+    );
     gate.gates
         .tally(action, &gate.config.name, &user, client, &policy);
     if open {
@@ -486,6 +499,31 @@ fn by_policy(gate: &Gate, login: &Login, client: &str, verdict: Verdict, open: b
     } else {
         End::Refused { words }
     }
+}
+
+/// The SIEM event of a refusal or an ended session (offered, never waited on).
+/// `blocked` holds the blocking policy's name; `None` for a session that could not be decided.
+fn emit(gate: &Gate, user: &str, client: &str, blocked: Option<Option<&str>>, open: bool) {
+    let at = crate::events::Gate {
+        name: &gate.config.name,
+        service: &gate.config.service,
+        user,
+        client,
+    };
+    let (policy, why) = match blocked {
+        Some(Some(name)) => (Some(name), format!("blocked by policy \"{name}\"")),
+        Some(None) => (None, "blocked by policy".to_owned()),
+        None => (
+            None,
+            "undecided: a data set a policy reads has not loaded".to_owned(),
+        ),
+    };
+    let event = if open {
+        crate::events::Event::gate_session_ended(&at, policy, &why)
+    } else {
+        crate::events::Event::gate_refusal(&at, policy, &why)
+    };
+    gate.warden.events().emit(event);
 }
 
 /// The client → server pump. Until the session is admitted it forwards whole authentication

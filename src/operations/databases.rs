@@ -41,7 +41,7 @@ pub async fn sync_now(
     let db = database(warden, name)?;
     let mut runs = Vec::new();
     for mapping in &db.roles {
-        let (update, result) = database::run(&db, warden.store(), mapping).await;
+        let (update, result) = database::run(&db, warden.store(), warden.events(), mapping).await;
         if result.is_err() {
             warden.metrics().sync_failed(name);
         }

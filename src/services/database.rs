@@ -39,7 +39,7 @@ async fn role_loop(
     let mut triggers = Triggers::new(&warden, db.update_interval);
     let mut retry = Retry::new();
     while triggers.next(&mut shutdown, &retry, None).await {
-        let (_, result) = database::run(&db, warden.store(), &mapping).await;
+        let (_, result) = database::run(&db, warden.store(), warden.events(), &mapping).await;
         match result {
             Ok(report) => {
                 retry.succeeded();

@@ -26,6 +26,7 @@ use tokio_postgres::Client;
 
 use crate::base::time::now_ms;
 use crate::config::{DatabaseConfig, RoleMappingConfig, UpstreamTls};
+use crate::events::{Event, Events};
 use crate::store::{RecentUpdate, Store, StoreError};
 
 /// The kind of the recent updates this run records.
@@ -69,6 +70,11 @@ pub struct RoleReport {
     pub unresolved: Vec<String>,
     /// Statements the server refused one by one, as "member: message".
     pub refused: Vec<String>,
+    /// The roles granted and revoked: the surface changes the run reports as events.
+    #[serde(skip)]
+    pub granted_members: Vec<String>,
+    #[serde(skip)]
+    pub revoked_members: Vec<String>,
 }
 
 /// The key under which a mapping's first sync is remembered (beside AD mappings').
@@ -328,10 +334,12 @@ pub async fn reconcile(
                 ));
             } else {
                 report.revoked += 1;
+                report.revoked_members.push(member.clone());
             }
         }
     }
     report.granted = granted.len();
+    report.granted_members.clone_from(&granted);
     if !granted.is_empty() {
         match client
             .query(
@@ -353,15 +361,25 @@ pub async fn reconcile(
     Ok(report)
 }
 
-/// Runs a reconcile and records it as a recent update (kind [`KIND`], target the role),
-/// whatever the outcome.
+/// Runs a reconcile, records it as a recent update (kind [`KIND`], target the role)
+/// whatever the outcome, and reports each role granted or revoked as an event.
 pub async fn run(
     db: &DatabaseConfig,
     store: &Store,
+    events: &Events,
     mapping: &RoleMappingConfig,
 ) -> (RecentUpdate, Result<RoleReport, DatabaseError>) {
     let started = now_ms();
     let result = reconcile(db, store, mapping).await;
+    if let Ok(r) = &result {
+        let target = format!("{}/{}", db.name, mapping.role);
+        events.emit_all(Event::surface_changes(
+            "db_role",
+            &target,
+            &r.granted_members,
+            &r.revoked_members,
+        ));
+    }
     let update = match &result {
         Ok(r) => RecentUpdate {
             directory: db.name.clone(),
