@@ -26,6 +26,7 @@ use std::fmt::Write;
 
 use super::event::Event;
 use crate::base::escape::push_control;
+use crate::base::json::escape_raw_controls;
 
 /// What the CEF header says about warden and the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +110,7 @@ pub fn encode(event: &Event, vendor: &str) -> String {
     let (_, _, _, class) = event.activity.class();
     let (_, activity) = event.activity.activity();
     let detail = (!event.detail.is_empty())
-        .then(|| serde_json::Value::Object(event.detail.clone()).to_string());
+        .then(|| escape_raw_controls(serde_json::Value::Object(event.detail.clone()).to_string()));
     let (src, spt) = event
         .source
         .as_deref()

@@ -17,6 +17,7 @@
 use serde_json::{Map, Value, json};
 
 use super::event::{Activity, Event};
+use crate::base::json::escape_raw_controls;
 
 /// The OCSF schema version events follow (`metadata.version`).
 pub const VERSION: &str = "1.8.0";
@@ -137,9 +138,9 @@ pub fn encode(event: &Event, vendor: &str) -> Value {
     Value::Object(o)
 }
 
-/// The event as one line of compact JSON.
+/// The event as one line of compact JSON, every control character escaped.
 pub fn encode_line(event: &Event, vendor: &str) -> String {
-    encode(event, vendor).to_string()
+    escape_raw_controls(encode(event, vendor).to_string())
 }
 
 /// An OCSF `user`: the name as [`super::event::subject`] gave it, and the NetBIOS domain of
