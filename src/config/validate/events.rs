@@ -216,3 +216,89 @@ pub(super) fn decision_log(ctx: &mut Ctx<'_>, d: raw::DecisionLog) -> DecisionLo
         allow_sample: allow_sample.clamp(0.0, 1.0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::super::super::Config;
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Vec<String>> {
+        Config::parse(text, "t", Path::new("/etc/warden"))
+            .map_err(|e| e.errors.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn sinks_validate_with_their_defaults() {
+        let c = parse(
+            "[[events.sinks]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"siem.example:6514\"\n\
+             [[events.sinks]]\nname = \"file\"\ntype = \"file\"\npath = \"events.jsonl\"\n",
+        )
+        .unwrap();
+        let [syslog, file] = &c.events.sinks[..] else {
+            panic!("{:?}", c.events.sinks)
+        };
+        assert_eq!(syslog.format, EventFormat::Cef);
+        assert_eq!(
+            syslog.transport,
+            SinkTransport::Syslog {
+                address: "siem.example:6514".into(),
+                server_name: "siem.example".into(),
+                ca_file: None,
+            }
+        );
+        assert_eq!(syslog.queue_max_bytes, DEFAULT_QUEUE_BYTES);
+        assert!(syslog.decisions && syslog.audit);
+        assert_eq!(file.format, EventFormat::Ocsf);
+        assert!(
+            matches!(&file.transport, SinkTransport::File { path, .. } if path == Path::new("/etc/warden/events.jsonl"))
+        );
+        assert_eq!(
+            c.event_queue_dir(file),
+            Path::new("/etc/warden/warden.db.events/file")
+        );
+        assert!(c.decision_log.enabled);
+        assert_eq!(c.decision_log.allow_sample, 0.0);
+        assert_eq!(
+            c.decision_log_dir(),
+            Path::new("/etc/warden/warden.db.decisions")
+        );
+    }
+
+    #[test]
+    fn every_problem_names_its_key() {
+        let errors = parse(
+            "[[events.sinks]]\nname = \"../x\"\ntype = \"syslog\"\npath = \"a\"\nformat = \"leef\"\n\
+             [[events.sinks]]\nname = \"f\"\ntype = \"file\"\npath = \"p\"\nqueue_max_bytes = 10\n\
+             [[events.sinks]]\nname = \"f\"\ntype = \"udp\"\n\
+             [decision_log]\nallow_sample = 2.0\n",
+        )
+        .unwrap_err();
+        for key in [
+            "events.sinks[0].address",
+            "events.sinks[0].name",
+            "events.sinks[0].path",
+            "events.sinks[0].format",
+            "events.sinks[1].queue_max_bytes",
+            "events.sinks[2].name",
+            "events.sinks[2].type",
+            "decision_log.allow_sample",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(key)),
+                "{key} not in {errors:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sinks_change_only_with_a_restart() {
+        let a = parse("[events]\nvendor = \"A\"\n").unwrap();
+        let b = parse("[events]\nvendor = \"B\"\n").unwrap();
+        let problems = a.needs_restart(&b);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path.to_string(), "events.sinks");
+    }
+}
