@@ -67,6 +67,48 @@ pub struct Metrics {
     expiry_clock_skips: AtomicU64,
     /// Expiry sweeps held for a list (counted when a hold begins or changes).
     expiry_holds: AtomicU64,
+    /// The HTTP listener's connections.
+    connections: ConnectionCounters,
+}
+
+/// Why the HTTP listener dropped a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionDrop {
+    /// Its client address already held `max_connections_per_client`.
+    PerClientCap,
+    /// A request head (or the TLS handshake) did not arrive within `header_read_timeout`.
+    HeaderTimeout,
+    /// Nothing moved while nothing was being answered for `idle_timeout`.
+    IdleTimeout,
+    /// The client left its answer unread for `write_timeout`.
+    WriteTimeout,
+}
+
+impl ConnectionDrop {
+    pub const ALL: [ConnectionDrop; 4] = [
+        ConnectionDrop::PerClientCap,
+        ConnectionDrop::HeaderTimeout,
+        ConnectionDrop::IdleTimeout,
+        ConnectionDrop::WriteTimeout,
+    ];
+
+    /// The `reason` label, the name of the setting that drops it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionDrop::PerClientCap => "max_connections_per_client",
+            ConnectionDrop::HeaderTimeout => "header_read_timeout",
+            ConnectionDrop::IdleTimeout => "idle_timeout",
+            ConnectionDrop::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+/// The HTTP listener's connections: opened, closed, and dropped by reason.
+#[derive(Default)]
+struct ConnectionCounters {
+    opened: AtomicU64,
+    closed: AtomicU64,
+    dropped: [AtomicU64; ConnectionDrop::ALL.len()],
 }
 
 /// The counters of one PostgreSQL gate (`src/gate`).
@@ -166,6 +208,20 @@ impl Metrics {
     /// An expiry sweep was held for a list.
     pub fn expiry_held(&self) {
         self.expiry_holds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The HTTP listener took a connection (counted closed when [`Metrics::connection_closed`]).
+    pub fn connection_opened(&self) {
+        self.connections.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The HTTP listener dropped a connection on its own.
+    pub fn connection_dropped(&self, why: ConnectionDrop) {
+        self.connections.dropped[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A followed-action event was dropped because the queue was full.
@@ -371,6 +427,7 @@ impl Metrics {
         for e in sorted(&self.http, |(r, s)| format!("route=\"{r}\",status=\"{s}\"")) {
             line(out, "warden_http_requests_total", &e.0, e.1);
         }
+        self.render_connections(out);
         family(
             out,
             "warden_refresh_failures_total",
@@ -528,6 +585,30 @@ impl Metrics {
         );
     }
 
+    fn render_connections(&self, out: &mut String) {
+        let c = &self.connections;
+        family(
+            out,
+            "warden_http_connections_open",
+            "gauge",
+            "Connections the HTTP listener holds open.",
+        );
+        let closed = c.closed.load(Ordering::Relaxed);
+        let open = c.opened.load(Ordering::Relaxed).saturating_sub(closed);
+        line(out, "warden_http_connections_open", "", open);
+        family(
+            out,
+            "warden_http_connections_dropped_total",
+            "counter",
+            "Connections the HTTP listener dropped on its own, by reason (the setting).",
+        );
+        for why in ConnectionDrop::ALL {
+            let n = c.dropped[why as usize].load(Ordering::Relaxed);
+            let labels = format!("reason=\"{}\"", why.as_str());
+            line(out, "warden_http_connections_dropped_total", &labels, n);
+        }
+    }
+
     fn render_latency(&self, out: &mut String) {
         let name = "warden_decision_duration_seconds";
         family(out, name, "histogram", "Time to decide, excluding I/O.");
@@ -653,5 +734,31 @@ mod tests {
         assert!(out.contains("warden_auth_refused_overflow_total 1"));
         assert!(out.contains("warden_auth_refused_audit_records_total 2"));
         assert!(out.contains("warden_followed_dedup_evictions_total 1"));
+    }
+
+    #[test]
+    fn connections_render_open_and_every_drop_reason() {
+        let m = Metrics::default();
+        for _ in 0..3 {
+            m.connection_opened();
+        }
+        m.connection_closed();
+        m.connection_dropped(ConnectionDrop::WriteTimeout);
+        m.connection_dropped(ConnectionDrop::WriteTimeout);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("warden_http_connections_open 2"), "{out}");
+        let dropped = "warden_http_connections_dropped_total";
+        assert!(out.contains(&format!("{dropped}{{reason=\"write_timeout\"}} 2")));
+        for zero in [
+            "max_connections_per_client",
+            "idle_timeout",
+            "header_read_timeout",
+        ] {
+            assert!(
+                out.contains(&format!("{dropped}{{reason=\"{zero}\"}} 0")),
+                "{zero}"
+            );
+        }
     }
 }
