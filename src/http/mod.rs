@@ -292,10 +292,12 @@ fn authorize(
     peer: SocketAddr,
     path: &'static str,
 ) -> Result<Option<Caller>, Problem> {
-    let Access::Key(scope) = access else {
-        return Ok(None);
+    let scope = match access {
+        Access::Public => return Ok(None),
+        Access::AnyKey => None,
+        Access::Key(scope) => Some(scope),
     };
-    if scope == Scope::Decide && gw.limits().anonymous_decisions {
+    if scope == Some(Scope::Decide) && gw.limits().anonymous_decisions {
         return Ok(None);
     }
     let header = headers
@@ -309,7 +311,9 @@ fn authorize(
             refused(gw, peer, "anonymous", refusal_of(e), path, None);
             Problem::new(StatusCode::UNAUTHORIZED, e.to_string())
         })?;
-    if !caller.has(scope) {
+    if let Some(scope) = scope
+        && !caller.has(scope)
+    {
         refused(
             gw,
             peer,
