@@ -281,6 +281,7 @@ fn refusal_of(e: AuthError) -> Refusal {
         AuthError::Invalid => Refusal::Invalid,
         AuthError::Expired => Refusal::Expired,
         AuthError::Revoked => Refusal::Revoked,
+        AuthError::Rotated => Refusal::Rotated,
     }
 }
 
