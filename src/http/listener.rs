@@ -244,12 +244,14 @@ impl<S> Deadlines<S> {
         if self.watch.is_busy() || self.write_clock.is_some() {
             return Poll::Pending;
         }
+        // The clock is moved on only when it goes off before the connection's deadline, not
+        // every time a byte moves: resetting a timer on every request is measurable.
         let deadline = self.last_moved + self.timeouts.idle;
-        if self.idle_clock.deadline() != deadline {
+        while self.idle_clock.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return Poll::Ready(Err(self.expire(ConnectionDrop::IdleTimeout)));
+            }
             self.idle_clock.as_mut().reset(deadline);
-        }
-        if self.idle_clock.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(self.expire(ConnectionDrop::IdleTimeout)));
         }
         Poll::Pending
     }
@@ -444,6 +446,23 @@ mod tests {
         let (n, _stream) = read.await.unwrap();
         assert_eq!(n, Ok(4));
         drop(busy);
+        assert_eq!(watch.expired(), None);
+
+        // Bytes arriving more often than `idle` keep it open well past `idle` since it opened.
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let watch = Watch::default();
+        let mut stream = Deadlines::new(ours, timeouts, watch.clone());
+        let sender = tokio::spawn(async move {
+            for _ in 0..8 {
+                tokio::time::sleep(SHORT / 2).await;
+                theirs.write_all(b"x").await.unwrap();
+            }
+            theirs
+        });
+        for _ in 0..8 {
+            assert_eq!(stream.read(&mut buf).await.unwrap(), 1);
+        }
+        let _theirs = sender.await.unwrap();
         assert_eq!(watch.expired(), None);
     }
 }

@@ -573,9 +573,9 @@ pub async fn serve(
             let ended = connection(Arc::clone(&gw), stream, peer, tls, graceful_watch).await;
             if let Some(why) = ended {
                 tracing::debug!(%peer, reason = why.as_str(), "connection dropped");
-                gw.warden.metrics().connection_dropped(why);
+                metrics.connection_dropped(why);
             }
-            gw.warden.metrics().connection_closed();
+            metrics.connection_closed();
         });
     }
     drop(listener);
