@@ -70,6 +70,8 @@ pub struct Metrics {
     /// Notifications on the change feed's channel that warden did not write, by
     /// [`IgnoredNotification`] slot.
     notifications_ignored: [AtomicU64; IgnoredNotification::ALL.len()],
+    /// The HTTP listener's connections.
+    connections: ConnectionCounters,
 }
 
 /// Why the change feed ignored a notification on warden's channel (any role that may connect
@@ -98,6 +100,46 @@ impl IgnoredNotification {
     fn slot(self) -> usize {
         self as usize
     }
+}
+
+/// Why the HTTP listener dropped a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionDrop {
+    /// Its client address already held `max_connections_per_client`.
+    PerClientCap,
+    /// A request head (or the TLS handshake) did not arrive within `header_read_timeout`.
+    HeaderTimeout,
+    /// Nothing moved while nothing was being answered for `idle_timeout`.
+    IdleTimeout,
+    /// The client left its answer unread for `write_timeout`.
+    WriteTimeout,
+}
+
+impl ConnectionDrop {
+    pub const ALL: [ConnectionDrop; 4] = [
+        ConnectionDrop::PerClientCap,
+        ConnectionDrop::HeaderTimeout,
+        ConnectionDrop::IdleTimeout,
+        ConnectionDrop::WriteTimeout,
+    ];
+
+    /// The `reason` label, the name of the setting that drops it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionDrop::PerClientCap => "max_connections_per_client",
+            ConnectionDrop::HeaderTimeout => "header_read_timeout",
+            ConnectionDrop::IdleTimeout => "idle_timeout",
+            ConnectionDrop::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+/// The HTTP listener's connections: opened, closed, and dropped by reason.
+#[derive(Default)]
+struct ConnectionCounters {
+    opened: AtomicU64,
+    closed: AtomicU64,
+    dropped: [AtomicU64; ConnectionDrop::ALL.len()],
 }
 
 /// The counters of one PostgreSQL gate (`src/gate`).
@@ -202,6 +244,20 @@ impl Metrics {
     /// `n` notifications on the change feed's channel were ignored for `reason`.
     pub fn notifications_ignored(&self, reason: IgnoredNotification, n: u64) {
         self.notifications_ignored[reason.slot()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The HTTP listener took a connection (counted closed when [`Metrics::connection_closed`]).
+    pub fn connection_opened(&self) {
+        self.connections.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The HTTP listener dropped a connection on its own.
+    pub fn connection_dropped(&self, why: ConnectionDrop) {
+        self.connections.dropped[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A followed-action event was dropped because the queue was full.
@@ -407,6 +463,7 @@ impl Metrics {
         for e in sorted(&self.http, |(r, s)| format!("route=\"{r}\",status=\"{s}\"")) {
             line(out, "warden_http_requests_total", &e.0, e.1);
         }
+        self.render_connections(out);
         family(
             out,
             "warden_refresh_failures_total",
@@ -579,6 +636,30 @@ impl Metrics {
         );
     }
 
+    fn render_connections(&self, out: &mut String) {
+        let c = &self.connections;
+        family(
+            out,
+            "warden_http_connections_open",
+            "gauge",
+            "Connections the HTTP listener holds open.",
+        );
+        let closed = c.closed.load(Ordering::Relaxed);
+        let open = c.opened.load(Ordering::Relaxed).saturating_sub(closed);
+        line(out, "warden_http_connections_open", "", open);
+        family(
+            out,
+            "warden_http_connections_dropped_total",
+            "counter",
+            "Connections the HTTP listener dropped on its own, by reason (the setting).",
+        );
+        for why in ConnectionDrop::ALL {
+            let n = c.dropped[why as usize].load(Ordering::Relaxed);
+            let labels = format!("reason=\"{}\"", why.as_str());
+            line(out, "warden_http_connections_dropped_total", &labels, n);
+        }
+    }
+
     fn render_latency(&self, out: &mut String) {
         let name = "warden_decision_duration_seconds";
         family(out, name, "histogram", "Time to decide, excluding I/O.");
@@ -704,5 +785,31 @@ mod tests {
         assert!(out.contains("warden_auth_refused_overflow_total 1"));
         assert!(out.contains("warden_auth_refused_audit_records_total 2"));
         assert!(out.contains("warden_followed_dedup_evictions_total 1"));
+    }
+
+    #[test]
+    fn connections_render_open_and_every_drop_reason() {
+        let m = Metrics::default();
+        for _ in 0..3 {
+            m.connection_opened();
+        }
+        m.connection_closed();
+        m.connection_dropped(ConnectionDrop::WriteTimeout);
+        m.connection_dropped(ConnectionDrop::WriteTimeout);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("warden_http_connections_open 2"), "{out}");
+        let dropped = "warden_http_connections_dropped_total";
+        assert!(out.contains(&format!("{dropped}{{reason=\"write_timeout\"}} 2")));
+        for zero in [
+            "max_connections_per_client",
+            "idle_timeout",
+            "header_read_timeout",
+        ] {
+            assert!(
+                out.contains(&format!("{dropped}{{reason=\"{zero}\"}} 0")),
+                "{zero}"
+            );
+        }
     }
 }

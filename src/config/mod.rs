@@ -142,6 +142,14 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Open connections beyond this wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold at once; more are refused (503)
+    /// and counted. Default: a tenth of `max_connections`.
+    pub max_connections_per_client: usize,
+    /// A client that leaves its answer unread this long (the socket takes nothing) loses the
+    /// connection.
+    pub write_timeout: Duration,
+    /// A connection on which nothing moves this long while nothing is being answered closes.
+    pub idle_timeout: Duration,
     /// Followed-action events waiting for the worker; more are dropped and counted.
     pub followed_action_queue: usize,
     /// Decision routes answer without an API key (for loopback-only setups such as the
@@ -620,7 +628,7 @@ impl Config {
     }
 
     /// What differs between this running configuration and `next` that only a restart can
-    /// apply: the listener, its TLS files, the connection cap and the store.
+    /// apply: the listener, its TLS files, the connection caps and the store.
     pub fn needs_restart(&self, next: &Config) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         let mut check = |changed: bool, section: &str, key: &str| {
@@ -641,6 +649,11 @@ impl Config {
             now.max_connections != then.max_connections,
             "server",
             "max_connections",
+        );
+        check(
+            now.max_connections_per_client != then.max_connections_per_client,
+            "server",
+            "max_connections_per_client",
         );
         check(self.store.path != next.store.path, "store", "path");
         check(self.store.postgres != next.store.postgres, "store", "url");
@@ -1095,6 +1108,43 @@ filter = "{union_filter}"
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("server.audit_retention"), "{bad}: {e}");
+        }
+    }
+
+    /// The connection limits: defaults (a tenth of `max_connections` per address), and the
+    /// errors, each with its key path.
+    #[test]
+    fn connection_limits_default_and_are_checked_by_key_path() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.max_connections_per_client, 1000);
+        assert_eq!(c.server.write_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(10));
+        let c = parse("[server]\nmax_connections = 5\n").unwrap();
+        assert_eq!(c.server.max_connections_per_client, 1);
+        let c = parse(
+            "[server]\nmax_connections = 16\nmax_connections_per_client = 16\n\
+             write_timeout = \"2s\"\nidle_timeout = \"1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.max_connections_per_client, 16);
+        assert_eq!(c.server.write_timeout, Duration::from_secs(2));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+        for (bad, key) in [
+            (
+                "max_connections_per_client = 0",
+                "server.max_connections_per_client",
+            ),
+            (
+                "max_connections = 16\nmax_connections_per_client = 17",
+                "server.max_connections_per_client",
+            ),
+            ("write_timeout = \"0s\"", "server.write_timeout"),
+            ("idle_timeout = \"soon\"", "server.idle_timeout"),
+        ] {
+            let e = parse(&format!("[server]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
         }
     }
 

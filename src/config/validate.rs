@@ -37,6 +37,10 @@ const DEFAULT_STORE_POLL: Duration = Duration::from_millis(50);
 const DEFAULT_MAX_BODY: usize = 1 << 20;
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same as the header timeout, which also bounds an HTTP/1.1 connection's wait for its
+/// next request (hyper starts that clock when the previous answer is written).
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
 /// A retention shorter than a day would prune records before anyone reads them.
 const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(86_400);
@@ -788,6 +792,7 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
     if max_connections == 0 {
         ctx.err(path.key("max_connections"), "must be at least 1");
     }
+    let max_connections_per_client = per_client_cap(ctx, &path, &raw, max_connections);
     let tls = match (raw.tls_cert_file, raw.tls_key_file) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert_file: ctx.path_buf(&cert),
@@ -842,6 +847,17 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
             DEFAULT_REQUEST_TIMEOUT,
         ),
         max_connections,
+        max_connections_per_client,
+        write_timeout: ctx.duration(
+            path.key("write_timeout"),
+            raw.write_timeout.as_deref(),
+            DEFAULT_WRITE_TIMEOUT,
+        ),
+        idle_timeout: ctx.duration(
+            path.key("idle_timeout"),
+            raw.idle_timeout.as_deref(),
+            DEFAULT_IDLE_TIMEOUT,
+        ),
         followed_action_queue,
         anonymous_decisions: raw.anonymous_decisions.unwrap_or(false),
         bootstrap_key_file,
@@ -863,6 +879,36 @@ fn server(ctx: &mut Ctx<'_>, raw: raw::Server) -> ServerConfig {
         tls,
         audit_retention,
     }
+}
+
+/// `[server] max_connections_per_client`: at least 1 and at most `max_connections`; by
+/// default a tenth of it, so that one address never holds every connection.
+fn per_client_cap(
+    ctx: &mut Ctx<'_>,
+    path: &KeyPath,
+    raw: &raw::Server,
+    max_connections: usize,
+) -> usize {
+    let default = (max_connections / 10).max(1);
+    let Some(n) = raw.max_connections_per_client else {
+        return default;
+    };
+    let key = path.key("max_connections_per_client");
+    if n == 0 {
+        ctx.err(key, "must be at least 1");
+        return default;
+    }
+    if n > max_connections {
+        ctx.err(
+            key,
+            format!(
+                "{n} is more than max_connections ({max_connections}); one address can hold at \
+                 most every connection"
+            ),
+        );
+        return default;
+    }
+    n
 }
 
 const DEFAULT_GATE_MAX_STARTUP: usize = 10 * 1024;
