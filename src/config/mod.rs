@@ -1035,6 +1035,50 @@ filter = "{union_filter}"
         }
     }
 
+    /// A case of `testdata/errors.toml`.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ErrorCase {
+        name: String,
+        config: String,
+        #[serde(default)]
+        errors: Vec<String>,
+    }
+
+    /// Every case of `testdata/errors.toml` reports exactly its errors, each as shown to a
+    /// person (key path, line, message). On a difference it prints what every failing case
+    /// reports now, ready to compare.
+    #[test]
+    fn errors_table() {
+        #[derive(serde::Deserialize)]
+        struct Table {
+            case: Vec<ErrorCase>,
+        }
+        let table: Table = toml::from_str(include_str!("testdata/errors.toml")).unwrap();
+        let mut differ = Vec::new();
+        for case in &table.case {
+            let shown: Vec<String> =
+                match Config::parse(&case.config, "test", Path::new("/etc/warden")) {
+                    Ok(_) => Vec::new(),
+                    Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+                };
+            if shown != case.errors {
+                differ.push(format!(
+                    "case {:?}\nerrors = {}\n",
+                    case.name,
+                    toml::Value::from(shown)
+                ));
+            }
+        }
+        assert!(
+            differ.is_empty(),
+            "{} of {} cases differ:\n{}",
+            differ.len(),
+            table.case.len(),
+            differ.join("\n")
+        );
+    }
+
     #[test]
     fn key_paths_display() {
         let p = KeyPath::root()
