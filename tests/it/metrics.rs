@@ -1,7 +1,10 @@
 //! `/metrics` as a contract: the whole exposition of a running warden in a known state —
-//! every family's name, HELP, TYPE and label sets, in order, and the values that do not depend
-//! on timing — equals `metrics_exposition.txt`, on a SQLite store and on a PostgreSQL store.
-//! Dashboards and alerts are written against these names; a change to one shows here.
+//! every family's name, HELP, TYPE, label sets and samples in order, and the values that do
+//! not depend on timing — equals `metrics_exposition.txt`, on a SQLite store and on a
+//! PostgreSQL store. Dashboards and alerts are written against these names; a change to one
+//! shows here. The order of the families themselves is not compared: the text format gives it
+//! no meaning (a scraper reads each family on its own), and it follows the order subsystems
+//! register theirs in.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -152,20 +155,41 @@ fn assert_exposition(server: &Server) {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let shown = normalised(&r.body);
-    if shown != EXPECTED {
-        let diff: Vec<String> = shown
-            .lines()
-            .zip(EXPECTED.lines().chain(std::iter::repeat("(none)")))
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .take(10)
-            .map(|(i, (a, b))| format!("line {}: shown {a:?}, expected {b:?}", i + 1))
+    let (got, want) = (families(&shown), families(EXPECTED));
+    if got != want {
+        let diff: Vec<String> = got
+            .iter()
+            .filter(|f| !want.contains(f))
+            .map(|f| format!("shown, not expected:\n{f}"))
+            .chain(
+                want.iter()
+                    .filter(|f| !got.contains(f))
+                    .map(|f| format!("expected, not shown:\n{f}")),
+            )
             .collect();
         panic!(
             "the exposition changed:\n{}\n\nwhole exposition, normalised:\n{shown}",
             diff.join("\n")
         );
     }
+    assert!(shown.ends_with("# EOF\n"), "{shown}");
+}
+
+/// The families of an exposition, each its lines from `# HELP` on, in the order of their
+/// names; the `# EOF` line apart.
+fn families(exposition: &str) -> Vec<String> {
+    let mut families: Vec<String> = Vec::new();
+    for line in exposition.lines().filter(|l| *l != "# EOF") {
+        match families.last_mut() {
+            Some(family) if !line.starts_with("# HELP ") => {
+                family.push('\n');
+                family.push_str(line);
+            }
+            _ => families.push(line.to_owned()),
+        }
+    }
+    families.sort();
+    families
 }
 
 #[test]
