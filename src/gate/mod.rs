@@ -47,8 +47,11 @@
 //! `gate.ended` record per key with its count, every [`AUDIT_FLUSH`] and when it stops. Every
 //! refusal is also counted in metrics (`warden_gate_refused_total`) and logged.
 
+mod metrics;
 pub mod startup;
 pub mod wire;
+
+pub use metrics::{GateCounters, GateMetrics};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -63,7 +66,6 @@ use tokio::sync::Semaphore;
 use crate::base::time::format_rfc3339;
 use crate::config::{GateConfig, UpstreamTls};
 use crate::decide::{Decision, Outcome, Request, Snapshot};
-use crate::metrics::GateCounters;
 use crate::runtime::Warden;
 use crate::services::{Ready, Service, Shutdown};
 use startup::Startup;
@@ -423,7 +425,7 @@ async fn run(
     tracing::info!(gate = %config.name, listen = %config.listen, upstream = %config.upstream, "gate listening");
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let gate = Arc::new(Gate {
-        counters: warden.metrics().gate(&config.name),
+        counters: warden.metrics().get::<GateMetrics>().gate(&config.name),
         warden,
         gates,
         config,

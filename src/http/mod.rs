@@ -13,6 +13,7 @@ mod admin;
 pub mod console;
 mod data_sets;
 mod decisions;
+pub use admin::register_metrics;
 pub use decisions::answer_batch;
 mod imperva;
 mod incidents;
@@ -255,7 +256,7 @@ fn refused(
         .warden
         .denials()
         .record(peer.ip(), actor, refusal, route, needs);
-    gw.warden.metrics().refused(refusal, overflow);
+    gw.warden.refusal_metrics().refused(refusal, overflow);
 }
 
 /// How a failed authentication is counted.
@@ -499,7 +500,10 @@ async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAdd
     if decision_route {
         decision_contract(authz, &mut resp);
     }
-    gw.warden.metrics().http(route, resp.status().as_u16());
+    gw.warden
+        .metrics()
+        .get::<admin::HttpMetrics>()
+        .response(route, resp.status().as_u16());
     tracing::trace!(%peer, route, status = resp.status().as_u16());
     if is_head {
         *resp.body_mut() = Full::new(Bytes::new());

@@ -17,6 +17,7 @@ use hyper::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::SyncMetrics;
 use crate::base::secret::{SecretError, SecretSource};
 use crate::config::{ImpervaConfig, ImpervaPush, Source};
 use crate::model::dataset::{DataSet, fold};
@@ -530,7 +531,7 @@ pub async fn execute(
             *sent,
         )?,
         Err(e) => {
-            warden.metrics().sync_failed("imperva");
+            warden.metrics().get::<SyncMetrics>().sync_failed("imperva");
             store.push_failed(&plan.data_set, &plan.mx_name, &e.to_string())?;
         }
     }
