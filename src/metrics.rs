@@ -5,8 +5,8 @@
 //! them in a struct of its own that implements [`Collect`], and finds it with
 //! [`Registry::get`] (made and registered on first use; the server registers every
 //! subsystem's at start, so a family is listed before its first sample). `/metrics` is
-//! [`Registry::render`]: every family in registration order, then the gauges read from state
-//! when scraped. Nothing outside this file writes exposition text.
+//! [`Registry::render`]: every family, grouped by its owner's module path, then the gauges
+//! read from state when scraped. Nothing outside this file writes exposition text.
 //!
 //! Recording is a relaxed atomic add, cheap enough for the decision path: fixed label values
 //! are slots of an array ([`Slots`]); labels made at run time are keys of a sharded map hashed
@@ -138,11 +138,14 @@ fn escape(v: &str) -> String {
 
 struct Entry {
     type_id: TypeId,
+    /// The owner's path (`warden::sync::metrics::SyncMetrics`): families are listed in its
+    /// order, so grouped by subsystem and the same whenever each was registered.
+    owner: &'static str,
     any: Arc<dyn Any + Send + Sync>,
     collect: Arc<dyn Collect>,
 }
 
-/// The metrics of one warden: each subsystem's, by type, in the order they were registered.
+/// The metrics of one warden: each subsystem's, by type.
 #[derive(Default)]
 pub struct Registry {
     entries: RwLock<Vec<Entry>>,
@@ -168,6 +171,7 @@ impl Registry {
         let t = Arc::new(T::default());
         entries.push(Entry {
             type_id: id,
+            owner: std::any::type_name::<T>(),
             any: Arc::clone(&t) as Arc<dyn Any + Send + Sync>,
             collect: Arc::clone(&t) as Arc<dyn Collect>,
         });
@@ -183,15 +187,16 @@ impl Registry {
     /// is when scraped), then `# EOF`.
     pub fn render(&self, now: impl FnOnce(&mut Exposition<'_>)) -> String {
         let mut text = String::with_capacity(4096);
-        let collectors: Vec<Arc<dyn Collect>> = self
+        let mut collectors: Vec<(&'static str, Arc<dyn Collect>)> = self
             .entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|e| Arc::clone(&e.collect))
+            .map(|e| (e.owner, Arc::clone(&e.collect)))
             .collect();
+        collectors.sort_by_key(|(owner, _)| *owner);
         let mut out = Exposition { out: &mut text };
-        for c in &collectors {
+        for (_, c) in &collectors {
             c.collect(&mut out);
         }
         now(&mut out);

@@ -38,9 +38,6 @@ pub fn run(source: Source, listen: Option<SocketAddr>) -> Result<ExitCode> {
             .context("startup task failed")?
             .context("cannot start warden")?,
         );
-        // Every subsystem's metrics, before a service records one: /metrics lists each family
-        // from the start, in the same order on every start.
-        warden::http::register_metrics(warden.metrics());
         let server = warden.config().server.clone();
         // TLS first: a start refused for its key file must not have made a bootstrap key.
         let tls = match &server.tls {

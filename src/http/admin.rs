@@ -90,8 +90,7 @@ pub fn metrics(call: &Call<'_>) -> Response {
 }
 
 /// Registers the metrics of every subsystem `/metrics` shows, so that each family is listed
-/// from the start (the runtime's are registered with the warden). Called once the warden is
-/// open, before the services start, so the order of families is the same on every start.
+/// before its first sample (the runtime's are registered with the warden).
 pub fn register_metrics(registry: &Registry) {
     registry.register::<HttpMetrics>();
     registry.register::<SyncMetrics>();

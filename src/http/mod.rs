@@ -13,7 +13,6 @@ mod admin;
 pub mod console;
 mod data_sets;
 mod decisions;
-pub use admin::register_metrics;
 pub use decisions::answer_batch;
 mod imperva;
 mod incidents;
@@ -159,6 +158,7 @@ struct Limits {
 
 impl Gateway {
     pub fn new(warden: Arc<Warden>, services: Board) -> Gateway {
+        admin::register_metrics(warden.metrics());
         let max_connections = warden.config().server.max_connections;
         Gateway {
             warden,

@@ -103,16 +103,13 @@ async fn run(
     {
         tracing::error!(error = %e, "cannot record refresh run");
     }
+    let metrics = warden.metrics().get::<SyncMetrics>();
     match &result {
-        Ok(RefreshOutcome::Applied { .. }) => warden
-            .metrics()
-            .get::<SyncMetrics>()
-            .refreshed(&ds.name, u64::try_from(now_ms()).unwrap_or(0)),
+        Ok(RefreshOutcome::Applied { .. }) => {
+            metrics.refreshed(&ds.name, u64::try_from(now_ms()).unwrap_or(0));
+        }
         Ok(RefreshOutcome::Held { .. }) => {}
-        Err(_) => warden
-            .metrics()
-            .get::<SyncMetrics>()
-            .refresh_failed(&ds.name),
+        Err(_) => metrics.refresh_failed(&ds.name),
     }
     (update, result)
 }
