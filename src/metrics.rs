@@ -388,8 +388,12 @@ impl<E: Slot> Slots<E> {
     }
 
     pub fn inc(&self, e: E) {
+        self.add(e, 1);
+    }
+
+    pub fn add(&self, e: E, n: u64) {
         if let Some(c) = self.counts.get(e.slot()) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.fetch_add(n, Ordering::Relaxed);
         }
     }
 

@@ -727,7 +727,7 @@ fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenErr
         return Ok(DataSet::empty(&ds.name, ds.schema.clone()));
     };
     // A list the config just introduced has no row in the store yet, so no members.
-    let members = match store.members(list) {
+    let members = match store.active_members(list) {
         Err(StoreError::NoSuchList(_)) => Vec::new(),
         other => other?,
     };
@@ -735,7 +735,7 @@ fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenErr
     let aliases = store.account_names(list)?;
     let key_field = fields.get(ds.schema.key_index()).copied();
     let mut builder = DataSetBuilder::new(&ds.name, ds.schema.clone()).with_capacity(members.len());
-    for m in members.iter().filter(|m| m.is_active()) {
+    for m in &members {
         let row: Vec<Cell> = fields.iter().map(|f| member_cell(m, *f)).collect();
         let names = match key_field {
             Some(MemberField::Principal) => aliases.get(&principal_key(&m.principal)),

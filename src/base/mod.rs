@@ -1,7 +1,8 @@
 //! The vocabulary every layer above speaks, and nothing else: who acts ([`actor`]), the clock and durations
 //! ([`time`]), severities ([`severity`]) and closed word lists ([`word`]), JSON string escaping
 //! ([`json`]), retry with backoff ([`retry`]), distinguished names ([`dn`]) and LDAP escaping
-//! ([`escape`]), principals ([`principal`]), which names are one account ([`identity`]) and secrets ([`secret`]).
+//! ([`escape`]), principals ([`principal`]), which names are one account ([`identity`]), secrets
+//! ([`secret`]) and certificate pins ([`fingerprint`]).
 //!
 //! Nothing here imports another warden module outside `base`: it is the bottom layer
 //! (docs/ARCHITECTURE.md).
@@ -9,6 +10,7 @@
 pub mod actor;
 pub mod dn;
 pub mod escape;
+pub mod fingerprint;
 pub mod identity;
 pub mod json;
 pub mod principal;

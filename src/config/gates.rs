@@ -54,8 +54,8 @@ pub struct GateConfig {
     pub startup_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
-    /// End a session that waited on its client (after `ReadyForQuery`) this long; a long
-    /// query is not idle.
+    /// End a session with no statement outstanding on the server and no traffic this long; a
+    /// long query or a pipeline the server still works on is not idle.
     pub idle_timeout: Option<Duration>,
 }
 

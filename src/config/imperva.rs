@@ -1,6 +1,7 @@
 //! `[imperva]`: an Imperva MX that data sets are pushed to through its Open API — its URL
-//! (https, plain http only by opt-in), the account and where its password is read from, and
-//! which warden data set goes to which MX data set.
+//! (https, plain http only by opt-in) and how its certificate is trusted (a private CA, or a
+//! pin of the certificate itself), the account and where its password is read from, and which
+//! warden data set goes to which MX data set (by a name the Open API can address).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use super::KeyPath;
 use super::check::{Ctx, Names};
 use super::data_sets::DataSetConfig;
 use super::outbound::{HttpsEndpoint, SecretRef, UrlRefused};
+use crate::base::fingerprint::CertFingerprint;
 use crate::base::secret::SecretSource;
 
 #[derive(Debug, Deserialize)]
@@ -23,6 +25,8 @@ pub(super) struct Raw {
     password_file: Option<String>,
     password_env: Option<String>,
     ca_file: Option<String>,
+    /// `sha256/…`: the MX's own certificate, pinned by its SHA-256 fingerprint.
+    tls_pin: Option<String>,
     allow_insecure: Option<bool>,
     timeout: Option<String>,
     #[serde(default)]
@@ -49,7 +53,11 @@ pub struct ImpervaConfig {
     pub url: String,
     pub username: String,
     pub password: SecretSource,
+    /// A private CA the MX certificate is verified against, besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Instead of a CA: the MX's own certificate, by its SHA-256 fingerprint (for the
+    /// self-signed certificate without a usable name an MX usually has).
+    pub tls_pin: Option<CertFingerprint>,
     pub allow_insecure: bool,
     pub timeout: Duration,
     pub pushes: Vec<ImpervaPush>,
@@ -64,7 +72,11 @@ pub struct ImpervaPush {
     pub case_sensitive: bool,
 }
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default bound on one MX request. A request carries at most one batch (1 MiB, 5,000
+/// records: `sync::imperva::MAX_BATCH_BYTES`), which takes about 8 s to upload over a 1 Mbit/s
+/// link; 30 s leaves the MX as long again and more to store it. The bound no longer grows with
+/// the data set: 100,000 rows were one request of 7 MB (BENCHMARKS.md).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) fn check(
     ctx: &mut Ctx<'_>,
@@ -92,6 +104,10 @@ pub(super) fn check(
     if i.username.is_empty() || i.username.contains(':') {
         ctx.err(path.key("username"), "must be non-empty and contain no ':'");
     }
+    let tls_pin = i
+        .tls_pin
+        .as_deref()
+        .and_then(|pin| tls_pin(ctx, path.key("tls_pin"), pin, i.ca_file.is_some(), &url));
     let password = SecretRef {
         name: "password",
         inline: i.password.is_some(),
@@ -112,6 +128,7 @@ pub(super) fn check(
         username: i.username,
         password: password?,
         ca_file: i.ca_file.map(|f| ctx.path_buf(&f)),
+        tls_pin,
         allow_insecure,
         timeout,
         pushes,
@@ -119,6 +136,31 @@ pub(super) fn check(
 }
 
 const NOT_HTTPS: &str = "must be an https:// URL such as https://mx.example:8083";
+
+/// `tls_pin`: a certificate fingerprint, instead of `ca_file` (not beside it), on an https URL.
+fn tls_pin(
+    ctx: &mut Ctx<'_>,
+    key: KeyPath,
+    pin: &str,
+    has_ca_file: bool,
+    url: &str,
+) -> Option<CertFingerprint> {
+    if has_ca_file {
+        ctx.err(
+            key,
+            "give ca_file or tls_pin, not both: a CA file trusts the certificates it signed, a \
+             pin trusts exactly one certificate",
+        );
+        return None;
+    }
+    if url.starts_with("http://") {
+        ctx.err(key, "a pin needs an https:// url");
+        return None;
+    }
+    CertFingerprint::parse(pin)
+        .map_err(|e| ctx.err(key, e))
+        .ok()
+}
 
 /// One `[[imperva.data_sets]]` entry: an existing warden data set, pushed to an MX data set
 /// no other entry pushes to, compared no less strictly than warden compares it.
@@ -139,9 +181,31 @@ fn push(
     );
     // A data set that is named but failed validation has its own error already.
     let set = data_sets.iter().find(|s| s.name == d.data_set)?;
+    let named = d.name.is_some();
     let mx_name = d.name.unwrap_or_else(|| d.data_set.clone());
     if mx_name.is_empty() {
         ctx.err(path.key("name"), "must not be empty");
+        return None;
+    }
+    if mx_name.contains('/') {
+        // The Open API addresses a data set as one path segment (…/conf/dataSets/{name}/data):
+        // a `/` splits it, and an encoded one is refused by the MX's web server. The SDK skips
+        // such names ("we have data types with '/' character that don't work with the API").
+        let (key, why) = if named {
+            ("name", "")
+        } else {
+            (
+                "data_set",
+                " (the MX name defaults to the data set's name; set name = \"…\" without '/')",
+            )
+        };
+        ctx.err(
+            path.key(key),
+            format!(
+                "MX data set name {mx_name:?} contains '/', which the MX Open API cannot address \
+                 (a data set is one path segment of …/conf/dataSets/{{name}}/data){why}"
+            ),
+        );
         return None;
     }
     if earlier.iter().any(|p| p.data_set == d.data_set) {

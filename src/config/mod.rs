@@ -232,7 +232,7 @@ impl Config {
     }
 
     /// What differs between this running configuration and `next` that only a restart can
-    /// apply: the listener, its TLS files, the connection cap and the store.
+    /// apply: the listener, its TLS files, the connection caps and the store.
     pub fn needs_restart(&self, next: &Config) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         let mut check = |changed: bool, section: &str, key: &str| {
@@ -253,6 +253,11 @@ impl Config {
             now.max_connections != then.max_connections,
             "server",
             "max_connections",
+        );
+        check(
+            now.max_connections_per_client != then.max_connections_per_client,
+            "server",
+            "max_connections_per_client",
         );
         check(self.store.path != next.store.path, "store", "path");
         check(self.store.postgres != next.store.postgres, "store", "url");
@@ -756,6 +761,43 @@ filter = "{union_filter}"
         }
     }
 
+    /// The connection limits: defaults (a tenth of `max_connections` per address), and the
+    /// errors, each with its key path.
+    #[test]
+    fn connection_limits_default_and_are_checked_by_key_path() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.max_connections_per_client, 1000);
+        assert_eq!(c.server.write_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(10));
+        let c = parse("[server]\nmax_connections = 5\n").unwrap();
+        assert_eq!(c.server.max_connections_per_client, 1);
+        let c = parse(
+            "[server]\nmax_connections = 16\nmax_connections_per_client = 16\n\
+             write_timeout = \"2s\"\nidle_timeout = \"1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.max_connections_per_client, 16);
+        assert_eq!(c.server.write_timeout, Duration::from_secs(2));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+        for (bad, key) in [
+            (
+                "max_connections_per_client = 0",
+                "server.max_connections_per_client",
+            ),
+            (
+                "max_connections = 16\nmax_connections_per_client = 17",
+                "server.max_connections_per_client",
+            ),
+            ("write_timeout = \"0s\"", "server.write_timeout"),
+            ("idle_timeout = \"soon\"", "server.idle_timeout"),
+        ] {
+            let e = parse(&format!("[server]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
     /// `[store] url`: a PostgreSQL store, its password from a file, TLS verified unless a
     /// loopback server is named plain; a password in the URL, a missing CA and a plain remote
     /// server are refused with their key paths.
@@ -796,6 +838,12 @@ filter = "{union_filter}"
                 "url = \"postgresql://warden@db1/w\"\npassword_env = \"P\"\nplain = true",
                 "store.plain",
                 "loopback",
+            ),
+            (
+                "url = \"postgresql://warden@db1/w\"\npassword_env = \"P\"\nca_file = \"c\"\n\
+                 leader_failover = \"500ms\"",
+                "store.leader_failover",
+                "at least 1s",
             ),
             (
                 "url = \"postgresql://warden@127.0.0.1/w\"\npassword = \"x\"\nplain = true",

@@ -22,6 +22,9 @@ pub(super) struct Raw {
     header_read_timeout: Option<String>,
     request_timeout: Option<String>,
     max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
+    write_timeout: Option<String>,
+    idle_timeout: Option<String>,
     followed_action_queue: Option<usize>,
     anonymous_decisions: Option<bool>,
     bootstrap_key_file: Option<String>,
@@ -49,6 +52,14 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Open connections beyond this wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold at once; more are refused (503)
+    /// and counted. Default: a tenth of `max_connections`.
+    pub max_connections_per_client: usize,
+    /// A client that leaves its answer unread this long (the socket takes nothing) loses the
+    /// connection.
+    pub write_timeout: Duration,
+    /// A connection on which nothing moves this long while nothing is being answered closes.
+    pub idle_timeout: Duration,
     /// Followed-action events waiting for the worker; more are dropped and counted.
     pub followed_action_queue: usize,
     /// Decision routes answer without an API key (for loopback-only setups such as the
@@ -80,6 +91,10 @@ const DEFAULT_STORE_POLL: Duration = Duration::from_millis(50);
 const DEFAULT_MAX_BODY: usize = 1 << 20;
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same as the header timeout, which also bounds an HTTP/1.1 connection's wait for its
+/// next request (hyper starts that clock when the previous answer is written).
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
 /// A retention shorter than a day would prune records before anyone reads them.
 const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(86_400);
@@ -115,6 +130,8 @@ pub(super) fn check(ctx: &mut Ctx<'_>, raw: Raw) -> ServerConfig {
         raw.max_connections,
         DEFAULT_MAX_CONNECTIONS,
     );
+    let max_connections_per_client =
+        per_client_cap(ctx, &path, raw.max_connections_per_client, max_connections);
     let tls = TlsPair {
         cert_file: raw.tls_cert_file,
         key_file: raw.tls_key_file,
@@ -143,6 +160,17 @@ pub(super) fn check(ctx: &mut Ctx<'_>, raw: Raw) -> ServerConfig {
             DEFAULT_REQUEST_TIMEOUT,
         ),
         max_connections,
+        max_connections_per_client,
+        write_timeout: ctx.duration(
+            path.key("write_timeout"),
+            raw.write_timeout.as_deref(),
+            DEFAULT_WRITE_TIMEOUT,
+        ),
+        idle_timeout: ctx.duration(
+            path.key("idle_timeout"),
+            raw.idle_timeout.as_deref(),
+            DEFAULT_IDLE_TIMEOUT,
+        ),
         followed_action_queue,
         anonymous_decisions: raw.anonymous_decisions.unwrap_or(false),
         bootstrap_key_file,
@@ -160,6 +188,36 @@ pub(super) fn check(ctx: &mut Ctx<'_>, raw: Raw) -> ServerConfig {
         tls,
         audit_retention,
     }
+}
+
+/// `max_connections_per_client`: at least 1 and at most `max_connections`; by default a tenth
+/// of it, so that one address never holds every connection.
+fn per_client_cap(
+    ctx: &mut Ctx<'_>,
+    path: &KeyPath,
+    cap: Option<usize>,
+    max_connections: usize,
+) -> usize {
+    let default = (max_connections / 10).max(1);
+    let Some(n) = cap else {
+        return default;
+    };
+    let key = path.key("max_connections_per_client");
+    if n == 0 {
+        ctx.err(key, "must be at least 1");
+        return default;
+    }
+    if n > max_connections {
+        ctx.err(
+            key,
+            format!(
+                "{n} is more than max_connections ({max_connections}); one address can hold at \
+                 most every connection"
+            ),
+        );
+        return default;
+    }
+    n
 }
 
 /// At least a day: records are pruned once older than this.

@@ -61,6 +61,9 @@ pub(super) const DEFAULT_POSTGRES_PORT: u16 = 5432;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a leader may be gone before another replica takes its jobs over.
 const DEFAULT_LEADER_FAILOVER: Duration = Duration::from_secs(10);
+/// The shortest `leader_failover`: the leader renews its lease every quarter of it, each round
+/// trip bounded by a quarter too (`services::replica`).
+const MIN_LEADER_FAILOVER: Duration = Duration::from_secs(1);
 
 const TLS_KEYS: UpstreamTlsKeys = UpstreamTlsKeys {
     ca_file: "ca_file",
@@ -117,6 +120,12 @@ fn postgres(
         s.leader_failover.as_deref(),
         DEFAULT_LEADER_FAILOVER,
     );
+    if leader_failover < MIN_LEADER_FAILOVER {
+        ctx.err(
+            path.key("leader_failover"),
+            "must be at least 1s; the leader renews its lease every quarter of it",
+        );
+    }
     let (host, port, user, dbname) = parsed.ok()?;
     Some(PostgresStoreConfig {
         url,

@@ -2,18 +2,22 @@
 //! compiled policies; the audit log (JSON or JSON lines); API keys (create shows the key once,
 //! list, revoke, rotate with an overlap window); configuration reload.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use hyper::StatusCode;
 use serde::Deserialize;
 
+use super::listener::ConnectionDrop;
 use super::problem::{Problem, parse_json};
 use super::query::decode;
 use super::{Call, Response, json_value, no_content, respond};
 use crate::base::time::parse_rfc3339;
 use crate::gate::GateMetrics;
-use crate::metrics::{Collect, CounterMap, Desc, Exposition, Registry};
+use crate::metrics::{Collect, CounterMap, Desc, Exposition, Registry, Slot, Slots};
 use crate::operations::keys::{self, DEFAULT_ROTATE_OVERLAP, KeyRequest};
 use crate::operations::{self, ExpiryMetrics, OperationError, databases, directories};
 use crate::services::followed_actions::FollowedActionMetrics;
+use crate::services::replica::ChangeFeedMetrics;
 use crate::store::AuditFilter;
 use crate::sync::SyncMetrics;
 
@@ -97,22 +101,38 @@ pub fn register_metrics(registry: &Registry) {
     registry.register::<FollowedActionMetrics>();
     registry.register::<GateMetrics>();
     registry.register::<ExpiryMetrics>();
+    registry.register::<ChangeFeedMetrics>();
 }
 
 static REQUESTS: Desc = Desc::counter(
     "warden_http_requests_total",
     "HTTP responses by route and status.",
 );
+static CONNECTIONS_OPEN: Desc = Desc::gauge(
+    "warden_http_connections_open",
+    "Connections the HTTP listener holds open.",
+);
+static CONNECTIONS_DROPPED: Desc = Desc::counter(
+    "warden_http_connections_dropped_total",
+    "Connections the HTTP listener dropped on its own, by reason (the setting).",
+);
 
-/// The gateway's responses, by route and status.
+/// The gateway's responses, by route and status, and its listener's connections: open now,
+/// and dropped by reason (every reason listed, at zero too).
 pub struct HttpMetrics {
     requests: CounterMap<(&'static str, u16)>,
+    connections_opened: AtomicU64,
+    connections_closed: AtomicU64,
+    connections_dropped: Slots<ConnectionDrop>,
 }
 
 impl Default for HttpMetrics {
     fn default() -> HttpMetrics {
         HttpMetrics {
             requests: CounterMap::new(&REQUESTS, &["route", "status"]),
+            connections_opened: AtomicU64::new(0),
+            connections_closed: AtomicU64::new(0),
+            connections_dropped: Slots::new(&CONNECTIONS_DROPPED, true),
         }
     }
 }
@@ -120,6 +140,9 @@ impl Default for HttpMetrics {
 impl Collect for HttpMetrics {
     fn collect(&self, out: &mut Exposition<'_>) {
         self.requests.collect(out);
+        out.family(&CONNECTIONS_OPEN);
+        out.sample(CONNECTIONS_OPEN.name, &[], self.connections_open());
+        self.connections_dropped.collect(out);
     }
 }
 
@@ -127,6 +150,39 @@ impl HttpMetrics {
     /// One HTTP response on `route` (the route's pattern, not the raw path).
     pub fn response(&self, route: &'static str, status: u16) {
         self.requests.inc((route, status));
+    }
+
+    /// The listener took a connection (counted closed when [`HttpMetrics::connection_closed`]).
+    pub fn connection_opened(&self) {
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The listener dropped a connection on its own.
+    pub fn connection_dropped(&self, why: ConnectionDrop) {
+        self.connections_dropped.inc(why);
+    }
+
+    /// Connections open now.
+    fn connections_open(&self) -> u64 {
+        let closed = self.connections_closed.load(Ordering::Relaxed);
+        self.connections_opened
+            .load(Ordering::Relaxed)
+            .saturating_sub(closed)
+    }
+}
+
+impl Slot for ConnectionDrop {
+    const ALL: &'static [ConnectionDrop] = &ConnectionDrop::ALL;
+    const LABEL: &'static str = "reason";
+    fn slot(self) -> usize {
+        self as usize
+    }
+    fn label(self) -> &'static str {
+        self.as_str()
     }
 }
 
@@ -370,4 +426,35 @@ pub fn rotate_key(call: &Call<'_>) -> Result<Response, Problem> {
 pub fn reload(call: &Call<'_>) -> Result<Response, Problem> {
     let reloaded = operations::config::reload(call.warden(), &call.actor())?;
     Ok(json_value(StatusCode::OK, &reloaded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_render_open_and_every_drop_reason() {
+        let registry = Registry::default();
+        let m = registry.get::<HttpMetrics>();
+        for _ in 0..3 {
+            m.connection_opened();
+        }
+        m.connection_closed();
+        m.connection_dropped(ConnectionDrop::WriteTimeout);
+        m.connection_dropped(ConnectionDrop::WriteTimeout);
+        let out = registry.render(|_| {});
+        assert!(out.contains("warden_http_connections_open 2"), "{out}");
+        let dropped = "warden_http_connections_dropped_total";
+        assert!(out.contains(&format!("{dropped}{{reason=\"write_timeout\"}} 2")));
+        for zero in [
+            "max_connections_per_client",
+            "idle_timeout",
+            "header_read_timeout",
+        ] {
+            assert!(
+                out.contains(&format!("{dropped}{{reason=\"{zero}\"}} 0")),
+                "{zero}"
+            );
+        }
+    }
 }

@@ -31,21 +31,24 @@ pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(50);
 /// schedule, a list change (debounced), a due retry, and the target's own change signal where
 /// it has one.
 pub(super) struct Triggers {
+    warden: Arc<Warden>,
     lists: tokio::sync::watch::Receiver<u64>,
     tick: tokio::time::Interval,
 }
 
 impl Triggers {
-    pub(super) fn new(warden: &Warden, every: Duration) -> Triggers {
+    pub(super) fn new(warden: &Arc<Warden>, every: Duration) -> Triggers {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Triggers {
+            warden: Arc::clone(warden),
             lists: warden.subscribe_lists(),
             tick,
         }
     }
 
-    /// Waits for the next reason to run; `false` when the loop is to stop.
+    /// Waits for the next reason to run; `false` when the loop is to stop — shut down, or
+    /// its leader term ended (a replica woken after losing the lease changes no target).
     pub(super) async fn next(
         &mut self,
         shutdown: &mut Shutdown,
@@ -58,7 +61,7 @@ impl Triggers {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let run = tokio::select! {
             () = shutdown.requested() => false,
             _ = self.tick.tick() => true,
             changed = self.lists.changed() => {
@@ -71,7 +74,8 @@ impl Triggers {
             }
             () = retry.due() => true,
             () = target_changed => true,
-        }
+        };
+        run && !super::term_ended(&self.warden)
     }
 }
 /// How often a data set without notifications polls its group's `uSNChanged`.

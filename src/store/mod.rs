@@ -197,6 +197,9 @@ const MIGRATIONS: &[&str] = &[
         topic TEXT NOT NULL,
         at_ms INTEGER NOT NULL
     );",
+    // 9: when a key was rotated: its overlap is for clients switching keys, and the console
+    // sessions opened with it end at once, on every replica.
+    "ALTER TABLE api_keys ADD COLUMN rotated_at INTEGER;",
 ];
 
 /// Whether an expiry sweep has work: asked every second, so every part is an index search
@@ -263,6 +266,18 @@ pub enum StoreError {
         path.display()
     )]
     Readable { path: PathBuf, mode: u32 },
+    #[error(
+        "store {}: the database is not warden's alone: {}. Any role that may connect to it can \
+         take warden's advisory locks (stalling every write, and every replica's start) and send \
+         on its NOTIFY channel. As a superuser, run: {}",
+        path.display(),
+        exposure.problems.join("; "),
+        exposure.fix.join(" ")
+    )]
+    Exposed {
+        path: PathBuf,
+        exposure: postgres::Exposure,
+    },
     #[error("store {path}: cannot set its mode to 0600: {source}")]
     Mode {
         path: PathBuf,
@@ -429,7 +444,8 @@ pub struct Store {
     revision: Arc<AtomicI64>,
     postgres: Option<PostgresStoreConfig>,
     health: changes::Health,
-    leader: tokio::sync::watch::Sender<bool>,
+    /// The term this replica leads in on PostgreSQL (see [`changes::Term`]).
+    leader: tokio::sync::watch::Sender<Option<changes::Term>>,
     // Every operation is a short synchronous SQLite call; callers on async tasks use
     // spawn_blocking or accept the sub-millisecond hold. Re-entrant so that [`Store::audited`]
     // can hold the connection for a whole change made of several store calls: other threads
@@ -601,7 +617,7 @@ impl Store {
             path,
             conn: ReentrantMutex::new(Conn::new(backend, Arc::clone(&revision))),
             revision,
-            leader: tokio::sync::watch::Sender::new(postgres.is_none()),
+            leader: tokio::sync::watch::Sender::new(None),
             postgres,
             health: changes::Health::default(),
         }
@@ -617,13 +633,22 @@ impl Store {
     }
 
     /// Connects to the PostgreSQL store and migrates its schema (the same versions as
-    /// SQLite's); refuses one from a newer warden.
+    /// SQLite's); refuses one from a newer warden, and one that is not warden's alone (open
+    /// to PUBLIC, or owned by another role: [`StoreError::Exposed`], before anything is
+    /// written — fail closed, as a readable SQLite file is).
     pub fn open_postgres(config: &PostgresStoreConfig) -> Result<Store, StoreError> {
         let path = PathBuf::from(postgres::describe(config));
         let session = postgres::Session::open(config).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
         })?;
+        let exposure = postgres::exposure(&session).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(exposure) = exposure {
+            return Err(StoreError::Exposed { path, exposure });
+        }
         let found = postgres::migrate(&session).map_err(|source| StoreError::Corrupt {
             path: path.clone(),
             source,
@@ -1033,6 +1058,26 @@ impl Store {
 }
 
 impl Store {
+    /// The active members of a list ([`Member::is_active`]): what every surface that blocks
+    /// reads — the list's data sets, the AD push, the agentless role, a pull's listed rows.
+    /// A member past its expiry stays active until the expiry sweep deactivates it, so a
+    /// sweep the clocks or the share guard held keeps it blocked everywhere, not by the clock
+    /// in one place and by the sweep in another.
+    pub fn active_members(&self, list: &str) -> Result<Vec<Member>, StoreError> {
+        let mut members = self.members(list)?;
+        members.retain(Member::is_active);
+        Ok(members)
+    }
+
+    /// The principals of [`Store::active_members`].
+    pub fn active_principals(&self, list: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .active_members(list)?
+            .into_iter()
+            .map(|m| m.principal)
+            .collect())
+    }
+
     /// Records a push or pull run and prunes the directory's oldest records (the table's
     /// `device` column is the directory, named before the rename).
     pub fn record_update(&self, u: &RecentUpdate) -> Result<(), StoreError> {

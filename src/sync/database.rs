@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::base::time::{now, now_ms};
+use crate::base::time::now_ms;
 use crate::config::{DatabaseConfig, RoleMappingConfig, UpstreamTls};
 use crate::store::{RecentUpdate, Store, StoreError};
 
@@ -142,17 +142,6 @@ pub async fn connect(db: &DatabaseConfig) -> Result<Client, DatabaseError> {
     }
 }
 
-/// Current (unexpired) principals of a list.
-fn list_principals(store: &Store, list: &str) -> Result<Vec<String>, StoreError> {
-    let now = now();
-    Ok(store
-        .members(list)?
-        .into_iter()
-        .filter(|m| m.expires_at.is_none_or(|t| t > now))
-        .map(|m| m.principal)
-        .collect())
-}
-
 /// The role's members now, by name: `(managed, admins)`. A member holding ADMIN OPTION on the
 /// role administers it (on PostgreSQL 15 and earlier that is how warden itself may grant it,
 /// and it makes warden a member) and is never managed: not revoked, not counted.
@@ -203,7 +192,9 @@ pub async fn plan(
     let (current, admins) = role_members(client, db, &mapping.role).await?;
     let mut unresolved = Vec::new();
     let mut wanted_names: Vec<(String, String)> = Vec::new();
-    for principal in list_principals(store, &mapping.list)? {
+    // The list's active members, as the snapshot and the AD push see them: a member past its
+    // expiry stays until the sweep deactivates it (a held sweep holds here too).
+    for principal in store.active_principals(&mapping.list)? {
         match mapping.member.map_one(&principal) {
             Some(name) if !name.is_empty() => wanted_names.push((principal, name)),
             _ => unresolved.push(principal),

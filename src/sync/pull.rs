@@ -398,7 +398,6 @@ fn listed_accounts(
     group_dn: &str,
 ) -> Result<HashSet<String>, SyncError> {
     let identity = directory.identity();
-    let now = now();
     let mut names = HashSet::new();
     for mapping in warden
         .config()
@@ -407,10 +406,7 @@ fn listed_accounts(
         .filter(|m| m.directory == directory.name() && dn_key(&m.group_dn) == dn_key(group_dn))
     {
         let aliases = warden.store().account_names(&mapping.list)?;
-        for m in warden.store().members(&mapping.list)? {
-            if m.expires_at.is_some_and(|t| t <= now) {
-                continue;
-            }
+        for m in warden.store().active_members(&mapping.list)? {
             names.insert(fold(&identity.canonical(&m.principal), false));
             for a in aliases
                 .get(&principal_key(&m.principal))

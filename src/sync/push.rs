@@ -140,17 +140,6 @@ async fn group_members(
     }
 }
 
-/// Active principals of a list. A member past its expiry stays until the expiry sweep
-/// deactivates it, so a sweep the clocks or the share guard held keeps it in its groups.
-fn list_principals(store: &Store, list: &str) -> Result<Vec<String>, SyncError> {
-    Ok(store
-        .members(list)?
-        .into_iter()
-        .filter(|m| m.is_active())
-        .map(|m| m.principal)
-        .collect())
-}
-
 /// Works out what a push would change, without changing anything. Fails if the group is
 /// missing — the check a mapping gets when it is saved.
 ///
@@ -177,7 +166,7 @@ pub async fn plan(
     let mut other_domain = Vec::new();
     let mut drift = Vec::new();
     let mut accounts = Vec::new();
-    for principal in list_principals(store, &mapping.list)? {
+    for principal in store.active_principals(&mapping.list)? {
         let key = principal_key(&principal);
         if directory.routed_elsewhere(&principal).is_some() {
             // Not this domain's: never looked up here. Whatever was pushed for it before

@@ -17,11 +17,12 @@ use crate::support::{Server, eventually, free_port, list_config, postgres, start
 const EXPECTED: &str = include_str!("metrics_exposition.txt");
 
 /// Families whose values depend on timing or on the store (latency, how often readiness or
-/// metrics were asked, revisions, leadership on a shared store): their samples are compared
-/// by name and labels only.
+/// metrics were asked, connections the listener has yet to count closed, revisions,
+/// leadership on a shared store): their samples are compared by name and labels only.
 const VARYING: &[&str] = &[
     "warden_decision_duration_seconds",
     "warden_http_requests_total",
+    "warden_http_connections_open",
     "warden_snapshot_version",
     "warden_revision",
     "warden_revision_lag",
@@ -94,8 +95,9 @@ fn gate_startup(port: u16, params: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// Brings `server` to the known state: alice listed; decisions over HTTP (block, allow, and
-/// an error on the unwritten set) and at the gate (block, allow with the upstream down, no
-/// user); two refused requests; the followed action run once.
+/// an error on the unwritten set); three refusals at the gate (no user, and two users it
+/// cannot decide on with the upstream down: the gate decides after the server authenticated
+/// them); two refused requests; the followed action run once.
 fn known_state(server: &Server, gate_port: u16) {
     let up = eventually(Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", gate_port)).is_ok()
@@ -219,6 +221,11 @@ fn the_exposition_of_a_known_state_is_unchanged_on_postgresql() {
             "postgres",
         ])
         .args(["-c", &format!("CREATE DATABASE {db}")])
+        // A store database must be warden's alone (warden refuses one PUBLIC may connect to).
+        .args([
+            "-c",
+            &format!("REVOKE CONNECT ON DATABASE {db} FROM PUBLIC"),
+        ])
         .output()
         .expect("run psql");
     assert!(
