@@ -32,7 +32,37 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::ConnectionDrop;
+/// Why the HTTP listener dropped a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionDrop {
+    /// Its client address already held `max_connections_per_client`.
+    PerClientCap,
+    /// A request head (or the TLS handshake) did not arrive within `header_read_timeout`.
+    HeaderTimeout,
+    /// Nothing moved while nothing was being answered for `idle_timeout`.
+    IdleTimeout,
+    /// The client left its answer unread for `write_timeout`.
+    WriteTimeout,
+}
+
+impl ConnectionDrop {
+    pub const ALL: [ConnectionDrop; 4] = [
+        ConnectionDrop::PerClientCap,
+        ConnectionDrop::HeaderTimeout,
+        ConnectionDrop::IdleTimeout,
+        ConnectionDrop::WriteTimeout,
+    ];
+
+    /// The `reason` label, the name of the setting that drops it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionDrop::PerClientCap => "max_connections_per_client",
+            ConnectionDrop::HeaderTimeout => "header_read_timeout",
+            ConnectionDrop::IdleTimeout => "idle_timeout",
+            ConnectionDrop::WriteTimeout => "write_timeout",
+        }
+    }
+}
 
 /// The client a connection comes from, as the per-address cap counts it: an IPv4 address, or
 /// an IPv6 /64 — the block one subscriber or host is given, which a single client can spread

@@ -48,9 +48,9 @@ use tokio::sync::Semaphore;
 use crate::auth::denials::Refusal;
 use crate::auth::{AuthError, Caller, Scope};
 use crate::base::actor::Actor;
-use crate::metrics::ConnectionDrop;
 use crate::runtime::Warden;
 use crate::services::Board;
+use listener::ConnectionDrop;
 use problem::Problem;
 use routes::{Access, Handler, Matched, Params};
 
@@ -168,6 +168,7 @@ struct Limits {
 
 impl Gateway {
     pub fn new(warden: Arc<Warden>, services: Board) -> Gateway {
+        admin::register_metrics(warden.metrics());
         let config = warden.config();
         let max_connections = config.server.max_connections;
         let clients = listener::ClientCaps::new(config.server.max_connections_per_client);
@@ -272,7 +273,7 @@ fn refused(
         .warden
         .denials()
         .record(peer.ip(), actor, refusal, route, needs);
-    gw.warden.metrics().refused(refusal, overflow);
+    gw.warden.refusal_metrics().refused(refusal, overflow);
 }
 
 /// How a failed authentication is counted.
@@ -525,7 +526,10 @@ async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAdd
     if decision_route {
         decision_contract(authz, &mut resp);
     }
-    gw.warden.metrics().http(route, resp.status().as_u16());
+    gw.warden
+        .metrics()
+        .get::<admin::HttpMetrics>()
+        .response(route, resp.status().as_u16());
     tracing::trace!(%peer, route, status = resp.status().as_u16());
     if is_head {
         *resp.body_mut() = Full::new(Bytes::new());
@@ -542,6 +546,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(gateway.max_connections));
+    let metrics = gateway.warden.metrics().get::<admin::HttpMetrics>();
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -567,9 +572,9 @@ pub async fn serve(
         let gw = Arc::clone(&gateway);
         let graceful_watch = graceful.watcher();
         let tls = tls.clone();
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             let _slot = slot;
-            let metrics = gw.warden.metrics();
             let Some(_client) = gw.clients.take(peer.ip()) else {
                 metrics.connection_dropped(ConnectionDrop::PerClientCap);
                 refuse_over_cap(stream, tls.is_some());
