@@ -18,6 +18,10 @@
 //! snapshot swapped — a bad config changes nothing. Sync loops watch [`Warden::subscribe_config`]
 //! and restart on the new configuration.
 
+mod metrics;
+
+pub use metrics::{DecisionMetrics, RefusalMetrics};
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,8 +36,8 @@ use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberFie
 use crate::decide::Dispatcher;
 use crate::decide::{CompileError, Decision, Engine, IndexCache, Published, Request, Snapshot};
 use crate::directory::Directory;
-use crate::events::{Decisions, Events};
-use crate::metrics::Metrics;
+use crate::events::{Decisions, EventMetrics, Events, LogStats};
+use crate::metrics::Registry;
 use crate::model::dataset::{
     Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records,
 };
@@ -126,13 +130,16 @@ pub struct Warden {
     store: Arc<Store>,
     engine: Arc<Engine>,
     keys: KeyRing,
-    metrics: Metrics,
+    metrics: Registry,
+    /// This warden's entries of `metrics`, held for the paths that record on every call.
+    decisions: Arc<DecisionMetrics>,
+    refusals: Arc<RefusalMetrics>,
     actions: Dispatcher,
     denials: Denials,
     /// SIEM sinks (inert until the events service starts them).
     events: Events,
     /// Which decisions are recorded (the decision log, sinks that take decisions).
-    decisions: Decisions,
+    decision_log: Decisions,
     state: Mutex<State>,
     list_changes: tokio::sync::watch::Sender<u64>,
     /// The store revision the state in `state` was last loaded at (see
@@ -158,16 +165,20 @@ impl Warden {
         let keys = KeyRing::load(&store)?;
         let directories = directories_for(&config, &HashMap::new());
         let actions = Dispatcher::with_capacity(config.server.followed_action_queue);
+        let metrics = Registry::default();
+        let decisions = metrics.get::<DecisionMetrics>();
+        let refusals = metrics.get::<RefusalMetrics>();
         // A sink with a new queue reports the audit log from here on.
         let audit_origin = if config.events.sinks.is_empty() {
             0
         } else {
             store.newest_audit_id()?
         };
-        let events = Events::new(&config.events, audit_origin);
-        let decisions = Decisions::new(
+        let events = Events::new(&config.events, audit_origin, &metrics.get::<EventMetrics>());
+        let decision_log = Decisions::new(
             config.decision_log.enabled || events.takes_decisions(),
             config.decision_log.allow_sample,
+            metrics.get::<LogStats>(),
         );
         let warden = Warden {
             config: ArcSwap::from_pointee(config),
@@ -179,11 +190,13 @@ impl Warden {
             store,
             engine: Arc::new(Engine::new()),
             keys,
-            metrics: Metrics::default(),
+            metrics,
+            decisions,
+            refusals,
             actions,
             denials: Denials::default(),
             events,
-            decisions,
+            decision_log,
             state: Mutex::new(State {
                 data_sets,
                 generations,
@@ -317,8 +330,25 @@ impl Warden {
         &self.keys
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    /// Every subsystem's metrics, each registered by type.
+    pub fn metrics(&self) -> &Registry {
         &self.metrics
+    }
+
+    /// What decisions record: outcomes, matched policies, latency, followed-action events.
+    pub fn decision_metrics(&self) -> &DecisionMetrics {
+        &self.decisions
+    }
+
+    /// Requests refused by authentication or scope.
+    pub fn refusal_metrics(&self) -> &RefusalMetrics {
+        &self.refusals
+    }
+
+    /// The `/metrics` exposition: every registered family, then the gauges of the snapshot
+    /// and the store as they are now.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(|out| metrics::state_gauges(self, out))
     }
 
     /// Refused requests waiting to be audited in aggregate.
@@ -329,7 +359,7 @@ impl Warden {
     /// Audits the pending refusals now (blocking I/O): one record per key, with its count.
     pub fn flush_denials(&self) -> Result<crate::auth::denials::Flushed, StoreError> {
         let flushed = self.denials.flush(&self.store)?;
-        self.metrics.refusal_audit_records(flushed.records);
+        self.refusals.audit_records(flushed.records);
         Ok(flushed)
     }
 
@@ -345,7 +375,7 @@ impl Warden {
 
     /// Which decisions are recorded, and the decision log's writer.
     pub fn decisions(&self) -> &Decisions {
-        &self.decisions
+        &self.decision_log
     }
 
     /// Decides `request` against `snapshot` and records the decision (see
@@ -376,16 +406,16 @@ impl Warden {
                 .actions
                 .offer(&config.action_sets, snapshot, request, decision);
             for _ in 0..offered.dropped {
-                self.metrics.followed_action_dropped();
+                self.decisions.followed_action_dropped();
             }
             for _ in 0..offered.evicted {
-                self.metrics.followed_dedup_evicted();
+                self.decisions.followed_dedup_evicted();
             }
         }
-        if let Some(record) = self.decisions.record(snapshot, request, decision) {
+        if let Some(record) = self.decision_log.record(snapshot, request, decision) {
             self.events.decision(&record);
         }
-        self.metrics.decision(
+        self.decisions.decision(
             decision.outcome,
             took,
             decision

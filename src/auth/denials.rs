@@ -31,6 +31,8 @@ pub enum Refusal {
     Invalid,
     Expired,
     Revoked,
+    /// A console session's key was rotated (it still authenticates clients for its overlap).
+    Rotated,
     Forbidden,
     /// SSO: an unknown, expired, replayed or other browser's `state`.
     SsoState,
@@ -45,12 +47,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 12] = [
         Refusal::Missing,
         Refusal::Malformed,
         Refusal::Invalid,
         Refusal::Expired,
         Refusal::Revoked,
+        Refusal::Rotated,
         Refusal::Forbidden,
         Refusal::SsoState,
         Refusal::SsoProvider,
@@ -66,6 +69,7 @@ impl Refusal {
             Refusal::Invalid => "invalid",
             Refusal::Expired => "expired",
             Refusal::Revoked => "revoked",
+            Refusal::Rotated => "rotated",
             Refusal::Forbidden => "forbidden",
             Refusal::SsoState => "sso_state",
             Refusal::SsoProvider => "sso_provider",

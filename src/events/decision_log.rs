@@ -176,8 +176,8 @@ pub struct Decisions {
 
 impl Decisions {
     /// Records decisions when `active` (the log is enabled or a sink takes decisions),
-    /// allows with probability `allow_sample`.
-    pub fn new(active: bool, allow_sample: f64) -> Decisions {
+    /// allows with probability `allow_sample`, counted in `stats`.
+    pub fn new(active: bool, allow_sample: f64, stats: Arc<LogStats>) -> Decisions {
         let allow_threshold = if allow_sample >= 1.0 {
             u64::MAX
         } else if allow_sample <= 0.0 {
@@ -192,37 +192,12 @@ impl Decisions {
             prefix: process_prefix(),
             next: AtomicU64::new(0),
             log: OnceLock::new(),
-            stats: Arc::default(),
+            stats,
         }
     }
 
     pub fn stats(&self) -> &Arc<LogStats> {
         &self.stats
-    }
-
-    /// The log's counters in Prometheus text.
-    pub fn render_metrics(&self, out: &mut String) {
-        use crate::metrics::{family, line};
-        for (name, help, counter) in [
-            (
-                "warden_decision_log_written_total",
-                "Decision records written to the decision log.",
-                &self.stats.written,
-            ),
-            (
-                "warden_decision_log_dropped_total",
-                "Decision records dropped: the log's handoff was full.",
-                &self.stats.dropped,
-            ),
-            (
-                "warden_decision_log_write_errors_total",
-                "Failed writes of the decision log.",
-                &self.stats.write_errors,
-            ),
-        ] {
-            family(out, name, "counter", help);
-            line(out, name, "", counter.load(Ordering::Relaxed));
-        }
     }
 
     /// The record of `decision` when it is one to record — every block and error, allows as
@@ -639,7 +614,7 @@ mod tests {
     #[test]
     fn the_writer_keeps_records_and_query_finds_them_by_time_and_user() {
         let dir = tempfile::tempdir().unwrap();
-        let decisions = Decisions::new(true, 0.0);
+        let decisions = Decisions::new(true, 0.0, Arc::default());
         let writer = decisions
             .start(dir.path().to_owned(), 1 << 20, Duration::from_secs(3600))
             .unwrap();

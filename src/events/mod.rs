@@ -16,6 +16,7 @@ pub mod cef;
 pub mod decision_log;
 mod event;
 mod file;
+mod metrics;
 pub mod ocsf;
 pub mod queue;
 mod sink;
@@ -26,8 +27,9 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub use decision_log::{DecisionRecord, Decisions};
+pub use decision_log::{DecisionRecord, Decisions, LogStats};
 pub use event::{Activity, Event, Gate, Severity, from_audit, subject};
+pub use metrics::EventMetrics;
 pub use sink::{CONFIRM_AFTER, Running, SinkStats};
 
 use crate::config::{Config, EventsConfig, SinkConfig};
@@ -73,8 +75,9 @@ pub struct SinkStatus {
 }
 
 impl Events {
-    /// The sinks of `config`; `origin` is the newest audit record's id now.
-    pub fn new(config: &EventsConfig, origin: i64) -> Events {
+    /// The sinks of `config`, counted in `metrics`; `origin` is the newest audit record's id
+    /// now.
+    pub fn new(config: &EventsConfig, origin: i64, metrics: &EventMetrics) -> Events {
         let sinks = config
             .sinks
             .iter()
@@ -84,7 +87,7 @@ impl Events {
                     config: s.clone(),
                     handoff,
                     receiver: Mutex::new(Some(receiver)),
-                    stats: Arc::default(),
+                    stats: metrics.sink(&s.name),
                 }
             })
             .collect();
@@ -202,70 +205,6 @@ impl Events {
                 }
             })
             .collect()
-    }
-
-    /// The sinks' counters in Prometheus text.
-    pub fn render_metrics(&self, out: &mut String) {
-        use crate::metrics::{family, label, line};
-        if self.sinks.is_empty() {
-            return;
-        }
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        type Value = fn(&SinkStats) -> u64;
-        let families: [(&str, &str, &str, Value); 4] = [
-            (
-                "warden_events_queued_total",
-                "counter",
-                "SIEM events written to the sink's queue.",
-                |s| s.queued.load(Ordering::Relaxed),
-            ),
-            (
-                "warden_events_delivered_total",
-                "counter",
-                "SIEM events delivered (committed out of the sink's queue).",
-                |s| s.delivered.load(Ordering::Relaxed),
-            ),
-            (
-                "warden_events_queued_bytes",
-                "gauge",
-                "Bytes in the sink's queue not yet delivered.",
-                |s| s.pending_bytes.load(Ordering::Relaxed),
-            ),
-            (
-                "warden_events_sink_connected",
-                "gauge",
-                "1 while the sink's receiver took the last batch.",
-                |s| u64::from(s.connected.load(Ordering::Relaxed)),
-            ),
-        ];
-        for (name, kind, help, value) in families {
-            family(out, name, kind, help);
-            for s in &self.sinks {
-                let labels = format!("sink=\"{}\"", label(&s.config.name));
-                line(out, name, &labels, value(&s.stats));
-            }
-        }
-        let name = "warden_events_dropped_total";
-        family(
-            out,
-            name,
-            "counter",
-            "SIEM events dropped: the sink's queue at its bound, or its in-memory handoff full.",
-        );
-        for s in &self.sinks {
-            let sink = label(&s.config.name);
-            for (reason, n) in [
-                ("queue_full", get(&s.stats.dropped_queue)),
-                ("handoff_full", get(&s.stats.dropped_handoff)),
-            ] {
-                line(
-                    out,
-                    name,
-                    &format!("sink=\"{sink}\",reason=\"{reason}\""),
-                    n,
-                );
-            }
-        }
     }
 }
 

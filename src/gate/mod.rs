@@ -64,9 +64,12 @@
 
 mod ending;
 pub mod login;
+mod metrics;
 mod relay;
 pub mod startup;
 pub mod wire;
+
+pub use metrics::{GateCounters, GateMetrics};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -80,7 +83,6 @@ use tokio::sync::Semaphore;
 
 use crate::config::{GateConfig, UpstreamTls};
 use crate::decide::{Decision, Outcome, Request, Snapshot};
-use crate::metrics::GateCounters;
 use crate::runtime::Warden;
 use crate::services::{Ready, Service, Shutdown};
 use login::Login;
@@ -426,7 +428,7 @@ async fn run(
     tracing::info!(gate = %config.name, listen = %config.listen, upstream = %config.upstream, "gate listening");
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let gate = Arc::new(Gate {
-        counters: warden.metrics().gate(&config.name),
+        counters: warden.metrics().get::<GateMetrics>().gate(&config.name),
         warden,
         gates,
         config,

@@ -25,11 +25,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::GateCounters;
 use super::ending::{self, ClientOut, Ending};
 use super::login::Login;
 use super::{ENDED, Gate, REFUSED, SessionInfo, Stream, UNDECIDED, Verdict, wire};
 use crate::base::time::format_rfc3339;
-use crate::metrics::GateCounters;
 
 /// Largest message accepted while authentication runs (they are all small).
 const MAX_AUTH_MESSAGE: usize = 1 << 20;

@@ -15,6 +15,8 @@ use crate::auth::Scope;
 pub enum Access {
     /// No key (health, readiness, metrics, the API description).
     Public,
+    /// A valid key, whatever its scopes (operational detail a caller with any key may see).
+    AnyKey,
     /// A key with this scope (`admin` includes every scope).
     Key(Scope),
 }
@@ -103,7 +105,8 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/healthz", Access::Public, Handler::Healthz),
     route(Method::GET, "/readyz", Access::Public, Handler::Readyz),
     route(Method::GET, "/metrics", Access::Public, Handler::Metrics),
-    route(Method::GET, "/v1/status", Access::Public, Handler::Status),
+    // Role, revision and lag are operational detail: any key, not anyone.
+    route(Method::GET, "/v1/status", Access::AnyKey, Handler::Status),
     route(
         Method::GET,
         "/v1/openapi.json",
@@ -490,6 +493,7 @@ mod openapi {
             .map(|r| {
                 let scope = match r.access {
                     Access::Public => "public".to_owned(),
+                    Access::AnyKey => "any".to_owned(),
                     Access::Key(s) => s.as_str().to_owned(),
                 };
                 (r.method.to_string(), r.path.to_owned(), scope)

@@ -79,7 +79,10 @@ async fn sweep(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
         // Re-base either way: a jump is skipped once, then the new time is the time.
         last = reading;
         if let Some(skew_ms) = skew {
-            warden.metrics().expiry_clock_skipped();
+            warden
+                .metrics()
+                .get::<crate::operations::ExpiryMetrics>()
+                .clock_skipped();
             tracing::warn!(
                 skew_ms,
                 "the wall clock moved {} than the monotonic clock since the last expiry sweep: \

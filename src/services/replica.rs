@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Ready, Service, Shutdown};
-use crate::metrics::IgnoredNotification;
+use crate::metrics::{Collect, Desc, Exposition, Slot, Slots};
 use crate::runtime::Warden;
 use crate::store::postgres::{self, Announcements, Heard};
 
@@ -23,6 +23,74 @@ use crate::store::postgres::{self, Announcements, Heard};
 const RETRY: Duration = Duration::from_secs(1);
 /// The change feed also reads the log this often, whatever it heard.
 const CHECK: Duration = Duration::from_secs(5);
+
+static NOTIFICATIONS_IGNORED: Desc = Desc::counter(
+    "warden_change_notifications_ignored_total",
+    "Notifications on warden's change channel that warden did not write, ignored (a \
+     notification only wakes the change feed), by reason.",
+);
+
+/// Why the change feed ignored a notification on warden's channel (any role that may connect
+/// to the store database can send one; a notification is only ever a wake-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoredNotification {
+    /// The payload is not a revision as warden writes it.
+    Malformed,
+    /// The payload names a revision the change log does not have.
+    UnknownRevision,
+}
+
+impl IgnoredNotification {
+    pub const ALL: [IgnoredNotification; 2] = [
+        IgnoredNotification::Malformed,
+        IgnoredNotification::UnknownRevision,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgnoredNotification::Malformed => "malformed",
+            IgnoredNotification::UnknownRevision => "unknown_revision",
+        }
+    }
+}
+
+impl Slot for IgnoredNotification {
+    const ALL: &'static [IgnoredNotification] = &IgnoredNotification::ALL;
+    const LABEL: &'static str = "reason";
+    fn slot(self) -> usize {
+        self as usize
+    }
+    fn label(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// The change feed's metrics: the notifications it ignored, by reason (every reason listed,
+/// at zero too).
+pub struct ChangeFeedMetrics {
+    ignored: Slots<IgnoredNotification>,
+}
+
+impl Default for ChangeFeedMetrics {
+    fn default() -> ChangeFeedMetrics {
+        ChangeFeedMetrics {
+            ignored: Slots::new(&NOTIFICATIONS_IGNORED, true),
+        }
+    }
+}
+
+impl Collect for ChangeFeedMetrics {
+    fn collect(&self, out: &mut Exposition<'_>) {
+        self.ignored.collect(out);
+    }
+}
+
+impl ChangeFeedMetrics {
+    /// `n` notifications on the change feed's channel were ignored for `reason`.
+    pub fn notifications_ignored(&self, reason: IgnoredNotification, n: u64) {
+        self.ignored.add(reason, n);
+    }
+}
 
 /// The services of a replica on a shared store (none on SQLite).
 pub fn services(warden: &Arc<Warden>) -> Vec<Service> {
@@ -71,7 +139,7 @@ async fn catch_up(warden: &Arc<Warden>) -> Option<i64> {
 /// has once read (warden notifies in the committing transaction, so its own revisions are
 /// in the log by the time they are heard).
 async fn woken(warden: &Arc<Warden>, heard: Heard) {
-    let metrics = warden.metrics();
+    let metrics = warden.metrics().get::<ChangeFeedMetrics>();
     if heard.malformed > 0 {
         metrics.notifications_ignored(IgnoredNotification::Malformed, heard.malformed);
         tracing::debug!(
@@ -247,5 +315,25 @@ fn lead(store: &crate::store::Store, term: Option<crate::store::changes::Term>) 
             "this replica lost the leader lease; stepping down"
         ),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Registry;
+
+    #[test]
+    fn ignored_notifications_render_every_reason() {
+        let registry = Registry::default();
+        let m = registry.get::<ChangeFeedMetrics>();
+        m.notifications_ignored(IgnoredNotification::Malformed, 3);
+        let out = registry.render(|_| {});
+        let name = "warden_change_notifications_ignored_total";
+        assert!(
+            out.contains(&format!("{name}{{reason=\"malformed\"}} 3")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("{name}{{reason=\"unknown_revision\"}} 0")));
     }
 }

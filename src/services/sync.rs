@@ -20,6 +20,7 @@ use crate::config::{DataSetConfig, MappingConfig, Source};
 use crate::directory::Directory;
 use crate::directory::{self, WatchEvent};
 use crate::runtime::Warden;
+use crate::sync::SyncMetrics;
 use crate::sync::pull::watched_dn;
 use crate::sync::{nested, push, refresh};
 
@@ -196,6 +197,7 @@ async fn push_loop(
                 if !report.drift.is_empty() {
                     warden
                         .metrics()
+                        .get::<SyncMetrics>()
                         .drift_repaired(&mapping.group_dn, report.drift.len());
                 }
                 if report.names_changed
@@ -211,7 +213,10 @@ async fn push_loop(
                 }
             }
             Err(e) => {
-                warden.metrics().sync_failed(directory.name());
+                warden
+                    .metrics()
+                    .get::<SyncMetrics>()
+                    .sync_failed(directory.name());
                 let retry_in = retry.failed();
                 tracing::warn!(group = %mapping.group_dn, error = %e, ?retry_in, "push failed");
             }
@@ -272,7 +277,16 @@ impl WatchTarget {
             return vec![self.top.clone()];
         };
         let chain = match directory.client().await {
-            Ok(c) => nested::chain(directory, &c, warden.metrics(), name, &self.top).await,
+            Ok(c) => {
+                nested::chain(
+                    directory,
+                    &c,
+                    &warden.metrics().get::<SyncMetrics>(),
+                    name,
+                    &self.top,
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
         match chain {

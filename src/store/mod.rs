@@ -197,6 +197,9 @@ const MIGRATIONS: &[&str] = &[
         topic TEXT NOT NULL,
         at_ms INTEGER NOT NULL
     );",
+    // 9: when a key was rotated: its overlap is for clients switching keys, and the console
+    // sessions opened with it end at once, on every replica.
+    "ALTER TABLE api_keys ADD COLUMN rotated_at INTEGER;",
 ];
 
 /// Whether an expiry sweep has work: asked every second, so every part is an index search

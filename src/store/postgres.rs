@@ -217,6 +217,8 @@ const MIGRATIONS: &[&str] = &[
         topic TEXT NOT NULL,
         at_ms BIGINT NOT NULL
     );",
+    // 9: when a key was rotated (its console sessions end at once).
+    "ALTER TABLE api_keys ADD COLUMN rotated_at BIGINT;",
 ];
 
 /// How many schema versions this warden knows on PostgreSQL (equal to SQLite's).

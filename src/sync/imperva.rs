@@ -37,6 +37,7 @@ pub use api::{
 };
 use api::{Batches, MAX_MX_RESPONSE_BYTES};
 
+use super::SyncMetrics;
 use crate::base::secret::SecretError;
 use crate::config::{ImpervaConfig, ImpervaPush, Source};
 use crate::model::dataset::{DataSet, fold};
@@ -468,7 +469,7 @@ pub async fn execute(
             outcome.sent,
         )?,
         Err(e) => {
-            warden.metrics().sync_failed("imperva");
+            warden.metrics().get::<SyncMetrics>().sync_failed("imperva");
             store.push_failed(&plan.data_set, &plan.mx_name, &e.to_string())?;
         }
     }

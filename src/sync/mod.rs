@@ -12,6 +12,7 @@
 pub mod database;
 pub mod imperva;
 pub mod incremental;
+mod metrics;
 pub mod nested;
 pub mod pull;
 pub mod push;
@@ -19,6 +20,7 @@ pub mod refresh;
 
 mod status;
 
+pub use metrics::SyncMetrics;
 pub use status::{DirectoryStatus, HEALTH_WINDOW, Health, directory_statuses, health};
 
 use crate::base::time::now_ms;

@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::SyncError;
+use super::SyncMetrics;
 use super::nested::{self, Resolved};
 use crate::base::identity::Identity;
 use crate::base::time::now;
@@ -253,7 +254,14 @@ pub async fn search(
     ds: &DataSetConfig,
 ) -> Result<(Vec<Entry>, Resolved), SyncError> {
     let source = ldap_source(ds)?;
-    let resolved = nested::resolve(directory, client, warden.metrics(), &ds.name, source).await?;
+    let resolved = nested::resolve(
+        directory,
+        client,
+        &warden.metrics().get::<SyncMetrics>(),
+        &ds.name,
+        source,
+    )
+    .await?;
     let entries = client
         .search_paged(
             &source.base,

@@ -30,16 +30,10 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Listens on 127.0.0.1 (so a DC certificate for 127.0.0.1 still verifies) and forwards
-    /// to `target`.
+    /// Listens on `target`'s own address (the one the DC's certificate names, so it still
+    /// verifies through the proxy) and forwards to `target`.
     pub fn start(target: SocketAddr) -> FaultProxy {
-        FaultProxy::start_on(std::net::Ipv4Addr::LOCALHOST, target)
-    }
-
-    /// Listens on `ip` (the address the DC's certificate names, e.g. the PARTNER DC's
-    /// 127.0.0.2) and forwards to `target`.
-    pub fn start_on(ip: std::net::Ipv4Addr, target: SocketAddr) -> FaultProxy {
-        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let listener = TcpListener::bind((target.ip(), 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let faults = Arc::new(Faults::default());
         faults.budget.store(-1, Ordering::SeqCst);

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use crate::console::{Session, key_id};
 use crate::support::{
     Server, destroy_postgres_on_exit, enc, eventually, list_config, run, start_postgres,
     start_warden, warden_cmd,
@@ -330,6 +331,54 @@ fn a_member_added_on_one_replica_blocks_on_the_others_and_removed_allows_again()
         far.header("content-type")
             .is_some_and(|t| t.contains("problem+json"))
     );
+}
+
+/// Issue 24 §6 across replicas: console sessions live in one replica's memory, so what ends
+/// one there is its per-request re-check against the key ring, which every replica reloads
+/// from the change log. A key revoked (or rotated) through one replica ends the console
+/// sessions opened with it on another, at their next request.
+#[test]
+fn a_key_revoked_or_rotated_on_one_replica_ends_its_console_sessions_on_another() {
+    let _g = shared();
+    let db = pg().database("console_keys");
+    let r = replicas(&db, 2);
+    let (a, b) = (&r.servers[0], &r.servers[1]);
+    let key = |name: &str| {
+        let body = serde_json::json!({ "name": name, "scopes": ["respond"] });
+        let made = a.post_json("/v1/keys", &body);
+        assert_eq!(made.status, 201, "{}", made.body);
+        made.json()["key"].as_str().unwrap().to_string()
+    };
+    let (revoked, rotated) = (key("soc-ana"), key("soc-bo"));
+    // The key ring of b has them once its change feed has read them.
+    let knows = |k: &str| b.call("GET", "/v1/lists", Some(k), b"").status == 200;
+    assert!(eventually(WAIT, || knows(&revoked) && knows(&rotated)).is_some());
+    let sessions = [Session::open(b, &revoked), Session::open(b, &rotated)];
+    for s in &sessions {
+        assert_eq!(s.get("/console/lists").status, 200);
+    }
+    let admin = a.admin_key.as_deref();
+    let gone = a.call(
+        "DELETE",
+        &format!("/v1/keys/{}", key_id(&revoked)),
+        admin,
+        b"",
+    );
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    let path = format!("/v1/keys/{}/rotate", key_id(&rotated));
+    let replaced = a.call("POST", &path, admin, br#"{"overlap":"1h"}"#);
+    assert_eq!(replaced.status, 201, "{}", replaced.body);
+    for (s, why) in sessions.iter().zip(["revoked", "rotated"]) {
+        let want = format!("/console/sign-in?ended={why}");
+        let mut last = None;
+        let ended = eventually(WAIT, || {
+            let page = s.get("/console/lists");
+            let done = page.header("location") == Some(want.as_str());
+            last = Some(page);
+            done
+        });
+        assert!(ended.is_some(), "{why}: the session on b went on: {last:?}");
+    }
 }
 
 #[test]

@@ -1,15 +1,103 @@
-//! `[events]`, `[[events.sinks]]` and `[decision_log]` checked: sink names unique and fit
-//! for a directory name, each sink's keys those of its type, a syslog address `host:port`
-//! (TLS always, verified against `ca_file` and the system roots), bounds above their floors,
-//! the allow sample a share.
+//! `[events]` and `[[events.sinks]]`: SIEM events (`src/events`) and the sinks they go to —
+//! sink names unique and fit for a directory name, each sink's keys those of its type, a syslog
+//! address `host:port` (TLS always, verified against `ca_file` and the system roots), bounds
+//! above their floors.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::path::PathBuf;
 
-use super::super::{
-    DecisionLogConfig, EventFormat, EventsConfig, KeyPath, SinkConfig, SinkTransport,
-};
-use super::{Ctx, host_port, raw};
+use serde::Deserialize;
+
+use super::KeyPath;
+use super::check::Ctx;
+use super::outbound::host_port;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    vendor: Option<String>,
+    handoff: Option<usize>,
+    #[serde(default)]
+    sinks: Vec<RawSink>,
+}
+
+/// `[[events.sinks]]`: one flat shape for both types, so a key of the other type gets a
+/// precise error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    format: Option<String>,
+    address: Option<String>,
+    server_name: Option<String>,
+    ca_file: Option<String>,
+    path: Option<String>,
+    max_file_bytes: Option<u64>,
+    keep_files: Option<usize>,
+    queue_dir: Option<String>,
+    queue_max_bytes: Option<u64>,
+    decisions: Option<bool>,
+    audit: Option<bool>,
+}
+
+/// `[events]`: SIEM events (`src/events`) and the sinks they are sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// CEF Device Vendor and OCSF `metadata.product.vendor_name`.
+    pub vendor: String,
+    /// Events waiting in memory for each sink's writer; beyond, an event is dropped and
+    /// counted (the decision and gate paths never wait).
+    pub handoff: usize,
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// `[[events.sinks]]`: where events go, in which format, through which bounded queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// Unique; names the queue directory and the metrics.
+    pub name: String,
+    pub format: EventFormat,
+    pub transport: SinkTransport,
+    /// The queue's directory; `None`: beside the store ([`super::Config::event_queue_dir`]).
+    pub queue_dir: Option<PathBuf>,
+    /// Most bytes the queue holds on disk; events past it are dropped and counted.
+    pub queue_max_bytes: u64,
+    /// Whether recorded decisions (every block, the allows `[decision_log] allow_sample`
+    /// picks) are sent too.
+    pub decisions: bool,
+    /// Whether audit records are sent (on a shared store, by the leader only).
+    pub audit: bool,
+}
+
+/// How a sink writes an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFormat {
+    /// ArcSight CEF.
+    Cef,
+    /// OCSF JSON.
+    Ocsf,
+}
+
+/// Where a sink delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkTransport {
+    /// RFC 5424 over TLS (RFC 5425), octet-counting framing, the receiver's certificate
+    /// verified for `server_name` against `ca_file` and the system roots.
+    Syslog {
+        /// `host:port`.
+        address: String,
+        server_name: String,
+        ca_file: Option<PathBuf>,
+    },
+    /// One event a line, the file rotated past `max_file_bytes`, `keep_files` kept.
+    File {
+        path: PathBuf,
+        max_file_bytes: u64,
+        keep_files: usize,
+    },
+}
 
 const DEFAULT_VENDOR: &str = "warden";
 const DEFAULT_HANDOFF: usize = 4096;
@@ -19,26 +107,23 @@ const DEFAULT_QUEUE_BYTES: u64 = 64 << 20;
 const MIN_QUEUE_BYTES: u64 = 4096;
 const DEFAULT_FILE_BYTES: u64 = 64 << 20;
 const DEFAULT_KEEP_FILES: usize = 5;
-const DEFAULT_LOG_BYTES: u64 = 1 << 30;
-const MIN_LOG_BYTES: u64 = 1 << 20;
-const DEFAULT_LOG_AGE: Duration = Duration::from_secs(30 * 86_400);
 
 const SYSLOG_KEYS: &[&str] = &["address", "server_name", "ca_file"];
 const FILE_KEYS: &[&str] = &["path", "max_file_bytes", "keep_files"];
 
-pub(super) fn events(ctx: &mut Ctx<'_>, e: raw::Events) -> EventsConfig {
+/// `[events]` with its sinks.
+pub(super) fn check(ctx: &mut Ctx<'_>, e: Raw) -> EventsConfig {
     let path = KeyPath::root().key("events");
     let vendor = e.vendor.unwrap_or_else(|| DEFAULT_VENDOR.to_owned());
-    if vendor.trim().is_empty() || vendor.chars().any(char::is_control) {
+    if vendor.trim().is_empty() {
         ctx.err(
             path.key("vendor"),
-            "must be a name without control characters",
+            "must not be empty: it is the device vendor of every CEF and OCSF event",
         );
+    } else if vendor.chars().any(char::is_control) {
+        ctx.err(path.key("vendor"), "must not contain control characters");
     }
-    let handoff = e.handoff.unwrap_or(DEFAULT_HANDOFF);
-    if handoff == 0 {
-        ctx.err(path.key("handoff"), "must be at least 1");
-    }
+    let handoff = ctx.at_least_one(path.key("handoff"), e.handoff, DEFAULT_HANDOFF);
     let mut names = HashSet::new();
     let sinks = e
         .sinks
@@ -62,14 +147,18 @@ pub(super) fn events(ctx: &mut Ctx<'_>, e: raw::Events) -> EventsConfig {
     }
 }
 
-fn sink(ctx: &mut Ctx<'_>, path: &KeyPath, s: raw::Sink) -> Option<SinkConfig> {
-    let name_ok = !s.name.is_empty()
-        && s.name.len() <= 64
-        && s.name
+/// Whether `name` can name a queue directory beside the store, and nothing else.
+fn directory_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !s.name.starts_with('.');
-    if !name_ok {
+        && !name.starts_with('.')
+}
+
+fn sink(ctx: &mut Ctx<'_>, path: &KeyPath, s: RawSink) -> Option<SinkConfig> {
+    if !directory_name(&s.name) {
         ctx.err(
             path.key("name"),
             format!(
@@ -91,18 +180,23 @@ fn sink(ctx: &mut Ctx<'_>, path: &KeyPath, s: raw::Sink) -> Option<SinkConfig> {
             EventFormat::Cef
         }
     };
-    let given = |key: &str| match key {
-        "address" => s.address.is_some(),
-        "server_name" => s.server_name.is_some(),
-        "ca_file" => s.ca_file.is_some(),
-        "path" => s.path.is_some(),
-        "max_file_bytes" => s.max_file_bytes.is_some(),
-        "keep_files" => s.keep_files.is_some(),
-        _ => false,
-    };
-    let (other, other_kind): (&[&str], &str) = match s.kind.as_str() {
-        "syslog" => (FILE_KEYS, "file"),
-        "file" => (SYSLOG_KEYS, "syslog"),
+    let present = [
+        ("address", s.address.is_some()),
+        ("server_name", s.server_name.is_some()),
+        ("ca_file", s.ca_file.is_some()),
+        ("path", s.path.is_some()),
+        ("max_file_bytes", s.max_file_bytes.is_some()),
+        ("keep_files", s.keep_files.is_some()),
+    ];
+    let transport = match s.kind.as_str() {
+        "syslog" => {
+            ctx.unused_keys(path, "syslog", &present, SYSLOG_KEYS);
+            syslog(ctx, path, &s)?
+        }
+        "file" => {
+            ctx.unused_keys(path, "file", &present, FILE_KEYS);
+            file(ctx, path, &s)?
+        }
         kind => {
             ctx.err(
                 path.key("type"),
@@ -110,17 +204,6 @@ fn sink(ctx: &mut Ctx<'_>, path: &KeyPath, s: raw::Sink) -> Option<SinkConfig> {
             );
             return None;
         }
-    };
-    for key in other.iter().filter(|k| given(k)) {
-        ctx.err(
-            path.key(key),
-            format!("is only valid for type = {other_kind:?}"),
-        );
-    }
-    let transport = if s.kind == "syslog" {
-        syslog(ctx, path, &s)?
-    } else {
-        file(ctx, path, &s)?
     };
     let queue_max_bytes = s.queue_max_bytes.unwrap_or(DEFAULT_QUEUE_BYTES);
     if queue_max_bytes < MIN_QUEUE_BYTES {
@@ -140,7 +223,7 @@ fn sink(ctx: &mut Ctx<'_>, path: &KeyPath, s: raw::Sink) -> Option<SinkConfig> {
     })
 }
 
-fn syslog(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Sink) -> Option<SinkTransport> {
+fn syslog(ctx: &mut Ctx<'_>, path: &KeyPath, s: &RawSink) -> Option<SinkTransport> {
     let Some(address) = s.address.as_deref() else {
         ctx.err(
             path.key("address"),
@@ -169,7 +252,7 @@ fn syslog(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Sink) -> Option<SinkTransp
     })
 }
 
-fn file(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Sink) -> Option<SinkTransport> {
+fn file(ctx: &mut Ctx<'_>, path: &KeyPath, s: &RawSink) -> Option<SinkTransport> {
     let Some(file) = s.path.as_deref() else {
         ctx.err(path.key("path"), "is required for a file sink");
         return None;
@@ -181,10 +264,7 @@ fn file(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Sink) -> Option<SinkTranspor
             format!("must be at least {MIN_QUEUE_BYTES} bytes"),
         );
     }
-    let keep_files = s.keep_files.unwrap_or(DEFAULT_KEEP_FILES);
-    if keep_files == 0 {
-        ctx.err(path.key("keep_files"), "must be at least 1");
-    }
+    let keep_files = ctx.at_least_one(path.key("keep_files"), s.keep_files, DEFAULT_KEEP_FILES);
     Some(SinkTransport::File {
         path: ctx.path_buf(file),
         max_file_bytes,
@@ -192,42 +272,16 @@ fn file(ctx: &mut Ctx<'_>, path: &KeyPath, s: &raw::Sink) -> Option<SinkTranspor
     })
 }
 
-pub(super) fn decision_log(ctx: &mut Ctx<'_>, d: raw::DecisionLog) -> DecisionLogConfig {
-    let path = KeyPath::root().key("decision_log");
-    let max_bytes = d.max_bytes.unwrap_or(DEFAULT_LOG_BYTES);
-    if max_bytes < MIN_LOG_BYTES {
-        ctx.err(
-            path.key("max_bytes"),
-            format!("must be at least {MIN_LOG_BYTES} bytes"),
-        );
-    }
-    let allow_sample = d.allow_sample.unwrap_or(0.0);
-    if !(0.0..=1.0).contains(&allow_sample) {
-        ctx.err(
-            path.key("allow_sample"),
-            "must be a share from 0 (no allows) to 1 (every allow)",
-        );
-    }
-    DecisionLogConfig {
-        enabled: d.enabled.unwrap_or(true),
-        dir: d.dir.as_deref().map(|p| ctx.path_buf(p)),
-        max_bytes,
-        max_age: ctx.duration(path.key("max_age"), d.max_age.as_deref(), DEFAULT_LOG_AGE),
-        allow_sample: allow_sample.clamp(0.0, 1.0),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use std::path::Path;
 
-    use super::super::super::Config;
+    use super::super::Config;
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, Vec<String>> {
-        Config::parse(text, "t", Path::new("/etc/warden"))
-            .map_err(|e| e.errors.iter().map(|e| e.to_string()).collect())
+    fn parse(text: &str) -> Config {
+        Config::parse(text, "t", Path::new("/etc/warden")).unwrap()
     }
 
     #[test]
@@ -235,8 +289,7 @@ mod tests {
         let c = parse(
             "[[events.sinks]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"siem.example:6514\"\n\
              [[events.sinks]]\nname = \"file\"\ntype = \"file\"\npath = \"events.jsonl\"\n",
-        )
-        .unwrap();
+        );
         let [syslog, file] = &c.events.sinks[..] else {
             panic!("{:?}", c.events.sinks)
         };
@@ -259,44 +312,12 @@ mod tests {
             c.event_queue_dir(file),
             Path::new("/etc/warden/warden.db.events/file")
         );
-        assert!(c.decision_log.enabled);
-        assert_eq!(c.decision_log.allow_sample, 0.0);
-        assert_eq!(
-            c.decision_log_dir(),
-            Path::new("/etc/warden/warden.db.decisions")
-        );
-    }
-
-    #[test]
-    fn every_problem_names_its_key() {
-        let errors = parse(
-            "[[events.sinks]]\nname = \"../x\"\ntype = \"syslog\"\npath = \"a\"\nformat = \"leef\"\n\
-             [[events.sinks]]\nname = \"f\"\ntype = \"file\"\npath = \"p\"\nqueue_max_bytes = 10\n\
-             [[events.sinks]]\nname = \"f\"\ntype = \"udp\"\n\
-             [decision_log]\nallow_sample = 2.0\n",
-        )
-        .unwrap_err();
-        for key in [
-            "events.sinks[0].address",
-            "events.sinks[0].name",
-            "events.sinks[0].path",
-            "events.sinks[0].format",
-            "events.sinks[1].queue_max_bytes",
-            "events.sinks[2].name",
-            "events.sinks[2].type",
-            "decision_log.allow_sample",
-        ] {
-            assert!(
-                errors.iter().any(|e| e.starts_with(key)),
-                "{key} not in {errors:#?}"
-            );
-        }
     }
 
     #[test]
     fn sinks_change_only_with_a_restart() {
-        let a = parse("[events]\nvendor = \"A\"\n").unwrap();
-        let b = parse("[events]\nvendor = \"B\"\n").unwrap();
+        let a = parse("[events]\nvendor = \"A\"\n");
+        let b = parse("[events]\nvendor = \"B\"\n");
         let problems = a.needs_restart(&b);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].path.to_string(), "events.sinks");
