@@ -26,16 +26,19 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
+use super::handoff;
 use crate::decide::{DataSetState, Decision, Outcome, Request, Snapshot};
 
 /// Records waiting for the writer; more are dropped and counted.
 pub const LOG_HANDOFF: usize = 65_536;
+/// Most records written in one batch.
+const WRITE_BATCH: usize = 4096;
 /// How often the writer syncs its file to disk.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// How often the writer applies the retention.
@@ -325,24 +328,23 @@ impl Writer {
     fn run(mut self, rx: &Receiver<Arc<DecisionRecord>>, stop: &AtomicBool) {
         let mut pruned: Option<Instant> = None;
         loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(first) => {
-                    let mut batch = vec![first];
-                    batch.extend(rx.try_iter().take(4095));
-                    self.write(&batch);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
+            let taken = handoff::take(rx, WRITE_BATCH);
+            self.write(&taken.items);
             self.flush(false);
             if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 self.prune();
                 pruned = Some(Instant::now());
             }
-            if stop.load(Ordering::Relaxed) {
-                let rest: Vec<_> = rx.try_iter().collect();
-                self.write(&rest);
+            if taken.closed {
                 break;
+            }
+            if stop.load(Ordering::Relaxed) {
+                let rest = handoff::take(rx, usize::MAX);
+                self.write(&rest.items);
+                break;
+            }
+            if taken.caught_up(WRITE_BATCH) {
+                std::thread::sleep(handoff::TICK);
             }
         }
         self.flush(true);

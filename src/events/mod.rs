@@ -16,6 +16,7 @@ pub mod cef;
 pub mod decision_log;
 mod event;
 mod file;
+mod handoff;
 mod metrics;
 pub mod ocsf;
 pub mod queue;

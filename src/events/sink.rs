@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use super::decision_log::DecisionRecord;
 use super::event::{Event, from_audit};
 use super::file::RotatingFile;
 use super::queue::{Position, Queue};
-use super::{cef, ocsf, syslog};
+use super::{cef, handoff, ocsf, syslog};
 use crate::base::actor::Actor;
 use crate::config::{EventFormat, SinkConfig, SinkTransport};
 use crate::store::{AuditRecord, Store};
@@ -53,6 +53,8 @@ pub const RETRY_MAX: Duration = Duration::from_secs(5);
 /// `truncated`). RFC 5425 receivers must take 2,048 octets and should take 8,192.
 pub const MAX_MESSAGE_BYTES: usize = 8000;
 const AUDIT_BATCH: u32 = 500;
+/// Most handoff items encoded and queued in one batch (one sync of the queue).
+const WRITE_BATCH: usize = 1024;
 const SEND_BATCH_BYTES: usize = 64 << 10;
 
 /// A sink's counters and state, for `/metrics` and `/readyz`.
@@ -220,17 +222,12 @@ impl Writer {
     fn run(mut self, handoff: &Receiver<Item>, stop: &AtomicBool) {
         let mut warned: Option<Instant> = None;
         loop {
-            let mut items = Vec::new();
-            match handoff.recv_timeout(AUDIT_POLL) {
-                Ok(first) => {
-                    items.push(first);
-                    items.extend(handoff.try_iter().take(1023));
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            let mut records: Vec<Vec<u8>> =
-                items.iter().flat_map(|i| self.encode_item(i)).collect();
+            let taken = handoff::take(handoff, WRITE_BATCH);
+            let mut records: Vec<Vec<u8>> = taken
+                .items
+                .iter()
+                .flat_map(|i| self.encode_item(i))
+                .collect();
             let mark = match self.follow_audit(&mut records) {
                 Ok(mark) => mark,
                 Err(e) => {
@@ -251,6 +248,9 @@ impl Writer {
                 }
             }
             self.report_drops();
+            if taken.closed {
+                break;
+            }
             if stop.load(Ordering::Relaxed) {
                 let rest: Vec<Vec<u8>> = handoff
                     .try_iter()
@@ -258,6 +258,9 @@ impl Writer {
                     .collect();
                 self.append(&rest);
                 break;
+            }
+            if taken.caught_up(WRITE_BATCH) {
+                std::thread::sleep(handoff::TICK);
             }
         }
         self.stats.running.store(false, Ordering::Relaxed);
