@@ -567,15 +567,10 @@ fn watched_groups<'d>(
     own.into_iter().chain(union).collect()
 }
 
-/// The group a data set's filter selects on (`(memberOf=<group DN>)`), which is what to watch.
+/// The group a data set's filter selects on (`(memberOf=<group DN>)`, or the in-chain rule
+/// on it), which is what to watch.
 pub fn watched_dn(filter: &str) -> Option<String> {
-    let lower = filter.to_ascii_lowercase();
-    let start = lower.find("memberof=")? + "memberof=".len();
-    let rest = &filter[start..];
-    // The value runs to the first ')' that is not escaped (RFC 4515 escapes are \XX).
-    let end = rest.find(')')?;
-    let value = rest[..end].trim();
-    (!value.is_empty()).then(|| value.to_string())
+    super::nested::selected_group(filter).map(str::to_owned)
 }
 
 #[cfg(test)]
