@@ -486,6 +486,9 @@ pub struct Config {
     pub store: StoreConfig,
     /// The domain rules names are compared by (`[identity]`, `[[domains]]`).
     pub identity: Arc<Identity>,
+    /// `[identity] unresolvable = "keep"`: a principal neither the rules nor a directory can
+    /// place is listed as the text it is (shown as such) instead of refused.
+    pub keep_unresolvable: bool,
     pub directories: Vec<DirectoryConfig>,
     pub lists: Vec<ListConfig>,
     pub mappings: Vec<MappingConfig>,
@@ -513,6 +516,9 @@ pub struct DatabaseConfig {
     pub tls: UpstreamTls,
     pub connect_timeout: Duration,
     pub update_interval: Duration,
+    /// The domain this server's logins belong to (its `domain`, else the default domain):
+    /// only that domain's accounts are made members of its roles. `None`: every account's.
+    pub domain: Option<String>,
     pub roles: Vec<RoleMappingConfig>,
 }
 
@@ -551,6 +557,17 @@ pub struct GateConfig {
     /// End a session that waited on its client (after `ReadyForQuery`) this long; a long
     /// query is not idle.
     pub idle_timeout: Option<Duration>,
+    /// The domain bare logins through this gate belong to (its `domain`, else the default
+    /// domain): the login `alice` is decided as the account `CORP\alice`.
+    pub domain: Option<String>,
+}
+
+impl GateConfig {
+    /// The name a login through this gate is decided as: a bare login as an account of the
+    /// gate's domain, a qualified one (`CORP\alice`, a UPN) as it is.
+    pub fn account_name<'a>(&self, login: &'a str) -> std::borrow::Cow<'a, str> {
+        crate::base::identity::qualify(login, self.domain.as_deref())
+    }
 }
 
 /// How a gate reaches its upstream server.

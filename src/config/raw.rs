@@ -266,6 +266,8 @@ pub struct Gate {
     pub max_connections: Option<usize>,
     pub max_connections_per_client: Option<usize>,
     pub idle_timeout: Option<String>,
+    /// The NetBIOS name of the `[[domains]]` entry bare logins through this gate belong to.
+    pub domain: Option<String>,
 }
 
 /// `[identity]`: how names are brought to one account.
@@ -273,6 +275,8 @@ pub struct Gate {
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     pub upn_suffix_rule: Option<String>,
+    /// `refuse` (default) or `keep`: what a principal no rule or directory can place becomes.
+    pub unresolvable: Option<String>,
 }
 
 /// `[[domains]]`: one domain the identity rules know.
@@ -301,6 +305,8 @@ pub struct Database {
     pub plain: Option<bool>,
     pub connect_timeout: Option<String>,
     pub update_interval: Option<String>,
+    /// The NetBIOS name of the `[[domains]]` entry this server's logins belong to.
+    pub domain: Option<String>,
     #[serde(default)]
     pub roles: Vec<DatabaseRole>,
 }

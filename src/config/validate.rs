@@ -360,6 +360,7 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
 fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     let server = server(ctx, raw.server);
     let store = store(ctx, raw.store);
+    let keep_unresolvable = unresolvable(ctx, raw.identity.unresolvable.as_deref());
     let identity = identity(ctx, raw.identity, raw.domains);
     let directory_names = ctx.unique_names(
         "directories",
@@ -431,7 +432,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         .into_iter()
         .filter_map(|(i, d)| data_set(ctx, &names, KeyPath::root().key("data_sets").index(i), d))
         .collect();
-    let policies = raw
+    let policies: Vec<Policy> = raw
         .policies
         .into_iter()
         .filter_map(|(i, p)| {
@@ -485,11 +486,13 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         "databases",
         raw.databases.iter().map(|(i, d)| (*i, d.name.as_str())),
     );
-    let databases = raw
+    let mut databases: Vec<DatabaseConfig> = raw
         .databases
         .into_iter()
         .filter_map(|(i, d)| database(ctx, &names, KeyPath::root().key("databases").index(i), d))
         .collect();
+    let mut gates = gates;
+    logins_domains(ctx, &identity, &policies, &mut gates, &mut databases);
     let console_oidc = raw
         .console
         .oidc
@@ -502,6 +505,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         server,
         store,
         identity: Arc::new(identity),
+        keep_unresolvable,
         directories,
         lists,
         mappings,
@@ -964,6 +968,7 @@ fn gate(ctx: &mut Ctx<'_>, path: KeyPath, g: raw::Gate) -> Option<GateConfig> {
     let ((upstream_host, upstream_port), upstream_tls, listen) =
         (upstream?, upstream_tls?, listen.ok()?);
     Some(GateConfig {
+        domain: g.domain,
         name: g.name,
         listen,
         upstream: g.upstream,
@@ -1231,6 +1236,7 @@ fn database(
         return None;
     }
     Some(DatabaseConfig {
+        domain: d.domain,
         name: d.name,
         host: d.host,
         port: d.port.unwrap_or(DEFAULT_DATABASE_PORT),
@@ -1425,6 +1431,87 @@ fn served_domain(
         );
     }
     Some(domain.netbios.clone())
+}
+
+/// The domain the bare logins of each gate and agentless database belong to: its `domain`
+/// (a `[[domains]]` entry), else the default domain. A gate with neither, in front of a
+/// service a policy on `db_user` applies to, is refused: its bare logins (`alice`) would be
+/// compared as names of no domain and match no listed account (`CORP\alice`).
+fn logins_domains(
+    ctx: &mut Ctx<'_>,
+    identity: &Identity,
+    policies: &[Policy],
+    gates: &mut [GateConfig],
+    databases: &mut [DatabaseConfig],
+) {
+    let default = identity.default_domain().map(|d| d.netbios.clone());
+    let declared = |ctx: &mut Ctx<'_>, path: KeyPath, name: &Option<String>| {
+        let Some(name) = name else {
+            return default.clone();
+        };
+        match identity
+            .domains()
+            .iter()
+            .find(|d| d.netbios.eq_ignore_ascii_case(name))
+        {
+            Some(d) => Some(d.netbios.clone()),
+            None => {
+                ctx.err(
+                    path,
+                    format!(
+                        "names domain {name:?}, which is not in [[domains]]; declare it there \
+                         (netbios = {name:?} and its dns name)"
+                    ),
+                );
+                None
+            }
+        }
+    };
+    for (i, g) in gates.iter_mut().enumerate() {
+        let path = KeyPath::root().key("gates").index(i);
+        let given = g.domain.is_some();
+        g.domain = declared(ctx, path.key("domain"), &g.domain);
+        let decides_logins = policies.iter().any(|p| {
+            p.enabled
+                && p.apply_to.applies_to(&g.service)
+                && p.criteria
+                    .iter()
+                    .any(|c| c.field == crate::model::policy::Field::DbUser)
+        });
+        if g.domain.is_none() && !given && decides_logins {
+            ctx.err(
+                path.key("domain"),
+                format!(
+                    "the gate's logins are bare PostgreSQL user names (alice), which belong to no \
+                     domain here, so they would match no listed account (CORP\\alice) and a \
+                     listed user would log in; set domain = \"CORP\" on this gate (a [[domains]] \
+                     entry), or default = true on the [[domains]] entry bare names belong to \
+                     (service {:?} is decided on db_user)",
+                    g.service
+                ),
+            );
+        }
+    }
+    for (i, d) in databases.iter_mut().enumerate() {
+        let path = KeyPath::root().key("databases").index(i).key("domain");
+        d.domain = declared(ctx, path, &d.domain);
+    }
+}
+
+/// `[identity] unresolvable`: whether a principal no rule or directory places is kept as the
+/// text it is (`"keep"`) or refused (`"refuse"`, the default).
+fn unresolvable(ctx: &mut Ctx<'_>, text: Option<&str>) -> bool {
+    match text {
+        None | Some("refuse") => false,
+        Some("keep") => true,
+        Some(other) => {
+            ctx.err(
+                KeyPath::root().key("identity").key("unresolvable"),
+                format!("{other:?} is not one of \"refuse\", \"keep\""),
+            );
+            false
+        }
+    }
 }
 
 /// `[identity]` and `[[domains]]`: NetBIOS names, DNS names and UPN suffixes each belong to one

@@ -133,6 +133,8 @@ struct TallyKey {
     action: &'static str,
     gate: String,
     user: String,
+    /// The account name the login was decided as (its audit record is about that account).
+    account: String,
     policy: String,
 }
 
@@ -182,6 +184,7 @@ impl Gates {
             action,
             gate: gate.to_owned(),
             user: who.user.clone(),
+            account: who.account.clone(),
             policy: policy.trim().trim_matches('"').to_owned(),
         };
         let now = crate::base::time::now_ms();
@@ -215,16 +218,18 @@ impl Gates {
             return;
         }
         let actor = crate::base::actor::Actor::system("gate");
+        let mut surfaces = Vec::new();
         let mut records: Vec<crate::store::AuditRecord> = tally
             .counts
             .into_iter()
             .map(|(k, c)| {
-                crate::store::AuditRecord::new(
+                let record = crate::store::AuditRecord::new(
                     &actor,
                     k.action,
                     &k.user,
                     serde_json::json!({
                         "gate": k.gate,
+                        "account": k.account,
                         "policy": k.policy,
                         "count": c.count,
                         "first_ms": c.first_ms,
@@ -232,7 +237,17 @@ impl Gates {
                         "last_client": c.last_client,
                     }),
                 )
-                .with_outcome("denied")
+                .with_outcome("denied");
+                // About the listed account the login is, and where its block landed.
+                match crate::operations::accounts::gate_event(
+                    warden, &k.gate, &k.account, k.action, c.count, c.first_ms,
+                ) {
+                    Some((key, surface)) => {
+                        surfaces.push(surface);
+                        record.about(&key)
+                    }
+                    None => record,
+                }
             })
             .collect();
         for (action, count) in tally.overflow {
@@ -249,7 +264,7 @@ impl Gates {
         let n = records.len();
         let written = warden
             .store()
-            .audited(|_| Ok::<_, crate::store::StoreError>(()), |_| records);
+            .audited(|store| store.record_surfaces(&surfaces), |_| records);
         if let Err(e) = written {
             tracing::error!(error = %e, records = n, "gate audit records not written");
         }
@@ -731,13 +746,15 @@ fn blocking_policy(snapshot: &Snapshot, decision: &Decision) -> String {
 struct Who {
     service: String,
     user: String,
+    /// The account the login is decided as: a bare login qualified by the gate's domain.
+    account: String,
     application: Option<String>,
     client: String,
 }
 
 impl Who {
     fn request(&self) -> Request<'_> {
-        let mut r = Request::new(&self.service).db_user(&self.user);
+        let mut r = Request::new(&self.service).db_user(&self.account);
         r.source_app = self.application.as_deref();
         r.client_ip = Some(&self.client);
         r
@@ -788,6 +805,7 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
     let who = Who {
         service: gate.config.service.clone(),
         user: user.to_owned(),
+        account: gate.config.account_name(user).into_owned(),
         application: startup.param("application_name").map(str::to_owned),
         client: peer.ip().to_string(),
     };

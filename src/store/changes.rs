@@ -98,11 +98,7 @@ mod tests {
     use crate::store::{AuditRecord, NewMember};
 
     fn member(p: &str) -> NewMember {
-        NewMember {
-            principal: p.into(),
-            added_by: "t".into(),
-            ..NewMember::default()
-        }
+        NewMember::test(p)
     }
 
     /// One revision per committed change a snapshot reads: none for a write that changed no

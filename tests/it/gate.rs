@@ -22,7 +22,9 @@ struct Gate {
 fn start_gates(gates: &str, ports: &[u16]) -> Gate {
     let dir = tempfile::tempdir().unwrap();
     let gates = gates.replace("{dir}", &dir.path().display().to_string());
-    let config = format!("{}\n{gates}", list_config("", "\"pg-*\""));
+    // Bare logins (alice) and bare listed names are CORP's accounts.
+    let domains = "[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n";
+    let config = format!("{}\n{domains}\n{gates}", list_config("", "\"pg-*\""));
     std::fs::write(dir.path().join("warden.toml"), config).unwrap();
     let server = start_warden(dir.path(), &["--config", "warden.toml"]);
     for port in ports {
@@ -354,7 +356,10 @@ upstream_ca_file = "{ca}"
     let gate = {
         let dir = tempfile::tempdir().unwrap();
         crate::support::make_certs(dir.path());
-        let config = format!("{}\n{gates}", list_config("", "\"pg-*\""));
+        // Bare logins (alice) and bare listed names are CORP's accounts.
+        let domains =
+            "[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n";
+        let config = format!("{}\n{domains}\n{gates}", list_config("", "\"pg-*\""));
         std::fs::write(dir.path().join("warden.toml"), config).unwrap();
         let server = start_warden(dir.path(), &["--config", "warden.toml"]);
         for port in [plain, down, foreign] {

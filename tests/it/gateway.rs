@@ -53,6 +53,7 @@ const KEYED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/decisions", "decide"),
     ("GET", "/v1/lists", "respond"),
     ("POST", "/v1/lists", "respond"),
+    ("GET", "/v1/accounts/x", "respond"),
     ("GET", "/v1/lists/Suspicious%20Users/members", "respond"),
     (
         "POST",
@@ -65,6 +66,7 @@ const KEYED: &[(&str, &str, &str)] = &[
         "/v1/lists/Suspicious%20Users/members/x",
         "respond",
     ),
+    ("PATCH", "/v1/lists/Suspicious%20Users/members/x", "respond"),
     ("GET", "/v1/incidents", "respond"),
     ("POST", "/v1/incidents", "respond"),
     ("GET", "/v1/incidents/INC-1", "respond"),

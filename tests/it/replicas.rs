@@ -424,8 +424,9 @@ fn a_thousand_acknowledged_writes_over_the_replicas_survive_a_restart() {
     );
     let listed = pg().psql(
         &db,
-        "SELECT principal FROM members m JOIN lists l ON l.id = m.list_id \
-         WHERE l.name = 'Suspicious Users'",
+        "SELECT s.principal FROM memberships s JOIN members m \
+           ON m.list_id = s.list_id AND m.account_key = s.account_key \
+         JOIN lists l ON l.id = m.list_id WHERE l.name = 'Suspicious Users'",
     );
     let listed: std::collections::HashSet<&str> = listed.lines().collect();
     let missing: Vec<&String> = acknowledged
