@@ -185,6 +185,22 @@ pub fn lookup_keys(warden: &Warden, text: &str) -> (Vec<String>, Vec<String>) {
     (names, keys)
 }
 
+/// The keys audit records about the account `name` names carry: its key and the keys it had
+/// before the directory named it; for a name warden has no account for, the keys such an
+/// account would have.
+pub fn audit_keys(warden: &Warden, name: &str) -> Result<Vec<String>, OperationError> {
+    let Some(account) = known_account(warden, name)? else {
+        return Ok(lookup_keys(warden, name).1);
+    };
+    let mut out = warden
+        .store()
+        .account(&account.key)?
+        .map(|(_, former)| former)
+        .unwrap_or_default();
+    out.push(account.key);
+    Ok(out)
+}
+
 /// The key of the listed account a name (a gate's qualified login) is, if one is, and the
 /// surface event of a gate refusing its logins or ending its sessions (`count` times, the
 /// first at `first_ms`).

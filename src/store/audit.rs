@@ -94,11 +94,26 @@ impl AuditRecords for Vec<AuditRecord> {
 pub struct AuditFilter {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
+    /// Part of the actor's name, any case (`bootstrap admin` finds
+    /// `key:2ef2bcb1b1c3 (bootstrap admin)`).
     pub actor: Option<String>,
     pub action: Option<String>,
     /// Records about any of these account keys (an account's key and its former ones).
     pub accounts: Option<Vec<String>>,
     pub limit: Option<u32>,
+}
+
+/// `text` as a LIKE pattern matching itself anywhere (`\` escapes `%`, `_` and itself).
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// Most records one read returns.
@@ -178,7 +193,10 @@ impl Store {
             bound(" AND at_ms < ?", Value::Int(t));
         }
         if let Some(a) = &filter.actor {
-            bound(" AND actor = ?", Value::Text(a.clone()));
+            bound(
+                " AND LOWER(actor) LIKE ? ESCAPE '\\'",
+                Value::Text(contains_pattern(a)),
+            );
         }
         if let Some(a) = &filter.action {
             bound(" AND action = ?", Value::Text(a.clone()));
@@ -281,6 +299,17 @@ mod tests {
             ..AuditFilter::default()
         };
         assert_eq!(read(by_actor), [1000, 3000]);
+        // Part of the name, any case; `%` and `_` are themselves.
+        let by_name = AuditFilter {
+            actor: Some("KEY:".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(read(by_name), [1000, 2000, 3000]);
+        let wildcard = AuditFilter {
+            actor: Some("%".into()),
+            ..AuditFilter::default()
+        };
+        assert!(read(wildcard).is_empty());
         let window = AuditFilter {
             since_ms: Some(1500),
             until_ms: Some(3000),

@@ -502,6 +502,24 @@ fn the_provenance_of_a_pushed_pulled_and_refused_account_names_every_hop() {
         .get(&format!("/v1/accounts/{}", enc(&upn.to_uppercase())))
         .json();
     assert_eq!(by_upn["account"]["key"], account["key"]);
+    // The audit log finds the containment by any name, and the gate's refusal with it.
+    let audit = server
+        .get(&format!(
+            "/v1/audit?account={}&since=1h",
+            enc(&format!("corp\\{sam}"))
+        ))
+        .json();
+    let actions: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"lists.add") && actions.contains(&"gate.refused"),
+        "{actions:?}"
+    );
+
     // Renamed in the directory between add and remove: the new name is the same entry (its
     // objectGUID), so it names the listed account — and releases it.
     let renamed = format!("{sam}x");
@@ -716,4 +734,63 @@ fn the_scenario_on_the_samba_dc() {
         &upn,
         &[&corp_sam, &upn, &upn.to_uppercase()],
     );
+}
+
+/// The audit log by account (any spelling), by a part of the actor's name, and by a time
+/// ago: the helpdesk's "who contained alice, and when?".
+#[test]
+fn the_audit_log_is_searched_by_account_actor_name_and_time_ago() {
+    use crate::support::enc;
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::start_warden(dir.path(), &[]);
+    for (who, incident) in [(r"CORP\alice", "INC-1"), ("bob@corp.example.test", "INC-2")] {
+        let r = server.post_json(
+            "/v1/lists/Suspicious%20Users/members",
+            &serde_json::json!({ "principal": who, "incident": incident }),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let mut cli = warden_cmd(dir.path());
+    cli.args([
+        "lists",
+        "add",
+        "Suspicious Users",
+        "alice@CORP.EXAMPLE.TEST",
+    ]);
+    let r = run(cli);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let audit = |query: &str| -> Vec<(String, String)> {
+        let r = server.get(&format!("/v1/audit?{query}"));
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        r.json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["action"].as_str().unwrap().to_owned(),
+                    r["actor"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // Any spelling finds both of alice's memberships (one added over HTTP, one on the CLI).
+    let alice = audit(&format!("account={}", enc("alice@corp.example.test")));
+    assert_eq!(alice.len(), 2, "{alice:?}");
+    assert!(alice.iter().all(|(action, _)| action == "lists.add"));
+    // The actor by a part of its name, any case: the bootstrap key's, not the CLI's.
+    let by_key = audit(&format!(
+        "account={}&actor={}&since=1h",
+        enc(r"corp\ALICE"),
+        enc("Bootstrap Admin")
+    ));
+    assert_eq!(by_key.len(), 1, "{by_key:?}");
+    assert!(by_key[0].1.starts_with("key:"), "{by_key:?}");
+    assert!(audit("since=1h").len() >= 3);
+    assert!(audit(&format!("until={}", enc("1h"))).is_empty());
+    // A name that is no account's finds nothing (never everything).
+    assert!(audit(&format!("account={}", enc(r"CORP\nobody"))).is_empty());
+    let r = server.get("/v1/audit?since=soon");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("1h"), "{}", r.body);
 }

@@ -15,7 +15,7 @@ use super::{Ctx, Page, html, problem_page, redirect};
 use crate::auth::Scope;
 use crate::base::account::Resolution;
 use crate::base::severity::IncidentSeverity;
-use crate::base::time::{format_rfc3339, now_ms, parse_rfc3339};
+use crate::base::time::{format_rfc3339, instant_or_ago, now_ms};
 use crate::config::Source;
 use crate::decide::Request;
 use crate::operations::incidents::{IncidentRequest, ResponseRequest};
@@ -1141,21 +1141,25 @@ fn time_field(name: &str, value: &str) -> Result<Option<i64>, String> {
     if value.is_empty() {
         return Ok(None);
     }
-    parse_rfc3339(value)
-        .map(|s| Some(s.saturating_mul(1000)))
-        .map_err(|e| format!("{name}: {e} (an RFC 3339 time such as 2026-12-01T09:00:00Z)"))
+    instant_or_ago(value, now_ms())
+        .map(Some)
+        .map_err(|e| format!("{name}: {e}"))
 }
 
 fn audit_page(ctx: &Ctx<'_>) -> Shown {
     let q = &ctx.query;
     let (actor, action, target) = (q.get("actor"), q.get("action"), q.get("target"));
-    let (since, until) = (q.get("since"), q.get("until"));
+    let (since, until, account) = (q.get("since"), q.get("until"), q.get("account"));
     let mut error = String::new();
     let mut filter = AuditFilter {
         actor: Some(actor.to_owned()).filter(|a| !a.is_empty()),
         action: Some(action.to_owned()).filter(|a| !a.is_empty()),
         ..AuditFilter::default()
     };
+    if !account.is_empty() {
+        // Any name of the account: the records about it, whichever name they were made under.
+        filter.accounts = Some(operations::accounts::audit_keys(ctx.warden(), account)?);
+    }
     match (time_field("since", since), time_field("until", until)) {
         (Ok(s), Ok(u)) => {
             // Without a start, the last day: the store reads oldest first, up to its cap.
@@ -1197,6 +1201,7 @@ fn audit_page(ctx: &Ctx<'_>) -> Shown {
         .collect();
     Ok(views::render(&views::Audit {
         chrome: chrome(ctx, "Audit log", "/console/audit"),
+        account: account.to_owned(),
         actor: actor.to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),

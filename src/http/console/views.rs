@@ -416,6 +416,8 @@ pub struct AuditRow {
 #[template(path = "console/audit.html")]
 pub struct Audit {
     pub chrome: Chrome,
+    /// Any name of an account: the records about it.
+    pub account: String,
     pub actor: String,
     pub action: String,
     pub target: String,
