@@ -6,7 +6,7 @@
 //! itself untouched) leaves CORP's push and decisions alone and PARTNER's rows as they were.
 //! Each test has its own OU (and groups) on both DCs.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -530,7 +530,7 @@ fn partner_unreachable_leaves_corp_alone_and_partner_s_rows_as_they_were() {
     }
     let p = dc::dc2();
     let target: SocketAddr = p.ldaps_url.trim_start_matches("ldaps://").parse().unwrap();
-    let proxy = FaultProxy::start_on(Ipv4Addr::new(127, 0, 0, 2), target);
+    let proxy = FaultProxy::start(target);
     let config = d.write(tmp.path(), &proxy.ldaps_url(), &p.ca);
     let dir = tmp.path();
     add(dir, &config, &d.corp_name("alice"));

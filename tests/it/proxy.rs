@@ -30,10 +30,15 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Listens on 127.0.0.1 (so a DC certificate for 127.0.0.1 still verifies) and forwards
-    /// to `target`.
+    /// Listens on the target's own address, another port (so the DC's certificate, which
+    /// names its address, still verifies — wherever a developer started the DC), and
+    /// forwards to `target`.
     pub fn start(target: SocketAddr) -> FaultProxy {
-        FaultProxy::start_on(std::net::Ipv4Addr::LOCALHOST, target)
+        let ip = match target.ip() {
+            std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::LOCALHOST,
+        };
+        FaultProxy::start_on(ip, target)
     }
 
     /// Listens on `ip` (the address the DC's certificate names, e.g. the PARTNER DC's
