@@ -14,7 +14,6 @@ use super::OperationError;
 use crate::base::account::{Account, name_key, rules_key, text_key};
 use crate::base::identity::Identity;
 use crate::base::principal::Principal;
-use crate::base::time::format_rfc3339;
 use crate::config::{Config, DataSetConfig, Source};
 use crate::decide::{CompiledPolicy, Request, Snapshot};
 use crate::directory::{Directory, DirectoryClient, DirectoryError};
@@ -454,22 +453,13 @@ fn rows_holding(
 fn how(config: &Config, ds: &DataSetConfig, key: &str, lists: &[Listing]) -> String {
     match &ds.source {
         Source::List { list, .. } => {
-            let incidents: Vec<String> = lists
+            let held = lists
                 .iter()
-                .filter(|l| l.list == *list)
-                .flat_map(|l| &l.memberships)
-                .map(|m| {
-                    format!(
-                        "{} by {} at {}",
-                        m.incident.as_deref().unwrap_or("(no incident)"),
-                        m.added_by,
-                        format_rfc3339(m.added_at)
-                    )
-                })
-                .collect();
+                .find(|l| l.list == *list)
+                .map_or(0, |l| l.memberships.len());
             format!(
-                "a member of list {list:?} ({}); {key} is one of its account's names",
-                incidents.join("; ")
+                "a member of list {list:?} ({held} membership(s)); {key} is one of its \
+                 account's names"
             )
         }
         Source::Ldap(s) => {

@@ -3,7 +3,7 @@
 //!
 //! - `accounts`: one row per account ([`crate::base::account`]): key, canonical name, every
 //!   name it is known by, how it was resolved (directory, rules, text), its DN and objectSid,
-//!   and the keys it had before a merge (`former_keys`). `account_names` finds an account by
+//!   and the keys it had before a merge (`account_former_keys`). `account_names` finds an account by
 //!   any of its names (lower-cased).
 //! - `members`: one row per (list, account): when it was first added, its expiry — the latest
 //!   of its memberships' (none if one has none), unless an analyst set one explicitly
@@ -214,20 +214,33 @@ fn marks(n: usize) -> String {
 
 /// Reads the account stored under `key`, with its former keys.
 fn read_account(tx: &Conn, key: &str) -> Result<Option<(Account, Vec<String>)>, DbError> {
-    tx.query_row(
-        &format!("SELECT {ACCOUNT_COLUMNS}, former_keys FROM accounts WHERE key = ?1"),
-        [key],
-        |r| Ok((account_from_row(r, 0)?, split(&r.get::<String>(7)?))),
-    )
-    .optional()
+    let Some(account) = tx
+        .query_row(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE key = ?1"),
+            [key],
+            |r| account_from_row(r, 0),
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let former = tx
+        .query(
+            "SELECT former_key FROM account_former_keys WHERE account_key = ?1
+             ORDER BY former_key",
+            [key],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_, _>>()?;
+    Ok(Some((account, former)))
 }
 
 /// Writes `account` (its names joined with what is stored under its key), and its names'
 /// index. A stored directory resolution is never replaced by a provisional one.
 fn upsert_account(tx: &Conn, account: &Account, former: &[String]) -> Result<Account, DbError> {
     let mut merged = account.clone();
-    let mut formers: Vec<String> = former.to_vec();
-    if let Some((stored, stored_former)) = read_account(tx, &account.key)? {
+    if let Some((stored, _)) = read_account(tx, &account.key)? {
         if account.resolution.is_provisional() && !stored.resolution.is_provisional() {
             merged = Account {
                 names: stored.names.clone(),
@@ -244,20 +257,15 @@ fn upsert_account(tx: &Conn, account: &Account, former: &[String]) -> Result<Acc
             merged.sid = merged.sid.or(stored.sid);
             merged.directory = merged.directory.or(stored.directory);
         }
-        for f in stored_former {
-            if !formers.contains(&f) {
-                formers.push(f);
-            }
-        }
     }
     tx.execute(
         "INSERT INTO accounts (key, canonical, names, resolution, directory, dn, sid,
-                               former_keys, resolved_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                               resolved_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (key) DO UPDATE SET canonical = excluded.canonical,
            names = excluded.names, resolution = excluded.resolution,
            directory = excluded.directory, dn = excluded.dn, sid = excluded.sid,
-           former_keys = excluded.former_keys, resolved_at = excluded.resolved_at",
+           resolved_at = excluded.resolved_at",
         params![
             merged.key,
             merged.canonical,
@@ -266,10 +274,16 @@ fn upsert_account(tx: &Conn, account: &Account, former: &[String]) -> Result<Acc
             merged.directory,
             merged.dn,
             merged.sid,
-            formers.join("\n"),
             now()
         ],
     )?;
+    for f in former {
+        tx.execute(
+            "INSERT INTO account_former_keys (former_key, account_key) VALUES (?1, ?2)
+             ON CONFLICT (former_key) DO UPDATE SET account_key = excluded.account_key",
+            params![f, merged.key],
+        )?;
+    }
     for name in merged.name_keys() {
         tx.execute(
             "INSERT INTO account_names (name_key, account_key) VALUES (?1, ?2)
@@ -434,20 +448,17 @@ impl Store {
             }
             // An account merged away is found under the key it has now.
             for key in keys {
-                let pattern = format!("%{key}%");
-                let rows = conn.query(
-                    &format!(
-                        "SELECT {ACCOUNT_COLUMNS}, former_keys FROM accounts
-                         WHERE former_keys LIKE ?1"
-                    ),
-                    [pattern],
-                )?;
-                for r in &rows {
-                    let formers = split(&r.get::<String>(7)?);
-                    let a = account_from_row(r, 0)?;
-                    if formers.contains(key) && !found.iter().any(|f| f.key == a.key) {
-                        found.push(a);
-                    }
+                let now: Option<String> = conn
+                    .query_row(
+                        "SELECT account_key FROM account_former_keys WHERE former_key = ?1",
+                        [key],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(now) = now.filter(|k| !found.iter().any(|f| &f.key == k))
+                    && let Some((a, _)) = read_account(&conn, &now)?
+                {
+                    found.push(a);
                 }
             }
             Ok(found)
@@ -476,25 +487,6 @@ impl Store {
         read_account(&self.conn(), key).map_err(self.sql("read account"))
     }
 
-    /// Every provisional account (rules, text, pending) that is a member of a list, for the
-    /// push to ask its directory about.
-    pub fn provisional_accounts(&self) -> Result<Vec<Account>, StoreError> {
-        let conn = self.conn();
-        let rows = conn
-            .query(
-                &format!(
-                    "SELECT {ACCOUNT_COLUMNS} FROM accounts
-                     WHERE resolution <> 'directory' ORDER BY key"
-                ),
-                params![],
-            )
-            .map_err(self.sql("read provisional accounts"))?;
-        rows.iter()
-            .map(|r| account_from_row(r, 0))
-            .collect::<Result<_, _>>()
-            .map_err(self.sql("read provisional accounts"))
-    }
-
     /// Updates what is known of an account (its names after a rename, its DN after a move);
     /// names are only ever added. Returns whether its names changed.
     pub fn update_account(&self, account: &Account) -> Result<bool, StoreError> {
@@ -509,22 +501,6 @@ impl Store {
         let changed = before.is_none_or(|(b, _)| b.names != after.names);
         tx.commit().map_err(self.sql("update account"))?;
         Ok(changed)
-    }
-
-    /// Adds `names` to the account stored under `key` (a directory told them); returns
-    /// whether any was new.
-    pub fn add_account_names(&self, key: &str, names: &[String]) -> Result<bool, StoreError> {
-        let Some((mut account, _)) = self.account(key)? else {
-            return Ok(false);
-        };
-        let before = account.names.len();
-        for n in names {
-            account.add_name(n);
-        }
-        if account.names.len() == before {
-            return Ok(false);
-        }
-        self.update_account(&account)
     }
 
     /// Merges the account stored under `from` into `into` (usually: a provisional account
@@ -787,38 +763,7 @@ impl Store {
             let Some(id) = Store::list_id(&conn, list)? else {
                 return Ok(None);
             };
-            let mut memberships: HashMap<String, Vec<Membership>> = HashMap::new();
-            for r in conn.query(
-                &format!(
-                    "SELECT {MEMBERSHIP_COLUMNS}, m.account_key FROM memberships m
-                     JOIN lists l ON l.id = m.list_id
-                     WHERE m.list_id = ?1 AND m.released_at IS NULL ORDER BY m.id"
-                ),
-                [id],
-            )? {
-                memberships
-                    .entry(r.get(12)?)
-                    .or_default()
-                    .push(membership_from_row(&r)?);
-            }
-            let rows = conn.query(
-                &format!(
-                    "SELECT m.added_at, m.expires_at, m.expiry_set_by, m.expired_at,
-                            a.{}
-                     FROM members m JOIN accounts a ON a.key = m.account_key
-                     WHERE m.list_id = ?1",
-                    ACCOUNT_COLUMNS.replace(", ", ", a.")
-                ),
-                [id],
-            )?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let account = account_from_row(r, 4)?;
-                let held = memberships.remove(&account.key).unwrap_or_default();
-                out.push(member(account, held, r)?);
-            }
-            out.sort_by_cached_key(|m| (name_key(&m.principal), m.account.clone()));
-            Ok(Some(out))
+            read_members(&conn, id, None).map(Some)
         };
         read()
             .map_err(self.sql("read members"))?
@@ -851,26 +796,67 @@ impl Store {
 
     /// The lists `key`'s account is a member of now, with its member row.
     pub fn listings_of(&self, key: &str) -> Result<Vec<(String, Member)>, StoreError> {
-        let lists: Vec<String> = self
-            .conn()
-            .query(
-                "SELECT l.name FROM members m JOIN lists l ON l.id = m.list_id
+        let conn = self.conn();
+        let read = || -> Result<Vec<(String, Member)>, DbError> {
+            let lists = conn.query(
+                "SELECT l.id, l.name FROM members m JOIN lists l ON l.id = m.list_id
                  WHERE m.account_key = ?1 ORDER BY l.name",
                 [key],
-            )
-            .map_err(self.sql("read listings"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect::<Result<_, _>>()
-            .map_err(self.sql("read listings"))?;
-        let mut out = Vec::new();
-        for list in lists {
-            if let Some(m) = self.members(&list)?.into_iter().find(|m| m.account == key) {
-                out.push((list, m));
+            )?;
+            let mut out = Vec::new();
+            for r in &lists {
+                let (id, name): (i64, String) = (r.get(0)?, r.get(1)?);
+                for m in read_members(&conn, id, Some(key))? {
+                    out.push((name.clone(), m));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        };
+        read().map_err(self.sql("read listings"))
     }
+}
+
+/// The members of list `id` (only `account`'s, when given), with their accounts and
+/// unreleased memberships, ordered by canonical name.
+fn read_members(conn: &Conn, id: i64, account: Option<&str>) -> Result<Vec<Member>, DbError> {
+    let (only, args): (&str, Vec<Value>) = match account {
+        Some(key) => (
+            " AND m.account_key = ?2",
+            vec![Value::Int(id), Value::Text(key.to_owned())],
+        ),
+        None => ("", vec![Value::Int(id)]),
+    };
+    let mut memberships: HashMap<String, Vec<Membership>> = HashMap::new();
+    for r in conn.query(
+        &format!(
+            "SELECT {MEMBERSHIP_COLUMNS}, m.account_key FROM memberships m
+             JOIN lists l ON l.id = m.list_id
+             WHERE m.list_id = ?1 AND m.released_at IS NULL{only} ORDER BY m.id"
+        ),
+        args.clone(),
+    )? {
+        memberships
+            .entry(r.get(12)?)
+            .or_default()
+            .push(membership_from_row(&r)?);
+    }
+    let rows = conn.query(
+        &format!(
+            "SELECT m.added_at, m.expires_at, m.expiry_set_by, m.expired_at, a.{}
+             FROM members m JOIN accounts a ON a.key = m.account_key
+             WHERE m.list_id = ?1{only}",
+            ACCOUNT_COLUMNS.replace(", ", ", a.")
+        ),
+        args,
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let account = account_from_row(r, 4)?;
+        let held = memberships.remove(&account.key).unwrap_or_default();
+        out.push(member(account, held, r)?);
+    }
+    out.sort_by_cached_key(|m| (name_key(&m.principal), m.account.clone()));
+    Ok(out)
 }
 
 fn member(account: Account, memberships: Vec<Membership>, r: &Row) -> Result<Member, DbError> {
@@ -902,4 +888,69 @@ fn member(account: Account, memberships: Vec<Membership>, r: &Row) -> Result<Mem
         dn: account.dn,
         memberships,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn entry(names: &[&str]) -> Account {
+        Account::of_entry(
+            "dc",
+            Some("6f8f0e4c-0000-4000-8000-000000000001"),
+            None,
+            "CN=jdoe,DC=corp",
+            names.iter().map(|n| (*n).to_owned()).collect(),
+        )
+    }
+
+    /// A member listed by the rules while the directory was down, and the same person listed
+    /// again once it answered, are one member after the directory names the first: both
+    /// memberships, the first `added_at`, its old key still finds it.
+    #[test]
+    fn a_provisional_account_merges_into_its_entry() {
+        let store = Store::in_memory().unwrap();
+        store.ensure_list("L", "").unwrap();
+        let (_, provisional) = store
+            .add_member(
+                "L",
+                &NewMember {
+                    expires_at: Some(4_000_000_000),
+                    ..NewMember::test(r"corp\jdoe")
+                },
+            )
+            .unwrap();
+        let first_added = store.members("L").unwrap()[0].added_at;
+        let directory = entry(&[r"CORP\jdoe", "john.doe@corp.example.test"]);
+        // Added again with the directory answering, by the UPN: the directory account.
+        let (added, stored) = store
+            .add_member(
+                "L",
+                &NewMember::new(directory.clone(), "john.doe@corp.example.test", "t"),
+            )
+            .unwrap();
+        assert_eq!((added, stored.key.as_str()), (Added::New, &*directory.key));
+        assert_eq!(store.members("L").unwrap().len(), 2);
+        store.merge_account(&provisional.key, &directory).unwrap();
+        let members = store.members("L").unwrap();
+        assert_eq!(members.len(), 1, "{members:#?}");
+        let m = &members[0];
+        assert_eq!(m.account, directory.key);
+        assert_eq!(m.memberships.len(), 2);
+        assert_eq!(m.added_at, first_added);
+        // One membership has no expiry: neither has the member.
+        assert_eq!(m.expires_at, None);
+        let found = store
+            .find_accounts(&[], std::slice::from_ref(&provisional.key))
+            .unwrap();
+        assert_eq!(found[0].key, directory.key, "found under its former key");
+        let (_, former) = store.account(&directory.key).unwrap().unwrap();
+        assert_eq!(former, std::slice::from_ref(&provisional.key));
+        // A provisional spelling added after the merge joins the directory account.
+        let (added, stored) = store
+            .add_member("L", &NewMember::test(r"CORP\JDOE"))
+            .unwrap();
+        assert_eq!((added, stored.key), (Added::Again, directory.key));
+    }
 }

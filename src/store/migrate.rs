@@ -17,6 +17,7 @@ pub const TABLES: &[&str] = &[
     "lists",
     "accounts",
     "account_names",
+    "account_former_keys",
     "members",
     "memberships",
     "recent_updates",

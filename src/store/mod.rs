@@ -215,7 +215,6 @@ const MIGRATIONS: &[&str] = &[
         directory TEXT,
         dn TEXT,
         sid TEXT,
-        former_keys TEXT NOT NULL DEFAULT '',
         resolved_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE TABLE account_names (
@@ -224,6 +223,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (name_key, account_key)
     ) WITHOUT ROWID;
     CREATE INDEX account_names_account ON account_names(account_key);
+    CREATE TABLE account_former_keys (
+        former_key TEXT PRIMARY KEY,
+        account_key TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX account_former_keys_account ON account_former_keys(account_key);
     CREATE TABLE members_v9 (
         list_id INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
         account_key TEXT NOT NULL,
@@ -508,11 +512,6 @@ impl Drop for Atomic<'_> {
             self.conn.rollback();
         }
     }
-}
-
-/// The key a principal is cached by: Unicode lower case.
-pub fn principal_key(principal: &str) -> String {
-    principal.to_lowercase()
 }
 
 /// Rows of `(list, canonical, account key, …)` as member references, sorted.

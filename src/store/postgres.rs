@@ -200,7 +200,6 @@ const MIGRATIONS: &[&str] = &[
         directory TEXT,
         dn TEXT,
         sid TEXT,
-        former_keys TEXT NOT NULL DEFAULT '',
         resolved_at BIGINT NOT NULL
     );
     CREATE TABLE account_names (
@@ -209,6 +208,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (name_key, account_key)
     );
     CREATE INDEX account_names_account ON account_names(account_key);
+    CREATE TABLE account_former_keys (
+        former_key TEXT PRIMARY KEY,
+        account_key TEXT NOT NULL
+    );
+    CREATE INDEX account_former_keys_account ON account_former_keys(account_key);
     CREATE TABLE members_v9 (
         list_id BIGINT NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
         account_key TEXT NOT NULL,

@@ -51,7 +51,7 @@ pub enum Connection {
 
 /// The directories that may know `principal`: the ones serving its domain when the rules
 /// tell it, else all (a bare name without a default domain, a DN, an unplaced UPN).
-pub fn candidates<'a>(
+fn candidates<'a>(
     directories: &'a [Arc<Directory>],
     identity: &Identity,
     principal: &str,

@@ -662,6 +662,11 @@ upstream = "localhost:{pg_port}"
 service = "pg-appdb"
 allow_plain = true
 upstream_ca_file = "{ca}"
+domain = "CORP"
+
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
 "#,
         dir = dir.path().display(),
         pg_port = pg.port,
