@@ -154,6 +154,13 @@ impl Account {
         };
         let canonical = identity.canonical(text).into_owned();
         debug_assert!(canonical.contains('\\'), "{domain}: {canonical}");
+        // The canonical name must name the account again (it is what releases it, what the
+        // console shows): a UPN whose user part ends in a space would not.
+        if let Err(e) = Principal::parse(&canonical) {
+            return Err(refuse(format!(
+                "would be the account {canonical:?}, which is no valid name ({e})"
+            )));
+        }
         let mut account = Account {
             key: rules_key(&canonical),
             names: vec![canonical.clone()],
@@ -346,6 +353,11 @@ mod tests {
         assert!(e.to_string().contains("[[domains]]"), "{e}");
         let e = rules(&id, "CN=Alice,CN=Users,DC=corp").unwrap_err();
         assert!(e.to_string().contains("directory"), "{e}");
+        // Found by fuzzing (principal): a UPN whose user part ends in a space would be an
+        // account whose canonical name (`ICE\CORP#RP# `) names nothing, so it could not be
+        // released by it.
+        let e = rules(&id, "CORP#RP# @ice").unwrap_err();
+        assert!(e.to_string().contains("no valid name"), "{e}");
         let kept = Account::as_text("alice");
         assert_eq!(
             (kept.key.as_str(), kept.resolution),
