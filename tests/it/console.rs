@@ -415,6 +415,8 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
                 .await
                 .contains("PTR Block Suspicious Users")
         );
+        // The tester says which account it decided on.
+        assert_eq!(b.text("#tested-account").await, db_user);
         b.screenshot("policies").await;
 
         // The data set: its rows, and a Test Query with sample results.
@@ -426,6 +428,14 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
             enc("PTR Suspicious Users")
         ))
         .await;
+        // Searching the data set by another name of the account (her UPN) finds her row.
+        b.goto(&format!(
+            "/console/data-sets/{}?q={}",
+            enc("PTR Suspicious Users"),
+            enc(&ns.upn("alice"))
+        ))
+        .await;
+        b.wait_for("table tbody", &alice).await;
         b.click("form[action$='/test-query'] button").await;
         let sample = b.wait_for("#test-result", "Sample Results").await;
         assert!(sample.contains(&alice), "{sample}");

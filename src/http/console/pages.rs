@@ -953,16 +953,24 @@ fn data_set_page(ctx: &Ctx<'_>, name: &str, test: Option<views::TestView>) -> Sh
         .collect();
     let search = query.get("q").to_owned();
     let needle = search.to_lowercase();
+    // A row also matches when its key is the account the search names (as decisions compare
+    // them): `alice@corp.example.test` finds the row `corp\alice`.
+    let identity = &ctx.warden().config().identity;
+    let account = identity.canonical(&search).to_lowercase();
     let matching: Vec<Vec<String>> = set
         .rows()
         .iter()
+        .filter(|row| {
+            needle.is_empty()
+                || identity.canonical(set.key_of(row)).to_lowercase() == account
+                || row
+                    .iter()
+                    .any(|c| c.values().join(", ").to_lowercase().contains(&needle))
+        })
         .map(|row| {
             row.iter()
                 .map(|c| c.values().join(", "))
                 .collect::<Vec<_>>()
-        })
-        .filter(|cells| {
-            needle.is_empty() || cells.iter().any(|c| c.to_lowercase().contains(&needle))
         })
         .collect();
     let pages = matching.len().div_ceil(PAGE_ROWS).max(1);
@@ -1114,8 +1122,16 @@ fn policies_page(ctx: &Ctx<'_>) -> String {
         // The snapshot's own pure decision: a tester's question is not a database session, so
         // it neither counts as a decision nor triggers followed actions.
         let decision = snapshot.decide(&Request::new(service).db_user(principal));
+        let account = ctx
+            .warden()
+            .config()
+            .identity
+            .canonical(principal)
+            .into_owned();
         tested = Some(views::Tested {
             outcome: decision.outcome.as_str(),
+            account_href: account_href(&account),
+            account,
             matched: decision
                 .matched
                 .iter()

@@ -385,6 +385,9 @@ pub struct PolicyRow {
 
 pub struct Tested {
     pub outcome: &'static str,
+    /// The account name the principal was compared as, and its panel.
+    pub account: String,
+    pub account_href: String,
     pub matched: Vec<String>,
     pub snapshot_version: u64,
 }
