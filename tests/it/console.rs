@@ -403,7 +403,8 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
             b.fill("#service", "orders").await;
             b.click("form[action='/console/policies'] button[type=submit]")
                 .await;
-            outcome = b.text("#outcome").await;
+            // The tester's answer is the next page: wait for it rather than read at once.
+            outcome = b.wait_for("#outcome", "").await;
             if outcome == "block" {
                 break;
             }
