@@ -237,7 +237,9 @@ impl Pg {
     }
 
     fn store(&self, db: &str) -> String {
+        // As the README sets a store up: warden's alone (warden refuses one open to PUBLIC).
         self.psql(&format!("CREATE DATABASE {db} OWNER warden"));
+        self.psql(&format!("REVOKE CONNECT ON DATABASE {db} FROM PUBLIC"));
         format!(
             "url = \"postgresql://warden@127.0.0.1:{}/{db}\"\npassword_file = \"{}\"\n\
              ca_file = \"{}\"",

@@ -1,657 +1,539 @@
-//! Counters and a latency histogram for `/metrics`, in Prometheus text format.
+//! Metrics as data: the families a subsystem owns, a registry that holds them, and the one
+//! renderer of the Prometheus text format.
 //!
-//! Recording is a relaxed atomic add, cheap enough for the decision path: outcomes are two
-//! fixed counters, and a matched policy's series is found by its name in a sharded map hashed
-//! with foldhash (no allocation once the policy has a series, no SipHash per decision).
-//! Gauges that describe state — data-set rows, refresh age, held refreshes — are not stored
-//! here: the gateway reads them from the snapshot and the store when `/metrics` is scraped, so
-//! they cannot drift from the truth.
+//! A subsystem declares its families (a [`Desc`]: name, help, type) and the counters behind
+//! them in a struct of its own that implements [`Collect`], and finds it with
+//! [`Registry::get`] (made and registered on first use; the server registers every
+//! subsystem's at start, so a family is listed before its first sample). `/metrics` is
+//! [`Registry::render`]: every family, grouped by its owner's module path, then the gauges
+//! read from state when scraped. Nothing outside this file writes exposition text.
+//!
+//! Recording is a relaxed atomic add, cheap enough for the decision path: fixed label values
+//! are slots of an array ([`Slots`]); labels made at run time are keys of a sharded map hashed
+//! with foldhash ([`CounterMap`]), looked up before anything is allocated.
 
-use std::fmt::Write;
+use std::any::{Any, TypeId};
+use std::fmt::{Display, Write};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
 
-use crate::auth::denials::Refusal;
-use crate::decide::Outcome;
-use crate::model::policy::Action;
-
-/// Upper bounds of the decision-latency histogram, in seconds.
-pub const LATENCY_BUCKETS: [f64; 12] = [
-    1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3, 1e-2,
-];
-
-#[derive(Default)]
-struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    count: AtomicU64,
-    sum_ns: AtomicU64,
+/// A Prometheus metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
 }
 
-/// Process-wide counters.
-#[derive(Default)]
-pub struct Metrics {
-    /// Decisions by outcome: `[allow, block]`.
-    decisions: [AtomicU64; 3],
-    /// Per policy name, matches by action `[block, none]`: looked up by `&str`, so a decision
-    /// that matches allocates nothing once the policy has a series.
-    policy_matches: DashMap<Box<str>, [AtomicU64; 2], foldhash::fast::RandomState>,
-    followed: DashMap<(&'static str, &'static str), AtomicU64>,
-    followed_dropped: AtomicU64,
-    /// Followed-action de-duplication entries evicted (least recently used) at the cap.
-    dedup_evicted: AtomicU64,
-    /// Refused requests by [`Refusal`] slot.
-    refused: [AtomicU64; Refusal::ALL.len()],
-    /// Refusals folded into the overflow bucket of the denial aggregate.
-    refused_overflow: AtomicU64,
-    /// Audit records written for refusals (each one aggregates many).
-    refused_audit_records: AtomicU64,
-    latency: Histogram,
-    /// Bumped on every response, so hashed with foldhash too.
-    http: DashMap<(&'static str, u16), AtomicU64, foldhash::fast::RandomState>,
-    refresh_failures: DashMap<String, AtomicU64>,
-    sync_failures: DashMap<String, AtomicU64>,
-    /// Listed members put back into their group after someone else removed them, by group.
-    drift_repaired: DashMap<String, AtomicU64>,
-    last_refresh_ms: DashMap<String, AtomicU64>,
-    /// Pulls of `ldap` data sets, by data set and kind (`full`, `incremental`).
-    pulls: DashMap<(String, &'static str), AtomicU64>,
-    /// Rows where a full pull found the incremental state wrong (then repaired), by data set.
-    incremental_mismatches: DashMap<String, AtomicU64>,
-    /// Nesting cycles in the chain of a nested data set's group, at its last pull.
-    nesting_cycles: DashMap<String, AtomicU64>,
-    /// Per PostgreSQL gate; a session holds its gate's counters, so relaying looks nothing up.
-    gates: DashMap<String, std::sync::Arc<GateCounters>>,
-    /// Expiry sweeps whose deactivations were skipped: wall and monotonic clocks disagreed.
-    expiry_clock_skips: AtomicU64,
-    /// Expiry sweeps held for a list (counted when a hold begins or changes).
-    expiry_holds: AtomicU64,
-}
-
-/// The counters of one PostgreSQL gate (`src/gate`).
-#[derive(Default)]
-pub struct GateCounters {
-    opened: AtomicU64,
-    closed: AtomicU64,
-    /// Connections refused before a session, by reason.
-    refused: DashMap<&'static str, AtomicU64>,
-    /// Open sessions the gate ended, by reason.
-    ended: DashMap<&'static str, AtomicU64>,
-    /// Bytes relayed `[client → server, server → client]`.
-    bytes: [AtomicU64; 2],
-}
-
-impl GateCounters {
-    pub fn session_opened(&self) {
-        self.opened.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn session_closed(&self) {
-        self.closed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn refused(&self, reason: &'static str) {
-        bump(&self.refused, reason, 1);
-    }
-
-    pub fn ended(&self, reason: &'static str) {
-        bump(&self.ended, reason, 1);
-    }
-
-    pub fn relayed_to_server(&self, n: usize) {
-        self.bytes[0].fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    pub fn relayed_to_client(&self, n: usize) {
-        self.bytes[1].fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// Sessions open now.
-    pub fn open(&self) -> u64 {
-        let closed = self.closed.load(Ordering::Relaxed);
-        self.opened.load(Ordering::Relaxed).saturating_sub(closed)
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
     }
 }
 
-fn bump<K, S>(map: &DashMap<K, AtomicU64, S>, key: K, by: u64)
-where
-    K: std::hash::Hash + Eq,
-    S: std::hash::BuildHasher + Clone,
-{
-    if let Some(c) = map.get(&key) {
-        c.fetch_add(by, Ordering::Relaxed);
-        return;
-    }
-    map.entry(key).or_default().fetch_add(by, Ordering::Relaxed);
+/// What a family is: its name, its help line, its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desc {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
 }
 
-impl Metrics {
-    /// One decision: its outcome, how long it took, and every policy it matched.
-    pub fn decision<'p>(
-        &self,
-        outcome: Outcome,
-        took: Duration,
-        matched: impl Iterator<Item = (&'p str, Action)>,
+impl Desc {
+    pub const fn counter(name: &'static str, help: &'static str) -> Desc {
+        Desc {
+            name,
+            help,
+            kind: Kind::Counter,
+        }
+    }
+
+    pub const fn gauge(name: &'static str, help: &'static str) -> Desc {
+        Desc {
+            name,
+            help,
+            kind: Kind::Gauge,
+        }
+    }
+
+    pub const fn histogram(name: &'static str, help: &'static str) -> Desc {
+        Desc {
+            name,
+            help,
+            kind: Kind::Histogram,
+        }
+    }
+}
+
+/// Something that shows families in an exposition: a subsystem's metrics, or one family.
+pub trait Collect: Send + Sync + 'static {
+    fn collect(&self, out: &mut Exposition<'_>);
+}
+
+/// The Prometheus text being written: a family's `# HELP` and `# TYPE`, then its samples.
+pub struct Exposition<'a> {
+    out: &'a mut String,
+}
+
+impl Exposition<'_> {
+    pub fn family(&mut self, desc: &Desc) {
+        let Desc { name, help, kind } = desc;
+        let _ = writeln!(
+            self.out,
+            "# HELP {name} {help}\n# TYPE {name} {}",
+            kind.as_str()
+        );
+    }
+
+    /// One sample of `name` (a family's name, or a histogram's `_bucket`, `_sum`, `_count`);
+    /// label values are escaped.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.out.push_str(name);
+        self.out.push_str(&label_set(labels));
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// Samples of `name` made at run time, listed in the order of their label sets as written
+    /// (so the same series always stand in the same place).
+    pub fn sorted_samples<'l>(
+        &mut self,
+        name: &str,
+        series: impl Iterator<Item = (Vec<(&'l str, &'l str)>, u64)>,
     ) {
-        self.decisions[outcome_slot(outcome)].fetch_add(1, Ordering::Relaxed);
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let secs = took.as_secs_f64();
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
-            self.latency.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let mut lines: Vec<(String, u64)> =
+            series.map(|(labels, n)| (label_set(&labels), n)).collect();
+        lines.sort();
+        for (labels, n) in lines {
+            let _ = writeln!(self.out, "{name}{labels} {n}");
         }
-        self.latency.count.fetch_add(1, Ordering::Relaxed);
-        self.latency.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        for (policy, action) in matched {
-            let slot = action_slot(action);
-            if let Some(c) = self.policy_matches.get(policy) {
-                c[slot].fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.policy_matches.entry(policy.into()).or_default()[slot]
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// A followed action ran (`outcome` `sent` or `failed`).
-    pub fn followed_action(&self, kind: &'static str, outcome: &'static str) {
-        bump(&self.followed, (kind, outcome), 1);
-    }
-
-    /// An expiry sweep skipped its deactivations: the clocks disagreed.
-    pub fn expiry_clock_skipped(&self) {
-        self.expiry_clock_skips.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An expiry sweep was held for a list.
-    pub fn expiry_held(&self) {
-        self.expiry_holds.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A followed-action event was dropped because the queue was full.
-    pub fn followed_action_dropped(&self) {
-        self.followed_dropped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A followed-action de-duplication entry was evicted to stay within the cap.
-    pub fn followed_dedup_evicted(&self) {
-        self.dedup_evicted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A request was refused (failed authentication or a missing scope); `overflow` when the
-    /// denial aggregate was full and it went to the `other` bucket.
-    pub fn refused(&self, refusal: Refusal, overflow: bool) {
-        self.refused[refusal.slot()].fetch_add(1, Ordering::Relaxed);
-        if overflow {
-            self.refused_overflow.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// A flush of the denial aggregate wrote `n` audit records.
-    pub fn refusal_audit_records(&self, n: usize) {
-        self.refused_audit_records
-            .fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// One HTTP response on `route` (the route's pattern, not the raw path).
-    pub fn http(&self, route: &'static str, status: u16) {
-        bump(&self.http, (route, status), 1);
-    }
-
-    pub fn refresh_failed(&self, data_set: &str) {
-        bump(&self.refresh_failures, data_set.to_owned(), 1);
-    }
-
-    pub fn sync_failed(&self, directory: &str) {
-        bump(&self.sync_failures, directory.to_owned(), 1);
-    }
-
-    /// A push put `n` listed members back into `group_dn` (drift repaired).
-    pub fn drift_repaired(&self, group_dn: &str, n: usize) {
-        bump(&self.drift_repaired, group_dn.to_owned(), n as u64);
-    }
-
-    /// A refresh of `data_set` was applied at `at_ms` (Unix milliseconds).
-    pub fn refreshed(&self, data_set: &str, at_ms: u64) {
-        self.last_refresh_ms
-            .entry(data_set.to_owned())
-            .or_default()
-            .store(at_ms, Ordering::Relaxed);
-    }
-
-    /// A pull of `data_set` ran; `kind` is `full` or `incremental`.
-    pub fn pulled(&self, data_set: &str, kind: &'static str) {
-        bump(&self.pulls, (data_set.to_owned(), kind), 1);
-    }
-
-    /// A full pull of `data_set` found `n` rows the incremental state had wrong.
-    pub fn incremental_mismatch(&self, data_set: &str, n: usize) {
-        bump(&self.incremental_mismatches, data_set.to_owned(), n as u64);
-    }
-
-    /// The chain of `data_set`'s nested groups holds `n` cycles.
-    pub fn nesting_cycles(&self, data_set: &str, n: usize) {
-        self.nesting_cycles
-            .entry(data_set.to_owned())
-            .or_default()
-            .store(n as u64, Ordering::Relaxed);
-    }
-
-    /// The counters of gate `name` (made on first use).
-    pub fn gate(&self, name: &str) -> std::sync::Arc<GateCounters> {
-        if let Some(c) = self.gates.get(name) {
-            return std::sync::Arc::clone(&c);
-        }
-        std::sync::Arc::clone(&self.gates.entry(name.to_owned()).or_default())
-    }
-
-    fn render_gates(&self, out: &mut String) {
-        let mut gates: Vec<(String, std::sync::Arc<GateCounters>)> = self
-            .gates
-            .iter()
-            .map(|e| (label(e.key()), std::sync::Arc::clone(e.value())))
-            .collect();
-        gates.sort_by(|a, b| a.0.cmp(&b.0));
-        family(
-            out,
-            "warden_gate_sessions_open",
-            "gauge",
-            "Open sessions, by gate.",
-        );
-        for (g, c) in &gates {
-            line(
-                out,
-                "warden_gate_sessions_open",
-                &format!("gate=\"{g}\""),
-                c.open(),
-            );
-        }
-        family(
-            out,
-            "warden_gate_refused_total",
-            "counter",
-            "Connections a gate refused, by gate and reason.",
-        );
-        for (g, c) in &gates {
-            for e in sorted(&c.refused, |r| format!("gate=\"{g}\",reason=\"{r}\"")) {
-                line(out, "warden_gate_refused_total", &e.0, e.1);
-            }
-        }
-        family(
-            out,
-            "warden_gate_sessions_ended_total",
-            "counter",
-            "Open sessions a gate ended, by gate and reason.",
-        );
-        for (g, c) in &gates {
-            for e in sorted(&c.ended, |r| format!("gate=\"{g}\",reason=\"{r}\"")) {
-                line(out, "warden_gate_sessions_ended_total", &e.0, e.1);
-            }
-        }
-        family(
-            out,
-            "warden_gate_bytes_total",
-            "counter",
-            "Bytes a gate relayed, by gate and direction.",
-        );
-        for (g, c) in &gates {
-            for (i, dir) in ["to_server", "to_client"].iter().enumerate() {
-                let n = c.bytes[i].load(Ordering::Relaxed);
-                line(
-                    out,
-                    "warden_gate_bytes_total",
-                    &format!("gate=\"{g}\",direction=\"{dir}\""),
-                    n,
-                );
-            }
-        }
-    }
-
-    /// Last applied refresh per data set, Unix milliseconds.
-    pub fn last_refreshes(&self) -> Vec<(String, u64)> {
-        self.last_refresh_ms
-            .iter()
-            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
-            .collect()
-    }
-
-    /// How many decisions matched `policy` since the process started (every action).
-    pub fn policy_matches(&self, policy: &str) -> u64 {
-        self.policy_matches
-            .get(policy)
-            .map_or(0, |c| c.iter().map(|n| n.load(Ordering::Relaxed)).sum())
-    }
-
-    /// The counters in Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        family(
-            out,
-            "warden_decisions_total",
-            "counter",
-            "Decisions by outcome.",
-        );
-        for outcome in Outcome::ALL {
-            let n = self.decisions[outcome_slot(outcome)].load(Ordering::Relaxed);
-            if n > 0 {
-                let labels = format!("outcome=\"{}\"", outcome.as_str());
-                line(out, "warden_decisions_total", &labels, n);
-            }
-        }
-        family(
-            out,
-            "warden_policy_matches_total",
-            "counter",
-            "Decisions that matched a policy, by policy and action.",
-        );
-        let mut matches: Vec<(String, u64)> = self
-            .policy_matches
-            .iter()
-            .flat_map(|e| {
-                let p = label(e.key());
-                [Action::Block, Action::None].map(|a| {
-                    (
-                        format!("policy=\"{p}\",action=\"{}\"", a.as_str()),
-                        e.value()[action_slot(a)].load(Ordering::Relaxed),
-                    )
-                })
-            })
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        matches.sort();
-        for (labels, n) in matches {
-            line(out, "warden_policy_matches_total", &labels, n);
-        }
-        self.render_latency(out);
-        family(
-            out,
-            "warden_http_requests_total",
-            "counter",
-            "HTTP responses by route and status.",
-        );
-        for e in sorted(&self.http, |(r, s)| format!("route=\"{r}\",status=\"{s}\"")) {
-            line(out, "warden_http_requests_total", &e.0, e.1);
-        }
-        family(
-            out,
-            "warden_refresh_failures_total",
-            "counter",
-            "Failed data-set refreshes.",
-        );
-        for e in sorted(&self.refresh_failures, |d| {
-            format!("data_set=\"{}\"", label(d))
-        }) {
-            line(out, "warden_refresh_failures_total", &e.0, e.1);
-        }
-        family(
-            out,
-            "warden_sync_failures_total",
-            "counter",
-            "Failed push syncs, by directory.",
-        );
-        for e in sorted(&self.sync_failures, |d| {
-            format!("directory=\"{}\"", label(d))
-        }) {
-            line(out, "warden_sync_failures_total", &e.0, e.1);
-        }
-        family(
-            out,
-            "warden_pulls_total",
-            "counter",
-            "Pulls of LDAP data sets, by data set and kind (full, incremental).",
-        );
-        for e in sorted(&self.pulls, |(d, k)| {
-            format!("data_set=\"{}\",kind=\"{k}\"", label(d))
-        }) {
-            line(out, "warden_pulls_total", &e.0, e.1);
-        }
-        family(
-            out,
-            "warden_incremental_mismatches_total",
-            "counter",
-            "Rows a full pull found the incremental state had wrong (repaired by the full result).",
-        );
-        for e in sorted(&self.incremental_mismatches, |d| {
-            format!("data_set=\"{}\"", label(d))
-        }) {
-            line(out, "warden_incremental_mismatches_total", &e.0, e.1);
-        }
-        family(
-            out,
-            "warden_nesting_cycles",
-            "gauge",
-            "Nesting cycles in the chain of a nested data set's group, at its last pull.",
-        );
-        for e in sorted(&self.nesting_cycles, |d| {
-            format!("data_set=\"{}\"", label(d))
-        }) {
-            line(out, "warden_nesting_cycles", &e.0, e.1);
-        }
-        family(
-            out,
-            "warden_drift_repaired_total",
-            "counter",
-            "Listed members put back into their group after someone else removed them.",
-        );
-        for e in sorted(&self.drift_repaired, |g| format!("group=\"{}\"", label(g))) {
-            line(out, "warden_drift_repaired_total", &e.0, e.1);
-        }
-        family(
-            out,
-            "warden_followed_actions_total",
-            "counter",
-            "Followed actions run, by type and outcome.",
-        );
-        for e in sorted(&self.followed, |(t, o)| {
-            format!("type=\"{t}\",outcome=\"{o}\"")
-        }) {
-            line(out, "warden_followed_actions_total", &e.0, e.1);
-        }
-        family(
-            out,
-            "warden_followed_actions_dropped_total",
-            "counter",
-            "Followed-action events dropped because the queue was full.",
-        );
-        line(
-            out,
-            "warden_followed_actions_dropped_total",
-            "",
-            self.followed_dropped.load(Ordering::Relaxed),
-        );
-        self.render_gates(out);
-        for (name, help, value) in [
-            (
-                "warden_expiry_clock_skips_total",
-                "Expiry sweeps that deactivated nothing because the wall clock and the monotonic \
-                 clock disagreed (a clock jump).",
-                &self.expiry_clock_skips,
-            ),
-            (
-                "warden_expiry_holds_total",
-                "Expiry sweeps held because they would deactivate too large a share of a list.",
-                &self.expiry_holds,
-            ),
-        ] {
-            family(out, name, "counter", help);
-            line(out, name, "", value.load(Ordering::Relaxed));
-        }
-        family(
-            out,
-            "warden_followed_dedup_evictions_total",
-            "counter",
-            "Followed-action de-duplication entries evicted (least recently used) at the cap.",
-        );
-        line(
-            out,
-            "warden_followed_dedup_evictions_total",
-            "",
-            self.dedup_evicted.load(Ordering::Relaxed),
-        );
-        family(
-            out,
-            "warden_auth_refused_total",
-            "counter",
-            "Requests refused by authentication or scope, by reason.",
-        );
-        for r in Refusal::ALL {
-            let n = self.refused[r.slot()].load(Ordering::Relaxed);
-            line(
-                out,
-                "warden_auth_refused_total",
-                &format!("reason=\"{}\"", r.as_str()),
-                n,
-            );
-        }
-        family(
-            out,
-            "warden_auth_refused_overflow_total",
-            "counter",
-            "Refusals counted in the overflow bucket because the aggregate was full.",
-        );
-        line(
-            out,
-            "warden_auth_refused_overflow_total",
-            "",
-            self.refused_overflow.load(Ordering::Relaxed),
-        );
-        family(
-            out,
-            "warden_auth_refused_audit_records_total",
-            "counter",
-            "Audit records written for refusals (one per source, reason and minute).",
-        );
-        line(
-            out,
-            "warden_auth_refused_audit_records_total",
-            "",
-            self.refused_audit_records.load(Ordering::Relaxed),
-        );
-    }
-
-    fn render_latency(&self, out: &mut String) {
-        let name = "warden_decision_duration_seconds";
-        family(out, name, "histogram", "Time to decide, excluding I/O.");
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            cumulative += self.latency.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound:e}\"}} {cumulative}");
-        }
-        let count = self.latency.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.latency.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
     }
 }
 
-fn outcome_slot(outcome: Outcome) -> usize {
-    match outcome {
-        Outcome::Allow => 0,
-        Outcome::Block => 1,
-        Outcome::Error => 2,
-    }
-}
-
-fn action_slot(action: Action) -> usize {
-    match action {
-        Action::Block => 0,
-        Action::None => 1,
-    }
-}
-
-/// Writes the `# HELP` and `# TYPE` lines of a metric family.
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Writes one sample.
-pub fn line(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+/// `{name="value",…}` with the values escaped; empty for no labels.
+fn label_set(labels: &[(&str, &str)]) -> String {
     if labels.is_empty() {
-        let _ = writeln!(out, "{name} {value}");
-    } else {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        return String::new();
     }
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(name, value)| format!("{name}=\"{}\"", escape(value)))
+        .collect();
+    format!("{{{}}}", pairs.join(","))
 }
 
 /// Escapes a label value (backslash, quote, newline).
-pub fn label(v: &str) -> String {
+fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-fn sorted<K, S>(map: &DashMap<K, AtomicU64, S>, labels: impl Fn(&K) -> String) -> Vec<(String, u64)>
-where
-    K: std::hash::Hash + Eq,
-    S: std::hash::BuildHasher + Clone,
-{
-    let mut v: Vec<(String, u64)> = map
-        .iter()
-        .map(|e| (labels(e.key()), e.value().load(Ordering::Relaxed)))
-        .collect();
-    v.sort();
-    v
+struct Entry {
+    type_id: TypeId,
+    /// The owner's path (`warden::sync::metrics::SyncMetrics`): families are listed in its
+    /// order, so grouped by subsystem and the same whenever each was registered.
+    owner: &'static str,
+    any: Arc<dyn Any + Send + Sync>,
+    collect: Arc<dyn Collect>,
+}
+
+/// The metrics of one warden: each subsystem's, by type.
+#[derive(Default)]
+pub struct Registry {
+    entries: RwLock<Vec<Entry>>,
+}
+
+impl Registry {
+    /// The metrics of type `T`, made and registered on first use.
+    pub fn get<T: Collect + Default>(&self) -> Arc<T> {
+        let id = TypeId::of::<T>();
+        let found = |entries: &[Entry]| {
+            entries
+                .iter()
+                .find(|e| e.type_id == id)
+                .and_then(|e| Arc::clone(&e.any).downcast::<T>().ok())
+        };
+        if let Some(t) = found(&self.entries.read().unwrap_or_else(PoisonError::into_inner)) {
+            return t;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = found(&entries) {
+            return t;
+        }
+        let t = Arc::new(T::default());
+        entries.push(Entry {
+            type_id: id,
+            owner: std::any::type_name::<T>(),
+            any: Arc::clone(&t) as Arc<dyn Any + Send + Sync>,
+            collect: Arc::clone(&t) as Arc<dyn Collect>,
+        });
+        t
+    }
+
+    /// Registers `T` now, so that its families are listed before their first sample.
+    pub fn register<T: Collect + Default>(&self) {
+        self.get::<T>();
+    }
+
+    /// The exposition: every registered family, then `now`'s (gauges read from state as it
+    /// is when scraped), then `# EOF`.
+    pub fn render(&self, now: impl FnOnce(&mut Exposition<'_>)) -> String {
+        let mut text = String::with_capacity(4096);
+        let mut collectors: Vec<(&'static str, Arc<dyn Collect>)> = self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|e| (e.owner, Arc::clone(&e.collect)))
+            .collect();
+        collectors.sort_by_key(|(owner, _)| *owner);
+        let mut out = Exposition { out: &mut text };
+        for (_, c) in &collectors {
+            c.collect(&mut out);
+        }
+        now(&mut out);
+        text.push_str("# EOF\n");
+        text
+    }
+}
+
+/// A counter without labels.
+pub struct Counter {
+    desc: &'static Desc,
+    n: AtomicU64,
+}
+
+impl Counter {
+    pub const fn new(desc: &'static Desc) -> Counter {
+        Counter {
+            desc,
+            n: AtomicU64::new(0),
+        }
+    }
+
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn add(&self, n: u64) {
+        self.n.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.n.load(Ordering::Relaxed)
+    }
+}
+
+impl Collect for Counter {
+    fn collect(&self, out: &mut Exposition<'_>) {
+        out.family(self.desc);
+        out.sample(self.desc.name, &[], self.get());
+    }
+}
+
+/// The label values of a [`CounterMap`]'s key, in the order of its label names.
+pub trait LabelValues: Hash + Eq + Send + Sync + 'static {
+    fn label_values(&self) -> Vec<String>;
+}
+
+impl LabelValues for &'static str {
+    fn label_values(&self) -> Vec<String> {
+        vec![(*self).to_owned()]
+    }
+}
+
+impl LabelValues for String {
+    fn label_values(&self) -> Vec<String> {
+        vec![self.clone()]
+    }
+}
+
+impl LabelValues for (String, &'static str) {
+    fn label_values(&self) -> Vec<String> {
+        vec![self.0.clone(), self.1.to_owned()]
+    }
+}
+
+impl LabelValues for (&'static str, &'static str) {
+    fn label_values(&self) -> Vec<String> {
+        vec![self.0.to_owned(), self.1.to_owned()]
+    }
+}
+
+impl LabelValues for (&'static str, u16) {
+    fn label_values(&self) -> Vec<String> {
+        vec![self.0.to_owned(), self.1.to_string()]
+    }
+}
+
+/// A family whose series are made at run time, one per key (a data set, a route and
+/// status…): a counter, or a gauge [`CounterMap::set`] to the last value. Listed in the order
+/// of their labels.
+pub struct CounterMap<K: LabelValues> {
+    desc: &'static Desc,
+    labels: &'static [&'static str],
+    series: DashMap<K, AtomicU64, foldhash::fast::RandomState>,
+}
+
+impl<K: LabelValues> CounterMap<K> {
+    pub fn new(desc: &'static Desc, labels: &'static [&'static str]) -> CounterMap<K> {
+        CounterMap {
+            desc,
+            labels,
+            series: DashMap::default(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.desc.name
+    }
+
+    pub fn inc(&self, key: K) {
+        self.add(key, 1);
+    }
+
+    /// Adds `n` to `key`'s series; allocates nothing once the series exists.
+    pub fn add(&self, key: K, n: u64) {
+        if let Some(c) = self.series.get(&key) {
+            c.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        self.series
+            .entry(key)
+            .or_default()
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets `key`'s series to `n` (a gauge).
+    pub fn set(&self, key: K, n: u64) {
+        self.series
+            .entry(key)
+            .or_default()
+            .store(n, Ordering::Relaxed);
+    }
+
+    /// Every series and its value, in no order.
+    pub fn values(&self) -> Vec<(K, u64)>
+    where
+        K: Clone,
+    {
+        self.series
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+impl<K: LabelValues> Collect for CounterMap<K> {
+    fn collect(&self, out: &mut Exposition<'_>) {
+        out.family(self.desc);
+        let series: Vec<(Vec<String>, u64)> = self
+            .series
+            .iter()
+            .map(|e| (e.key().label_values(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        out.sorted_samples(
+            self.desc.name,
+            series.iter().map(|(values, n)| {
+                let labels = self
+                    .labels
+                    .iter()
+                    .zip(values)
+                    .map(|(l, v)| (*l, v.as_str()))
+                    .collect();
+                (labels, *n)
+            }),
+        );
+    }
+}
+
+/// Label values known when the program is written (an outcome, a refusal's reason): the
+/// slots of a [`Slots`] family.
+pub trait Slot: Copy + Send + Sync + 'static {
+    /// Every value, in the order they are listed.
+    const ALL: &'static [Self];
+    /// The label's name.
+    const LABEL: &'static str;
+    /// The value's position in [`Slot::ALL`].
+    fn slot(self) -> usize;
+    fn label(self) -> &'static str;
+}
+
+/// A counter family with one series per value of a [`Slot`] label: an array, no lookup.
+pub struct Slots<E: Slot> {
+    desc: &'static Desc,
+    counts: Box<[AtomicU64]>,
+    /// Whether a series at zero is listed (every reason a refusal can have), or only once
+    /// counted (the outcomes seen).
+    zeros: bool,
+    _label: std::marker::PhantomData<E>,
+}
+
+impl<E: Slot> Slots<E> {
+    pub fn new(desc: &'static Desc, zeros: bool) -> Slots<E> {
+        Slots {
+            desc,
+            counts: E::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            zeros,
+            _label: std::marker::PhantomData,
+        }
+    }
+
+    pub fn inc(&self, e: E) {
+        self.add(e, 1);
+    }
+
+    pub fn add(&self, e: E, n: u64) {
+        if let Some(c) = self.counts.get(e.slot()) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, e: E) -> u64 {
+        self.counts
+            .get(e.slot())
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+impl<E: Slot> Collect for Slots<E> {
+    fn collect(&self, out: &mut Exposition<'_>) {
+        out.family(self.desc);
+        for &e in E::ALL {
+            let n = self.get(e);
+            if n > 0 || self.zeros {
+                out.sample(self.desc.name, &[(E::LABEL, e.label())], n);
+            }
+        }
+    }
+}
+
+/// A histogram of durations over fixed upper bounds, in seconds.
+pub struct Histogram {
+    desc: &'static Desc,
+    bounds: &'static [f64],
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(desc: &'static Desc, bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            desc,
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b)
+            && let Some(bucket) = self.buckets.get(i)
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+impl Collect for Histogram {
+    fn collect(&self, out: &mut Exposition<'_>) {
+        let name = self.desc.name;
+        out.family(self.desc);
+        let mut cumulative = 0;
+        for (bound, n) in self.bounds.iter().zip(self.buckets.iter()) {
+            cumulative += n.load(Ordering::Relaxed);
+            let le = format!("{bound:e}");
+            let _ = writeln!(out.out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out.out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out.out, "{name}_sum {sum}");
+        let _ = writeln!(out.out, "{name}_count {count}");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn renders_prometheus_text() {
-        let m = Metrics::default();
-        m.decision(
-            Outcome::Block,
-            Duration::from_nanos(300),
-            [("Block \"bad\" users", Action::Block)].into_iter(),
-        );
-        m.decision(Outcome::Allow, Duration::from_micros(3), std::iter::empty());
-        m.decision(Outcome::Error, Duration::from_micros(3), std::iter::empty());
-        m.http("/v1/decision", 200);
-        m.refresh_failed("PTR");
-        let mut out = String::new();
-        m.render(&mut out);
-        assert!(
-            out.contains("warden_decisions_total{outcome=\"block\"} 1"),
-            "{out}"
-        );
-        assert!(out.contains("warden_decisions_total{outcome=\"allow\"} 1"));
-        // A decision that depended on a data set that never loaded counts as an error.
-        assert!(out.contains("warden_decisions_total{outcome=\"error\"} 1"));
-        assert!(out.contains(
-            "warden_policy_matches_total{policy=\"Block \\\"bad\\\" users\",action=\"block\"} 1"
-        ));
-        assert!(
-            out.contains("warden_decision_duration_seconds_bucket{le=\"5e-7\"} 1"),
-            "{out}"
-        );
-        assert!(out.contains("warden_decision_duration_seconds_bucket{le=\"+Inf\"} 3"));
-        assert!(out.contains("warden_decision_duration_seconds_count 3"));
-        assert!(
-            out.contains("warden_http_requests_total{route=\"/v1/decision\",status=\"200\"} 1")
-        );
-        assert!(out.contains("warden_refresh_failures_total{data_set=\"PTR\"} 1"));
+    static REQUESTS: Desc = Desc::counter("t_requests_total", "Requests by route and status.");
+    static SEEN: Desc = Desc::counter("t_seen_total", "Seen.");
+
+    #[derive(Clone, Copy)]
+    enum Colour {
+        Red,
+        Blue,
+    }
+
+    impl Slot for Colour {
+        const ALL: &'static [Colour] = &[Colour::Red, Colour::Blue];
+        const LABEL: &'static str = "colour";
+        fn slot(self) -> usize {
+            self as usize
+        }
+        fn label(self) -> &'static str {
+            match self {
+                Colour::Red => "red",
+                Colour::Blue => "blue",
+            }
+        }
+    }
+
+    struct Test {
+        requests: CounterMap<(&'static str, u16)>,
+        seen: Slots<Colour>,
+    }
+
+    impl Default for Test {
+        fn default() -> Test {
+            Test {
+                requests: CounterMap::new(&REQUESTS, &["route", "status"]),
+                seen: Slots::new(&SEEN, false),
+            }
+        }
+    }
+
+    impl Collect for Test {
+        fn collect(&self, out: &mut Exposition<'_>) {
+            self.requests.collect(out);
+            self.seen.collect(out);
+        }
     }
 
     #[test]
-    fn refusals_render_per_reason_with_overflow_and_evictions() {
-        let m = Metrics::default();
-        for _ in 0..3 {
-            m.refused(Refusal::Invalid, false);
-        }
-        m.refused(Refusal::Forbidden, true);
-        m.refusal_audit_records(2);
-        m.followed_dedup_evicted();
-        let mut out = String::new();
-        m.render(&mut out);
-        assert!(
-            out.contains("warden_auth_refused_total{reason=\"invalid\"} 3"),
-            "{out}"
+    fn a_registered_family_renders_in_prometheus_text() {
+        let registry = Registry::default();
+        registry.register::<Test>();
+        let t = registry.get::<Test>();
+        t.requests.inc(("/v1/\"x\"", 200));
+        t.requests.add(("/a", 404), 2);
+        t.seen.inc(Colour::Blue);
+        assert!(Arc::ptr_eq(&t, &registry.get::<Test>()), "one per type");
+        assert_eq!(
+            registry.render(|_| {}),
+            "# HELP t_requests_total Requests by route and status.\n\
+             # TYPE t_requests_total counter\n\
+             t_requests_total{route=\"/a\",status=\"404\"} 2\n\
+             t_requests_total{route=\"/v1/\\\"x\\\"\",status=\"200\"} 1\n\
+             # HELP t_seen_total Seen.\n\
+             # TYPE t_seen_total counter\n\
+             t_seen_total{colour=\"blue\"} 1\n\
+             # EOF\n"
         );
-        assert!(out.contains("warden_auth_refused_total{reason=\"forbidden\"} 1"));
-        assert!(out.contains("warden_auth_refused_total{reason=\"missing\"} 0"));
-        assert!(out.contains("warden_auth_refused_overflow_total 1"));
-        assert!(out.contains("warden_auth_refused_audit_records_total 2"));
-        assert!(out.contains("warden_followed_dedup_evictions_total 1"));
     }
 }

@@ -1,17 +1,25 @@
 //! Outbound HTTP for sync out, followed actions and single sign-on (the Imperva MX, webhooks,
-//! the console's OpenID Connect provider): one request per
-//! connection, HTTPS through rustls verified against the system roots plus an optional CA
-//! file, plain HTTP only where the caller allows it, every exchange bounded by a timeout.
+//! the console's OpenID Connect provider): one request per connection, HTTPS through rustls
+//! verified against the system roots plus an optional CA file — or, for a server whose
+//! certificate no CA vouches for (an MX's self-signed one), against exactly that certificate
+//! by its SHA-256 fingerprint ([`Trust::Pin`]) — plain HTTP only where the caller allows it,
+//! every exchange bounded by a timeout. Nothing here turns verification off.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::base::fingerprint::CertFingerprint;
 
 /// Largest response body read from an MX or a webhook receiver (1 MiB): the answers warden
 /// reads are small JSON documents, and a receiver must not make warden buffer without bound.
@@ -30,12 +38,128 @@ pub enum OutboundError {
     },
     #[error("TLS failed: {0}")]
     Tls(String),
+    #[error("TLS failed: {0}")]
+    PinMismatch(PinMismatch),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("HTTP failed: {0}")]
     Http(String),
     #[error("the response body exceeds MAX_RESPONSE_BYTES ({limit} bytes); not read further")]
     TooLarge { limit: usize },
+}
+
+/// What a TLS endpoint trusts.
+#[derive(Debug, Clone, Copy)]
+pub enum Trust<'a> {
+    /// The system roots plus an optional CA file; the host name is checked.
+    Roots(Option<&'a Path>),
+    /// Exactly one certificate, the server's own, by the SHA-256 of its DER encoding. No CA,
+    /// name or validity period enters: the operator approved that certificate. The handshake
+    /// is still verified: the server signs it with the certificate's key, so a copy of the
+    /// certificate alone does not pass.
+    Pin(CertFingerprint),
+}
+
+/// A server certificate that is not the pinned one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server's certificate has SHA-256 fingerprint {found}, not the pinned {pinned} \
+     (tls_pin); if the certificate was replaced, check the new one out of band before pinning it"
+)]
+pub struct PinMismatch {
+    found: CertFingerprint,
+    pinned: CertFingerprint,
+}
+
+/// Verifies a server by its pinned certificate ([`Trust::Pin`]).
+#[derive(Debug)]
+struct PinnedCertificate {
+    pin: CertFingerprint,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref());
+        let mut found = [0u8; 32];
+        found.copy_from_slice(digest.as_ref());
+        let found = CertFingerprint::from_digest(found);
+        if found == self.pin {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let mismatch = PinMismatch {
+            found,
+            pinned: self.pin,
+        };
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(mismatch)),
+        )))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration that trusts exactly the pinned certificate.
+fn pinned_config(pin: CertFingerprint) -> Result<Arc<rustls::ClientConfig>, OutboundError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = PinnedCertificate {
+        pin,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OutboundError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A failed TLS handshake, saying so plainly when the certificate was not the pinned one.
+fn tls_error(e: std::io::Error) -> OutboundError {
+    let mismatch = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+                other.0.downcast_ref::<PinMismatch>()
+            }
+            _ => None,
+        });
+    match mismatch {
+        Some(m) => OutboundError::PinMismatch(PinMismatch {
+            found: m.found,
+            pinned: m.pinned,
+        }),
+        None => OutboundError::Tls(e.to_string()),
+    }
 }
 
 /// A stream: plain TCP (opt-in) or TLS.
@@ -51,6 +175,8 @@ pub struct Endpoint {
     base_path: String,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     timeout: Duration,
+    /// The largest response body read ([`MAX_RESPONSE_BYTES`] unless the caller says).
+    max_response: usize,
 }
 
 /// Splits `https://host:port/path` into (tls, host, port, path).
@@ -87,10 +213,21 @@ pub fn parse_url(url: &str) -> Result<(bool, String, u16, String), String> {
 }
 
 impl Endpoint {
-    /// An endpoint for `url`. Reads the CA file (blocking I/O).
+    /// An endpoint for `url`, verified against the system roots and `ca_file`. Reads the CA
+    /// file (blocking I/O).
     pub fn new(
         url: &str,
         ca_file: Option<&Path>,
+        allow_insecure: bool,
+        timeout: Duration,
+    ) -> Result<Endpoint, OutboundError> {
+        Endpoint::with_trust(url, Trust::Roots(ca_file), allow_insecure, timeout)
+    }
+
+    /// An endpoint for `url` whose TLS trusts `trust`. Reads a CA file (blocking I/O).
+    pub fn with_trust(
+        url: &str,
+        trust: Trust<'_>,
         allow_insecure: bool,
         timeout: Duration,
     ) -> Result<Endpoint, OutboundError> {
@@ -101,8 +238,11 @@ impl Endpoint {
             )));
         }
         let tls = if tls {
-            let client = crate::directory::tls_config(ca_file)
-                .map_err(|e| OutboundError::Tls(e.to_string()))?;
+            let client = match trust {
+                Trust::Roots(ca_file) => crate::directory::tls_config(ca_file)
+                    .map_err(|e| OutboundError::Tls(e.to_string()))?,
+                Trust::Pin(pin) => pinned_config(pin)?,
+            };
             let name = ServerName::try_from(host.clone())
                 .map_err(|e| OutboundError::Url(format!("host {host:?}: {e}")))?;
             Some((tokio_rustls::TlsConnector::from(client), name))
@@ -116,7 +256,14 @@ impl Endpoint {
             base_path,
             tls,
             timeout,
+            max_response: MAX_RESPONSE_BYTES,
         })
+    }
+
+    /// Reads response bodies of up to `bytes` (an MX answers pages of records).
+    pub fn with_response_limit(mut self, bytes: usize) -> Endpoint {
+        self.max_response = bytes;
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -138,7 +285,7 @@ impl Endpoint {
                 let stream = connector
                     .connect(name.clone(), tcp)
                     .await
-                    .map_err(|e| OutboundError::Tls(e.to_string()))?;
+                    .map_err(tls_error)?;
                 Ok(Box::new(stream))
             }
         }
@@ -203,7 +350,7 @@ impl Endpoint {
                 .await
                 .map_err(|e| OutboundError::Http(e.to_string()))?;
             let status = resp.status();
-            let body = read_limited(resp.into_body(), MAX_RESPONSE_BYTES).await?;
+            let body = read_limited(resp.into_body(), self.max_response).await?;
             Ok((status, body))
         };
         tokio::time::timeout(self.timeout, exchange)

@@ -18,6 +18,10 @@
 //! snapshot swapped — a bad config changes nothing. Sync loops watch [`Warden::subscribe_config`]
 //! and restart on the new configuration.
 
+mod metrics;
+
+pub use metrics::{DecisionMetrics, RefusalMetrics};
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,7 +37,7 @@ use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberFie
 use crate::decide::Dispatcher;
 use crate::decide::{CompileError, Decision, Engine, IndexCache, Published, Request, Snapshot};
 use crate::directory::Directory;
-use crate::metrics::Metrics;
+use crate::metrics::Registry;
 use crate::model::dataset::{
     Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records,
 };
@@ -126,7 +130,10 @@ pub struct Warden {
     store: Arc<Store>,
     engine: Arc<Engine>,
     keys: KeyRing,
-    metrics: Metrics,
+    metrics: Registry,
+    /// This warden's entries of `metrics`, held for the paths that record on every call.
+    decisions: Arc<DecisionMetrics>,
+    refusals: Arc<RefusalMetrics>,
     actions: Dispatcher,
     denials: Denials,
     state: Mutex<State>,
@@ -164,6 +171,9 @@ impl Warden {
         let keys = KeyRing::load(&store)?;
         let directories = directories_for(&config, &HashMap::new());
         let actions = Dispatcher::with_capacity(config.server.followed_action_queue);
+        let metrics = Registry::default();
+        let decisions = metrics.get::<DecisionMetrics>();
+        let refusals = metrics.get::<RefusalMetrics>();
         let warden = Warden {
             config: ArcSwap::from_pointee(config),
             source: None,
@@ -174,7 +184,9 @@ impl Warden {
             store,
             engine: Arc::new(Engine::new()),
             keys,
-            metrics: Metrics::default(),
+            metrics,
+            decisions,
+            refusals,
             actions,
             denials: Denials::default(),
             state: Mutex::new(State {
@@ -309,8 +321,25 @@ impl Warden {
         &self.keys
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    /// Every subsystem's metrics, each registered by type.
+    pub fn metrics(&self) -> &Registry {
         &self.metrics
+    }
+
+    /// What decisions record: outcomes, matched policies, latency, followed-action events.
+    pub fn decision_metrics(&self) -> &DecisionMetrics {
+        &self.decisions
+    }
+
+    /// Requests refused by authentication or scope.
+    pub fn refusal_metrics(&self) -> &RefusalMetrics {
+        &self.refusals
+    }
+
+    /// The `/metrics` exposition: every registered family, then the gauges of the snapshot
+    /// and the store as they are now.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(|out| metrics::state_gauges(self, out))
     }
 
     /// Refused requests waiting to be audited in aggregate.
@@ -321,7 +350,7 @@ impl Warden {
     /// Audits the pending refusals now (blocking I/O): one record per key, with its count.
     pub fn flush_denials(&self) -> Result<crate::auth::denials::Flushed, StoreError> {
         let flushed = self.denials.flush(&self.store)?;
-        self.metrics.refusal_audit_records(flushed.records);
+        self.refusals.audit_records(flushed.records);
         Ok(flushed)
     }
 
@@ -356,13 +385,13 @@ impl Warden {
                 .actions
                 .offer(&config.action_sets, snapshot, request, decision);
             for _ in 0..offered.dropped {
-                self.metrics.followed_action_dropped();
+                self.decisions.followed_action_dropped();
             }
             for _ in 0..offered.evicted {
-                self.metrics.followed_dedup_evicted();
+                self.decisions.followed_dedup_evicted();
             }
         }
-        self.metrics.decision(
+        self.decisions.decision(
             decision.outcome,
             took,
             decision
@@ -728,13 +757,13 @@ fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenErr
         return Ok(DataSet::empty(&ds.name, ds.schema.clone()));
     };
     // A list the config just introduced has no row in the store yet, so no members.
-    let members = match store.members(list) {
+    let members = match store.active_members(list) {
         Err(StoreError::NoSuchList(_)) => Vec::new(),
         other => other?,
     };
     let key = ds.schema.key_index();
     let mut builder = DataSetBuilder::new(&ds.name, ds.schema.clone()).with_capacity(members.len());
-    for m in members.iter().filter(|m| m.is_active()) {
+    for m in &members {
         for row in member_rows(m, fields, key) {
             match builder.push(row) {
                 // Two names of one account, or of two accounts, that fold alike: one row is

@@ -1,13 +1,16 @@
 //! The untrusted bodies of the respond routes and of the MX's answers: `POST /v1/incidents`,
 //! `POST /v1/alerts` (through the gateway's own `parse_json`, then `validate`), a rule matched
-//! against the alert, and `sync::imperva::imp_error` on whatever an MX sends back.
+//! against the alert, and `sync::imperva::imp_error` and `parse_columns` on whatever an MX
+//! sends back.
 //!
 //! Properties:
 //! - nothing panics;
 //! - an accepted incident or alert has a known severity, principals that parse, IP addresses
 //!   that parse, and text fields free of control characters;
 //! - an MX error answer yields an IMP code only from the documented `errors[0].error-code`, and
-//!   a message of at most 200 characters when the answer is not that JSON.
+//!   a message of at most 200 characters when the answer is not that JSON;
+//! - an MX columns answer is read only when every column has a name and a `key` that is a
+//!   boolean or the string "true"/"false", and yields one column per element.
 #![no_main]
 
 use std::net::IpAddr;
@@ -18,7 +21,7 @@ use warden::http::problem::parse_json;
 use warden::model::policy::ServiceScope;
 use warden::base::principal::Principal;
 use warden::operations::incidents::{Alert, IncidentRequest, rule_matches};
-use warden::sync::imperva::imp_error;
+use warden::sync::imperva::{imp_error, parse_columns};
 
 const MAX_LEN: usize = 16 * 1024;
 
@@ -59,6 +62,21 @@ fuzz_target!(|data: &[u8]| {
             reason: None,
         };
         let _ = rule_matches(&rule, &alert, severity);
+    }
+    if let Ok(answer) = serde_json::from_slice::<serde_json::Value>(data)
+        && let Ok(columns) = parse_columns(&answer)
+    {
+        let given = answer["columns"].as_array().expect("columns were read from an array");
+        assert_eq!(columns.len(), given.len());
+        for ((name, key), c) in columns.iter().zip(given) {
+            assert_eq!(c["name"].as_str(), Some(name.as_str()));
+            let spelled = match &c["key"] {
+                serde_json::Value::Bool(b) => *b,
+                serde_json::Value::String(s) => s.eq_ignore_ascii_case("true"),
+                other => panic!("key {other} was read"),
+            };
+            assert_eq!(spelled, *key);
+        }
     }
     let (code, message) = imp_error(data);
     if let Some(code) = code {

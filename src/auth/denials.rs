@@ -31,6 +31,8 @@ pub enum Refusal {
     Invalid,
     Expired,
     Revoked,
+    /// A console session's key was rotated (it still authenticates clients for its overlap).
+    Rotated,
     Forbidden,
     /// SSO: an unknown, expired, replayed or other browser's `state`.
     SsoState,
@@ -45,12 +47,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 12] = [
         Refusal::Missing,
         Refusal::Malformed,
         Refusal::Invalid,
         Refusal::Expired,
         Refusal::Revoked,
+        Refusal::Rotated,
         Refusal::Forbidden,
         Refusal::SsoState,
         Refusal::SsoProvider,
@@ -66,6 +69,7 @@ impl Refusal {
             Refusal::Invalid => "invalid",
             Refusal::Expired => "expired",
             Refusal::Revoked => "revoked",
+            Refusal::Rotated => "rotated",
             Refusal::Forbidden => "forbidden",
             Refusal::SsoState => "sso_state",
             Refusal::SsoProvider => "sso_provider",
@@ -291,8 +295,16 @@ mod tests {
         assert_eq!(d.lock().overflowed, u64::from(extra));
         let flushed = d.flush(&store).unwrap();
         assert_eq!(flushed.refusals, u64::from(DENIALS_MAX as u32 + extra));
-        let records = store.audit(&AuditFilter::default()).unwrap();
-        let other = records.iter().find(|r| r.source.is_none()).unwrap();
+        // DENIALS_MAX + 1 records is one more than a read returns (oldest first), and the
+        // overflow bucket is among the newest: read it by its actor.
+        let filter = AuditFilter {
+            actor: Some("other".into()),
+            ..AuditFilter::default()
+        };
+        let records = store.audit(&filter).unwrap();
+        assert_eq!(records.len(), 1);
+        let other = &records[0];
+        assert!(other.source.is_none());
         assert_eq!(other.detail["count"], extra);
         assert_eq!(other.detail["overflow"], true);
     }

@@ -67,6 +67,10 @@ pub enum AuthError {
     Expired,
     #[error("the API key has been revoked")]
     Revoked,
+    /// Only for a console session ([`KeyRing::recheck`]): the key still authenticates a
+    /// client until its overlap ends.
+    #[error("the API key has been rotated; sign in with its replacement")]
+    Rotated,
 }
 
 /// Errors managing keys.
@@ -199,6 +203,8 @@ struct Entry {
     /// wall clock says later.
     expired: bool,
     revoked: bool,
+    /// Replaced by a new key ([`rotate_key`]).
+    rotated: bool,
 }
 
 /// A key id as the table compares it.
@@ -235,6 +241,7 @@ impl KeyTable {
             expires_at: None,
             expired: false,
             revoked: true,
+            rotated: false,
         };
         let buckets = keys.len().saturating_mul(2).max(1).next_power_of_two();
         let hasher = std::collections::hash_map::RandomState::new();
@@ -316,6 +323,7 @@ impl KeyRing {
                         expires_at: k.expires_at,
                         expired: k.expired_at.is_some(),
                         revoked: k.revoked_at.is_some(),
+                        rotated: k.rotated_at.is_some(),
                     },
                 ))
             })
@@ -350,16 +358,45 @@ impl KeyRing {
         if !bool::from(presented.ct_eq(&entry.hash) & known) {
             return Err(AuthError::Invalid);
         }
-        if entry.revoked {
+        entry.caller(id, now)
+    }
+
+    /// The key a console session was opened with, as the ring holds it now: refused once it
+    /// is revoked, expired or rotated (a rotation's overlap is for clients switching keys,
+    /// not for a session), else the caller with its name and scopes as they are now. Asked on
+    /// every console request, so a change that reaches this ring — made here, or on another
+    /// replica and read from the change log — ends the session at its next request.
+    pub fn recheck(&self, key_id: &str, now: i64) -> Result<Caller, AuthError> {
+        let id: Id = key_id
+            .as_bytes()
+            .try_into()
+            .map_err(|_| AuthError::Malformed)?;
+        let table = self.table.load();
+        let (entry, known) = table.find(&id);
+        if !bool::from(known) {
+            return Err(AuthError::Invalid);
+        }
+        let caller = entry.caller(key_id, now)?;
+        if entry.rotated {
+            return Err(AuthError::Rotated);
+        }
+        Ok(caller)
+    }
+}
+
+impl Entry {
+    /// The caller this entry authenticates at `now`, unless it is revoked or expired.
+    fn caller(&self, id: &str, now: i64) -> Result<Caller, AuthError> {
+        if self.revoked {
             return Err(AuthError::Revoked);
         }
-        if entry.expired || entry.expires_at.is_some_and(|t| t <= now) {
+        if self.expired || self.expires_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Expired);
         }
         Ok(Caller {
             key_id: id.to_owned(),
-            name: entry.name.clone(),
-            scopes: entry.scopes.clone(),
+            name: self.name.clone(),
+            scopes: self.scopes.clone(),
         })
     }
 }
@@ -396,6 +433,7 @@ pub fn create_key(
         expires_at,
         revoked_at: None,
         expired_at: None,
+        rotated_at: None,
     };
     store.insert_key(&record)?;
     Ok(NewKey {
@@ -419,7 +457,7 @@ pub fn rotate_key(
         .ok_or_else(|| KeyError::NoSuchKey(id.to_owned()))?;
     let scopes = parse_scopes(&old.scopes)?;
     let new = create_key(store, &old.name, &scopes, old.expires_at, created_by, now)?;
-    store.expire_key_by(id, now.saturating_add(overlap_secs.max(0)))?;
+    store.rotate_key_out(id, now, now.saturating_add(overlap_secs.max(0)))?;
     Ok(new)
 }
 
@@ -528,6 +566,37 @@ mod tests {
         assert_eq!(new.record.name, "proxy");
     }
 
+    /// What a console session asks on every request: a revoked, expired or rotated key ends
+    /// it (the rotated one still authenticates a client for its overlap); a live key answers
+    /// with its scopes as they are now.
+    #[test]
+    fn a_recheck_refuses_revoked_expired_and_rotated_keys() {
+        let store = Store::in_memory().unwrap();
+        let live = create_key(&store, "ana", &[Scope::Respond], None, "test", 100).unwrap();
+        let dies = create_key(&store, "bo", &[Scope::Admin], Some(500), "test", 100).unwrap();
+        let gone = create_key(&store, "cy", &[Scope::Respond], None, "test", 100).unwrap();
+        let old = create_key(&store, "di", &[Scope::Respond], None, "test", 100).unwrap();
+        let ring = KeyRing::load(&store).unwrap();
+        let caller = ring.recheck(&live.record.id, 200).unwrap();
+        assert_eq!(caller.actor(), format!("key:{} (ana)", live.record.id));
+        assert!(caller.has(Scope::Respond) && !caller.has(Scope::Admin));
+        assert!(ring.recheck(&dies.record.id, 200).is_ok());
+        assert_eq!(ring.recheck(&dies.record.id, 500), Err(AuthError::Expired));
+        store.revoke_key(&gone.record.id, 300).unwrap();
+        let new = rotate_key(&store, &old.record.id, 3600, "test", 300).unwrap();
+        ring.reload(&store).unwrap();
+        assert_eq!(ring.recheck(&gone.record.id, 301), Err(AuthError::Revoked));
+        assert_eq!(ring.recheck(&old.record.id, 301), Err(AuthError::Rotated));
+        assert!(ring.authenticate(Some(&bearer(&old.key)), 301).is_ok());
+        assert!(ring.recheck(&new.record.id, 301).is_ok());
+        assert_eq!(
+            store.key(&old.record.id).unwrap().unwrap().rotated_at,
+            Some(300)
+        );
+        assert_eq!(ring.recheck("000000000000", 301), Err(AuthError::Invalid));
+        assert_eq!(ring.recheck("short", 301), Err(AuthError::Malformed));
+    }
+
     /// Every id of a full table is found, in whichever bucket slot it landed; ids it does not
     /// hold (case variants and neighbours included) find the dummy; an empty table finds
     /// nothing.
@@ -540,6 +609,7 @@ mod tests {
             expires_at: None,
             expired: false,
             revoked: false,
+            rotated: false,
         };
         let id = |n: usize| -> Id { format!("{n:012x}").into_bytes().try_into().unwrap() };
         let table = KeyTable::new((0..3000).map(|n| (id(n * 7), entry(n))).collect());

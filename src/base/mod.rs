@@ -2,7 +2,8 @@
 //! principal resolves to ([`account`]), the clock and durations
 //! ([`time`]), severities ([`severity`]) and closed word lists ([`word`]), JSON string escaping
 //! ([`json`]), retry with backoff ([`retry`]), distinguished names ([`dn`]) and LDAP escaping
-//! ([`escape`]), principals ([`principal`]), which names are one account ([`identity`]) and secrets ([`secret`]).
+//! ([`escape`]), principals ([`principal`]), which names are one account ([`identity`]), secrets
+//! ([`secret`]) and certificate pins ([`fingerprint`]).
 //!
 //! Nothing here imports another warden module outside `base`: it is the bottom layer
 //! (docs/ARCHITECTURE.md).
@@ -11,6 +12,7 @@ pub mod account;
 pub mod actor;
 pub mod dn;
 pub mod escape;
+pub mod fingerprint;
 pub mod identity;
 pub mod json;
 pub mod principal;

@@ -75,6 +75,8 @@ pub fn run(source: &Source, cmd: KeysCommand) -> Result<ExitCode> {
                         (Some(_), _) => "revoked",
                         (None, _) if k.expired_at.is_some() => "expired",
                         (None, Some(t)) if t <= now() => "expired",
+                        // Still authenticates until its overlap ends; opens no console session.
+                        _ if k.rotated_at.is_some() => "rotated",
                         _ => "active",
                     };
                     println!(

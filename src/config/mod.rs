@@ -1,26 +1,59 @@
 //! Configuration: the TOML model, validated in one step into a compiled runtime [`Config`].
 //!
-//! Parsing goes raw → validated. [`raw`] holds serde structs that reject unknown keys; each
+//! Parsing goes raw → validated. Each section has a file of its own (`server`, `gates`, …) with
+//! its raw serde structs (which reject unknown keys), its validated type, its defaults and its
+//! checks; the settings several sections share are checked once (`listener`, `outbound`). Each
 //! section and each array element is deserialized on its own so that one bad entry does not hide
 //! the next. [`Config::parse`] then checks references, compiles patterns and globs, parses
 //! durations and rejects inline secrets, and returns either a `Config` or *every* problem found,
 //! each with its key path (`data_sets[1].source.mappings[0].match`) and line.
 
-mod raw;
+mod check;
+mod listener;
+mod outbound;
+mod read;
 mod validate;
+
+mod action_sets;
+mod console;
+mod data_sets;
+mod databases;
+mod directories;
+mod gates;
+mod identity;
+mod imperva;
+mod lists;
+mod mappings;
+mod policies;
+mod response_rules;
+mod server;
+mod store;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+
+pub use action_sets::{ActionConfig, ActionSetConfig};
+pub use console::{CONSOLE_SCOPES, DEFAULT_MFA_AMR, OidcConfig, SSO_CALLBACK_PATH};
+pub use data_sets::{
+    DEFAULT_FULL_REFRESH_INTERVAL, DEFAULT_WATCH_CONNECTIONS, DataSetConfig, LdapQuery, LdapSource,
+    MAX_WATCH_CONNECTIONS, MemberField, Nesting, Scope, Source,
+};
+pub use databases::{DatabaseConfig, RoleMappingConfig};
+pub use directories::DirectoryConfig;
+pub use gates::GateConfig;
+pub use imperva::{ImpervaConfig, ImpervaPush};
+pub use listener::TlsFiles;
+pub use lists::ListConfig;
+pub use mappings::MappingConfig;
+pub use outbound::UpstreamTls;
+pub use response_rules::ResponseRuleConfig;
+pub use server::{DEFAULT_FOLLOWED_ACTION_QUEUE, ServerConfig};
+pub use store::{PostgresStoreConfig, StoreConfig};
 
 use crate::base::identity::Identity;
-use crate::base::secret::SecretSource;
-use crate::base::severity::IncidentSeverity;
-use crate::model::dataset::Schema;
-use crate::model::pattern::AttributeMapping;
-use crate::model::policy::{Policy, ServiceScope};
+use crate::model::policy::Policy;
 
 /// The embedded default configuration: one list, one data set fed from it, one blocking policy.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/warden.toml");
@@ -125,360 +158,6 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// `[server]`: the HTTP listener.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    /// Most requests in one `POST /v1/decisions`.
-    pub max_batch: usize,
-    /// How often `serve` checks the store for changes made by other processes (the CLI).
-    pub store_poll_interval: Duration,
-    /// Largest request body accepted (413 beyond).
-    pub max_body_bytes: usize,
-    /// A client must send its request headers within this time (slowloris guard).
-    pub header_read_timeout: Duration,
-    /// A request must be answered within this time (503 beyond).
-    pub request_timeout: Duration,
-    /// Open connections beyond this wait in the kernel's accept queue.
-    pub max_connections: usize,
-    /// Followed-action events waiting for the worker; more are dropped and counted.
-    pub followed_action_queue: usize,
-    /// Decision routes answer without an API key (for loopback-only setups such as the
-    /// embedded default); every other route still needs one.
-    pub anonymous_decisions: bool,
-    /// Where the bootstrap admin key is written on first start with no keys (mode 0600);
-    /// `None`: next to the store, named after it (see [`Config::bootstrap_key_file`]).
-    pub bootstrap_key_file: Option<PathBuf>,
-    /// The bootstrap admin key expires this long after it is made.
-    pub bootstrap_key_expires_in: Duration,
-    /// Expired members stay in the store (listed, re-activatable) this long, then are purged.
-    pub expired_member_retention: Duration,
-    /// An expiry sweep that would deactivate more than this share of a list's active members
-    /// at once is held for an admin (only on lists of at least 10 active members, the
-    /// operations layer's `EXPIRY_HOLD_MIN_MEMBERS`). 1.0 never holds.
-    pub max_expiry_share: f64,
-    /// Serve HTTPS with this certificate chain and key (PEM) when both are set.
-    pub tls: Option<TlsFiles>,
-    /// Audit records older than this are pruned (hourly, by the audit service).
-    pub audit_retention: Duration,
-}
-
-/// A PEM certificate chain and private key for the gateway's TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
-/// `[store]`: durable state.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    pub path: PathBuf,
-    /// Start on a store readable by group or others (it holds investigations and the audit
-    /// log, so warden refuses one unless told).
-    pub allow_readable: bool,
-    /// `url = "postgresql://…"`: the store is on PostgreSQL (several replicas share it);
-    /// `path` is then only where a `warden store migrate` reads from.
-    pub postgres: Option<PostgresStoreConfig>,
-}
-
-/// `[store] url`: a PostgreSQL store, shared by every replica that names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PostgresStoreConfig {
-    /// The URL as written (it carries no password), for logs and status.
-    pub url: String,
-    pub host: String,
-    pub port: u16,
-    pub dbname: String,
-    pub user: String,
-    pub password: SecretSource,
-    pub tls: UpstreamTls,
-    pub connect_timeout: Duration,
-    /// How long a leader may be gone before another replica takes over its jobs.
-    pub leader_failover: Duration,
-}
-
-/// `[[directories]]`: an LDAP directory server (a "directory").
-#[derive(Debug, Clone, PartialEq)]
-pub struct DirectoryConfig {
-    pub name: String,
-    pub url: String,
-    pub starttls: bool,
-    pub ca_file: Option<PathBuf>,
-    pub allow_insecure: bool,
-    pub bind_dn: String,
-    pub bind_password: SecretSource,
-    pub base_dn: String,
-    pub update_interval: Duration,
-    pub connect_timeout: Duration,
-    pub timeout: Duration,
-    pub page_size: u32,
-    /// The NetBIOS name of the `[[domains]]` entry this directory serves, as configured
-    /// (`domain = "PARTNER"`): its names are routed here, and bare keys its queries read are
-    /// that domain's accounts. `None`: the domain its base DN's `DC=` labels place, if any.
-    pub domain: Option<String>,
-}
-
-/// `[[lists]]`: a local user list.
-#[derive(Debug, Clone)]
-pub struct ListConfig {
-    pub name: String,
-    pub description: String,
-}
-
-/// `[[mappings]]`: a list pushed into an AD group.
-#[derive(Debug, Clone)]
-pub struct MappingConfig {
-    pub list: String,
-    pub directory: String,
-    pub group_dn: String,
-}
-
-/// LDAP search scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Base,
-    One,
-    Sub,
-}
-
-/// A member field a `list`-sourced data set can expose as a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberField {
-    Principal,
-    Reason,
-    Incident,
-    AddedBy,
-    AddedAt,
-    ExpiresAt,
-}
-
-impl MemberField {
-    pub const NAMES: &'static str = "reason, incident, added_by, added_at, expires_at";
-
-    fn parse(name: &str) -> Option<MemberField> {
-        Some(match name {
-            "reason" => MemberField::Reason,
-            "incident" => MemberField::Incident,
-            "added_by" => MemberField::AddedBy,
-            "added_at" => MemberField::AddedAt,
-            "expires_at" => MemberField::ExpiresAt,
-            _ => return None,
-        })
-    }
-}
-
-/// An LDAP query feeding a data set.
-#[derive(Debug, Clone)]
-pub struct LdapSource {
-    pub directory: String,
-    pub base: String,
-    pub scope: Scope,
-    pub filter: String,
-    pub mappings: Vec<AttributeMapping>,
-    pub refresh_interval: Duration,
-    pub notify: bool,
-    /// A refresh that would drop more than this share of rows is held (0 < share ≤ 1).
-    pub max_shrink: f64,
-    /// Rows removed within this window count together against `max_shrink` (by key, against
-    /// the rows the window started with), so a set emptied in small steps is held too.
-    pub shrink_window: Duration,
-    /// Further queries, each on its own directory, whose rows join this one's (a data set
-    /// over several domains). A refresh runs them all; if any fails, the last good rows stay.
-    pub union: Vec<LdapQuery>,
-    /// Follow nested membership of the filter's `(memberOf=<group>)`, and how.
-    pub nested: Option<Nesting>,
-    /// Pull only what changed (DirSync) on `refresh_interval` and notifications; a full pull
-    /// every `full_refresh_interval` and on any doubt.
-    pub incremental: bool,
-    pub full_refresh_interval: Duration,
-    /// At most this many change-notification connections (five groups each).
-    pub watch_connections: usize,
-}
-
-/// One more query of a union data set.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LdapQuery {
-    pub directory: String,
-    pub base: String,
-    pub scope: Scope,
-    pub filter: String,
-}
-
-/// How a data set follows nested groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nesting {
-    /// The server's `LDAP_MATCHING_RULE_IN_CHAIN` where it advertises it, else [`Nesting::Expand`].
-    Auto,
-    /// `(memberOf:1.2.840.113556.1.4.1941:=<group>)`, evaluated by the server.
-    InChain,
-    /// warden walks the sub-groups breadth-first and ORs one `memberOf` per group.
-    Expand,
-}
-
-/// Default `full_refresh_interval` of an incremental data set.
-pub const DEFAULT_FULL_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
-/// Default `watch_connections`.
-pub const DEFAULT_WATCH_CONNECTIONS: usize = 4;
-/// Most `watch_connections` a data set may ask for.
-pub const MAX_WATCH_CONNECTIONS: usize = 32;
-
-/// Where a data set's rows come from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    Ldap(LdapSource),
-    /// A local list; one member field per schema column (the key column holds the principal).
-    List {
-        list: String,
-        fields: Vec<MemberField>,
-    },
-    /// Rows in a JSON file in Imperva's `{"records": [...]}` shape.
-    Static {
-        path: PathBuf,
-    },
-    /// Rows written through the Imperva-style data endpoints. Until the first write (and with
-    /// no persisted rows) the set is unknown — decisions it could change fail closed — unless
-    /// `never_written = "empty"` says an unwritten set is legitimately empty.
-    Api {
-        unwritten_is_empty: bool,
-    },
-}
-
-impl Source {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Source::Ldap(_) => "ldap",
-            Source::List { .. } => "list",
-            Source::Static { .. } => "static",
-            Source::Api { .. } => "api",
-        }
-    }
-}
-
-/// `[[data_sets]]`.
-#[derive(Debug, Clone)]
-pub struct DataSetConfig {
-    pub name: String,
-    pub schema: Schema,
-    pub source: Source,
-}
-
-/// A followed action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActionConfig {
-    Log {
-        level: tracing::Level,
-    },
-    Webhook {
-        url: String,
-        timeout: Duration,
-        retries: u32,
-        /// `http://` is refused unless this is set (the event would travel in clear).
-        allow_insecure: bool,
-    },
-    Syslog {
-        address: String,
-        tcp: bool,
-    },
-}
-
-/// Default for `[server] followed_action_queue`: followed-action events waiting for the worker;
-/// beyond this they are dropped and counted.
-pub const DEFAULT_FOLLOWED_ACTION_QUEUE: usize = 4096;
-
-/// `[[action_sets]]`: named followed actions.
-#[derive(Debug, Clone)]
-pub struct ActionSetConfig {
-    pub name: String,
-    pub actions: Vec<ActionConfig>,
-    /// A (policy, principal) pair is reported at most once within this window.
-    pub dedup_window: Duration,
-}
-
-/// `[[response_rules]]`: turns a matching alert into an incident whose users go on `list`.
-#[derive(Debug, Clone)]
-pub struct ResponseRuleConfig {
-    pub name: String,
-    pub list: String,
-    /// Alert sources (names or globs); any source when absent.
-    pub sources: Option<ServiceScope>,
-    /// The least severity that matches; any when absent.
-    pub min_severity: Option<IncidentSeverity>,
-    /// Free fields the alert must carry, each matching its name or glob.
-    pub fields: Vec<(String, ServiceScope)>,
-    /// How long the users stay on the list; until removed when absent.
-    pub expires_in: Option<Duration>,
-    pub reason: Option<String>,
-}
-
-/// `[console.oidc]`: single sign-on to the console through an OpenID Connect provider
-/// (authorization code flow with PKCE; `src/auth/oidc`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OidcConfig {
-    /// The provider's issuer identifier, without a trailing slash; discovery is read from
-    /// `<issuer>/.well-known/openid-configuration` and its `issuer` must equal this.
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: SecretSource,
-    /// Where the provider sends the browser back: `https://<warden>/console/sso/callback`,
-    /// registered with the provider as is.
-    pub redirect_url: String,
-    /// Scopes requested, `openid` first.
-    pub scopes: Vec<String>,
-    /// The ID token claim holding the user's groups (a list of strings, or one string).
-    pub group_claim: String,
-    /// Provider group → warden scope name (`decide`, `respond`, `admin`). A user none of
-    /// whose groups is here is refused.
-    pub groups: std::collections::BTreeMap<String, String>,
-    /// Refuse a sign-in whose ID token shows no multi-factor authentication.
-    pub require_mfa: bool,
-    /// `amr` values (RFC 8176) that count as multi-factor.
-    pub mfa_amr: Vec<String>,
-    /// `acr` values that count as multi-factor.
-    pub mfa_acr: Vec<String>,
-    /// A CA file trusted for the provider besides the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Plain `http://` to the provider (a loopback test provider only).
-    pub allow_insecure: bool,
-    /// Every exchange with the provider is answered within this.
-    pub timeout: Duration,
-    /// A sign-in started must come back from the provider within this.
-    pub login_timeout: Duration,
-}
-
-/// The route the provider sends the browser back to; `redirect_url` must end in it.
-pub const SSO_CALLBACK_PATH: &str = "/console/sso/callback";
-
-/// The scope names a provider group can map to.
-pub const CONSOLE_SCOPES: [&str; 3] = ["decide", "respond", "admin"];
-
-/// The `amr` values counted as multi-factor when `mfa_amr` is not set: `mfa` itself and the
-/// RFC 8176 methods that are a second factor on their own (one-time code, hardware or
-/// software key, smart card).
-pub const DEFAULT_MFA_AMR: [&str; 5] = ["mfa", "otp", "hwk", "swk", "sc"];
-
-/// `[imperva]`: an Imperva MX that data sets are pushed to through its Open API.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImpervaConfig {
-    /// `https://mx:8083` (the API path is added); `http://` only with `allow_insecure`.
-    pub url: String,
-    pub username: String,
-    pub password: SecretSource,
-    pub ca_file: Option<PathBuf>,
-    pub allow_insecure: bool,
-    pub timeout: Duration,
-    pub pushes: Vec<ImpervaPush>,
-}
-
-/// One warden data set pushed to an MX data set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImpervaPush {
-    pub data_set: String,
-    pub mx_name: String,
-    /// `caseSensitive` of the MX data set warden creates.
-    pub case_sensitive: bool,
-}
-
 /// A validated, compiled configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -501,82 +180,6 @@ pub struct Config {
     pub databases: Vec<DatabaseConfig>,
     /// `[console.oidc]`: the console's single sign-on, when configured.
     pub console_oidc: Option<Arc<OidcConfig>>,
-}
-
-/// `[[databases]]`: a PostgreSQL server where warden owns roles' memberships (the agentless
-/// mode, `src/sync/database.rs`): each `[[databases.roles]]` reconciles a list into a role.
-#[derive(Debug, Clone)]
-pub struct DatabaseConfig {
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-    pub dbname: String,
-    pub user: String,
-    pub password: SecretSource,
-    pub tls: UpstreamTls,
-    pub connect_timeout: Duration,
-    pub update_interval: Duration,
-    /// The domain this server's logins belong to (its `domain`, else the default domain):
-    /// only that domain's accounts are made members of its roles. `None`: every account's.
-    pub domain: Option<String>,
-    pub roles: Vec<RoleMappingConfig>,
-}
-
-/// `[[databases.roles]]`: a list whose principals, mapped to role names through a pattern,
-/// are made the members of `role`.
-#[derive(Debug, Clone)]
-pub struct RoleMappingConfig {
-    pub list: String,
-    pub role: String,
-    /// Principal → role name (`CORP\alice` → `alice`); a copy when no `match` is given.
-    pub member: AttributeMapping,
-}
-
-/// `[[gates]]`: a PostgreSQL gate (`src/gate`) — a listener that refuses and ends the sessions
-/// of users a policy blocks and relays everyone else's to the upstream server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GateConfig {
-    pub name: String,
-    pub listen: SocketAddr,
-    /// The upstream server as written (`host:port`).
-    pub upstream: String,
-    /// Its host part, the name its certificate is verified against.
-    pub upstream_host: String,
-    pub upstream_port: u16,
-    /// The `service` of every decision this gate asks for, so `apply_to` scopes it.
-    pub service: String,
-    /// The gate's own certificate and key; TLS to clients when set.
-    pub tls: Option<TlsFiles>,
-    /// Whether clients may connect without TLS.
-    pub allow_plain: bool,
-    pub upstream_tls: UpstreamTls,
-    pub max_startup_bytes: usize,
-    pub startup_timeout: Duration,
-    pub max_connections: usize,
-    pub max_connections_per_client: usize,
-    /// End a session that waited on its client (after `ReadyForQuery`) this long; a long
-    /// query is not idle.
-    pub idle_timeout: Option<Duration>,
-    /// The domain bare logins through this gate belong to (its `domain`, else the default
-    /// domain): the login `alice` is decided as the account `CORP\alice`.
-    pub domain: Option<String>,
-}
-
-impl GateConfig {
-    /// The name a login through this gate is decided as: a bare login as an account of the
-    /// gate's domain, a qualified one (`CORP\alice`, a UPN) as it is.
-    pub fn account_name<'a>(&self, login: &'a str) -> std::borrow::Cow<'a, str> {
-        crate::base::identity::qualify(login, self.domain.as_deref())
-    }
-}
-
-/// How a gate reaches its upstream server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamTls {
-    /// TLS, the server's certificate verified against this CA file (PEM).
-    Verify(PathBuf),
-    /// Plain TCP (`upstream_plain = true`, loopback upstreams only).
-    Plain,
 }
 
 impl Config {
@@ -632,7 +235,7 @@ impl Config {
     }
 
     /// What differs between this running configuration and `next` that only a restart can
-    /// apply: the listener, its TLS files, the connection cap and the store.
+    /// apply: the listener, its TLS files, the connection caps and the store.
     pub fn needs_restart(&self, next: &Config) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         let mut check = |changed: bool, section: &str, key: &str| {
@@ -653,6 +256,11 @@ impl Config {
             now.max_connections != then.max_connections,
             "server",
             "max_connections",
+        );
+        check(
+            now.max_connections_per_client != then.max_connections_per_client,
+            "server",
+            "max_connections_per_client",
         );
         check(self.store.path != next.store.path, "store", "path");
         check(self.store.postgres != next.store.postgres, "store", "url");
@@ -697,6 +305,8 @@ impl ConfigSource {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
     use super::*;
 
     /// An `api` data set (with `never_written` as given) and a policy over it (with
@@ -1052,6 +662,50 @@ filter = "{union_filter}"
         }
     }
 
+    /// A case of `testdata/errors.toml`.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ErrorCase {
+        name: String,
+        config: String,
+        #[serde(default)]
+        errors: Vec<String>,
+    }
+
+    /// Every case of `testdata/errors.toml` reports exactly its errors, each as shown to a
+    /// person (key path, line, message). On a difference it prints what every failing case
+    /// reports now, ready to compare.
+    #[test]
+    fn errors_table() {
+        #[derive(serde::Deserialize)]
+        struct Table {
+            case: Vec<ErrorCase>,
+        }
+        let table: Table = toml::from_str(include_str!("testdata/errors.toml")).unwrap();
+        let mut differ = Vec::new();
+        for case in &table.case {
+            let shown: Vec<String> =
+                match Config::parse(&case.config, "test", Path::new("/etc/warden")) {
+                    Ok(_) => Vec::new(),
+                    Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+                };
+            if shown != case.errors {
+                differ.push(format!(
+                    "case {:?}\nerrors = {}\n",
+                    case.name,
+                    toml::Value::from(shown)
+                ));
+            }
+        }
+        assert!(
+            differ.is_empty(),
+            "{} of {} cases differ:\n{}",
+            differ.len(),
+            table.case.len(),
+            differ.join("\n")
+        );
+    }
+
     #[test]
     fn key_paths_display() {
         let p = KeyPath::root()
@@ -1110,6 +764,43 @@ filter = "{union_filter}"
         }
     }
 
+    /// The connection limits: defaults (a tenth of `max_connections` per address), and the
+    /// errors, each with its key path.
+    #[test]
+    fn connection_limits_default_and_are_checked_by_key_path() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.max_connections_per_client, 1000);
+        assert_eq!(c.server.write_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(10));
+        let c = parse("[server]\nmax_connections = 5\n").unwrap();
+        assert_eq!(c.server.max_connections_per_client, 1);
+        let c = parse(
+            "[server]\nmax_connections = 16\nmax_connections_per_client = 16\n\
+             write_timeout = \"2s\"\nidle_timeout = \"1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.max_connections_per_client, 16);
+        assert_eq!(c.server.write_timeout, Duration::from_secs(2));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+        for (bad, key) in [
+            (
+                "max_connections_per_client = 0",
+                "server.max_connections_per_client",
+            ),
+            (
+                "max_connections = 16\nmax_connections_per_client = 17",
+                "server.max_connections_per_client",
+            ),
+            ("write_timeout = \"0s\"", "server.write_timeout"),
+            ("idle_timeout = \"soon\"", "server.idle_timeout"),
+        ] {
+            let e = parse(&format!("[server]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
     /// `[store] url`: a PostgreSQL store, its password from a file, TLS verified unless a
     /// loopback server is named plain; a password in the URL, a missing CA and a plain remote
     /// server are refused with their key paths.
@@ -1150,6 +841,12 @@ filter = "{union_filter}"
                 "url = \"postgresql://warden@db1/w\"\npassword_env = \"P\"\nplain = true",
                 "store.plain",
                 "loopback",
+            ),
+            (
+                "url = \"postgresql://warden@db1/w\"\npassword_env = \"P\"\nca_file = \"c\"\n\
+                 leader_failover = \"500ms\"",
+                "store.leader_failover",
+                "at least 1s",
             ),
             (
                 "url = \"postgresql://warden@127.0.0.1/w\"\npassword = \"x\"\nplain = true",

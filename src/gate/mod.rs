@@ -5,12 +5,23 @@
 //! `SSLRequest` (`S` and TLS with its own certificate, or `N` when it has none and allows
 //! plain clients), `GSSENCRequest` (`N`), PostgreSQL 17 direct TLS (first byte 0x16, ALPN
 //! `postgresql`), and forwards a `CancelRequest` whose pid and secret match a session it
-//! relays. From the `StartupMessage` it decides in-process ([`Warden::decide`]) with `user` as
-//! `db_user`, `application_name` as `source_app`, the peer address as `client_ip` and the
-//! gate's `service`. A block is a FATAL `ErrorResponse` (SQLSTATE 28000) naming the policy;
-//! an allow connects upstream (TLS verified against `upstream_ca_file`, or plain by opt-in),
-//! forwards the start-up message and relays both directions. Authentication stays between
-//! client and server: the gate never sees a password.
+//! relays. The start-up message is forwarded unchanged; [`login`] reads from it every role name
+//! the server will use (`user` cut to 63 bytes as the server cuts it, `role` and
+//! `session_authorization` in parameters and `options`) and the application names. The upstream
+//! is reached over TLS verified against `upstream_ca_file` (or plain by opt-in), and
+//! authentication stays between client and server: the gate never sees a password.
+//!
+//! **The decision comes after authentication** ([`relay`]): at the server's `AuthenticationOk`,
+//! in-process ([`Warden::decide`]) for each name as `db_user`, with `application_name` as
+//! `source_app`, the peer address as `client_ip` and the gate's `service`; and again at its
+//! first `ReadyForQuery`, with the role the server reports (`session_authorization`) added and
+//! the snapshot of that moment. A block is a FATAL
+//! `ErrorResponse` (SQLSTATE 28000) naming the policy. Deciding there costs a blocked user's
+//! login a server connection and an authentication (measured in BENCHMARKS.md), and buys two
+//! things: a client without the password learns nothing about the list (it gets the server's
+//! own authentication failure), and libpq, having seen `AuthenticationOk`, takes the refusal as
+//! final instead of retrying without TLS (`sslmode=prefer`). Until the decision only
+//! authentication messages reach the server.
 //!
 //! **Channel binding.** With SCRAM-SHA-256-PLUS the client binds its proof to the TLS
 //! certificate it sees (`tls-server-end-point`), the server to its own. Measured against
@@ -24,14 +35,18 @@
 //! With another certificate a TLS upstream fails for clients that prefer channel binding
 //! (libpq's default); they need `channel_binding=disable`, or the upstream must be plain
 //! (`upstream_plain`, loopback), where the server offers no channel binding at all.
-//! [`wire::strip_channel_binding`] is kept for clients that do not send `y`.
+//! A client on plain TCP (`allow_plain`) in front of a TLS upstream cannot bind at all: for it
+//! the gate takes SCRAM-SHA-256-PLUS out of the offer ([`wire::strip_channel_binding`]), and
+//! it answers `n`, which the server accepts.
 //!
-//! **Framing.** The server→client direction is relayed message by message (type byte and
-//! length), whole messages during authentication and then streamed with boundaries tracked
-//! ([`wire::Boundaries`]), so a session is ended between two messages: a FATAL
-//! `ErrorResponse` 57P01, then both sockets close. Before closing, the gate sends the server a
-//! `CancelRequest` for the session's backend (from its `BackendKeyData`), so a running query
-//! stops at once rather than when it next writes to the closed socket.
+//! **Framing.** Both directions are relayed with message boundaries tracked
+//! ([`wire::Boundaries`]) and every write flushed (a TLS stream keeps what a full socket did not
+//! take until it is flushed): the server's stream so a session ends between two messages, the
+//! client's to know when a statement is outstanding (for `idle_timeout` and a client that hangs
+//! up). A snapshot swap decides again for every open session; a session blocked then ends as
+//! [`ending`] says — client bytes stopped first, the running statement cancelled and the
+//! upstream closed, then FATAL 57P01 to the client if it takes it within a second. Nothing
+//! there waits on the client.
 //!
 //! **Fail closed.** No snapshot yet: refused (57P03). Upstream down: FATAL 08006 "the
 //! database is unreachable through the gate", within `startup_timeout`.
@@ -40,15 +55,21 @@
 //! it again on the new configuration. Open sessions are not ended by that (nor by shutdown's
 //! drain: they end when warden exits); they keep being checked against every new snapshot.
 //!
-//! **Audit.** A refused connection comes from a peer nobody authenticated, so it never costs
-//! one store write: refusals of blocked users and sessions ended by policy are tallied in a
+//! **Audit.** Anyone who can reach the gate can make it refuse, so a refusal never costs one
+//! store write: refusals of blocked users and sessions ended by policy are tallied in a
 //! bounded in-memory map (by gate, user, policy; at most [`MAX_TALLY`] keys, the rest counted
 //! as overflow) that each gate service writes to the audit log as one `gate.refused` /
 //! `gate.ended` record per key with its count, every [`AUDIT_FLUSH`] and when it stops. Every
 //! refusal is also counted in metrics (`warden_gate_refused_total`) and logged.
 
+mod ending;
+pub mod login;
+mod metrics;
+mod relay;
 pub mod startup;
 pub mod wire;
+
+pub use metrics::{GateCounters, GateMetrics};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -60,12 +81,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::base::time::format_rfc3339;
 use crate::config::{GateConfig, UpstreamTls};
 use crate::decide::{Decision, Outcome, Request, Snapshot};
-use crate::metrics::GateCounters;
 use crate::runtime::Warden;
 use crate::services::{Ready, Service, Shutdown};
+use login::Login;
 use startup::Startup;
 
 /// The message of a refused session (the policy name is appended).
@@ -79,15 +99,10 @@ pub const UNDECIDED: &str =
 /// The message when the upstream cannot be reached.
 pub const UNREACHABLE: &str = "the database is unreachable through the gate";
 
-/// Largest server message accepted while authentication runs (they are all small).
-const MAX_AUTH_MESSAGE: usize = 1 << 20;
 /// Most distinct (gate, user, policy, action) keys tallied between two audit flushes.
 pub const MAX_TALLY: usize = 1024;
 /// How often a gate service writes the tally to the audit log.
 pub const AUDIT_FLUSH: Duration = Duration::from_secs(10);
-
-/// How long an ending session waits for the server's current message to finish.
-const END_GRACE: Duration = Duration::from_secs(2);
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -164,12 +179,14 @@ impl Gates {
         out.into_iter().map(|(_, s)| s).collect()
     }
 
-    fn register(&self, gate: &str, info: SessionInfo) -> SessionGuard {
+    /// Registers an admitted session with its backend's key (for cancel requests).
+    fn register(&self, gate: &str, info: SessionInfo, key: Option<(u32, Vec<u8>)>) -> SessionGuard {
         let id = self.0.next.fetch_add(1, Ordering::Relaxed);
+        let secret = key.map(|(_, secret)| secret);
         self.sessions()
             .entry(gate.to_owned())
             .or_default()
-            .insert(id, Entry { info, secret: None });
+            .insert(id, Entry { info, secret });
         SessionGuard {
             gates: self.clone(),
             gate: gate.to_owned(),
@@ -177,14 +194,23 @@ impl Gates {
         }
     }
 
-    /// Tallies one refusal or ended session for the audit log (never a store write here).
-    fn tally(&self, action: &'static str, gate: &str, who: &Who, policy: &str) {
+    /// Tallies one refusal or ended session for the audit log (never a store write here):
+    /// `user` is the name that was blocked, `account` the account it was decided as.
+    fn tally(
+        &self,
+        action: &'static str,
+        gate: &str,
+        who: (&str, &str),
+        client: &str,
+        policy: &str,
+    ) {
+        let (user, account) = who;
         let mut tally = self.0.tally.lock().unwrap_or_else(PoisonError::into_inner);
         let key = TallyKey {
             action,
             gate: gate.to_owned(),
-            user: who.user.clone(),
-            account: who.account.clone(),
+            user: user.to_owned(),
+            account: account.to_owned(),
             policy: policy.trim().trim_matches('"').to_owned(),
         };
         let now = crate::base::time::now_ms();
@@ -193,7 +219,7 @@ impl Gates {
             Some(c) => {
                 c.count += 1;
                 c.last_ms = now;
-                who.client.clone_into(&mut c.last_client);
+                client.clone_into(&mut c.last_client);
             }
             None if full => *tally.overflow.entry(action).or_default() += 1,
             None => {
@@ -203,7 +229,7 @@ impl Gates {
                         count: 1,
                         first_ms: now,
                         last_ms: now,
-                        last_client: who.client.clone(),
+                        last_client: client.to_owned(),
                     },
                 );
             }
@@ -308,18 +334,6 @@ struct SessionGuard {
 }
 
 impl SessionGuard {
-    fn set_key(&self, pid: u32, secret: Vec<u8>) {
-        if let Some(e) = self
-            .gates
-            .sessions()
-            .get_mut(&self.gate)
-            .and_then(|m| m.get_mut(&self.id))
-        {
-            e.info.backend_pid = Some(pid);
-            e.secret = Some(secret);
-        }
-    }
-
     fn key(&self) -> Option<(u32, Vec<u8>)> {
         let sessions = self.gates.sessions();
         let e = sessions.get(&self.gate)?.get(&self.id)?;
@@ -438,7 +452,7 @@ async fn run(
     tracing::info!(gate = %config.name, listen = %config.listen, upstream = %config.upstream, "gate listening");
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let gate = Arc::new(Gate {
-        counters: warden.metrics().gate(&config.name),
+        counters: warden.metrics().get::<GateMetrics>().gate(&config.name),
         warden,
         gates,
         config,
@@ -573,10 +587,13 @@ fn bad_packet(e: startup::StartupError) -> Refusal {
     }
 }
 
-/// The client after negotiation: its stream, whether it is TLS, and its start-up message.
+/// The client after negotiation: its stream, who its start-up message asks to be (`None`
+/// without a user), and the message, forwarded unchanged.
 struct Negotiated {
     stream: Stream,
-    startup: Startup,
+    /// Whether the client speaks TLS to the gate.
+    tls: bool,
+    login: Option<Login>,
     packet: Vec<u8>,
 }
 
@@ -672,7 +689,8 @@ async fn finish(
             } else {
                 tracing::debug!(gate = %gate.config.name, pid, "cancel request for no session of this gate dropped");
             }
-            Err((None, Refusal::Close))
+            // Closed cleanly once the server has taken it, as the server closes it.
+            Err((Some(stream), Refusal::Close))
         }
         Startup::Message { .. } if !tls && !gate.config.allow_plain => Err((
             Some(stream),
@@ -684,11 +702,16 @@ async fn finish(
                 ),
             },
         )),
-        startup => Ok(Negotiated {
+        Startup::Message { params, .. } => Ok(Negotiated {
             stream,
-            startup,
+            tls,
+            login: Login::read(&params),
             packet,
         }),
+        _ => Err((
+            Some(stream),
+            bad_packet(startup::StartupError::UnexpectedBody(0)),
+        )),
     }
 }
 
@@ -742,34 +765,98 @@ fn blocking_policy(snapshot: &Snapshot, decision: &Decision) -> String {
         .unwrap_or_default()
 }
 
-/// Who a session is, for its decisions.
-struct Who {
-    service: String,
-    user: String,
-    /// The account the login is decided as: a bare login qualified by the gate's domain.
-    account: String,
-    application: Option<String>,
-    client: String,
+/// The decision on a whole login: every role name it asks for, with every application name
+/// it sets.
+enum Verdict {
+    Allow,
+    /// `user` (one of the login's names) is blocked by `policy` (quoted, with a leading space).
+    Block {
+        user: String,
+        policy: String,
+    },
+    /// The snapshot cannot answer for `user`: not allow.
+    Undecided {
+        user: String,
+    },
 }
 
-impl Who {
-    fn request(&self) -> Request<'_> {
-        let mut r = Request::new(&self.service).db_user(&self.account);
-        r.source_app = self.application.as_deref();
-        r.client_ip = Some(&self.client);
-        r
+impl Gate {
+    /// Decides `login` from the current snapshot: blocked when any name is, undecided when any
+    /// cannot be decided and none is blocked. `first` records every decision (the login's);
+    /// later checks record only what ends the session.
+    fn verdict(&self, login: &Login, client: &str, first: bool) -> Verdict {
+        let snapshot = self.warden.engine().snapshot();
+        let applications: Vec<Option<&str>> = if login.applications.is_empty() {
+            vec![None]
+        } else {
+            login
+                .applications
+                .iter()
+                .map(|a| Some(a.as_str()))
+                .collect()
+        };
+        let mut undecided = None;
+        for name in login.names() {
+            for application in &applications {
+                // A bare login is decided as the account of the gate's domain.
+                let account = self.config.account_name(name);
+                let mut request = Request::new(&self.config.service).db_user(&account);
+                request.source_app = *application;
+                request.client_ip = Some(client);
+                let decision = if first {
+                    self.warden.decide(&snapshot, &request)
+                } else {
+                    snapshot.decide(&request)
+                };
+                if !first && decision.outcome != Outcome::Allow {
+                    self.warden
+                        .record_decision(&snapshot, &request, &decision, Duration::ZERO);
+                }
+                match decision.outcome {
+                    Outcome::Allow => {}
+                    Outcome::Block => {
+                        return Verdict::Block {
+                            user: name.to_owned(),
+                            policy: blocking_policy(&snapshot, &decision),
+                        };
+                    }
+                    Outcome::Error => {
+                        undecided.get_or_insert_with(|| name.to_owned());
+                    }
+                }
+            }
+        }
+        undecided.map_or(Verdict::Allow, |user| Verdict::Undecided { user })
     }
 }
 
 async fn refuse(gate: &Gate, stream: Option<Stream>, refusal: Refusal) {
-    if let (Some(mut s), Refusal::Error { reason, message }) = (stream, refusal) {
-        gate.counters.refused(reason);
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            let _ = s.write_all(&message).await;
-            let _ = s.flush().await;
-            let _ = s.shutdown().await;
-        })
-        .await;
+    let Some(mut s) = stream else {
+        return;
+    };
+    let message = match refusal {
+        Refusal::Error { reason, message } => {
+            gate.counters.refused(reason);
+            Some(message)
+        }
+        Refusal::Close => None,
+    };
+    // A clean close (TLS close_notify) even without a word: libpq reports an abrupt end of a
+    // TLS stream as an error, a cancel request's included.
+    let _ = tokio::time::timeout(ending::CLIENT_GRACE, async {
+        if let Some(message) = &message {
+            s.write_all(message).await?;
+        }
+        s.flush().await?;
+        s.shutdown().await
+    })
+    .await;
+}
+
+fn refusal(reason: &'static str, code: &str, message: &str) -> Refusal {
+    Refusal::Error {
+        reason,
+        message: wire::fatal(code, message),
     }
 }
 
@@ -777,7 +864,8 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
     let negotiated = tokio::time::timeout(gate.config.startup_timeout, negotiate(&gate, tcp)).await;
     let Negotiated {
         stream,
-        startup,
+        tls,
+        login,
         packet,
     } = match negotiated {
         Ok(Ok(n)) => n,
@@ -787,75 +875,25 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let Some(user) = startup.param("user") else {
-        let message = wire::fatal(
+    let Some(login) = login else {
+        let no_user = refusal(
+            "no_user",
             "28000",
             "no PostgreSQL user name specified in startup packet",
         );
-        return refuse(
-            &gate,
-            Some(stream),
-            Refusal::Error {
-                reason: "no_user",
-                message,
-            },
-        )
-        .await;
+        return refuse(&gate, Some(stream), no_user).await;
     };
-    let who = Who {
-        service: gate.config.service.clone(),
-        user: user.to_owned(),
-        account: gate.config.account_name(user).into_owned(),
-        application: startup.param("application_name").map(str::to_owned),
-        client: peer.ip().to_string(),
-    };
-    let database = startup.param("database").unwrap_or(user).to_owned();
     if !gate.warden.engine().is_ready() {
-        let message = wire::fatal("57P03", "the gate has no policy snapshot yet; try again");
-        return refuse(
-            &gate,
-            Some(stream),
-            Refusal::Error {
-                reason: "not_ready",
-                message,
-            },
-        )
-        .await;
+        let not_ready = refusal(
+            "not_ready",
+            "57P03",
+            "the gate has no policy snapshot yet; try again",
+        );
+        return refuse(&gate, Some(stream), not_ready).await;
     }
-    let snapshot = gate.warden.engine().snapshot();
-    let decision = gate.warden.decide(&snapshot, &who.request());
-    if decision.outcome == Outcome::Error {
-        // Not allow: the snapshot cannot answer for this user until its data sets load.
-        tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, "gate refused a user it cannot decide for yet");
-        gate.gates
-            .tally("gate.refused", &gate.config.name, &who, " (undecided)");
-        let message = wire::fatal("57P03", UNDECIDED);
-        return refuse(
-            &gate,
-            Some(stream),
-            Refusal::Error {
-                reason: "undecided",
-                message,
-            },
-        )
-        .await;
-    }
-    if decision.outcome == Outcome::Block {
-        let policy = blocking_policy(&snapshot, &decision);
-        tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, policy = %policy.trim(), "gate refused a blocked user");
-        gate.gates
-            .tally("gate.refused", &gate.config.name, &who, &policy);
-        let message = wire::fatal("28000", &format!("{REFUSED}{policy}"));
-        return refuse(
-            &gate,
-            Some(stream),
-            Refusal::Error {
-                reason: "blocked",
-                message,
-            },
-        )
-        .await;
-    }
+    // Subscribed before anything is decided: a swap from here on is seen by the relay, however
+    // long the upstream takes to answer.
+    let snapshots = gate.warden.subscribe_snapshots();
     let upstream = tokio::time::timeout(gate.config.startup_timeout, async {
         let mut up = connect_upstream(&gate).await?;
         up.write_all(&packet).await?;
@@ -871,237 +909,10 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
                 _ => "timed out".to_owned(),
             };
             tracing::warn!(gate = %gate.config.name, upstream = %gate.config.upstream, %error, "upstream unreachable");
-            let message = wire::fatal("08006", UNREACHABLE);
-            return refuse(
-                &gate,
-                Some(stream),
-                Refusal::Error {
-                    reason: "upstream_unreachable",
-                    message,
-                },
-            )
-            .await;
+            let unreachable = refusal("upstream_unreachable", "08006", UNREACHABLE);
+            return refuse(&gate, Some(stream), unreachable).await;
         }
     };
-    let session = gate.gates.register(
-        &gate.config.name,
-        SessionInfo {
-            user: who.user.clone(),
-            database,
-            application: who.application.clone(),
-            client: peer.to_string(),
-            since: format_rfc3339(crate::base::time::now()),
-            backend_pid: None,
-        },
-    );
-    gate.counters.session_opened();
-    relay(&gate, &who, &session, stream, upstream).await;
-    gate.counters.session_closed();
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(crate::base::time::now_ms()).unwrap_or(0)
-}
-
-/// How a relayed session ended.
-enum End {
-    Closed,
-    Blocked(String),
-    /// The snapshot can no longer decide for the user (fail closed).
-    Undecided,
-    /// Waiting on the client (after `ReadyForQuery`) for `idle_timeout`.
-    Idle,
-}
-
-async fn relay(gate: &Gate, who: &Who, session: &SessionGuard, client: Stream, upstream: Stream) {
-    let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut ur, mut uw) = tokio::io::split(upstream);
-    // How many reads the client has sent, and that count when the server last spoke: equal
-    // counts mean nothing was sent since.
-    let client_sent = Arc::new(AtomicU64::new(0));
-    let mut client_seen = 0;
-    let mut server_sent = now_ms();
-    let counters = Arc::clone(&gate.counters);
-    let mut to_server = tokio::spawn({
-        let activity = Arc::clone(&client_sent);
-        async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let n = match cr.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                if uw.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-                counters.relayed_to_server(n);
-                activity.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = uw.shutdown().await;
-        }
-    });
-    let mut snapshots = gate.warden.subscribe_snapshots();
-    snapshots.borrow_and_update();
-    let idle = gate.config.idle_timeout;
-    let mut idle_check = tokio::time::interval(idle.map_or(Duration::from_secs(3600), |d| {
-        (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
-    }));
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
-    let mut authenticating = true;
-    let mut bounds = wire::Boundaries::default();
-    let mut ending: Option<(End, tokio::time::Instant)> = None;
-    let end = loop {
-        // A session to be ended ends as soon as the server's stream is between messages.
-        if let Some((_, since)) = &ending {
-            // While authenticating only whole messages are forwarded.
-            let between = authenticating || bounds.at_boundary();
-            if between || since.elapsed() > END_GRACE {
-                break ending.map(|(e, _)| e).unwrap_or(End::Closed);
-            }
-        }
-        tokio::select! {
-            read = ur.read(&mut buf) => {
-                let n = match read {
-                    Ok(0) | Err(_) => break End::Closed,
-                    Ok(n) => n,
-                };
-                server_sent = now_ms();
-                client_seen = client_sent.load(Ordering::Relaxed);
-                let stop = ending.is_some();
-                let forwarded = if authenticating {
-                    pending.extend_from_slice(&buf[..n]);
-                    match authentication(session, &mut pending, &mut authenticating, &mut bounds, stop) {
-                        Ok(out) => out,
-                        Err(e) => {
-                            tracing::warn!(gate = %gate.config.name, error = %e, "server stream not understood; session closed");
-                            break End::Closed;
-                        }
-                    }
-                } else {
-                    match bounds.advance(&buf[..n], stop) {
-                        Ok(k) => buf[..k].to_vec(),
-                        Err(e) => {
-                            tracing::warn!(gate = %gate.config.name, error = %e, "server stream not understood; session closed");
-                            break End::Closed;
-                        }
-                    }
-                };
-                if cw.write_all(&forwarded).await.is_err() {
-                    break End::Closed;
-                }
-                gate.counters.relayed_to_client(forwarded.len());
-            }
-            changed = snapshots.changed(), if ending.is_none() => {
-                if changed.is_err() {
-                    break End::Closed;
-                }
-                let snapshot = gate.warden.engine().snapshot();
-                let request = who.request();
-                let decision = snapshot.decide(&request);
-                match decision.outcome {
-                    Outcome::Allow => {}
-                    Outcome::Block => {
-                        gate.warden.record_decision(&snapshot, &request, &decision, Duration::ZERO);
-                        ending = Some((End::Blocked(blocking_policy(&snapshot, &decision)), tokio::time::Instant::now()));
-                    }
-                    // A snapshot that cannot answer for this user no longer allows them.
-                    Outcome::Error => {
-                        gate.warden.record_decision(&snapshot, &request, &decision, Duration::ZERO);
-                        ending = Some((End::Undecided, tokio::time::Instant::now()));
-                    }
-                }
-            }
-            _ = idle_check.tick(), if idle.is_some() && ending.is_none() => {
-                // Idle means waiting on the client: the server said ReadyForQuery and the client
-                // has sent nothing since. A long query is not idle.
-                if let Some(limit) = idle
-                    && !authenticating
-                    && bounds.ready_for_query()
-                    && client_sent.load(Ordering::Relaxed) == client_seen
-                    && Duration::from_millis(now_ms().saturating_sub(server_sent)) >= limit
-                {
-                    ending = Some((End::Idle, tokio::time::Instant::now()));
-                }
-            }
-            _ = &mut to_server => break End::Closed,
-        }
-    };
-    let last_words = match &end {
-        End::Closed => None,
-        End::Blocked(policy) => {
-            gate.counters.ended("blocked");
-            gate.gates
-                .tally("gate.ended", &gate.config.name, who, policy);
-            tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, policy = %policy.trim(), "gate ended the session of a blocked user");
-            Some(wire::fatal("57P01", &format!("{ENDED}{policy}")))
-        }
-        End::Undecided => {
-            gate.counters.ended("undecided");
-            gate.gates
-                .tally("gate.ended", &gate.config.name, who, " (undecided)");
-            tracing::warn!(gate = %gate.config.name, user = %who.user, client = %who.client, "gate ended a session it can no longer decide for");
-            Some(wire::fatal("57P01", UNDECIDED))
-        }
-        End::Idle => {
-            gate.counters.ended("idle");
-            Some(wire::fatal(
-                "57P05",
-                "terminating connection due to idle timeout of the gate",
-            ))
-        }
-    };
-    if let Some(message) = last_words {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = cw.write_all(&message).await;
-            let _ = cw.flush().await;
-            let _ = cw.shutdown().await;
-        })
-        .await;
-        // Stop the backend's running query now; it exits when it sees its socket closed.
-        if let Some((pid, secret)) = session.key() {
-            forward_cancel(gate, pid, &secret).await;
-        }
-    }
-    to_server.abort();
-}
-
-/// Handles whole server messages while authentication runs: records `BackendKeyData`, and switches to streaming at the first
-/// `ReadyForQuery`. Returns the bytes to forward.
-fn authentication(
-    session: &SessionGuard,
-    pending: &mut Vec<u8>,
-    authenticating: &mut bool,
-    bounds: &mut wire::Boundaries,
-    stop: bool,
-) -> Result<Vec<u8>, wire::FrameError> {
-    let mut out = Vec::new();
-    while *authenticating {
-        let Some(message) = wire::next_message(pending, MAX_AUTH_MESSAGE)? else {
-            return Ok(out);
-        };
-        match message[0] {
-            b'K' => {
-                if let Some((pid, secret)) = wire::backend_key(&message) {
-                    session.set_key(pid, secret);
-                }
-                out.extend_from_slice(&message);
-            }
-            b'Z' => {
-                *authenticating = false;
-                // The stream is whole here; let the boundaries know it ends with ReadyForQuery.
-                bounds.advance(&message, false)?;
-                out.extend_from_slice(&message);
-            }
-            _ => out.extend_from_slice(&message),
-        }
-        if stop {
-            return Ok(out);
-        }
-    }
-    // The rest after ReadyForQuery streams.
-    let rest = std::mem::take(pending);
-    let k = bounds.advance(&rest, stop)?;
-    out.extend_from_slice(&rest[..k]);
-    Ok(out)
+    let client = relay::Client { stream, peer, tls };
+    relay::relay(&gate, login, client, upstream, snapshots).await;
 }

@@ -17,6 +17,9 @@ pub const PROTOCOL_3_0: u32 = 196_608;
 /// The longest cancel key accepted (protocol 3.2 allows up to 256 bytes; 3.0 sends 4).
 pub const MAX_CANCEL_KEY: usize = 256;
 
+/// A start-up message's parameters in order, as bytes.
+pub type Params = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One parsed start-up packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Startup {
@@ -28,19 +31,20 @@ pub enum Startup {
     },
     Message {
         version: u32,
-        /// The parameters in order (`user`, `database`, `application_name`, options …).
-        params: Vec<(String, String)>,
+        /// The parameters in order (`user`, `database`, `application_name`, options …), as
+        /// bytes: the server takes them without a character set, and so does the gate.
+        params: Params,
     },
 }
 
 impl Startup {
     /// The value of a `StartupMessage` parameter.
-    pub fn param(&self, key: &str) -> Option<&str> {
+    pub fn param(&self, key: &str) -> Option<&[u8]> {
         match self {
             Startup::Message { params, .. } => params
                 .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str()),
+                .find(|(k, _)| k == key.as_bytes())
+                .map(|(_, v)| v.as_slice()),
             _ => None,
         }
     }
@@ -65,8 +69,6 @@ pub enum StartupError {
     Unterminated,
     #[error("start-up parameter {0:?} has no value")]
     MissingValue(String),
-    #[error("start-up parameter is not UTF-8")]
-    NotUtf8,
     #[error("start-up parameter {0:?} appears twice")]
     Duplicate(String),
 }
@@ -129,12 +131,14 @@ pub fn parse(packet: &[u8], max: usize) -> Result<Startup, StartupError> {
     }
 }
 
-/// `key\0value\0 … \0`.
-fn params(body: &[u8]) -> Result<Vec<(String, String)>, StartupError> {
+/// `key\0value\0 … \0`, taken as bytes: PostgreSQL accepts any bytes but NUL here (an
+/// `application_name` in Latin-1, say), so refusing what is not UTF-8 would refuse clients the
+/// server serves.
+fn params(body: &[u8]) -> Result<Params, StartupError> {
     let Some((&0, pairs)) = body.split_last() else {
         return Err(StartupError::Unterminated);
     };
-    let mut out: Vec<(String, String)> = Vec::new();
+    let mut out: Params = Vec::new();
     let Some((&0, pairs)) = pairs.split_last() else {
         return if pairs.is_empty() {
             Ok(out)
@@ -142,31 +146,32 @@ fn params(body: &[u8]) -> Result<Vec<(String, String)>, StartupError> {
             Err(StartupError::Unterminated)
         };
     };
-    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| StartupError::NotUtf8);
+    let name = |key: &[u8]| String::from_utf8_lossy(key).into_owned();
     let mut fields = pairs.split(|b| *b == 0);
     while let Some(key) = fields.next() {
-        let key = text(key)?;
         let Some(value) = fields.next() else {
-            return Err(StartupError::MissingValue(key));
+            return Err(StartupError::MissingValue(name(key)));
         };
         if key.is_empty() {
-            return Err(StartupError::MissingValue(key));
+            return Err(StartupError::MissingValue(String::new()));
         }
-        if out.iter().any(|(k, _)| *k == key) {
-            return Err(StartupError::Duplicate(key));
+        // The server keeps the last of two; a real client never sends two, and two `user`s
+        // would leave the gate and the server to pick differently.
+        if out.iter().any(|(k, _)| k == key) {
+            return Err(StartupError::Duplicate(name(key)));
         }
-        out.push((key, text(value)?));
+        out.push((key.to_vec(), value.to_vec()));
     }
     Ok(out)
 }
 
 /// A `StartupMessage` packet, for tests and the fuzz target's round trip.
-pub fn encode_message(version: u32, params: &[(&str, &str)]) -> Vec<u8> {
+pub fn encode_message<K: AsRef<[u8]>, V: AsRef<[u8]>>(version: u32, params: &[(K, V)]) -> Vec<u8> {
     let mut body = version.to_be_bytes().to_vec();
     for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
+        body.extend_from_slice(k.as_ref());
         body.push(0);
-        body.extend_from_slice(v.as_bytes());
+        body.extend_from_slice(v.as_ref());
         body.push(0);
     }
     body.push(0);
@@ -181,6 +186,12 @@ mod tests {
     use super::*;
 
     const MAX: usize = 10 * 1024;
+
+    fn pairs(p: &[(&str, &str)]) -> Params {
+        p.iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
 
     fn packet(code: u32, body: &[u8]) -> Vec<u8> {
         let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
@@ -213,21 +224,18 @@ mod tests {
                 encode_message(PROTOCOL_3_0, &[("user", "alice"), ("database", "appdb")]),
                 Ok(Startup::Message {
                     version: PROTOCOL_3_0,
-                    params: vec![
-                        ("user".into(), "alice".into()),
-                        ("database".into(), "appdb".into()),
-                    ],
+                    params: pairs(&[("user", "alice"), ("database", "appdb")]),
                 }),
             ),
             (
                 encode_message(PROTOCOL_3_0, &[("options", "")]),
                 Ok(Startup::Message {
                     version: PROTOCOL_3_0,
-                    params: vec![("options".into(), String::new())],
+                    params: pairs(&[("options", "")]),
                 }),
             ),
             (
-                encode_message(PROTOCOL_3_0, &[]),
+                encode_message::<&str, &str>(PROTOCOL_3_0, &[]),
                 Ok(Startup::Message {
                     version: PROTOCOL_3_0,
                     params: vec![],
@@ -245,9 +253,13 @@ mod tests {
                 packet(PROTOCOL_3_0, b"user\0\0"),
                 Err(StartupError::MissingValue("user".into())),
             ),
+            // Not UTF-8: taken as the bytes the server takes.
             (
-                packet(PROTOCOL_3_0, b"us\xffer\0x\0\0"),
-                Err(StartupError::NotUtf8),
+                packet(PROTOCOL_3_0, b"application_name\0caf\xe9\0\0"),
+                Ok(Startup::Message {
+                    version: PROTOCOL_3_0,
+                    params: vec![(b"application_name".to_vec(), b"caf\xe9".to_vec())],
+                }),
             ),
             (
                 packet(2 << 16, b"\0"),
@@ -298,8 +310,8 @@ mod tests {
             MAX,
         )
         .unwrap();
-        assert_eq!(p.param("user"), Some("bob"));
-        assert_eq!(p.param("application_name"), Some("psql"));
+        assert_eq!(p.param("user"), Some(&b"bob"[..]));
+        assert_eq!(p.param("application_name"), Some(&b"psql"[..]));
         assert_eq!(p.param("database"), None);
     }
 
@@ -319,11 +331,7 @@ mod tests {
                 let mut m = seed.clone();
                 m[i] = b;
                 if let Ok(Startup::Message { version, params }) = parse(&m, MAX) {
-                    let pairs: Vec<(&str, &str)> = params
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    assert_eq!(encode_message(version, &pairs), m, "byte {i} = {b}");
+                    assert_eq!(encode_message(version, &params), m, "byte {i} = {b}");
                 }
             }
         }

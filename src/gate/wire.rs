@@ -1,13 +1,37 @@
-//! The few protocol v3 messages the gate writes or rewrites, and message framing of the
-//! server's stream. Pure: no I/O.
+//! The few protocol v3 messages the gate writes or reads, and message framing of both
+//! streams. Pure: no I/O.
 
-/// A framing error in the server's stream.
+/// A framing error in a stream of messages.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    #[error("server message length {0} is shorter than its own length field")]
+    #[error("message length {0} is shorter than its own length field")]
     BadLength(u32),
-    #[error("server message of {len} bytes during authentication exceeds {max} bytes")]
+    #[error("message of {len} bytes during authentication exceeds {max} bytes")]
     TooLong { len: usize, max: usize },
+}
+
+/// Server messages the gate reads.
+pub mod server {
+    /// `AuthenticationOk` and the other authentication requests.
+    pub const AUTHENTICATION: u8 = b'R';
+    pub const BACKEND_KEY: u8 = b'K';
+    pub const ERROR: u8 = b'E';
+    pub const PARAMETER_STATUS: u8 = b'S';
+    pub const READY_FOR_QUERY: u8 = b'Z';
+    /// `CopyInResponse`: the server takes `CopyData` until `CopyDone`/`CopyFail`.
+    pub const COPY_IN: u8 = b'G';
+}
+
+/// Client messages the gate reads.
+pub mod client {
+    /// Password, SASL and GSS responses: the only messages before `AuthenticationOk`.
+    pub const AUTHENTICATION: u8 = b'p';
+    pub const QUERY: u8 = b'Q';
+    pub const EXECUTE: u8 = b'E';
+    pub const SYNC: u8 = b'S';
+    pub const FUNCTION_CALL: u8 = b'F';
+    pub const COPY_DONE: u8 = b'c';
+    pub const COPY_FAIL: u8 = b'f';
 }
 
 /// An `ErrorResponse` (`E`) with severity, SQLSTATE and message.
@@ -81,6 +105,25 @@ pub fn next_message(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, Fr
     Ok(Some(std::mem::replace(buf, rest)))
 }
 
+/// The request code of an authentication message (`R`): 0 is `AuthenticationOk`.
+pub fn authentication_code(message: &[u8]) -> Option<u32> {
+    if message.first() != Some(&server::AUTHENTICATION) || message.len() < 9 {
+        return None;
+    }
+    Some(u32::from_be_bytes([
+        message[5], message[6], message[7], message[8],
+    ]))
+}
+
+/// A `ParameterStatus` (`S`): the parameter's name and value.
+pub fn parameter_status(message: &[u8]) -> Option<(&[u8], &[u8])> {
+    if message.first() != Some(&server::PARAMETER_STATUS) {
+        return None;
+    }
+    let mut fields = message.get(5..)?.split(|b| *b == 0);
+    Some((fields.next()?, fields.next()?))
+}
+
 /// `BackendKeyData` (`K`): the backend's pid and secret key.
 pub fn backend_key(message: &[u8]) -> Option<(u32, Vec<u8>)> {
     if message.first() != Some(&b'K') || message.len() < 13 {
@@ -107,8 +150,9 @@ pub fn ssl_request() -> [u8; 8] {
     out
 }
 
-/// Tracks message boundaries in the server's stream without buffering messages, so a long
-/// result streams through and a session can still be ended between two messages.
+/// Tracks message boundaries in a stream without buffering messages, so a long result (or a
+/// long `COPY`) streams through, a session can still be ended between two messages, and the
+/// type of each message is seen.
 #[derive(Debug, Default, Clone)]
 pub struct Boundaries {
     header: [u8; 5],
@@ -133,6 +177,17 @@ impl Boundaries {
     /// Consumes `chunk` and returns how many of its bytes were consumed: all of them, or with
     /// `stop`, the bytes up to the first message boundary.
     pub fn advance(&mut self, chunk: &[u8], stop: bool) -> Result<usize, FrameError> {
+        self.advance_with(chunk, stop, |_| {})
+    }
+
+    /// [`Boundaries::advance`], calling `message` with the type byte of each message whose
+    /// header is complete.
+    pub fn advance_with(
+        &mut self,
+        chunk: &[u8],
+        stop: bool,
+        mut message: impl FnMut(u8),
+    ) -> Result<usize, FrameError> {
         let mut i = 0;
         loop {
             if stop && self.at_boundary() {
@@ -160,6 +215,7 @@ impl Boundaries {
                 self.remaining = len as usize - 4;
                 self.filled = 0;
                 self.last = h[0];
+                message(self.last);
             }
         }
     }
@@ -219,6 +275,41 @@ mod tests {
             next_message(&mut big, 50),
             Err(FrameError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn authentication_and_parameter_status_are_read() {
+        assert_eq!(
+            authentication_code(&message(b'R', &0u32.to_be_bytes())),
+            Some(0)
+        );
+        assert_eq!(
+            authentication_code(&message(b'R', &10u32.to_be_bytes())),
+            Some(10)
+        );
+        assert_eq!(authentication_code(&message(b'R', b"")), None);
+        assert_eq!(authentication_code(&message(b'S', b"xxxx")), None);
+        let status = message(b'S', b"session_authorization\0alice\0");
+        assert_eq!(
+            parameter_status(&status),
+            Some((&b"session_authorization"[..], &b"alice"[..]))
+        );
+        assert_eq!(parameter_status(&message(b'S', b"x")), None);
+        assert_eq!(parameter_status(&message(b'Z', b"I")), None);
+    }
+
+    #[test]
+    fn boundaries_report_each_message_type() {
+        let mut stream = message(b'Q', b"select 1\0");
+        stream.extend_from_slice(&message(b'S', b""));
+        stream.extend_from_slice(&message(b'd', &[0; 40]));
+        let mut seen = Vec::new();
+        let mut b = Boundaries::default();
+        for piece in stream.chunks(7) {
+            b.advance_with(piece, false, |k| seen.push(k)).unwrap();
+        }
+        assert_eq!(seen, b"QSd");
+        assert!(b.at_boundary());
     }
 
     #[test]

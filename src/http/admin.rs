@@ -2,19 +2,24 @@
 //! compiled policies; the audit log (JSON or JSON lines); API keys (create shows the key once,
 //! list, revoke, rotate with an overlap window); configuration reload.
 
-use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::StatusCode;
 use serde::Deserialize;
 
+use super::listener::ConnectionDrop;
 use super::problem::{Problem, parse_json};
 use super::query::decode;
 use super::{Call, Response, json_value, no_content, respond};
 use crate::base::time::{instant_or_ago, now_ms};
-use crate::metrics::{family, label, line};
+use crate::gate::GateMetrics;
+use crate::metrics::{Collect, CounterMap, Desc, Exposition, Registry, Slot, Slots};
 use crate::operations::keys::{self, DEFAULT_ROTATE_OVERLAP, KeyRequest};
-use crate::operations::{self, OperationError, databases, directories};
+use crate::operations::{self, ExpiryMetrics, OperationError, databases, directories};
+use crate::services::followed_actions::FollowedActionMetrics;
+use crate::services::replica::ChangeFeedMetrics;
 use crate::store::AuditFilter;
+use crate::sync::SyncMetrics;
 
 /// `GET /readyz`: 200 once a snapshot is loaded and every data set an enabled policy reads
 /// has loaded once (from its source or persisted last good rows); 503 naming the data sets
@@ -78,131 +83,107 @@ pub fn replica(warden: &crate::runtime::Warden) -> serde_json::Value {
     })
 }
 
-/// `GET /metrics`: counters, plus gauges read from the snapshot and the store now.
+/// `GET /metrics`: every subsystem's registered families, then the gauges of the snapshot and
+/// the store as they are now.
 pub fn metrics(call: &Call<'_>) -> Response {
-    let warden = call.warden();
-    let mut out = String::with_capacity(4096);
-    warden.metrics().render(&mut out);
-    let snapshot = warden.engine().load();
-    family(
-        &mut out,
-        "warden_snapshot_version",
-        "gauge",
-        "Version of the snapshot in use.",
-    );
-    line(&mut out, "warden_snapshot_version", "", snapshot.version());
-    let store = warden.store();
-    let newest = store.revision().max(snapshot.revision());
-    for (name, help, value) in [
-        (
-            "warden_revision",
-            "Store revision of the snapshot in use (equal on replicas for the same state).",
-            snapshot.revision(),
-        ),
-        (
-            "warden_revision_lag",
-            "Revisions between the newest change known and the snapshot in use.",
-            newest - snapshot.revision(),
-        ),
-        (
-            "warden_leader",
-            "1 if this replica runs the jobs that must run once, else 0.",
-            i64::from(store.is_leader()),
-        ),
-        (
-            "warden_store_up",
-            "1 if the store answered its last statements, 0 if it is unreachable.",
-            i64::from(store.health().is_up()),
-        ),
-    ] {
-        family(&mut out, name, "gauge", help);
-        line(&mut out, name, "", value);
-    }
-    family(
-        &mut out,
-        "warden_data_set_rows",
-        "gauge",
-        "Rows per data set.",
-    );
-    for ds in snapshot.data_sets() {
-        let labels = format!("data_set=\"{}\"", label(ds.name()));
-        line(&mut out, "warden_data_set_rows", &labels, ds.len());
-    }
-    family(
-        &mut out,
-        "warden_data_set_loaded",
-        "gauge",
-        "1 once a data set has loaded (from its source or persisted rows), 0 while unknown.",
-    );
-    for ds in snapshot.data_sets() {
-        let labels = format!("data_set=\"{}\"", label(ds.name()));
-        line(
-            &mut out,
-            "warden_data_set_loaded",
-            &labels,
-            u8::from(ds.is_loaded()),
-        );
-    }
-    let refreshes = warden.metrics().last_refreshes();
-    family(
-        &mut out,
-        "warden_data_set_last_refresh_timestamp_seconds",
-        "gauge",
-        "When each data set last applied a refresh.",
-    );
-    for (name, at_ms) in &refreshes {
-        let labels = format!("data_set=\"{}\"", label(name));
-        line(
-            &mut out,
-            "warden_data_set_last_refresh_timestamp_seconds",
-            &labels,
-            *at_ms as f64 / 1000.0,
-        );
-    }
-    family(
-        &mut out,
-        "warden_data_set_refresh_age_seconds",
-        "gauge",
-        "Seconds since each data set last applied a refresh.",
-    );
-    let now_ms = crate::base::time::now_ms().max(0) as u64;
-    for (name, at_ms) in &refreshes {
-        let labels = format!("data_set=\"{}\"", label(name));
-        let age = now_ms.saturating_sub(*at_ms) as f64 / 1000.0;
-        line(
-            &mut out,
-            "warden_data_set_refresh_age_seconds",
-            &labels,
-            age,
-        );
-    }
-    family(
-        &mut out,
-        "warden_held_refreshes",
-        "gauge",
-        "Refreshes held by the shrink guard, waiting to be accepted.",
-    );
-    let held = warden
-        .config()
-        .data_sets
-        .iter()
-        .filter(|ds| matches!(warden.store().held_refresh(&ds.name), Ok(Some(_))))
-        .count();
-    line(&mut out, "warden_held_refreshes", "", held);
-    family(
-        &mut out,
-        "warden_held_expiry_sweeps",
-        "gauge",
-        "Lists whose expiry sweep is held (too many members due at once), waiting for release.",
-    );
-    let held = warden.store().expiry_holds().map_or(0, |h| h.len());
-    line(&mut out, "warden_held_expiry_sweeps", "", held);
-    let _ = writeln!(out, "# EOF");
     respond(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
-        out,
+        call.warden().render_metrics(),
     )
+}
+
+/// Registers the metrics of every subsystem `/metrics` shows, so that each family is listed
+/// before its first sample (the runtime's are registered with the warden).
+pub fn register_metrics(registry: &Registry) {
+    registry.register::<HttpMetrics>();
+    registry.register::<SyncMetrics>();
+    registry.register::<FollowedActionMetrics>();
+    registry.register::<GateMetrics>();
+    registry.register::<ExpiryMetrics>();
+    registry.register::<ChangeFeedMetrics>();
+}
+
+static REQUESTS: Desc = Desc::counter(
+    "warden_http_requests_total",
+    "HTTP responses by route and status.",
+);
+static CONNECTIONS_OPEN: Desc = Desc::gauge(
+    "warden_http_connections_open",
+    "Connections the HTTP listener holds open.",
+);
+static CONNECTIONS_DROPPED: Desc = Desc::counter(
+    "warden_http_connections_dropped_total",
+    "Connections the HTTP listener dropped on its own, by reason (the setting).",
+);
+
+/// The gateway's responses, by route and status, and its listener's connections: open now,
+/// and dropped by reason (every reason listed, at zero too).
+pub struct HttpMetrics {
+    requests: CounterMap<(&'static str, u16)>,
+    connections_opened: AtomicU64,
+    connections_closed: AtomicU64,
+    connections_dropped: Slots<ConnectionDrop>,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> HttpMetrics {
+        HttpMetrics {
+            requests: CounterMap::new(&REQUESTS, &["route", "status"]),
+            connections_opened: AtomicU64::new(0),
+            connections_closed: AtomicU64::new(0),
+            connections_dropped: Slots::new(&CONNECTIONS_DROPPED, true),
+        }
+    }
+}
+
+impl Collect for HttpMetrics {
+    fn collect(&self, out: &mut Exposition<'_>) {
+        self.requests.collect(out);
+        out.family(&CONNECTIONS_OPEN);
+        out.sample(CONNECTIONS_OPEN.name, &[], self.connections_open());
+        self.connections_dropped.collect(out);
+    }
+}
+
+impl HttpMetrics {
+    /// One HTTP response on `route` (the route's pattern, not the raw path).
+    pub fn response(&self, route: &'static str, status: u16) {
+        self.requests.inc((route, status));
+    }
+
+    /// The listener took a connection (counted closed when [`HttpMetrics::connection_closed`]).
+    pub fn connection_opened(&self) {
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The listener dropped a connection on its own.
+    pub fn connection_dropped(&self, why: ConnectionDrop) {
+        self.connections_dropped.inc(why);
+    }
+
+    /// Connections open now.
+    fn connections_open(&self) -> u64 {
+        let closed = self.connections_closed.load(Ordering::Relaxed);
+        self.connections_opened
+            .load(Ordering::Relaxed)
+            .saturating_sub(closed)
+    }
+}
+
+impl Slot for ConnectionDrop {
+    const ALL: &'static [ConnectionDrop] = &ConnectionDrop::ALL;
+    const LABEL: &'static str = "reason";
+    fn slot(self) -> usize {
+        self as usize
+    }
+    fn label(self) -> &'static str {
+        self.as_str()
+    }
 }
 
 /// `GET /v1/directories` (and its deprecated alias `GET /v1/devices`, which names the list
@@ -446,4 +427,35 @@ pub fn rotate_key(call: &Call<'_>) -> Result<Response, Problem> {
 pub fn reload(call: &Call<'_>) -> Result<Response, Problem> {
     let reloaded = operations::config::reload(call.warden(), &call.actor())?;
     Ok(json_value(StatusCode::OK, &reloaded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_render_open_and_every_drop_reason() {
+        let registry = Registry::default();
+        let m = registry.get::<HttpMetrics>();
+        for _ in 0..3 {
+            m.connection_opened();
+        }
+        m.connection_closed();
+        m.connection_dropped(ConnectionDrop::WriteTimeout);
+        m.connection_dropped(ConnectionDrop::WriteTimeout);
+        let out = registry.render(|_| {});
+        assert!(out.contains("warden_http_connections_open 2"), "{out}");
+        let dropped = "warden_http_connections_dropped_total";
+        assert!(out.contains(&format!("{dropped}{{reason=\"write_timeout\"}} 2")));
+        for zero in [
+            "max_connections_per_client",
+            "idle_timeout",
+            "header_read_timeout",
+        ] {
+            assert!(
+                out.contains(&format!("{dropped}{{reason=\"{zero}\"}} 0")),
+                "{zero}"
+            );
+        }
+    }
 }

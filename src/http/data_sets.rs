@@ -1,17 +1,22 @@
 //! Data-set routes: list the sets; rows as Imperva `records` JSON or CSV with an ETag; refresh,
-//! test query and accept for `ldap` sets; and Imperva-compatible data writes for `api` sets
-//! (POST replaces, PUT adds or deletes, DELETE clears) with Imperva's IMP error codes. The
+//! test query and accept for `ldap` sets; and Imperva-style data writes for `api` sets (POST
+//! replaces, PUT adds — `overwrite` as on the MX — or deletes, DELETE clears) with the IMP
+//! code the MX gives each mistake, served under `/v1/data-sets/{name}/data` and under the MX's
+//! own path (`/SecureSphere/api/v1/conf/dataSets/{name}/data`, errors in the MX's shape). The
 //! work is [`crate::operations::data_sets`]'s.
 
 use hyper::StatusCode;
 use hyper::header::{self, HeaderValue};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::problem::{Problem, parse_json};
+use super::query::decode;
 use super::{Call, Response, json_value, respond};
-use crate::model::dataset::{DataSet, parse_records};
+use crate::model::dataset::{DataSet, Record, RecordsError, parse_records};
 use crate::operations::OperationError;
 use crate::operations::data_sets::{self, DataWrite, source_kind};
+use crate::sync::imperva::ImpCode;
 
 /// `GET /v1/data-sets`
 pub fn list(call: &Call<'_>) -> Result<Response, Problem> {
@@ -165,36 +170,81 @@ pub fn accept(call: &Call<'_>) -> Result<Response, Problem> {
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum DataAction {
-    Add,
-    Delete,
+/// The records of a data write, each mistake with the IMP code an MX gives it
+/// ("Error while parsing JSON payload or an incompatible argument type": IMP-10002; no
+/// `records`: IMP-10015).
+fn records(body: &[u8]) -> Result<Vec<Record>, Problem> {
+    parse_records(body).map_err(|e| {
+        let code = match e {
+            RecordsError::Shape => ImpCode::MissingParameter,
+            RecordsError::Json(_) | RecordsError::NotObject { .. } | RecordsError::Value { .. } => {
+                ImpCode::JsonPayload
+            }
+        };
+        Problem::bad_request(e.to_string()).imp(code)
+    })
 }
 
-#[derive(Deserialize)]
-struct Incremental {
-    action: DataAction,
+/// The `overwrite` parameter of an incremental write: true unless it says false, as on the
+/// MX ("Invoke-SecureSphereIncrementalOperationsOnLookupDataSet": "Default value=true").
+fn overwrite(query: &str) -> Result<bool, Problem> {
+    let mut overwrite = true;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |why: String| Problem::bad_request(why).imp(ImpCode::JsonPayload);
+        if k != "overwrite" {
+            return Err(bad(format!("unknown parameter {k:?}; expected overwrite")));
+        }
+        overwrite = match decode(v).as_deref() {
+            Ok("true") => true,
+            Ok("false") => false,
+            _ => {
+                return Err(bad(format!(
+                    "parameter overwrite: true or false, not {v:?}"
+                )));
+            }
+        };
+    }
+    Ok(overwrite)
 }
 
-/// `POST` (replace), `PUT` (`{"action":"add"|"delete","records":[…]}`) and `DELETE` (clear)
-/// on `/v1/data-sets/{name}/data`, for `api` data sets.
+/// What a data write asks: `POST` replaces, `DELETE` clears, `PUT`
+/// `{"action":"add"|"delete","records":[…]}` adds (`?overwrite=`) or deletes.
+fn data_write(call: &Call<'_>) -> Result<(DataWrite, Vec<Record>), Problem> {
+    match *call.method {
+        hyper::Method::POST => Ok((DataWrite::Replace, records(&call.body)?)),
+        hyper::Method::DELETE => Ok((DataWrite::Clear, Vec::new())),
+        _ => {
+            let overwrite = overwrite(call.query)?;
+            let body: Value = serde_json::from_slice(&call.body).map_err(|e| {
+                Problem::bad_request(format!("malformed JSON body: {e}")).imp(ImpCode::JsonPayload)
+            })?;
+            let write = match body.get("action") {
+                None => {
+                    return Err(Problem::bad_request(
+                        "field `action` is missing: \"add\" or \"delete\"",
+                    )
+                    .imp(ImpCode::MissingParameter));
+                }
+                Some(Value::String(a)) if a == "add" => DataWrite::Add { overwrite },
+                Some(Value::String(a)) if a == "delete" => DataWrite::Delete,
+                Some(other) => {
+                    return Err(Problem::bad_request(format!(
+                        "field `action`: {other} is not \"add\" or \"delete\""
+                    ))
+                    .imp(ImpCode::JsonPayload));
+                }
+            };
+            Ok((write, records(&call.body)?))
+        }
+    }
+}
+
+/// `POST` (replace), `PUT` (`{"action":"add"|"delete","records":[…]}`, `?overwrite=`) and
+/// `DELETE` (clear) on a data set's `data`, for `api` data sets.
 pub fn write_data(call: &Call<'_>) -> Result<Response, Problem> {
     let name = call.param(0);
-    let records =
-        |body: &[u8]| parse_records(body).map_err(|e| Problem::bad_request(e.to_string()));
-    let (write, records) = match *call.method {
-        hyper::Method::POST => (DataWrite::Replace, records(&call.body)?),
-        hyper::Method::DELETE => (DataWrite::Clear, Vec::new()),
-        _ => {
-            let Incremental { action } = parse_json(&call.body)?;
-            let write = match action {
-                DataAction::Add => DataWrite::Add,
-                DataAction::Delete => DataWrite::Delete,
-            };
-            (write, records(&call.body)?)
-        }
-    };
+    let (write, records) = data_write(call)?;
     let rows = data_sets::write(call.warden(), &call.actor(), name, write, records)?;
     Ok(json_value(
         StatusCode::OK,

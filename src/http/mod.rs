@@ -3,10 +3,14 @@
 //! audit, keys, metrics, config reload); and the analyst console under `/console` ([`console`]).
 //!
 //! [`serve`] owns connections and limits: at most `max_connections` open at once (the rest wait
-//! in the accept queue), request headers within `header_read_timeout` (slowloris), an answer
-//! within `request_timeout`, bodies up to `max_body_bytes`. [`routes`] says which handler and
+//! in the accept queue) and `max_connections_per_client` from one address (more are refused),
+//! request headers within `header_read_timeout` (slowloris), an answer within
+//! `request_timeout`, written to a client that reads it within `write_timeout`, idle
+//! connections closed after `idle_timeout` ([`listener`] holds the per-address cap and the
+//! connection timeouts), bodies up to `max_body_bytes`. [`routes`] says which handler and
 //! scope each method and path has; dispatch authenticates, checks the scope, reads the body
-//! and calls the handler. Every error is `application/problem+json` (RFC 9457). On shutdown the
+//! and calls the handler. Every error is `application/problem+json` (RFC 9457), but on the MX
+//! Open API paths warden serves ([`mx_api`]), which answer as an MX does. On shutdown the
 //! listener closes and in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]).
 
 mod accounts;
@@ -17,7 +21,9 @@ mod decisions;
 pub use decisions::answer_batch;
 mod imperva;
 mod incidents;
+pub mod listener;
 mod lists;
+mod mx_api;
 pub mod problem;
 pub mod query;
 pub mod routes;
@@ -45,6 +51,7 @@ use crate::auth::{AuthError, Caller, Scope};
 use crate::base::actor::Actor;
 use crate::runtime::Warden;
 use crate::services::Board;
+use listener::ConnectionDrop;
 use problem::Problem;
 use routes::{Access, Handler, Matched, Params};
 
@@ -138,6 +145,8 @@ pub struct Gateway {
     services: Board,
     /// Fixed for the life of the listener: a reload cannot resize it.
     max_connections: usize,
+    /// The connections each client address holds (its cap fixed like `max_connections`).
+    clients: Arc<listener::ClientCaps>,
     /// The sessions of the PostgreSQL gates, shown in `GET /v1/gates`.
     gates: crate::gate::Gates,
     /// The analyst console's signed-in sessions.
@@ -154,16 +163,21 @@ struct Limits {
     max_body_bytes: usize,
     header_read_timeout: Duration,
     request_timeout: Duration,
+    connection: listener::Timeouts,
     anonymous_decisions: bool,
 }
 
 impl Gateway {
     pub fn new(warden: Arc<Warden>, services: Board) -> Gateway {
-        let max_connections = warden.config().server.max_connections;
+        admin::register_metrics(warden.metrics());
+        let config = warden.config();
+        let max_connections = config.server.max_connections;
+        let clients = listener::ClientCaps::new(config.server.max_connections_per_client);
         Gateway {
             warden,
             services,
             max_connections,
+            clients,
             gates: crate::gate::Gates::default(),
             sessions: console::session::Sessions::default(),
             sso: console::sso::Sso::default(),
@@ -199,6 +213,10 @@ impl Gateway {
             max_body_bytes: s.max_body_bytes,
             header_read_timeout: s.header_read_timeout,
             request_timeout: s.request_timeout,
+            connection: listener::Timeouts {
+                write: s.write_timeout,
+                idle: s.idle_timeout,
+            },
             anonymous_decisions: s.anonymous_decisions,
         }
     }
@@ -256,7 +274,7 @@ fn refused(
         .warden
         .denials()
         .record(peer.ip(), actor, refusal, route, needs);
-    gw.warden.metrics().refused(refusal, overflow);
+    gw.warden.refusal_metrics().refused(refusal, overflow);
 }
 
 /// How a failed authentication is counted.
@@ -267,6 +285,7 @@ fn refusal_of(e: AuthError) -> Refusal {
         AuthError::Invalid => Refusal::Invalid,
         AuthError::Expired => Refusal::Expired,
         AuthError::Revoked => Refusal::Revoked,
+        AuthError::Rotated => Refusal::Rotated,
     }
 }
 
@@ -278,10 +297,12 @@ fn authorize(
     peer: SocketAddr,
     path: &'static str,
 ) -> Result<Option<Caller>, Problem> {
-    let Access::Key(scope) = access else {
-        return Ok(None);
+    let scope = match access {
+        Access::Public => return Ok(None),
+        Access::AnyKey => None,
+        Access::Key(scope) => Some(scope),
     };
-    if scope == Scope::Decide && gw.limits().anonymous_decisions {
+    if scope == Some(Scope::Decide) && gw.limits().anonymous_decisions {
         return Ok(None);
     }
     let header = headers
@@ -295,7 +316,9 @@ fn authorize(
             refused(gw, peer, "anonymous", refusal_of(e), path, None);
             Problem::new(StatusCode::UNAUTHORIZED, e.to_string())
         })?;
-    if !caller.has(scope) {
+    if let Some(scope) = scope
+        && !caller.has(scope)
+    {
         refused(
             gw,
             peer,
@@ -380,7 +403,7 @@ async fn dispatch(
     let caller = match authorize(gw, route.access, &parts.headers, peer, route.path) {
         Ok(c) => c,
         Err(p) => {
-            let mut resp = p.into_response();
+            let mut resp = problem::render(route.path, p);
             if resp.status() == StatusCode::UNAUTHORIZED {
                 resp.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
@@ -393,7 +416,7 @@ async fn dispatch(
     let body = if matches!(parts.method, Method::POST | Method::PUT | Method::DELETE) {
         match read_body(body, &parts.headers, gw.limits().max_body_bytes).await {
             Ok(b) => b,
-            Err(p) => return (route.path, p.into_response()),
+            Err(p) => return (route.path, problem::render(route.path, p)),
         }
     } else {
         Bytes::new()
@@ -410,7 +433,7 @@ async fn dispatch(
     };
     let mut resp = handle(route.handler, &call)
         .await
-        .unwrap_or_else(Problem::into_response);
+        .unwrap_or_else(|p| problem::render(route.path, p));
     let writes = *call.method != Method::GET && !matches!(route.handler, Handler::Decisions);
     if writes && resp.status().is_success() {
         // Read-your-writes: the revision the write committed at (or a newer one), which a
@@ -463,6 +486,10 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::ReplaceData | Handler::UpdateData | Handler::ClearData => {
             blocking(|| data_sets::write_data(call))
         }
+        Handler::MxDataSets => Ok(mx_api::list(call)),
+        Handler::MxCreateDataSet => mx_api::create(call),
+        Handler::MxColumns => mx_api::columns(call),
+        Handler::MxRecords => mx_api::records(call),
         Handler::Directories => blocking(|| admin::directories(call, "directories")),
         Handler::Devices => blocking(|| admin::directories(call, "devices")),
         Handler::SyncDirectory => admin::sync_directory(call).await,
@@ -502,7 +529,10 @@ async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAdd
     if decision_route {
         decision_contract(authz, &mut resp);
     }
-    gw.warden.metrics().http(route, resp.status().as_u16());
+    gw.warden
+        .metrics()
+        .get::<admin::HttpMetrics>()
+        .response(route, resp.status().as_u16());
     tracing::trace!(%peer, route, status = resp.status().as_u16());
     if is_head {
         *resp.body_mut() = Full::new(Bytes::new());
@@ -519,6 +549,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(gateway.max_connections));
+    let metrics = gateway.warden.metrics().get::<admin::HttpMetrics>();
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -544,24 +575,21 @@ pub async fn serve(
         let gw = Arc::clone(&gateway);
         let graceful_watch = graceful.watcher();
         let tls = tls.clone();
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             let _slot = slot;
-            match tls {
-                None => serve_connection(gw, stream, peer, graceful_watch).await,
-                Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
-                        gw.limits().header_read_timeout,
-                        acceptor.accept(stream),
-                    );
-                    match handshake.await {
-                        Ok(Ok(tls_stream)) => {
-                            serve_connection(gw, tls_stream, peer, graceful_watch).await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
+            let Some(_client) = gw.clients.take(peer.ip()) else {
+                metrics.connection_dropped(ConnectionDrop::PerClientCap);
+                refuse_over_cap(stream, tls.is_some());
+                return;
+            };
+            metrics.connection_opened();
+            let ended = connection(Arc::clone(&gw), stream, peer, tls, graceful_watch).await;
+            if let Some(why) = ended {
+                tracing::debug!(%peer, reason = why.as_str(), "connection dropped");
+                metrics.connection_dropped(why);
             }
+            metrics.connection_closed();
         });
     }
     drop(listener);
@@ -575,26 +603,96 @@ pub async fn serve(
     Ok(())
 }
 
+/// Tells a client over its address's cap why it is turned away, if the socket takes the few
+/// bytes at once (a fresh socket does), and closes. It never waits on the client, and reads
+/// nothing: the connection gives its slot back at once. Over TLS it closes without a word (an
+/// answer would need a handshake first).
+fn refuse_over_cap(stream: tokio::net::TcpStream, tls: bool) {
+    if tls {
+        return;
+    }
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "too many connections from this address (max_connections_per_client); \
+                   close some and retry",
+    })
+    .to_string();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.try_write(format!("{head}{body}").as_bytes());
+}
+
+/// Serves one connection held to its timeouts (TLS, if configured, over them); returns why
+/// the listener dropped it, if it did.
+async fn connection(
+    gw: Arc<Gateway>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    graceful: hyper_util::server::graceful::Watcher,
+) -> Option<ConnectionDrop> {
+    let limits = gw.limits();
+    let watch = listener::Watch::default();
+    let stream = listener::Deadlines::new(stream, limits.connection, watch.clone());
+    let served = match tls {
+        None => serve_connection(gw, stream, peer, watch.clone(), graceful).await,
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+            match handshake.await {
+                Ok(Ok(tls_stream)) => {
+                    serve_connection(gw, tls_stream, peer, watch.clone(), graceful).await
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    Ok(())
+                }
+                Err(_) => return Some(ConnectionDrop::HeaderTimeout),
+            }
+        }
+    };
+    match served {
+        Ok(()) => watch.expired(),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            watch
+                .expired()
+                .or(e.is_timeout().then_some(ConnectionDrop::HeaderTimeout))
+        }
+    }
+}
+
 async fn serve_connection<S>(
     gw: Arc<Gateway>,
     stream: S,
     peer: SocketAddr,
+    watch: listener::Watch,
     graceful: hyper_util::server::graceful::Watcher,
-) where
+) -> Result<(), hyper::Error>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = gw.limits().header_read_timeout;
     let service = service_fn(move |req| {
         let gw = Arc::clone(&gw);
-        async move { Ok::<_, Infallible>(answer(gw, req, peer).await) }
+        // The connection is not idle while its answer is being made.
+        let busy = watch.busy();
+        async move {
+            let resp = answer(gw, req, peer).await;
+            drop(busy);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = graceful.watch(conn).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
+    graceful.watch(conn).await
 }
 
 /// A TLS acceptor for the configured certificate and key.

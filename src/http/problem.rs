@@ -1,6 +1,8 @@
 //! RFC 9457 problem details: every error the gateway answers is `application/problem+json`
-//! with a title, the status and a detail a person can act on; Imperva-compatible data routes
-//! add the matching `IMP-…` code.
+//! with a title, the status and a detail a person can act on; the Imperva-style data routes
+//! add the matching `IMP-…` code. On warden's copy of the MX Open API's paths
+//! (`/SecureSphere/api/v1/…`, [`MX_API`]) the same problem is answered as the MX answers one
+//! ([`Problem::into_mx_response`]), so a script written for an MX reads warden's errors.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,16 +13,31 @@ use super::Response;
 use crate::config::ConfigError;
 use crate::model::dataset::DataSetError;
 use crate::operations::OperationError;
+use crate::sync::imperva::{ImpCode, imp_error_body};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The prefix of the MX Open API paths warden serves: a request there is answered in the MX's
+/// shape, errors included.
+pub const MX_API: &str = "/SecureSphere/api/v1/";
+
+/// A problem as the route of `path` answers it: in the MX's shape on the MX's paths,
+/// problem+json everywhere else.
+pub fn render(path: &str, problem: Problem) -> Response {
+    if path.starts_with(MX_API) {
+        problem.into_mx_response()
+    } else {
+        problem.into_response()
+    }
+}
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub status: StatusCode,
     pub detail: String,
-    /// Imperva's error code, for the Imperva-compatible data routes.
-    pub imp_code: Option<&'static str>,
+    /// Imperva's error code, for the Imperva-style data routes.
+    pub imp_code: Option<ImpCode>,
     /// The `Allow` header of a 405.
     pub allow: Option<String>,
     /// Every problem of a rejected configuration, each with its key path.
@@ -63,9 +80,31 @@ impl Problem {
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
     }
 
-    pub fn imp(mut self, code: &'static str) -> Problem {
+    pub fn imp(mut self, code: ImpCode) -> Problem {
         self.imp_code = Some(code);
         self
+    }
+
+    /// The answer an MX gives: `{"errors":[{"error-code","description"}]}`, HTTP 406 for what
+    /// the caller must change (mx-toolbox reads a 406 as the MX refusing), 401 with IMP-10063
+    /// for no valid credentials (as the reference pages document), a failure of warden's own
+    /// with its status. Without a more precise code the error is IMP-10007, "unable to perform
+    /// the operation"; the description is warden's detail.
+    pub fn into_mx_response(self) -> Response {
+        let (status, fallback) = match self.status {
+            StatusCode::UNAUTHORIZED => (StatusCode::UNAUTHORIZED, ImpCode::NotLoggedIn),
+            s if s.is_client_error() => (StatusCode::NOT_ACCEPTABLE, ImpCode::NotPerformed),
+            s => (s, ImpCode::NotPerformed),
+        };
+        let code = self.imp_code.unwrap_or(fallback);
+        let body = imp_error_body(code, &self.detail);
+        let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
     }
 
     pub fn into_response(self) -> Response {
@@ -77,7 +116,7 @@ impl Problem {
             "detail": self.detail,
         });
         if let Some(code) = self.imp_code {
-            body["imp_code"] = serde_json::Value::from(code);
+            body["imp_code"] = serde_json::Value::from(code.as_str());
         }
         if !self.errors.is_empty() {
             body["errors"] = self
@@ -106,12 +145,6 @@ impl Problem {
     }
 }
 
-/// Imperva's error codes, for the Imperva-compatible data routes.
-pub const IMP_NO_SUCH_DATA_SET: &str = "IMP-10094";
-pub const IMP_UNKNOWN_COLUMN: &str = "IMP-10095";
-pub const IMP_KEY_MISSING: &str = "IMP-10096";
-pub const IMP_DUPLICATE_KEY: &str = "IMP-10097";
-
 /// The one mapping from what an operation says to what HTTP answers: the caller's mistakes are
 /// 4xx with the operation's own words, plus where to look; a failing directory or MX is 502;
 /// warden's own failures are 500.
@@ -121,13 +154,26 @@ impl From<OperationError> for Problem {
         match e {
             OperationError::Invalid { .. } => Problem::bad_request(detail),
             OperationError::Records(r) => {
-                let code = match r {
-                    DataSetError::UnknownColumn(_) => Some(IMP_UNKNOWN_COLUMN),
-                    DataSetError::MissingKey(_) => Some(IMP_KEY_MISSING),
-                    DataSetError::DuplicateKey(_) => Some(IMP_DUPLICATE_KEY),
-                    _ => None,
+                let (p, code) = match r {
+                    DataSetError::UnknownColumn(_) => {
+                        (Problem::bad_request(detail), Some(ImpCode::UnknownColumn))
+                    }
+                    DataSetError::MissingKey(_) => {
+                        (Problem::bad_request(detail), Some(ImpCode::KeyMissing))
+                    }
+                    DataSetError::DuplicateKey(_) => {
+                        (Problem::bad_request(detail), Some(ImpCode::DuplicateKey))
+                    }
+                    DataSetError::MultiValuedKey { .. } => {
+                        (Problem::bad_request(detail), Some(ImpCode::MultiValuedKey))
+                    }
+                    // The request names a row that is not there now: the state, not the
+                    // request's shape, is what refuses it.
+                    DataSetError::KeyToDeleteMissing(_) => {
+                        (Problem::conflict(detail), Some(ImpCode::KeyToDeleteMissing))
+                    }
+                    _ => (Problem::bad_request(detail), None),
                 };
-                let p = Problem::bad_request(detail);
                 match code {
                     Some(code) => p.imp(code),
                     None => p,
@@ -138,7 +184,7 @@ impl From<OperationError> for Problem {
             }
             OperationError::NoSuchDataSet(_) => {
                 Problem::not_found(format!("{detail}; GET /v1/data-sets lists them"))
-                    .imp(IMP_NO_SUCH_DATA_SET)
+                    .imp(ImpCode::NoSuchDataSet)
             }
             OperationError::NoSuchDirectory(_) => {
                 Problem::not_found(format!("{detail}; GET /v1/directories lists them"))

@@ -15,6 +15,8 @@ use crate::auth::Scope;
 pub enum Access {
     /// No key (health, readiness, metrics, the API description).
     Public,
+    /// A valid key, whatever its scopes (operational detail a caller with any key may see).
+    AnyKey,
     /// A key with this scope (`admin` includes every scope).
     Key(Scope),
 }
@@ -46,6 +48,13 @@ pub enum Handler {
     ReplaceData,
     UpdateData,
     ClearData,
+    /// The MX Open API's data set routes (`/SecureSphere/api/v1/conf/dataSets…`); the data
+    /// writes there are [`Handler::ReplaceData`], [`Handler::UpdateData`] and
+    /// [`Handler::ClearData`].
+    MxDataSets,
+    MxCreateDataSet,
+    MxColumns,
+    MxRecords,
     Directories,
     /// `/v1/devices`: the deprecated alias of [`Handler::Directories`].
     Devices,
@@ -97,7 +106,8 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/healthz", Access::Public, Handler::Healthz),
     route(Method::GET, "/readyz", Access::Public, Handler::Readyz),
     route(Method::GET, "/metrics", Access::Public, Handler::Metrics),
-    route(Method::GET, "/v1/status", Access::Public, Handler::Status),
+    // Role, revision and lag are operational detail: any key, not anyone.
+    route(Method::GET, "/v1/status", Access::AnyKey, Handler::Status),
     route(
         Method::GET,
         "/v1/openapi.json",
@@ -208,6 +218,50 @@ pub static ROUTES: &[Route] = &[
     route(
         Method::DELETE,
         "/v1/data-sets/{name}/data",
+        ADMIN,
+        Handler::ClearData,
+    ),
+    // The same data sets on the MX Open API's own paths, answered in the MX's shape
+    // (`http::problem::MX_API`), so a script written for an MX can be pointed at warden.
+    route(
+        Method::GET,
+        "/SecureSphere/api/v1/conf/dataSets",
+        ADMIN,
+        Handler::MxDataSets,
+    ),
+    route(
+        Method::POST,
+        "/SecureSphere/api/v1/conf/dataSets/createDataset",
+        ADMIN,
+        Handler::MxCreateDataSet,
+    ),
+    route(
+        Method::GET,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/columns",
+        ADMIN,
+        Handler::MxColumns,
+    ),
+    route(
+        Method::GET,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/data",
+        ADMIN,
+        Handler::MxRecords,
+    ),
+    route(
+        Method::POST,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/data",
+        ADMIN,
+        Handler::ReplaceData,
+    ),
+    route(
+        Method::PUT,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/data",
+        ADMIN,
+        Handler::UpdateData,
+    ),
+    route(
+        Method::DELETE,
+        "/SecureSphere/api/v1/conf/dataSets/{name}/data",
         ADMIN,
         Handler::ClearData,
     ),
@@ -451,6 +505,7 @@ mod openapi {
             .map(|r| {
                 let scope = match r.access {
                     Access::Public => "public".to_owned(),
+                    Access::AnyKey => "any".to_owned(),
                     Access::Key(s) => s.as_str().to_owned(),
                 };
                 (r.method.to_string(), r.path.to_owned(), scope)

@@ -38,6 +38,8 @@ pub enum DataSetError {
     MultiValuedKey { column: String, count: usize },
     #[error("duplicate key {0:?}")]
     DuplicateKey(String),
+    #[error("no row has key {0:?}; nothing was deleted")]
+    KeyToDeleteMissing(String),
 }
 
 /// One column of a data set.

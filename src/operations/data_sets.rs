@@ -1,6 +1,7 @@
 //! Data-set use cases: the Imperva-style data writes of an `api` data set (replace, add,
-//! delete, clear), refreshing an LDAP data set now, its test query, and accepting a refresh
-//! the shrink guard holds.
+//! delete, clear, with the MX's meanings: an add replaces a row of the same key unless told
+//! not to overwrite, a delete of a key that is not there is refused whole), refreshing an LDAP
+//! data set now, its test query, and accepting a refresh the shrink guard holds.
 //!
 //! A data write reads the current rows and commits the next ones under the runtime's update
 //! lock ([`Warden::update_data_set`]): two concurrent adds both land.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use super::{Actor, OperationError};
 use crate::config::{DataSetConfig, Source};
 use crate::directory::Directory;
-use crate::model::dataset::{DataSet, DataSetBuilder, Record, fold};
+use crate::model::dataset::{DataSet, DataSetBuilder, DataSetError, Record, fold};
 use crate::runtime::Warden;
 use crate::store::AuditRecord;
 use crate::sync::pull::{self, QueryResult, RefreshOutcome};
@@ -22,9 +23,11 @@ use crate::sync::refresh;
 pub enum DataWrite {
     /// The records become the data set.
     Replace,
-    /// The records are added, replacing rows of the same key.
-    Add,
-    /// Rows with the records' keys are deleted.
+    /// The records are added; a row of the same key is replaced when `overwrite`, and kept
+    /// (the record ignored) otherwise — the MX's `overwrite` query parameter, true by default.
+    Add { overwrite: bool },
+    /// Rows with the records' keys are deleted; a key no row has refuses the whole write (the
+    /// MX's IMP-10099).
     Delete,
     /// Every row is deleted (no records).
     Clear,
@@ -34,7 +37,7 @@ impl DataWrite {
     pub fn as_str(self) -> &'static str {
         match self {
             DataWrite::Replace => "replace",
-            DataWrite::Add => "add",
+            DataWrite::Add { .. } => "add",
             DataWrite::Delete => "delete",
             DataWrite::Clear => "clear",
         }
@@ -89,8 +92,8 @@ pub fn write(
     let next = |set: &DataSet| match write {
         DataWrite::Replace => Ok(change),
         DataWrite::Clear => Ok(DataSet::empty(name, set.schema().clone())),
-        DataWrite::Add => merge(set, &change, true),
-        DataWrite::Delete => merge(set, &change, false),
+        DataWrite::Add { overwrite } => add(set, &change, overwrite),
+        DataWrite::Delete => delete(set, &change),
     };
     let audit = |set: &DataSet| {
         AuditRecord::new(
@@ -103,25 +106,61 @@ pub fn write(
     Ok(warden.update_data_set(name, next, audit)?.len())
 }
 
-/// `set` with `change`'s rows added (replacing rows of the same key) or deleted by key.
-fn merge(set: &DataSet, change: &DataSet, add: bool) -> Result<DataSet, OperationError> {
+/// The folded keys of `set`'s rows, each with its row's index.
+fn keys_of(set: &DataSet) -> HashMap<String, usize> {
     let cs = set.schema().case_sensitive();
-    let changed: HashMap<String, usize> = change
-        .rows()
+    set.rows()
         .iter()
         .enumerate()
-        .map(|(i, row)| (fold(change.key_of(row), cs), i))
-        .collect();
+        .map(|(i, row)| (fold(set.key_of(row), cs), i))
+        .collect()
+}
+
+/// `set` with `change`'s rows added: replacing rows of the same key when `overwrite`, else
+/// leaving those rows as they are.
+fn add(set: &DataSet, change: &DataSet, overwrite: bool) -> Result<DataSet, OperationError> {
+    let cs = set.schema().case_sensitive();
+    // Only what the write needs: the change's keys to replace, or the set's keys to keep.
+    let (changed, existing) = if overwrite {
+        (keys_of(change), HashMap::new())
+    } else {
+        (HashMap::new(), keys_of(set))
+    };
     let mut builder = DataSetBuilder::new(set.name(), set.schema().clone());
     for row in set.rows() {
-        if !changed.contains_key(&fold(set.key_of(row), cs)) {
+        if !(overwrite && changed.contains_key(&fold(set.key_of(row), cs))) {
             builder
                 .push(row.to_vec())
                 .map_err(OperationError::Records)?;
         }
     }
-    if add {
-        for row in change.rows() {
+    for row in change.rows() {
+        if overwrite || !existing.contains_key(&fold(change.key_of(row), cs)) {
+            builder
+                .push(row.to_vec())
+                .map_err(OperationError::Records)?;
+        }
+    }
+    Ok(builder.build())
+}
+
+/// `set` without the rows of `change`'s keys, every one of which it must have.
+fn delete(set: &DataSet, change: &DataSet) -> Result<DataSet, OperationError> {
+    let cs = set.schema().case_sensitive();
+    let existing = keys_of(set);
+    if let Some(row) = change
+        .rows()
+        .iter()
+        .find(|row| !existing.contains_key(&fold(change.key_of(row), cs)))
+    {
+        return Err(OperationError::Records(DataSetError::KeyToDeleteMissing(
+            change.key_of(row).to_owned(),
+        )));
+    }
+    let gone = keys_of(change);
+    let mut builder = DataSetBuilder::new(set.name(), set.schema().clone());
+    for row in set.rows() {
+        if !gone.contains_key(&fold(set.key_of(row), cs)) {
             builder
                 .push(row.to_vec())
                 .map_err(OperationError::Records)?;

@@ -5,6 +5,7 @@ use super::{Actor, OperationError};
 use crate::config::{DatabaseConfig, RoleMappingConfig};
 use crate::runtime::Warden;
 use crate::store::RecentUpdate;
+use crate::sync::SyncMetrics;
 use crate::sync::database::{self, DatabaseError, DatabaseStatus, RoleReport};
 
 /// Every database's status with its `recent` latest runs.
@@ -44,7 +45,7 @@ pub async fn sync_now(
     for mapping in &db.roles {
         let (update, result) = database::run(&db, warden.store(), mapping, &identity).await;
         if result.is_err() {
-            warden.metrics().sync_failed(name);
+            warden.metrics().get::<SyncMetrics>().sync_failed(name);
         }
         runs.push(RoleRun {
             mapping: mapping.clone(),

@@ -8,6 +8,7 @@ use crate::config::MappingConfig;
 use crate::directory::Directory;
 use crate::runtime::Warden;
 use crate::store::RecentUpdate;
+use crate::sync::SyncMetrics;
 use crate::sync::push::{self, Plan, PushReport};
 use crate::sync::{DirectoryStatus, SyncError, directory_statuses};
 
@@ -56,11 +57,12 @@ pub async fn sync_now(
     for mapping in mappings_of(warden, name) {
         let (update, result) = push::run(&directory, warden.store(), &mapping).await;
         match &result {
-            Err(_) => warden.metrics().sync_failed(name),
+            Err(_) => warden.metrics().get::<SyncMetrics>().sync_failed(name),
             Ok(r) => {
                 if !r.drift.is_empty() {
                     warden
                         .metrics()
+                        .get::<SyncMetrics>()
                         .drift_repaired(&mapping.group_dn, r.drift.len());
                 }
                 if r.names_changed {

@@ -309,7 +309,7 @@ pub fn expire_members(
         warden.reload_from_store()?;
     }
     for hold in &sweep.newly_held {
-        warden.metrics().expiry_held();
+        warden.metrics().get::<super::ExpiryMetrics>().held();
         tracing::warn!(
             list = %hold.list,
             due = hold.due,
@@ -558,8 +558,7 @@ mod use_case_tests {
         let snapshot = warden.engine().load();
         assert_eq!(snapshot.version(), done.snapshot_version);
         assert_eq!(warden.decide(&snapshot, &request).outcome, Outcome::Block);
-        let mut metrics = String::new();
-        warden.metrics().render(&mut metrics);
+        let metrics = warden.render_metrics();
         assert!(
             metrics.contains("warden_decisions_total{outcome=\"block\"} 1"),
             "{metrics}"

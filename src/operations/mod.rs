@@ -22,8 +22,10 @@ pub mod imperva;
 pub mod incidents;
 pub mod keys;
 pub mod lists;
+mod metrics;
 
 pub use crate::base::actor::Actor;
+pub use metrics::ExpiryMetrics;
 
 use crate::auth::KeyError;
 use crate::config::ConfigError;

@@ -12,6 +12,7 @@ use super::{Ready, Service, Shutdown};
 use crate::base::retry::Retry;
 use crate::config::{DatabaseConfig, RoleMappingConfig};
 use crate::runtime::Warden;
+use crate::sync::SyncMetrics;
 use crate::sync::database;
 
 /// The loops of the configuration in force.
@@ -55,7 +56,7 @@ async fn role_loop(
                 }
             }
             Err(e) => {
-                warden.metrics().sync_failed(&db.name);
+                warden.metrics().get::<SyncMetrics>().sync_failed(&db.name);
                 let retry_in = retry.failed();
                 tracing::warn!(database = %db.name, role = %mapping.role, error = %e, ?retry_in, "database sync failed");
             }

@@ -12,6 +12,7 @@ use super::{Ready, Service, Shutdown};
 use crate::base::time::now_ms;
 use crate::operations::lists::expire_members;
 use crate::runtime::Warden;
+use crate::store::changes::{as_leader_blocking, fencing_token};
 
 /// How often the sweep looks for expired members: members leave within this of their time.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -78,7 +79,10 @@ async fn sweep(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
         // Re-base either way: a jump is skipped once, then the new time is the time.
         last = reading;
         if let Some(skew_ms) = skew {
-            warden.metrics().expiry_clock_skipped();
+            warden
+                .metrics()
+                .get::<crate::operations::ExpiryMetrics>()
+                .clock_skipped();
             tracing::warn!(
                 skew_ms,
                 "the wall clock moved {} than the monotonic clock since the last expiry sweep: \
@@ -89,7 +93,10 @@ async fn sweep(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
         let w = Arc::clone(&warden);
         let now = reading.wall_ms.div_euclid(1000);
         let deactivate = skew.is_none();
-        match tokio::task::spawn_blocking(move || expire_members(&w, now, deactivate)).await {
+        // The blocking thread does not carry this task's fence: hand the token over.
+        let fence = fencing_token();
+        let sweep = move || as_leader_blocking(fence, || expire_members(&w, now, deactivate));
+        match tokio::task::spawn_blocking(sweep).await {
             Ok(Ok(_)) => ready.set(),
             Ok(Err(e)) => tracing::error!(error = %e, "expiry sweep failed; retrying"),
             Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),

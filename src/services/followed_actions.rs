@@ -22,6 +22,7 @@ use super::{Ready, Service, Shutdown};
 use crate::base::escape::{escape_control, push_control};
 use crate::config::ActionConfig;
 use crate::decide::DecisionEvent;
+use crate::metrics::{Collect, CounterMap, Desc, Exposition};
 use crate::outbound::Endpoint;
 use crate::runtime::Warden;
 
@@ -87,7 +88,7 @@ async fn run(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
             if let Some(w) = workers.get(&key)
                 && w.queue.try_send(Arc::clone(&event)).is_err()
             {
-                warden.metrics().followed_action_dropped();
+                warden.decision_metrics().followed_action_dropped();
             }
         }
     }
@@ -144,9 +145,15 @@ async fn run_action(
         ActionConfig::Syslog { address, tcp: true } => ("syslog", tcp.send(address, event).await),
     };
     match result {
-        Ok(()) => warden.metrics().followed_action(kind, "sent"),
+        Ok(()) => warden
+            .metrics()
+            .get::<FollowedActionMetrics>()
+            .ran(kind, "sent"),
         Err(e) => {
-            warden.metrics().followed_action(kind, "failed");
+            warden
+                .metrics()
+                .get::<FollowedActionMetrics>()
+                .ran(kind, "failed");
             tracing::warn!(action = kind, policy = %escape_control(&event.policy), error = %e, "followed action failed");
         }
     }
@@ -285,6 +292,36 @@ impl TcpSyslog {
             }
         }
         Err(format!("{address}: cannot send"))
+    }
+}
+
+static RUN: Desc = Desc::counter(
+    "warden_followed_actions_total",
+    "Followed actions run, by type and outcome.",
+);
+
+/// The followed actions run, by type and outcome (`sent`, `failed`).
+pub struct FollowedActionMetrics {
+    run: CounterMap<(&'static str, &'static str)>,
+}
+
+impl Default for FollowedActionMetrics {
+    fn default() -> FollowedActionMetrics {
+        FollowedActionMetrics {
+            run: CounterMap::new(&RUN, &["type", "outcome"]),
+        }
+    }
+}
+
+impl Collect for FollowedActionMetrics {
+    fn collect(&self, out: &mut Exposition<'_>) {
+        self.run.collect(out);
+    }
+}
+
+impl FollowedActionMetrics {
+    fn ran(&self, kind: &'static str, outcome: &'static str) {
+        self.run.inc((kind, outcome));
     }
 }
 

@@ -19,13 +19,13 @@ pub fn service(warden: &Arc<Warden>) -> Option<Service> {
 }
 
 /// Pushes the configured data sets after every snapshot change until `shutdown`: a full
-/// replace first, then differences; failures back off and retry. A difference the MX refuses
-/// because its data set no longer holds what was last pushed is followed by a full replace.
+/// replace first, then differences; failures back off and retry. Every push probes for the MX
+/// data set first, so one deleted on the MX is created and filled whole by the next attempt.
 async fn push_loop(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
     let Some(config) = warden.config().imperva.clone() else {
         return;
     };
-    let client = match tokio::task::block_in_place(|| MxClient::new(&config)) {
+    let client = match tokio::task::block_in_place(|| MxClient::from_config(&config)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Imperva MX push disabled");
@@ -43,6 +43,9 @@ async fn push_loop(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
             changed = snapshots.changed() => if changed.is_err() { break },
             () = retry.due() => {}
         }
+        if super::term_ended(&warden) {
+            break;
+        }
         let (mut failed, mut waiting) = (false, false);
         for (push, last) in config.pushes.iter().zip(pushed.iter_mut()) {
             let current = warden.data_set(&push.data_set);
@@ -54,12 +57,7 @@ async fn push_loop(warden: Arc<Warden>, mut shutdown: Shutdown, ready: Ready) {
             match push_one(&warden, &client, push, last.is_none()).await {
                 Ok(()) => *last = current,
                 Err(MxError::NotLoaded(_)) => waiting = true,
-                Err(e) => {
-                    if e.means_drift() {
-                        *last = None;
-                    }
-                    failed = true;
-                }
+                Err(_) => failed = true,
             }
         }
         if failed {

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::runtime::Warden;
+use crate::store::changes::Term;
 
 /// How long a stopping service gets to finish its current run.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -90,6 +91,30 @@ impl Service {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The same service as a leader-only job of `term` (none on SQLite: nothing to fence):
+    /// each write transaction it commits checks that the term still holds the lease
+    /// ([`crate::store::changes::as_leader`]).
+    fn fenced(self, term: Option<Term>) -> Service {
+        let Some(term) = term else {
+            return self;
+        };
+        let run = self.run;
+        Service {
+            name: self.name,
+            run: Box::new(move |shutdown, ready| {
+                Box::pin(crate::store::changes::as_leader(term, run(shutdown, ready)))
+            }),
+        }
+    }
+}
+
+/// Whether the leader-only job running here belongs to a term this replica no longer
+/// holds: it is to do nothing more outside the store (an AD group, an MX, a database role)
+/// and end; the supervisor remakes the jobs for the next term. The store refuses its writes
+/// whatever this says.
+pub(crate) fn term_ended(warden: &Warden) -> bool {
+    crate::store::changes::fencing_token().is_some_and(|token| !warden.store().holds(token))
 }
 
 /// A running service, as shown in status.
@@ -183,14 +208,17 @@ fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
 /// The services the configuration in force asks for; `front_ends` adds those of layers above
 /// this one (the PostgreSQL gates), which this layer cannot name.
 /// The jobs that must run once (push, pull and watch, expiry, MX push, agentless reconcile)
-/// run only on the leader: always on SQLite, the holder of the leader lock on PostgreSQL.
+/// run only on the leader: always on SQLite, the holder of the leader lease on PostgreSQL,
+/// fenced by the term they were made in.
 fn configured_services(warden: &Arc<Warden>, front_ends: &[Factory]) -> Vec<Service> {
     let mut services = Vec::new();
     if warden.store().is_leader() {
-        services.extend(sync::services(warden));
-        services.push(expiry::service(Arc::clone(warden)));
-        services.extend(imperva::service(warden));
-        services.extend(database::services(warden));
+        let term = warden.store().term();
+        let mut leader_jobs = sync::services(warden);
+        leader_jobs.push(expiry::service(Arc::clone(warden)));
+        leader_jobs.extend(imperva::service(warden));
+        leader_jobs.extend(database::services(warden));
+        services.extend(leader_jobs.into_iter().map(|s| s.fenced(term)));
     }
     for factory in front_ends {
         services.extend(factory(warden));

@@ -20,6 +20,7 @@ use crate::config::{DataSetConfig, MappingConfig, Source};
 use crate::directory::Directory;
 use crate::directory::{self, WatchEvent};
 use crate::runtime::Warden;
+use crate::sync::SyncMetrics;
 use crate::sync::pull::watched_dn;
 use crate::sync::{nested, push, refresh};
 
@@ -30,21 +31,24 @@ pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(50);
 /// schedule, a list change (debounced), a due retry, and the target's own change signal where
 /// it has one.
 pub(super) struct Triggers {
+    warden: Arc<Warden>,
     lists: tokio::sync::watch::Receiver<u64>,
     tick: tokio::time::Interval,
 }
 
 impl Triggers {
-    pub(super) fn new(warden: &Warden, every: Duration) -> Triggers {
+    pub(super) fn new(warden: &Arc<Warden>, every: Duration) -> Triggers {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Triggers {
+            warden: Arc::clone(warden),
             lists: warden.subscribe_lists(),
             tick,
         }
     }
 
-    /// Waits for the next reason to run; `false` when the loop is to stop.
+    /// Waits for the next reason to run; `false` when the loop is to stop — shut down, or
+    /// its leader term ended (a replica woken after losing the lease changes no target).
     pub(super) async fn next(
         &mut self,
         shutdown: &mut Shutdown,
@@ -57,7 +61,7 @@ impl Triggers {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let run = tokio::select! {
             () = shutdown.requested() => false,
             _ = self.tick.tick() => true,
             changed = self.lists.changed() => {
@@ -70,7 +74,8 @@ impl Triggers {
             }
             () = retry.due() => true,
             () = target_changed => true,
-        }
+        };
+        run && !super::term_ended(&self.warden)
     }
 }
 /// How often a data set without notifications polls its group's `uSNChanged`.
@@ -191,6 +196,7 @@ async fn push_loop(
                 if !report.drift.is_empty() {
                     warden
                         .metrics()
+                        .get::<SyncMetrics>()
                         .drift_repaired(&mapping.group_dn, report.drift.len());
                 }
                 if report.names_changed
@@ -206,7 +212,10 @@ async fn push_loop(
                 }
             }
             Err(e) => {
-                warden.metrics().sync_failed(directory.name());
+                warden
+                    .metrics()
+                    .get::<SyncMetrics>()
+                    .sync_failed(directory.name());
                 let retry_in = retry.failed();
                 tracing::warn!(group = %mapping.group_dn, error = %e, ?retry_in, "push failed");
             }
@@ -267,7 +276,16 @@ impl WatchTarget {
             return vec![self.top.clone()];
         };
         let chain = match directory.client().await {
-            Ok(c) => nested::chain(directory, &c, warden.metrics(), name, &self.top).await,
+            Ok(c) => {
+                nested::chain(
+                    directory,
+                    &c,
+                    &warden.metrics().get::<SyncMetrics>(),
+                    name,
+                    &self.top,
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
         match chain {

@@ -13,6 +13,11 @@
 //! `BEGIN` (one writer at a time, as SQLite's `BEGIN IMMEDIATE`), so revisions commit in order, with a
 //! `NOTIFY warden_changes, '<revision>'` in the same transaction. A write outside any
 //! transaction runs in one of its own, so no write escapes the log.
+//!
+//! The same one place fences leader-only jobs: a write transaction committed inside
+//! [`super::changes::as_leader`] first checks, in the transaction, that its term's token
+//! still holds the leader lease (locking the lease row until `COMMIT`, so no other replica
+//! can take the lease between the check and the commit), and rolls back otherwise.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -256,7 +261,7 @@ impl Conn {
             self.depth.set(depth - 1);
             return Ok(());
         }
-        let logged = match self.log_change() {
+        let logged = match self.check_fence().and_then(|()| self.log_change()) {
             Ok(r) => r,
             Err(e) => {
                 self.rollback();
@@ -292,6 +297,24 @@ impl Conn {
         let _ = self.execute_batch("ROLLBACK");
         self.depth.set(0);
         self.touched.borrow_mut().clear();
+    }
+
+    /// In a leader-only job ([`super::changes::fencing_token`]) on PostgreSQL, checks that the
+    /// open transaction's writes are still the leader's: the job's term holds the lease by
+    /// the server's clock. The lease row stays share-locked until the transaction ends, so a
+    /// replica taking the lease waits for this commit (and this check sees a taken lease).
+    fn check_fence(&self) -> Result<(), DbError> {
+        let Some(token) = super::changes::fencing_token() else {
+            return Ok(());
+        };
+        if !self.is_postgres() || self.touched.borrow().is_empty() {
+            return Ok(());
+        }
+        let holds = self.raw_query(super::postgres::FENCE_CHECK, vec![Value::Int(token)])?;
+        if holds.is_empty() {
+            return Err(DbError::Fenced(token));
+        }
+        Ok(())
     }
 
     /// Writes the change-log row of the open transaction if it touched a table snapshots are

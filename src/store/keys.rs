@@ -21,6 +21,9 @@ pub struct StoredKey {
     /// When the expiry sweep saw the key past its expiry: from then on it stays expired, even
     /// if the wall clock moves back.
     pub expired_at: Option<i64>,
+    /// When the key was replaced by a new one: it still authenticates until its (overlap)
+    /// expiry, but no console session opened with it outlives the rotation.
+    pub rotated_at: Option<i64>,
 }
 
 fn key_from_row(r: &Row) -> Result<StoredKey, DbError> {
@@ -39,11 +42,12 @@ fn key_from_row(r: &Row) -> Result<StoredKey, DbError> {
         expires_at: r.get(6)?,
         revoked_at: r.get(7)?,
         expired_at: r.get(8)?,
+        rotated_at: r.get(9)?,
     })
 }
 
-const KEY_COLUMNS: &str =
-    "id, name, hash, scopes, created_at, created_by, expires_at, revoked_at, expired_at";
+const KEY_COLUMNS: &str = "id, name, hash, scopes, created_at, created_by, expires_at, revoked_at, \
+                           expired_at, rotated_at";
 
 impl Store {
     /// Stores a new key record.
@@ -105,16 +109,18 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Makes a key expire at `at` unless it already expires sooner (rotation overlap).
-    pub fn expire_key_by(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+    /// Marks a key rotated at `now` and makes it expire at `expire_by` unless it already
+    /// expires sooner (the rotation's overlap).
+    pub fn rotate_key_out(&self, id: &str, now: i64, expire_by: i64) -> Result<bool, StoreError> {
         let n = self
             .conn()
             .execute(
-                "UPDATE api_keys SET expires_at = CASE WHEN expires_at < ?2 THEN expires_at ELSE ?2 END
+                "UPDATE api_keys SET expires_at = CASE WHEN expires_at < ?3 THEN expires_at ELSE ?3 END,
+                        rotated_at = COALESCE(rotated_at, ?2)
                  WHERE id = ?1 AND revoked_at IS NULL",
-                params![id, at],
+                params![id, now, expire_by],
             )
-            .map_err(self.sql("expire api key"))?;
+            .map_err(self.sql("rotate api key"))?;
         Ok(n == 1)
     }
 

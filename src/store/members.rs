@@ -755,6 +755,17 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The active members of a list ([`Member::is_active`]): what every surface that blocks
+    /// reads — the list's data sets, the AD push, the agentless role, a pull's listed rows.
+    /// A member past its expiry stays active until the expiry sweep deactivates it, so a
+    /// sweep the clocks or the share guard held keeps it blocked everywhere, not by the clock
+    /// in one place and by the sweep in another.
+    pub fn active_members(&self, list: &str) -> Result<Vec<Member>, StoreError> {
+        let mut members = self.members(list)?;
+        members.retain(Member::is_active);
+        Ok(members)
+    }
+
     /// Members of a list with their accounts and memberships, ordered by canonical name,
     /// expired ones included (see [`MemberState`]).
     pub fn members(&self, list: &str) -> Result<Vec<Member>, StoreError> {

@@ -201,7 +201,10 @@ const MIGRATIONS: &[&str] = &[
         topic TEXT NOT NULL,
         at_ms INTEGER NOT NULL
     );",
-    // 9: a list member is an account (`members`): accounts and their names, one member per
+    // 9: when a key was rotated: its overlap is for clients switching keys, and the console
+    // sessions opened with it end at once, on every replica.
+    "ALTER TABLE api_keys ADD COLUMN rotated_at INTEGER;",
+    // 10: a list member is an account (`members`): accounts and their names, one member per
     // (list, account), the memberships that hold it (released ones kept as history), pushed
     // DNs keyed by account, when a block landed on each enforcement surface, and the account
     // an audit record is about. Members of an older store become `pending` accounts keyed by
@@ -228,7 +231,7 @@ const MIGRATIONS: &[&str] = &[
         account_key TEXT NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX account_former_keys_account ON account_former_keys(account_key);
-    CREATE TABLE members_v9 (
+    CREATE TABLE members_v10 (
         list_id INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
         account_key TEXT NOT NULL,
         added_at INTEGER NOT NULL,
@@ -258,7 +261,7 @@ const MIGRATIONS: &[&str] = &[
         SELECT 'pending:' || principal_key, MIN(principal), MIN(principal), 'pending',
                MIN(added_at)
         FROM members GROUP BY principal_key;
-    INSERT INTO members_v9 (list_id, account_key, added_at, expires_at, expired_at)
+    INSERT INTO members_v10 (list_id, account_key, added_at, expires_at, expired_at)
         SELECT list_id, 'pending:' || principal_key, added_at, expires_at, expired_at
         FROM members;
     INSERT INTO memberships (list_id, account_key, principal, reason, incident, added_by,
@@ -267,13 +270,13 @@ const MIGRATIONS: &[&str] = &[
                added_at, expires_at
         FROM members ORDER BY added_at, list_id, principal_key;
     DROP TABLE members;
-    ALTER TABLE members_v9 RENAME TO members;
+    ALTER TABLE members_v10 RENAME TO members;
     CREATE INDEX members_expiry ON members(expires_at) WHERE expires_at IS NOT NULL;
     CREATE INDEX members_expired ON members(expired_at) WHERE expired_at IS NOT NULL;
     CREATE INDEX members_due ON members(expires_at)
         WHERE expired_at IS NULL AND expires_at IS NOT NULL;
     CREATE INDEX members_expired_expiry ON members(expires_at) WHERE expired_at IS NOT NULL;
-    CREATE TABLE pushed_v9 (
+    CREATE TABLE pushed_v10 (
         list TEXT NOT NULL,
         group_dn TEXT NOT NULL,
         account_key TEXT NOT NULL,
@@ -282,11 +285,11 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL,
         PRIMARY KEY (list, group_dn, account_key)
     ) WITHOUT ROWID;
-    INSERT INTO pushed_v9 (list, group_dn, account_key, dn, names, at_ms)
+    INSERT INTO pushed_v10 (list, group_dn, account_key, dn, names, at_ms)
         SELECT list, group_dn, 'pending:' || principal_key, dn, names, at_ms
         FROM pushed_accounts;
     DROP TABLE pushed_accounts;
-    ALTER TABLE pushed_v9 RENAME TO pushed_accounts;
+    ALTER TABLE pushed_v10 RENAME TO pushed_accounts;
     CREATE TABLE account_surfaces (
         account_key TEXT NOT NULL,
         surface TEXT NOT NULL,
@@ -365,6 +368,18 @@ pub enum StoreError {
         path.display()
     )]
     Readable { path: PathBuf, mode: u32 },
+    #[error(
+        "store {}: the database is not warden's alone: {}. Any role that may connect to it can \
+         take warden's advisory locks (stalling every write, and every replica's start) and send \
+         on its NOTIFY channel. As a superuser, run: {}",
+        path.display(),
+        exposure.problems.join("; "),
+        exposure.fix.join(" ")
+    )]
+    Exposed {
+        path: PathBuf,
+        exposure: postgres::Exposure,
+    },
     #[error("store {path}: cannot set its mode to 0600: {source}")]
     Mode {
         path: PathBuf,
@@ -471,7 +486,8 @@ pub struct Store {
     revision: Arc<AtomicI64>,
     postgres: Option<PostgresStoreConfig>,
     health: changes::Health,
-    leader: tokio::sync::watch::Sender<bool>,
+    /// The term this replica leads in on PostgreSQL (see [`changes::Term`]).
+    leader: tokio::sync::watch::Sender<Option<changes::Term>>,
     // Every operation is a short synchronous SQLite call; callers on async tasks use
     // spawn_blocking or accept the sub-millisecond hold. Re-entrant so that [`Store::audited`]
     // can hold the connection for a whole change made of several store calls: other threads
@@ -654,7 +670,7 @@ impl Store {
             path,
             conn: ReentrantMutex::new(Conn::new(backend, Arc::clone(&revision))),
             revision,
-            leader: tokio::sync::watch::Sender::new(postgres.is_none()),
+            leader: tokio::sync::watch::Sender::new(None),
             postgres,
             health: changes::Health::default(),
         }
@@ -670,13 +686,22 @@ impl Store {
     }
 
     /// Connects to the PostgreSQL store and migrates its schema (the same versions as
-    /// SQLite's); refuses one from a newer warden.
+    /// SQLite's); refuses one from a newer warden, and one that is not warden's alone (open
+    /// to PUBLIC, or owned by another role: [`StoreError::Exposed`], before anything is
+    /// written — fail closed, as a readable SQLite file is).
     pub fn open_postgres(config: &PostgresStoreConfig) -> Result<Store, StoreError> {
         let path = PathBuf::from(postgres::describe(config));
         let session = postgres::Session::open(config).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
         })?;
+        let exposure = postgres::exposure(&session).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(exposure) = exposure {
+            return Err(StoreError::Exposed { path, exposure });
+        }
         let found = postgres::migrate(&session).map_err(|source| StoreError::Corrupt {
             path: path.clone(),
             source,

@@ -1,7 +1,18 @@
 //! The PostgreSQL backend of the store: the session the store's queries run on, the schema
 //! (the same migrations as SQLite's, with the same numbers, in PostgreSQL's dialect), the
-//! `LISTEN` connection every replica follows the change log with, and the advisory lock the
-//! leader holds.
+//! check that the database is warden's alone, the `LISTEN` connection every replica follows
+//! the change log with, and the leader lease.
+//!
+//! Leadership is a lease in one row (`warden_leader`: fencing token, holder, expiry by the
+//! server's clock), not a session lock: a stopped leader's kernel keeps its sessions (and any
+//! session lock) alive for as long as it is stopped, but its lease runs out on the server's
+//! clock while it cannot renew. Winning the lease takes the next token ([`Lease`]); a
+//! leader-only write checks its token in its own transaction ([`FENCE_CHECK`]).
+//!
+//! A notification is a wake-up, never data: any role that may connect can `NOTIFY` on
+//! warden's channel, so a payload only makes the change feed read the change log (where the
+//! revision comes from) and one that is not what warden writes is ignored and counted
+//! ([`Announcements`]).
 //!
 //! The store is synchronous (its callers hold a lock for a whole change); the client is
 //! tokio-postgres, asynchronous. The session owns its client on a thread of its own with a
@@ -17,6 +28,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -26,6 +38,7 @@ use rustls::pki_types::pem::PemObject;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{AsyncMessage, Client};
 
+use super::changes::Term;
 use super::value::{DbError, Row, Value};
 use crate::config::{PostgresStoreConfig, UpstreamTls};
 
@@ -36,8 +49,21 @@ pub const CHANNEL: &str = "warden_changes";
 pub const CHANGE_LOG_LOCK: i64 = 0x7761_7264_656e_0001;
 /// The session-level advisory lock held while migrating (replicas may start together).
 const MIGRATE_LOCK: i64 = 0x7761_7264_656e_0002;
-/// The session-level advisory lock the leader holds.
-pub const LEADER_LOCK: i64 = 0x7761_7264_656e_0003;
+/// A leader-only write's check that its term still holds the lease, in its transaction (the
+/// share lock keeps the lease from being taken until the transaction ends).
+pub(crate) const FENCE_CHECK: &str = "SELECT 1 FROM warden_leader
+     WHERE id = 1 AND token = ?1 AND expires_at > clock_timestamp() FOR SHARE";
+
+/// The lease row, made with the bookkeeping outside the numbered schema (PostgreSQL only,
+/// like `warden_schema`: replicas coordinate there, SQLite has one process to lead).
+const LEASE_TABLE: &str = "CREATE TABLE IF NOT EXISTS warden_leader (
+        id INT PRIMARY KEY CHECK (id = 1),
+        token BIGINT NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    INSERT INTO warden_leader (id, token, holder, expires_at)
+      VALUES (1, 0, '', '-infinity') ON CONFLICT DO NOTHING;";
 
 /// The schema, one entry per version, numbered as SQLite's (`super::MIGRATIONS`). Text columns
 /// compare byte-wise (`COLLATE "C"`, added on apply) as SQLite's do, so both order alike.
@@ -191,7 +217,9 @@ const MIGRATIONS: &[&str] = &[
         topic TEXT NOT NULL,
         at_ms BIGINT NOT NULL
     );",
-    // 9: a list member is an account (see SQLite's, `super::MIGRATIONS`).
+    // 9: when a key was rotated (its console sessions end at once).
+    "ALTER TABLE api_keys ADD COLUMN rotated_at BIGINT;",
+    // 10: a list member is an account (see SQLite's, `super::MIGRATIONS`).
     "CREATE TABLE accounts (
         key TEXT PRIMARY KEY,
         canonical TEXT NOT NULL,
@@ -213,7 +241,7 @@ const MIGRATIONS: &[&str] = &[
         account_key TEXT NOT NULL
     );
     CREATE INDEX account_former_keys_account ON account_former_keys(account_key);
-    CREATE TABLE members_v9 (
+    CREATE TABLE members_v10 (
         list_id BIGINT NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
         account_key TEXT NOT NULL,
         added_at BIGINT NOT NULL,
@@ -243,7 +271,7 @@ const MIGRATIONS: &[&str] = &[
         SELECT 'pending:' || principal_key, MIN(principal), MIN(principal), 'pending',
                MIN(added_at)
         FROM members GROUP BY principal_key;
-    INSERT INTO members_v9 (list_id, account_key, added_at, expires_at, expired_at)
+    INSERT INTO members_v10 (list_id, account_key, added_at, expires_at, expired_at)
         SELECT list_id, 'pending:' || principal_key, added_at, expires_at, expired_at
         FROM members;
     INSERT INTO memberships (list_id, account_key, principal, reason, incident, added_by,
@@ -252,13 +280,13 @@ const MIGRATIONS: &[&str] = &[
                added_at, expires_at
         FROM members ORDER BY added_at, list_id, principal_key;
     DROP TABLE members;
-    ALTER TABLE members_v9 RENAME TO members;
+    ALTER TABLE members_v10 RENAME TO members;
     CREATE INDEX members_expiry ON members(expires_at) WHERE expires_at IS NOT NULL;
     CREATE INDEX members_expired ON members(expired_at) WHERE expired_at IS NOT NULL;
     CREATE INDEX members_due ON members(expires_at)
         WHERE expired_at IS NULL AND expires_at IS NOT NULL;
     CREATE INDEX members_expired_expiry ON members(expires_at) WHERE expired_at IS NOT NULL;
-    CREATE TABLE pushed_v9 (
+    CREATE TABLE pushed_v10 (
         list TEXT NOT NULL,
         group_dn TEXT NOT NULL,
         account_key TEXT NOT NULL,
@@ -267,11 +295,11 @@ const MIGRATIONS: &[&str] = &[
         at_ms BIGINT NOT NULL,
         PRIMARY KEY (list, group_dn, account_key)
     );
-    INSERT INTO pushed_v9 (list, group_dn, account_key, dn, names, at_ms)
+    INSERT INTO pushed_v10 (list, group_dn, account_key, dn, names, at_ms)
         SELECT list, group_dn, 'pending:' || principal_key, dn, names, at_ms
         FROM pushed_accounts;
     DROP TABLE pushed_accounts;
-    ALTER TABLE pushed_v9 RENAME TO pushed_accounts;
+    ALTER TABLE pushed_v10 RENAME TO pushed_accounts;
     CREATE TABLE account_surfaces (
         account_key TEXT NOT NULL,
         surface TEXT NOT NULL,
@@ -340,12 +368,22 @@ fn tls_config(ca_file: &Path) -> Result<rustls::ClientConfig, DbError> {
 }
 
 /// Connects as configured. The connection is driven by a task on the current runtime, which
-/// forwards every notification's revision to `notify` and ends (closing `notify`) when the
-/// connection does.
+/// tells `notify` what it hears on [`CHANNEL`] and that it ended ([`Announcements`]).
 pub async fn connect(
     config: &PostgresStoreConfig,
     role: &str,
-    notify: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
+    notify: Option<Arc<Announcements>>,
+) -> Result<Client, DbError> {
+    connect_with(config, role, notify, &[]).await
+}
+
+/// [`connect`] with server settings for the session (`name`, milliseconds), sent in the
+/// start-up packet so they hold from the first statement and after every reconnect.
+async fn connect_with(
+    config: &PostgresStoreConfig,
+    role: &str,
+    notify: Option<Arc<Announcements>>,
+    settings: &[(&str, Duration)],
 ) -> Result<Client, DbError> {
     let password = config
         .password
@@ -361,6 +399,13 @@ pub async fn connect(
         .connect_timeout(config.connect_timeout)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(5));
+    if !settings.is_empty() {
+        let options: Vec<String> = settings
+            .iter()
+            .map(|(name, value)| format!("-c {name}={}", value.as_millis().max(1)))
+            .collect();
+        pg.options(options.join(" "));
+    }
     let timeout = config.connect_timeout + Duration::from_secs(1);
     let fail = |_| unavailable(format!("connecting to {} timed out", config.url));
     match &config.tls {
@@ -386,23 +431,86 @@ pub async fn connect(
     }
 }
 
-/// Polls a connection until it ends, forwarding notifications on [`CHANNEL`].
-async fn drive<S, T>(
-    mut conn: tokio_postgres::Connection<S, T>,
-    notify: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
-) where
+/// Polls a connection until it ends, telling `notify` what it hears on [`CHANNEL`].
+async fn drive<S, T>(mut conn: tokio_postgres::Connection<S, T>, notify: Option<Arc<Announcements>>)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     while let Some(Ok(message)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-        if let (AsyncMessage::Notification(n), Some(tx)) = (message, &notify)
+        if let (AsyncMessage::Notification(n), Some(heard)) = (message, &notify)
             && n.channel() == CHANNEL
         {
-            // A payload that is no revision still says "something changed": catch up.
-            let revision = n.payload().parse().unwrap_or(i64::MAX);
-            let _ = tx.send(revision);
+            heard.hear(n.payload());
         }
     }
+    if let Some(heard) = notify {
+        heard.close();
+    }
+}
+
+/// What the change feed's connection heard on [`CHANNEL`] since the feed last looked: a
+/// wake-up, the highest revision announced in a payload of warden's form (to check against
+/// the change log, never to believe), how many payloads were not of that form, and whether
+/// the connection ended. Counters and a flag, not a queue: a role flooding the channel grows
+/// nothing.
+#[derive(Debug, Default)]
+pub struct Announcements {
+    wake: tokio::sync::Notify,
+    announced: AtomicI64,
+    malformed: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// What [`Announcements::heard`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heard {
+    /// The highest revision announced (0: none); warden's own are in the change log.
+    pub announced: i64,
+    /// Payloads warden does not write (not a revision), ignored.
+    pub malformed: u64,
+    /// The connection ended: reconnect and catch up.
+    pub closed: bool,
+}
+
+impl Announcements {
+    fn hear(&self, payload: &str) {
+        match announced_revision(payload) {
+            Some(revision) => {
+                self.announced.fetch_max(revision, Ordering::SeqCst);
+            }
+            None => {
+                self.malformed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Waits until something was heard (at once if it was since the last call), then takes it.
+    pub async fn heard(&self) -> Heard {
+        self.wake.notified().await;
+        Heard {
+            announced: self.announced.swap(0, Ordering::SeqCst),
+            malformed: self.malformed.swap(0, Ordering::SeqCst),
+            closed: self.closed.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// The revision a payload announces if it is what warden writes (`pg_notify(CHANNEL,
+/// '<revision>')` in `db::Conn::commit`): a positive decimal number with no sign or leading
+/// zero that fits an `i64`. Anything else (empty, text, huge, negative) is not warden's.
+pub fn announced_revision(payload: &str) -> Option<i64> {
+    let digits = payload.as_bytes();
+    let canonical = matches!(digits.first(), Some(b'1'..=b'9'))
+        && digits.len() <= 19
+        && digits.iter().all(u8::is_ascii_digit);
+    canonical.then(|| payload.parse().ok()).flatten()
 }
 
 /// The store's statements in PostgreSQL's placeholder style: `?N` → `$N`, and each bare `?`
@@ -529,7 +637,17 @@ impl Worker {
             {
                 return Err(unavailable(format!("{} is unreachable", self.config.url)));
             }
-            match self.runtime.block_on(connect(&self.config, "store", None)) {
+            // A replica stopped inside a transaction (SIGSTOP: its kernel keeps the session
+            // open) would hold the writers' lock, and every replica's writes, until it woke:
+            // the server ends such a session after the failover time instead.
+            let settings = [(
+                "idle_in_transaction_session_timeout",
+                self.config.leader_failover,
+            )];
+            match self
+                .runtime
+                .block_on(connect_with(&self.config, "store", None, &settings))
+            {
                 Ok(client) => {
                     self.client = Some(client);
                     self.failed_at = None;
@@ -697,6 +815,157 @@ impl Session {
     }
 }
 
+/// A connection of its own for the leader lease. Every round trip is bounded (client side
+/// and, through `statement_timeout` and `lock_timeout`, server side) by a quarter of the
+/// failover time, so an answer never arrives late enough to extend a lapsed term.
+pub struct Lease {
+    client: Client,
+    holder: String,
+    round_trip: Duration,
+}
+
+impl Lease {
+    /// Connects as `holder` (unique to the process: a lease it holds it may take again, in a
+    /// new term, after a lost connection).
+    pub async fn connect(config: &PostgresStoreConfig, holder: &str) -> Result<Lease, DbError> {
+        let round_trip = config.leader_failover / 4;
+        let settings = [
+            ("statement_timeout", round_trip),
+            ("lock_timeout", round_trip),
+        ];
+        let client = connect_with(config, "leader election", None, &settings).await?;
+        Ok(Lease {
+            client,
+            holder: holder.to_owned(),
+            round_trip,
+        })
+    }
+
+    /// Takes the lease for `lease` (by the server's clock) if it expired or is this holder's:
+    /// a new term with the next token. `None` while another holder's lease runs.
+    pub async fn acquire(&self, lease: Duration) -> Result<Option<Term>, DbError> {
+        self.ask(
+            "UPDATE warden_leader SET token = token + 1, holder = $1,
+                 expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
+             WHERE id = 1 AND (expires_at <= clock_timestamp() OR holder = $1)
+             RETURNING token",
+            &[&self.holder, &millis(lease)],
+            lease,
+        )
+        .await
+    }
+
+    /// Extends `term`'s lease to `lease` from now if it still holds it; `None` if it does not
+    /// (expired, or another term took it).
+    pub async fn renew(&self, term: Term, lease: Duration) -> Result<Option<Term>, DbError> {
+        self.ask(
+            "UPDATE warden_leader
+             SET expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
+             WHERE id = 1 AND token = $1 AND expires_at > clock_timestamp()
+             RETURNING token",
+            &[&term.token(), &millis(lease)],
+            lease,
+        )
+        .await
+    }
+
+    /// Gives `term`'s lease up (a replica stopping), so another takes over at once.
+    pub async fn release(&self, term: Term) -> Result<(), DbError> {
+        let token = term.token();
+        let sql = "UPDATE warden_leader SET expires_at = '-infinity' WHERE id = 1 AND token = $1";
+        self.bounded(self.client.execute(sql, &[&token]))
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs a lease statement returning the token of the term it gives, within the bound.
+    /// The term's deadline counts from before the statement was sent.
+    async fn ask(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        lease: Duration,
+    ) -> Result<Option<Term>, DbError> {
+        let sent = std::time::Instant::now();
+        let row = self.bounded(self.client.query_opt(sql, params)).await?;
+        Ok(row.map(|r| Term::new(r.get(0), sent + lease)))
+    }
+
+    /// `asked`, unless it takes longer than the round-trip bound.
+    async fn bounded<T>(
+        &self,
+        asked: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, DbError> {
+        match tokio::time::timeout(self.round_trip, asked).await {
+            Ok(answer) => answer.map_err(|e| classify(&e)),
+            Err(_) => Err(unavailable(format!(
+                "the leader lease got no answer within {:?}",
+                self.round_trip
+            ))),
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// What makes a store database not warden's alone, and the SQL (for a superuser) that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure {
+    /// What is wrong, in words.
+    pub problems: Vec<String>,
+    /// The statements that fix it, in order.
+    pub fix: Vec<String>,
+}
+
+/// `"name"` with embedded quotes doubled: a name as an SQL identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Checks that the store database is warden's alone: PUBLIC may not connect to it (any role
+/// that can connect may take warden's advisory locks, stalling every write or every start,
+/// and send on its NOTIFY channel), and the role warden connects as owns it. `None` when so.
+pub(crate) fn exposure(session: &Session) -> Result<Option<Exposure>, DbError> {
+    let rows = session.query(
+        "SELECT current_database()::text, pg_get_userbyid(d.datdba)::text, current_user::text,
+                has_database_privilege('public', d.oid, 'CONNECT')
+         FROM pg_database d WHERE d.datname = current_database()",
+        Vec::new(),
+        true,
+    )?;
+    let row = rows.first().ok_or(DbError::NoRows)?;
+    let (database, owner, user, public): (String, String, String, bool) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    let mut exposure = Exposure {
+        problems: Vec::new(),
+        fix: Vec::new(),
+    };
+    if public {
+        exposure
+            .problems
+            .push("PUBLIC may connect to it (PostgreSQL's default for a new database)".into());
+        exposure.fix.push(format!(
+            "REVOKE CONNECT ON DATABASE {} FROM PUBLIC;",
+            quoted(&database)
+        ));
+    }
+    if owner != user {
+        exposure.problems.push(format!(
+            "it is owned by {}, not by {}, the role warden connects as",
+            quoted(&owner),
+            quoted(&user)
+        ));
+        exposure.fix.push(format!(
+            "ALTER DATABASE {} OWNER TO {};",
+            quoted(&database),
+            quoted(&user)
+        ));
+    }
+    Ok((!exposure.problems.is_empty()).then_some(exposure))
+}
+
 /// Migrates the schema to [`VERSIONS`] under an advisory lock (replicas starting together
 /// migrate once); returns the version found (`Err(found)` if newer than this warden knows).
 pub(crate) fn migrate(session: &Session) -> Result<Result<i64, i64>, DbError> {
@@ -705,7 +974,8 @@ pub(crate) fn migrate(session: &Session) -> Result<Result<i64, i64>, DbError> {
             "SELECT pg_advisory_lock({MIGRATE_LOCK});
              CREATE TABLE IF NOT EXISTS warden_schema (version BIGINT NOT NULL);
              INSERT INTO warden_schema (version)
-               SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM warden_schema);"
+               SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM warden_schema);
+             {LEASE_TABLE}"
         ),
         true,
     )?;
@@ -748,6 +1018,51 @@ mod tests {
             "SELECT a FROM t WHERE b = $1 AND c = $12 AND d = '?' AND e = $1"
         );
         assert_eq!(translate("x = ? AND y = ?"), "x = $1 AND y = $2");
+    }
+
+    #[test]
+    fn only_a_revision_as_warden_writes_it_is_announced() {
+        for (payload, revision) in [
+            ("1", Some(1)),
+            ("42", Some(42)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("9223372036854775808", None),
+            ("99999999999999999999", None),
+            ("0", None),
+            ("042", None),
+            ("-1", None),
+            ("+5", None),
+            (" 5", None),
+            ("5 ", None),
+            ("", None),
+            ("not-a-revision", None),
+            ("١٢", None),
+        ] {
+            assert_eq!(announced_revision(payload), revision, "{payload:?}");
+        }
+        assert_eq!(announced_revision(&"9".repeat(7999)), None);
+    }
+
+    #[tokio::test]
+    async fn announcements_are_counted_not_queued() {
+        let heard = Announcements::default();
+        for i in 0..10_000 {
+            heard.hear(&format!("junk {i}"));
+        }
+        heard.hear("7");
+        heard.hear("5");
+        let took = heard.heard().await;
+        assert_eq!(
+            took,
+            Heard {
+                announced: 7,
+                malformed: 10_000,
+                closed: false
+            }
+        );
+        heard.close();
+        let took = heard.heard().await;
+        assert_eq!((took.announced, took.malformed, took.closed), (0, 0, true));
     }
 
     #[test]

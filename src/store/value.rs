@@ -25,6 +25,13 @@ pub enum DbError {
     Unavailable(String),
     #[error("no row returned")]
     NoRows,
+    /// A leader-only job's write under a term that no longer holds the leader lease: rolled
+    /// back, nothing written.
+    #[error(
+        "refused: this replica no longer holds the leader lease of term {0} (another replica \
+         leads, or the lease lapsed); a leader-only write was rolled back"
+    )]
+    Fenced(i64),
     #[error("column {column}: expected {expected}, found {found}")]
     Type {
         column: usize,

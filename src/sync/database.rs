@@ -25,7 +25,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::base::identity::Identity;
-use crate::base::time::{now, now_ms};
+use crate::base::time::now_ms;
 use crate::config::{DatabaseConfig, RoleMappingConfig, UpstreamTls};
 use crate::store::{Member, RecentUpdate, Store, StoreError, SurfaceEvent, SurfaceKind};
 
@@ -149,16 +149,6 @@ pub async fn connect(db: &DatabaseConfig) -> Result<Client, DatabaseError> {
     }
 }
 
-/// Current (unexpired) members of a list.
-fn list_members(store: &Store, list: &str) -> Result<Vec<Member>, StoreError> {
-    let now = now();
-    Ok(store
-        .members(list)?
-        .into_iter()
-        .filter(|m| m.expires_at.is_none_or(|t| t > now))
-        .collect())
-}
-
 /// The role name a member's account maps to on `db`: the mapping's pattern tried on each of
 /// the account's names in turn (canonical first), so that a member listed by its UPN maps
 /// like one listed as `DOMAIN\user`. `None` for an account of another domain than the
@@ -233,7 +223,9 @@ pub async fn plan(
     let mut unresolved = Vec::new();
     let mut wanted_names: Vec<(String, String)> = Vec::new();
     let mut accounts = HashMap::new();
-    for member in list_members(store, &mapping.list)? {
+    // The list's active members, as the snapshot and the AD push see them: a member past its
+    // expiry stays until the sweep deactivates it (a held sweep holds here too).
+    for member in store.active_members(&mapping.list)? {
         match role_name(db, mapping, &member, identity) {
             Some(name) => {
                 accounts.insert(name.to_lowercase(), member.account);

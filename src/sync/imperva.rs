@@ -1,85 +1,60 @@
-//! Sync out to an Imperva MX through its Open API: a client that logs in (Basic auth → a
-//! session id sent back as the `Cookie`), logs in again when the session is gone (401 or
-//! IMP-10063), and speaks HTTPS verified against the system roots plus an optional CA file;
-//! and the push of a warden data set into an MX data set.
+//! Sync out to an Imperva MX through its Open API ([`api`]: the session, the IMP codes, the
+//! shapes, bounded requests), and the push of a warden data set into an MX data set.
 //!
-//! A push first makes sure the MX data set exists: it is created with the warden data set's
-//! columns, key and case sensitivity when missing, and a data set whose columns differ is
-//! reported, never rebuilt. Then either a full replace (`POST …/data`; on the first push of a
-//! running warden, when nothing was pushed before, or on request) or the difference against
-//! what was last pushed (`PUT …/data` with `delete`, then `add`). What was pushed is kept in
-//! the store, so any process — the server, the CLI — diffs from the same base.
+//! A push first makes sure the MX data set exists — probed by reading its columns, created
+//! with the warden data set's columns, key and case sensitivity when the MX says it does not
+//! exist (IMP-10094) — and reports, never rebuilds, one whose columns differ. Then:
+//!
+//! - **differences** against what was last pushed: new and changed records added with
+//!   `PUT …/data?overwrite=true` (the MX replaces a record of the same key, so a change is one
+//!   request and never leaves the record missing), then the keys that are gone deleted. Adds go
+//!   first, so a push cut short leaves a block too many, never one too few. A delete the MX
+//!   refuses because the key is already gone (IMP-10099: a hand edit, a push cut short, a
+//!   request that timed out after the MX applied it) means the MX no longer holds what warden
+//!   last pushed: warden reads the MX data set back and sends what turns it into the data set
+//!   ("reconciled"), and the stored base moves to what the MX now holds;
+//! - **full** (the first push of a running warden, when nothing was pushed before, or on
+//!   request): one `POST …/data` when the records fit one request, `DELETE …/data` when there
+//!   are none (the SDK stopped POSTing empty record lists), and otherwise a reconcile, because a
+//!   replace split over several requests would leave the data set without most rows between
+//!   the first and the last.
+//!
+//! Every request carries at most [`MAX_BATCH_RECORDS`] records and [`MAX_BATCH_BYTES`] bytes,
+//! so the per-request `timeout` bounds a batch, not the whole data set. What was pushed is kept
+//! in the store, so any process — the server, the CLI — diffs from the same base.
+
+mod api;
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::base::secret::{SecretError, SecretSource};
+pub use api::{
+    API, ImpCode, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MxClient, imp_error, imp_error_body,
+    parse_columns, segment,
+};
+use api::{Batches, MAX_MX_RESPONSE_BYTES};
+
+use super::SyncMetrics;
+use crate::base::secret::SecretError;
 use crate::config::{ImpervaConfig, ImpervaPush, Source};
 use crate::model::dataset::{DataSet, fold};
-use crate::outbound::{Endpoint, OutboundError};
+use crate::outbound::{Endpoint, OutboundError, Trust};
 use crate::runtime::Warden;
 use crate::store::{PushStatus, StoreError};
-
-/// Where the Open API lives on the MX.
-pub const API: &str = "/SecureSphere/api/v1";
 
 /// How often the serve loop looks again at a data set that has not been loaded yet.
 pub const NOT_LOADED_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How many times one push reads the MX data set back when its deletes keep meeting keys that
+/// are gone (someone else deleting at the same time) before it gives up until the next try.
+const RECONCILE_ROUNDS: usize = 3;
+
 /// One push at a time in this process: the serve loop and a push requested over HTTP diff
 /// from the same stored base, so two at once would both send the same difference.
 static PUSHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// An IMP error code from the MX; the documented ones by meaning.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImpCode {
-    /// IMP-10063: no session, or it expired.
-    NotLoggedIn,
-    /// IMP-10094: no such data set.
-    NoSuchDataSet,
-    /// IMP-10095: a record names a column the data set lacks.
-    UnknownColumn,
-    /// IMP-10096: a record lacks the key column.
-    KeyMissing,
-    /// IMP-10097: a key is already present (or repeated in the request).
-    DuplicateKey,
-    /// Any other code, as sent.
-    Other(String),
-}
-
-impl ImpCode {
-    pub fn parse(code: &str) -> ImpCode {
-        match code {
-            "IMP-10063" => ImpCode::NotLoggedIn,
-            "IMP-10094" => ImpCode::NoSuchDataSet,
-            "IMP-10095" => ImpCode::UnknownColumn,
-            "IMP-10096" => ImpCode::KeyMissing,
-            "IMP-10097" => ImpCode::DuplicateKey,
-            other => ImpCode::Other(other.to_owned()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            ImpCode::NotLoggedIn => "IMP-10063",
-            ImpCode::NoSuchDataSet => "IMP-10094",
-            ImpCode::UnknownColumn => "IMP-10095",
-            ImpCode::KeyMissing => "IMP-10096",
-            ImpCode::DuplicateKey => "IMP-10097",
-            ImpCode::Other(code) => code,
-        }
-    }
-}
-
-impl std::fmt::Display for ImpCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Why talking to the MX failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +67,19 @@ pub enum MxError {
     Url { url: String, reason: String },
     #[error("MX: {0}")]
     Outbound(#[from] OutboundError),
+    #[error(
+        "MX: TLS failed: {0}; an MX certificate that no CA in the system roots or ca_file \
+         vouches for (an MX's usual self-signed one) is trusted by pinning it: \
+         tls_pin = \"sha256/…\" (README, \"Imperva MX push\")"
+    )]
+    Untrusted(String),
     #[error("the MX answered {status} to {method} {path}{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Api {
         status: u16,
         method: Method,
         path: String,
-        code: Option<ImpCode>,
+        /// The IMP code as sent.
+        code: Option<String>,
         message: String,
     },
     #[error(
@@ -123,22 +105,12 @@ pub enum MxError {
 }
 
 impl MxError {
-    /// The IMP code the MX answered with, if it answered with one.
-    pub fn imp_code(&self) -> Option<&ImpCode> {
+    /// The documented IMP code the MX answered with, if it answered with one.
+    pub fn imp_code(&self) -> Option<ImpCode> {
         match self {
-            MxError::Api { code, .. } => code.as_ref(),
+            MxError::Api { code, .. } => code.as_deref().and_then(ImpCode::parse),
             _ => None,
         }
-    }
-
-    /// Whether the MX refused records in a way that says its data set no longer holds what
-    /// warden last pushed (changed on the MX, or gone): a difference cannot be applied to it,
-    /// a full replace can.
-    pub fn means_drift(&self) -> bool {
-        matches!(
-            self.imp_code(),
-            Some(ImpCode::NoSuchDataSet | ImpCode::KeyMissing | ImpCode::DuplicateKey)
-        )
     }
 
     fn api(status: StatusCode, method: Method, path: &str, body: &[u8]) -> MxError {
@@ -147,165 +119,31 @@ impl MxError {
             status: status.as_u16(),
             method,
             path: path.to_owned(),
-            code: code.as_deref().map(ImpCode::parse),
+            code,
             message,
         }
     }
 }
 
-/// An Open API client for one MX, holding its session.
-pub struct MxClient {
-    endpoint: Endpoint,
-    username: String,
-    password: SecretSource,
-    session: tokio::sync::Mutex<Option<String>>,
-}
-
-/// Percent-encodes one path segment (a data set name).
-fn segment(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The IMP code and message of an error answer (`{"errors":[{"error-code","description"}]}`).
-pub fn imp_error(body: &[u8]) -> (Option<String>, String) {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let first = parsed
-        .as_ref()
-        .and_then(|v| v["errors"].as_array())
-        .and_then(|e| e.first().cloned());
-    match first {
-        Some(e) => (
-            e["error-code"].as_str().map(str::to_owned),
-            e["description"].as_str().unwrap_or("").to_owned(),
-        ),
-        None => {
-            let text = String::from_utf8_lossy(body);
-            (None, text.chars().take(200).collect())
-        }
-    }
-}
-
 impl MxClient {
-    /// A client for the configured MX. Reads the CA file (blocking I/O).
-    pub fn new(config: &ImpervaConfig) -> Result<MxClient, MxError> {
-        let endpoint = Endpoint::new(
-            &config.url,
-            config.ca_file.as_deref(),
-            config.allow_insecure,
-            config.timeout,
-        )
-        .map_err(|e| match e {
-            OutboundError::Url(reason) => MxError::Url {
-                url: config.url.clone(),
-                reason,
-            },
-            other => MxError::Outbound(other),
-        })?;
-        Ok(MxClient {
-            endpoint,
-            username: config.username.clone(),
-            password: config.password.clone(),
-            session: tokio::sync::Mutex::new(None),
-        })
-    }
-
-    async fn send(
-        &self,
-        method: &Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, Bytes), MxError> {
-        let body = body.map(|v| Bytes::from(v.to_string()));
-        Ok(self
-            .endpoint
-            .send(method, &format!("{API}{path}"), headers, body)
-            .await?)
-    }
-
-    /// Logs in; returns the cookie to send back.
-    async fn login(&self) -> Result<String, MxError> {
-        let password = self.password.read()?;
-        let basic = crate::auth::base64_standard(
-            format!("{}:{}", self.username, password.expose()).as_bytes(),
-        );
-        let auth = format!("Basic {basic}");
-        let (status, body) = self
-            .send(
-                &Method::POST,
-                "/auth/session",
-                &[("Authorization", &auth)],
-                None,
-            )
-            .await?;
-        if !status.is_success() {
-            return Err(MxError::api(status, Method::POST, "/auth/session", &body));
-        }
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| MxError::Protocol(format!("login answer is not JSON: {e}")))?;
-        v["session-id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| MxError::Protocol("login answer has no session-id".into()))
-    }
-
-    async fn cookie(&self, renew: bool) -> Result<String, MxError> {
-        let mut session = self.session.lock().await;
-        if renew || session.is_none() {
-            *session = Some(self.login().await?);
-        }
-        session
-            .clone()
-            .ok_or_else(|| MxError::Protocol("no session".into()))
-    }
-
-    /// An API call with the session, logging in again once if the MX forgot it.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, MxError> {
-        let mut renew = false;
-        loop {
-            let cookie = self.cookie(renew).await?;
-            let (status, answer) = self
-                .send(&method, path, &[("Cookie", &cookie)], body)
-                .await?;
-            if status.is_success() {
-                if answer.is_empty() {
-                    return Ok(Value::Null);
-                }
-                return serde_json::from_slice(&answer)
-                    .map_err(|e| MxError::Protocol(format!("{method} {path}: {e}")));
-            }
-            let error = MxError::api(status, method.clone(), path, &answer);
-            let expired = status == StatusCode::UNAUTHORIZED
-                || error.imp_code() == Some(&ImpCode::NotLoggedIn);
-            if expired && !renew {
-                tracing::info!(mx = %self.endpoint.url(), "MX session expired; logging in again");
-                renew = true;
-                continue;
-            }
-            return Err(error);
-        }
-    }
-
-    /// Ends the session, if there is one (best effort).
-    pub async fn logout(&self) {
-        let cookie = self.session.lock().await.take();
-        if let Some(c) = cookie {
-            let _ = self
-                .send(&Method::DELETE, "/auth/session", &[("Cookie", &c)], None)
-                .await;
-        }
+    /// A client for the configured MX, verified by its pinned certificate or against the
+    /// system roots and the CA file. Reads the CA file (blocking I/O).
+    pub fn from_config(config: &ImpervaConfig) -> Result<MxClient, MxError> {
+        let trust = match config.tls_pin {
+            Some(pin) => Trust::Pin(pin),
+            None => Trust::Roots(config.ca_file.as_deref()),
+        };
+        let endpoint =
+            Endpoint::with_trust(&config.url, trust, config.allow_insecure, config.timeout)
+                .map_err(|e| match e {
+                    OutboundError::Url(reason) => MxError::Url {
+                        url: config.url.clone(),
+                        reason,
+                    },
+                    other => MxError::Outbound(other),
+                })?
+                .with_response_limit(MAX_MX_RESPONSE_BYTES);
+        Ok(MxClient::new(endpoint, &config.username, &config.password))
     }
 }
 
@@ -326,6 +164,15 @@ impl Mode {
     }
 }
 
+/// How a push went: the mode it ended in (`full`, also when it created the MX data set and
+/// filled it; `incremental`; or `reconciled` when a difference met a key already gone and the
+/// MX data set was read back), and the records it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub mode: &'static str,
+    pub sent: usize,
+}
+
 /// What a push sends (or, in a dry run, would send).
 #[derive(Debug, Clone, Serialize)]
 pub struct PushPlan {
@@ -342,28 +189,75 @@ pub struct PushPlan {
     /// In a dry run, the records that would be sent: `{"add": [...], "delete": [...]}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_send: Option<Value>,
+    /// After a push, how it went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
     #[serde(skip)]
     add_records: Vec<Value>,
     #[serde(skip)]
     delete_records: Vec<Value>,
+    /// The records the MX data set should hold, by key as the MX data set compares keys.
     #[serde(skip)]
-    state: String,
+    now: BTreeMap<String, Value>,
+    #[serde(skip)]
+    key_column: String,
     #[serde(skip)]
     columns: Vec<(String, bool)>,
     #[serde(skip)]
     case_sensitive: bool,
 }
 
-/// The data set's records by folded key, each as Imperva's record object.
-fn records_by_key(set: &DataSet) -> BTreeMap<String, Value> {
-    let cs = set.schema().case_sensitive();
+/// The data set's rows, each as Imperva's record object.
+fn records_of(set: &DataSet) -> Vec<Value> {
     set.rows()
         .iter()
         .map(|row| {
             let mut out = Vec::new();
             set.write_record(row, &mut out);
-            let record = serde_json::from_slice(&out).unwrap_or(Value::Null);
-            (fold(set.key_of(row), cs), record)
+            serde_json::from_slice(&out).unwrap_or(Value::Null)
+        })
+        .collect()
+}
+
+/// The value of a record's key column: a string, or an array of one.
+fn key_of<'a>(record: &'a Value, key_column: &str) -> Option<&'a str> {
+    match &record[key_column] {
+        Value::String(s) => Some(s),
+        Value::Array(a) if a.len() == 1 => a[0].as_str(),
+        _ => None,
+    }
+}
+
+/// Records by their key as the MX data set compares keys (folded unless it is
+/// case-sensitive). A record without a key is left out: nothing can address it.
+fn keyed(
+    records: impl IntoIterator<Item = Value>,
+    key_column: &str,
+    case_sensitive: bool,
+) -> BTreeMap<String, Value> {
+    records
+        .into_iter()
+        .filter_map(|r| Some((fold(key_of(&r, key_column)?, case_sensitive), r)))
+        .collect()
+}
+
+/// A record's cells as sets of values, empty cells left out, a lone value the same as an
+/// array of one: how a record warden sent and the same record read back from the MX compare.
+fn cells(record: &Value) -> BTreeMap<&str, Vec<&str>> {
+    let Some(fields) = record.as_object() else {
+        return BTreeMap::new();
+    };
+    fields
+        .iter()
+        .filter_map(|(column, value)| {
+            let mut values: Vec<&str> = match value {
+                Value::String(s) => vec![s.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            values.retain(|v| !v.is_empty());
+            values.sort_unstable();
+            (!values.is_empty()).then_some((column.as_str(), values))
         })
         .collect()
 }
@@ -397,11 +291,15 @@ pub fn plan(warden: &Warden, push: &ImpervaPush, full: bool) -> Result<PushPlan,
         .ok_or_else(|| MxError::NoSuchDataSet(push.data_set.clone()))?;
     let schema = set.schema();
     let key_column = schema.columns()[schema.key_index()].name.clone();
-    let now = records_by_key(&set);
+    let cs = push.case_sensitive;
+    let now = keyed(records_of(&set), &key_column, cs);
+    // Keyed again as the MX compares keys: a base stored by an older warden may be keyed
+    // otherwise.
     let base: Option<BTreeMap<String, Value>> = warden
         .store()
         .pushed_records(&push.data_set, &push.mx_name)?
-        .and_then(|text| serde_json::from_str(&text).ok());
+        .and_then(|text| serde_json::from_str::<BTreeMap<String, Value>>(&text).ok())
+        .map(|stored| keyed(stored.into_values(), &key_column, cs));
     let (mode, add_records, delete_records) = match base {
         Some(base) if !full => {
             let (add, delete) = difference(&base, &now, &key_column);
@@ -418,35 +316,37 @@ pub fn plan(warden: &Warden, push: &ImpervaPush, full: bool) -> Result<PushPlan,
         delete: delete_records.len(),
         dry_run: false,
         would_send: None,
+        outcome: None,
         add_records,
         delete_records,
-        state: serde_json::to_string(&now).unwrap_or_else(|_| "{}".into()),
+        now,
+        key_column,
         columns: schema
             .columns()
             .iter()
             .map(|c| (c.name.clone(), c.key))
             .collect(),
-        case_sensitive: push.case_sensitive,
+        case_sensitive: cs,
     })
 }
 
-/// What turns the MX's `base` records into `now`: records to add, and keys (as records of the
-/// key column alone) to delete first. A changed record is deleted and added again, because the
-/// Open API has no update.
+/// What turns the MX's `base` records into `now`: records to add (new, or changed: the MX
+/// replaces a record of the same key), and keys to delete (as records of the key column
+/// alone, "The delete operation requires only the key column of the lookup data set").
 fn difference(
     base: &BTreeMap<String, Value>,
     now: &BTreeMap<String, Value>,
     key_column: &str,
 ) -> (Vec<Value>, Vec<Value>) {
-    let delete = base
-        .iter()
-        .filter(|(key, record)| now.get(*key) != Some(record))
-        .map(|(_, record)| json!({ key_column: record[key_column] }))
-        .collect();
     let add = now
         .iter()
-        .filter(|(key, record)| base.get(*key) != Some(record))
+        .filter(|(key, record)| base.get(*key).is_none_or(|b| cells(b) != cells(record)))
         .map(|(_, record)| record.clone())
+        .collect();
+    let delete = base
+        .iter()
+        .filter(|(key, _)| !now.contains_key(*key))
+        .filter_map(|(_, record)| Some(json!({ key_column: key_of(record, key_column)? })))
         .collect();
     (add, delete)
 }
@@ -459,81 +359,120 @@ fn describe(columns: &[(String, bool)]) -> String {
         .join(", ")
 }
 
-/// Creates the MX data set if it is missing; reports one whose columns differ.
+/// Creates the MX data set if the MX says it does not exist; reports one whose columns differ.
+/// Returns whether it was created.
 async fn ensure_data_set(client: &MxClient, plan: &PushPlan) -> Result<bool, MxError> {
-    let listing = client.call(Method::GET, "/conf/dataSets", None).await?;
-    let exists = listing["data-sets"]
-        .as_array()
-        .ok_or_else(|| MxError::Protocol("GET /conf/dataSets has no data-sets array".into()))?
-        .iter()
-        .any(|n| n.as_str() == Some(&plan.mx_name));
-    let name = segment(&plan.mx_name);
-    if !exists {
-        let body = json!({
-            "dataset-name": plan.mx_name,
-            "number-of-columns": plan.columns.len(),
-            "columns": plan.columns.iter().map(|(n, k)| json!({ "name": n, "key": k })).collect::<Vec<_>>(),
-        });
-        client
-            .call(
-                Method::POST,
-                &format!(
-                    "/conf/dataSets/createDataset?caseSensitive={}",
-                    plan.case_sensitive
-                ),
-                Some(&body),
-            )
-            .await?;
-        return Ok(true);
+    if let Some(mut found) = client.columns(&plan.mx_name).await? {
+        let mut expected = plan.columns.clone();
+        found.sort();
+        expected.sort();
+        if found != expected {
+            return Err(MxError::ColumnMismatch {
+                name: plan.mx_name.clone(),
+                expected: describe(&expected),
+                found: describe(&found),
+            });
+        }
+        return Ok(false);
     }
-    let found = client
-        .call(Method::GET, &format!("/conf/dataSets/{name}/columns"), None)
+    let body = json!({
+        "dataset-name": plan.mx_name,
+        "number-of-columns": plan.columns.len(),
+        "columns": plan.columns.iter().map(|(n, k)| json!({ "name": n, "key": k })).collect::<Vec<_>>(),
+    });
+    let path = format!(
+        "/conf/dataSets/createDataset?caseSensitive={}",
+        plan.case_sensitive
+    );
+    client
+        .call(Method::POST, &path, Some(body.to_string().into()))
         .await?;
-    let mut found: Vec<(String, bool)> = found["columns"]
-        .as_array()
-        .ok_or_else(|| MxError::Protocol("data set columns answer has no columns array".into()))?
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap_or("").to_owned(),
-                c["key"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect();
-    let mut expected = plan.columns.clone();
-    found.sort();
-    expected.sort();
-    if found != expected {
-        return Err(MxError::ColumnMismatch {
-            name: plan.mx_name.clone(),
-            expected: describe(&expected),
-            found: describe(&found),
-        });
-    }
-    Ok(false)
+    Ok(true)
 }
 
-/// Sends a plan and records the outcome in the store. Returns the records sent.
+/// Adds (or replaces, by key) `records`, a bounded request at a time.
+async fn add(client: &MxClient, data: &str, records: &[Value]) -> Result<usize, MxError> {
+    let path = format!("{data}?overwrite=true");
+    for body in Batches::action("add").split(records) {
+        client.call(Method::PUT, &path, Some(body)).await?;
+    }
+    Ok(records.len())
+}
+
+/// Deletes the keys of `keys` (records of the key column alone), a bounded request at a time.
+async fn delete(client: &MxClient, data: &str, keys: &[Value]) -> Result<usize, MxError> {
+    for body in Batches::action("delete").split(keys) {
+        client.call(Method::PUT, data, Some(body)).await?;
+    }
+    Ok(keys.len())
+}
+
+/// Reads the MX data set back and sends what turns it into the plan's records: changed and
+/// missing records added, extra keys deleted. Returns the records sent.
+async fn reconcile(client: &MxClient, plan: &PushPlan, data: &str) -> Result<usize, MxError> {
+    let mut sent = 0;
+    let mut round = 1;
+    loop {
+        let held = keyed(
+            client.records(&plan.mx_name).await?,
+            &plan.key_column,
+            plan.case_sensitive,
+        );
+        let (to_add, to_delete) = difference(&held, &plan.now, &plan.key_column);
+        sent += add(client, data, &to_add).await?;
+        match delete(client, data, &to_delete).await {
+            Ok(n) => return Ok(sent + n),
+            Err(e)
+                if e.imp_code() == Some(ImpCode::KeyToDeleteMissing)
+                    && round < RECONCILE_ROUNDS =>
+            {
+                round += 1;
+                tracing::info!(data_set = %plan.data_set, "the MX data set changed while warden reconciled it; reading it again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A full replace: one `POST` when the records fit one request, `DELETE …/data` when there
+/// are none, a reconcile otherwise.
+async fn replace(client: &MxClient, plan: &PushPlan, data: &str) -> Result<usize, MxError> {
+    if plan.now.is_empty() {
+        client.call(Method::DELETE, data, None).await?;
+        return Ok(0);
+    }
+    let records: Vec<Value> = plan.now.values().cloned().collect();
+    let mut bodies = Batches::replace().split(&records);
+    if bodies.len() == 1
+        && let Some(body) = bodies.pop()
+    {
+        client.call(Method::POST, data, Some(body)).await?;
+        return Ok(records.len());
+    }
+    reconcile(client, plan, data).await
+}
+
+/// Sends a plan and records the outcome in the store.
 pub async fn execute(
     warden: &Warden,
     client: &MxClient,
     plan: &PushPlan,
-) -> Result<usize, MxError> {
+) -> Result<Outcome, MxError> {
     let result = send_plan(client, plan).await;
     let store = warden.store();
     match &result {
-        Ok(sent) => {
+        Ok(outcome) => {
             store.push_succeeded(
                 &plan.data_set,
                 &plan.mx_name,
-                &plan.state,
-                plan.mode.as_str(),
-                *sent,
+                &serde_json::to_string(&plan.now).unwrap_or_else(|_| "{}".into()),
+                outcome.mode,
+                outcome.sent,
             )?;
             record_landings(store, plan);
         }
         Err(e) => {
-            warden.metrics().sync_failed("imperva");
+            warden.metrics().get::<SyncMetrics>().sync_failed("imperva");
             store.push_failed(&plan.data_set, &plan.mx_name, &e.to_string())?;
         }
     }
@@ -566,32 +505,36 @@ fn record_landings(store: &crate::store::Store, plan: &PushPlan) {
     }
 }
 
-async fn send_plan(client: &MxClient, plan: &PushPlan) -> Result<usize, MxError> {
+async fn send_plan(client: &MxClient, plan: &PushPlan) -> Result<Outcome, MxError> {
     let created = ensure_data_set(client, plan).await?;
-    let path = format!("/conf/dataSets/{}/data", segment(&plan.mx_name));
-    match plan.mode {
-        Mode::Full => {
-            let body = json!({ "records": plan.add_records });
-            client.call(Method::POST, &path, Some(&body)).await?;
-            Ok(plan.add_records.len())
+    let data = format!("/conf/dataSets/{}/data", segment(&plan.mx_name));
+    let mode = plan.mode.as_str();
+    if created {
+        // A data set created just now is empty: adding every record fills it whole. This is
+        // also how a data set deleted on the MX comes back: every push probes for it first.
+        let records: Vec<Value> = plan.now.values().cloned().collect();
+        let sent = add(client, &data, &records).await?;
+        return Ok(Outcome { mode: "full", sent });
+    }
+    if plan.mode == Mode::Full {
+        let sent = replace(client, plan, &data).await?;
+        return Ok(Outcome { mode, sent });
+    }
+    let added = add(client, &data, &plan.add_records).await?;
+    match delete(client, &data, &plan.delete_records).await {
+        Ok(deleted) => Ok(Outcome {
+            mode,
+            sent: added + deleted,
+        }),
+        Err(e) if e.imp_code() == Some(ImpCode::KeyToDeleteMissing) => {
+            tracing::info!(data_set = %plan.data_set, error = %e, "a key warden deletes is already gone from the MX; reading the MX data set back to reconcile it");
+            let sent = reconcile(client, plan, &data).await?;
+            Ok(Outcome {
+                mode: "reconciled",
+                sent: added + sent,
+            })
         }
-        // A data set created just now is empty: the difference is everything.
-        Mode::Incremental if created => {
-            let body = json!({ "records": plan.add_records });
-            client.call(Method::POST, &path, Some(&body)).await?;
-            Ok(plan.add_records.len())
-        }
-        Mode::Incremental => {
-            if !plan.delete_records.is_empty() {
-                let body = json!({ "action": "delete", "records": plan.delete_records });
-                client.call(Method::PUT, &path, Some(&body)).await?;
-            }
-            if !plan.add_records.is_empty() {
-                let body = json!({ "action": "add", "records": plan.add_records });
-                client.call(Method::PUT, &path, Some(&body)).await?;
-            }
-            Ok(plan.add_records.len() + plan.delete_records.len())
-        }
+        Err(e) => Err(e),
     }
 }
 
@@ -624,12 +567,15 @@ pub async fn push_now(
     if dry_run {
         return Ok(plans);
     }
-    let client = MxClient::new(&config)?;
+    let client = MxClient::from_config(&config)?;
     let mut result = Ok(());
-    for p in &plans {
-        if let Err(e) = execute(warden, &client, p).await {
-            result = Err(e);
-            break;
+    for p in &mut plans {
+        match execute(warden, &client, p).await {
+            Ok(outcome) => p.outcome = Some(outcome),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
     }
     client.logout().await;
@@ -665,18 +611,15 @@ pub async fn push_one(
 ) -> Result<(), MxError> {
     let _one_at_a_time = PUSHING.lock().await;
     let outcome = match tokio::task::block_in_place(|| plan(warden, push, full)) {
-        Ok(p) => execute(warden, client, &p).await.map(|sent| (p, sent)),
+        Ok(p) => execute(warden, client, &p).await,
         Err(e) => Err(e),
     };
     match &outcome {
-        Ok((p, sent)) => {
-            tracing::info!(data_set = %push.data_set, mode = p.mode.as_str(), sent, "pushed to the Imperva MX");
+        Ok(o) => {
+            tracing::info!(data_set = %push.data_set, mode = o.mode, sent = o.sent, "pushed to the Imperva MX");
         }
         Err(e @ MxError::NotLoaded(_)) => {
             tracing::info!(data_set = %push.data_set, "{e}; waiting for its first load");
-        }
-        Err(e) if e.means_drift() => {
-            tracing::warn!(data_set = %push.data_set, error = %e, "the MX data set differs from what warden last pushed; replacing it whole next");
         }
         Err(e) => {
             tracing::warn!(data_set = %push.data_set, error = %e, "Imperva MX push failed");
@@ -691,71 +634,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn imp_errors_are_read_from_the_documented_shape() {
-        let (code, msg) = imp_error(
-            br#"{"errors":[{"error-code":"IMP-10094","description":"no such data set"}]}"#,
+    fn an_mx_error_reads_its_documented_code_and_keeps_others_as_sent() {
+        let refused =
+            |body: &[u8]| MxError::api(StatusCode::NOT_ACCEPTABLE, Method::PUT, "/d", body);
+        let gone = refused(br#"{"errors":[{"error-code":"IMP-10099","description":"The key to delete does not exist."}]}"#);
+        assert_eq!(gone.imp_code(), Some(ImpCode::KeyToDeleteMissing));
+        assert!(
+            gone.to_string()
+                .contains("406 to PUT /d (IMP-10099): The key to delete"),
+            "{gone}"
         );
-        assert_eq!(code.as_deref(), Some("IMP-10094"));
-        assert_eq!(msg, "no such data set");
-        let (code, msg) = imp_error(b"Service Unavailable");
-        assert_eq!(code, None);
-        assert_eq!(msg, "Service Unavailable");
+        // An undocumented code is kept as sent, and typed as nothing.
+        let other = refused(br#"{"errors":[{"error-code":"IMP-12345","description":"x"}]}"#);
+        assert_eq!(other.imp_code(), None);
+        assert!(other.to_string().contains("(IMP-12345)"), "{other}");
+        assert_eq!(refused(b"Service Unavailable").imp_code(), None);
     }
 
-    #[test]
-    fn documented_imp_codes_are_typed_and_others_kept_as_sent() {
-        for (text, code) in [
-            ("IMP-10063", ImpCode::NotLoggedIn),
-            ("IMP-10094", ImpCode::NoSuchDataSet),
-            ("IMP-10095", ImpCode::UnknownColumn),
-            ("IMP-10096", ImpCode::KeyMissing),
-            ("IMP-10097", ImpCode::DuplicateKey),
-            ("IMP-12345", ImpCode::Other("IMP-12345".into())),
-        ] {
-            assert_eq!(ImpCode::parse(text), code);
-            assert_eq!(code.as_str(), text);
-        }
-        let refused = |body: &[u8]| MxError::api(StatusCode::BAD_REQUEST, Method::PUT, "/d", body);
-        let duplicate =
-            refused(br#"{"errors":[{"error-code":"IMP-10097","description":"duplicate key"}]}"#);
-        assert_eq!(duplicate.imp_code(), Some(&ImpCode::DuplicateKey));
-        assert!(duplicate.means_drift());
-        assert!(duplicate.to_string().contains("(IMP-10097): duplicate key"));
-        // An unknown column is a schema difference, which a full replace cannot mend.
-        let unknown = refused(br#"{"errors":[{"error-code":"IMP-10095","description":"x"}]}"#);
-        assert!(!unknown.means_drift());
-        assert!(!refused(b"Service Unavailable").means_drift());
-    }
-
-    #[test]
-    fn a_difference_deletes_gone_and_changed_records_and_adds_new_and_changed_ones() {
-        let records = |rows: &[(&str, &str)]| -> BTreeMap<String, Value> {
+    fn records(rows: &[(&str, &str)], cs: bool) -> BTreeMap<String, Value> {
+        keyed(
             rows.iter()
-                .map(|(user, reason)| {
-                    (
-                        user.to_lowercase(),
-                        json!({ "user": user, "reason": reason }),
-                    )
-                })
-                .collect()
-        };
-        let base = records(&[("alice", "a"), ("bob", "b"), ("Carol", "c")]);
-        let now = records(&[("alice", "a"), ("carol", "c"), ("dave", "d")]);
+                .map(|(user, reason)| json!({ "user": user, "reason": reason })),
+            "user",
+            cs,
+        )
+    }
+
+    #[test]
+    fn a_difference_adds_new_and_changed_records_and_deletes_only_gone_keys() {
+        let base = records(&[("alice", "a"), ("bob", "b"), ("carol", "c")], false);
+        let now = records(&[("alice", "a"), ("Carol", "c2"), ("dave", "d")], false);
         let (add, delete) = difference(&base, &now, "user");
-        assert_eq!(delete, [json!({"user": "bob"}), json!({"user": "Carol"})]);
+        // carol changed (case and reason): one add, which the MX applies as a replace.
         assert_eq!(
             add,
             [
-                json!({"user": "carol", "reason": "c"}),
+                json!({"user": "Carol", "reason": "c2"}),
                 json!({"user": "dave", "reason": "d"})
             ]
         );
+        assert_eq!(delete, [json!({"user": "bob"})]);
         assert_eq!(difference(&now, &now, "user"), (vec![], vec![]));
     }
 
     #[test]
-    fn names_are_percent_encoded_as_path_segments() {
-        assert_eq!(segment("PTR Suspicious Users"), "PTR%20Suspicious%20Users");
-        assert_eq!(segment("a/b?c"), "a%2Fb%3Fc");
+    fn on_a_case_sensitive_mx_a_key_whose_case_changed_is_another_key() {
+        let base = records(&[("Carol", "c")], true);
+        let now = records(&[("carol", "c")], true);
+        let (add, delete) = difference(&base, &now, "user");
+        assert_eq!(add, [json!({"user": "carol", "reason": "c"})]);
+        assert_eq!(delete, [json!({"user": "Carol"})]);
+    }
+
+    #[test]
+    fn records_read_back_compare_by_their_values_not_their_spelling() {
+        // The MX may send a lone value as an array of one, or an empty cell as "".
+        let sent = json!({"user": "alice", "groups": ["b", "a"]});
+        let read = json!({"user": ["alice"], "groups": ["a", "b"], "reason": ""});
+        assert_eq!(cells(&sent), cells(&read));
+        assert_ne!(
+            cells(&sent),
+            cells(&json!({"user": "alice", "groups": "a"}))
+        );
+        let held = keyed([read], "user", false);
+        let now = keyed([sent], "user", false);
+        assert_eq!(difference(&held, &now, "user"), (vec![], vec![]));
     }
 }

@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use super::SyncError;
+use super::SyncMetrics;
 use super::pull::{self, RefreshOutcome, attributes, build_rows, ldap_source, map_entry, search};
 use crate::base::dn::parse_dn;
 use crate::config::{DataSetConfig, LdapSource, Scope};
@@ -129,8 +130,14 @@ async fn current_chain(
     ds: &DataSetConfig,
     source: &LdapSource,
 ) -> Result<(String, GroupChain), SyncError> {
-    let resolved =
-        super::nested::resolve(directory, client, warden.metrics(), &ds.name, source).await?;
+    let resolved = super::nested::resolve(
+        directory,
+        client,
+        &warden.metrics().get::<SyncMetrics>(),
+        &ds.name,
+        source,
+    )
+    .await?;
     let chain = resolved
         .chain
         .ok_or_else(|| SyncError::NotIncremental(ds.name.clone()))?;
@@ -292,7 +299,10 @@ async fn full(
                 incremental_pulls = before.incremental_pulls,
                 "the full pull found rows the incremental state had wrong; the full result repairs them"
             );
-            warden.metrics().incremental_mismatch(&ds.name, wrong);
+            warden
+                .metrics()
+                .get::<SyncMetrics>()
+                .incremental_mismatch(&ds.name, wrong);
         }
     }
     let state = PullState {

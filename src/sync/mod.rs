@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod database;
 pub mod imperva;
 pub mod incremental;
+mod metrics;
 pub mod nested;
 pub mod pull;
 pub mod push;
@@ -20,6 +21,7 @@ pub mod refresh;
 
 mod status;
 
+pub use metrics::SyncMetrics;
 pub use status::{DirectoryStatus, HEALTH_WINDOW, Health, directory_statuses, health};
 
 use crate::base::time::now_ms;

@@ -7,10 +7,10 @@
 //! warden-expanded query refuses (a pull that misses members must not apply).
 
 use super::SyncError;
+use super::SyncMetrics;
 use crate::base::escape::escape_filter_value;
 use crate::config::{LdapSource, Nesting};
 use crate::directory::{Directory, DirectoryClient, DirectoryError, GroupChain};
-use crate::metrics::Metrics;
 
 /// `LDAP_MATCHING_RULE_IN_CHAIN`.
 pub const IN_CHAIN_OID: &str = "1.2.840.113556.1.4.1941";
@@ -89,7 +89,7 @@ pub fn expanded_filter(filter: &str, chain: &GroupChain) -> Option<String> {
 pub async fn chain(
     directory: &Directory,
     client: &DirectoryClient,
-    metrics: &Metrics,
+    metrics: &SyncMetrics,
     name: &str,
     group: &str,
 ) -> Result<GroupChain, DirectoryError> {
@@ -124,7 +124,7 @@ pub async fn chain(
 pub async fn resolve(
     directory: &Directory,
     client: &DirectoryClient,
-    metrics: &Metrics,
+    metrics: &SyncMetrics,
     name: &str,
     source: &LdapSource,
 ) -> Result<Resolved, SyncError> {

@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::SyncError;
+use super::SyncMetrics;
 use super::accounts::record_rows;
 use super::nested::{self, Resolved};
 use crate::base::identity::Identity;
@@ -254,7 +255,14 @@ pub async fn search(
     ds: &DataSetConfig,
 ) -> Result<(Vec<Entry>, Resolved), SyncError> {
     let source = ldap_source(ds)?;
-    let resolved = nested::resolve(directory, client, warden.metrics(), &ds.name, source).await?;
+    let resolved = nested::resolve(
+        directory,
+        client,
+        &warden.metrics().get::<SyncMetrics>(),
+        &ds.name,
+        source,
+    )
+    .await?;
     let entries = client
         .search_paged(
             &source.base,
@@ -393,7 +401,6 @@ fn listed_accounts(
     group_dn: &str,
 ) -> Result<HashSet<String>, SyncError> {
     let identity = directory.identity();
-    let now = now();
     let mut names = HashSet::new();
     for mapping in warden
         .config()
@@ -401,10 +408,7 @@ fn listed_accounts(
         .iter()
         .filter(|m| m.directory == directory.name() && dn_key(&m.group_dn) == dn_key(group_dn))
     {
-        for m in warden.store().members(&mapping.list)? {
-            if m.expires_at.is_some_and(|t| t <= now) {
-                continue;
-            }
+        for m in warden.store().active_members(&mapping.list)? {
             names.insert(fold(&identity.canonical(&m.principal), false));
             for n in &m.names {
                 names.insert(fold(&identity.canonical(n), false));

@@ -19,9 +19,7 @@ use crate::config::MappingConfig;
 use crate::directory::Directory;
 use crate::directory::{DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError, MemberChange};
 use crate::model::dataset::fold;
-use crate::store::{
-    AuditRecord, Member, PushedAccount, RecentUpdate, Store, SurfaceEvent, SurfaceKind,
-};
+use crate::store::{AuditRecord, PushedAccount, RecentUpdate, Store, SurfaceEvent, SurfaceKind};
 
 /// LDAP noSuchObject.
 const RC_NO_SUCH_OBJECT: u32 = 32;
@@ -163,16 +161,6 @@ async fn group_members(
     }
 }
 
-/// Active members of a list. A member past its expiry stays until the expiry sweep
-/// deactivates it, so a sweep the clocks or the share guard held keeps it in its groups.
-fn list_members(store: &Store, list: &str) -> Result<Vec<Member>, SyncError> {
-    Ok(store
-        .members(list)?
-        .into_iter()
-        .filter(|m| m.is_active())
-        .collect())
-}
-
 /// Works out what a push would change, without changing anything. Fails if the group is
 /// missing — the check a mapping gets when it is saved.
 ///
@@ -201,7 +189,7 @@ pub async fn plan(
     let mut drift_accounts = Vec::new();
     let mut accounts = Vec::new();
     let mut learned = Vec::new();
-    for member in list_members(store, &mapping.list)? {
+    for member in store.active_members(&mapping.list)? {
         let (key, principal) = (member.account, member.principal);
         if directory.routed_elsewhere(&principal).is_some() {
             // Not this domain's: never looked up here. Whatever was pushed for it before

@@ -4,6 +4,7 @@
 //! when that one failed), counted, and a connection that failed is reset. The scheduling loops
 //! (`services::sync`) and "refresh now" (`operations::data_sets`) call these two.
 
+use super::SyncMetrics;
 use super::incremental::{self, Want};
 use super::pull::{self, RefreshOutcome};
 use super::{SyncError, failed_update};
@@ -50,7 +51,7 @@ async fn run(
         },
     };
     if let Ok((_, kind)) = &result {
-        warden.metrics().pulled(&ds.name, kind);
+        warden.metrics().get::<SyncMetrics>().pulled(&ds.name, kind);
     }
     let result = result.map(|(outcome, _)| outcome);
     // A union query's directory was reset by `query`; this one only if it failed itself.
@@ -102,12 +103,13 @@ async fn run(
     {
         tracing::error!(error = %e, "cannot record refresh run");
     }
+    let metrics = warden.metrics().get::<SyncMetrics>();
     match &result {
-        Ok(RefreshOutcome::Applied { .. }) => warden
-            .metrics()
-            .refreshed(&ds.name, u64::try_from(now_ms()).unwrap_or(0)),
+        Ok(RefreshOutcome::Applied { .. }) => {
+            metrics.refreshed(&ds.name, u64::try_from(now_ms()).unwrap_or(0));
+        }
         Ok(RefreshOutcome::Held { .. }) => {}
-        Err(_) => warden.metrics().refresh_failed(&ds.name),
+        Err(_) => metrics.refresh_failed(&ds.name),
     }
     (update, result)
 }

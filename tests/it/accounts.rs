@@ -142,13 +142,14 @@ fn psql(db: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn a_postgresql_store_of_the_previous_release_upgrades_and_merges_spellings() {
+/// A store database of its own on the shared test server, owned by a role of its own, closed
+/// to PUBLIC (warden refuses one PUBLIC may connect to); its password in `dir/pg.secret`.
+/// Returns the role, the database and the `[store]` keys that reach it.
+fn store_database(dir: &Path, name: &str) -> (String, String, String) {
     let pg = postgres();
-    let dir = tempfile::tempdir().unwrap();
     let id = std::process::id();
-    let (role, db) = (format!("accounts_{id}"), format!("accounts_old_{id}"));
-    let password = format!("a{id}x{}", pg.port);
+    let (role, db) = (format!("{name}_{id}"), format!("{name}_db_{id}"));
+    let password = format!("{name}{id}x{}", pg.port);
     psql(
         "postgres",
         &[
@@ -156,11 +157,29 @@ fn a_postgresql_store_of_the_previous_release_upgrades_and_merges_spellings() {
             &format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
             "-c",
             &format!("CREATE DATABASE {db} OWNER {role}"),
+            "-c",
+            &format!("REVOKE CONNECT ON DATABASE {db} FROM PUBLIC"),
         ],
     );
+    let secret = dir.join("pg.secret");
+    write_secret(&secret, &password);
+    let store = format!(
+        "path = \"warden.db\"\nurl = \"postgresql://{role}@127.0.0.1:{}/{db}\"\n\
+         password_file = \"{}\"\nca_file = \"{}\"",
+        pg.port,
+        secret.display(),
+        pg.ca.display()
+    );
+    (role, db, store)
+}
+
+#[test]
+fn a_postgresql_store_of_the_previous_release_upgrades_and_merges_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (role, db, store) = store_database(dir.path(), "accounts_old");
     // The dump written by the previous release, loaded as the role warden connects as (so it
     // owns the tables it migrates). The file is read by the server's user.
-    let dump = std::env::temp_dir().join(format!("warden-accounts-{id}.sql"));
+    let dump = std::env::temp_dir().join(format!("warden-{db}.sql"));
     std::fs::copy(fixture("store-208f63f.sql"), &dump).unwrap();
     std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     psql(
@@ -173,22 +192,13 @@ fn a_postgresql_store_of_the_previous_release_upgrades_and_merges_spellings() {
         ],
     );
     std::fs::remove_file(&dump).unwrap();
-    let secret = dir.path().join("pg.secret");
-    write_secret(&secret, &password);
-    std::fs::write(
-        dir.path().join("warden.toml"),
-        old_config(&format!(
-            "path = \"warden.db\"\nurl = \"postgresql://{role}@127.0.0.1:{}/{db}\"\n\
-             password_file = \"{}\"\nca_file = \"{}\"",
-            pg.port,
-            secret.display(),
-            pg.ca.display()
-        )),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("warden.toml"), old_config(&store)).unwrap();
     check_upgraded(dir.path());
     // Both backends number the schema alike: the upgraded store is at the newest version.
-    assert_eq!(psql(&db, &["-c", "SELECT version FROM warden_schema"]), "9");
+    assert_eq!(
+        psql(&db, &["-c", "SELECT version FROM warden_schema"]),
+        warden::store::postgres::VERSIONS.to_string()
+    );
 }
 
 /// The shipped gate example, pointed at the test server: listing `CORP\alice` refuses the
@@ -671,37 +681,11 @@ fn the_scenario_on_the_embedded_default() {
 
 #[test]
 fn the_scenario_on_a_postgresql_store() {
-    let pg = postgres();
     let dir = tempfile::tempdir().unwrap();
-    let id = std::process::id();
-    let (role, db) = (
-        format!("accounts_s_{id}"),
-        format!("accounts_scenario_{id}"),
-    );
-    let password = format!("s{id}x{}", pg.port);
-    psql(
-        "postgres",
-        &[
-            "-c",
-            &format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
-            "-c",
-            &format!("CREATE DATABASE {db} OWNER {role}"),
-        ],
-    );
-    let secret = dir.path().join("pg.secret");
-    write_secret(&secret, &password);
+    let (_, _, store) = store_database(dir.path(), "accounts_scenario");
     std::fs::write(
         dir.path().join("warden.toml"),
-        crate::support::list_config("", "\"*\"").replace(
-            "path = \"warden.db\"",
-            &format!(
-                "path = \"warden.db\"\nurl = \"postgresql://{role}@127.0.0.1:{}/{db}\"\n\
-                 password_file = \"{}\"\nca_file = \"{}\"",
-                pg.port,
-                secret.display(),
-                pg.ca.display()
-            ),
-        ),
+        crate::support::list_config("", "\"*\"").replace("path = \"warden.db\"", &store),
     )
     .unwrap();
     let server = crate::support::start_warden(dir.path(), &["--config", "warden.toml"]);

@@ -16,7 +16,10 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use crate::dc::{self, AdConfig, Ns};
-use crate::support::{Server, enc, eventually, free_port, http, list_config, start_warden};
+use crate::support::{
+    HttpResponse, Server, enc, eventually, free_port, http, list_config, run as run_cmd,
+    start_warden, warden_cmd,
+};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
@@ -270,6 +273,16 @@ fn make_key(server: &Server, name: &str, scopes: &[&str]) -> String {
     r.json()["key"].as_str().unwrap().to_owned()
 }
 
+/// How many members "Suspicious Users" has, asked over the API.
+fn member_count(server: &Server) -> usize {
+    server
+        .get(&format!("/v1/lists/{}/members", enc("Suspicious Users")))
+        .json()["members"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 fn list_path(list: &str) -> String {
     format!("/console/lists/{}", enc(list))
 }
@@ -513,14 +526,7 @@ fn the_console_refuses_what_it_must_and_renders_markup_inert() {
     std::fs::write(tmp.path().join("warden.toml"), list_config("", "\"*\"")).unwrap();
     let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
     let responder = make_key(&server, "responder", &["respond"]);
-    let members = || {
-        server
-            .get(&format!("/v1/lists/{}/members", enc("Suspicious Users")))
-            .json()["members"]
-            .as_array()
-            .unwrap()
-            .len()
-    };
+    let members = || member_count(&server);
 
     run(async {
         let b = Console::open(&server).await;
@@ -1143,4 +1149,236 @@ fn over_tls_the_cookie_is_secure_and_the_origin_https() {
         "{cookie}"
     );
     assert!(cookie.trim_end().ends_with("; Secure"), "{cookie}");
+}
+
+/// Posts the console's sign-in form with `key` from the console's own origin.
+fn sign_in_over_http(server: &Server, key: &str) -> HttpResponse {
+    let origin = format!("http://{}", server.addr);
+    http(
+        server.addr,
+        "POST",
+        "/console/sign-in",
+        &[
+            ("Origin", origin.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("key={}", enc(key)).as_bytes(),
+    )
+}
+
+/// A console session over plain HTTP: its cookie, as a browser would send it.
+pub(crate) struct Session<'s> {
+    server: &'s Server,
+    cookie: String,
+}
+
+impl<'s> Session<'s> {
+    pub(crate) fn open(server: &'s Server, key: &str) -> Session<'s> {
+        let signed = sign_in_over_http(server, key);
+        assert_eq!(signed.status, 303, "{}", signed.body);
+        let cookie = signed.header("set-cookie").unwrap();
+        Session {
+            server,
+            cookie: cookie.split(';').next().unwrap().to_owned(),
+        }
+    }
+
+    pub(crate) fn get(&self, path: &str) -> HttpResponse {
+        http(
+            self.server.addr,
+            "GET",
+            path,
+            &[("Cookie", self.cookie.as_str())],
+            b"",
+        )
+    }
+
+    fn post(&self, path: &str, form: &str) -> HttpResponse {
+        let origin = format!("http://{}", self.server.addr);
+        http(
+            self.server.addr,
+            "POST",
+            path,
+            &[
+                ("Cookie", self.cookie.as_str()),
+                ("Origin", origin.as_str()),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            form.as_bytes(),
+        )
+    }
+
+    /// The session's anti-CSRF token, from a page that carries a form.
+    fn csrf(&self) -> String {
+        let page = self.get(&list_path("Suspicious Users"));
+        assert_eq!(page.status, 200, "{}", page.body);
+        page.body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// The id of a key (`wdn_<id>_<secret>`).
+pub(crate) fn key_id(key: &str) -> &str {
+    &key[4..16]
+}
+
+/// `warden keys …` on the store the running server reads: another process, as an operator
+/// would run it.
+fn keys_cli(dir: &Path, args: &[&str]) -> String {
+    let mut cmd = warden_cmd(dir);
+    cmd.args(["--config", "warden.toml", "keys"]).args(args);
+    let out = run_cmd(cmd);
+    assert_eq!(out.code, 0, "warden keys {args:?}: {}", out.stderr);
+    out.stdout.trim().to_owned()
+}
+
+/// Issue 24 §6: a console session outlived its key. Signed in with a key, revoked with
+/// `warden keys revoke`, the bearer was refused but the session still read the audit log and
+/// removed a list member, audited with the revoked key as actor. Now every console request
+/// re-checks the key: after a revocation a form posted from a page loaded before is refused
+/// and changes nothing, the session is gone, the sign-in page says why; after a rotation the
+/// old key still serves its clients for the overlap, but its session ends and it opens no new
+/// one. The refusals are audited (in aggregate) with the key.
+#[test]
+fn a_console_session_ends_when_its_key_is_revoked_or_rotated() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), list_config("", "\"*\"")).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let members = || member_count(&server);
+    let bearer = |key: &str| server.call("GET", "/v1/lists", Some(key), b"").status;
+
+    // Revoked.
+    let ana = make_key(&server, "soc-ana", &["admin"]);
+    let session = Session::open(&server, &ana);
+    assert_eq!(session.get("/console/audit").status, 200);
+    assert_eq!(server.add_member("corp\\alice"), 201);
+    let csrf = session.csrf();
+    keys_cli(tmp.path(), &["revoke", key_id(&ana)]);
+    let refused = eventually(Duration::from_secs(10), || bearer(&ana) == 401);
+    assert!(
+        refused.is_some(),
+        "the running server never saw the revocation"
+    );
+    let remove = format!("{}/remove", list_path("Suspicious Users"));
+    let post = session.post(&remove, &format!("csrf={csrf}&principal=corp%5Calice"));
+    assert_eq!(post.status, 403, "{}", post.body);
+    assert!(post.body.contains("has been revoked"), "{}", post.body);
+    assert!(post.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(members(), 1, "a revoked key's session removed a member");
+    let audit = session.get("/console/audit");
+    assert_eq!(audit.status, 303, "{}", audit.body);
+    assert_eq!(audit.header("location"), Some("/console/sign-in"));
+    assert_eq!(sign_in_over_http(&server, &ana).status, 401);
+
+    // Rotated.
+    let bo = make_key(&server, "soc-bo", &["respond"]);
+    let session = Session::open(&server, &bo);
+    assert_eq!(session.get("/console/lists").status, 200);
+    let replacement = keys_cli(tmp.path(), &["rotate", key_id(&bo), "--overlap", "1h"]);
+    let mut last = None;
+    let ended = eventually(Duration::from_secs(10), || {
+        let r = session.get("/console/lists");
+        let done = r.status == 303;
+        last = Some(r);
+        done
+    });
+    assert!(
+        ended.is_some(),
+        "the rotated key's session went on: {last:?}"
+    );
+    let last = last.unwrap();
+    assert_eq!(
+        last.header("location"),
+        Some("/console/sign-in?ended=rotated")
+    );
+    let said = http(
+        server.addr,
+        "GET",
+        "/console/sign-in?ended=rotated",
+        &[],
+        b"",
+    );
+    assert!(said.body.contains("has been rotated"), "{}", said.body);
+    assert_eq!(
+        bearer(&bo),
+        200,
+        "the old key serves clients for its overlap"
+    );
+    let again = sign_in_over_http(&server, &bo);
+    assert_eq!(again.status, 401, "{}", again.body);
+    assert!(again.body.contains("rotated"), "{}", again.body);
+    Session::open(&server, &replacement);
+
+    let records = server.get("/v1/audit?action=lists.remove").json();
+    assert_eq!(records["records"], json!([]), "{records}");
+    let failed = server.get("/v1/audit?action=auth.failed").json();
+    for (who, why) in [("soc-ana", "revoked"), ("soc-bo", "rotated")] {
+        let counted = failed["records"].as_array().unwrap().iter().any(|r| {
+            r["actor"].as_str().unwrap().ends_with(&format!("({who})"))
+                && r["detail"]["reason"] == why
+        });
+        assert!(counted, "{who} {why}: {failed}");
+    }
+}
+
+/// Issue 24 §6 in the browser: an analyst signed in with a key has the audit log and a list
+/// open when the key is revoked (`warden keys revoke`); the open page goes to the sign-in page
+/// by itself and says why, the audit log no longer opens, and the member stays listed. Signed
+/// in with a key an admin then rotates, the next page is the sign-in page too, and the
+/// replacement key signs in.
+#[test]
+fn the_browser_is_signed_out_when_its_key_is_revoked_or_rotated() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("warden.toml"), list_config("", "\"*\"")).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
+    let ana = make_key(&server, "soc-ana", &["admin"]);
+    let bo = make_key(&server, "soc-bo", &["respond"]);
+    assert_eq!(server.add_member("corp\\alice"), 201);
+    run(async {
+        let b = Console::open(&server).await;
+        b.sign_in(&ana).await;
+        b.wait_for("h1", "Lists").await;
+        b.goto("/console/audit").await;
+        b.wait_for("h1", "Audit log").await;
+        b.goto(&list_path("Suspicious Users")).await;
+        b.wait_for("#members tr.member", "corp\\alice").await;
+        keys_cli(tmp.path(), &["revoke", key_id(&ana)]);
+        // The members region's next re-fetch finds the session ended.
+        let said = b.wait_for("#flash", "Your console session has ended").await;
+        assert!(said.contains("has been revoked"), "{said}");
+        assert_eq!(b.path().await, "/console/sign-in");
+        b.goto("/console/audit").await;
+        assert_eq!(b.path().await, "/console/sign-in");
+        b.sign_in(&ana).await;
+        b.wait_for("#flash", "Sign-in refused").await;
+
+        b.sign_in(&bo).await;
+        b.wait_for("h1", "Lists").await;
+        let rotated = server.call(
+            "POST",
+            &format!("/v1/keys/{}/rotate", key_id(&bo)),
+            server.admin_key.as_deref(),
+            br#"{"overlap":"1h"}"#,
+        );
+        assert_eq!(rotated.status, 201, "{}", rotated.body);
+        let replacement = rotated.json()["key"].as_str().unwrap().to_owned();
+        b.goto("/console/incidents").await;
+        let said = b.wait_for("#flash", "Your console session has ended").await;
+        assert!(said.contains("rotated"), "{said}");
+        b.sign_in(&replacement).await;
+        b.wait_for("h1", "Lists").await;
+        b.close().await;
+    });
+    let members = server
+        .get(&format!("/v1/lists/{}/members", enc("Suspicious Users")))
+        .json();
+    // The member is the account, named canonically whatever spelling added it.
+    assert_eq!(
+        members["members"][0]["principal"], "CORP\\alice",
+        "{members}"
+    );
 }

@@ -30,13 +30,10 @@ fn script() -> PathBuf {
 }
 
 impl OwnPg {
-    fn start() -> OwnPg {
-        OwnPg::start_named("agentless")
-    }
-
-    /// A server in a directory of this name (tests running at once each need their own).
-    fn start_named(name: &str) -> OwnPg {
-        let dir = std::env::temp_dir().join(format!("warden-pg-{name}-{}", std::process::id()));
+    /// A server of its own for the test `name` (tests run in parallel).
+    fn start(name: &str) -> OwnPg {
+        let dir =
+            std::env::temp_dir().join(format!("warden-pg-agentless-{name}-{}", std::process::id()));
         let port = start_postgres(&dir);
         OwnPg { dir, port }
     }
@@ -181,7 +178,7 @@ fn wait_members(pg: &OwnPg, server: &Server, want: &str) {
 /// from the list revokes and logins work again.
 #[test]
 fn a_list_is_reconciled_into_a_role_that_pg_hba_refuses() {
-    let pg = OwnPg::start();
+    let pg = OwnPg::start("reconcile");
     let secret = provision(&pg);
     assert!(
         refused(&login(&pg, "bob")),
@@ -301,7 +298,7 @@ fn a_list_is_reconciled_into_a_role_that_pg_hba_refuses() {
 /// refuses her; the account's provenance names the role with the time the grant landed.
 #[test]
 fn a_member_listed_by_upn_is_granted_the_role_and_refused_by_pg_hba() {
-    let pg = OwnPg::start_named("agentless-upn");
+    let pg = OwnPg::start("upn");
     let secret = provision(&pg);
     let (server, dir) = start(&pg, &secret);
     wait_members(&pg, &server, "");
@@ -324,4 +321,66 @@ fn a_member_listed_by_upn_is_granted_the_role_and_refused_by_pg_hba() {
     assert_eq!(role["state"], "landed", "{answer}");
     assert!(role["since_ms"].as_i64().unwrap() > 0, "{answer}");
     drop(dir);
+}
+
+/// Issue 24 §7: twelve members, ten of them expiring in the same second. The expiry sweep
+/// holds (more than half the list at once): decisions stay block, and the agentless role
+/// keeps all twelve — the reconcile reads the same "active" the snapshot does, not the clock.
+#[test]
+fn an_expiry_hold_holds_in_the_agentless_role_too() {
+    let pg = OwnPg::start("hold");
+    let secret = provision(&pg);
+    let users: Vec<String> = (0..12).map(|i| format!("user{i:02}")).collect();
+    pg.admin(
+        &users
+            .iter()
+            .map(|u| format!("CREATE ROLE {u} LOGIN;"))
+            .collect::<String>(),
+    );
+    let (server, _dir) = start(&pg, &secret);
+    wait_members(&pg, &server, "");
+    let expires_at = warden::base::time::format_rfc3339(warden::base::time::now() + 8);
+    for (i, u) in users.iter().enumerate() {
+        let mut body = serde_json::json!({ "principal": format!("CORP\\{u}"), "reason": "t" });
+        if i < 10 {
+            body["expires_at"] = expires_at.clone().into();
+        }
+        let added = server.post_json("/v1/lists/Suspicious%20Users/members", &body);
+        assert_eq!(added.status, 201, "{}", added.body);
+    }
+    let all = users.join(",");
+    wait_members(&pg, &server, &all);
+
+    let held = eventually(Duration::from_secs(30), || {
+        let lists = server.get("/v1/lists").json();
+        !lists["lists"][0]["expiry_hold"].is_null()
+    });
+    assert!(
+        held.is_some(),
+        "no hold: {}\n{}",
+        server.get("/v1/lists").body,
+        server.logs()
+    );
+    let hold = server.get("/v1/lists").json()["lists"][0]["expiry_hold"].clone();
+    assert_eq!(
+        (hold["due"].clone(), hold["active"].clone()),
+        (10.into(), 12.into())
+    );
+    // Reconciles run every second; one that started two seconds after the hold showed has
+    // seen the held members as they are.
+    let seen = warden::base::time::now_ms();
+    let newest_run = |s: &Server| {
+        s.get("/v1/databases").json()["databases"][0]["recent_updates"][0]["started_at_ms"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || newest_run(&server)
+            > seen + 2000)
+        .is_some(),
+        "no reconcile ran after the hold: {}",
+        server.get("/v1/databases").body
+    );
+    assert_eq!(pg.members(), all, "the agentless role let held members go");
+    assert_eq!(server.decision("orders", "CORP\\user03"), "block");
 }

@@ -191,7 +191,14 @@ fn thousands_of_concurrent_keep_alive_connections() {
     const CONNECTIONS: usize = 3000;
     raise_fd_limit(std::process::id(), 20_000);
     let tmp = tempfile::tempdir().unwrap();
-    let server = start(tmp.path());
+    // Every connection comes from one address here, which by default may hold a tenth of
+    // max_connections (limits.rs tests that cap).
+    let config = list_config(
+        "anonymous_decisions = true\nmax_connections_per_client = 10000",
+        r#""*""#,
+    );
+    std::fs::write(tmp.path().join("warden.toml"), config).unwrap();
+    let server = start_warden(tmp.path(), &["--config", "warden.toml"]);
     raise_fd_limit(server.child.id(), 20_000);
     let path = "/v1/decision?service=orders&db_user=alice";
     let mut open = Vec::with_capacity(CONNECTIONS);

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Server, eventually, free_port, list_config, postgres, start_warden};
 
+mod wire_client;
+use wire_client::Wire;
+
 struct Gate {
     server: Server,
     port: u16,
@@ -86,6 +89,15 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// Asserts that a client command failed and said `needle` on stderr.
+fn fails_saying(out: &Output, needle: &str) {
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains(needle),
+        "expected a failure saying {needle:?}: {}",
+        text(out)
+    );
 }
 
 fn gate_ca(_gate: &Gate) -> std::path::PathBuf {
@@ -452,16 +464,21 @@ upstream_ca_file = "{ca}"
     assert!(out.status.success(), "{}", text(&out));
 }
 
-#[test]
-fn a_session_waiting_on_its_client_ends_after_idle_timeout_a_long_query_does_not() {
-    let pg = postgres();
+/// A plain gate (plain upstream) with this `idle_timeout`, and its port.
+fn idle_gate(idle_timeout: &str) -> (Gate, u16) {
     let port = free_port();
     let gates = format!(
         "[[gates]]\nname = \"idle\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\n\
-         service = \"pg-idle\"\nallow_plain = true\nupstream_plain = true\nidle_timeout = \"1s\"\n",
-        pg.port
+         service = \"pg-idle\"\nallow_plain = true\nupstream_plain = true\n\
+         idle_timeout = \"{idle_timeout}\"\n",
+        postgres().port
     );
-    let gate = start_gates(&gates, &[port]);
+    (start_gates(&gates, &[port]), port)
+}
+
+#[test]
+fn a_session_waiting_on_its_client_ends_after_idle_timeout_a_long_query_does_not() {
+    let (gate, port) = idle_gate("1s");
 
     // A query that runs longer than idle_timeout is not idle.
     let out = psql_at(port, "alice", "sslmode=disable", "SELECT pg_sleep(3)")
@@ -691,8 +708,9 @@ dns = "corp.example.test"
     );
 }
 
-/// Runs SQL on the test server as its superuser (over its socket).
-fn pg_admin(sql: &str) {
+/// Runs SQL in `appdb` on the test server as its superuser (over its socket); returns what it
+/// printed.
+fn pg_admin(sql: &str) -> String {
     let pg = postgres();
     let out = Command::new("runuser")
         .args([
@@ -702,6 +720,7 @@ fn pg_admin(sql: &str) {
             "psql",
             "-X",
             "-q",
+            "-At",
             "-v",
             "ON_ERROR_STOP=1",
         ])
@@ -713,7 +732,7 @@ fn pg_admin(sql: &str) {
             "-U",
             "postgres",
             "-d",
-            "postgres",
+            "appdb",
             "-c",
             sql,
         ])
@@ -721,6 +740,7 @@ fn pg_admin(sql: &str) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{sql}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The seed's own last step, end to end: an incident's response puts a user on the list, the
@@ -860,4 +880,637 @@ fn the_seed_through_the_gate_refuses_psql_and_ends_the_open_session() {
         text(&refused)
     );
     pg_admin(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""));
+}
+
+/// Whether backend `pid` still runs a statement (`active`) on the test server.
+fn backend_state(pid: u32) -> String {
+    pg_admin(&format!(
+        "SELECT coalesce(max(state), 'gone') FROM pg_stat_activity WHERE pid = {pid}"
+    ))
+}
+
+/// A table alice may write, made afresh.
+fn fresh_table(name: &str, columns: &str) {
+    pg_admin(&format!(
+        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({columns}); \
+         GRANT ALL ON {name} TO alice"
+    ));
+}
+
+/// Issue 24 §3: a client with a small receive buffer leaves a large result unread and streams
+/// COPY rows; its user is blocked. The gate stops its bytes at once, cancels and closes the
+/// upstream without waiting on it: no row sent after the block (plus a second of grace) is
+/// committed, nor the INSERT after the COPY, and the backend is gone within 5 s. (Before: the
+/// end waited in a write to the client while rows kept flowing and committing.)
+#[test]
+fn a_client_that_stops_reading_is_ended_and_nothing_it_sends_after_the_block_commits() {
+    let gate = start_gate();
+    let table = "gate_stuck_reader";
+    fresh_table(table, "n int");
+    let mut w = Wire::connect(gate.port, true, Some(4096)).unwrap();
+    w.login(b"alice", &postgres().password("alice"), &[])
+        .unwrap();
+    let (pid, _) = w.key.clone().unwrap();
+    w.send(&wire_client::query("SELECT repeat('x', 3000000)"))
+        .unwrap();
+    w.send(&wire_client::query(&format!("COPY {table} FROM STDIN")))
+        .unwrap();
+    let mut listed: Option<Instant> = None;
+    let mut cutoff = None;
+    for n in 0..200u32 {
+        if n == 10 {
+            assert_eq!(gate.server.add_member("alice"), 201);
+            listed = Some(Instant::now());
+        }
+        if let Some(at) = listed {
+            if cutoff.is_none() && at.elapsed() > Duration::from_secs(1) {
+                cutoff = Some(n);
+            }
+            if at.elapsed() > Duration::from_secs(4) {
+                break;
+            }
+        }
+        if w.send(&wire_client::copy_data(format!("{n}\n").as_bytes()))
+            .is_err()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = w.send(&wire_client::copy_done());
+    let _ = w.send(&wire_client::query(&format!(
+        "INSERT INTO {table} VALUES (-1)"
+    )));
+    let listed = listed.unwrap();
+    let gone = eventually(
+        Duration::from_secs(5).saturating_sub(listed.elapsed()),
+        || backend_state(pid) == "gone",
+    );
+    drop(w);
+    assert!(
+        gone.is_some(),
+        "backend {pid} outlived the block by 5 s (now {} after {:?})\n{}",
+        backend_state(pid),
+        listed.elapsed(),
+        gate.server.logs()
+    );
+    let cutoff = cutoff.unwrap_or(u32::MAX);
+    let late = pg_admin(&format!(
+        "SELECT count(*) FROM {table} WHERE n >= {cutoff} OR n = -1"
+    ));
+    let all = pg_admin(&format!("SELECT count(*) FROM {table}"));
+    println!("rows committed: {all} (after the block + 1 s: {late})");
+    assert_eq!(late, "0", "rows sent after the block were committed");
+}
+
+/// Issue 24 §3: a client that hangs up while its statement runs (a DO loop inserting rows)
+/// has the statement cancelled: it stops within 3 s. (Before: it ran until someone
+/// terminated the backend.)
+#[test]
+fn a_client_that_hangs_up_mid_statement_has_it_cancelled() {
+    let gate = start_gate();
+    let table = "gate_hang_up";
+    fresh_table(table, "n int");
+    let mut w = Wire::connect(gate.port, true, None).unwrap();
+    w.login(b"alice", &postgres().password("alice"), &[])
+        .unwrap();
+    let (pid, _) = w.key.clone().unwrap();
+    w.send(&wire_client::query(&format!(
+        "DO $$ BEGIN LOOP INSERT INTO {table} VALUES (1); PERFORM pg_sleep(0.01); END LOOP; END $$"
+    )))
+    .unwrap();
+    let running = eventually(Duration::from_secs(10), || backend_state(pid) == "active");
+    assert!(
+        running.is_some(),
+        "{}: {:?}",
+        backend_state(pid),
+        w.until_ready()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let hung_up = Instant::now();
+    drop(w);
+    let stopped = eventually(Duration::from_secs(3), || backend_state(pid) != "active");
+    println!(
+        "the statement stopped {:?} after the hang-up",
+        hung_up.elapsed()
+    );
+    assert!(
+        stopped.is_some(),
+        "backend {pid} still {} 3 s after its client hung up",
+        backend_state(pid)
+    );
+}
+
+/// A loopback proxy to the test server that holds each connection `delay` before it connects
+/// on: a slow upstream accept.
+fn slow_proxy(delay: Duration) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = postgres().port;
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut c, mut s) = (client, server);
+                let _ = std::io::copy(&mut s, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+    port
+}
+
+/// Issue 24 §3: a block published while the gate connects upstream is not missed: alice's
+/// connect through a slow upstream, alice listed 0.5 s into it, is refused. (Before: the
+/// relay subscribed to swaps after connecting and alice worked.)
+#[test]
+fn a_block_published_while_the_gate_connects_upstream_is_not_missed() {
+    let pg = postgres();
+    let port = free_port();
+    let proxy = slow_proxy(Duration::from_secs(3));
+    let gates = format!(
+        "[[gates]]\nname = \"slow\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{proxy}\"\n\
+         service = \"pg-slow\"\ntls_cert_file = \"{dir}/tls/server.pem\"\n\
+         tls_key_file = \"{dir}/tls/server.key\"\nupstream_ca_file = \"{}\"\n",
+        pg.ca.display(),
+        dir = pg.dir.display(),
+    );
+    let gate = start_gates(&gates, &[port]);
+    let tls = format!("sslmode=verify-full sslrootcert={}", pg.ca.display());
+    let client = psql_at(port, "alice", &tls, "SELECT 'worked'")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(gate.server.add_member("alice"), 201);
+    let out = client.wait_with_output().unwrap();
+    fails_saying(&out, "suspended by policy");
+}
+
+/// Issue 24 §4: the gate decides the name the server will use. A listed 63-byte role with
+/// `XYZ` appended (the server cuts it back), and a member of a listed role asking for it in
+/// `options` (`-c role=`, `--role=`, escaped, `session_authorization`) or as a start-up
+/// parameter, are refused; the member on its own is served.
+#[test]
+fn the_gate_decides_on_every_name_the_server_will_use() {
+    let gate = start_gate();
+    let pg = postgres();
+    let long = format!("gate_long_{}", "x".repeat(53));
+    assert_eq!(long.len(), 63);
+    let member = "gate_member";
+    let password = "Gate-member-9!";
+    pg_admin(&format!(
+        "CREATE ROLE \"{long}\" LOGIN PASSWORD '{password}'; \
+         CREATE ROLE {member} LOGIN PASSWORD '{password}'; GRANT alice TO {member}; \
+         GRANT CONNECT ON DATABASE appdb TO \"{long}\", {member}"
+    ));
+    assert_eq!(gate.server.add_member(&long), 201);
+    assert_eq!(gate.server.add_member("alice"), 201);
+    let tls = format!(
+        "sslmode=verify-full sslrootcert={} channel_binding=disable",
+        pg.ca.display()
+    );
+    let as_user = |user: &str, options: &str| {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={} dbname=appdb user={user} {tls}",
+                gate.port
+            ))
+            .args(["-X", "-At", "-c", "SELECT current_user"])
+            .env("PGPASSWORD", password)
+            .env("PGOPTIONS", options)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = as_user(&format!("{long}XYZ"), "");
+    fails_saying(&out, "suspended by policy");
+    let out = as_user(member, "");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), member);
+    for options in [
+        "-c role=alice",
+        "--role=alice",
+        "-crole=al\\ice",
+        "-c ROLE=alice",
+        "-c session_authorization=alice",
+        "-c search_path=public -c role=alice",
+    ] {
+        let out = as_user(member, options);
+        fails_saying(&out, "suspended by policy");
+    }
+    // `role` as a start-up parameter of its own (libpq cannot send one; the wire can).
+    let mut w = Wire::connect(gate.port, true, None).unwrap();
+    let refused = w.login(member.as_bytes(), password, &[("role", b"alice")]);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("28000") && e.contains("suspended by policy")),
+        "{refused:?}"
+    );
+    pg_admin(&format!(
+        "DROP OWNED BY \"{long}\", {member}; DROP ROLE \"{long}\", {member}"
+    ));
+}
+
+/// Issue 24 §3b: large transfers through TLS finish, both ways, when the far side is slow.
+/// Before, the gate wrote to its TLS streams without flushing them: when a socket was full
+/// at the last write of a transfer, its tail stayed in the gate's TLS buffer and the session
+/// hung for good. Whether a socket is full at the last write is a race, so the test runs many
+/// transfers larger than the kernel's buffers to a slow far side. Server → client: clients
+/// with a 4 KiB receive buffer read 12 MB at about 25 MB/s (eight runs on each of four);
+/// client → server: a `COPY` of 16 MB in one write into a table whose trigger makes the
+/// server read slowly, ending with `CopyDone` (once each). Against the gate before the fix,
+/// three runs of this test in three hung (each on one or two of its 32 results).
+#[test]
+fn large_transfers_through_tls_to_slow_peers_never_hang() {
+    let gate = start_gate();
+    let table = "gate_slow_copy";
+    fresh_table(table, "v text");
+    pg_admin(&format!(
+        "CREATE OR REPLACE FUNCTION gate_slow_row() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(0.0005); RETURN NEW; END $$; \
+         CREATE TRIGGER gate_slow BEFORE INSERT ON {table} FOR EACH ROW \
+         EXECUTE FUNCTION gate_slow_row()"
+    ));
+    let port = gate.port;
+    let password = postgres().password("alice");
+    let started = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let password = password.clone();
+            std::thread::spawn(move || {
+                let mut w = Wire::connect(port, true, Some(4096)).unwrap();
+                w.login(b"alice", &password, &[]).unwrap();
+                for run in 0..8 {
+                    w.send(&wire_client::query(
+                        "SELECT repeat('y', 300) FROM generate_series(1, 40000)",
+                    ))
+                    .unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                    let answer = w.until_ready_slowly(256 << 10, Duration::from_millis(10));
+                    assert!(
+                        answer.as_ref().is_ok_and(|m| m.len() == 40_003),
+                        "worker {worker} run {run}: the result never finished: {:?}",
+                        answer.map(|m| m.len())
+                    );
+                }
+                for run in 0..1 {
+                    w.send(&wire_client::query(&format!("COPY {table} FROM STDIN")))
+                        .unwrap();
+                    let (kind, _) = w.read_message().unwrap();
+                    assert_eq!(kind, b'G', "worker {worker}: no CopyInResponse");
+                    let row = format!("{}\n", "z".repeat(8191));
+                    let mut copy = Vec::new();
+                    for _ in 0..2000 {
+                        copy.extend(wire_client::copy_data(row.as_bytes()));
+                    }
+                    copy.extend(wire_client::copy_done());
+                    w.send(&copy).unwrap();
+                    let answer = w.until_ready();
+                    assert!(
+                        answer.as_ref().is_ok_and(|m| m
+                            .iter()
+                            .any(|(k, b)| *k == b'C' && b.starts_with(b"COPY 2000"))),
+                        "worker {worker} run {run}: the COPY never reached its end: {answer:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    println!("32 results and 4 COPYs in {:?}", started.elapsed());
+}
+
+/// Issue 24 §3b: `idle_timeout` leaves a pipeline alone while the server works on it: `select
+/// 1; sync; select pg_sleep(4); sync` in one write through a gate with a 2 s idle timeout
+/// completes. (Before: ReadyForQuery after the first sync and no new client bytes counted as
+/// idle, and the session ended with 57P05 at 2.5 s.)
+#[test]
+fn idle_timeout_leaves_a_running_pipeline_alone() {
+    let (_gate, port) = idle_gate("2s");
+    let mut w = Wire::connect(port, false, None).unwrap();
+    w.login(b"alice", &postgres().password("alice"), &[])
+        .unwrap();
+    let mut pipeline = wire_client::extended("SELECT 1", &[]);
+    pipeline.extend(wire_client::extended("SELECT pg_sleep(4)", &[]));
+    w.send(&pipeline).unwrap();
+    for sync in ["first", "second"] {
+        let answer = w.until_ready().unwrap();
+        let errors: Vec<String> = answer
+            .iter()
+            .filter(|(k, _)| *k == b'E')
+            .map(|(_, b)| wire_client::error_text(b))
+            .collect();
+        assert!(errors.is_empty(), "{sync} sync: {errors:?}");
+    }
+}
+
+/// The Python with the gate tests' pinned clients, which `scripts/postgres install` makes.
+fn client_python() -> std::path::PathBuf {
+    let python = clients_home().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/postgres install",
+        python.display()
+    );
+    python
+}
+
+/// Issue 24 §3b: a CancelRequest over TLS is closed cleanly (close_notify) once forwarded, so
+/// libpq 18's `cancel_safe()` (psycopg) reports no "unexpected eof"; the query is cancelled.
+#[test]
+fn a_cancel_over_tls_is_closed_cleanly() {
+    let gate = start_gate();
+    let pg = postgres();
+    let mut w = Wire::connect(gate.port, true, None).unwrap();
+    w.login(b"alice", &pg.password("alice"), &[]).unwrap();
+    let (pid, secret) = w.key.clone().unwrap();
+    w.send(&wire_client::query("SELECT pg_sleep(30)")).unwrap();
+    let running = eventually(Duration::from_secs(10), || backend_state(pid) == "active");
+    assert!(running.is_some());
+    let mut cancel = Wire::connect(gate.port, true, None).unwrap();
+    cancel
+        .send(&wire_client::cancel_request(pid, &secret))
+        .unwrap();
+    let closed = cancel.read_to_end();
+    assert!(
+        closed.as_ref().is_ok_and(Vec::is_empty),
+        "the gate did not close the cancel's TLS stream cleanly: {closed:?}"
+    );
+    let answer = w.until_ready().unwrap();
+    assert!(
+        answer
+            .iter()
+            .any(|(k, b)| *k == b'E' && wire_client::error_text(b).starts_with("57014")),
+        "{answer:?}"
+    );
+
+    // The same through psycopg 3 (libpq 18): cancel_safe() from another thread.
+    let dsn = format!(
+        "host=127.0.0.1 port={} dbname=appdb user=alice password={} sslmode=verify-full \
+         sslrootcert={}",
+        gate.port,
+        pg.password("alice"),
+        pg.ca.display()
+    );
+    let script = r#"
+import sys, threading, time, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+failure = []
+def cancel():
+    time.sleep(1)
+    try:
+        conn.cancel_safe(timeout=10)
+    except Exception as e:
+        failure.append(repr(e))
+t = threading.Thread(target=cancel)
+t.start()
+try:
+    conn.execute("SELECT pg_sleep(30)")
+    print("not cancelled")
+except psycopg.errors.QueryCanceled:
+    print("cancelled")
+t.join()
+print("cancel_safe failed: " + failure[0] if failure else "cancel_safe ok")
+print("libpq", psycopg.pq.version())
+"#;
+    let out = Command::new(client_python())
+        .args(["-c", script, &dsn])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("cancelled\ncancel_safe ok"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Issue 24 §3b: start-up parameters that are not UTF-8 pass as the server takes them
+/// (`PGAPPNAME=caf\xe9`); before, the gate refused them with 08P01.
+#[test]
+fn start_up_parameters_that_are_not_utf8_pass() {
+    use std::os::unix::ffi::OsStrExt;
+    let gate = start_gate();
+    let out = psql(
+        &gate,
+        "alice",
+        "verify-full",
+        &gate_ca(&gate),
+        "SELECT 'served'",
+    )
+    .env("PGAPPNAME", std::ffi::OsStr::from_bytes(b"caf\xe9"))
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "served");
+}
+
+/// Issue 24 §3b: a refusal comes after the server's AuthenticationOk. A listed user with
+/// libpq's default `sslmode=prefer` sees the refusal once (libpq does not retry without TLS
+/// and print "the gate accepts TLS connections only"), and a wrong password for a listed user
+/// gets the server's authentication failure, not a word about the list.
+#[test]
+fn refusals_come_after_authentication() {
+    let gate = start_gate();
+    let ca = gate_ca(&gate);
+    assert_eq!(gate.server.add_member("bob"), 201);
+    let out = psql(&gate, "bob", "prefer", &ca, "SELECT 1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(err.contains("suspended by policy"), "{}", text(&out));
+    assert!(!err.contains("TLS connections only"), "{}", text(&out));
+    let out = psql(&gate, "bob", "verify-full", &ca, "SELECT 1")
+        .env("PGPASSWORD", "not-bobs-password")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        err.contains("password authentication failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(!err.contains("suspended"), "{}", text(&out));
+}
+
+/// The gate tests' clients' home (`scripts/postgres install` fills it).
+fn clients_home() -> std::path::PathBuf {
+    std::env::var_os("WARDEN_PG_CLIENTS_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pg-clients"))
+}
+
+/// Issue 24 §3b, with the refusal now after authentication: psycopg 3, asyncpg and
+/// node-postgres each query as an allowed user, surface a listed user's refusal (28000) and
+/// the end of their own session when their user is listed (57P01), over verified TLS.
+#[test]
+fn psycopg_asyncpg_and_node_postgres_see_refusals_and_ends() {
+    let gate = start_gate();
+    let pg = postgres();
+    let ca = pg.ca.display().to_string();
+    let password = "Gate-client-9!";
+    let users = ["gate_psycopg", "gate_asyncpg", "gate_node"];
+    for user in users {
+        pg_admin(&format!(
+            "CREATE ROLE {user} LOGIN PASSWORD '{password}'; GRANT CONNECT ON DATABASE appdb TO {user}"
+        ));
+    }
+    assert_eq!(gate.server.add_member("bob"), 201);
+    let bob = pg.password("bob");
+    let port = gate.port.to_string();
+    let psycopg = r#"
+import sys, psycopg
+port, ca, user, password, bob = sys.argv[1:]
+dsn = f"host=127.0.0.1 port={port} dbname=appdb sslmode=verify-full sslrootcert={ca}"
+try:
+    psycopg.connect(f"{dsn} user=bob password={bob}")
+    print("bob connected")
+except psycopg.OperationalError as e:
+    print("refused:", e)
+conn = psycopg.connect(f"{dsn} user={user} password={password}", autocommit=True)
+print("ok", conn.execute("select current_user").fetchone()[0], flush=True)
+try:
+    conn.execute("select pg_sleep(30)")
+    print("not ended")
+except psycopg.Error as e:
+    print("ended:", e.sqlstate, e)
+"#;
+    let asyncpg = r#"
+import asyncio, ssl, sys, asyncpg
+port, ca, user, password, bob = sys.argv[1:]
+tls = ssl.create_default_context(cafile=ca)
+async def main():
+    args = dict(host="127.0.0.1", port=int(port), database="appdb", ssl=tls)
+    try:
+        await asyncpg.connect(user="bob", password=bob, **args)
+        print("bob connected")
+    except Exception as e:
+        print("refused:", getattr(e, "sqlstate", "?"), e)
+    conn = await asyncpg.connect(user=user, password=password, **args)
+    print("ok", await conn.fetchval("select current_user"), flush=True)
+    try:
+        await conn.execute("select pg_sleep(30)")
+        print("not ended")
+    except Exception as e:
+        print("ended:", getattr(e, "sqlstate", "?"), e)
+asyncio.run(main())
+"#;
+    let node = r#"
+const { Client } = require('pg');
+const fs = require('fs');
+const [port, ca, user, password, bob] = process.argv.slice(1);
+const base = { host: '127.0.0.1', port: Number(port), database: 'appdb',
+               ssl: { ca: fs.readFileSync(ca), servername: 'localhost' } };
+(async () => {
+  try {
+    const b = new Client({ ...base, user: 'bob', password: bob });
+    await b.connect();
+    console.log('bob connected');
+  } catch (e) {
+    console.log('refused:', e.code, e.message);
+  }
+  const c = new Client({ ...base, user, password });
+  c.on('error', () => {});
+  await c.connect();
+  const r = await c.query('select current_user');
+  console.log('ok', r.rows[0].current_user);
+  try {
+    await c.query('select pg_sleep(30)');
+    console.log('not ended');
+  } catch (e) {
+    console.log('ended:', e.code, e.message);
+  }
+  process.exit(0);
+})();
+"#;
+    let home = clients_home();
+    let python = client_python();
+    let node_modules = home.join("node/node_modules");
+    assert!(
+        node_modules.join("pg").exists(),
+        "{} is missing: run scripts/postgres install",
+        node_modules.display()
+    );
+    // `python -c SCRIPT ARGS…` and `node -e SCRIPT ARGS…` alike.
+    let run = |program: &Path, flag: &str, script: &str, user: &str| {
+        Command::new(program)
+            .args([flag, script])
+            .args([port.as_str(), ca.as_str(), user, password, bob.as_str()])
+            .env("NODE_PATH", &node_modules)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let clients = vec![
+        (users[0], run(&python, "-c", psycopg, users[0])),
+        (users[1], run(&python, "-c", asyncpg, users[1])),
+        (users[2], run(Path::new("node"), "-e", node, users[2])),
+    ];
+    let open = eventually(Duration::from_secs(30), || {
+        let sessions = gate.server.get("/v1/gates").body;
+        users
+            .iter()
+            .all(|u| sessions.contains(&format!("\"user\":\"{u}\"")))
+    });
+    if open.is_none() {
+        let said: Vec<String> = clients
+            .into_iter()
+            .map(|(user, mut child)| {
+                let _ = child.kill();
+                format!("{user}: {}", text(&child.wait_with_output().unwrap()))
+            })
+            .collect();
+        panic!(
+            "not every client got a session: {}\n{}",
+            gate.server.get("/v1/gates").body,
+            said.join("\n")
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for user in users {
+        assert_eq!(gate.server.add_member(user), 201);
+    }
+    for (user, child) in clients {
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        println!("{user}:\n{said}");
+        assert!(out.status.success(), "{user}: {}", text(&out));
+        let lines: Vec<&str> = said.lines().collect();
+        assert!(
+            lines.len() == 3
+                && lines[0].starts_with("refused:")
+                && lines[0].contains("access for this user is suspended by policy"),
+            "{user}: {}",
+            text(&out)
+        );
+        assert_eq!(lines[1], format!("ok {user}"), "{user}: {}", text(&out));
+        assert!(
+            lines[2].starts_with("ended:")
+                && lines[2].contains("your access was suspended by policy"),
+            "{user}: {}",
+            text(&out)
+        );
+    }
+    for user in users {
+        pg_admin(&format!("DROP OWNED BY {user}; DROP ROLE {user}"));
+    }
 }

@@ -27,6 +27,7 @@ mod gateway;
 mod imperva;
 mod layers;
 mod limits;
+mod metrics;
 mod nested;
 mod nginx;
 mod patterns;

@@ -30,21 +30,10 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Listens on the target's own address, another port (so the DC's certificate, which
-    /// names its address, still verifies — wherever a developer started the DC), and
-    /// forwards to `target`.
+    /// Listens on `target`'s own address (the one the DC's certificate names, so it still
+    /// verifies through the proxy) and forwards to `target`.
     pub fn start(target: SocketAddr) -> FaultProxy {
-        let ip = match target.ip() {
-            std::net::IpAddr::V4(ip) => ip,
-            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::LOCALHOST,
-        };
-        FaultProxy::start_on(ip, target)
-    }
-
-    /// Listens on `ip` (the address the DC's certificate names, e.g. the PARTNER DC's
-    /// 127.0.0.2) and forwards to `target`.
-    pub fn start_on(ip: std::net::Ipv4Addr, target: SocketAddr) -> FaultProxy {
-        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let listener = TcpListener::bind((target.ip(), 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let faults = Arc::new(Faults::default());
         faults.budget.store(-1, Ordering::SeqCst);

@@ -514,6 +514,48 @@ fn sso_without_mfa_signs_in_when_mfa_is_not_required() {
     );
 }
 
+/// Issue 24 §6 for single sign-on: every request re-checks a session against the
+/// `[console.oidc]` in force. Turning `require_mfa` on ends the session of a person who
+/// signed in without MFA (and not the one who used it); unmapping the group that gave a
+/// session its scope ends that session too. Each goes to the sign-in page saying why.
+#[test]
+fn an_sso_session_follows_the_configuration_in_force() {
+    let s = setup("require_mfa = false");
+    let (mut ana, mut bo) = (Jar::default(), Jar::default());
+    sign_in(&s.warden, &s.provider, &mut ana, "ana", "ana-password");
+    sign_in(&s.warden, &s.provider, &mut bo, "bo", "bo-password");
+    for jar in [&ana, &bo] {
+        assert_eq!(console_page(&s.warden, jar, "/console/lists").status, 200);
+    }
+    let config = s._dir.path().join("warden.toml");
+    let reload = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains(from), "{from} not in\n{text}");
+        std::fs::write(&config, text.replace(from, to)).unwrap();
+        let r = s
+            .warden
+            .post_json("/v1/admin/reload", &serde_json::json!({}));
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    let ended = |jar: &Jar| {
+        let page = console_page(&s.warden, jar, "/console/lists");
+        assert_eq!(page.status, 303, "{}", page.body);
+        page.header("location").unwrap().to_owned()
+    };
+
+    reload("require_mfa = false", "require_mfa = true");
+    assert_eq!(ended(&bo), "/console/sign-in?ended=mfa");
+    assert_eq!(console_page(&s.warden, &ana, "/console/lists").status, 200);
+
+    reload(
+        "\"SOC Analysts\" = \"respond\"",
+        "\"SOC Leads\" = \"respond\"",
+    );
+    assert_eq!(ended(&ana), "/console/sign-in?ended=scope");
+    let said = console_page(&s.warden, &Jar::default(), "/console/sign-in?ended=scope");
+    assert!(said.body.contains("no longer gives"), "{}", said.body);
+}
+
 #[test]
 fn sso_for_a_user_in_no_mapped_group_is_refused() {
     let s = setup("");

@@ -438,16 +438,13 @@ pub fn authorize(config: &OidcConfig, claims: IdClaims) -> Result<SignIn, OidcEr
         &claims.subject,
         claims.email.as_deref().or(claims.name.as_deref()),
     );
-    let mut groups = Vec::new();
-    let mut scopes = Vec::new();
-    for g in &claims.groups {
-        if let Some(scope) = config.groups.get(g).and_then(|s| Scope::parse(s)) {
-            groups.push(g.clone());
-            scopes.push(scope);
-        }
-    }
-    scopes.sort();
-    scopes.dedup();
+    let groups: Vec<String> = claims
+        .groups
+        .iter()
+        .filter(|g| config.groups.contains_key(*g))
+        .cloned()
+        .collect();
+    let scopes = scopes_of(config, &groups);
     if scopes.is_empty() {
         return Err(OidcError::NoMappedGroup { actor });
     }
@@ -467,6 +464,18 @@ pub fn authorize(config: &OidcConfig, claims: IdClaims) -> Result<SignIn, OidcEr
         groups,
         mfa,
     })
+}
+
+/// The scopes `[console.oidc.groups]` gives these provider groups, sorted: at sign-in, and
+/// again on every request of the session it opened (the mapping in force may have changed).
+pub fn scopes_of(config: &OidcConfig, groups: &[String]) -> Vec<Scope> {
+    let mut scopes: Vec<Scope> = groups
+        .iter()
+        .filter_map(|g| config.groups.get(g).and_then(|s| Scope::parse(s)))
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.

@@ -6,7 +6,9 @@
 //!   and escaped by default at compile time), one stylesheet and one script file
 //!   (`assets/`), no inline script or style.
 //! - Sign-in ends in a server-side session ([`session`]); [`sign_in`] is the one way any
-//!   sign-in method (the API key form here, single sign-on) starts one.
+//!   sign-in method (the API key form here, single sign-on) starts one. Every request
+//!   re-checks what the session was opened with ([`recheck`]): a revoked, expired or rotated
+//!   key, or single sign-on groups that no longer give the console's scope, end it there.
 //! - Every `POST` carries the session's anti-CSRF token and an `Origin` equal to the
 //!   gateway's own; anything else is a 403 page. Every answer carries a strict
 //!   Content-Security-Policy, `X-Content-Type-Options`, `Referrer-Policy` and no caching.
@@ -38,10 +40,11 @@ use super::{Gateway, Response, read_body, refusal_of, refused};
 use crate::auth::denials::Refusal;
 use crate::auth::{AuthError, Scope};
 use crate::base::actor::Actor;
+use crate::base::time::now;
 use crate::operations::OperationError;
 use crate::runtime::Warden;
 use form::Form;
-use session::{ConsoleIdentity, Flash, Session};
+use session::{ConsoleIdentity, Credential, Flash, Session};
 
 /// Where the console lives.
 pub const PREFIX: &str = "/console";
@@ -323,9 +326,12 @@ fn csrf_ok(form: &Form, session: &Session) -> bool {
 pub fn sign_in(gw: &Gateway, identity: ConsoleIdentity, peer: SocketAddr) -> Response {
     let actor = Actor::new(identity.actor.clone(), Some(peer.to_string()));
     let scopes: Vec<&str> = identity.scopes.iter().map(|s| s.as_str()).collect();
-    if let Err(e) =
-        crate::operations::console::signed_in(&gw.warden, &actor, identity.method.as_str(), &scopes)
-    {
+    if let Err(e) = crate::operations::console::signed_in(
+        &gw.warden,
+        &actor,
+        identity.method().as_str(),
+        &scopes,
+    ) {
         // Fail closed: a sign-in that cannot be audited does not happen.
         return problem_page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -358,10 +364,12 @@ pub fn sign_in(gw: &Gateway, identity: ConsoleIdentity, peer: SocketAddr) -> Res
 /// counted in the same aggregated audit as a failed key.
 fn sign_in_with_key(gw: &Gateway, form: &Form, peer: SocketAddr) -> Response {
     let header = format!("Bearer {}", form.get("key"));
-    let caller = match gw
-        .warden
-        .keys()
-        .authenticate(Some(header.as_bytes()), crate::base::time::now())
+    let keys = gw.warden.keys();
+    // A rotated key still serves its clients for the overlap, but opens no session: the
+    // session would end at its first request.
+    let caller = match keys
+        .authenticate(Some(header.as_bytes()), now())
+        .and_then(|c| keys.recheck(&c.key_id, now()))
     {
         Ok(c) => c,
         Err(e) => {
@@ -412,6 +420,162 @@ fn sign_in_with_key(gw: &Gateway, form: &Form, peer: SocketAddr) -> Response {
         );
     }
     sign_in(gw, identity, peer)
+}
+
+/// Why a session ended at a request: what it is counted as, and what the analyst is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Revoked,
+    Expired,
+    Rotated,
+    /// The key, or the single sign-on groups under the mapping in force, no longer give the
+    /// `respond` scope the console needs.
+    Scope,
+    /// `[console.oidc] require_mfa` now, and the sign-in showed none.
+    Mfa,
+}
+
+impl Ended {
+    const ALL: [Ended; 5] = [
+        Ended::Revoked,
+        Ended::Expired,
+        Ended::Rotated,
+        Ended::Scope,
+        Ended::Mfa,
+    ];
+
+    fn of_key(e: AuthError) -> Ended {
+        match e {
+            AuthError::Expired => Ended::Expired,
+            AuthError::Rotated => Ended::Rotated,
+            // Revoked, or a record that is gone: the key no longer exists for the console.
+            _ => Ended::Revoked,
+        }
+    }
+
+    /// The code the sign-in page is sent with (`?ended=`).
+    fn code(self) -> &'static str {
+        match self {
+            Ended::Revoked => "revoked",
+            Ended::Expired => "expired",
+            Ended::Rotated => "rotated",
+            Ended::Scope => "scope",
+            Ended::Mfa => "mfa",
+        }
+    }
+
+    fn refusal(self) -> Refusal {
+        match self {
+            Ended::Revoked => Refusal::Revoked,
+            Ended::Expired => Refusal::Expired,
+            Ended::Rotated => Refusal::Rotated,
+            Ended::Scope => Refusal::Forbidden,
+            Ended::Mfa => Refusal::SsoMfa,
+        }
+    }
+
+    fn why(self) -> &'static str {
+        match self {
+            Ended::Revoked => "the API key it was opened with has been revoked",
+            Ended::Expired => "the API key it was opened with has expired",
+            Ended::Rotated => {
+                "the API key it was opened with has been rotated; sign in with its replacement"
+            }
+            Ended::Scope => {
+                "what it was opened with no longer gives the respond or admin scope the console \
+                 needs"
+            }
+            Ended::Mfa => "single sign-on now requires multi-factor authentication",
+        }
+    }
+
+    /// The sentence for the sign-in page a `?ended=` code asks for (a fixed text: the code is
+    /// only looked up).
+    fn said(code: &str) -> Option<String> {
+        let ended = Ended::ALL.into_iter().find(|e| e.code() == code)?;
+        Some(format!("Your console session has ended: {}.", ended.why()))
+    }
+}
+
+/// The session's identity as it holds now, or why the session ends. Asked on every request,
+/// so nothing a session was opened with outlives its withdrawal:
+///
+/// - a key session asks the key ring ([`crate::auth::KeyRing::recheck`]): revoked, expired or
+///   rotated ends it; its scopes are the key's now. The ring is this replica's copy of the
+///   store's keys, reloaded when this process changes a key and, on other replicas, when the
+///   change feed reads the key change from the store's change log.
+/// - a single sign-on session asks the `[console.oidc]` in force: its scopes are those of
+///   sign-in that its groups still give under the mapping now (none, or no `[console.oidc]` at
+///   all, ends it), and `require_mfa` turned on ends a session signed in without MFA. Its
+///   idle and absolute expiry are the table's ([`session::Sessions`]).
+///
+/// Either way a session left without the `respond` scope ends: the console needs it.
+fn recheck(gw: &Gateway, identity: &ConsoleIdentity) -> Result<ConsoleIdentity, Ended> {
+    let scopes: Vec<Scope> = match &identity.credential {
+        Credential::Key { id } => {
+            let caller = gw.warden.keys().recheck(id, now()).map_err(Ended::of_key)?;
+            Scope::ALL.into_iter().filter(|s| caller.has(*s)).collect()
+        }
+        Credential::Sso { groups, mfa } => {
+            let config = gw.warden.config();
+            let Some(oidc) = config.console_oidc.as_deref() else {
+                return Err(Ended::Scope);
+            };
+            if oidc.require_mfa && !mfa {
+                return Err(Ended::Mfa);
+            }
+            // Never more than at sign-in: a mapping that now gives more takes a new sign-in.
+            let given = crate::auth::oidc::scopes_of(oidc, groups);
+            identity
+                .scopes
+                .iter()
+                .copied()
+                .filter(|s| given.contains(s) || given.contains(&Scope::Admin))
+                .collect()
+        }
+    };
+    let now = ConsoleIdentity {
+        scopes,
+        ..identity.clone()
+    };
+    if !now.has(Scope::Respond) {
+        return Err(Ended::Scope);
+    }
+    Ok(now)
+}
+
+/// Ends a session whose credential no longer holds: removed from the table, counted as the
+/// refusal it is (aggregated, like a failed key), the cookie cleared; a page is sent to the
+/// sign-in page saying why, a form post refused (nothing it asked for is done).
+fn end(
+    gw: &Gateway,
+    session: &Session,
+    ended: Ended,
+    post: bool,
+    peer: SocketAddr,
+    label: &'static str,
+) -> Response {
+    gw.sessions.sign_out(session);
+    let actor = &session.identity.actor;
+    let needs = match ended {
+        Ended::Scope => Some(Scope::Respond.as_str()),
+        Ended::Mfa => Some("mfa"),
+        _ => None,
+    };
+    refused(gw, peer, actor, ended.refusal(), label, needs);
+    tracing::info!(%actor, %peer, reason = ended.code(), "console session ended");
+    let mut resp = if post {
+        forbidden(&format!(
+            "Your console session has ended: {}. Nothing was changed; sign in again.",
+            ended.why()
+        ))
+    } else {
+        redirect(&format!("/console/sign-in?ended={}", ended.code()))
+    };
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(gw.is_tls())) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 /// Whether the sign-in page offers single sign-on (`[console.oidc]` is configured).
@@ -474,11 +638,14 @@ async fn route(gw: &Gateway, parts: Parts, body: Incoming, peer: SocketAddr) -> 
         return super::blocking(|| sign_in_with_key(gw, &form, peer));
     }
     let session = gw.sessions.find(&parts.headers);
-    let Some(session) = session else {
+    let Some(mut session) = session else {
         if page == Page::SignInForm {
+            let ended = Form::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .ok()
+                .and_then(|q| Ended::said(q.get("ended")));
             return html(
                 StatusCode::OK,
-                views::sign_in_page(None, sso_configured(gw)),
+                views::sign_in_page(ended.as_deref(), sso_configured(gw)),
             );
         }
         if !post {
@@ -486,6 +653,10 @@ async fn route(gw: &Gateway, parts: Parts, body: Incoming, peer: SocketAddr) -> 
         }
         return forbidden("Your console session has ended. Sign in again.");
     };
+    match recheck(gw, &session.identity) {
+        Ok(identity) => session.identity = identity,
+        Err(ended) => return end(gw, &session, ended, post, peer, page.label()),
+    }
     if post && !csrf_ok(&form, &session) {
         return forbidden(
             "This form's anti-CSRF token is missing or is not this session's. Reload the page \
@@ -584,6 +755,62 @@ mod tests {
         assert_eq!(audit.len(), 1);
         assert!(audit[0].actor.ends_with("(analyst)"));
         assert_eq!(audit[0].source.as_deref(), Some("192.0.2.7:5000"));
+    }
+
+    /// A key session follows its key; a single sign-on session keeps the scopes of sign-in
+    /// that its groups still give under the mapping in force, never more.
+    #[test]
+    fn a_session_holds_only_while_what_it_was_opened_with_does() {
+        let gw = gateway();
+        let key = key(&gw, "analyst", &[Scope::Respond]);
+        let caller = gw
+            .warden
+            .keys()
+            .authenticate(Some(format!("Bearer {key}").as_bytes()), now())
+            .unwrap();
+        let identity = ConsoleIdentity::of_key(&caller);
+        assert_eq!(recheck(&gw, &identity), Ok(identity.clone()));
+        crate::operations::keys::revoke_key(
+            &gw.warden,
+            &crate::base::actor::Actor::cli(),
+            &caller.key_id,
+        )
+        .unwrap();
+        assert_eq!(recheck(&gw, &identity), Err(Ended::Revoked));
+
+        let sso = |scopes: Vec<Scope>| ConsoleIdentity {
+            actor: "sso:ana".into(),
+            scopes,
+            credential: Credential::Sso {
+                groups: vec!["SOC".into()],
+                mfa: false,
+            },
+        };
+        // The embedded default has no [console.oidc]: nothing gives the session a scope.
+        assert_eq!(recheck(&gw, &sso(vec![Scope::Respond])), Err(Ended::Scope));
+        let with = |mapping: &str, mfa: bool| {
+            let text = format!(
+                "[console.oidc]\nissuer = \"https://idp.example.test\"\nclient_id = \"w\"\n\
+                 client_secret_env = \"WARDEN_TEST_OIDC_SECRET\"\n\
+                 redirect_url = \"https://w.example.test/console/sso/callback\"\n\
+                 require_mfa = {mfa}\ngroups = {{ {mapping} }}\n"
+            );
+            let config =
+                crate::config::Config::parse(&text, "test", std::path::Path::new(".")).unwrap();
+            let store = Arc::new(Store::in_memory().unwrap());
+            let warden = Warden::with_store(config, store).unwrap();
+            Gateway::new(Arc::new(warden), crate::services::Board::default())
+        };
+        let gw = with("\"SOC\" = \"admin\"", false);
+        let respond = sso(vec![Scope::Respond]);
+        assert_eq!(recheck(&gw, &respond).unwrap().scopes, [Scope::Respond]);
+        let gw = with("\"SOC\" = \"respond\"", false);
+        let admin = sso(vec![Scope::Respond, Scope::Admin]);
+        assert_eq!(recheck(&gw, &admin).unwrap().scopes, [Scope::Respond]);
+        let gw = with("\"Others\" = \"respond\"", false);
+        assert_eq!(recheck(&gw, &respond), Err(Ended::Scope));
+        let gw = with("\"SOC\" = \"respond\"", true);
+        assert_eq!(recheck(&gw, &respond), Err(Ended::Mfa));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::store::audit::AUDIT_READ_MAX;
 use crate::store::incidents::{incident_ref, parse_incident_ref};
 use crate::store::{Added, AuditFilter, Member};
 use crate::sync::Health;
+use crate::sync::SyncMetrics;
 use crate::sync::pull::RefreshOutcome;
 
 /// Rows of a data set per page.
@@ -815,6 +816,7 @@ fn data_set_href(name: &str) -> String {
 fn last_refresh_ms(ctx: &Ctx<'_>, name: &str) -> Option<u64> {
     ctx.warden()
         .metrics()
+        .get::<SyncMetrics>()
         .last_refreshes()
         .into_iter()
         .find(|(n, _)| n == name)
@@ -1069,7 +1071,7 @@ fn accept(ctx: &Ctx<'_>, name: &str) -> Response {
 
 fn policies_page(ctx: &Ctx<'_>) -> String {
     let snapshot = ctx.warden().engine().load();
-    let metrics = ctx.warden().metrics();
+    let metrics = ctx.warden().decision_metrics();
     let policies = snapshot
         .policies()
         .iter()

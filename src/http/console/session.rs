@@ -3,7 +3,10 @@
 //! A session exists only after a successful sign-in; nothing an unauthenticated caller sends
 //! adds an entry. The table holds at most `max` sessions: a sign-in into a full table first
 //! drops the expired ones, then the oldest. A session ends after `idle` without a request, after
-//! `absolute` whatever happens, or on sign-out.
+//! `absolute` whatever happens, on sign-out, or when what it was opened with no longer holds:
+//! every request re-checks its [`Credential`] (the console's `recheck`), and ends it with
+//! [`Sessions::sign_out`] when the key was revoked, expired or rotated, or the single sign-on
+//! groups no longer give the console's scope.
 //!
 //! The cookie ([`COOKIE`]) carries 32 random bytes (hex); the table keys on their SHA-256, so
 //! the table holds no bearer secret. The cookie is `HttpOnly`, `SameSite=Strict`,
@@ -60,14 +63,28 @@ impl SignInMethod {
     }
 }
 
+/// What a session was opened with, re-checked on every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An API key, by id: the key ring says on every request whether it still holds, and
+    /// with which scopes.
+    Key { id: String },
+    /// Single sign-on: the provider groups that gave the session its scopes at sign-in, and
+    /// whether the sign-in showed multi-factor authentication. The provider is not asked
+    /// again; the `[console.oidc]` in force is (its group mapping, `require_mfa`).
+    Sso { groups: Vec<String>, mfa: bool },
+}
+
 /// Who a session is for: what the audit log names them, and what they may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleIdentity {
     /// The actor of every audit record of the session: `key:<id> (<name>)` for a key, the SSO
     /// subject (e.g. `sso:alice@corp.example.test`) for single sign-on.
     pub actor: String,
+    /// The scopes at sign-in; a request works with those that still hold (the console's
+    /// `recheck`).
     pub scopes: Vec<Scope>,
-    pub method: SignInMethod,
+    pub credential: Credential,
 }
 
 impl ConsoleIdentity {
@@ -76,7 +93,16 @@ impl ConsoleIdentity {
         ConsoleIdentity {
             actor: caller.actor(),
             scopes: Scope::ALL.into_iter().filter(|s| caller.has(*s)).collect(),
-            method: SignInMethod::Key,
+            credential: Credential::Key {
+                id: caller.key_id.clone(),
+            },
+        }
+    }
+
+    pub fn method(&self) -> SignInMethod {
+        match self.credential {
+            Credential::Key { .. } => SignInMethod::Key,
+            Credential::Sso { .. } => SignInMethod::Sso,
         }
     }
 
@@ -305,7 +331,9 @@ mod tests {
         ConsoleIdentity {
             actor: name.into(),
             scopes: vec![Scope::Respond],
-            method: SignInMethod::Key,
+            credential: Credential::Key {
+                id: "000000000001".into(),
+            },
         }
     }
 

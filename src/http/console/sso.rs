@@ -19,7 +19,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, StatusCode};
 
 use super::form::Form;
-use super::session::{ConsoleIdentity, SignInMethod, cookie};
+use super::session::{ConsoleIdentity, Credential, cookie};
 use super::{Gateway, Response, problem_page, redirect, refused};
 use crate::auth::Scope;
 use crate::auth::denials::Refusal;
@@ -190,7 +190,10 @@ fn identity(signed_in: &SignIn) -> ConsoleIdentity {
     ConsoleIdentity {
         actor: signed_in.actor(),
         scopes: signed_in.scopes.clone(),
-        method: SignInMethod::Sso,
+        credential: Credential::Sso {
+            groups: signed_in.groups.clone(),
+            mfa: signed_in.mfa,
+        },
     }
 }
 

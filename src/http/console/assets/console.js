@@ -21,7 +21,8 @@
       return; // offline for a moment: try again next time
     }
     if (resp.redirected && new URL(resp.url).pathname === "/console/sign-in") {
-      window.location.assign("/console/sign-in");
+      // The session ended: the sign-in page, with why (`?ended=`) when the server says.
+      window.location.assign(resp.url);
       return;
     }
     if (!resp.ok) {

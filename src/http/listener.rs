@@ -1,0 +1,498 @@
+//! What the listener holds each connection to, whatever protocol it speaks: a cap on the
+//! connections one client address holds ([`ClientCaps`]), and the connection's own timeouts
+//! ([`Deadlines`]) — a client that leaves what it is sent unread loses the connection after
+//! `write_timeout`, one on which nothing moves while nothing is being answered after
+//! `idle_timeout`.
+//!
+//! Neither knows HTTP. The protocol on top tells [`Deadlines`] when it is answering (a
+//! [`Busy`] from [`Watch::busy`] held while a request is in flight, so a slow answer is not
+//! taken for an idle client), and reads from the [`Watch`] why the connection ended
+//! ([`Watch::expired`]), to count it.
+//!
+//! Why a write timeout is needed at all: a server's answer is written into the kernel's socket
+//! buffer, and a client that never reads fills it; the write then waits forever, and the
+//! connection keeps its slot under the listener's cap. Sixteen such clients, pipelining
+//! requests they never read, held every slot of a gateway with `max_connections = 16`.
+//!
+//! What it does not stop: a client that reads, but slowly (a little every few seconds), keeps
+//! its connection; the write clock restarts whenever the socket takes bytes, so that a large
+//! answer (a data set's rows) to a slow but honest client is not cut. The per-address cap
+//! bounds what such a client can hold.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Why the HTTP listener dropped a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionDrop {
+    /// Its client address already held `max_connections_per_client`.
+    PerClientCap,
+    /// A request head (or the TLS handshake) did not arrive within `header_read_timeout`.
+    HeaderTimeout,
+    /// Nothing moved while nothing was being answered for `idle_timeout`.
+    IdleTimeout,
+    /// The client left its answer unread for `write_timeout`.
+    WriteTimeout,
+}
+
+impl ConnectionDrop {
+    pub const ALL: [ConnectionDrop; 4] = [
+        ConnectionDrop::PerClientCap,
+        ConnectionDrop::HeaderTimeout,
+        ConnectionDrop::IdleTimeout,
+        ConnectionDrop::WriteTimeout,
+    ];
+
+    /// The `reason` label, the name of the setting that drops it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionDrop::PerClientCap => "max_connections_per_client",
+            ConnectionDrop::HeaderTimeout => "header_read_timeout",
+            ConnectionDrop::IdleTimeout => "idle_timeout",
+            ConnectionDrop::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+/// The client a connection comes from, as the per-address cap counts it: an IPv4 address, or
+/// an IPv6 /64 — the block one subscriber or host is given, which a single client can spread
+/// its connections over (an IPv4-mapped IPv6 address is its IPv4 address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    V4(Ipv4Addr),
+    V6Prefix(u64),
+}
+
+impl Client {
+    pub fn of(ip: IpAddr) -> Client {
+        match ip {
+            IpAddr::V4(v4) => Client::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Client::V4(v4),
+                None => Client::V6Prefix((v6.to_bits() >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// How many connections each client holds, at most `max` each.
+///
+/// An entry exists only while its client holds a connection, and is removed with the last
+/// one; a connection takes its place here only once it holds a slot of the listener's own cap.
+/// So the map never holds more entries than the listener has connections, whatever an
+/// unauthenticated caller sends.
+#[derive(Debug)]
+pub struct ClientCaps {
+    max: usize,
+    held: Mutex<HashMap<Client, usize>>,
+}
+
+impl ClientCaps {
+    pub fn new(max: usize) -> Arc<ClientCaps> {
+        Arc::new(ClientCaps {
+            max: max.max(1),
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for one more connection of `ip`'s client, or `None` when it holds `max`.
+    pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        let client = Client::of(ip);
+        let mut held = self.held.lock();
+        let n = held.entry(client).or_insert(0);
+        if *n >= self.max {
+            // `max` is at least 1, so the entry was there before: nothing left behind.
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            caps: Arc::clone(self),
+            client,
+        })
+    }
+
+    /// Clients holding a connection now.
+    pub fn clients(&self) -> usize {
+        self.held.lock().len()
+    }
+}
+
+/// One connection's place under [`ClientCaps`], given back on drop.
+#[derive(Debug)]
+pub struct ClientSlot {
+    caps: Arc<ClientCaps>,
+    client: Client,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut held = self.caps.held.lock();
+        if let Some(n) = held.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// A connection's timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long the client may leave what it was sent unread (the socket takes nothing).
+    pub write: Duration,
+    /// How long nothing may move, either way, while nothing is being answered.
+    pub idle: Duration,
+}
+
+/// What a connection's stream, its protocol and its task share: whether a request is being
+/// answered, and why the stream ended the connection, if it did.
+#[derive(Debug, Clone, Default)]
+pub struct Watch(Arc<WatchState>);
+
+#[derive(Debug, Default)]
+struct WatchState {
+    busy: AtomicUsize,
+    /// 0 while the connection has not expired, else `1 +` the [`EXPIRIES`] index.
+    expired: AtomicU8,
+}
+
+/// The reasons [`Deadlines`] ends a connection for, in [`WatchState::expired`]'s numbering.
+const EXPIRIES: [ConnectionDrop; 2] = [ConnectionDrop::WriteTimeout, ConnectionDrop::IdleTimeout];
+
+impl Watch {
+    /// Marks a request in flight until the returned guard drops: the idle clock stops.
+    pub fn busy(&self) -> Busy {
+        self.0.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    fn is_busy(&self) -> bool {
+        self.0.busy.load(Ordering::Acquire) > 0
+    }
+
+    /// Why [`Deadlines`] ended the connection: `write_timeout` or `idle_timeout`.
+    pub fn expired(&self) -> Option<ConnectionDrop> {
+        let n = self.0.expired.load(Ordering::Acquire);
+        EXPIRIES.get(usize::from(n).checked_sub(1)?).copied()
+    }
+
+    fn expire(&self, why: ConnectionDrop) {
+        if let Some(i) = EXPIRIES.iter().position(|e| *e == why) {
+            let _ = self.0.expired.compare_exchange(
+                0,
+                (i + 1) as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+}
+
+/// A request in flight on a connection (see [`Watch::busy`]).
+#[derive(Debug)]
+pub struct Busy(Watch);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's stream held to its [`Timeouts`]: reading or writing fails with `TimedOut`
+/// once one runs out, which ends the connection in whatever protocol reads it, and the
+/// [`Watch`] says which.
+///
+/// - The **write clock** starts when a write or flush cannot proceed (the socket is full: the
+///   client is not reading) and stops when the socket takes bytes again or a flush completes.
+/// - The **idle clock** runs from the last byte moved either way, while no request is in
+///   flight and no write is waiting; it is checked when a read finds nothing to read.
+pub struct Deadlines<S> {
+    inner: S,
+    timeouts: Timeouts,
+    watch: Watch,
+    write_clock: Option<Pin<Box<Sleep>>>,
+    idle_clock: Pin<Box<Sleep>>,
+    last_moved: Instant,
+}
+
+impl<S> Deadlines<S> {
+    pub fn new(inner: S, timeouts: Timeouts, watch: Watch) -> Deadlines<S> {
+        let now = Instant::now();
+        Deadlines {
+            inner,
+            timeouts,
+            watch,
+            write_clock: None,
+            idle_clock: Box::pin(tokio::time::sleep_until(now + timeouts.idle)),
+            last_moved: now,
+        }
+    }
+
+    fn expire(&self, why: ConnectionDrop) -> io::Error {
+        self.watch.expire(why);
+        let message = match why {
+            ConnectionDrop::WriteTimeout => "the client left the answer unread (write timeout)",
+            _ => "nothing moved on the connection (idle timeout)",
+        };
+        io::Error::new(io::ErrorKind::TimedOut, message)
+    }
+
+    /// A write or flush could not proceed: runs the write clock (armed now if it is not
+    /// running) and fails once it has run out.
+    fn write_stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let timeout = self.timeouts.write;
+        let clock = self
+            .write_clock
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if clock.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(self.expire(ConnectionDrop::WriteTimeout)));
+        }
+        Poll::Pending
+    }
+
+    /// The socket took `n` bytes: the client is reading.
+    fn wrote(&mut self, n: usize) {
+        if n > 0 {
+            self.write_clock = None;
+            self.last_moved = Instant::now();
+        }
+    }
+
+    /// A read found nothing: fails once the connection has been idle too long.
+    fn read_waits(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.watch.is_busy() || self.write_clock.is_some() {
+            return Poll::Pending;
+        }
+        // The clock is moved on only when it goes off before the connection's deadline, not
+        // every time a byte moves: resetting a timer on every request is measurable.
+        let deadline = self.last_moved + self.timeouts.idle;
+        while self.idle_clock.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return Poll::Ready(Err(self.expire(ConnectionDrop::IdleTimeout)));
+            }
+            self.idle_clock.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Deadlines<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.last_moved = Instant::now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => this.read_waits(cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlines<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                this.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => this.write_stalled(cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                this.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => this.write_stalled(cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                // Everything written so far is with the kernel.
+                this.write_clock = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => this.write_stalled(cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Pending => this.write_stalled(cx),
+            done => done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const SHORT: Duration = Duration::from_millis(200);
+    const LONG: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn a_client_holds_at_most_its_cap_and_its_entry_goes_with_its_last_connection() {
+        let caps = ClientCaps::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = caps.take(a).unwrap();
+        let second = caps.take(a).unwrap();
+        assert!(caps.take(a).is_none(), "a third connection of one client");
+        // Another client is not affected by the first one's cap.
+        let other = caps.take(b).unwrap();
+        assert_eq!(caps.clients(), 2);
+        drop(first);
+        let again = caps.take(a).unwrap();
+        drop((second, again, other));
+        assert_eq!(caps.clients(), 0, "entries left behind");
+        // Refusals leave nothing behind either.
+        let held: Vec<_> = (0..2).map(|_| caps.take(a).unwrap()).collect();
+        for _ in 0..100 {
+            assert!(caps.take(a).is_none());
+        }
+        assert_eq!(caps.clients(), 1);
+        drop(held);
+        assert_eq!(caps.clients(), 0);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64_and_a_mapped_ipv4_is_the_ipv4() {
+        let caps = ClientCaps::new(1);
+        let _held = caps.take("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(caps.take("2001:db8:1:2:ffff::9".parse().unwrap()).is_none());
+        assert!(caps.take("2001:db8:1:3::1".parse().unwrap()).is_some());
+        let _v4 = caps.take("192.0.2.9".parse().unwrap()).unwrap();
+        assert!(caps.take("::ffff:192.0.2.9".parse().unwrap()).is_none());
+    }
+
+    /// The write clock: a peer that reads nothing is cut once the pipe is full for
+    /// `write`; one that keeps reading is not, however long the whole transfer takes.
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_is_cut_and_one_that_reads_is_not() {
+        let timeouts = Timeouts {
+            write: SHORT,
+            idle: LONG,
+        };
+        let (ours, _theirs) = tokio::io::duplex(1024);
+        let watch = Watch::default();
+        let mut stream = Deadlines::new(ours, timeouts, watch.clone());
+        let err = stream.write_all(&[0u8; 64 * 1024]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(watch.expired(), Some(ConnectionDrop::WriteTimeout));
+
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let watch = Watch::default();
+        let mut stream = Deadlines::new(ours, timeouts, watch.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let mut total = 0;
+            while total < 16 * 1024 {
+                tokio::time::sleep(SHORT / 4).await;
+                total += theirs.read(&mut buf).await.unwrap();
+            }
+        });
+        // Sixteen KiB at 512 bytes per 50 ms: more than `write` in all, never stalled so long.
+        stream.write_all(&[0u8; 16 * 1024]).await.unwrap();
+        stream.flush().await.unwrap();
+        reader.await.unwrap();
+        assert_eq!(watch.expired(), None);
+    }
+
+    /// The idle clock: a connection where nothing moves is cut, unless a request is in
+    /// flight (the answer may take its time).
+    #[tokio::test]
+    async fn an_idle_connection_is_cut_unless_a_request_is_in_flight() {
+        let timeouts = Timeouts {
+            write: LONG,
+            idle: SHORT,
+        };
+        let (ours, _theirs) = tokio::io::duplex(1024);
+        let watch = Watch::default();
+        let mut stream = Deadlines::new(ours, timeouts, watch.clone());
+        let mut buf = [0u8; 16];
+        let err = stream.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(watch.expired(), Some(ConnectionDrop::IdleTimeout));
+
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let watch = Watch::default();
+        let mut stream = Deadlines::new(ours, timeouts, watch.clone());
+        let busy = watch.busy();
+        let read = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            let n = stream.read(&mut buf).await;
+            (n.map_err(|e| e.kind()), stream)
+        });
+        tokio::time::sleep(SHORT * 3).await;
+        assert!(!read.is_finished(), "cut while a request was in flight");
+        theirs.write_all(b"next").await.unwrap();
+        let (n, _stream) = read.await.unwrap();
+        assert_eq!(n, Ok(4));
+        drop(busy);
+        assert_eq!(watch.expired(), None);
+
+        // Bytes arriving more often than `idle` keep it open well past `idle` since it opened.
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let watch = Watch::default();
+        let mut stream = Deadlines::new(ours, timeouts, watch.clone());
+        let sender = tokio::spawn(async move {
+            for _ in 0..8 {
+                tokio::time::sleep(SHORT / 2).await;
+                theirs.write_all(b"x").await.unwrap();
+            }
+            theirs
+        });
+        for _ in 0..8 {
+            assert_eq!(stream.read(&mut buf).await.unwrap(), 1);
+        }
+        let _theirs = sender.await.unwrap();
+        assert_eq!(watch.expired(), None);
+    }
+}
