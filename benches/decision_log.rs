@@ -27,6 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{QUERIES, Rng, interleaved, pass};
+use warden::base::account::Account;
 use warden::config::Config;
 use warden::decide::Request;
 use warden::runtime::Warden;
@@ -62,12 +63,11 @@ fn warden(dir: &Path, extra: &str) -> Arc<Warden> {
     let config = Config::parse(&config(extra), "bench", dir).unwrap();
     let store = Arc::new(Store::in_memory().unwrap());
     let warden = Arc::new(Warden::with_store(config, store).unwrap());
+    let identity = Arc::clone(&warden.config().identity);
     for i in 0..MEMBERS {
-        let member = NewMember {
-            principal: common::member(i),
-            added_by: "bench".into(),
-            ..NewMember::default()
-        };
+        let name = common::member(i);
+        let account = Account::by_rules_or_text(&identity, &name);
+        let member = NewMember::new(account, &name, "bench");
         warden.store().add_member("L", &member).unwrap();
     }
     warden.reload_from_store().unwrap();

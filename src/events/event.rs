@@ -637,6 +637,7 @@ mod tests {
             target: target.into(),
             outcome: "ok".into(),
             source: Some("10.0.0.5".into()),
+            account: None,
             detail,
         }
     }

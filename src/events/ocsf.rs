@@ -195,6 +195,7 @@ mod tests {
             target: "Suspicious Users".into(),
             outcome: "ok".into(),
             source: Some("cli".into()),
+            account: None,
             detail: json!({"principal": "CORP\\alice"}),
         };
         let e = &super::super::event::from_audit(&r)[0];
@@ -227,6 +228,7 @@ mod tests {
             target: "k2".into(),
             outcome: "ok".into(),
             source: Some("10.1.2.3:4444".into()),
+            account: None,
             detail: json!({"name": "proxy", "scopes": ["decide"]}),
         };
         let o = encode(&super::super::event::from_audit(&r)[0], "v");

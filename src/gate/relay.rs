@@ -492,8 +492,14 @@ fn by_policy(gate: &Gate, login: &Login, client: &str, verdict: Verdict, open: b
         (reason == "blocked").then_some(name.as_deref()),
         open,
     );
-    gate.gates
-        .tally(action, &gate.config.name, &user, client, &policy);
+    let account = gate.config.account_name(&user);
+    gate.gates.tally(
+        action,
+        &gate.config.name,
+        (&user, &account),
+        client,
+        &policy,
+    );
     if open {
         End::Ended { reason, words }
     } else {

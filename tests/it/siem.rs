@@ -25,7 +25,7 @@ const LIST: &str = "Sus|pi=cious\\Users\nB";
 const POLICY: &str = "Block | bad = users \\ here\nnow";
 const REASON: &str = "r|e=a\\son x=y";
 /// A principal with the same characters (a principal may hold any but control characters).
-const PRINCIPAL: &str = "corp\\a|b=c";
+const PRINCIPAL: &str = "CORP\\a|b=c";
 
 /// One rsyslog of this test, stopped and removed when dropped.
 struct Rsyslog {
@@ -214,6 +214,10 @@ fn config(extra: &str) -> String {
 [store]
 path = "warden.db"
 
+# Names with no domain (and the hostile ones) are listed as the text they are.
+[identity]
+unresolvable = "keep"
+
 [[lists]]
 name = "{list}"
 
@@ -314,7 +318,7 @@ fn containment_release_and_a_block_arrive_as_cef_and_ocsf() {
     assert!(id.starts_with("audit-"), "{id}");
     assert!(cef.get("msg").unwrap().contains(PRINCIPAL));
     // On the wire, as the standard spells it.
-    assert!(c.raw.contains(r"duser=corp\\a|b\=c "), "{}", c.raw);
+    assert!(c.raw.contains(r"duser=CORP\\a|b\=c "), "{}", c.raw);
     assert!(c.raw.contains(r"cs1=Sus|pi\=cious\\Users\nB "), "{}", c.raw);
     assert!(c.raw.contains(r"cs4=r|e\=a\\son x\=y "), "{}", c.raw);
 
@@ -333,7 +337,7 @@ fn containment_release_and_a_block_arrive_as_cef_and_ocsf() {
     assert_eq!(ocsf["metadata"]["uid"], id);
     assert_eq!(ocsf["metadata"]["event_code"], "lists.add");
     assert_eq!(ocsf["user"]["name"], PRINCIPAL);
-    assert_eq!(ocsf["user"]["domain"], "corp");
+    assert_eq!(ocsf["user"]["domain"], "CORP");
     assert_eq!(ocsf["actor"]["user"]["name"], actor);
     assert_eq!(ocsf["src_endpoint"]["ip"], "127.0.0.1");
     assert_eq!(ocsf["status_detail"], REASON);
@@ -403,7 +407,10 @@ fn a_gate_refusal_arrives_as_cef_and_ocsf() {
     );
     let server = start(
         dir.path(),
-        &config(&format!("{gate}\n{}", rsyslog.sinks("decisions = false"))),
+        &config(&format!(
+            "{gate}\n[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n{}",
+            rsyslog.sinks("decisions = false")
+        )),
     );
     assert!(
         eventually(Duration::from_secs(20), || std::net::TcpStream::connect((
@@ -507,10 +514,15 @@ fn a_drift_repair_arrives_as_cef_and_ocsf() {
         server.logs()
     );
     ns.set_members(dc, &group, "delete", &[ns.user_dn("alice")]);
+    // Events name the account as the domain rules spell it (CORP\…), whatever was typed.
+    let account = match alice.split_once('\\') {
+        Some((domain, name)) => format!("{}\\{name}", domain.to_uppercase()),
+        None => alice.clone(),
+    };
     let got = rsyslog.wait("the drift repair", &server, |m| {
-        pair(m, "group.drift_repaired", &alice).is_some()
+        pair(m, "group.drift_repaired", &account).is_some()
     });
-    let (c, o) = pair(&got, "group.drift_repaired", &alice).unwrap();
+    let (c, o) = pair(&got, "group.drift_repaired", &account).unwrap();
     let cef = c.cef().unwrap();
     assert_eq!(cef.header.name, "Group membership repaired after drift");
     assert_eq!(cef.severity, "8");
@@ -531,7 +543,7 @@ fn a_drift_repair_arrives_as_cef_and_ocsf() {
     assert_eq!(ocsf["activity_id"], 3);
     assert_eq!(ocsf["type_uid"], 300_603);
     assert_eq!(ocsf["group"]["name"], group.as_str());
-    assert_eq!(ocsf["user"]["name"], alice.as_str());
+    assert_eq!(ocsf["user"]["name"], account.as_str());
     assert_eq!(ocsf["status_detail"], "drift repaired");
     assert_eq!(ocsf["unmapped"]["list"], "Suspicious Users");
     // The first push's change to the surface came before, as its own event.
@@ -547,7 +559,7 @@ fn a_drift_repair_arrives_as_cef_and_ocsf() {
         .unwrap();
     assert_eq!(added.labelled("target"), Some(group.as_str()));
     assert!(
-        added.get("duser").unwrap().eq_ignore_ascii_case(&alice),
+        added.get("duser").unwrap().eq_ignore_ascii_case(&account),
         "{:?}",
         added.get("duser")
     );
