@@ -458,7 +458,9 @@ async fn run(
             }
         }
     };
-    tracing::info!(gate = %config.name, listen = %config.listen, upstream = %config.upstream, "gate listening");
+    // The bound address, not the configured one: `listen = "…:0"` asks for any free port.
+    let address = listener.local_addr().map_or(config.listen, |a| a);
+    tracing::info!(gate = %config.name, %address, upstream = %config.upstream, "gate listening");
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let gate = Arc::new(Gate {
         counters: warden.metrics().get::<GateMetrics>().gate(&config.name),

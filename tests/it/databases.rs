@@ -112,9 +112,10 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// The README's setup: the managed role, the warden login with ADMIN OPTION on it (what
-/// PostgreSQL 15 needs to grant and revoke it) and pg_signal_backend (to end sessions); the
-/// reject line first but after warden's own (on 15, ADMIN OPTION makes warden a member).
+/// The setup docs/reference.md gives ("The agentless mode"): the managed role, the warden login
+/// with ADMIN OPTION on it (what PostgreSQL 15 needs to grant and revoke it) and pg_signal_backend
+/// (to end sessions); the reject line first but after warden's own (on 15, ADMIN OPTION makes
+/// warden a member).
 fn provision(pg: &OwnPg) -> PathBuf {
     let password = "wardenpw-test-agentless";
     pg.admin(&format!(
@@ -293,9 +294,10 @@ fn a_list_is_reconciled_into_a_role_that_pg_hba_refuses() {
     assert_eq!(pg.members(), "bob");
 }
 
-/// The README's role pattern (`^[^\\]*\\(.*)$`) applies to the account's names: a member
-/// listed by its UPN is the account `CORP\alice`, granted the role as `alice`, and `pg_hba`
-/// refuses her; the account's provenance names the role with the time the grant landed.
+/// The documented role pattern (`^[^\\]*\\(.*)$`, docs/reference.md "The agentless mode")
+/// applies to the account's names: a member listed by its UPN is the account `CORP\alice`,
+/// granted the role as `alice`, and `pg_hba` refuses her; the account's provenance names the
+/// role with the time the grant landed.
 #[test]
 fn a_member_listed_by_upn_is_granted_the_role_and_refused_by_pg_hba() {
     let pg = OwnPg::start("upn");
