@@ -265,8 +265,8 @@ fn claim(
     match warden.store().claim_receipt(new)? {
         Claim::New(id) => Ok(Ok(id)),
         Claim::Existing(earlier) => {
-            let key = earlier.idempotency_key.clone().unwrap_or_default();
-            if earlier.fingerprint != new.fingerprint {
+            let key = earlier.request.idempotency_key.clone().unwrap_or_default();
+            if earlier.request.fingerprint != new.fingerprint {
                 return Err(OperationError::Conflict(format!(
                     "idempotency key {key:?} was used for another request ({}); a retry must \
                      send the same request, a new request a new key",
@@ -531,11 +531,11 @@ fn view(
     }
     Ok(ReceiptView {
         id: receipt_ref(receipt.id),
-        action: receipt.action,
-        list: receipt.list.clone(),
-        incident: stored.incident.or_else(|| receipt.incident.clone()),
+        action: receipt.request.action,
+        list: receipt.request.list.clone(),
+        incident: stored.incident.or_else(|| receipt.request.incident.clone()),
         created_at_ms: receipt.created_at_ms,
-        confirm: receipt.confirm.clone(),
+        confirm: receipt.request.confirm.clone(),
         replayed: false,
         complete: missing.is_empty(),
         missing,
@@ -567,12 +567,12 @@ fn principal_view(
             surfaces: Vec::new(),
         });
     };
-    let contain = receipt.action == ReceiptAction::Contain;
+    let contain = receipt.request.action == ReceiptAction::Contain;
     let config = warden.config();
     let mapped: Vec<String> = config
         .mappings
         .iter()
-        .filter(|m| m.list == receipt.list)
+        .filter(|m| m.list == receipt.request.list)
         .map(|m| format!("{} (on {})", m.group_dn, m.directory))
         .collect();
     let mut surfaces: Vec<SurfaceView> = provenance
@@ -601,7 +601,7 @@ fn principal_view(
         })
         .collect();
     if contain {
-        expect_pulled(warden, &receipt.list, &mut surfaces);
+        expect_pulled(warden, &receipt.request.list, &mut surfaces);
         for gate in sessions(&provenance.account) {
             surfaces.push(SurfaceView {
                 surface: SurfaceKind::Gate,
@@ -623,7 +623,7 @@ fn principal_view(
             s.state
         ));
     }
-    for kind in &receipt.confirm {
+    for kind in &receipt.request.confirm {
         if !surfaces
             .iter()
             .any(|s| s.surface.as_str() == kind && s.done)

@@ -42,7 +42,7 @@ impl ReceiptAction {
 }
 
 /// A receipt about to be written, before the change it records is made.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReceipt {
     pub action: ReceiptAction,
     /// Who asked (the actor's name): idempotency keys are the caller's own.
@@ -56,17 +56,11 @@ pub struct NewReceipt {
     pub confirm: Vec<String>,
 }
 
-/// A receipt as stored.
+/// A receipt as stored: the request it was written for, and what it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     pub id: i64,
-    pub action: ReceiptAction,
-    pub caller: String,
-    pub idempotency_key: Option<String>,
-    pub fingerprint: String,
-    pub list: String,
-    pub incident: Option<String>,
-    pub confirm: Vec<String>,
+    pub request: NewReceipt,
     pub created_at_ms: i64,
     /// What each principal turned out to be (JSON, the operation's shape); `None` while the
     /// change is being made.
@@ -90,17 +84,19 @@ fn receipt_from_row(r: &Row) -> Result<Receipt, DbError> {
     let confirm: String = r.get(7)?;
     Ok(Receipt {
         id: r.get(0)?,
-        action: ReceiptAction::parse(&r.get::<String>(1)?),
-        caller: r.get(2)?,
-        idempotency_key: r.get(3)?,
-        fingerprint: r.get(4)?,
-        list: r.get(5)?,
-        incident: r.get(6)?,
-        confirm: confirm
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        request: NewReceipt {
+            action: ReceiptAction::parse(&r.get::<String>(1)?),
+            caller: r.get(2)?,
+            idempotency_key: r.get(3)?,
+            fingerprint: r.get(4)?,
+            list: r.get(5)?,
+            incident: r.get(6)?,
+            confirm: confirm
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        },
         created_at_ms: r.get(8)?,
         outcome: r.get(9)?,
     })
@@ -238,7 +234,7 @@ mod tests {
         };
         assert_eq!(again.id, id);
         assert_eq!(again.outcome.as_deref(), Some("[1]"));
-        assert_eq!(again.confirm, ["group", "gate"]);
+        assert_eq!(again.request, new(Some("k1")));
         // Another caller's key of the same text is its own; no key is always new.
         let mut other = new(Some("k1"));
         other.caller = "key:2 (other)".into();
