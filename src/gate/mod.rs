@@ -133,6 +133,11 @@ struct Registry {
     next: AtomicU64,
     sessions: Mutex<HashMap<String, HashMap<u64, Entry>>>,
     tally: Mutex<Tally>,
+    /// Woken when a session is ended by policy: a gate service flushes the tally then rather
+    /// than at its next [`AUDIT_FLUSH`], so a containment receipt shows the ended session
+    /// within moments. Ending needs an authenticated session open, so this is bounded by the
+    /// sessions there are.
+    ended: tokio::sync::Notify,
 }
 
 /// What happened to whom, not yet in the audit log.
@@ -233,6 +238,10 @@ impl Gates {
                     },
                 );
             }
+        }
+        drop(tally);
+        if action == "gate.ended" {
+            self.0.ended.notify_one();
         }
     }
 
@@ -468,6 +477,10 @@ async fn run(
         let (stream, peer) = tokio::select! {
             () = shutdown.requested() => break,
             _ = flush.tick() => {
+                flush_audit(&gate).await;
+                continue;
+            }
+            () = gate.gates.0.ended.notified() => {
                 flush_audit(&gate).await;
                 continue;
             }

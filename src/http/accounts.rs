@@ -39,7 +39,7 @@ pub fn account(call: &Call<'_>) -> Result<Response, Problem> {
 }
 
 /// The gate sessions open now whose login is one of the account's names.
-fn open_sessions(
+pub(super) fn open_sessions(
     call: &Call<'_>,
     account: &crate::base::account::Account,
 ) -> Vec<serde_json::Value> {

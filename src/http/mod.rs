@@ -16,6 +16,7 @@
 mod accounts;
 mod admin;
 pub mod console;
+mod contain;
 mod data_sets;
 mod decisions;
 pub use decisions::answer_batch;
@@ -478,6 +479,9 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::Incident => blocking(|| incidents::get(call)),
         Handler::Respond => blocking(|| incidents::respond(call)),
         Handler::Alert => blocking(|| incidents::alert(call)),
+        Handler::Contain => blocking(|| contain::contain(call)),
+        Handler::Receipt => blocking(|| contain::receipt(call)),
+        Handler::Release => blocking(|| contain::release(call)),
         Handler::DataSets => blocking(|| data_sets::list(call)),
         Handler::DataSetRows => data_sets::rows(call),
         Handler::RefreshDataSet => data_sets::refresh(call).await,

@@ -195,6 +195,11 @@ impl From<OperationError> for Problem {
             OperationError::NoSuchIncident(_) | OperationError::NoSuchKey(_) => {
                 Problem::not_found(detail)
             }
+            OperationError::NoSuchReceipt(_) => Problem::not_found(format!(
+                "{detail}; a receipt id is what POST /v1/contain or /v1/release answered \
+                 (receipts beyond the newest {} are pruned)",
+                crate::store::receipts::RECEIPTS_KEPT
+            )),
             OperationError::Conflict(_) => Problem::conflict(detail),
             OperationError::Rejected { detail, errors } => {
                 let mut p = Problem::new(

@@ -334,12 +334,38 @@ pub fn provenance(
 ) -> Result<Provenance, OperationError> {
     let principal =
         Principal::parse(name).map_err(|e| OperationError::invalid("name", e.to_string()))?;
-    let store = warden.store();
     let found = known_account(warden, name)?;
     let (account, known) = match found {
         Some(a) => (a, true),
         None => (unstored(warden, &principal)?, false),
     };
+    explain(warden, name, account, known, service)
+}
+
+/// The provenance of the account stored under `key` (or under the key it was merged into),
+/// if warden has it.
+pub fn provenance_of_key(warden: &Warden, key: &str) -> Result<Option<Provenance>, OperationError> {
+    let Some(account) = warden
+        .store()
+        .find_accounts(&[], &[key.to_owned()])?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let name = account.canonical.clone();
+    explain(warden, &name, account, true, None).map(Some)
+}
+
+/// The provenance of `account`, asked for as `name`.
+fn explain(
+    warden: &Warden,
+    name: &str,
+    account: Account,
+    known: bool,
+    service: Option<&str>,
+) -> Result<Provenance, OperationError> {
+    let store = warden.store();
     let former_keys = store
         .account(&account.key)?
         .map(|(_, former)| former)

@@ -252,8 +252,21 @@ pub fn respond(
         created_by: actor.name.clone(),
         rule: None,
     };
-    let (record, _) = warden.commit(
-        |store| store.record_response(incident, &response),
+    let (record, _) = run_response(warden, actor, incident, &response)?;
+    Ok(record)
+}
+
+/// Puts a response's accounts on its list and records it on the incident, with its audit
+/// records (the response's, and one `lists.add` per account), in the snapshot before this
+/// returns. Returns the record and, per account, whether it was new on the list.
+pub(super) fn run_response(
+    warden: &Warden,
+    actor: &Actor,
+    incident: i64,
+    response: &NewResponse,
+) -> Result<(ResponseRecord, Vec<(Added, Account)>), OperationError> {
+    Ok(warden.commit(
+        |store| store.record_response(incident, response),
         |(record, added)| {
             let mut records = vec![AuditRecord::new(
                 actor,
@@ -268,8 +281,7 @@ pub fn respond(
             records.extend(member_records(actor, record, added));
             records
         },
-    )?;
-    Ok(record)
+    )?)
 }
 
 /// One `lists.add` record per account a response put on its list, so that the audit log

@@ -15,6 +15,7 @@
 pub mod accounts;
 pub mod config;
 pub mod console;
+pub mod contain;
 pub mod data_sets;
 pub mod databases;
 pub mod directories;
@@ -57,6 +58,8 @@ pub enum OperationError {
     NoSuchDatabase(String),
     #[error("no incident {}", incident_ref(*.0))]
     NoSuchIncident(i64),
+    #[error("no receipt {}", crate::store::receipts::receipt_ref(*.0))]
+    NoSuchReceipt(i64),
     #[error("no active API key with id {0:?}")]
     NoSuchKey(String),
     /// The request contradicts the current state (the list exists, nothing is held, the data

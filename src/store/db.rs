@@ -44,6 +44,8 @@ const QUIET_TABLES: &[&str] = &[
     // block landed. An account's names, which data sets index, are in `accounts`.
     "pushed_accounts",
     "account_surfaces",
+    // Containment receipts: read on request; their surfaces are `account_surfaces`'.
+    "receipts",
 ];
 
 /// Change-log rows kept; older ones are pruned (a replica catching up needs only the newest).

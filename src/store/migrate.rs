@@ -33,6 +33,7 @@ pub const TABLES: &[&str] = &[
     "expiry_holds",
     "pushed_accounts",
     "account_surfaces",
+    "receipts",
 ];
 
 /// Tables whose `id` the target numbers on from where the copy ends.
@@ -43,6 +44,7 @@ const NUMBERED: &[&str] = &[
     "audit",
     "incidents",
     "responses",
+    "receipts",
 ];
 
 /// How many rows of each table were copied.

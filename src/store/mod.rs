@@ -33,6 +33,7 @@ pub mod members;
 pub mod migrate;
 pub mod postgres;
 pub mod pushes;
+pub mod receipts;
 mod value;
 
 pub use accounts::{PushedAccount, Surface, SurfaceEvent, SurfaceKind};
@@ -302,6 +303,20 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE audit ADD COLUMN account TEXT;
     CREATE INDEX audit_account ON audit(account, id) WHERE account IS NOT NULL;",
+    // 11: containment receipts (`receipts`), a caller's idempotency key unique per action.
+    "CREATE TABLE receipts (
+        id INTEGER PRIMARY KEY,
+        action TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        idempotency_key TEXT,
+        fingerprint TEXT NOT NULL,
+        list TEXT NOT NULL,
+        incident TEXT,
+        confirm TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        outcome TEXT,
+        UNIQUE (action, caller, idempotency_key)
+    );",
 ];
 
 /// Whether an expiry sweep has work: asked every second, so every part is an index search

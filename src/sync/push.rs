@@ -308,6 +308,10 @@ pub async fn reconcile(
         .client()
         .await
         .map_err(|e| SyncError::directory(directory, e))?;
+    // When the block lands: the moment the change is sent. A pull can see the group hold
+    // the member as soon as the directory applied it, before its answer reaches us, so a
+    // time taken after the answer could come later than the pull that read it back.
+    let sent_at = now_ms();
     let change = client
         .modify_members(
             &mapping.group_dn,
@@ -344,7 +348,7 @@ pub async fn reconcile(
         }
     }
     store.set_pushed_accounts(&mapping.list, &mapping.group_dn, &plan.accounts)?;
-    record_landings(directory, store, mapping, &plan, &change)?;
+    record_landings(directory, store, mapping, &plan, &change, sent_at)?;
     let refused: HashSet<String> = change
         .failed
         .iter()
@@ -410,18 +414,18 @@ fn changed_members(
 
 /// Records where the block landed: each listed account whose DN the group holds after the
 /// run (added now, or there already and not recorded yet) has landed in the group; each
-/// account whose DN the run removed is lifted from it.
+/// account whose DN the run removed is lifted from it — `at`, when the change was sent.
 fn record_landings(
     directory: &Directory,
     store: &Store,
     mapping: &MappingConfig,
     plan: &Plan,
     change: &MemberChange,
+    at: i64,
 ) -> Result<(), SyncError> {
     let target = format!("{} (on {})", mapping.group_dn, directory.name());
     let refused: HashSet<String> = change.failed.iter().map(|f| dn_key(&f.member)).collect();
     let landed = store.surface_states(SurfaceKind::Group, &target)?;
-    let at = now_ms();
     let mut events = Vec::new();
     let adding: HashSet<String> = plan.add.iter().map(|dn| dn_key(dn)).collect();
     let removing: HashSet<String> = plan.remove.iter().map(|dn| dn_key(dn)).collect();

@@ -124,7 +124,7 @@ fn a_sqlite_store_of_the_previous_release_upgrades_and_merges_spellings() {
 }
 
 /// Runs SQL on the shared test server as the superuser, over its socket.
-fn psql(db: &str, args: &[&str]) -> String {
+pub(crate) fn psql(db: &str, args: &[&str]) -> String {
     let pg = postgres();
     let out = Command::new("runuser")
         .args(["-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t"])
@@ -145,7 +145,7 @@ fn psql(db: &str, args: &[&str]) -> String {
 /// A store database of its own on the shared test server, owned by a role of its own, closed
 /// to PUBLIC (warden refuses one PUBLIC may connect to); its password in `dir/pg.secret`.
 /// Returns the role, the database and the `[store]` keys that reach it.
-fn store_database(dir: &Path, name: &str) -> (String, String, String) {
+pub(crate) fn store_database(dir: &Path, name: &str) -> (String, String, String) {
     let pg = postgres();
     let id = std::process::id();
     let (role, db) = (format!("{name}_{id}"), format!("{name}_db_{id}"));
@@ -292,7 +292,12 @@ fn the_shipped_gate_example_refuses_a_bare_login_of_a_listed_account() {
 /// `group`, a data set pulled back from the group (its key from `sAMAccountName`, qualified
 /// by the directory's domain), a policy on it for `pg-*`, and a gate of CORP in front of the
 /// test PostgreSQL server.
-fn ad_gate_config(dc: &crate::dc::Dc, ns: &crate::dc::Ns, group: &str, gate_port: u16) -> String {
+pub(crate) fn ad_gate_config(
+    dc: &crate::dc::Dc,
+    ns: &crate::dc::Ns,
+    group: &str,
+    gate_port: u16,
+) -> String {
     let pg = postgres();
     let tls = pg.dir.join("tls");
     format!(

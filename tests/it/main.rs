@@ -14,6 +14,7 @@ mod cold_start;
 mod commit;
 mod config_files;
 mod console;
+mod contain;
 mod databases;
 mod dc;
 mod dc_faults;

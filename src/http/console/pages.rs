@@ -100,6 +100,7 @@ fn failure(e: &OperationError) -> Response {
         | OperationError::NoSuchDirectory(_)
         | OperationError::NoSuchDatabase(_)
         | OperationError::NoSuchIncident(_)
+        | OperationError::NoSuchReceipt(_)
         | OperationError::NoSuchKey(_) => (StatusCode::NOT_FOUND, "Not found"),
         OperationError::Invalid { .. }
         | OperationError::Records(_)
