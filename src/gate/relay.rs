@@ -2,7 +2,9 @@
 //! through as whole messages, the gate decides at the server's first `ReadyForQuery` (after
 //! `AuthenticationOk`, so a client without the password never learns whether its user is
 //! listed), then both directions stream with their message boundaries tracked, and every
-//! snapshot swap decides again. How the session ends is [`super::ending`]'s.
+//! snapshot swap decides again ([`front::Recheck`]). How the session ends is the kit's
+//! ([`front::ending`]); the PostgreSQL parts — a `CancelRequest` stops the statement, FATAL
+//! tells the client — are handed to it here.
 //!
 //! **Before the decision** only authentication reaches the server: the client → server pump
 //! forwards whole password/SASL messages (`p`) and holds anything else until the session is
@@ -25,11 +27,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::GateCounters;
-use super::ending::{self, ClientOut, Ending};
 use super::login::Login;
-use super::{ENDED, Gate, REFUSED, SessionInfo, Stream, UNDECIDED, Verdict, wire};
+use super::{ENDED, Gate, REFUSED, Stream, UNDECIDED, wire};
 use crate::base::time::format_rfc3339;
+use crate::front::ending::{self, ClientOut, Ending};
+use crate::front::refusals::Action;
+use crate::front::{self, GateCounters, Moment, Recheck, SessionInfo, Verdict};
 
 /// Largest message accepted while authentication runs (they are all small).
 const MAX_AUTH_MESSAGE: usize = 1 << 20;
@@ -230,7 +233,7 @@ fn authenticate(
                         login.add_role(name);
                     }
                 }
-                return Ok(match gate.verdict(login, client, false) {
+                return Ok(match decide(gate, login, client, Moment::Recheck) {
                     Verdict::Allow => Admission::Admitted { rest },
                     refused => Admission::Refused(by_policy(gate, login, client, refused, false)),
                 });
@@ -238,7 +241,7 @@ fn authenticate(
         };
         out.push(&now);
         if let refused @ (Verdict::Block { .. } | Verdict::Undecided { .. }) =
-            gate.verdict(login, client, true)
+            decide(gate, login, client, Moment::Admission)
         {
             return Ok(Admission::Refused(by_policy(
                 gate, login, client, refused, false,
@@ -246,6 +249,14 @@ fn authenticate(
         }
         chunk = &[];
     }
+}
+
+/// Decides `login` from the snapshot in force now. At `AuthenticationOk` the decisions are the
+/// login's own ([`Moment::Admission`]: all recorded); at `ReadyForQuery` they only confirm it
+/// with the role the server reports, and record only a refusal.
+fn decide(gate: &Gate, login: &Login, client: &str, moment: Moment) -> Verdict {
+    let snapshot = gate.warden.engine().snapshot();
+    front::answer_session(&gate.warden, &snapshot, &gate.asking(login, client), moment)
 }
 
 /// Why the session is ending.
@@ -273,14 +284,14 @@ pub(super) struct Client {
     pub tls: bool,
 }
 
-/// Relays one session whose start-up message `upstream` has been sent. `snapshots` was
+/// Relays one session whose start-up message `upstream` has been sent. `recheck` was
 /// subscribed before anything was decided, so no swap since is missed.
 pub(super) async fn relay(
     gate: &Arc<Gate>,
     mut login: Login,
     client: Client,
     upstream: Stream,
-    mut snapshots: watch::Receiver<u64>,
+    mut recheck: Recheck,
 ) {
     let peer = client.peer;
     let (cr, mut cw) = tokio::io::split(client.stream);
@@ -300,6 +311,8 @@ pub(super) async fn relay(
         ..Authentication::default()
     });
     let mut session = None;
+    // Who the admitted session is, for the re-check on every swap.
+    let mut asking = None;
     let mut bounds = wire::Boundaries::default();
     let mut out = ClientOut::default();
     let idle = gate.config.idle_timeout;
@@ -329,6 +342,7 @@ pub(super) async fn relay(
                         let _ = bounds.advance(&done.held, false);
                         out.push(&done.held);
                         session = Some(open_session(gate, &login, peer, done.key));
+                        asking = Some(gate.asking(&login, &client_ip));
                         let _ = admit.send(true);
                         Some(rest)
                     }
@@ -352,13 +366,10 @@ pub(super) async fn relay(
                 Ok(n) => gate.counters.relayed_to_client(n),
                 Err(_) => break End::ClientGone,
             },
-            changed = snapshots.changed(), if session.is_some() => {
-                if changed.is_err() {
-                    break End::Closed;
-                }
-                match gate.verdict(&login, &client_ip, false) {
-                    Verdict::Allow => {}
-                    ended => break by_policy(gate, &login, &client_ip, ended, true),
+            ended = async { recheck.blocked(&gate.warden, asking.as_ref()?).await }, if asking.is_some() => {
+                match ended {
+                    Some(ended) => break by_policy(gate, &login, &client_ip, ended, true),
+                    None => break End::Closed,
                 }
             }
             _ = idle_check.tick(), if session.is_some() && idle.is_some() => {
@@ -372,7 +383,7 @@ pub(super) async fn relay(
             }
         }
     };
-    let key = session.as_ref().and_then(super::SessionGuard::key);
+    let key = session.as_ref().and_then(front::Session::key);
     let statement_runs = flow.outstanding();
     let at_boundary = auth.is_some() || bounds.at_boundary();
     let (cancel, last_words) = match end {
@@ -394,11 +405,12 @@ pub(super) async fn relay(
     };
     let cancel = key.filter(|_| cancel).map(|(pid, secret)| {
         let gate = Arc::clone(gate);
-        Box::pin(async move { super::forward_cancel(&gate, pid, &secret).await }) as ending::Cancel
+        Box::pin(async move { super::forward_cancel(&gate, pid, &secret).await })
+            as ending::StopStatement
     });
     ending::end(Ending {
         client_pump,
-        cancel,
+        stop_statement: cancel,
         finish: finish(ur, cw, out, bounds, at_boundary),
         last_words,
     })
@@ -414,7 +426,7 @@ fn open_session(
     login: &Login,
     peer: SocketAddr,
     key: Option<(u32, Vec<u8>)>,
-) -> super::SessionGuard {
+) -> front::Session {
     let info = SessionInfo {
         user: login.user.clone(),
         database: login.database.clone(),
@@ -424,7 +436,10 @@ fn open_session(
         backend_pid: key.as_ref().map(|(pid, _)| *pid),
     };
     gate.counters.session_opened();
-    gate.gates.register(&gate.config.name, info, key)
+    let secret = key.map(|(_, secret)| secret);
+    gate.shared
+        .sessions
+        .register(&gate.config.name, info, secret)
 }
 
 /// Brings the client's stream to a message boundary: writes what is on its way, then takes
@@ -458,29 +473,31 @@ where
 /// (28000 for a block); on a snapshot swap, the end of an open session (57P01). Tallied for
 /// the audit log under the name that was blocked, and logged.
 fn by_policy(gate: &Gate, login: &Login, client: &str, verdict: Verdict, open: bool) -> End {
-    let (reason, user, policy) = match verdict {
-        Verdict::Block { user, policy } => ("blocked", user, policy),
-        Verdict::Undecided { user } => ("undecided", user, " (undecided)".to_owned()),
+    let policy = match &verdict {
         Verdict::Allow => return End::Closed,
+        Verdict::Block { policy, .. } if !policy.is_empty() => format!(" {policy:?}"),
+        _ => String::new(),
     };
-    let words = match (reason, open) {
-        ("blocked", false) => wire::fatal("28000", &format!("{REFUSED}{policy}")),
-        ("blocked", true) => wire::fatal("57P01", &format!("{ENDED}{policy}")),
+    let (reason, user) = (verdict.reason(), verdict.user().unwrap_or_default());
+    let words = match (&verdict, open) {
+        (Verdict::Block { .. }, false) => wire::fatal("28000", &format!("{REFUSED}{policy}")),
+        (Verdict::Block { .. }, true) => wire::fatal("57P01", &format!("{ENDED}{policy}")),
         (_, false) => wire::fatal("57P03", UNDECIDED),
         (_, true) => wire::fatal("57P01", UNDECIDED),
     };
     let (action, what) = if open {
-        ("gate.ended", "gate ended a session by policy")
+        (Action::Ended, "gate ended a session by policy")
     } else {
         gate.counters.refused(reason);
         (
-            "gate.refused",
+            Action::Refused,
             "gate refused a session after authentication",
         )
     };
-    tracing::warn!(gate = %gate.config.name, user = %user, login = %login.user, client = %client, policy = %policy.trim(), "{what}");
-    gate.gates
-        .tally(action, &gate.config.name, &user, client, &policy);
+    tracing::warn!(gate = %gate.config.name, user = %user, login = %login.user, client = %client, policy = %verdict.policy(), "{what}");
+    gate.shared
+        .refusals
+        .tally(action, &gate.config.name, user, client, verdict.policy());
     if open {
         End::Ended { reason, words }
     } else {

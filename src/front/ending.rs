@@ -5,17 +5,20 @@
 //! The contract, in order:
 //! 1. **Stop the client.** The client → server pump is stopped and awaited: no byte the
 //!    client sends from here on reaches the server.
-//! 2. **Stop the server.** The running statement is cancelled (a `CancelRequest` with the
-//!    session's `BackendKeyData`, when the caller passes one), and at the same time the
-//!    upstream is closed as soon as the server's message in flight has reached the client, or
-//!    after [`END_GRACE`], whichever comes first; an open transaction rolls back.
-//! 3. **Tell the client**, only if its stream is between two messages: the last words (a FATAL
-//!    `ErrorResponse`, when there are any) and a clean close (TLS `close_notify`), within
-//!    [`CLIENT_GRACE`].
+//! 2. **Stop the server.** The running statement is stopped — the protocol's first hook,
+//!    [`Ending::stop_statement`]: PostgreSQL's `CancelRequest` with the session's
+//!    `BackendKeyData`, MySQL's `KILL QUERY` through the gate's control account — and at the
+//!    same time the upstream is closed as soon as the server's message in flight has reached
+//!    the client, or after [`END_GRACE`], whichever comes first; an open transaction rolls
+//!    back.
+//! 3. **Tell the client**, only if its stream is between two messages: the protocol's second
+//!    hook, [`Ending::last_words`] (PostgreSQL's FATAL `ErrorResponse`, MySQL's ERR packet),
+//!    and a clean close (TLS `close_notify`), within [`CLIENT_GRACE`].
 //! 4. **Drop the client**, told or not.
 //!
-//! The protocol-specific parts come in as values (the cancel as a future, the message in
-//! flight as [`ClientOut`] and a finishing future), so the sequence itself knows no protocol.
+//! The protocol-specific parts come in as values (the stop as a future, the message in
+//! flight as [`ClientOut`] and a finishing future, the last words as bytes), so the sequence
+//! itself knows no protocol. This is the kit's contract for every session front end.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,15 +32,15 @@ pub const END_GRACE: Duration = Duration::from_secs(1);
 /// How long the client gets to take the last words and the close.
 pub const CLIENT_GRACE: Duration = Duration::from_secs(1);
 
-/// A future that stops the running statement (bounded by its own timeout).
-pub type Cancel = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A future that stops the running statement on the server (bounded by its own timeout).
+pub type StopStatement = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Everything an ending session hands over.
 pub struct Ending<F> {
     /// The client → server pump, if it still runs.
     pub client_pump: Option<JoinHandle<()>>,
     /// Stops the running statement; `None` when nothing runs (idle, not yet admitted).
-    pub cancel: Option<Cancel>,
+    pub stop_statement: Option<StopStatement>,
     /// Owns the upstream (closed when it completes or is dropped) and the client's writer:
     /// brings the client's stream to a message boundary and returns the writer there, or
     /// `None` when the client cannot be told cleanly.
@@ -55,7 +58,7 @@ where
 {
     let Ending {
         client_pump,
-        cancel,
+        stop_statement,
         finish,
         last_words,
     } = ending;
@@ -65,9 +68,9 @@ where
         pump.abort();
         let _ = pump.await;
     }
-    let cancel = async {
-        if let Some(cancel) = cancel {
-            cancel.await;
+    let stop = async {
+        if let Some(stop) = stop_statement {
+            stop.await;
         }
     };
     let tell = async {
@@ -86,7 +89,7 @@ where
         .await;
         // 4. `client` drops here.
     };
-    tokio::join!(cancel, tell);
+    tokio::join!(stop, tell);
 }
 
 /// Bytes on their way to the client, written without ever blocking the caller: one write or
@@ -158,7 +161,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         end(Ending {
             client_pump: Some(pump),
-            cancel: Some(Box::pin(async move { c.store(true, Ordering::SeqCst) })),
+            stop_statement: Some(Box::pin(async move { c.store(true, Ordering::SeqCst) })),
             finish: async { Some(w) },
             last_words: Some(vec![b'E'; 1024]),
         })
@@ -172,7 +175,7 @@ mod tests {
         let (client, mut peer) = tokio::io::duplex(1024);
         end(Ending {
             client_pump: None,
-            cancel: None,
+            stop_statement: None,
             finish: async { Some(client) },
             last_words: Some(b"bye".to_vec()),
         })
