@@ -17,14 +17,14 @@
 //! 4. **Drop the client**, told or not.
 //!
 //! The protocol-specific parts come in as values (the stop as a future, the message in
-//! flight as [`ClientOut`] and a finishing future, the last words as bytes), so the sequence
-//! itself knows no protocol. This is the kit's contract for every session front end.
+//! flight as [`ClientOut`] and a finishing future — [`finish`] over the protocol's
+//! [`Framing`] — the last words as bytes), so the sequence itself knows no protocol. This is the kit's contract for every session front end.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::task::JoinHandle;
 
 /// How long an ending session may take to bring the server's message in flight to the client.
@@ -36,9 +36,9 @@ pub const CLIENT_GRACE: Duration = Duration::from_secs(1);
 pub type StopStatement = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Everything an ending session hands over.
-pub struct Ending<F> {
-    /// The client → server pump, if it still runs.
-    pub client_pump: Option<JoinHandle<()>>,
+pub struct Ending<F, P = ()> {
+    /// The client → server pump, if it still runs (what it returns is not read here).
+    pub client_pump: Option<JoinHandle<P>>,
     /// Stops the running statement; `None` when nothing runs (idle, not yet admitted).
     pub stop_statement: Option<StopStatement>,
     /// Owns the upstream (closed when it completes or is dropped) and the client's writer:
@@ -51,7 +51,7 @@ pub struct Ending<F> {
 
 /// Ends a session as the module documentation says; returns when the client is dropped and
 /// the cancel has been sent (or has timed out).
-pub async fn end<F, W>(ending: Ending<F>)
+pub async fn end<F, W, P>(ending: Ending<F, P>)
 where
     F: Future<Output = Option<W>>,
     W: AsyncWrite + Unpin,
@@ -90,6 +90,44 @@ where
         // 4. `client` drops here.
     };
     tokio::join!(stop, tell);
+}
+
+/// Where a protocol's stream is between two messages (PostgreSQL's messages, MySQL's packets):
+/// what [`finish`] needs to bring a client to a boundary.
+pub trait Framing {
+    fn at_boundary(&self) -> bool;
+    /// Advances over `chunk` up to the first boundary; how many bytes that took, or `None`
+    /// when the stream is not understood.
+    fn to_boundary(&mut self, chunk: &[u8]) -> Option<usize>;
+}
+
+/// Brings the client's stream to a message boundary: writes what is on its way, then takes
+/// the rest of the server's message in flight (and nothing after it); returns the client's
+/// writer there, or `None` when it cannot be told cleanly. The upstream closes when this
+/// returns or is dropped. `whole` says the stream is known to be between messages already.
+pub async fn finish<R, W, B>(
+    mut upstream: ReadHalf<R>,
+    mut client: W,
+    mut out: ClientOut,
+    mut bounds: B,
+    whole: bool,
+) -> Option<W>
+where
+    R: AsyncRead + AsyncWrite,
+    W: AsyncWrite + Unpin,
+    B: Framing,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        out.drain(&mut client).await.ok()?;
+        if whole || bounds.at_boundary() {
+            drop(upstream);
+            return Some(client);
+        }
+        let n = upstream.read(&mut buf).await.ok().filter(|n| *n > 0)?;
+        let k = bounds.to_boundary(&buf[..n])?;
+        out.push(&buf[..k]);
+    }
 }
 
 /// Bytes on their way to the client, written without ever blocking the caller: one write or
@@ -174,7 +212,7 @@ mod tests {
     async fn a_reading_client_gets_the_last_words_and_a_close() {
         let (client, mut peer) = tokio::io::duplex(1024);
         end(Ending {
-            client_pump: None,
+            client_pump: None::<JoinHandle<()>>,
             stop_statement: None,
             finish: async { Some(client) },
             last_words: Some(b"bye".to_vec()),

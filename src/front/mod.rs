@@ -40,8 +40,9 @@ pub use metrics::{GateCounters, GateMetrics};
 pub use refusals::Refusals;
 pub use sessions::{Recheck, Session, SessionInfo, Sessions};
 
+use crate::config::{GateConfig, GateProtocol};
 use crate::runtime::Warden;
-use crate::services::Shutdown;
+use crate::services::{Ready, Service, Shutdown};
 
 /// What the front ends of one server share: their open sessions, their refusals waiting to
 /// be audited, and where each listens.
@@ -68,6 +69,53 @@ pub trait SessionFront: Send + Sync + 'static {
         stream: TcpStream,
         peer: SocketAddr,
     ) -> impl Future<Output = ()> + Send;
+}
+
+/// One service per configured gate speaking `protocol`, each running `run` on its own
+/// configuration (remade on every reload, like every configured service).
+pub fn gate_services<Fut>(
+    warden: &Arc<Warden>,
+    shared: &Shared,
+    protocol: GateProtocol,
+    run: fn(Arc<Warden>, Shared, GateConfig, Shutdown, Ready) -> Fut,
+) -> Vec<Service>
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    warden
+        .config()
+        .gates
+        .iter()
+        .filter(|g| g.protocol == protocol)
+        .map(|g| {
+            let (warden, shared, config) = (Arc::clone(warden), shared.clone(), g.clone());
+            Service::new(gate_front(&g.name), move |shutdown, ready| {
+                run(warden, shared, config, shutdown, ready)
+            })
+        })
+        .collect()
+}
+
+/// Serves gate `config`'s `front`: binds its address (retrying while it is taken), says it is
+/// ready, and accepts under its caps until `shutdown` ([`serve`]).
+pub async fn serve_gate<F: SessionFront>(
+    front: Arc<F>,
+    config: &GateConfig,
+    warden: Arc<Warden>,
+    shared: Shared,
+    mut shutdown: Shutdown,
+    ready: Ready,
+) {
+    let name = gate_front(&config.name);
+    let Some(listener) =
+        listener::bind(&name, config.listen, &shared.listening, &mut shutdown).await
+    else {
+        return;
+    };
+    tracing::info!(gate = %config.name, protocol = config.protocol.as_str(), listen = %config.listen, upstream = %config.upstream, "gate listening");
+    let caps = Caps::new(config.max_connections, config.max_connections_per_client);
+    ready.set();
+    serve(front, &name, listener, caps, warden, shared, shutdown).await;
 }
 
 /// Accepts on `listener` until `shutdown`: each connection takes its place under `caps` (or is

@@ -74,9 +74,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::{GateConfig, UpstreamTls};
+use crate::config::{GateConfig, GateProtocol, UpstreamTls};
 use crate::front::{
-    self, Asking, Caps, GateCounters, GateMetrics, OverCap, SessionFront, Shared, ending,
+    self, Asking, GateCounters, GateMetrics, OverCap, SessionFront, Shared, ending,
 };
 use crate::runtime::Warden;
 use crate::services::{Ready, Service, Shutdown};
@@ -98,21 +98,9 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 type Stream = Box<dyn Io>;
 
-/// One service per configured PostgreSQL gate (for
-/// [`crate::services::Supervisor::with_configured`]).
+/// One service per configured PostgreSQL gate.
 pub fn services(warden: &Arc<Warden>, shared: &Shared) -> Vec<Service> {
-    warden
-        .config()
-        .gates
-        .iter()
-        .filter(|g| g.protocol == crate::config::GateProtocol::Postgres)
-        .map(|g| {
-            let (warden, shared, config) = (Arc::clone(warden), shared.clone(), g.clone());
-            Service::new(front::gate_front(&g.name), move |shutdown, ready| {
-                run(warden, shared, config, shutdown, ready)
-            })
-        })
-        .collect()
+    front::gate_services(warden, shared, GateProtocol::Postgres, run)
 }
 
 /// What one running gate shares with its connections.
@@ -154,24 +142,15 @@ async fn run(
             return shutdown.requested().await;
         }
     };
-    let name = front::gate_front(&config.name);
-    let Some(listener) =
-        front::listener::bind(&name, config.listen, &shared.listening, &mut shutdown).await
-    else {
-        return;
-    };
-    tracing::info!(gate = %config.name, listen = %config.listen, upstream = %config.upstream, "gate listening");
-    let caps = Caps::new(config.max_connections, config.max_connections_per_client);
     let gate = Arc::new(Gate {
         counters: warden.metrics().get::<GateMetrics>().gate(&config.name),
         warden: Arc::clone(&warden),
         shared: shared.clone(),
-        config,
+        config: config.clone(),
         acceptor,
         connector,
     });
-    ready.set();
-    front::serve(gate, &name, listener, caps, warden, shared, shutdown).await;
+    front::serve_gate(gate, &config, warden, shared, shutdown, ready).await;
 }
 
 type Tls = (

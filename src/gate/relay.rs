@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -411,7 +411,7 @@ pub(super) async fn relay(
     ending::end(Ending {
         client_pump,
         stop_statement: cancel,
-        finish: finish(ur, cw, out, bounds, at_boundary),
+        finish: ending::finish(ur, cw, out, bounds, at_boundary),
         last_words,
     })
     .await;
@@ -440,33 +440,6 @@ fn open_session(
     gate.shared
         .sessions
         .register(&gate.config.name, info, secret)
-}
-
-/// Brings the client's stream to a message boundary: writes what is on its way, then takes
-/// the rest of the server's message in flight (and nothing after it). The upstream closes
-/// when this returns or is dropped.
-async fn finish<R, W>(
-    mut upstream: ReadHalf<R>,
-    mut client: W,
-    mut out: ClientOut,
-    mut bounds: wire::Boundaries,
-    whole_messages: bool,
-) -> Option<W>
-where
-    R: AsyncRead + AsyncWrite,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        out.drain(&mut client).await.ok()?;
-        if whole_messages || bounds.at_boundary() {
-            drop(upstream);
-            return Some(client);
-        }
-        let n = upstream.read(&mut buf).await.ok().filter(|n| *n > 0)?;
-        let k = bounds.advance(&buf[..n], true).ok()?;
-        out.push(&buf[..k]);
-    }
 }
 
 /// The end a verdict other than allow brings: at the decision after authentication, a refusal
