@@ -64,7 +64,7 @@ crate::base::word::words!(GateProtocol, "postgresql, mysql", {
 });
 
 /// The account a MySQL gate logs in with to stop a blocked session's statement on the server
-/// (`KILL QUERY`): it needs the `CONNECTION ADMIN` privilege (MariaDB; `SUPER` before 10.5),
+/// (`KILL CONNECTION`): it needs the `CONNECTION ADMIN` privilege (MariaDB; `SUPER` before 10.5),
 /// and authenticates with `mysql_native_password`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlAccount {

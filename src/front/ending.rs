@@ -7,7 +7,7 @@
 //!    client sends from here on reaches the server.
 //! 2. **Stop the server.** The running statement is stopped — the protocol's first hook,
 //!    [`Ending::stop_statement`]: PostgreSQL's `CancelRequest` with the session's
-//!    `BackendKeyData`, MySQL's `KILL QUERY` through the gate's control account — and at the
+//!    `BackendKeyData`, MySQL's `KILL CONNECTION` through the gate's control account — and at the
 //!    same time the upstream is closed as soon as the server's message in flight has reached
 //!    the client, or after [`END_GRACE`], whichever comes first; an open transaction rolls
 //!    back.
