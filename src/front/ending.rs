@@ -27,6 +27,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::task::JoinHandle;
 
+use super::GateCounters;
+
 /// How long an ending session may take to bring the server's message in flight to the client.
 pub const END_GRACE: Duration = Duration::from_secs(1);
 /// How long the client gets to take the last words and the close.
@@ -34,6 +36,52 @@ pub const CLIENT_GRACE: Duration = Duration::from_secs(1);
 
 /// A future that stops the running statement on the server (bounded by its own timeout).
 pub type StopStatement = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Why a relayed session ends, whatever its protocol; the words are the protocol's.
+pub enum End {
+    /// The server closed or refused, or its stream was not understood.
+    Closed,
+    /// The client hung up (or its stream was not understood).
+    ClientGone,
+    /// Refused at the decision after authentication.
+    Refused { words: Vec<u8> },
+    /// Blocked, or no longer decidable, on a snapshot swap (or a change of user).
+    Ended {
+        reason: &'static str,
+        words: Vec<u8>,
+    },
+    /// Waited on its client for `idle_timeout`.
+    Idle { words: Vec<u8> },
+}
+
+impl End {
+    /// Counts how the session ended and says what the ending does: whether the statement is
+    /// stopped on the server (an ended session's, and the one a client that hung up left
+    /// `outstanding`), and the client's last words.
+    pub fn settle(self, counters: &GateCounters, outstanding: bool) -> (bool, Option<Vec<u8>>) {
+        match self {
+            End::Closed => (false, None),
+            End::ClientGone => (outstanding, None),
+            End::Refused { words } => (false, Some(words)),
+            End::Ended { reason, words } => {
+                counters.ended(reason);
+                (true, Some(words))
+            }
+            End::Idle { words } => {
+                counters.ended("idle");
+                (false, Some(words))
+            }
+        }
+    }
+}
+
+/// The ticker a relay checks idleness on: a quarter of `idle_timeout`, between 0.1 s and 5 s
+/// (hourly, and never consulted, without one).
+pub fn idle_ticker(idle: Option<Duration>) -> tokio::time::Interval {
+    tokio::time::interval(idle.map_or(Duration::from_secs(3600), |d| {
+        (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }))
+}
 
 /// Everything an ending session hands over.
 pub struct Ending<F, P = ()> {
@@ -128,6 +176,16 @@ where
         let k = bounds.to_boundary(&buf[..n])?;
         out.push(&buf[..k]);
     }
+}
+
+/// Writes and flushes, as a relay's pumps send: a TLS stream keeps what the socket did not
+/// take until flushed.
+pub async fn forward<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    w.write_all(bytes).await?;
+    w.flush().await
 }
 
 /// Bytes on their way to the client, written without ever blocking the caller: one write or

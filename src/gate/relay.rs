@@ -23,14 +23,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::login::Login;
 use super::{ENDED, Gate, REFUSED, Stream, UNDECIDED, wire};
 use crate::base::time::format_rfc3339;
-use crate::front::ending::{self, ClientOut, Ending};
+use crate::front::ending::{self, ClientOut, End, Ending, forward};
 use crate::front::refusals::Action;
 use crate::front::{self, GateCounters, Moment, Recheck, SessionInfo, Verdict};
 
@@ -259,23 +259,6 @@ fn decide(gate: &Gate, login: &Login, client: &str, moment: Moment) -> Verdict {
     front::answer_session(&gate.warden, &snapshot, &gate.asking(login, client), moment)
 }
 
-/// Why the session is ending.
-enum End {
-    /// The server closed, or its stream was not understood.
-    Closed,
-    /// The client hung up (or its stream was not understood).
-    ClientGone,
-    /// Refused at the decision after authentication.
-    Refused { words: Vec<u8> },
-    /// Blocked, or no longer decidable, on a snapshot swap.
-    Ended {
-        reason: &'static str,
-        words: Vec<u8>,
-    },
-    /// Waited on its client for `idle_timeout`.
-    Idle,
-}
-
 /// The client side of a session.
 pub(super) struct Client {
     pub stream: Stream,
@@ -316,9 +299,7 @@ pub(super) async fn relay(
     let mut bounds = wire::Boundaries::default();
     let mut out = ClientOut::default();
     let idle = gate.config.idle_timeout;
-    let mut idle_check = tokio::time::interval(idle.map_or(Duration::from_secs(3600), |d| {
-        (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
-    }));
+    let mut idle_check = ending::idle_ticker(idle);
     let mut buf = vec![0u8; 16 * 1024];
     let end = loop {
         tokio::select! {
@@ -352,15 +333,10 @@ pub(super) async fn relay(
                     }
                 };
                 let chunk = rest.as_deref().unwrap_or(&buf[..n]);
-                let counted = {
-                    let mut s = flow.state();
-                    bounds.advance_with(chunk, false, |kind| Flow::server_message(&mut s, kind))
-                };
-                if let Err(e) = counted {
+                if let Err(e) = server_bytes(&flow, &mut bounds, &mut out, chunk) {
                     tracing::warn!(gate = %gate.config.name, error = %e, "server stream not understood; session closed");
                     break End::Closed;
                 }
-                out.push(chunk);
             }
             written = out.progress(&mut cw), if out.pending() => match written {
                 Ok(n) => gate.counters.relayed_to_client(n),
@@ -374,7 +350,9 @@ pub(super) async fn relay(
             }
             _ = idle_check.tick(), if session.is_some() && idle.is_some() => {
                 if idle.is_some_and(|limit| flow.idle_for(limit)) {
-                    break End::Idle;
+                    break End::Idle {
+                        words: wire::fatal("57P05", "terminating connection due to idle timeout of the gate"),
+                    };
                 }
             }
             _ = async { client_pump.as_mut()?.await.ok() }, if client_pump.is_some() => {
@@ -384,25 +362,8 @@ pub(super) async fn relay(
         }
     };
     let key = session.as_ref().and_then(front::Session::key);
-    let statement_runs = flow.outstanding();
     let at_boundary = auth.is_some() || bounds.at_boundary();
-    let (cancel, last_words) = match end {
-        End::Closed => (false, None),
-        End::ClientGone => (statement_runs, None),
-        End::Refused { words } => (false, Some(words)),
-        End::Ended { reason, words } => {
-            gate.counters.ended(reason);
-            (true, Some(words))
-        }
-        End::Idle => {
-            gate.counters.ended("idle");
-            let words = wire::fatal(
-                "57P05",
-                "terminating connection due to idle timeout of the gate",
-            );
-            (false, Some(words))
-        }
-    };
+    let (cancel, last_words) = end.settle(&gate.counters, flow.outstanding());
     let cancel = key.filter(|_| cancel).map(|(pid, secret)| {
         let gate = Arc::clone(gate);
         Box::pin(async move { super::forward_cancel(&gate, pid, &secret).await })
@@ -418,6 +379,22 @@ pub(super) async fn relay(
     if session.is_some() {
         gate.counters.session_closed();
     }
+}
+
+/// The server's bytes of a session past authentication: boundaries and the flow learn them,
+/// the client gets them.
+fn server_bytes(
+    flow: &Flow,
+    bounds: &mut wire::Boundaries,
+    out: &mut ClientOut,
+    chunk: &[u8],
+) -> Result<(), wire::FrameError> {
+    {
+        let mut s = flow.state();
+        bounds.advance_with(chunk, false, |kind| Flow::server_message(&mut s, kind))?;
+    }
+    out.push(chunk);
+    Ok(())
 }
 
 /// Registers an admitted session (for `GET /v1/gates` and cancel requests) and counts it.
@@ -544,14 +521,6 @@ async fn client_to_server(
     }
 }
 
-/// Writes and flushes: a TLS stream keeps what the socket did not take until flushed.
-async fn forward<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    w.write_all(bytes).await?;
-    w.flush().await
-}
 
 #[cfg(test)]
 mod tests {

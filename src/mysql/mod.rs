@@ -456,6 +456,39 @@ async fn authenticate_upstream(
     Ok((Box::new(tls), 2))
 }
 
+/// The upstream and its greeting within `startup_timeout`, or the refusal its client gets: the
+/// server's own ERR when it answered one instead of a greeting (too many connections, host
+/// blocked), else "unreachable".
+async fn reach_upstream(gate: &Gate) -> Result<Upstream, Refusal> {
+    let error = match tokio::time::timeout(gate.config.startup_timeout, connect_upstream(gate))
+        .await
+    {
+        Ok(Ok(Ok(up))) => return Ok(up),
+        Ok(Ok(Err(server_err))) => {
+            tracing::warn!(gate = %gate.config.name, error = %wire::err_message(server_err.payload()), "the server refused the connection");
+            return Err(Refusal {
+                reason: "upstream_refused",
+                packet: server_err.0,
+            });
+        }
+        Ok(Err(e)) => e,
+        Err(_) => "timed out".to_owned(),
+    };
+    tracing::warn!(gate = %gate.config.name, upstream = %gate.config.upstream, %error, "upstream unreachable");
+    Err(unreachable(0))
+}
+
+/// "The database is unreachable through the gate", as packet `seq`.
+fn unreachable(seq: u8) -> Refusal {
+    refusal(
+        "upstream_unreachable",
+        seq,
+        UNREACHABLE_CODE,
+        "08S01",
+        UNREACHABLE,
+    )
+}
+
 async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
     let timeout = gate.config.startup_timeout;
     if !gate.warden.engine().is_ready() {
@@ -465,33 +498,9 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
     }
     // Subscribed before anything is decided: a swap from here on is seen by the relay.
     let recheck = front::Recheck::subscribe(&gate.warden);
-    let up = match tokio::time::timeout(timeout, connect_upstream(&gate)).await {
-        Ok(Ok(Ok(up))) => up,
-        Ok(Ok(Err(server_err))) => {
-            // The server refused before its greeting (too many connections, host blocked):
-            // the client hears it as the server said it.
-            tracing::warn!(gate = %gate.config.name, error = %wire::err_message(server_err.payload()), "the server refused the connection");
-            let r = Refusal {
-                reason: "upstream_refused",
-                packet: server_err.0,
-            };
-            return refuse(&gate, Some(Box::new(tcp)), Some(r)).await;
-        }
-        failed => {
-            let error = match failed {
-                Ok(Err(e)) => e,
-                _ => "timed out".to_owned(),
-            };
-            tracing::warn!(gate = %gate.config.name, upstream = %gate.config.upstream, %error, "upstream unreachable");
-            let r = refusal(
-                "upstream_unreachable",
-                0,
-                UNREACHABLE_CODE,
-                "08S01",
-                UNREACHABLE,
-            );
-            return refuse(&gate, Some(Box::new(tcp)), Some(r)).await;
-        }
+    let up = match reach_upstream(&gate).await {
+        Ok(up) => up,
+        Err(r) => return refuse(&gate, Some(Box::new(tcp)), Some(r)).await,
     };
     let connection_id = up.greeting.connection_id;
     let greeted = match tokio::time::timeout(timeout, greet(&gate, tcp, &up)).await {
@@ -527,14 +536,7 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
                 _ => "timed out".to_owned(),
             };
             tracing::warn!(gate = %gate.config.name, upstream = %gate.config.upstream, %error, "upstream handshake failed");
-            let seq = greeted.seq.wrapping_add(1);
-            let r = refusal(
-                "upstream_unreachable",
-                seq,
-                UNREACHABLE_CODE,
-                "08S01",
-                UNREACHABLE,
-            );
+            let r = unreachable(greeted.seq.wrapping_add(1));
             return refuse(&gate, Some(greeted.stream), Some(r)).await;
         }
     };

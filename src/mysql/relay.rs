@@ -20,13 +20,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 use super::wire::{self, reply};
 use super::{ACCESS_DENIED, ENDED, Gate, KILLED, Login, REFUSED, Stream, UNDECIDED};
 use crate::base::time::format_rfc3339;
-use crate::front::ending::{self, ClientOut, Ending};
+use crate::front::ending::{self, ClientOut, End, Ending, forward};
 use crate::front::refusals::Action;
 use crate::front::{self, GateCounters, Moment, Recheck, SessionInfo, Verdict};
 
@@ -122,23 +122,6 @@ impl Flow {
             s.last_seq.wrapping_add(1)
         }
     }
-}
-
-/// Why the session is ending.
-enum End {
-    /// The server closed or refused, or its stream was not understood.
-    Closed,
-    /// The client hung up (or its stream was not understood).
-    ClientGone,
-    /// Refused at the decision after authentication.
-    Refused { words: Vec<u8> },
-    /// Blocked, or no longer decidable, on a snapshot swap or a change of user.
-    Ended {
-        reason: &'static str,
-        verdict: Verdict,
-    },
-    /// Waited on its client for `idle_timeout`.
-    Idle,
 }
 
 /// What authentication left: the client's halves, the server's, the bytes each sent past
@@ -243,21 +226,8 @@ pub(super) async fn relay(
     let (cr, cw) = tokio::io::split(client.stream);
     let (ur, uw) = tokio::io::split(upstream);
     let mut halves = Halves { cr, cw, ur, uw };
-    let auth = tokio::time::timeout(
-        gate.config.startup_timeout,
-        authenticate(gate, &login, &client_ip, &mut halves, legs.offset),
-    )
-    .await;
-    let admitted = match auth {
-        Ok(Ok(a)) => a,
-        Ok(Err(end)) => {
-            let Halves { cw, .. } = halves;
-            return end_unadmitted(cw, end).await;
-        }
-        Err(_) => {
-            gate.counters.refused("startup_timeout");
-            return;
-        }
+    let Some(admitted) = admit(gate, &login, &client_ip, &mut halves, legs.offset).await else {
+        return;
     };
     let Halves {
         cr,
@@ -283,9 +253,7 @@ pub(super) async fn relay(
     let mut out = ClientOut::default();
     let mut first = Some(admitted.from_server);
     let idle = gate.config.idle_timeout;
-    let mut idle_check = tokio::time::interval(idle.map_or(Duration::from_secs(3600), |d| {
-        (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
-    }));
+    let mut idle_check = ending::idle_ticker(idle);
     let mut buf = vec![0u8; 16 * 1024];
     let end = loop {
         if let Some(early) = first.take().filter(|b| !b.is_empty()) {
@@ -307,42 +275,25 @@ pub(super) async fn relay(
                 };
                 recheck.blocked(&gate.warden, &asking).await
             } => match ended {
-                Some(verdict) => break ended_by_policy(gate, &login, &client_ip, verdict),
+                Some(verdict) => break ended_by_policy(gate, &login, &client_ip, verdict, flow.next_seq()),
                 None => break End::Closed,
             },
             _ = idle_check.tick(), if idle.is_some() => {
                 if idle.is_some_and(|limit| flow.idle_for(limit)) {
-                    break End::Idle;
+                    let words = "terminating the connection after the gate's idle timeout";
+                    break End::Idle { words: wire::err_packet(flow.next_seq(), IDLE_CODE, "HY000", words) };
                 }
             }
             pumped = async { client_pump.as_mut()?.await.ok() }, if client_pump.is_some() => {
                 client_pump = None;
                 break match pumped.flatten() {
-                    Some(verdict) => ended_by_policy(gate, &login, &client_ip, verdict),
+                    Some(verdict) => ended_by_policy(gate, &login, &client_ip, verdict, flow.next_seq()),
                     None => End::ClientGone,
                 };
             }
         }
     };
-    let statement_runs = flow.outstanding();
-    let seq = flow.next_seq();
-    let (stop, last_words) = match end {
-        End::Closed => (false, None),
-        End::ClientGone => (statement_runs, None),
-        End::Refused { words } => (false, Some(words)),
-        End::Ended { reason, verdict } => {
-            gate.counters.ended(reason);
-            (true, Some(ended_words(&verdict, seq)))
-        }
-        End::Idle => {
-            gate.counters.ended("idle");
-            let words = "terminating the connection after the gate's idle timeout";
-            (
-                false,
-                Some(wire::err_packet(seq, IDLE_CODE, "HY000", words)),
-            )
-        }
-    };
+    let (stop, last_words) = end.settle(&gate.counters, flow.outstanding());
     let stop_statement = stop
         .then(|| super::control::stop(gate, legs.connection_id))
         .flatten();
@@ -371,8 +322,35 @@ fn server_bytes(flow: &Flow, bounds: &mut wire::Boundaries, out: &mut ClientOut,
     out.push(chunk);
 }
 
+/// Authentication within the gate's `startup_timeout`; `None` when the session is not
+/// admitted (a refused client has been told).
+async fn admit(
+    gate: &Gate,
+    login: &Login,
+    client_ip: &str,
+    halves: &mut Halves,
+    offset: u8,
+) -> Option<Admitted> {
+    let auth = tokio::time::timeout(
+        gate.config.startup_timeout,
+        authenticate(gate, login, client_ip, halves, offset),
+    )
+    .await;
+    match auth {
+        Ok(Ok(admitted)) => Some(admitted),
+        Ok(Err(end)) => {
+            end_unadmitted(&mut halves.cw, end).await;
+            None
+        }
+        Err(_) => {
+            gate.counters.refused("startup_timeout");
+            None
+        }
+    }
+}
+
 /// Tells a client refused during authentication (nothing of the session was relayed yet).
-async fn end_unadmitted(mut cw: WriteHalf<Stream>, end: End) {
+async fn end_unadmitted(cw: &mut WriteHalf<Stream>, end: End) {
     if let End::Refused { words } = end {
         let _ = tokio::time::timeout(ending::CLIENT_GRACE, async {
             cw.write_all(&words).await?;
@@ -438,7 +416,15 @@ fn by_policy(
     End::Refused { words }
 }
 
-fn ended_by_policy(gate: &Gate, login: &Mutex<Login>, client: &str, verdict: Verdict) -> End {
+/// The end of an open session a verdict brings (`seq`: the sequence number the client
+/// expects next): tallied, logged.
+fn ended_by_policy(
+    gate: &Gate,
+    login: &Mutex<Login>,
+    client: &str,
+    verdict: Verdict,
+    seq: u8,
+) -> End {
     let user = login
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -447,7 +433,7 @@ fn ended_by_policy(gate: &Gate, login: &Mutex<Login>, client: &str, verdict: Ver
     record(gate, &user, client, &verdict, Action::Ended);
     End::Ended {
         reason: verdict.reason(),
-        verdict,
+        words: ended_words(&verdict, seq),
     }
 }
 
@@ -551,14 +537,6 @@ fn change_user(gate: &Gate, login: &Mutex<Login>, client: &str, packet: &[u8]) -
     }
 }
 
-/// Writes and flushes: a TLS stream keeps what the socket did not take until flushed.
-async fn forward<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    w.write_all(bytes).await?;
-    w.flush().await
-}
 
 #[cfg(test)]
 mod tests {

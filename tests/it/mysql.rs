@@ -427,3 +427,57 @@ fn the_server_down_is_a_clear_error_not_a_hang() {
         text(&out)
     );
 }
+
+/// A session that waits on its client for `idle_timeout` ends, its client told why at its next
+/// command; a statement the server works on for longer than the timeout is not idleness.
+#[test]
+fn an_idle_session_ends_after_idle_timeout_a_long_statement_does_not() {
+    use std::io::Write;
+    let db = mariadb();
+    let gate = start_gate(db.port, "allow_plain = true\nidle_timeout = \"1s\"");
+    let password = db.password("alice");
+    let out = client(gate.port, "alice", &password, &[], "SELECT SLEEP(3)")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // The same client, its statements on stdin: one at once, the next after 4 s of silence.
+    let mut session = Command::new("mariadb")
+        .args(["--no-defaults", "-N", "-B", "--skip-reconnect"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &gate.port.to_string(),
+            "-u",
+            "alice",
+        ])
+        .env("MYSQL_PWD", &password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = session.stdin.take().unwrap();
+    stdin.write_all(b"SELECT 'first';\n").unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    // The client may notice the closed connection while writing or while reading.
+    let _ = stdin.write_all(b"SELECT 'second';\n");
+    drop(stdin);
+    let out = session.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("first"), "{}", text(&out));
+    assert!(!stdout.contains("second"), "{}", text(&out));
+    assert!(!out.status.success(), "{}", text(&out));
+    // Told at the packet its next command expects (ER_CLIENT_INTERACTION_TIMEOUT).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ERROR 4031 (HY000)") && err.contains("the gate's idle timeout"),
+        "{}",
+        text(&out)
+    );
+    let metrics = http(gate.http, "GET", "/metrics", &[], b"").body;
+    assert!(
+        metrics.contains("warden_gate_sessions_ended_total{gate=\"mariadb\",reason=\"idle\"} 1"),
+        "{metrics}"
+    );
+}
