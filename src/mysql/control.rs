@@ -4,7 +4,7 @@
 //!
 //! Why it is needed (measured against MariaDB 10.11, BENCHMARKS.md): closing the upstream of a
 //! session running `SELECT SLEEP(60)` ends it only when the server next checks the
-//! connection, three to four seconds later; a CPU-bound statement runs to its end whatever
+//! connection, three to five seconds later; a CPU-bound statement runs to its end whatever
 //! happened to its client. `KILL CONNECTION` ends either at once, and rolls back an open
 //! transaction. It needs `CONNECTION ADMIN` (MariaDB 10.5+; `SUPER` before). Without a
 //! control account the gate closes the upstream and the server stops the statement when it

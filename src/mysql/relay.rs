@@ -497,9 +497,13 @@ async fn client_to_server(
                 }
             } else {
                 flow.client_packet(seq, pending.get(4).copied().filter(|_| len > 0));
-                forward(&mut upstream, &pending[..4]).await.ok()?;
-                pending.drain(..4);
-                remaining = len;
+                // The header with as much of the payload as is here, in one send: a command
+                // is one write to the server, not two.
+                let n = (4 + len).min(pending.len());
+                forward(&mut upstream, &pending[..n]).await.ok()?;
+                counters.relayed_to_server(n);
+                pending.drain(..n);
+                remaining = 4 + len - n;
                 continue;
             }
         }
