@@ -112,7 +112,10 @@ pub async fn serve_gate<F: SessionFront>(
     else {
         return;
     };
-    tracing::info!(gate = %config.name, protocol = config.protocol.as_str(), listen = %config.listen, upstream = %config.upstream, "gate listening");
+    // The bound address, not the configured one: `listen = "…:0"` asks for any free port (the
+    // binary's tests read it from this line; the library's callers ask `Listening`).
+    let address = listener.local_addr().map_or(config.listen, |a| a);
+    tracing::info!(gate = %config.name, protocol = config.protocol.as_str(), %address, upstream = %config.upstream, "gate listening");
     let caps = Caps::new(config.max_connections, config.max_connections_per_client);
     ready.set();
     serve(front, &name, listener, caps, warden, shared, shutdown).await;

@@ -521,7 +521,6 @@ async fn client_to_server(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -541,7 +541,6 @@ fn change_user(gate: &Gate, login: &Mutex<Login>, client: &str, packet: &[u8]) -
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

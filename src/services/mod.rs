@@ -220,25 +220,19 @@ fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
     services
 }
 
-/// The services the configuration in force asks for; `front_ends` adds those of layers above
-/// this one (the PostgreSQL gates), which this layer cannot name.
-/// The jobs that must run once (push, pull and watch, expiry, MX push, agentless reconcile)
-/// run only on the leader: always on SQLite, the holder of the leader lease on PostgreSQL,
-/// fenced by the term they were made in.
-fn configured_services(warden: &Arc<Warden>, front_ends: &[Factory]) -> Vec<Service> {
-    let mut services = Vec::new();
-    if warden.store().is_leader() {
-        let term = warden.store().term();
-        let mut leader_jobs = sync::services(warden);
-        leader_jobs.push(expiry::service(Arc::clone(warden)));
-        leader_jobs.extend(imperva::service(warden));
-        leader_jobs.extend(database::services(warden));
-        services.extend(leader_jobs.into_iter().map(|s| s.fenced(term)));
+/// The jobs that must run once (push, pull and watch, expiry, MX push, agentless reconcile),
+/// as the configuration in force asks for them. They run only on the leader: always on
+/// SQLite, the holder of the leader lease on PostgreSQL, fenced by the term they were made in.
+fn leader_services(warden: &Arc<Warden>) -> Vec<Service> {
+    if !warden.store().is_leader() {
+        return Vec::new();
     }
-    for factory in front_ends {
-        services.extend(factory(warden));
-    }
-    services
+    let term = warden.store().term();
+    let mut jobs = sync::services(warden);
+    jobs.push(expiry::service(Arc::clone(warden)));
+    jobs.extend(imperva::service(warden));
+    jobs.extend(database::services(warden));
+    jobs.into_iter().map(|s| s.fenced(term)).collect()
 }
 
 /// Makes configured services from the configuration in force, once per (re)load.
@@ -276,6 +270,9 @@ impl Supervisor {
         self
     }
 
+    /// Front ends of the layers above (the gates) are remade on a reload only: a change of
+    /// leadership must not close their listeners, or clients are refused while they rebind.
+    /// Leader jobs are remade on either.
     pub async fn run(self, warden: Arc<Warden>, shutdown: impl Future<Output = Stopping>) {
         let drain = self
             .first_to_stop
@@ -288,35 +285,59 @@ impl Supervisor {
         let mut reloads = warden.subscribe_config();
         let mut leadership = warden.store().subscribe_leader();
         tokio::pin!(shutdown);
-        let stopping = loop {
-            reloads.borrow_and_update();
+        reloads.borrow_and_update();
+        let mut front_ends = Group::start(front_end_services(&self.front_ends, &warden));
+        let (stopping, leader) = loop {
             leadership.borrow_and_update();
-            let configured = Group::start(configured_services(&warden, &self.front_ends));
-            self.board
-                .show(process.running.iter().chain(&configured.running));
-            let reloaded = tokio::select! {
+            let leader = Group::start(leader_services(&warden));
+            self.board.show(
+                process
+                    .running
+                    .iter()
+                    .chain(&front_ends.running)
+                    .chain(&leader.running),
+            );
+            let why = tokio::select! {
                 stopping = &mut shutdown => Err(stopping),
-                changed = reloads.changed() => Ok(changed.ok().map(|()| "configuration reloaded")),
-                changed = leadership.changed() => Ok(changed.ok().map(|()| "leadership changed")),
+                changed = reloads.changed() => Ok(changed.ok().map(|()| Restart::Reload)),
+                changed = leadership.changed() => Ok(changed.ok().map(|()| Restart::Leadership)),
             };
-            match reloaded {
-                Ok(Some(why)) => {
-                    configured.stop(STOP_GRACE).await;
-                    tracing::info!("{why}; background services restarted");
+            match why {
+                Ok(Some(Restart::Leadership)) => {
+                    leader.stop(STOP_GRACE).await;
+                    tracing::info!("leadership changed; leader jobs restarted");
+                }
+                Ok(Some(Restart::Reload)) => {
+                    leader.stop(STOP_GRACE).await;
+                    front_ends.stop(STOP_GRACE).await;
+                    reloads.borrow_and_update();
+                    front_ends = Group::start(front_end_services(&self.front_ends, &warden));
+                    tracing::info!("configuration reloaded; background services restarted");
                 }
                 // A sender is gone: warden is going away; stop.
-                Ok(None) => break (Stopping::Drain, configured),
-                Err(stopping) => break (stopping, configured),
+                Ok(None) => break (Stopping::Drain, leader),
+                Err(stopping) => break (stopping, leader),
             }
         };
-        let (stopping, configured) = stopping;
         let (drain, grace) = match stopping {
             Stopping::Drain => (drain, STOP_GRACE),
             Stopping::Fast => (FAST_GRACE, FAST_GRACE),
         };
         first.stop(drain).await;
-        configured.stop(grace).await;
+        front_ends.stop(grace).await;
+        leader.stop(grace).await;
         process.stop(grace).await;
         self.board.show(std::iter::empty());
     }
+}
+
+/// The services the front ends' factories make from the configuration in force.
+fn front_end_services(factories: &[Factory], warden: &Arc<Warden>) -> Vec<Service> {
+    factories.iter().flat_map(|f| f(warden)).collect()
+}
+
+/// Why the supervisor remakes services.
+enum Restart {
+    Reload,
+    Leadership,
 }

@@ -70,7 +70,7 @@ pub enum MxError {
     #[error(
         "MX: TLS failed: {0}; an MX certificate that no CA in the system roots or ca_file \
          vouches for (an MX's usual self-signed one) is trusted by pinning it: \
-         tls_pin = \"sha256/…\" (README, \"Imperva MX push\")"
+         tls_pin = \"sha256/…\" (docs/imperva.md, \"Trusting the MX's certificate\")"
     )]
     Untrusted(String),
     #[error("the MX answered {status} to {method} {path}{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]

@@ -112,9 +112,10 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// The README's setup: the managed role, the warden login with ADMIN OPTION on it (what
-/// PostgreSQL 15 needs to grant and revoke it) and pg_signal_backend (to end sessions); the
-/// reject line first but after warden's own (on 15, ADMIN OPTION makes warden a member).
+/// The setup docs/reference.md gives ("The agentless mode"): the managed role, the warden login
+/// with ADMIN OPTION on it (what PostgreSQL 15 needs to grant and revoke it) and pg_signal_backend
+/// (to end sessions); the reject line first but after warden's own (on 15, ADMIN OPTION makes
+/// warden a member).
 fn provision(pg: &OwnPg) -> PathBuf {
     let password = "wardenpw-test-agentless";
     pg.admin(&format!(

@@ -1191,3 +1191,29 @@ fn a_write_under_a_term_that_lost_the_lease_is_refused_and_leaves_nothing() {
         .collect();
     assert_eq!(listed, ["corp\\analyst", "corp\\current"]);
 }
+
+/// A change of leadership restarts the leader's jobs, never the front ends: a gate on a replica
+/// that becomes the leader keeps its listener (before, every replica's gates stopped listening
+/// when it took the lead, and clients connecting meanwhile were refused).
+#[test]
+fn a_gate_keeps_listening_when_its_replica_becomes_the_leader() {
+    let _g = shared();
+    let db = pg().database("gate_lead");
+    let extra = "\n[[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:0\"\n\
+                 upstream = \"127.0.0.1:1\"\nservice = \"pg-appdb\"\nallow_plain = true\n\
+                 upstream_plain = true\n";
+    let r = replicas_of(&db, 1, extra);
+    let s = &r.servers[0];
+    assert!(
+        eventually(WAIT, || role_of(s).as_deref() == Some("leader")).is_some(),
+        "never led: {}",
+        s.logs()
+    );
+    let port = s.gate_port("appdb");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let logs = s.logs();
+    assert!(
+        logs.contains("leadership changed") && !logs.contains("gate stopped listening"),
+        "{logs}"
+    );
+}
