@@ -74,6 +74,9 @@ pub struct Asking {
     pub names: Vec<String>,
     pub applications: Vec<String>,
     pub client_ip: String,
+    /// The domain bare names belong to (the gate's `domain`, else the default domain): the
+    /// login `alice` is decided as the account `CORP\alice`.
+    pub domain: Option<String>,
 }
 
 /// When a session is decided.
@@ -150,7 +153,8 @@ pub fn answer_session(
     let mut undecided = None;
     for name in &asking.names {
         for application in &applications {
-            let mut request = Request::new(&asking.service).db_user(name);
+            let account = crate::base::identity::qualify(name, asking.domain.as_deref());
+            let mut request = Request::new(&asking.service).db_user(&account);
             request.source_app = *application;
             request.client_ip = Some(&asking.client_ip);
             let decision = match moment {

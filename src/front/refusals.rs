@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::base::actor::Actor;
 use crate::base::tally::{Count, Tally};
 use crate::runtime::Warden;
-use crate::store::{AuditRecord, StoreError};
+use crate::store::AuditRecord;
 
 /// Most distinct (action, front end, user, policy) keys tallied between two audit flushes.
 pub const MAX_TALLY: usize = 1024;
@@ -44,6 +44,8 @@ struct Key {
     front: String,
     /// `None` for the overflow bucket.
     user: Option<String>,
+    /// The account name `user` was decided as (its audit record and surface are about it).
+    account: String,
     policy: String,
 }
 
@@ -51,6 +53,7 @@ impl Key {
     fn overflow(self) -> Key {
         Key {
             user: None,
+            account: String::new(),
             policy: String::new(),
             ..self
         }
@@ -72,12 +75,22 @@ impl Refusals {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Tallies one refusal or ended session of `user` from `client` (never a store write).
-    pub fn tally(&self, action: Action, front: &str, user: &str, client: &str, policy: &str) {
+    /// Tallies one refusal or ended session from `client` (never a store write): `who` is the
+    /// name that was blocked and the account it was decided as.
+    pub fn tally(
+        &self,
+        action: Action,
+        front: &str,
+        who: (&str, &str),
+        client: &str,
+        policy: &str,
+    ) {
+        let (user, account) = who;
         let key = Key {
             action,
             front: front.to_owned(),
             user: Some(user.to_owned()),
+            account: account.to_owned(),
             policy: policy.to_owned(),
         };
         let now = crate::base::time::now_ms();
@@ -98,11 +111,37 @@ impl Refusals {
             return;
         }
         let actor = Actor::system("gate");
-        let records: Vec<AuditRecord> = taken.counts.iter().map(|e| record(&actor, e)).collect();
+        let mut surfaces = Vec::new();
+        let records: Vec<AuditRecord> = taken
+            .counts
+            .iter()
+            .map(|e| {
+                let record = record(&actor, e);
+                // About the listed account the login is, and where its block landed.
+                let (k, c) = e;
+                let event = k.user.as_ref().and_then(|_| {
+                    crate::operations::accounts::gate_event(
+                        warden,
+                        &k.front,
+                        &k.account,
+                        k.action.as_str(),
+                        c.count,
+                        c.first_ms,
+                    )
+                });
+                match event {
+                    Some((key, surface)) => {
+                        surfaces.push(surface);
+                        record.about(&key)
+                    }
+                    None => record,
+                }
+            })
+            .collect();
         let n = records.len();
         let written = warden
             .store()
-            .audited(|_| Ok::<_, StoreError>(()), |_| records);
+            .audited(|store| store.record_surfaces(&surfaces), |_| records);
         if let Err(e) = written {
             tracing::error!(error = %e, records = n, "gate audit records not written; kept for the next flush");
             self.lock().restore(taken);
@@ -114,6 +153,7 @@ fn record(actor: &Actor, (k, c): &(Key, Count<String>)) -> AuditRecord {
     let detail = match &k.user {
         Some(_) => serde_json::json!({
             "gate": k.front,
+            "account": k.account,
             "policy": k.policy,
             "count": c.count,
             "first_ms": c.first_ms,

@@ -121,6 +121,7 @@ impl Gate {
             names: login.names().map(str::to_owned).collect(),
             applications: login.applications.clone(),
             client_ip: client.to_owned(),
+            domain: self.config.domain.clone(),
         }
     }
 }

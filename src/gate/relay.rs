@@ -445,9 +445,14 @@ fn by_policy(gate: &Gate, login: &Login, client: &str, verdict: Verdict, open: b
         )
     };
     tracing::warn!(gate = %gate.config.name, user = %user, login = %login.user, client = %client, policy = %verdict.policy(), "{what}");
-    gate.shared
-        .refusals
-        .tally(action, &gate.config.name, user, client, verdict.policy());
+    let account = gate.config.account_name(user);
+    gate.shared.refusals.tally(
+        action,
+        &gate.config.name,
+        (user, &account),
+        client,
+        verdict.policy(),
+    );
     if open {
         End::Ended { reason, words }
     } else {

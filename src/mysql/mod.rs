@@ -239,6 +239,7 @@ impl Gate {
             names: login.names.clone(),
             applications: login.application.iter().cloned().collect(),
             client_ip: client.to_owned(),
+            domain: self.config.domain.clone(),
         }
     }
 }

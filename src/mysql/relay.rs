@@ -445,9 +445,13 @@ fn record(gate: &Gate, login: &str, client: &str, verdict: &Verdict, action: Act
         Action::Ended => "gate ended a session by policy",
     };
     tracing::warn!(gate = %gate.config.name, user = %user, login = %login, client = %client, policy = %verdict.policy(), "{what}");
-    gate.shared
-        .refusals
-        .tally(action, &gate.config.name, user, client, verdict.policy());
+    gate.shared.refusals.tally(
+        action,
+        &gate.config.name,
+        (user, &gate.config.account_name(user)),
+        client,
+        verdict.policy(),
+    );
 }
 
 /// The client → server pump of an admitted session: streams the client's packets, tracking

@@ -25,7 +25,9 @@ struct Gate {
 fn start_gates(gates: &str, names: &[&str]) -> Gate {
     let dir = tempfile::tempdir().unwrap();
     let gates = gates.replace("{dir}", &dir.path().display().to_string());
-    let config = format!("{}\n{gates}", list_config("", "\"pg-*\""));
+    // Bare logins (alice) and bare listed names are CORP's accounts.
+    let domains = "[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n";
+    let config = format!("{}\n{domains}\n{gates}", list_config("", "\"pg-*\""));
     std::fs::write(dir.path().join("warden.toml"), config).unwrap();
     let server = start_warden(dir.path(), &["--config", "warden.toml"]);
     let ports: Vec<u16> = names.iter().map(|name| server.gate_port(name)).collect();
@@ -355,7 +357,10 @@ upstream_ca_file = "{ca}"
     let gate = {
         let dir = tempfile::tempdir().unwrap();
         crate::support::make_certs(dir.path());
-        let config = format!("{}\n{gates}", list_config("", "\"pg-*\""));
+        // Bare logins (alice) and bare listed names are CORP's accounts.
+        let domains =
+            "[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n";
+        let config = format!("{}\n{domains}\n{gates}", list_config("", "\"pg-*\""));
         std::fs::write(dir.path().join("warden.toml"), config).unwrap();
         let server = start_warden(dir.path(), &["--config", "warden.toml"]);
         Gate {
@@ -659,6 +664,11 @@ upstream = "localhost:{pg_port}"
 service = "pg-appdb"
 allow_plain = true
 upstream_ca_file = "{ca}"
+domain = "CORP"
+
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
 "#,
         dir = dir.path().display(),
         pg_port = pg.port,

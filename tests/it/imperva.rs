@@ -40,6 +40,10 @@ timeout = "3s"
 [[imperva.data_sets]]
 data_set = "Suspicious Users"
 name = "{MX_NAME}"
+
+# The members are bare names no domain rule places: listed as the text they are.
+[identity]
+unresolvable = "keep"
 "#
         );
     std::fs::write(dir.join("warden.toml"), config).unwrap();

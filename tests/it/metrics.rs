@@ -31,7 +31,7 @@ const VARYING: &[&str] = &[
 
 /// The list policy on every service (it runs the `page` followed action), an `api` data set
 /// no one has written (a decision it could change is an error), and a plain gate to a port
-/// nothing listens on.
+/// nothing listens on, its bare logins CORP's.
 fn config(store: &str, upstream_port: u16) -> String {
     let list = list_config("", r#""*""#)
         .replace(
@@ -60,6 +60,10 @@ data_set = "Feed"
 name = "page"
 actions = [{{ type = "log" }}]
 
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
+
 [[gates]]
 name = "appdb"
 listen = "127.0.0.1:0"
@@ -67,6 +71,7 @@ upstream = "localhost:{upstream_port}"
 service = "pg-appdb"
 allow_plain = true
 upstream_plain = true
+domain = "CORP"
 "#
     )
 }

@@ -86,8 +86,14 @@ fn start_gate(upstream: u16, extra: &str) -> Gate {
     write_secret(&key, std::fs::read(db.dir.join("tls/gate.key")).unwrap());
     let control = dir.path().join("control.secret");
     write_secret(&control, db.password("warden_control"));
+    // Bare MariaDB logins (bob) are CORP's accounts, so listing bob (CORP\bob) refuses them.
     let config = format!(
         r#"{}
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
+default = true
+
 [[gates]]
 name = "mariadb"
 protocol = "mysql"
