@@ -42,7 +42,7 @@ pub use data_sets::{
 };
 pub use databases::{DatabaseConfig, RoleMappingConfig};
 pub use directories::DirectoryConfig;
-pub use gates::GateConfig;
+pub use gates::{ControlAccount, GateConfig, GateProtocol};
 pub use imperva::{ImpervaConfig, ImpervaPush};
 pub use listener::TlsFiles;
 pub use lists::ListConfig;

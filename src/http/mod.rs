@@ -6,8 +6,8 @@
 //! in the accept queue) and `max_connections_per_client` from one address (more are refused),
 //! request headers within `header_read_timeout` (slowloris), an answer within
 //! `request_timeout`, written to a client that reads it within `write_timeout`, idle
-//! connections closed after `idle_timeout` ([`listener`] holds the per-address cap and the
-//! connection timeouts), bodies up to `max_body_bytes`. [`routes`] says which handler and
+//! connections closed after `idle_timeout` (the front-end kit's [`crate::front::listener`]
+//! holds the caps and the connection timeouts), bodies up to `max_body_bytes`. [`routes`] says which handler and
 //! scope each method and path has; dispatch authenticates, checks the scope, reads the body
 //! and calls the handler. Every error is `application/problem+json` (RFC 9457), but on the MX
 //! Open API paths warden serves ([`mx_api`]), which answer as an MX does. On shutdown the
@@ -22,7 +22,6 @@ mod decisions;
 pub use decisions::answer_batch;
 mod imperva;
 mod incidents;
-pub mod listener;
 mod lists;
 mod mx_api;
 pub mod problem;
@@ -45,14 +44,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::auth::denials::Refusal;
 use crate::auth::{AuthError, Caller, Scope};
 use crate::base::actor::Actor;
+use crate::front::listener::{self, ConnectionDrop};
 use crate::runtime::Warden;
 use crate::services::Board;
-use listener::ConnectionDrop;
 use problem::Problem;
 use routes::{Access, Handler, Matched, Params};
 
@@ -144,12 +142,11 @@ pub struct Gateway {
     warden: Arc<Warden>,
     /// The background services and whether each is ready, shown in `/readyz`.
     services: Board,
-    /// Fixed for the life of the listener: a reload cannot resize it.
-    max_connections: usize,
-    /// The connections each client address holds (its cap fixed like `max_connections`).
-    clients: Arc<listener::ClientCaps>,
-    /// The sessions of the PostgreSQL gates, shown in `GET /v1/gates`.
-    gates: crate::gate::Gates,
+    /// `max_connections` and `max_connections_per_client`, fixed for the life of the listener:
+    /// a reload cannot resize them.
+    caps: listener::Caps,
+    /// The sessions of the gates, shown in `GET /v1/gates`.
+    sessions_open: crate::front::Sessions,
     /// The analyst console's signed-in sessions.
     sessions: console::session::Sessions,
     /// The console's single sign-on.
@@ -172,22 +169,23 @@ impl Gateway {
     pub fn new(warden: Arc<Warden>, services: Board) -> Gateway {
         admin::register_metrics(warden.metrics());
         let config = warden.config();
-        let max_connections = config.server.max_connections;
-        let clients = listener::ClientCaps::new(config.server.max_connections_per_client);
+        let caps = listener::Caps::new(
+            config.server.max_connections,
+            config.server.max_connections_per_client,
+        );
         Gateway {
             warden,
             services,
-            max_connections,
-            clients,
-            gates: crate::gate::Gates::default(),
+            caps,
+            sessions_open: crate::front::Sessions::default(),
             sessions: console::session::Sessions::default(),
             sso: console::sso::Sso::default(),
         }
     }
 
     /// Shows these gates' sessions in `GET /v1/gates`.
-    pub fn with_gates(mut self, gates: crate::gate::Gates) -> Gateway {
-        self.gates = gates;
+    pub fn with_sessions(mut self, sessions: crate::front::Sessions) -> Gateway {
+        self.sessions_open = sessions;
         self
     }
 
@@ -240,8 +238,8 @@ impl Call<'_> {
         &self.gw.warden
     }
 
-    fn gates(&self) -> &crate::gate::Gates {
-        &self.gw.gates
+    fn gate_sessions(&self) -> &crate::front::Sessions {
+        &self.gw.sessions_open
     }
 
     fn param(&self, i: usize) -> &str {
@@ -552,14 +550,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(gateway.max_connections));
     let metrics = gateway.warden.metrics().get::<admin::HttpMetrics>();
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(s) => s,
-                Err(_) => break,
+            slot = gateway.caps.listener_slot() => match slot {
+                Some(s) => s,
+                None => break,
             },
             () = &mut shutdown => break,
         };
@@ -581,8 +578,7 @@ pub async fn serve(
         let tls = tls.clone();
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
-            let _slot = slot;
-            let Some(_client) = gw.clients.take(peer.ip()) else {
+            let Ok(_held) = gw.caps.hold_with(slot, peer.ip()) else {
                 metrics.connection_dropped(ConnectionDrop::PerClientCap);
                 refuse_over_cap(stream, tls.is_some());
                 return;
@@ -699,25 +695,14 @@ where
     graceful.watch(conn).await
 }
 
-/// A TLS acceptor for the configured certificate and key.
+/// A TLS acceptor for the configured certificate and key (the kit's, without ALPN).
 pub fn tls_acceptor(
     cert_file: &std::path::Path,
     key_file: &std::path::Path,
 ) -> Result<tokio_rustls::TlsAcceptor, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    crate::base::secret::check_private(key_file).map_err(|e| e.to_string())?;
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("{}: {e}", key_file.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    let files = crate::config::TlsFiles {
+        cert_file: cert_file.to_path_buf(),
+        key_file: key_file.to_path_buf(),
+    };
+    crate::front::tls::acceptor(&files, &[]).map_err(|e| e.to_string())
 }

@@ -1,13 +1,15 @@
-//! What the listener holds each connection to, whatever protocol it speaks: a cap on the
-//! connections one client address holds ([`ClientCaps`]), and the connection's own timeouts
-//! ([`Deadlines`]) — a client that leaves what it is sent unread loses the connection after
-//! `write_timeout`, one on which nothing moves while nothing is being answered after
-//! `idle_timeout`.
+//! What a listener holds each connection to, whatever protocol it speaks — the HTTP gateway and
+//! every gate alike: the address, bound with retry ([`bind`], recorded in [`Listening`]); a cap
+//! on the connections the listener holds and on those one client address holds ([`Caps`],
+//! [`ClientCaps`]); and the connection's own timeouts ([`Deadlines`]) — a client that leaves
+//! what it is sent unread loses the connection after `write_timeout`, one on which nothing moves
+//! while nothing is being answered after `idle_timeout`.
 //!
-//! Neither knows HTTP. The protocol on top tells [`Deadlines`] when it is answering (a
+//! None of it knows a protocol. The protocol on top tells [`Deadlines`] when it is answering (a
 //! [`Busy`] from [`Watch::busy`] held while a request is in flight, so a slow answer is not
 //! taken for an idle client), and reads from the [`Watch`] why the connection ended
-//! ([`Watch::expired`]), to count it.
+//! ([`Watch::expired`]), to count it; a connection over a cap is the protocol's to turn away
+//! with its own words ([`OverCap`]).
 //!
 //! Why a write timeout is needed at all: a server's answer is written into the kernel's socket
 //! buffer, and a client that never reads fills it; the write then waits forever, and the
@@ -21,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -30,7 +32,150 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
+
+use crate::services::Shutdown;
+
+/// How long [`bind`] waits before trying a taken address again.
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Where each front end of a server listens now, by name (`http`, `gate appdb`): the address
+/// it bound, port 0 resolved. A server is ready to take connections once every front end it
+/// runs is here ([`Listening::wait_for`]), which is how a caller (a test) learns it without
+/// reading a log.
+#[derive(Clone)]
+pub struct Listening(Arc<watch::Sender<HashMap<String, SocketAddr>>>);
+
+impl Default for Listening {
+    fn default() -> Listening {
+        Listening(Arc::new(watch::Sender::new(HashMap::new())))
+    }
+}
+
+impl Listening {
+    pub fn set(&self, name: &str, address: SocketAddr) {
+        self.0.send_modify(|m| {
+            m.insert(name.to_owned(), address);
+        });
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.0.send_if_modified(|m| m.remove(name).is_some());
+    }
+
+    /// Where `name` listens now.
+    pub fn get(&self, name: &str) -> Option<SocketAddr> {
+        self.0.borrow().get(name).copied()
+    }
+
+    /// Waits until every one of `names` listens.
+    pub async fn wait_for(&self, names: &[String]) {
+        let mut rx = self.0.subscribe();
+        // The sender lives as long as `self`: the wait ends only when all are there.
+        let _ = rx
+            .wait_for(|m| names.iter().all(|n| m.contains_key(n)))
+            .await;
+    }
+}
+
+/// Binds `listen` for front end `name`, trying again every half second while the address is
+/// taken (a reload remakes a listener while the old one lets go), and records it in
+/// `listening`; `None` when `shutdown` comes first.
+pub async fn bind(
+    name: &str,
+    listen: SocketAddr,
+    listening: &Listening,
+    shutdown: &mut Shutdown,
+) -> Option<TcpListener> {
+    loop {
+        match TcpListener::bind(listen).await {
+            Ok(l) => {
+                listening.set(name, l.local_addr().unwrap_or(listen));
+                return Some(l);
+            }
+            Err(e) => {
+                tracing::warn!(front = name, %listen, error = %e, "cannot listen; retrying");
+                tokio::select! {
+                    () = shutdown.requested() => return None,
+                    () = tokio::time::sleep(BIND_RETRY) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Which cap turned a connection away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverCap {
+    /// The listener held `max_connections`.
+    Listener,
+    /// The client's address held `max_connections_per_client`.
+    Client,
+}
+
+impl OverCap {
+    /// The name of the setting, the `reason` label of a refusal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverCap::Listener => "max_connections",
+            OverCap::Client => "max_connections_per_client",
+        }
+    }
+}
+
+/// A listener's caps: at most `max_connections` connections at once, and
+/// `max_connections_per_client` from one client ([`Client`]). Fixed for the listener's life.
+#[derive(Clone)]
+pub struct Caps {
+    slots: Arc<Semaphore>,
+    clients: Arc<ClientCaps>,
+}
+
+/// A connection's place under a listener's [`Caps`], given back on drop.
+#[derive(Debug)]
+pub struct Held {
+    _slot: OwnedSemaphorePermit,
+    _client: ClientSlot,
+}
+
+impl Caps {
+    pub fn new(max_connections: usize, max_connections_per_client: usize) -> Caps {
+        Caps {
+            slots: Arc::new(Semaphore::new(max_connections.max(1))),
+            clients: ClientCaps::new(max_connections_per_client),
+        }
+    }
+
+    /// A place for a connection from `ip` now, or which cap is full.
+    pub fn try_hold(&self, ip: IpAddr) -> Result<Held, OverCap> {
+        let slot = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| OverCap::Listener)?;
+        self.hold_with(slot, ip)
+    }
+
+    /// A place for a connection once the listener has one free (the rest wait in the kernel's
+    /// accept queue); `None` if the caps were closed.
+    pub async fn listener_slot(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.slots).acquire_owned().await.ok()
+    }
+
+    /// Adds the client's place to a listener slot already held.
+    pub fn hold_with(&self, slot: OwnedSemaphorePermit, ip: IpAddr) -> Result<Held, OverCap> {
+        let client = self.clients.take(ip).ok_or(OverCap::Client)?;
+        Ok(Held {
+            _slot: slot,
+            _client: client,
+        })
+    }
+
+    /// Clients holding a connection now.
+    pub fn clients(&self) -> usize {
+        self.clients.clients()
+    }
+}
 
 /// Why the HTTP listener dropped a connection on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
