@@ -46,6 +46,9 @@ enum Command {
     /// Manage user lists
     #[command(subcommand)]
     Lists(cli::lists::ListsCommand),
+    /// Accounts: why one is blocked, by any of its names
+    #[command(subcommand)]
+    Accounts(cli::accounts::AccountsCommand),
     /// Directories (AD domain controllers): status and push sync ("devices" is deprecated)
     #[command(subcommand, visible_alias = "devices")]
     Directories(cli::directories::DirectoriesCommand),
@@ -106,6 +109,7 @@ fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { path } => cli::check_config::run(source, path),
         Command::Decide(a) => cli::decide::run(&source, &a),
         Command::Lists(c) => cli::lists::run(&source, c),
+        Command::Accounts(c) => cli::accounts::run(&source, c),
         Command::Directories(c) => cli::directories::run(&source, c),
         Command::Databases(c) => cli::databases::run(&source, c),
         Command::Mappings(c) => cli::directories::mappings(&source, c),

@@ -31,6 +31,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::auth::KeyRing;
 use crate::auth::denials::Denials;
+use crate::base::account::Account;
 use crate::base::time::format_rfc3339;
 use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberField, Source};
 use crate::decide::Dispatcher;
@@ -40,7 +41,7 @@ use crate::metrics::Registry;
 use crate::model::dataset::{
     Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records,
 };
-use crate::store::{AuditRecord, AuditRecords, Member, Store, StoreError, principal_key};
+use crate::store::{AuditRecord, AuditRecords, Member, Store, StoreError};
 
 /// Errors running warden.
 #[derive(Debug, thiserror::Error)]
@@ -151,10 +152,20 @@ impl Warden {
 
     /// Builds the first snapshot over an already opened store.
     pub fn with_store(config: Config, store: Arc<Store>) -> Result<Warden, WardenError> {
-        let revision = store.revision();
         for list in &config.lists {
             store.ensure_list(&list.name, &list.description)?;
         }
+        // Members of a store written before members were accounts: settled by these rules
+        // (two spellings of one account become one member), or kept as text, never dropped.
+        let identity = Arc::clone(&config.identity);
+        let settled = store.settle_pending(|text| Account::by_rules_or_text(&identity, text))?;
+        if settled > 0 {
+            tracing::info!(
+                accounts = settled,
+                "members carried over from an older store are now accounts"
+            );
+        }
+        let revision = store.revision();
         let (data_sets, generations) =
             build_data_sets(&store, &config, (&HashMap::new(), &HashMap::new()))?;
         let keys = KeyRing::load(&store)?;
@@ -711,12 +722,31 @@ fn member_cell(member: &Member, field: MemberField) -> Cell {
     let text = match field {
         MemberField::Principal => Some(member.principal.clone()),
         MemberField::Reason => Some(member.reason.clone()).filter(|r| !r.is_empty()),
-        MemberField::Incident => member.incident.clone(),
+        // Every incident whose membership holds the member: re-adding by another incident
+        // keeps both.
+        MemberField::Incident => return Cell::from_values(member.incidents.clone()),
         MemberField::AddedBy => Some(member.added_by.clone()),
         MemberField::AddedAt => Some(format_rfc3339(member.added_at)),
         MemberField::ExpiresAt => member.expires_at.map(format_rfc3339),
     };
     text.map_or(Cell::Empty, |t| Cell::One(t.into_boxed_str()))
+}
+
+/// The rows one member puts in a `list` data set: one under its canonical name and, when
+/// the key column is the principal, one under each other name its account is known by (a
+/// UPN, a name the directory gave it), so that every name finds it — in the data set's
+/// rows, the decision index and the MX alike. A member's rows depend on the member alone.
+pub fn member_rows(member: &Member, fields: &[MemberField], key: usize) -> Vec<Vec<Cell>> {
+    let row: Vec<Cell> = fields.iter().map(|f| member_cell(member, *f)).collect();
+    let mut rows = vec![row.clone()];
+    if fields.get(key) == Some(&MemberField::Principal) {
+        for name in member.names.iter().filter(|n| **n != member.principal) {
+            let mut alias = row.clone();
+            alias[key] = Cell::One(name.as_str().into());
+            rows.push(alias);
+        }
+    }
+    rows
 }
 
 /// Builds a `list`-sourced data set from the store's active members: expired ones (deactivated
@@ -731,27 +761,13 @@ fn list_data_set(store: &Store, ds: &DataSetConfig) -> Result<DataSet, WardenErr
         Err(StoreError::NoSuchList(_)) => Vec::new(),
         other => other?,
     };
-    // Every other name a member's account has, as the directory told the push (identity.rs).
-    let aliases = store.account_names(list)?;
-    let key_field = fields.get(ds.schema.key_index()).copied();
+    let key = ds.schema.key_index();
     let mut builder = DataSetBuilder::new(&ds.name, ds.schema.clone()).with_capacity(members.len());
     for m in &members {
-        let row: Vec<Cell> = fields.iter().map(|f| member_cell(m, *f)).collect();
-        let names = match key_field {
-            Some(MemberField::Principal) => aliases.get(&principal_key(&m.principal)),
-            _ => None,
-        };
-        // An alias row: the member's row under another name of its account.
-        let alias_rows = names.into_iter().flatten().map(|name| {
-            let mut alias = row.clone();
-            alias[ds.schema.key_index()] = Cell::One(name.as_str().into());
-            alias
-        });
-        for row in std::iter::once(row.clone()).chain(alias_rows) {
+        for row in member_rows(m, fields, key) {
             match builder.push(row) {
-                // A case-sensitive data set over a list keyed case-insensitively cannot collide;
-                // a case-insensitive one cannot either. Any other error is a real problem.
-                // (An alias equal to a listed name folds to it: one row is enough.)
+                // Two names of one account, or of two accounts, that fold alike: one row is
+                // enough (both block the same key).
                 Ok(()) | Err(DataSetError::DuplicateKey(_)) => {}
                 Err(source) => {
                     return Err(WardenError::DataSet {

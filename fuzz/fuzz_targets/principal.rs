@@ -9,11 +9,19 @@
 //! - the directory's search filter for a principal parses (ldap3) as exactly
 //!   `(&(objectClass=user)(attr=value))` with `value` the principal's user part, byte for byte:
 //!   nothing in a principal can add a clause or a wildcard;
-//! - a DN principal is not the root DN and re-parses from its display form.
+//! - a DN principal is not the root DN and re-parses from its display form;
+//! - the account the domain rules make of a principal (`warden::base::account`) is keyed by its
+//!   canonical name, every one of its names canonicalises to that name, and resolving the
+//!   canonical name again gives the same account; a login qualified by a gate's domain names
+//!   that domain's account;
+//! - objectGUID and objectSid bytes print without panicking, and a GUID's string reads back
+//!   as its bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use warden::base::account::{Account, guid_bytes, guid_string, rules_key, sid_string};
 use warden::base::dn::parse_dn;
+use warden::base::identity::{Identity, qualify};
 use warden::directory::UserLookup;
 use warden::base::principal::{MAX_PRINCIPAL_LEN, Principal, PrincipalKind};
 use warden_fuzz::{as_and, as_equality, parse_filter};
@@ -44,9 +52,15 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    if let Some(guid) = guid_string(data) {
+        assert_eq!(guid_bytes(&guid).map(|b| b.to_vec()), Some(data.to_vec()));
+    }
+    let _ = sid_string(data);
+
     let Ok(p) = &list else {
         return;
     };
+    check_account(p);
     // The directory's lookup for every accepted list principal.
     match (p.kind(), UserLookup::for_principal(p)) {
         (PrincipalKind::Dn, Some(UserLookup::Dn(dn))) => {
@@ -89,4 +103,26 @@ fn check_filter(s: &str, filter: &str, attr: &[u8], value: &str) {
     assert_eq!(ops.len(), 2, "{filter:?}");
     assert_eq!(eqs[0], (&b"objectClass"[..], &b"user"[..]), "{filter:?}");
     assert_eq!(eqs[1], (attr, value.as_bytes()), "{filter:?}");
+}
+
+/// The rules' account of a principal: one key for every spelling.
+fn check_account(p: &Principal) {
+    let identity = Identity::default();
+    let s = p.as_str();
+    if let Ok(account) = Account::by_rules(&identity, p) {
+        assert_eq!(account.key, rules_key(&account.canonical), "{s:?}");
+        assert_eq!(account.names[0], account.canonical, "{s:?}");
+        for name in &account.names {
+            assert_eq!(identity.canonical(name), account.canonical, "{s:?}: {name:?}");
+        }
+        let again = Principal::parse(&account.canonical)
+            .ok()
+            .and_then(|c| Account::by_rules(&identity, &c).ok())
+            .unwrap_or_else(|| panic!("{s:?}: canonical {:?} names no account", account.canonical));
+        assert_eq!(again.key, account.key, "{s:?}");
+    }
+    let login = qualify(s, Some("CORP"));
+    if p.kind() == PrincipalKind::SamAccountName && !s.contains('=') {
+        assert_eq!(login, format!("CORP\\{s}"), "{s:?}");
+    }
 }

@@ -287,6 +287,18 @@ fn join(domain: &str, user: &str) -> String {
     String::from_utf8(buf.to_vec()).unwrap_or_default()
 }
 
+/// A login as an account of `domain` when it is bare (`alice` of CORP is `CORP\alice`); a
+/// qualified one (`DOMAIN\user`, a UPN, a DN) as it is. What a gate or a database whose bare
+/// logins belong to a domain decides on.
+pub fn qualify<'a>(login: &'a str, domain: Option<&str>) -> Cow<'a, str> {
+    match domain {
+        Some(d) if !login.is_empty() && !login.contains(['\\', '@', '=']) => {
+            Cow::Owned(join(d, login))
+        }
+        _ => Cow::Borrowed(login),
+    }
+}
+
 /// The DNS name a base DN's `DC=` components spell (`DC=corp,DC=example,DC=test` is
 /// `corp.example.test`), lower-cased; `None` without any.
 pub fn dns_of_base_dn(base_dn: &str) -> Option<String> {
@@ -462,6 +474,15 @@ mod tests {
         assert_eq!(of("OTHER\\jsmith").as_deref(), Some("OTHER"));
         let no_default = Identity::new(id.domains().to_vec(), SuffixRule::Listed, None);
         assert_eq!(no_default.domain_of("jsmith"), None);
+    }
+
+    #[test]
+    fn a_bare_login_is_qualified_by_its_gate_s_domain() {
+        assert_eq!(qualify("alice", Some("CORP")), "CORP\\alice");
+        assert_eq!(qualify("alice", None), "alice");
+        for qualified in ["PARTNER\\alice", "alice@partner.test", "CN=a,DC=x"] {
+            assert_eq!(qualify(qualified, Some("CORP")), qualified);
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The vocabulary every layer above speaks, and nothing else: who acts ([`actor`]), the clock and durations
+//! The vocabulary every layer above speaks, and nothing else: who acts ([`actor`]), what a
+//! principal resolves to ([`account`]), the clock and durations
 //! ([`time`]), severities ([`severity`]) and closed word lists ([`word`]), JSON string escaping
 //! ([`json`]), retry with backoff ([`retry`]), distinguished names ([`dn`]) and LDAP escaping
 //! ([`escape`]), principals ([`principal`]), which names are one account ([`identity`]), secrets
@@ -7,6 +8,7 @@
 //! Nothing here imports another warden module outside `base`: it is the bottom layer
 //! (docs/ARCHITECTURE.md).
 
+pub mod account;
 pub mod actor;
 pub mod dn;
 pub mod escape;

@@ -151,6 +151,25 @@ pub fn expiry(at: Option<&str>, after: Option<&str>, now: i64) -> Result<Option<
     Ok(Some(expires_at))
 }
 
+/// A point in time (Unix milliseconds) as a filter takes it: Unix milliseconds, an RFC 3339
+/// time, or a duration ago (`1h`, `7d`: that long before `now_ms`).
+pub fn instant_or_ago(text: &str, now_ms: i64) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(secs) = parse_rfc3339(text) {
+        return Ok(secs.saturating_mul(1000));
+    }
+    match parse_duration(text) {
+        Ok(ago) => Ok(now_ms.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))),
+        Err(_) => Err(format!(
+            "{text:?} is neither a time (RFC 3339, e.g. 2026-12-01T09:00:00Z, or Unix ms) nor \
+             a duration ago (e.g. 1h, 7d)"
+        )),
+    }
+}
+
 /// Parses a duration such as `500ms`, `10s`, `1m`, `1h30m` or `2d`. A bare number is refused:
 /// the unit is part of the value.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -196,6 +215,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = tail;
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod instant_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_filter_time_is_absolute_or_a_duration_ago() {
+        let now = 1_000_000_000;
+        assert_eq!(instant_or_ago("1h", now).unwrap(), now - 3_600_000);
+        assert_eq!(instant_or_ago("7d", now).unwrap(), now - 7 * 86_400_000);
+        assert_eq!(instant_or_ago("12345", now).unwrap(), 12345);
+        assert_eq!(instant_or_ago("1970-01-01T00:00:10Z", now).unwrap(), 10_000);
+        assert!(instant_or_ago("soon", now).unwrap_err().contains("1h"));
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `warden decide`: one decision in-process from the snapshot the store and configuration
 //! give, printed as JSON (exit 0 allow, 1 block, 2 error: the decision depends on a data set
-//! that has never loaded — see README "Cold start and the /v1/authz contract").
+//! that has never loaded — see docs/reference.md, "Cold start and the /v1/authz contract").
 
 use std::process::ExitCode;
 

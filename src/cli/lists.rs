@@ -34,8 +34,26 @@ pub enum ListsCommand {
         #[arg(long, value_name = "NAME")]
         by: Option<String>,
     },
-    /// Take a principal off a list
-    Remove { list: String, principal: String },
+    /// Release the account a principal names (any spelling) from a list; its memberships
+    /// stay in its history with the reason
+    Remove {
+        list: String,
+        principal: String,
+        /// Why the account is released
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Set a member's expiry explicitly (a later membership lifts it)
+    SetExpiry {
+        list: String,
+        principal: String,
+        /// When the member leaves the list (RFC 3339)
+        #[arg(long, conflicts_with = "expires_in", value_name = "TIME")]
+        expires: Option<String>,
+        /// How long from now (e.g. 24h, 7d)
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
     /// Release the expiry sweep held for a list (too many members due at once): its members
     /// past their expiry are deactivated now
     ReleaseExpiry { list: String },
@@ -73,19 +91,46 @@ pub fn run(source: &Source, cmd: ListsCommand) -> Result<ExitCode> {
                 .with_context(|| format!("cannot add {principal:?} to {list:?}"))?;
             let verb = match done.added {
                 Added::New => "added to",
-                Added::Updated => "updated on",
+                Added::Again => "already on (another membership added to)",
                 Added::Reactivated => "re-activated on",
             };
-            println!("{principal} {verb} {list:?}");
-        }
-        ListsCommand::Remove { list, principal } => {
-            if lists::remove_member(&warden, &actor, &list, &principal)
-                .with_context(|| format!("cannot remove {principal:?} from {list:?}"))?
-            {
-                println!("{principal} removed from {list:?}");
+            let account = &done.account.canonical;
+            let as_typed = if *account == principal {
+                String::new()
             } else {
-                println!("{principal} was not on {list:?}");
-            }
+                format!(" (as {principal})")
+            };
+            println!("{account}{as_typed} {verb} {list:?}");
+        }
+        ListsCommand::Remove {
+            list,
+            principal,
+            reason,
+        } => match lists::remove_member(&warden, &actor, &list, &principal, &reason)
+            .with_context(|| format!("cannot release {principal:?} from {list:?}"))?
+        {
+            Some(r) => println!(
+                "{} released from {list:?} ({} membership(s))",
+                r.principal, r.memberships
+            ),
+            None => println!("{principal} names no member of {list:?}"),
+        },
+        ListsCommand::SetExpiry {
+            list,
+            principal,
+            expires,
+            expires_in,
+        } => {
+            lists::set_member_expiry(
+                &warden,
+                &actor,
+                &list,
+                &principal,
+                expires.as_deref(),
+                expires_in.as_deref(),
+            )
+            .with_context(|| format!("cannot set the expiry of {principal:?} on {list:?}"))?;
+            println!("expiry of {principal} on {list:?} set");
         }
         ListsCommand::ReleaseExpiry { list } => {
             let done = lists::release_expiry_hold(&warden, &actor, &list)
@@ -120,16 +165,20 @@ pub fn run(source: &Source, cmd: ListsCommand) -> Result<ExitCode> {
                 print_json(&members)?;
             } else {
                 println!(
-                    "{:<40} {:<8} {:<20} {:<12} {:<21} REASON",
-                    "PRINCIPAL", "STATE", "ADDED AT", "INCIDENT", "EXPIRES"
+                    "{:<40} {:<8} {:<20} {:<16} {:<21} REASON",
+                    "ACCOUNT", "STATE", "ADDED AT", "INCIDENTS", "EXPIRES"
                 );
                 for m in members {
                     let state = if m.is_active() { "active" } else { "expired" };
+                    let incidents = if m.incidents.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        m.incidents.join(",")
+                    };
                     println!(
-                        "{:<40} {state:<8} {:<20} {:<12} {:<21} {}",
+                        "{:<40} {state:<8} {:<20} {incidents:<16} {:<21} {}",
                         m.principal,
                         format_rfc3339(m.added_at),
-                        m.incident.as_deref().unwrap_or("-"),
                         m.expires_at.map_or("-".to_string(), format_rfc3339),
                         m.reason
                     );

@@ -2,6 +2,7 @@
 //! parse its arguments, call the library (the operations layer for every change), print.
 //! The library does not contain this tree; docs/ARCHITECTURE.md says where it sits.
 
+pub mod accounts;
 pub mod check_config;
 pub mod data_sets;
 pub mod databases;

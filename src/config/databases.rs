@@ -9,8 +9,10 @@ use serde::Deserialize;
 
 use super::KeyPath;
 use super::check::{Ctx, Names};
+use super::identity::logins_domain;
 use super::outbound::{SecretRef, UpstreamTls, UpstreamTlsKeys, UpstreamTlsRef};
 use super::store::DEFAULT_POSTGRES_PORT;
+use crate::base::identity::Identity;
 use crate::base::secret::SecretSource;
 use crate::model::pattern::AttributeMapping;
 
@@ -30,6 +32,8 @@ pub(super) struct Raw {
     plain: Option<bool>,
     connect_timeout: Option<String>,
     update_interval: Option<String>,
+    /// The NetBIOS name of the `[[domains]]` entry this server's logins belong to.
+    domain: Option<String>,
     #[serde(default)]
     roles: Vec<RawRole>,
 }
@@ -57,6 +61,9 @@ pub struct DatabaseConfig {
     pub tls: UpstreamTls,
     pub connect_timeout: Duration,
     pub update_interval: Duration,
+    /// The domain this server's logins belong to (its `domain`, else the default domain):
+    /// only that domain's accounts are made members of its roles. `None`: every account's.
+    pub domain: Option<String>,
     pub roles: Vec<RoleMappingConfig>,
 }
 
@@ -85,10 +92,12 @@ const TLS_KEYS: UpstreamTlsKeys = UpstreamTlsKeys {
 pub(super) fn check(
     ctx: &mut Ctx<'_>,
     names: &Names<'_>,
+    identity: &Identity,
     path: KeyPath,
     d: Raw,
 ) -> Option<DatabaseConfig> {
     let errors = ctx.error_count();
+    let domain = logins_domain(ctx, identity, path.key("domain"), d.domain.as_deref());
     if names.directories.contains(d.name.as_str()) {
         ctx.err(
             path.key("name"),
@@ -137,6 +146,7 @@ pub(super) fn check(
         return None;
     }
     Some(DatabaseConfig {
+        domain,
         name: d.name,
         host: d.host,
         port: d.port.unwrap_or(DEFAULT_POSTGRES_PORT),

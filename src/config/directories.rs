@@ -167,29 +167,7 @@ fn served_domain(
     name: &str,
     base_dn: &str,
 ) -> Option<String> {
-    let Some(domain) = identity
-        .domains()
-        .iter()
-        .find(|d| d.netbios.eq_ignore_ascii_case(name))
-    else {
-        let defined: Vec<&str> = identity
-            .domains()
-            .iter()
-            .map(|d| d.netbios.as_str())
-            .collect();
-        let hint = if defined.is_empty() {
-            format!(
-                "no domain is defined: add [[domains]] with netbios = {name:?} and its dns name"
-            )
-        } else {
-            format!("defined: {}", defined.join(", "))
-        };
-        ctx.err(
-            path.key("domain"),
-            format!("names domain {name:?}, which is not in [[domains]] ({hint})"),
-        );
-        return None;
-    };
+    let domain = super::identity::declared(ctx, identity, path.key("domain"), name)?;
     if let Some(dns) = dns_of_base_dn(base_dn)
         && dns != domain.dns
     {

@@ -10,8 +10,11 @@ use serde::Deserialize;
 
 use super::KeyPath;
 use super::check::Ctx;
+use super::identity::logins_domain;
 use super::listener::{self, TlsFiles, TlsPair};
 use super::outbound::{UpstreamTls, UpstreamTlsKeys, UpstreamTlsRef, host_port};
+use crate::base::identity::Identity;
+use crate::model::policy::{Field, Policy};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +33,8 @@ pub(super) struct Raw {
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
     idle_timeout: Option<String>,
+    /// The NetBIOS name of the `[[domains]]` entry bare logins through this gate belong to.
+    domain: Option<String>,
 }
 
 /// `[[gates]]`: a PostgreSQL gate (`src/gate`) — a listener that refuses and ends the sessions
@@ -57,6 +62,17 @@ pub struct GateConfig {
     /// End a session with no statement outstanding on the server and no traffic this long; a
     /// long query or a pipeline the server still works on is not idle.
     pub idle_timeout: Option<Duration>,
+    /// The domain bare logins through this gate belong to (its `domain`, else the default
+    /// domain): the login `alice` is decided as the account `CORP\alice`.
+    pub domain: Option<String>,
+}
+
+impl GateConfig {
+    /// The name a login through this gate is decided as: a bare login as an account of the
+    /// gate's domain, a qualified one (`CORP\alice`, a UPN) as it is.
+    pub fn account_name<'a>(&self, login: &'a str) -> std::borrow::Cow<'a, str> {
+        crate::base::identity::qualify(login, self.domain.as_deref())
+    }
 }
 
 const DEFAULT_MAX_STARTUP: usize = 10 * 1024;
@@ -71,19 +87,28 @@ const TLS_KEYS: UpstreamTlsKeys = UpstreamTlsKeys {
     required: "is required",
 };
 
+/// What a gate's checks read from other sections: where the HTTP gateway listens, the domain
+/// rules its bare logins are placed by, and the policies its service is decided by.
+pub(super) struct Context<'a> {
+    pub(super) server_listen: SocketAddr,
+    pub(super) identity: &'a Identity,
+    pub(super) policies: &'a [Policy],
+}
+
 /// Every `[[gates]]` entry: unique names, each gate, and no gate on an address another
 /// listener (the HTTP gateway's `server_listen`, an earlier gate) holds.
 pub(super) fn check(
     ctx: &mut Ctx<'_>,
-    server_listen: SocketAddr,
+    context: &Context<'_>,
     raw: Vec<(usize, Raw)>,
 ) -> Vec<GateConfig> {
     let section = KeyPath::root().key("gates");
     ctx.unique_names("gates", raw.iter().map(|(i, g)| (*i, g.name.as_str())));
     let gates: Vec<GateConfig> = raw
         .into_iter()
-        .filter_map(|(i, g)| gate(ctx, section.index(i), g))
+        .filter_map(|(i, g)| gate(ctx, context, section.index(i), g))
         .collect();
+    let server_listen = context.server_listen;
     let mut listeners = vec![(KeyPath::root().key("server"), server_listen)];
     listeners.extend(
         gates
@@ -96,8 +121,9 @@ pub(super) fn check(
 }
 
 /// One `[[gates]]` entry.
-fn gate(ctx: &mut Ctx<'_>, path: KeyPath, mut g: Raw) -> Option<GateConfig> {
+fn gate(ctx: &mut Ctx<'_>, context: &Context<'_>, path: KeyPath, mut g: Raw) -> Option<GateConfig> {
     let errors = ctx.error_count();
+    let domain = domain(ctx, context, &path, &g);
     let listen = listener::address(ctx, path.key("listen"), &g.listen, "127.0.0.1:6432");
     let upstream = host_port(&g.upstream);
     if upstream.is_none() {
@@ -140,6 +166,7 @@ fn gate(ctx: &mut Ctx<'_>, path: KeyPath, mut g: Raw) -> Option<GateConfig> {
     let ((upstream_host, upstream_port), upstream_tls, listen) =
         (upstream?, upstream_tls?, listen?);
     Some(GateConfig {
+        domain,
         name: g.name,
         listen,
         upstream: g.upstream,
@@ -155,6 +182,34 @@ fn gate(ctx: &mut Ctx<'_>, path: KeyPath, mut g: Raw) -> Option<GateConfig> {
         max_connections_per_client: limits.max_connections_per_client,
         idle_timeout: limits.idle_timeout,
     })
+}
+
+/// The domain the gate's bare logins belong to: its `domain`, else the default domain. A gate
+/// with neither, in front of a service a policy on `db_user` applies to, is refused: its bare
+/// logins (`alice`) would be compared as names of no domain and match no listed account
+/// (`CORP\alice`).
+fn domain(ctx: &mut Ctx<'_>, context: &Context<'_>, path: &KeyPath, g: &Raw) -> Option<String> {
+    let path = path.key("domain");
+    let domain = logins_domain(ctx, context.identity, path.clone(), g.domain.as_deref());
+    let decides_logins = context.policies.iter().any(|p| {
+        p.enabled
+            && p.apply_to.applies_to(&g.service)
+            && p.criteria.iter().any(|c| c.field == Field::DbUser)
+    });
+    if domain.is_none() && g.domain.is_none() && decides_logins {
+        ctx.err(
+            path,
+            format!(
+                "the gate's logins are bare PostgreSQL user names (alice), which belong to no \
+                 domain here, so they would match no listed account (CORP\\alice) and a \
+                 listed user would log in; set domain = \"CORP\" on this gate (a [[domains]] \
+                 entry), or default = true on the [[domains]] entry bare names belong to \
+                 (service {:?} is decided on db_user)",
+                g.service
+            ),
+        );
+    }
+    domain
 }
 
 /// A gate's bounds on what a client may hold: bytes and time before a session, connections.

@@ -15,6 +15,8 @@ use crate::base::identity::{Domain, Identity, SuffixRule};
 #[serde(deny_unknown_fields)]
 pub(super) struct Raw {
     upn_suffix_rule: Option<String>,
+    /// `refuse` (default) or `keep`: what a principal no rule or directory can place becomes.
+    unresolvable: Option<String>,
 }
 
 /// `[[domains]]`: one domain the identity rules know.
@@ -25,6 +27,70 @@ pub(super) struct RawDomain {
     dns: String,
     upn_suffixes: Option<Vec<String>>,
     default: Option<bool>,
+}
+
+/// `[identity] unresolvable`: whether a principal no rule or directory places is kept as the
+/// text it is (`"keep"`) or refused (`"refuse"`, the default).
+pub(super) fn keep_unresolvable(ctx: &mut Ctx<'_>, raw: &Raw) -> bool {
+    match raw.unresolvable.as_deref() {
+        None | Some("refuse") => false,
+        Some("keep") => true,
+        Some(other) => {
+            ctx.err(
+                KeyPath::root().key("identity").key("unresolvable"),
+                format!("{other:?} is not one of \"refuse\", \"keep\""),
+            );
+            false
+        }
+    }
+}
+
+/// The `[[domains]]` entry a `domain` key names; refused, with the domains there are (or how
+/// to declare one), when there is none.
+pub(super) fn declared<'i>(
+    ctx: &mut Ctx<'_>,
+    identity: &'i Identity,
+    path: KeyPath,
+    name: &str,
+) -> Option<&'i Domain> {
+    let found = identity
+        .domains()
+        .iter()
+        .find(|d| d.netbios.eq_ignore_ascii_case(name));
+    if found.is_none() {
+        let defined: Vec<&str> = identity
+            .domains()
+            .iter()
+            .map(|d| d.netbios.as_str())
+            .collect();
+        let hint = if defined.is_empty() {
+            format!(
+                "no domain is defined: add [[domains]] with netbios = {name:?} and its dns name"
+            )
+        } else {
+            format!("defined: {}", defined.join(", "))
+        };
+        ctx.err(
+            path,
+            format!("names domain {name:?}, which is not in [[domains]] ({hint})"),
+        );
+    }
+    found
+}
+
+/// The domain the bare logins of a gate or an agentless database belong to: the `[[domains]]`
+/// entry its `domain` names, else the default domain; `None` when neither.
+pub(super) fn logins_domain(
+    ctx: &mut Ctx<'_>,
+    identity: &Identity,
+    path: KeyPath,
+    name: Option<&str>,
+) -> Option<String> {
+    match name {
+        Some(name) => declared(ctx, identity, path, name),
+        None => identity.default_domain(),
+    }
+    .map(|d| d.netbios.clone())
 }
 
 pub(super) fn check(ctx: &mut Ctx<'_>, raw: Raw, domains: Vec<(usize, RawDomain)>) -> Identity {

@@ -65,7 +65,8 @@ pub(super) fn address(
 /// one holds is told at its `listen` key.
 pub(super) fn distinct(ctx: &mut Ctx<'_>, listeners: &[(KeyPath, SocketAddr)]) {
     for (i, (path, listen)) in listeners.iter().enumerate() {
-        if listeners[..i].iter().any(|(_, earlier)| earlier == listen) {
+        // Port 0 is "any free port": the kernel never hands two listeners the same one.
+        if listen.port() != 0 && listeners[..i].iter().any(|(_, earlier)| earlier == listen) {
             ctx.err(
                 path.key("listen"),
                 format!("{listen} is already used by another listener"),

@@ -165,6 +165,9 @@ pub struct Config {
     pub store: StoreConfig,
     /// The domain rules names are compared by (`[identity]`, `[[domains]]`).
     pub identity: Arc<Identity>,
+    /// `[identity] unresolvable = "keep"`: a principal neither the rules nor a directory can
+    /// place is listed as the text it is (shown as such) instead of refused.
+    pub keep_unresolvable: bool,
     pub directories: Vec<DirectoryConfig>,
     pub lists: Vec<ListConfig>,
     pub mappings: Vec<MappingConfig>,

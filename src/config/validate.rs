@@ -170,6 +170,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     let defined = defined(ctx, &raw);
     let server = server::check(ctx, raw.server);
     let store = store::check(ctx, raw.store);
+    let keep_unresolvable = identity::keep_unresolvable(ctx, &raw.identity);
     let identity = identity::check(ctx, raw.identity, raw.domains);
     let names = defined.names();
     let directories = each(ctx, "directories", raw.directories, |ctx, path, d| {
@@ -198,10 +199,18 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
     let imperva = raw
         .imperva
         .and_then(|i| imperva::check(ctx, &names, &data_sets, KeyPath::root().key("imperva"), i));
-    let gates = gates::check(ctx, server.listen, raw.gates);
+    let gates = gates::check(
+        ctx,
+        &gates::Context {
+            server_listen: server.listen,
+            identity: &identity,
+            policies: &policies,
+        },
+        raw.gates,
+    );
     ctx.unique_names("databases", named(&raw.databases, |d| &d.name));
     let databases = each(ctx, "databases", raw.databases, |ctx, path, d| {
-        databases::check(ctx, &names, path, d)
+        databases::check(ctx, &names, &identity, path, d)
     });
     let console_oidc = raw
         .console
@@ -215,6 +224,7 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         server,
         store,
         identity: Arc::new(identity),
+        keep_unresolvable,
         directories,
         lists,
         mappings,

@@ -17,6 +17,7 @@ use super::error::{DirectoryError, result_code_name, scrub};
 use super::principal::UserLookup;
 use super::range::{RangedAttr, parse_range_attr, range_request, same_attr};
 use super::settings::{DirectorySettings, Endpoint, tls_config};
+use crate::base::account::{guid_bytes, guid_string, sid_string};
 use crate::base::dn::parse_dn;
 use crate::base::identity::Identity;
 use crate::base::principal::Principal;
@@ -106,15 +107,25 @@ pub struct MemberFailure {
 }
 
 /// What a resolution reads of a user entry.
-const ACCOUNT_ATTRS: &[&str] = &["sAMAccountName", "userPrincipalName"];
+const ACCOUNT_ATTRS: &[&str] = &[
+    "sAMAccountName",
+    "userPrincipalName",
+    "objectGUID",
+    "objectSid",
+];
 
-/// A user entry a principal resolved to: its DN and the names it answers to.
+/// A user entry a principal resolved to: its DN, the names it answers to, and the objectGUID
+/// that stays the same through renames and moves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// The DN as the server spells it.
     pub dn: String,
     pub sam_account_name: Option<String>,
     pub user_principal_name: Option<String>,
+    /// objectGUID in its string form (`base::account::guid_string`).
+    pub guid: Option<String>,
+    /// objectSid in its string form (`S-1-5-21-…`).
+    pub sid: Option<String>,
 }
 
 impl Account {
@@ -122,6 +133,8 @@ impl Account {
         Account {
             sam_account_name: entry.first("sAMAccountName").map(str::to_owned),
             user_principal_name: entry.first("userPrincipalName").map(str::to_owned),
+            guid: entry.raw("objectGUID").and_then(|b| guid_string(&b)),
+            sid: entry.raw("objectSid").and_then(|b| sid_string(&b)),
             dn: entry.dn,
         }
     }
@@ -753,12 +766,29 @@ impl DirectoryClient {
             }
             Some(UserLookup::Filter(f)) => f,
         };
+        match self.find_accounts(base_dn, &filter).await?.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            _ => Err(DirectoryError::AmbiguousPrincipal {
+                principal: principal.to_owned(),
+                base: base_dn.to_owned(),
+            }),
+        }
+    }
+
+    /// The user entries `filter` finds under `base_dn`: none, one, or — past one, which is
+    /// all a resolution needs to know — two.
+    async fn find_accounts(
+        &self,
+        base_dn: &str,
+        filter: &str,
+    ) -> Result<Vec<Account>, DirectoryError> {
         let (entries, res) = self
             .search_small(
                 "resolve",
                 base_dn,
                 Scope::Subtree,
-                &filter,
+                filter,
                 ACCOUNT_ATTRS,
                 2,
                 None,
@@ -767,14 +797,37 @@ impl DirectoryClient {
         if res.rc != RC_SIZE_LIMIT_EXCEEDED {
             check("resolve", base_dn, &res)?;
         }
-        match entries.len() {
-            0 => Ok(None),
-            1 if res.rc == RC_SUCCESS => Ok(entries.into_iter().next().map(Account::of)),
-            _ => Err(DirectoryError::AmbiguousPrincipal {
-                principal: principal.to_owned(),
-                base: base_dn.to_owned(),
-            }),
+        let mut found: Vec<Account> = entries.into_iter().map(Account::of).collect();
+        if res.rc == RC_SIZE_LIMIT_EXCEEDED
+            && let [one] = found.as_slice()
+        {
+            // The server stopped at its limit after one: more than one answers.
+            found.push(one.clone());
         }
+        Ok(found)
+    }
+
+    /// Finds the user entry whose objectGUID is `guid` (as `base::account::guid_string`
+    /// prints it) under `base_dn`: the account a listed member was resolved to, wherever it
+    /// moved and whatever it is called now. `Ok(None)` when there is none (deleted, or not a
+    /// GUID).
+    pub async fn resolve_guid(
+        &self,
+        base_dn: &str,
+        guid: &str,
+    ) -> Result<Option<Account>, DirectoryError> {
+        let Some(bytes) = guid_bytes(guid) else {
+            return Ok(None);
+        };
+        // Every byte escaped (RFC 4515 `\XX`): the value is binary.
+        let value: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+        let filter = format!("(&(objectClass=user)(objectGUID={value}))");
+        // An objectGUID is unique: the first entry is the one.
+        Ok(self
+            .find_accounts(base_dn, &filter)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// The entry's `uSNChanged`, for polling where change notification is not

@@ -57,6 +57,14 @@ impl Entry {
         self.get(name).and_then(|v| v.first()).map(String::as_str)
     }
 
+    /// The first value of `name` as bytes, whichever map holds it: a binary value that
+    /// happens to be valid UTF-8 (an objectGUID can be) is among the text attributes.
+    pub fn raw(&self, name: &str) -> Option<Vec<u8>> {
+        self.get_bin(name)
+            .and_then(|v| v.first().cloned())
+            .or_else(|| self.first(name).map(|s| s.as_bytes().to_vec()))
+    }
+
     /// Binary values of `name`, matched case-insensitively.
     pub fn get_bin(&self, name: &str) -> Option<&[Vec<u8>]> {
         self.bin_attrs

@@ -43,7 +43,7 @@ pub use error::{DirectoryError, result_code_name};
 pub use nested::{GroupChain, MAX_CHAIN_GROUPS, MAX_NESTING_DEPTH};
 pub use principal::UserLookup;
 pub use pull_state::PullState;
-pub use server::{DN_CACHE_TTL, Directory, REMOVALS_EXPLAIN_FOR, ShrinkWindow};
+pub use server::{DN_CACHE_TTL, Directory, LOOKUP_BACKOFF, REMOVALS_EXPLAIN_FOR, ShrinkWindow};
 pub(crate) use settings::tls_config;
 pub use settings::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, DEFAULT_PAGE_SIZE, DEFAULT_SEARCH_DEADLINE,

@@ -62,7 +62,15 @@ pub struct Directory {
     pulls: DashMap<String, PullState>,
     /// The chain of nested groups last seen per data set.
     chains: DashMap<String, GroupChain>,
+    /// When a principal lookup last could not reach the directory: lookups of principals
+    /// entering warden skip it for [`LOOKUP_BACKOFF`] after, so that containment during an
+    /// outage is not one timeout per principal (the rules list them meanwhile; the push asks
+    /// again).
+    unreachable_at: parking_lot::Mutex<Option<Instant>>,
 }
+
+/// How long lookups skip a directory that could not be reached.
+pub const LOOKUP_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Directory {
     pub fn new(config: DirectoryConfig, identity: Arc<Identity>) -> Directory {
@@ -78,7 +86,21 @@ impl Directory {
             shrink: DashMap::new(),
             pulls: DashMap::new(),
             chains: DashMap::new(),
+            unreachable_at: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Records that a lookup could not reach the directory (now), or, with `false`, that one
+    /// did.
+    pub fn note_reachable(&self, reachable: bool) {
+        *self.unreachable_at.lock() = (!reachable).then(Instant::now);
+    }
+
+    /// Whether a lookup could not reach the directory within the last [`LOOKUP_BACKOFF`].
+    pub fn recently_unreachable(&self) -> bool {
+        self.unreachable_at
+            .lock()
+            .is_some_and(|at| at.elapsed() < LOOKUP_BACKOFF)
     }
 
     /// The NetBIOS domain a directory serves: its configured `domain`, else the one the rules
@@ -241,6 +263,18 @@ impl Directory {
             }
             _ => account.user_principal_name.iter().cloned().collect(),
         }
+    }
+
+    /// The account an entry of this directory is: its objectGUID the key (where the entry has
+    /// one), the names [`Directory::account_names`] gives, the DN and objectSid.
+    pub fn account_of(&self, entry: &Account) -> crate::base::account::Account {
+        crate::base::account::Account::of_entry(
+            self.name(),
+            entry.guid.as_deref(),
+            entry.sid.clone(),
+            &entry.dn,
+            self.account_names(entry),
+        )
     }
 
     /// A cached account for a principal key, if fresh.

@@ -148,6 +148,8 @@ struct TallyKey {
     action: &'static str,
     gate: String,
     user: String,
+    /// The account name the login was decided as (its audit record is about that account).
+    account: String,
     policy: String,
 }
 
@@ -192,13 +194,23 @@ impl Gates {
         }
     }
 
-    /// Tallies one refusal or ended session for the audit log (never a store write here).
-    fn tally(&self, action: &'static str, gate: &str, user: &str, client: &str, policy: &str) {
+    /// Tallies one refusal or ended session for the audit log (never a store write here):
+    /// `user` is the name that was blocked, `account` the account it was decided as.
+    fn tally(
+        &self,
+        action: &'static str,
+        gate: &str,
+        who: (&str, &str),
+        client: &str,
+        policy: &str,
+    ) {
+        let (user, account) = who;
         let mut tally = self.0.tally.lock().unwrap_or_else(PoisonError::into_inner);
         let key = TallyKey {
             action,
             gate: gate.to_owned(),
             user: user.to_owned(),
+            account: account.to_owned(),
             policy: policy.trim().trim_matches('"').to_owned(),
         };
         let now = crate::base::time::now_ms();
@@ -232,16 +244,18 @@ impl Gates {
             return;
         }
         let actor = crate::base::actor::Actor::system("gate");
+        let mut surfaces = Vec::new();
         let mut records: Vec<crate::store::AuditRecord> = tally
             .counts
             .into_iter()
             .map(|(k, c)| {
-                crate::store::AuditRecord::new(
+                let record = crate::store::AuditRecord::new(
                     &actor,
                     k.action,
                     &k.user,
                     serde_json::json!({
                         "gate": k.gate,
+                        "account": k.account,
                         "policy": k.policy,
                         "count": c.count,
                         "first_ms": c.first_ms,
@@ -249,7 +263,17 @@ impl Gates {
                         "last_client": c.last_client,
                     }),
                 )
-                .with_outcome("denied")
+                .with_outcome("denied");
+                // About the listed account the login is, and where its block landed.
+                match crate::operations::accounts::gate_event(
+                    warden, &k.gate, &k.account, k.action, c.count, c.first_ms,
+                ) {
+                    Some((key, surface)) => {
+                        surfaces.push(surface);
+                        record.about(&key)
+                    }
+                    None => record,
+                }
             })
             .collect();
         for (action, count) in tally.overflow {
@@ -266,7 +290,7 @@ impl Gates {
         let n = records.len();
         let written = warden
             .store()
-            .audited(|_| Ok::<_, crate::store::StoreError>(()), |_| records);
+            .audited(|store| store.record_surfaces(&surfaces), |_| records);
         if let Err(e) = written {
             tracing::error!(error = %e, records = n, "gate audit records not written");
         }
@@ -425,7 +449,9 @@ async fn run(
             }
         }
     };
-    tracing::info!(gate = %config.name, listen = %config.listen, upstream = %config.upstream, "gate listening");
+    // The bound address, not the configured one: `listen = "…:0"` asks for any free port.
+    let address = listener.local_addr().map_or(config.listen, |a| a);
+    tracing::info!(gate = %config.name, %address, upstream = %config.upstream, "gate listening");
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let gate = Arc::new(Gate {
         counters: warden.metrics().get::<GateMetrics>().gate(&config.name),
@@ -774,7 +800,9 @@ impl Gate {
         let mut undecided = None;
         for name in login.names() {
             for application in &applications {
-                let mut request = Request::new(&self.config.service).db_user(name);
+                // A bare login is decided as the account of the gate's domain.
+                let account = self.config.account_name(name);
+                let mut request = Request::new(&self.config.service).db_user(&account);
                 request.source_app = *application;
                 request.client_ip = Some(client);
                 let decision = if first {

@@ -479,8 +479,14 @@ fn by_policy(gate: &Gate, login: &Login, client: &str, verdict: Verdict, open: b
         )
     };
     tracing::warn!(gate = %gate.config.name, user = %user, login = %login.user, client = %client, policy = %policy.trim(), "{what}");
-    gate.gates
-        .tally(action, &gate.config.name, &user, client, &policy);
+    let account = gate.config.account_name(&user);
+    gate.gates.tally(
+        action,
+        &gate.config.name,
+        (&user, &account),
+        client,
+        &policy,
+    );
     if open {
         End::Ended { reason, words }
     } else {

@@ -11,7 +11,7 @@ use super::listener::ConnectionDrop;
 use super::problem::{Problem, parse_json};
 use super::query::decode;
 use super::{Call, Response, json_value, no_content, respond};
-use crate::base::time::parse_rfc3339;
+use crate::base::time::{instant_or_ago, now_ms};
 use crate::gate::GateMetrics;
 use crate::metrics::{Collect, CounterMap, Desc, Exposition, Registry, Slot, Slots};
 use crate::operations::keys::{self, DEFAULT_ROTATE_OVERLAP, KeyRequest};
@@ -298,15 +298,13 @@ pub fn policies(call: &Call<'_>) -> Response {
 }
 
 fn time_param(name: &str, value: &str) -> Result<i64, Problem> {
-    if let Ok(ms) = value.parse::<i64>() {
-        return Ok(ms);
-    }
-    parse_rfc3339(value)
-        .map(|s| s.saturating_mul(1000))
-        .map_err(|e| Problem::bad_request(format!("parameter {name:?}: {e} (RFC 3339 or Unix ms)")))
+    instant_or_ago(value, now_ms())
+        .map_err(|e| Problem::bad_request(format!("parameter {name:?}: {e}")))
 }
 
-/// `GET /v1/audit?since=&until=&actor=&action=&limit=&format=jsonl`
+/// `GET /v1/audit?since=&until=&actor=&action=&account=&limit=&format=jsonl`: `since` and
+/// `until` take a time or a duration ago (`1h`), `actor` part of a name, `account` any name
+/// of an account (the records about it, whichever name they were written under).
 pub fn audit_log(call: &Call<'_>) -> Result<Response, Problem> {
     let mut filter = AuditFilter::default();
     let mut jsonl = false;
@@ -319,6 +317,9 @@ pub fn audit_log(call: &Call<'_>) -> Result<Response, Problem> {
             "until" => filter.until_ms = Some(time_param(k, &v)?),
             "actor" => filter.actor = Some(v.into_owned()),
             "action" => filter.action = Some(v.into_owned()),
+            "account" => {
+                filter.accounts = Some(crate::operations::accounts::audit_keys(call.warden(), &v)?)
+            }
             "limit" => {
                 filter.limit = Some(
                     v.parse()
@@ -329,7 +330,7 @@ pub fn audit_log(call: &Call<'_>) -> Result<Response, Problem> {
             "format" if v == "json" => {}
             _ => {
                 return Err(Problem::bad_request(format!(
-                    "unknown parameter {k:?}={v:?}; expected since, until, actor, action, limit, format=json|jsonl"
+                    "unknown parameter {k:?}={v:?}; expected since, until, actor, action, account, limit, format=json|jsonl"
                 )));
             }
         }

@@ -86,14 +86,16 @@ pub fn add_member(call: &Call<'_>) -> Result<Response, Problem> {
     let done = lists::add_member(call.warden(), &call.actor(), list, &req)?;
     let status = match done.added {
         Added::New => StatusCode::CREATED,
-        Added::Updated | Added::Reactivated => StatusCode::OK,
+        Added::Again | Added::Reactivated => StatusCode::OK,
     };
     Ok(json_value(
         status,
         &serde_json::json!({
             "list": list,
             "principal": done.member.principal,
+            "account": done.account,
             "added": done.added == Added::New,
+            "again": done.added == Added::Again,
             "reactivated": done.added == Added::Reactivated,
             "snapshot_version": done.snapshot_version,
         }),
@@ -111,13 +113,62 @@ pub fn release_expiry(call: &Call<'_>) -> Result<Response, Problem> {
     ))
 }
 
-/// `DELETE /v1/lists/{list}/members/{principal}` → 204, or 404 if it was not on the list.
+/// `DELETE /v1/lists/{list}/members/{principal}[?reason=…]` → 204: the account any spelling
+/// names is released (its memberships kept as history, with the reason); 404 if no member of
+/// the list is that account.
 pub fn remove_member(call: &Call<'_>) -> Result<Response, Problem> {
     let (list, principal) = (call.param(0), call.param(1));
-    if !lists::remove_member(call.warden(), &call.actor(), list, principal)? {
+    let reason = reason_param(call.query)?;
+    if lists::remove_member(call.warden(), &call.actor(), list, principal, &reason)?.is_none() {
         return Err(Problem::not_found(format!(
-            "{principal:?} is not on list {list:?}"
+            "{principal:?} names no member of list {list:?}"
         )));
     }
+    Ok(no_content())
+}
+
+/// The `reason` query parameter of a release (empty when absent).
+fn reason_param(query: &str) -> Result<String, Problem> {
+    let mut reason = String::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "reason" => {
+                reason = super::query::decode(v)
+                    .map_err(|_| Problem::bad_request("parameter \"reason\": bad escape"))?
+                    .into_owned();
+            }
+            _ => {
+                return Err(Problem::bad_request(format!(
+                    "unknown parameter {k:?}; expected reason"
+                )));
+            }
+        }
+    }
+    Ok(reason)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetExpiry {
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+/// `PATCH /v1/lists/{list}/members/{principal}` with `{"expires_at"|"expires_in"}`: sets the
+/// member's expiry explicitly (a later membership lifts it).
+pub fn set_expiry(call: &Call<'_>) -> Result<Response, Problem> {
+    let (list, principal) = (call.param(0), call.param(1));
+    let set: SetExpiry = parse_json(&call.body)?;
+    lists::set_member_expiry(
+        call.warden(),
+        &call.actor(),
+        list,
+        principal,
+        set.expires_at.as_deref(),
+        set.expires_in.as_deref(),
+    )?;
     Ok(no_content())
 }

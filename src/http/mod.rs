@@ -13,6 +13,7 @@
 //! Open API paths warden serves ([`mx_api`]), which answer as an MX does. On shutdown the
 //! listener closes and in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]).
 
+mod accounts;
 mod admin;
 pub mod console;
 mod data_sets;
@@ -515,9 +516,11 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::Lists => blocking(|| lists::lists(call)),
         Handler::CreateList => blocking(|| lists::create(call)),
         Handler::Members => blocking(|| lists::members(call)),
+        Handler::Account => blocking(|| accounts::account(call)),
         Handler::AddMember => blocking(|| lists::add_member(call)),
         Handler::ReleaseExpiry => blocking(|| lists::release_expiry(call)),
         Handler::RemoveMember => blocking(|| lists::remove_member(call)),
+        Handler::SetMemberExpiry => blocking(|| lists::set_expiry(call)),
         Handler::Incidents => blocking(|| incidents::list(call)),
         Handler::CreateIncident => blocking(|| incidents::create(call)),
         Handler::Incident => blocking(|| incidents::get(call)),

@@ -32,11 +32,13 @@ pub enum Handler {
     Decision,
     Authz,
     Decisions,
+    Account,
     Lists,
     CreateList,
     Members,
     AddMember,
     RemoveMember,
+    SetMemberExpiry,
     ReleaseExpiry,
     DataSets,
     DataSetRows,
@@ -118,6 +120,12 @@ pub static ROUTES: &[Route] = &[
     // client's own path, which warden ignores (the decision reads the query only).
     route(Method::GET, "/v1/authz/{*path}", DECIDE, Handler::Authz),
     route(Method::POST, "/v1/decisions", DECIDE, Handler::Decisions),
+    route(
+        Method::GET,
+        "/v1/accounts/{name}",
+        RESPOND,
+        Handler::Account,
+    ),
     route(Method::GET, "/v1/lists", RESPOND, Handler::Lists),
     route(Method::POST, "/v1/lists", RESPOND, Handler::CreateList),
     route(
@@ -137,6 +145,12 @@ pub static ROUTES: &[Route] = &[
         "/v1/lists/{list}/members/{principal}",
         RESPOND,
         Handler::RemoveMember,
+    ),
+    route(
+        Method::PATCH,
+        "/v1/lists/{list}/members/{principal}",
+        RESPOND,
+        Handler::SetMemberExpiry,
     ),
     route(
         Method::POST,

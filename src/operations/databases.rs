@@ -40,9 +40,10 @@ pub async fn sync_now(
     name: &str,
 ) -> Result<Vec<RoleRun>, OperationError> {
     let db = database(warden, name)?;
+    let identity = std::sync::Arc::clone(&warden.config().identity);
     let mut runs = Vec::new();
     for mapping in &db.roles {
-        let (update, result) = database::run(&db, warden.store(), mapping).await;
+        let (update, result) = database::run(&db, warden.store(), mapping, &identity).await;
         if result.is_err() {
             warden.metrics().get::<SyncMetrics>().sync_failed(name);
         }

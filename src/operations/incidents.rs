@@ -11,7 +11,8 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use super::{Actor, OperationError, check_text, expiry};
+use super::{Actor, OperationError, accounts, check_text, expiry};
+use crate::base::account::Account;
 use crate::base::principal::{Principal, PrincipalError};
 use crate::base::severity::IncidentSeverity;
 use crate::base::time::now;
@@ -19,7 +20,9 @@ use crate::base::word::UnknownWord;
 use crate::config::ResponseRuleConfig;
 use crate::runtime::Warden;
 use crate::store::incidents::incident_ref;
-use crate::store::{AlertSeen, AuditRecord, Incident, NewIncident, NewResponse, ResponseRecord};
+use crate::store::{
+    Added, AlertSeen, AuditRecord, Incident, NewIncident, NewResponse, ResponseRecord,
+};
 
 /// Most users or IPs one incident or alert may name.
 pub const MAX_SUBJECTS: usize = 1000;
@@ -231,9 +234,19 @@ pub fn respond(
         req.expires_in.as_deref(),
         "expires_in",
     )?;
+    if !warden.store().list_exists(&req.list)? {
+        return Err(OperationError::NoSuchList(req.list.clone()));
+    }
+    let accounts = principals
+        .iter()
+        .enumerate()
+        .map(|(i, p)| accounts::resolve_text(warden, &format!("users[{i}]"), p))
+        .collect::<Result<Vec<_>, _>>()?;
     let response = NewResponse {
         list: req.list.clone(),
         principals,
+        accounts,
+        source: actor.source.clone(),
         reason: req.reason.trim().to_owned(),
         expires_at,
         created_by: actor.name.clone(),
@@ -241,8 +254,8 @@ pub fn respond(
     };
     let (record, _) = warden.commit(
         |store| store.record_response(incident, &response),
-        |(record, _)| {
-            AuditRecord::new(
+        |(record, added)| {
+            let mut records = vec![AuditRecord::new(
                 actor,
                 "incidents.respond",
                 &incident_ref(incident),
@@ -251,10 +264,42 @@ pub fn respond(
                     "users": record.principals,
                     "expires_at": record.expires_at,
                 }),
-            )
+            )];
+            records.extend(member_records(actor, record, added));
+            records
         },
     )?;
     Ok(record)
+}
+
+/// One `lists.add` record per account a response put on its list, so that the audit log
+/// finds the containment by account.
+fn member_records(
+    actor: &Actor,
+    record: &ResponseRecord,
+    added: &[(Added, Account)],
+) -> Vec<AuditRecord> {
+    record
+        .principals
+        .iter()
+        .zip(added)
+        .map(|(typed, (how, account))| {
+            AuditRecord::new(
+                actor,
+                "lists.add",
+                &record.list,
+                serde_json::json!({
+                    "principal": typed,
+                    "account": account.canonical,
+                    "again": *how == Added::Again,
+                    "reason": record.reason,
+                    "incident": incident_ref(record.incident),
+                    "expires_at": record.expires_at,
+                }),
+            )
+            .about(&account.key)
+        })
+        .collect()
 }
 
 /// Whether `rule` matches `alert` (of `severity`).
@@ -289,11 +334,14 @@ pub fn ingest_alert(
         .response_rules
         .iter()
         .find(|r| rule_matches(r, alert, severity) && !alert.users.is_empty());
-    let plan = rule.map(|r| alert_plan(actor, alert, severity, r));
+    let plan = match rule {
+        Some(r) => Some(alert_plan(warden, actor, alert, severity, r)?),
+        None => None,
+    };
     let outcome = |seen: &AlertSeen| {
-        let (incident, duplicate) = match *seen {
-            AlertSeen::New { incident } => (incident, false),
-            AlertSeen::Duplicate { incident } => (incident, true),
+        let (incident, duplicate) = match seen {
+            AlertSeen::New { incident, .. } => (*incident, false),
+            AlertSeen::Duplicate { incident } => (*incident, true),
         };
         AlertOutcome {
             alert: alert.id.clone(),
@@ -312,7 +360,27 @@ pub fn ingest_alert(
     };
     let audit = |seen: &AlertSeen| {
         let detail = serde_json::to_value(outcome(seen)).unwrap_or_default();
-        AuditRecord::new(actor, "alerts.ingest", &alert.id, detail)
+        let mut records = vec![AuditRecord::new(actor, "alerts.ingest", &alert.id, detail)];
+        if let (AlertSeen::New { accounts, .. }, Some((_, response))) = (seen, &plan) {
+            for (typed, account) in response.principals.iter().zip(accounts) {
+                records.push(
+                    AuditRecord::new(
+                        actor,
+                        "lists.add",
+                        &response.list,
+                        serde_json::json!({
+                            "principal": typed,
+                            "account": account.canonical,
+                            "reason": response.reason,
+                            "alert": alert.id,
+                            "expires_at": response.expires_at,
+                        }),
+                    )
+                    .about(&account.key),
+                );
+            }
+        }
+        records
     };
     // Only an alert that put users on a list changes what decisions see.
     let seen = if plan.is_some() {
@@ -324,11 +392,18 @@ pub fn ingest_alert(
 }
 
 fn alert_plan(
+    warden: &Warden,
     actor: &Actor,
     alert: &Alert,
     severity: IncidentSeverity,
     rule: &ResponseRuleConfig,
-) -> (NewIncident, NewResponse) {
+) -> Result<(NewIncident, NewResponse), OperationError> {
+    let accounts = alert
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| accounts::resolve_text(warden, &format!("users[{i}]"), u))
+        .collect::<Result<Vec<_>, _>>()?;
     let title = alert
         .title
         .clone()
@@ -348,6 +423,8 @@ fn alert_plan(
     let response = NewResponse {
         list: rule.list.clone(),
         principals: alert.users.clone(),
+        accounts,
+        source: actor.source.clone(),
         reason: rule.reason.clone().unwrap_or_else(|| {
             format!(
                 "automated response {:?} to alert {} from {}",
@@ -358,7 +435,7 @@ fn alert_plan(
         created_by: actor.name.clone(),
         rule: Some(rule.name.clone()),
     };
-    (incident, response)
+    Ok((incident, response))
 }
 
 #[cfg(test)]

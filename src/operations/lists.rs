@@ -3,11 +3,12 @@
 //! member change is audited in its own transaction and in the snapshot (and so on its way to
 //! the mapped groups) before the call returns.
 
-use super::{Actor, OperationError, check_text, expiry};
+use super::{Actor, OperationError, accounts, check_text, expiry};
+use crate::base::account::Account;
 use crate::base::principal::Principal;
 use crate::base::time::now;
 use crate::runtime::Warden;
-use crate::store::{Added, AuditRecord, ExpiryHold, NewMember};
+use crate::store::{Added, AuditRecord, ExpiryHold, MemberRef, NewMember, Released};
 
 /// Longest list name.
 pub const MAX_LIST_NAME: usize = 256;
@@ -60,18 +61,21 @@ pub struct MemberRequest {
 pub struct MemberAdded {
     pub member: NewMember,
     pub added: Added,
+    /// The account the principal named, as stored (its names include the ones known before).
+    pub account: Account,
     /// The snapshot in force once the member is in it.
     pub snapshot_version: u64,
 }
 
-/// Puts a principal on a list (or updates its details if it is there).
+/// Puts the account a principal names on a list: a new member, or another membership of the
+/// member it is already (by this or another spelling) — never a second member.
 pub fn add_member(
     warden: &Warden,
     actor: &Actor,
     list: &str,
     req: &MemberRequest,
 ) -> Result<MemberAdded, OperationError> {
-    Principal::parse(&req.principal)
+    let principal = Principal::parse(&req.principal)
         .map_err(|e| OperationError::invalid("principal", e.to_string()))?;
     // The same length and control-character checks as incidents and responses: these land
     // in the audit log, listings, CSV and logs.
@@ -82,62 +86,137 @@ pub fn add_member(
     if let Some(added_by) = &req.added_by {
         check_text("added_by", added_by, false)?;
     }
+    let expires_at = expiry(
+        req.expires_at.as_deref(),
+        req.expires_in.as_deref(),
+        "expires_at`/`expires_in",
+    )?;
+    // A list that does not exist is the first thing to say (before asking a directory).
+    if !warden.store().list_exists(list)? {
+        return Err(OperationError::NoSuchList(list.to_owned()));
+    }
+    let account = accounts::resolve(warden, "principal", &principal)?;
     let member = NewMember {
+        account,
         principal: req.principal.clone(),
         reason: req.reason.clone(),
         incident: req.incident.clone(),
         added_by: req.added_by.clone().unwrap_or_else(|| actor.name.clone()),
-        expires_at: expiry(
-            req.expires_at.as_deref(),
-            req.expires_in.as_deref(),
-            "expires_at`/`expires_in",
-        )?,
+        source: actor.source.clone(),
+        expires_at,
     };
-    let added = warden.commit(
+    let (added, account) = warden.commit(
         |store| store.add_member(list, &member),
-        |_| {
+        |(added, account)| {
             AuditRecord::new(
                 actor,
                 "lists.add",
                 list,
                 serde_json::json!({
                     "principal": member.principal,
+                    "account": account.canonical,
+                    "again": *added == Added::Again,
                     "reason": member.reason,
                     "incident": member.incident,
                     "expires_at": member.expires_at,
                 }),
             )
+            .about(&account.key)
         },
     )?;
     Ok(MemberAdded {
         member,
         added,
+        account,
         snapshot_version: warden.engine().load().version(),
     })
 }
 
-/// Takes a principal off a list (matched case-insensitively); returns whether it was there.
-/// Nothing is written or audited when it was not.
+/// Releases the account any spelling of it names from a list: every membership is marked
+/// released (by the actor, now, `reason`) and stays in the account's history. `None` when
+/// no member of the list is that account; nothing is written or audited then.
 pub fn remove_member(
     warden: &Warden,
     actor: &Actor,
     list: &str,
     principal: &str,
-) -> Result<bool, OperationError> {
-    let removed = warden.commit(
-        |store| store.remove_member(list, principal),
-        |removed| {
-            removed.then(|| {
+    reason: &str,
+) -> Result<Option<Released>, OperationError> {
+    check_text("reason", reason, false)?;
+    Principal::parse(principal).map_err(|e| OperationError::invalid("principal", e.to_string()))?;
+    let keys = accounts::members_named(warden, list, principal)?;
+    let key = match keys.as_slice() {
+        [] => return Ok(None),
+        [key] => key.clone(),
+        several => {
+            return Err(OperationError::Conflict(format!(
+                "{principal:?} names {} members of {list:?} ({}); release each by its \
+                 canonical name",
+                several.len(),
+                several.join(", ")
+            )));
+        }
+    };
+    let released = warden.commit(
+        |store| store.release_member(list, &key, &actor.name, reason),
+        |released| {
+            released.as_ref().map(|r| {
                 AuditRecord::new(
                     actor,
                     "lists.remove",
                     list,
-                    serde_json::json!({ "principal": principal }),
+                    serde_json::json!({
+                        "principal": principal,
+                        "account": r.principal,
+                        "reason": reason,
+                        "memberships": r.memberships,
+                    }),
                 )
+                .about(&r.account)
             })
         },
     )?;
-    Ok(removed)
+    Ok(released)
+}
+
+/// Sets the expiry of the member `principal` names explicitly (an analyst shortening a
+/// containment); a later membership lifts it again. Returns the member's canonical name.
+pub fn set_member_expiry(
+    warden: &Warden,
+    actor: &Actor,
+    list: &str,
+    principal: &str,
+    expires_at: Option<&str>,
+    expires_in: Option<&str>,
+) -> Result<String, OperationError> {
+    let at = expiry(expires_at, expires_in, "expires_at`/`expires_in")?;
+    let keys = accounts::members_named(warden, list, principal)?;
+    let [key] = keys.as_slice() else {
+        return Err(OperationError::Conflict(format!(
+            "{principal:?} names {} members of {list:?}",
+            keys.len()
+        )));
+    };
+    let set = warden.commit(
+        |store| store.set_member_expiry(list, key, at, &actor.name),
+        |set| {
+            set.then(|| {
+                AuditRecord::new(
+                    actor,
+                    "lists.set_expiry",
+                    list,
+                    serde_json::json!({ "principal": principal, "expires_at": at }),
+                )
+                .about(key)
+            })
+        },
+    )?;
+    if !set {
+        return Err(OperationError::Conflict(format!(
+            "{principal:?} is not on {list:?}"
+        )));
+    }
+    Ok(principal.to_owned())
 }
 
 /// Lists with fewer active members than this never hold an expiry sweep: with a handful of
@@ -154,13 +233,13 @@ pub fn holds_expiry(active: i64, due: i64, max_share: f64) -> bool {
 /// What one expiry sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sweep {
-    /// (list, principal) deactivated: past their expiry.
-    pub expired: Vec<(String, String)>,
-    /// (list, principal) active again: deactivated while their expiry is still ahead (the
-    /// clock had run ahead and came back).
-    pub reactivated: Vec<(String, String)>,
-    /// (list, principal) purged: expired longer than the retention period.
-    pub purged: Vec<(String, String)>,
+    /// Deactivated: past their expiry.
+    pub expired: Vec<MemberRef>,
+    /// Active again: deactivated while their expiry is still ahead (the clock had run ahead
+    /// and came back).
+    pub reactivated: Vec<MemberRef>,
+    /// Purged: expired longer than the retention period (their memberships stay, released).
+    pub purged: Vec<MemberRef>,
     /// Lists whose sweep is held, and which of them were held by this sweep (or changed).
     pub held: Vec<String>,
     pub newly_held: Vec<ExpiryHold>,
@@ -214,9 +293,7 @@ pub fn expire_members(
                     }
                     sweep.held.push(due.list);
                 } else {
-                    for principal in store.deactivate_due(&due.list, now)? {
-                        sweep.expired.push((due.list.clone(), principal));
-                    }
+                    sweep.expired.extend(store.deactivate_due(&due.list, now)?);
                 }
             }
             sweep.lifted = store.drop_expiry_holds_except(&sweep.held)?;
@@ -264,13 +341,14 @@ pub fn expire_members(
 }
 
 fn sweep_records(system: &Actor, sweep: &Sweep) -> Vec<AuditRecord> {
-    let member = |action, (list, principal): &(String, String)| {
+    let member = |action, m: &MemberRef| {
         AuditRecord::new(
             system,
             action,
-            list,
-            serde_json::json!({ "principal": principal }),
+            &m.list,
+            serde_json::json!({ "principal": m.principal }),
         )
+        .about(&m.account)
     };
     let mut records: Vec<AuditRecord> = Vec::new();
     records.extend(sweep.expired.iter().map(|m| member("lists.expire", m)));
@@ -307,13 +385,13 @@ fn sweep_records(system: &Actor, sweep: &Sweep) -> Vec<AuditRecord> {
 }
 
 /// Releases a held expiry sweep of `list`: its members past their expiry are deactivated now,
-/// audited as the admin who released it. Returns the principals deactivated;
+/// audited as the admin who released it. Returns the members deactivated;
 /// [`OperationError::Conflict`] if nothing is held.
 pub fn release_expiry_hold(
     warden: &Warden,
     actor: &Actor,
     list: &str,
-) -> Result<Vec<String>, OperationError> {
+) -> Result<Vec<MemberRef>, OperationError> {
     let now = now();
     let released = warden.store().audited(
         |store| {
@@ -331,13 +409,14 @@ pub fn release_expiry_hold(
                 list,
                 serde_json::json!({ "deactivated": principals.len() }),
             )];
-            records.extend(principals.iter().map(|p| {
+            records.extend(principals.iter().map(|m| {
                 AuditRecord::new(
                     actor,
                     "lists.expire",
                     list,
-                    serde_json::json!({ "principal": p }),
+                    serde_json::json!({ "principal": m.principal }),
                 )
+                .about(&m.account)
             }));
             records
         },
@@ -363,10 +442,8 @@ mod tests {
         let warden = Warden::with_store(config, store).unwrap();
         for i in 0..n {
             let member = NewMember {
-                principal: format!("corp\\user{i}"),
-                added_by: "test".into(),
                 expires_at: Some(1000),
-                ..NewMember::default()
+                ..NewMember::test(&format!("corp\\user{i}"))
             };
             warden
                 .store()
@@ -493,12 +570,189 @@ mod use_case_tests {
             ("lib:test", "lists.add")
         );
         assert_eq!(audit[0].source.as_deref(), Some("in-process"));
-        assert!(remove_member(&warden, &actor, "Suspicious Users", r"corp\alice").unwrap());
-        assert!(!remove_member(&warden, &actor, "Suspicious Users", r"corp\alice").unwrap());
+        assert!(
+            remove_member(&warden, &actor, "Suspicious Users", r"corp\alice", "")
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            remove_member(&warden, &actor, "Suspicious Users", r"corp\alice", "")
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             warden.store().audit(&AuditFilter::default()).unwrap().len(),
             2
         );
+    }
+
+    fn add(warden: &Warden, principal: &str, incident: &str, expires_in: Option<&str>) -> Added {
+        let req = MemberRequest {
+            principal: principal.into(),
+            reason: format!("contain ({incident})"),
+            incident: Some(incident.into()),
+            expires_in: expires_in.map(str::to_owned),
+            ..MemberRequest::default()
+        };
+        add_member(warden, &Actor::system("test"), "Suspicious Users", &req)
+            .unwrap()
+            .added
+    }
+
+    fn decides(warden: &Warden, name: &str) -> Outcome {
+        let request = Request {
+            service: "orders",
+            db_user: [name].into_iter().collect(),
+            ..Request::default()
+        };
+        warden.engine().load().decide(&request).outcome
+    }
+
+    const SPELLINGS: [&str; 4] = [
+        r"CORP\alice",
+        r"corp\ALICE",
+        "alice@corp.example.test",
+        "alice@CORP.EXAMPLE.TEST",
+    ];
+
+    /// The issue's console scenario on the embedded default: another spelling of a listed
+    /// account is one member, and releasing either spelling allows every spelling.
+    #[test]
+    fn another_spelling_is_one_member_and_a_release_allows_every_spelling() {
+        let warden = warden();
+        assert_eq!(add(&warden, r"CORP\alice", "INC-1", None), Added::New);
+        assert_eq!(
+            add(&warden, "alice@corp.example.test", "INC-2", None),
+            Added::Again
+        );
+        let members = warden.store().members("Suspicious Users").unwrap();
+        assert_eq!(members.len(), 1, "{members:#?}");
+        assert_eq!(members[0].incidents, ["INC-1", "INC-2"]);
+        for name in SPELLINGS {
+            assert_eq!(decides(&warden, name), Outcome::Block, "{name}");
+        }
+        let actor = Actor::system("test");
+        let released = remove_member(
+            &warden,
+            &actor,
+            "Suspicious Users",
+            r"CORP\alice",
+            "cleared",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(released.memberships, 2);
+        assert!(
+            warden
+                .store()
+                .members("Suspicious Users")
+                .unwrap()
+                .is_empty()
+        );
+        for name in SPELLINGS {
+            assert_eq!(decides(&warden, name), Outcome::Allow, "{name}");
+        }
+        // Every spelling releases: the UPN releases a member listed as DOMAIN\user.
+        add(&warden, r"CORP\alice", "INC-3", None);
+        assert!(
+            remove_member(
+                &warden,
+                &actor,
+                "Suspicious Users",
+                "ALICE@corp.example.test",
+                ""
+            )
+            .unwrap()
+            .is_some()
+        );
+        // The release and its reason are the account's history, audited by account.
+        let key = released.account;
+        let history = warden
+            .store()
+            .memberships_of(std::slice::from_ref(&key))
+            .unwrap();
+        assert!(history.iter().all(|m| m.released_at.is_some()));
+        assert_eq!(history[0].release_reason.as_deref(), Some("cleared"));
+        let about = warden
+            .store()
+            .audit(&AuditFilter {
+                accounts: Some(vec![key]),
+                ..AuditFilter::default()
+            })
+            .unwrap();
+        let actions: Vec<&str> = about.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "lists.add",
+                "lists.add",
+                "lists.remove",
+                "lists.add",
+                "lists.remove"
+            ]
+        );
+    }
+
+    /// Re-adding by another incident keeps both incidents, the first `added_at` and the
+    /// longer expiry; an analyst may still shorten it explicitly.
+    #[test]
+    fn re_adding_keeps_both_incidents_and_the_longer_expiry() {
+        let warden = warden();
+        add(&warden, r"CORP\dave", "INC-6", Some("3d"));
+        let first = warden.store().members("Suspicious Users").unwrap()[0].clone();
+        assert_eq!(
+            add(&warden, r"corp\dave", "INC-7", Some("1d")),
+            Added::Again
+        );
+        let again = warden.store().members("Suspicious Users").unwrap()[0].clone();
+        assert_eq!(again.incidents, ["INC-6", "INC-7"]);
+        assert_eq!(again.added_at, first.added_at);
+        assert_eq!(
+            again.expires_at, first.expires_at,
+            "the longer of 3d and 1d"
+        );
+        add(&warden, "dave@corp.example.test", "INC-8", None);
+        let never = warden.store().members("Suspicious Users").unwrap()[0].clone();
+        assert_eq!(never.expires_at, None, "one membership without expiry");
+        let actor = Actor::system("analyst");
+        set_member_expiry(
+            &warden,
+            &actor,
+            "Suspicious Users",
+            r"CORP\dave",
+            None,
+            Some("1h"),
+        )
+        .unwrap();
+        let set = warden.store().members("Suspicious Users").unwrap()[0].clone();
+        assert!(set.expires_at.is_some());
+        assert_eq!(set.expiry_set_by.as_deref(), Some("system"));
+        assert_eq!(set.memberships.len(), 3);
+    }
+
+    /// Without a default domain a bare name names no account: refused with the reason, or
+    /// kept as text where the operator allows it.
+    #[test]
+    fn an_unresolvable_principal_is_refused_or_kept_as_text() {
+        let warden = warden();
+        let actor = Actor::system("test");
+        let req = MemberRequest {
+            principal: "alice".into(),
+            ..MemberRequest::default()
+        };
+        let e = add_member(&warden, &actor, "Suspicious Users", &req).unwrap_err();
+        assert!(
+            e.to_string().contains("names no domain") && e.to_string().contains("unresolvable"),
+            "{e}"
+        );
+        let mut config = Config::embedded_default().unwrap();
+        config.keep_unresolvable = true;
+        let keeping =
+            Warden::with_store(config, std::sync::Arc::new(Store::in_memory().unwrap())).unwrap();
+        let done = add_member(&keeping, &actor, "Suspicious Users", &req).unwrap();
+        assert_eq!(done.account.key, "text:alice");
+        assert_eq!(decides(&keeping, "alice"), Outcome::Block);
+        assert_eq!(decides(&keeping, r"CORP\alice"), Outcome::Allow);
     }
 
     #[test]
@@ -517,11 +771,11 @@ mod use_case_tests {
             matches!(bad("CN=", None), OperationError::Invalid { field, .. } if field == "principal")
         );
         assert!(matches!(
-            bad("alice", Some("soon")),
+            bad(r"CORP\alice", Some("soon")),
             OperationError::Invalid { .. }
         ));
         let req = MemberRequest {
-            principal: "alice".into(),
+            principal: r"CORP\alice".into(),
             ..MemberRequest::default()
         };
         assert!(matches!(

@@ -12,6 +12,7 @@
 //! [`Warden::commit`]: crate::runtime::Warden::commit
 //! [`Warden::update_data_set`]: crate::runtime::Warden::update_data_set
 
+pub mod accounts;
 pub mod config;
 pub mod console;
 pub mod data_sets;

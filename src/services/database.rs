@@ -39,8 +39,10 @@ async fn role_loop(
 ) {
     let mut triggers = Triggers::new(&warden, db.update_interval);
     let mut retry = Retry::new();
+    // The rules of the configuration this loop was made for (a reload remakes it).
+    let identity = std::sync::Arc::clone(&warden.config().identity);
     while triggers.next(&mut shutdown, &retry, None).await {
-        let (_, result) = database::run(&db, warden.store(), &mapping).await;
+        let (_, result) = database::run(&db, warden.store(), &mapping, &identity).await;
         match result {
             Ok(report) => {
                 retry.succeeded();

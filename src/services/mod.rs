@@ -205,25 +205,19 @@ fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
     services
 }
 
-/// The services the configuration in force asks for; `front_ends` adds those of layers above
-/// this one (the PostgreSQL gates), which this layer cannot name.
-/// The jobs that must run once (push, pull and watch, expiry, MX push, agentless reconcile)
-/// run only on the leader: always on SQLite, the holder of the leader lease on PostgreSQL,
-/// fenced by the term they were made in.
-fn configured_services(warden: &Arc<Warden>, front_ends: &[Factory]) -> Vec<Service> {
-    let mut services = Vec::new();
-    if warden.store().is_leader() {
-        let term = warden.store().term();
-        let mut leader_jobs = sync::services(warden);
-        leader_jobs.push(expiry::service(Arc::clone(warden)));
-        leader_jobs.extend(imperva::service(warden));
-        leader_jobs.extend(database::services(warden));
-        services.extend(leader_jobs.into_iter().map(|s| s.fenced(term)));
+/// The jobs that must run once (push, pull and watch, expiry, MX push, agentless reconcile),
+/// as the configuration in force asks for them. They run only on the leader: always on
+/// SQLite, the holder of the leader lease on PostgreSQL, fenced by the term they were made in.
+fn leader_services(warden: &Arc<Warden>) -> Vec<Service> {
+    if !warden.store().is_leader() {
+        return Vec::new();
     }
-    for factory in front_ends {
-        services.extend(factory(warden));
-    }
-    services
+    let term = warden.store().term();
+    let mut jobs = sync::services(warden);
+    jobs.push(expiry::service(Arc::clone(warden)));
+    jobs.extend(imperva::service(warden));
+    jobs.extend(database::services(warden));
+    jobs.into_iter().map(|s| s.fenced(term)).collect()
 }
 
 /// Makes configured services from the configuration in force, once per (re)load.
@@ -250,29 +244,57 @@ impl Supervisor {
         self
     }
 
+    /// Front ends (layers above this one: the PostgreSQL gates) are remade on a reload only:
+    /// a change of leadership must not close their listeners, or clients are refused while
+    /// they rebind. Leader jobs are remade on either.
     pub async fn run(self, warden: Arc<Warden>, shutdown: impl Future<Output = ()>) {
         let process = Group::start(process_services(&warden));
         let mut reloads = warden.subscribe_config();
         let mut leadership = warden.store().subscribe_leader();
         tokio::pin!(shutdown);
+        reloads.borrow_and_update();
+        let mut front_ends = Group::start(self.front_end_services(&warden));
         loop {
-            reloads.borrow_and_update();
             leadership.borrow_and_update();
-            let configured = Group::start(configured_services(&warden, &self.front_ends));
-            self.board
-                .show(process.running.iter().chain(&configured.running));
-            let reloaded = tokio::select! {
+            let leader = Group::start(leader_services(&warden));
+            self.board.show(
+                process
+                    .running
+                    .iter()
+                    .chain(&front_ends.running)
+                    .chain(&leader.running),
+            );
+            let why = tokio::select! {
                 () = &mut shutdown => None,
-                changed = reloads.changed() => changed.ok().map(|()| "configuration reloaded"),
-                changed = leadership.changed() => changed.ok().map(|()| "leadership changed"),
+                changed = reloads.changed() => changed.ok().map(|()| Restart::Reload),
+                changed = leadership.changed() => changed.ok().map(|()| Restart::Leadership),
             };
-            configured.stop().await;
-            let Some(why) = reloaded else {
-                break;
-            };
-            tracing::info!("{why}; background services restarted");
+            leader.stop().await;
+            match why {
+                None => break,
+                Some(Restart::Leadership) => {
+                    tracing::info!("leadership changed; leader jobs restarted");
+                }
+                Some(Restart::Reload) => {
+                    front_ends.stop().await;
+                    reloads.borrow_and_update();
+                    front_ends = Group::start(self.front_end_services(&warden));
+                    tracing::info!("configuration reloaded; background services restarted");
+                }
+            }
         }
+        front_ends.stop().await;
         process.stop().await;
         self.board.show(std::iter::empty());
     }
+
+    fn front_end_services(&self, warden: &Arc<Warden>) -> Vec<Service> {
+        self.front_ends.iter().flat_map(|f| f(warden)).collect()
+    }
+}
+
+/// Why the supervisor remakes services.
+enum Restart {
+    Reload,
+    Leadership,
 }

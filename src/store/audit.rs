@@ -24,6 +24,9 @@ pub struct AuditRecord {
     pub outcome: String,
     /// The client's address, for HTTP requests.
     pub source: Option<String>,
+    /// The key of the account the record is about (`base::account`), if it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub detail: serde_json::Value,
 }
 
@@ -44,8 +47,15 @@ impl AuditRecord {
             target: target.to_owned(),
             outcome: "ok".to_owned(),
             source: actor.source.clone(),
+            account: None,
             detail,
         }
+    }
+
+    /// The same record, about the account with key `account`.
+    pub fn about(mut self, account: &str) -> AuditRecord {
+        self.account = Some(account.to_owned());
+        self
     }
 
     /// The same record with another outcome (`denied`, `failed`, `rejected`).
@@ -84,9 +94,26 @@ impl AuditRecords for Vec<AuditRecord> {
 pub struct AuditFilter {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
+    /// Part of the actor's name, any case (`bootstrap admin` finds
+    /// `key:2ef2bcb1b1c3 (bootstrap admin)`).
     pub actor: Option<String>,
     pub action: Option<String>,
+    /// Records about any of these account keys (an account's key and its former ones).
+    pub accounts: Option<Vec<String>>,
     pub limit: Option<u32>,
+}
+
+/// `text` as a LIKE pattern matching itself anywhere (`\` escapes `%`, `_` and itself).
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// Most records one read returns.
@@ -97,8 +124,8 @@ impl Store {
     pub fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
         let conn = self.conn();
         conn.query_row(
-            "INSERT INTO audit (at_ms, actor, action, target, outcome, source, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            "INSERT INTO audit (at_ms, actor, action, target, outcome, source, detail, account)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
             params![
                 r.at_ms,
                 r.actor,
@@ -106,7 +133,8 @@ impl Store {
                 r.target,
                 r.outcome,
                 r.source,
-                r.detail.to_string()
+                r.detail.to_string(),
+                r.account
             ],
             |row| row.get(0),
         )
@@ -150,7 +178,8 @@ impl Store {
     /// Records matching `filter`, oldest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut sql = String::from(
-            "SELECT id, at_ms, actor, action, target, outcome, source, detail FROM audit WHERE 1=1",
+            "SELECT id, at_ms, actor, action, target, outcome, source, detail, account
+             FROM audit WHERE 1=1",
         );
         let mut args: Vec<Value> = Vec::new();
         let mut bound = |clause: &str, v: Value| {
@@ -164,10 +193,22 @@ impl Store {
             bound(" AND at_ms < ?", Value::Int(t));
         }
         if let Some(a) = &filter.actor {
-            bound(" AND actor = ?", Value::Text(a.clone()));
+            bound(
+                " AND LOWER(actor) LIKE ? ESCAPE '\\'",
+                Value::Text(contains_pattern(a)),
+            );
         }
         if let Some(a) = &filter.action {
             bound(" AND action = ?", Value::Text(a.clone()));
+        }
+        if let Some(keys) = &filter.accounts {
+            // No key at all (an unknown account) matches nothing, never everything.
+            sql.push_str(" AND account IN (NULL");
+            for k in keys {
+                sql.push_str(", ?");
+                args.push(Value::Text(k.clone()));
+            }
+            sql.push(')');
         }
         let limit = filter.limit.unwrap_or(AUDIT_READ_MAX).min(AUDIT_READ_MAX);
         sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
@@ -184,6 +225,7 @@ impl Store {
                     target: r.get(4)?,
                     outcome: r.get(5)?,
                     source: r.get(6)?,
+                    account: r.get(8)?,
                     detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
                 })
             })
@@ -207,6 +249,7 @@ mod tests {
             target: "Suspicious Users".into(),
             outcome: "ok".into(),
             source: Some("127.0.0.1:5000".into()),
+            account: None,
             detail: serde_json::json!({"principal": "corp\\alice"}),
         }
     }
@@ -256,6 +299,17 @@ mod tests {
             ..AuditFilter::default()
         };
         assert_eq!(read(by_actor), [1000, 3000]);
+        // Part of the name, any case; `%` and `_` are themselves.
+        let by_name = AuditFilter {
+            actor: Some("KEY:".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(read(by_name), [1000, 2000, 3000]);
+        let wildcard = AuditFilter {
+            actor: Some("%".into()),
+            ..AuditFilter::default()
+        };
+        assert!(read(wildcard).is_empty());
         let window = AuditFilter {
             since_ms: Some(1500),
             until_ms: Some(3000),
@@ -265,6 +319,16 @@ mod tests {
         assert_eq!(read(window), [2000]);
         let r = &store.audit(&AuditFilter::default()).unwrap()[0];
         assert_eq!(r.detail["principal"], "corp\\alice");
+        // By account: the records about it, none for an unknown one (never all).
+        store
+            .append_audit(&record(4000, "key:a", "lists.add").about("name:corp\\alice"))
+            .unwrap();
+        let about = |keys: Vec<String>| AuditFilter {
+            accounts: Some(keys),
+            ..AuditFilter::default()
+        };
+        assert_eq!(read(about(vec!["name:corp\\alice".into()])), [4000]);
+        assert!(read(about(Vec::new())).is_empty());
     }
 
     #[test]
@@ -272,17 +336,13 @@ mod tests {
         let store = Store::in_memory().unwrap();
         store.ensure_list("L", "").unwrap();
         let actor = Actor::system("test");
-        let member = |p: &str| crate::store::NewMember {
-            principal: p.into(),
-            added_by: "t".into(),
-            ..Default::default()
-        };
+        let member = |p: &str| crate::store::NewMember::test(p);
         // Two store calls and the record: all of it.
         store
             .audited(
                 |s| {
-                    s.add_member("L", &member("alice"))?;
-                    s.add_member("L", &member("bob"))
+                    s.add_member("L", &member("corp\\alice"))?;
+                    s.add_member("L", &member("corp\\bob"))
                 },
                 |_| AuditRecord::new(&actor, "lists.add", "L", serde_json::json!({})),
             )
@@ -292,8 +352,8 @@ mod tests {
         // The second call fails: the first one's member and the record are gone with it.
         let failed = store.audited(
             |s| {
-                s.add_member("L", &member("carol"))?;
-                s.add_member("no such list", &member("dave"))
+                s.add_member("L", &member("corp\\carol"))?;
+                s.add_member("no such list", &member("corp\\dave"))
             },
             |_| AuditRecord::new(&actor, "lists.add", "L", serde_json::json!({})),
         );
@@ -303,15 +363,15 @@ mod tests {
         // No record when the change turned out to change nothing.
         let removed = store
             .audited(
-                |s| s.remove_member("L", "nobody"),
+                |s| s.release_member("L", "name:corp\\nobody", "t", ""),
                 |removed| {
-                    removed.then(|| {
+                    removed.as_ref().map(|_| {
                         AuditRecord::new(&actor, "lists.remove", "L", serde_json::json!({}))
                     })
                 },
             )
             .unwrap();
-        assert!(!removed);
+        assert!(removed.is_none());
         assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 1);
     }
 }

@@ -169,11 +169,7 @@ mod tests {
     use crate::store::{AuditRecord, NewMember};
 
     fn member(p: &str) -> NewMember {
-        NewMember {
-            principal: p.into(),
-            added_by: "t".into(),
-            ..NewMember::default()
-        }
+        NewMember::test(p)
     }
 
     /// A term is announced when won or lost, not when renewed; one whose deadline passed is

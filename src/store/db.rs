@@ -40,6 +40,10 @@ const QUIET_TABLES: &[&str] = &[
     "alerts",
     "held_refreshes",
     "changes",
+    // Read on request (`warden accounts show`), never by a snapshot: pushed DNs and where a
+    // block landed. An account's names, which data sets index, are in `accounts`.
+    "pushed_accounts",
+    "account_surfaces",
 ];
 
 /// Change-log rows kept; older ones are pruned (a replica catching up needs only the newest).

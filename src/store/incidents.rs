@@ -9,7 +9,7 @@
 use super::db::{Conn, DbError, OptionalExtension, Row, params};
 
 use super::{Added, Atomic, NewMember, Store, StoreError};
-use crate::base::principal::Principal;
+use crate::base::account::Account;
 use crate::base::time::now;
 
 /// How an incident is named outside the store (`INC-17`), also on the members it added.
@@ -56,11 +56,15 @@ pub struct Incident {
     pub responses: Vec<ResponseRecord>,
 }
 
-/// A response to run: put `principals` on `list`.
+/// A response to run: put `principals` on `list`, as the accounts they resolved to.
 #[derive(Debug, Clone, Default)]
 pub struct NewResponse {
     pub list: String,
     pub principals: Vec<String>,
+    /// The account each principal resolved to (`base::account`), in the same order.
+    pub accounts: Vec<Account>,
+    /// Where the request came from (the client's address, `cli`).
+    pub source: Option<String>,
     pub reason: String,
     /// Unix seconds; the members leave the list then.
     pub expires_at: Option<i64>,
@@ -92,8 +96,12 @@ fn serialize_ref<S: serde::Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error
 /// What storing an alert did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertSeen {
-    /// First time seen; the incident it opened, if a rule matched.
-    New { incident: Option<i64> },
+    /// First time seen; the incident it opened, if a rule matched, and the accounts its
+    /// response put on the list (as stored).
+    New {
+        incident: Option<i64>,
+        accounts: Vec<Account>,
+    },
     /// Seen before: nothing was done again. The incident it opened then, if any.
     Duplicate { incident: Option<i64> },
 }
@@ -212,7 +220,7 @@ impl Store {
         &self,
         incident: i64,
         response: &NewResponse,
-    ) -> Result<(ResponseRecord, Vec<Added>), StoreError> {
+    ) -> Result<(ResponseRecord, Vec<(Added, Account)>), StoreError> {
         let conn = self.conn();
         let run = || -> Result<_, TxError> {
             let tx = Atomic::begin(&conn)?;
@@ -264,16 +272,22 @@ impl Store {
             }
             let Some((new_incident, response)) = plan else {
                 tx.commit()?;
-                return Ok(AlertSeen::New { incident: None });
+                return Ok(AlertSeen::New {
+                    incident: None,
+                    accounts: Vec::new(),
+                });
             };
             let id = insert_incident(&tx, new_incident)?;
-            insert_response(&tx, id, response)?;
+            let (_, added) = insert_response(&tx, id, response)?;
             tx.execute(
                 "UPDATE alerts SET incident_id = ?1 WHERE alert_id = ?2",
                 params![id, alert_id],
             )?;
             tx.commit()?;
-            Ok(AlertSeen::New { incident: Some(id) })
+            Ok(AlertSeen::New {
+                incident: Some(id),
+                accounts: added.into_iter().map(|(_, a)| a).collect(),
+            })
         };
         run().map_err(self.tx_error("ingest alert"))
     }
@@ -302,21 +316,21 @@ fn insert_response(
     tx: &Conn,
     incident: i64,
     response: &NewResponse,
-) -> Result<(ResponseRecord, Vec<Added>), TxError> {
+) -> Result<(ResponseRecord, Vec<(Added, Account)>), TxError> {
     let list_id = Store::list_id(tx, &response.list)?
         .ok_or_else(|| TxError::Store(StoreError::NoSuchList(response.list.clone())))?;
     let mut added = Vec::with_capacity(response.principals.len());
-    for text in &response.principals {
-        let principal =
-            Principal::parse(text).map_err(|e| TxError::Store(StoreError::Principal(e)))?;
+    for (text, account) in response.principals.iter().zip(&response.accounts) {
         let member = NewMember {
+            account: account.clone(),
             principal: text.clone(),
             reason: response.reason.clone(),
             incident: Some(incident_ref(incident)),
             added_by: response.created_by.clone(),
+            source: response.source.clone(),
             expires_at: response.expires_at,
         };
-        added.push(Store::upsert_member(tx, list_id, &principal, &member)?);
+        added.push(Store::insert_member(tx, list_id, &member)?);
     }
     let created_at = now();
     let id: i64 = tx.query_row(
@@ -377,6 +391,11 @@ mod tests {
         NewResponse {
             list: "L".into(),
             principals: principals.iter().map(|p| (*p).to_owned()).collect(),
+            accounts: principals
+                .iter()
+                .map(|p| NewMember::test(p).account)
+                .collect(),
+            source: None,
             reason: "contain".into(),
             expires_at: None,
             created_by: "t".into(),
@@ -391,7 +410,8 @@ mod tests {
         let (record, added) = store
             .record_response(id, &response(&[r"corp\alice"]))
             .unwrap();
-        assert_eq!(added, vec![Added::New]);
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].0, Added::New);
         assert_eq!(record.incident, id);
         let members = store.members("L").unwrap();
         assert_eq!(members.len(), 1);
@@ -405,11 +425,17 @@ mod tests {
     fn a_failed_response_leaves_nothing_behind() {
         let (_d, store) = store();
         let id = store.create_incident(&incident(None)).unwrap();
-        // The second principal is invalid: the first must not stay on the list.
+        // The list does not exist: nothing is recorded on the incident.
         let err = store
-            .record_response(id, &response(&[r"corp\alice", "bad\u{7}"]))
+            .record_response(
+                id,
+                &NewResponse {
+                    list: "nope".into(),
+                    ..response(&[r"corp\alice"])
+                },
+            )
             .unwrap_err();
-        assert!(matches!(err, StoreError::Principal(_)), "{err}");
+        assert!(matches!(err, StoreError::NoSuchList(_)), "{err}");
         assert!(store.members("L").unwrap().is_empty());
         assert!(store.incident(id).unwrap().unwrap().responses.is_empty());
         let err = store.record_response(99, &response(&["x"])).unwrap_err();
@@ -424,7 +450,10 @@ mod tests {
         let first = store
             .ingest_alert("A-1", "dlp", "high", Some((&new, &resp)))
             .unwrap();
-        let AlertSeen::New { incident: Some(id) } = first else {
+        let AlertSeen::New {
+            incident: Some(id), ..
+        } = first
+        else {
             panic!("{first:?}");
         };
         let again = store
@@ -434,7 +463,13 @@ mod tests {
         assert_eq!(store.incidents(10).unwrap().len(), 1);
         assert_eq!(store.incident(id).unwrap().unwrap().responses.len(), 1);
         let unmatched = store.ingest_alert("A-2", "dlp", "low", None).unwrap();
-        assert_eq!(unmatched, AlertSeen::New { incident: None });
+        assert_eq!(
+            unmatched,
+            AlertSeen::New {
+                incident: None,
+                accounts: Vec::new()
+            }
+        );
         assert_eq!(
             store.ingest_alert("A-2", "dlp", "low", None).unwrap(),
             AlertSeen::Duplicate { incident: None }
@@ -446,14 +481,19 @@ mod tests {
         use crate::store::{Added, MemberState};
         let (_d, store) = store();
         let member = |p: &str, expires_at| NewMember {
-            principal: p.into(),
             expires_at,
-            ..NewMember::default()
+            ..NewMember::test(p)
         };
-        store.add_member("L", &member("a", Some(100))).unwrap();
-        store.add_member("L", &member("b", Some(200))).unwrap();
-        store.add_member("L", &member("c", None)).unwrap();
-        assert_eq!(store.deactivate_due("L", 150).unwrap(), vec!["a"]);
+        let names = |refs: Vec<crate::store::MemberRef>| {
+            refs.into_iter()
+                .map(|m| (m.list, m.principal))
+                .collect::<Vec<_>>()
+        };
+        let one = |p: &str| vec![("L".to_owned(), p.to_owned())];
+        store.add_member("L", &member("c\\a", Some(100))).unwrap();
+        store.add_member("L", &member("c\\b", Some(200))).unwrap();
+        store.add_member("L", &member("c\\c", None)).unwrap();
+        assert_eq!(names(store.deactivate_due("L", 150).unwrap()), one("C\\a"));
         assert!(store.deactivate_due("L", 150).unwrap().is_empty());
         let states: Vec<_> = store
             .members("L")
@@ -464,35 +504,33 @@ mod tests {
         assert_eq!(
             states,
             vec![
-                ("a".into(), MemberState::Expired, Some(150)),
-                ("b".into(), MemberState::Active, None),
-                ("c".into(), MemberState::Active, None),
+                ("C\\a".into(), MemberState::Expired, Some(150)),
+                ("C\\b".into(), MemberState::Active, None),
+                ("C\\c".into(), MemberState::Active, None),
             ]
         );
         assert_eq!(store.lists().unwrap()[0].members, 2);
         assert_eq!(store.lists().unwrap()[0].expired, 1);
         // The clock comes back before a's expiry: a was deactivated early and returns.
-        assert_eq!(
-            store.reactivate_unexpired(50).unwrap(),
-            vec![("L".to_owned(), "a".to_owned())]
-        );
+        assert_eq!(names(store.reactivate_unexpired(50).unwrap()), one("C\\a"));
         assert!(store.members("L").unwrap()[0].is_active());
         // Added again while expired: active again, with the new details.
         store.deactivate_due("L", 150).unwrap();
         assert_eq!(
-            store.add_member("L", &member("A", Some(900))).unwrap(),
+            store.add_member("L", &member("C\\A", Some(900))).unwrap().0,
             Added::Reactivated
         );
         let a = &store.members("L").unwrap()[0];
         assert_eq!((a.state, a.expires_at), (MemberState::Active, Some(900)));
         // Purged only once deactivated before the cut-off.
-        assert_eq!(store.deactivate_due("L", 250).unwrap(), vec!["b"]);
+        assert_eq!(names(store.deactivate_due("L", 250).unwrap()), one("C\\b"));
         assert!(store.purge_expired(249).unwrap().is_empty());
-        assert_eq!(
-            store.purge_expired(250).unwrap(),
-            vec![("L".to_owned(), "b".to_owned())]
-        );
+        assert_eq!(names(store.purge_expired(250).unwrap()), one("C\\b"));
         assert_eq!(store.members("L").unwrap().len(), 2);
+        // Purged, not forgotten: b's membership is released in its history.
+        let key = crate::base::account::rules_key("C\\b");
+        let history = store.memberships_of(&[key]).unwrap();
+        assert_eq!(history[0].released_by.as_deref(), Some("system"));
     }
 
     #[test]

@@ -15,7 +15,11 @@ use super::{Atomic, Store, StoreError};
 /// The tables copied, parents before children (foreign keys hold throughout).
 pub const TABLES: &[&str] = &[
     "lists",
+    "accounts",
+    "account_names",
+    "account_former_keys",
     "members",
+    "memberships",
     "recent_updates",
     "data_set_rows",
     "held_refreshes",
@@ -28,10 +32,18 @@ pub const TABLES: &[&str] = &[
     "imperva_pushes",
     "expiry_holds",
     "pushed_accounts",
+    "account_surfaces",
 ];
 
 /// Tables whose `id` the target numbers on from where the copy ends.
-const NUMBERED: &[&str] = &["lists", "recent_updates", "audit", "incidents", "responses"];
+const NUMBERED: &[&str] = &[
+    "lists",
+    "memberships",
+    "recent_updates",
+    "audit",
+    "incidents",
+    "responses",
+];
 
 /// How many rows of each table were copied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -117,14 +129,7 @@ mod tests {
         let source = Store::in_memory().unwrap();
         source.ensure_list("L", "d").unwrap();
         source
-            .add_member(
-                "L",
-                &NewMember {
-                    principal: "corp\\alice".into(),
-                    added_by: "t".into(),
-                    ..NewMember::default()
-                },
-            )
+            .add_member("L", &NewMember::test("corp\\alice"))
             .unwrap();
         let target = Store::in_memory().unwrap();
         let copied = source.copy_into(&target).unwrap();

@@ -19,7 +19,7 @@ use rusqlite::Connection;
 
 use db::{Backend, Conn, OptionalExtension, params};
 
-use crate::base::principal::{Principal, PrincipalError};
+use crate::base::principal::PrincipalError;
 use crate::base::time::now;
 use crate::config::{PostgresStoreConfig, StoreConfig};
 
@@ -29,15 +29,19 @@ pub mod changes;
 pub mod db;
 pub mod incidents;
 pub mod keys;
+pub mod members;
 pub mod migrate;
 pub mod postgres;
 pub mod pushes;
 mod value;
 
-pub use accounts::PushedAccount;
+pub use accounts::{PushedAccount, Surface, SurfaceEvent, SurfaceKind};
 pub use audit::{AuditFilter, AuditRecord, AuditRecords};
 pub use incidents::{AlertSeen, Incident, NewIncident, NewResponse, ResponseRecord};
 pub use keys::StoredKey;
+pub use members::{
+    Added, ExpiryDue, Member, MemberRef, MemberState, Membership, NewMember, Released,
+};
 pub use pushes::PushStatus;
 
 /// Schema migrations, in order. Entry `i` moves the schema from version `i` to `i + 1`.
@@ -200,6 +204,104 @@ const MIGRATIONS: &[&str] = &[
     // 9: when a key was rotated: its overlap is for clients switching keys, and the console
     // sessions opened with it end at once, on every replica.
     "ALTER TABLE api_keys ADD COLUMN rotated_at INTEGER;",
+    // 10: a list member is an account (`members`): accounts and their names, one member per
+    // (list, account), the memberships that hold it (released ones kept as history), pushed
+    // DNs keyed by account, when a block landed on each enforcement surface, and the account
+    // an audit record is about. Members of an older store become `pending` accounts keyed by
+    // their text, settled by the domain rules when a configuration opens the store
+    // (`Store::settle_pending`), which merges two spellings of one account into one member.
+    "CREATE TABLE accounts (
+        key TEXT PRIMARY KEY,
+        canonical TEXT NOT NULL,
+        names TEXT NOT NULL,
+        resolution TEXT NOT NULL,
+        directory TEXT,
+        dn TEXT,
+        sid TEXT,
+        resolved_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE account_names (
+        name_key TEXT NOT NULL,
+        account_key TEXT NOT NULL,
+        PRIMARY KEY (name_key, account_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX account_names_account ON account_names(account_key);
+    CREATE TABLE account_former_keys (
+        former_key TEXT PRIMARY KEY,
+        account_key TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX account_former_keys_account ON account_former_keys(account_key);
+    CREATE TABLE members_v10 (
+        list_id INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+        account_key TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        expiry_set_by TEXT,
+        expired_at INTEGER,
+        PRIMARY KEY (list_id, account_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE memberships (
+        id INTEGER PRIMARY KEY,
+        list_id INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+        account_key TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        incident TEXT,
+        added_by TEXT NOT NULL,
+        source TEXT,
+        added_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        released_at INTEGER,
+        released_by TEXT,
+        release_reason TEXT
+    );
+    CREATE INDEX memberships_member ON memberships(list_id, account_key);
+    CREATE INDEX memberships_account ON memberships(account_key);
+    INSERT INTO accounts (key, canonical, names, resolution, resolved_at)
+        SELECT 'pending:' || principal_key, MIN(principal), MIN(principal), 'pending',
+               MIN(added_at)
+        FROM members GROUP BY principal_key;
+    INSERT INTO members_v10 (list_id, account_key, added_at, expires_at, expired_at)
+        SELECT list_id, 'pending:' || principal_key, added_at, expires_at, expired_at
+        FROM members;
+    INSERT INTO memberships (list_id, account_key, principal, reason, incident, added_by,
+                             added_at, expires_at)
+        SELECT list_id, 'pending:' || principal_key, principal, reason, incident, added_by,
+               added_at, expires_at
+        FROM members ORDER BY added_at, list_id, principal_key;
+    DROP TABLE members;
+    ALTER TABLE members_v10 RENAME TO members;
+    CREATE INDEX members_expiry ON members(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE INDEX members_expired ON members(expired_at) WHERE expired_at IS NOT NULL;
+    CREATE INDEX members_due ON members(expires_at)
+        WHERE expired_at IS NULL AND expires_at IS NOT NULL;
+    CREATE INDEX members_expired_expiry ON members(expires_at) WHERE expired_at IS NOT NULL;
+    CREATE TABLE pushed_v10 (
+        list TEXT NOT NULL,
+        group_dn TEXT NOT NULL,
+        account_key TEXT NOT NULL,
+        dn TEXT NOT NULL,
+        names TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (list, group_dn, account_key)
+    ) WITHOUT ROWID;
+    INSERT INTO pushed_v10 (list, group_dn, account_key, dn, names, at_ms)
+        SELECT list, group_dn, 'pending:' || principal_key, dn, names, at_ms
+        FROM pushed_accounts;
+    DROP TABLE pushed_accounts;
+    ALTER TABLE pushed_v10 RENAME TO pushed_accounts;
+    CREATE TABLE account_surfaces (
+        account_key TEXT NOT NULL,
+        surface TEXT NOT NULL,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        landed_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (account_key, surface, target)
+    ) WITHOUT ROWID;
+    ALTER TABLE audit ADD COLUMN account TEXT;
+    CREATE INDEX audit_account ON audit(account, id) WHERE account IS NOT NULL;",
 ];
 
 /// Whether an expiry sweep has work: asked every second, so every part is an index search
@@ -330,55 +432,6 @@ pub struct ExpiryHold {
     pub held_at: i64,
 }
 
-/// Whether a member counts: an active one is in data sets and pushed to groups; an expired
-/// one is kept (listed, re-activatable) until the retention period purges it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberState {
-    Active,
-    Expired,
-}
-
-/// A member of a list.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Member {
-    pub principal: String,
-    pub reason: String,
-    pub incident: Option<String>,
-    pub added_by: String,
-    /// Unix seconds.
-    pub added_at: i64,
-    /// Unix seconds; the member is deactivated at this time.
-    pub expires_at: Option<i64>,
-    pub state: MemberState,
-    /// Unix seconds: when the expiry sweep deactivated the member.
-    pub expired_at: Option<i64>,
-}
-
-impl Member {
-    pub fn is_active(&self) -> bool {
-        self.state == MemberState::Active
-    }
-}
-
-/// A list whose active members include some past their expiry, as a sweep sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpiryDue {
-    pub list: String,
-    pub active: i64,
-    pub due: i64,
-}
-
-/// A member to add.
-#[derive(Debug, Clone, Default)]
-pub struct NewMember {
-    pub principal: String,
-    pub reason: String,
-    pub incident: Option<String>,
-    pub added_by: String,
-    pub expires_at: Option<i64>,
-}
-
 /// One push or pull run against a directory, as shown in directory status.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecentUpdate {
@@ -423,17 +476,6 @@ pub struct HeldRefresh {
 pub fn hold_id(records: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, records.as_bytes());
     d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// What adding a member did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Added {
-    /// The principal was not on the list.
-    New,
-    /// The principal (or a case variant) was on the list; its details were updated.
-    Updated,
-    /// The principal was on the list but expired; it is active again with the new details.
-    Reactivated,
 }
 
 /// The durable store.
@@ -488,9 +530,20 @@ impl Drop for Atomic<'_> {
     }
 }
 
-/// The key a principal is unique by within a list: Unicode lower case.
-pub fn principal_key(principal: &str) -> String {
-    principal.to_lowercase()
+/// Rows of `(list, canonical, account key, …)` as member references, sorted.
+fn member_refs(rows: &[db::Row]) -> Result<Vec<MemberRef>, db::DbError> {
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(MemberRef {
+                list: r.get(0)?,
+                principal: r.get::<Option<String>>(1)?.unwrap_or_default(),
+                account: r.get(2)?,
+            })
+        })
+        .collect::<Result<Vec<_>, db::DbError>>()?;
+    out.sort();
+    Ok(out)
 }
 
 impl Store {
@@ -790,64 +843,16 @@ impl Store {
             .map_err(self.sql("list lists"))
     }
 
+    /// Whether a list named `name` exists (cheap: no members counted).
+    pub fn list_exists(&self, name: &str) -> Result<bool, StoreError> {
+        Store::list_id(&self.conn(), name)
+            .map(|id| id.is_some())
+            .map_err(self.sql("read lists"))
+    }
+
     fn list_id(conn: &Conn, name: &str) -> Result<Option<i64>, db::DbError> {
         conn.query_row("SELECT id FROM lists WHERE name = ?1", [name], |r| r.get(0))
             .optional()
-    }
-
-    /// Adds (or updates) a member. Returns once the change is on disk.
-    pub fn add_member(&self, list: &str, member: &NewMember) -> Result<Added, StoreError> {
-        let principal = Principal::parse(&member.principal)?;
-        let conn = self.conn();
-        let tx = Atomic::begin(&conn).map_err(self.sql("add member"))?;
-        let id = Store::list_id(&tx, list)
-            .map_err(self.sql("add member"))?
-            .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
-        let added =
-            Store::upsert_member(&tx, id, &principal, member).map_err(self.sql("add member"))?;
-        tx.commit().map_err(self.sql("add member"))?;
-        Ok(added)
-    }
-
-    /// Inserts or updates a member of list `id` inside the caller's transaction.
-    fn upsert_member(
-        tx: &Conn,
-        id: i64,
-        principal: &Principal,
-        member: &NewMember,
-    ) -> Result<Added, db::DbError> {
-        let key = principal_key(principal.as_str());
-        let existed: Option<bool> = tx
-            .query_row(
-                "SELECT expired_at IS NOT NULL FROM members WHERE list_id = ?1 AND principal_key = ?2",
-                params![id, key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        tx.execute(
-            "INSERT INTO members (list_id, principal, principal_key, reason, incident, added_by, added_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(list_id, principal_key) DO UPDATE SET
-               principal = excluded.principal, reason = excluded.reason,
-               incident = excluded.incident, added_by = excluded.added_by,
-               added_at = excluded.added_at, expires_at = excluded.expires_at,
-               expired_at = NULL",
-            params![
-                id,
-                principal.as_str(),
-                key,
-                member.reason,
-                member.incident,
-                member.added_by,
-                now(),
-                member.expires_at
-            ],
-        )?;
-        Ok(match existed {
-            None => Added::New,
-            Some(false) => Added::Updated,
-            Some(true) => Added::Reactivated,
-        })
     }
 
     /// Whether an expiry sweep at `now` has anything to do: an active member past its expiry,
@@ -889,67 +894,79 @@ impl Store {
     }
 
     /// Deactivates the active members of `list` past their expiry at `now` (they stay, marked
-    /// expired at `now`); returns their principals.
-    pub fn deactivate_due(&self, list: &str, now: i64) -> Result<Vec<String>, StoreError> {
+    /// expired at `now`); returns them.
+    pub fn deactivate_due(&self, list: &str, now: i64) -> Result<Vec<MemberRef>, StoreError> {
         let conn = self.conn();
         let id = Store::list_id(&conn, list)
             .map_err(self.sql("deactivate expired members"))?
             .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
-        let mut stmt = conn
-            .prepare_cached(
+        let rows = conn
+            .query(
                 "UPDATE members SET expired_at = ?2
                  WHERE list_id = ?1 AND expired_at IS NULL
                    AND expires_at IS NOT NULL AND expires_at <= ?2
-                 RETURNING principal",
+                 RETURNING (SELECT name FROM lists WHERE id = list_id),
+                           (SELECT canonical FROM accounts WHERE key = account_key), account_key",
+                params![id, now],
             )
             .map_err(self.sql("deactivate expired members"))?;
-        let rows = stmt
-            .query_map(params![id, now], |r| r.get(0))
-            .map_err(self.sql("deactivate expired members"))?;
-        let mut principals: Vec<String> = rows
-            .collect::<Result<_, _>>()
-            .map_err(self.sql("deactivate expired members"))?;
-        principals.sort_by_key(|p| principal_key(p));
-        Ok(principals)
+        member_refs(&rows).map_err(self.sql("deactivate expired members"))
     }
 
     /// Re-activates expired members whose expiry is after `now` — deactivated by a clock that
-    /// ran ahead, which has come back; returns (list, principal) of each.
-    pub fn reactivate_unexpired(&self, now: i64) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
+    /// ran ahead, which has come back; returns them.
+    pub fn reactivate_unexpired(&self, now: i64) -> Result<Vec<MemberRef>, StoreError> {
+        let rows = self
+            .conn()
+            .query(
                 "UPDATE members SET expired_at = NULL
                  WHERE expired_at IS NOT NULL AND expires_at > ?1
-                 RETURNING (SELECT name FROM lists WHERE id = list_id), principal",
+                 RETURNING (SELECT name FROM lists WHERE id = list_id),
+                           (SELECT canonical FROM accounts WHERE key = account_key), account_key",
+                [now],
             )
             .map_err(self.sql("re-activate members"))?;
-        let rows = stmt
-            .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.sql("re-activate members"))?;
-        let mut out: Vec<(String, String)> = rows
-            .collect::<Result<_, _>>()
-            .map_err(self.sql("re-activate members"))?;
-        out.sort();
-        Ok(out)
+        member_refs(&rows).map_err(self.sql("re-activate members"))
     }
 
-    /// Deletes members deactivated at or before `before`; returns (list, principal) of each.
-    pub fn purge_expired(&self, before: i64) -> Result<Vec<(String, String)>, StoreError> {
+    /// Deletes members deactivated at or before `before`, releasing their memberships (by
+    /// `system`, "expired"): they stay in the account's history. Returns them.
+    pub fn purge_expired(&self, before: i64) -> Result<Vec<MemberRef>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        let tx = Atomic::begin(&conn).map_err(self.sql("purge expired members"))?;
+        let rows = tx
+            .query(
                 "DELETE FROM members WHERE expired_at IS NOT NULL AND expired_at <= ?1
-                 RETURNING (SELECT name FROM lists WHERE id = list_id), principal",
+                 RETURNING (SELECT name FROM lists WHERE id = list_id),
+                           (SELECT canonical FROM accounts WHERE key = account_key), account_key,
+                           list_id, expired_at",
+                [before],
             )
             .map_err(self.sql("purge expired members"))?;
-        let rows = stmt
-            .query_map([before], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.sql("purge expired members"))?;
-        let mut out: Vec<(String, String)> = rows
-            .collect::<Result<_, _>>()
-            .map_err(self.sql("purge expired members"))?;
-        out.sort();
+        for r in &rows {
+            let release = || -> Result<(), db::DbError> {
+                let (list_id, key, expired_at): (i64, String, i64) =
+                    (r.get(3)?, r.get(2)?, r.get(4)?);
+                tx.execute(
+                    "UPDATE memberships SET released_at = ?3, released_by = 'system',
+                       release_reason = ?4
+                     WHERE list_id = ?1 AND account_key = ?2 AND released_at IS NULL",
+                    params![
+                        list_id,
+                        key,
+                        now(),
+                        format!(
+                            "expired at {}; purged after the retention period",
+                            crate::base::time::format_rfc3339(expired_at)
+                        )
+                    ],
+                )?;
+                Ok(())
+            };
+            release().map_err(self.sql("purge expired members"))?;
+        }
+        let out = member_refs(&rows).map_err(self.sql("purge expired members"))?;
+        tx.commit().map_err(self.sql("purge expired members"))?;
         Ok(out)
     }
 
@@ -1007,77 +1024,9 @@ impl Store {
         rows.collect::<Result<_, _>>()
             .map_err(self.sql("read expiry holds"))
     }
-
-    /// Removes a member (matched case-insensitively); returns whether it was on the list.
-    pub fn remove_member(&self, list: &str, principal: &str) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        let id = Store::list_id(&conn, list)
-            .map_err(self.sql("remove member"))?
-            .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
-        let n = conn
-            .execute(
-                "DELETE FROM members WHERE list_id = ?1 AND principal_key = ?2",
-                params![id, principal_key(principal)],
-            )
-            .map_err(self.sql("remove member"))?;
-        Ok(n > 0)
-    }
-
-    /// Members of a list, ordered by principal, expired ones included (see [`MemberState`]).
-    pub fn members(&self, list: &str) -> Result<Vec<Member>, StoreError> {
-        let conn = self.conn();
-        let id = Store::list_id(&conn, list)
-            .map_err(self.sql("read members"))?
-            .ok_or_else(|| StoreError::NoSuchList(list.to_string()))?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT principal, reason, incident, added_by, added_at, expires_at, expired_at
-                 FROM members WHERE list_id = ?1 ORDER BY principal_key",
-            )
-            .map_err(self.sql("read members"))?;
-        let rows = stmt
-            .query_map([id], |r| {
-                Ok(Member {
-                    principal: r.get(0)?,
-                    reason: r.get(1)?,
-                    incident: r.get(2)?,
-                    added_by: r.get(3)?,
-                    added_at: r.get(4)?,
-                    expires_at: r.get(5)?,
-                    state: match r.get::<Option<i64>>(6)? {
-                        Some(_) => MemberState::Expired,
-                        None => MemberState::Active,
-                    },
-                    expired_at: r.get(6)?,
-                })
-            })
-            .map_err(self.sql("read members"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.sql("read members"))
-    }
 }
 
 impl Store {
-    /// The active members of a list ([`Member::is_active`]): what every surface that blocks
-    /// reads — the list's data sets, the AD push, the agentless role, a pull's listed rows.
-    /// A member past its expiry stays active until the expiry sweep deactivates it, so a
-    /// sweep the clocks or the share guard held keeps it blocked everywhere, not by the clock
-    /// in one place and by the sweep in another.
-    pub fn active_members(&self, list: &str) -> Result<Vec<Member>, StoreError> {
-        let mut members = self.members(list)?;
-        members.retain(Member::is_active);
-        Ok(members)
-    }
-
-    /// The principals of [`Store::active_members`].
-    pub fn active_principals(&self, list: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .active_members(list)?
-            .into_iter()
-            .map(|m| m.principal)
-            .collect())
-    }
-
     /// Records a push or pull run and prunes the directory's oldest records (the table's
     /// `device` column is the directory, named before the rename).
     pub fn record_update(&self, u: &RecentUpdate) -> Result<(), StoreError> {
@@ -1330,39 +1279,71 @@ mod tests {
 
     fn member(p: &str) -> NewMember {
         NewMember {
-            principal: p.into(),
             reason: "incident 7".into(),
-            added_by: "test".into(),
-            ..NewMember::default()
+            ..NewMember::test(p)
         }
     }
 
+    /// One member per account, whatever the spelling; every spelling adds a membership and
+    /// releases it; the history survives a reopen.
     #[test]
-    fn members_are_unique_case_insensitively_and_survive_reopen() {
+    fn one_member_per_account_with_its_memberships_and_history() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/warden.db");
         {
             let s = Store::open(&path).unwrap();
             assert!(s.ensure_list("Suspicious Users", "").unwrap());
             assert!(!s.ensure_list("Suspicious Users", "").unwrap());
-            assert_eq!(
-                s.add_member("Suspicious Users", &member("corp\\alice"))
-                    .unwrap(),
-                Added::New
-            );
-            assert_eq!(
-                s.add_member("Suspicious Users", &member("CORP\\Alice"))
-                    .unwrap(),
-                Added::Updated
-            );
+            let (added, first) = s
+                .add_member("Suspicious Users", &member("corp\\alice"))
+                .unwrap();
+            assert_eq!(added, Added::New);
+            let (added, again) = s
+                .add_member(
+                    "Suspicious Users",
+                    &NewMember {
+                        incident: Some("INC-2".into()),
+                        expires_at: Some(4_000_000_000),
+                        ..member("alice@CORP.example.test")
+                    },
+                )
+                .unwrap();
+            assert_eq!(added, Added::Again);
+            assert_eq!(first.key, again.key);
+            assert_eq!(again.names, ["CORP\\alice", "alice@CORP.example.test"]);
         }
         let s = Store::open(&path).unwrap();
         let m = s.members("Suspicious Users").unwrap();
         assert_eq!(m.len(), 1);
-        assert_eq!(m[0].principal, "CORP\\Alice");
+        assert_eq!(m[0].principal, "CORP\\alice");
+        assert_eq!(m[0].memberships.len(), 2);
+        // One membership never expires: neither does the member.
+        assert_eq!(m[0].expires_at, None);
+        assert_eq!(m[0].incidents, ["INC-2"]);
         assert_eq!(s.lists().unwrap()[0].members, 1);
-        assert!(s.remove_member("Suspicious Users", "corp\\ALICE").unwrap());
-        assert!(!s.remove_member("Suspicious Users", "corp\\alice").unwrap());
+        let named = s
+            .members_named("Suspicious Users", &["ALICE@corp.example.test".into()], &[])
+            .unwrap();
+        assert_eq!(named, [m[0].account.clone()]);
+        let released = s
+            .release_member("Suspicious Users", &m[0].account, "analyst", "cleared")
+            .unwrap()
+            .unwrap();
+        assert_eq!(released.memberships, 2);
+        assert!(s.members("Suspicious Users").unwrap().is_empty());
+        assert!(
+            s.release_member("Suspicious Users", &m[0].account, "analyst", "again")
+                .unwrap()
+                .is_none()
+        );
+        let history = s.memberships_of(&[m[0].account.clone()]).unwrap();
+        assert_eq!(history.len(), 2);
+        assert!(
+            history
+                .iter()
+                .all(|h| h.released_by.as_deref() == Some("analyst")
+                    && h.release_reason.as_deref() == Some("cleared"))
+        );
     }
 
     #[test]
@@ -1371,11 +1352,6 @@ mod tests {
         assert!(matches!(
             s.add_member("nope", &member("x")),
             Err(StoreError::NoSuchList(_))
-        ));
-        s.ensure_list("l", "").unwrap();
-        assert!(matches!(
-            s.add_member("l", &member("")),
-            Err(StoreError::Principal(_))
         ));
     }
 
@@ -1475,7 +1451,7 @@ mod tests {
         let b = Store::open(&path).unwrap();
         a.ensure_list("l", "").unwrap();
         let before = a.data_version().unwrap();
-        b.add_member("l", &member("x")).unwrap();
+        b.add_member("l", &member("corp\\x")).unwrap();
         assert_ne!(a.data_version().unwrap(), before);
     }
 }

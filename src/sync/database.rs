@@ -24,9 +24,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::base::identity::Identity;
 use crate::base::time::now_ms;
 use crate::config::{DatabaseConfig, RoleMappingConfig, UpstreamTls};
-use crate::store::{RecentUpdate, Store, StoreError};
+use crate::store::{Member, RecentUpdate, Store, StoreError, SurfaceEvent, SurfaceKind};
 
 /// The kind of the recent updates this run records.
 pub const KIND: &str = "reconcile";
@@ -57,6 +58,12 @@ pub struct RolePlan {
     pub revoke: Vec<String>,
     pub unresolved: Vec<String>,
     pub first_sync: bool,
+    /// The account each role name (lower-cased) maps from, where the block lands.
+    #[serde(skip)]
+    pub accounts: HashMap<String, String>,
+    /// Members the run keeps (wanted and members already).
+    #[serde(skip)]
+    pub held: Vec<String>,
 }
 
 /// The result of a run.
@@ -142,6 +149,28 @@ pub async fn connect(db: &DatabaseConfig) -> Result<Client, DatabaseError> {
     }
 }
 
+/// The role name a member's account maps to on `db`: the mapping's pattern tried on each of
+/// the account's names in turn (canonical first), so that a member listed by its UPN maps
+/// like one listed as `DOMAIN\user`. `None` for an account of another domain than the
+/// server's (when it says one), or one no name of which the pattern maps.
+fn role_name(
+    db: &DatabaseConfig,
+    mapping: &RoleMappingConfig,
+    member: &Member,
+    identity: &Identity,
+) -> Option<String> {
+    if let Some(domain) = &db.domain
+        && identity
+            .domain_of(&member.principal)
+            .is_some_and(|d| !d.eq_ignore_ascii_case(domain))
+    {
+        return None;
+    }
+    std::iter::once(&member.principal)
+        .chain(&member.names)
+        .find_map(|n| mapping.member.map_one(n).filter(|r| !r.is_empty()))
+}
+
 /// The role's members now, by name: `(managed, admins)`. A member holding ADMIN OPTION on the
 /// role administers it (on PostgreSQL 15 and earlier that is how warden itself may grant it,
 /// and it makes warden a member) and is never managed: not revoked, not counted.
@@ -188,16 +217,21 @@ pub async fn plan(
     db: &DatabaseConfig,
     store: &Store,
     mapping: &RoleMappingConfig,
+    identity: &Identity,
 ) -> Result<RolePlan, DatabaseError> {
     let (current, admins) = role_members(client, db, &mapping.role).await?;
     let mut unresolved = Vec::new();
     let mut wanted_names: Vec<(String, String)> = Vec::new();
+    let mut accounts = HashMap::new();
     // The list's active members, as the snapshot and the AD push see them: a member past its
     // expiry stays until the sweep deactivates it (a held sweep holds here too).
-    for principal in store.active_principals(&mapping.list)? {
-        match mapping.member.map_one(&principal) {
-            Some(name) if !name.is_empty() => wanted_names.push((principal, name)),
-            _ => unresolved.push(principal),
+    for member in store.active_members(&mapping.list)? {
+        match role_name(db, mapping, &member, identity) {
+            Some(name) => {
+                accounts.insert(name.to_lowercase(), member.account);
+                wanted_names.push((member.principal, name));
+            }
+            None => unresolved.push(member.principal),
         }
     }
     let lowered: Vec<String> = wanted_names.iter().map(|(_, n)| n.to_lowercase()).collect();
@@ -253,6 +287,11 @@ pub async fn plan(
         .filter(|n| !want.contains(n.as_str()))
         .cloned()
         .collect();
+    let held: Vec<String> = want
+        .iter()
+        .filter(|n| have.contains(n.as_str()))
+        .cloned()
+        .collect();
     grant.sort_unstable();
     revoke.sort_unstable();
     unresolved.sort_unstable();
@@ -264,6 +303,8 @@ pub async fn plan(
         first_sync: store
             .mapping_first_synced(&mapping.list, &state_key(db, mapping))?
             .is_none(),
+        accounts,
+        held,
     })
 }
 
@@ -281,9 +322,10 @@ pub async fn reconcile(
     db: &DatabaseConfig,
     store: &Store,
     mapping: &RoleMappingConfig,
+    identity: &Identity,
 ) -> Result<RoleReport, DatabaseError> {
     let client = connect(db).await?;
-    let plan = plan(&client, db, store, mapping).await?;
+    let plan = plan(&client, db, store, mapping, identity).await?;
     if plan.first_sync && !plan.revoke.is_empty() {
         tracing::warn!(
             database = %db.name,
@@ -299,7 +341,7 @@ pub async fn reconcile(
     };
     let role = quote_ident(&mapping.role);
     let mut report = RoleReport {
-        unresolved: plan.unresolved,
+        unresolved: plan.unresolved.clone(),
         ..RoleReport::default()
     };
     let mut granted = Vec::new();
@@ -318,6 +360,7 @@ pub async fn reconcile(
             Err(e) => report.refused.push(format!("{member}: {}", db_message(&e))),
         }
     }
+    let mut revoked_now = Vec::new();
     if !revoked.is_empty() {
         // A REVOKE of another grantor's grant only warns (PostgreSQL 16+): count what went.
         let (after, _) = role_members(&client, db, &mapping.role).await?;
@@ -328,6 +371,7 @@ pub async fn reconcile(
                 ));
             } else {
                 report.revoked += 1;
+                revoked_now.push(member.clone());
             }
         }
     }
@@ -350,7 +394,72 @@ pub async fn reconcile(
         }
     }
     store.mark_mapping_synced(&mapping.list, &state_key(db, mapping))?;
+    record_landings(
+        db,
+        store,
+        mapping,
+        &plan,
+        &granted,
+        &revoked_now,
+        report.terminated,
+    )?;
     Ok(report)
+}
+
+/// Records where the block landed: the accounts granted the role now (and how many sessions
+/// the run ended), and those revoked from it.
+fn record_landings(
+    db: &DatabaseConfig,
+    store: &Store,
+    mapping: &RoleMappingConfig,
+    plan: &RolePlan,
+    granted: &[String],
+    revoked: &[String],
+    terminated: usize,
+) -> Result<(), StoreError> {
+    let target = format!("{}/{}", db.name, mapping.role);
+    let at = now_ms();
+    let event = |name: &String, state, detail: String| {
+        plan.accounts
+            .get(&name.to_lowercase())
+            .map(|key| SurfaceEvent {
+                account_key: key.clone(),
+                surface: SurfaceKind::Role,
+                target: target.clone(),
+                state,
+                detail,
+                at_ms: at,
+            })
+    };
+    let mut events: Vec<SurfaceEvent> = granted
+        .iter()
+        .filter_map(|n| {
+            event(
+                n,
+                "landed",
+                format!(
+                    "GRANT {} TO {n} ({terminated} session(s) of this run's grants ended)",
+                    mapping.role
+                ),
+            )
+        })
+        .collect();
+    events.extend(
+        revoked
+            .iter()
+            .filter_map(|n| event(n, "lifted", format!("REVOKE {} FROM {n}", mapping.role))),
+    );
+    // A member granted before (by an earlier run) and still one: landed, if not recorded yet.
+    let recorded = store.surface_states(SurfaceKind::Role, &target)?;
+    for (name, key) in &plan.accounts {
+        if !granted.iter().any(|g| g.eq_ignore_ascii_case(name))
+            && plan.held.iter().any(|h| h.eq_ignore_ascii_case(name))
+            && recorded.get(key).map(String::as_str) != Some("landed")
+        {
+            events.extend(event(name, "landed", format!("member of {}", mapping.role)));
+        }
+    }
+    store.record_surfaces(&events)
 }
 
 /// Runs a reconcile and records it as a recent update (kind [`KIND`], target the role),
@@ -359,9 +468,10 @@ pub async fn run(
     db: &DatabaseConfig,
     store: &Store,
     mapping: &RoleMappingConfig,
+    identity: &Identity,
 ) -> (RecentUpdate, Result<RoleReport, DatabaseError>) {
     let started = now_ms();
-    let result = reconcile(db, store, mapping).await;
+    let result = reconcile(db, store, mapping, identity).await;
     let update = match &result {
         Ok(r) => RecentUpdate {
             directory: db.name.clone(),

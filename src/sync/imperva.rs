@@ -70,7 +70,7 @@ pub enum MxError {
     #[error(
         "MX: TLS failed: {0}; an MX certificate that no CA in the system roots or ca_file \
          vouches for (an MX's usual self-signed one) is trusted by pinning it: \
-         tls_pin = \"sha256/…\" (README, \"Imperva MX push\")"
+         tls_pin = \"sha256/…\" (docs/imperva.md, \"Trusting the MX's certificate\")"
     )]
     Untrusted(String),
     #[error("the MX answered {status} to {method} {path}{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
@@ -461,19 +461,48 @@ pub async fn execute(
     let result = send_plan(client, plan).await;
     let store = warden.store();
     match &result {
-        Ok(outcome) => store.push_succeeded(
-            &plan.data_set,
-            &plan.mx_name,
-            &serde_json::to_string(&plan.now).unwrap_or_else(|_| "{}".into()),
-            outcome.mode,
-            outcome.sent,
-        )?,
+        Ok(outcome) => {
+            store.push_succeeded(
+                &plan.data_set,
+                &plan.mx_name,
+                &serde_json::to_string(&plan.now).unwrap_or_else(|_| "{}".into()),
+                outcome.mode,
+                outcome.sent,
+            )?;
+            record_landings(store, plan);
+        }
         Err(e) => {
             warden.metrics().get::<SyncMetrics>().sync_failed("imperva");
             store.push_failed(&plan.data_set, &plan.mx_name, &e.to_string())?;
         }
     }
     result
+}
+
+/// Records which listed accounts the records sent landed on the MX data set (and which left
+/// it): `warden accounts show` reads it. A failure to record is logged, never the push's.
+fn record_landings(store: &crate::store::Store, plan: &PushPlan) {
+    let Some((key, _)) = plan.columns.iter().find(|(_, key)| *key) else {
+        return;
+    };
+    let keys = |records: &[Value]| -> Vec<String> {
+        records
+            .iter()
+            .filter_map(|r| r.get(key).and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    };
+    let target = format!("{} ({})", plan.mx_name, plan.data_set);
+    let (sent, deleted) = (keys(&plan.add_records), keys(&plan.delete_records));
+    let recorded = super::accounts::record_rows(
+        store,
+        crate::store::SurfaceKind::Mx,
+        &target,
+        &sent,
+        &deleted,
+    );
+    if let Err(e) = recorded {
+        tracing::warn!(data_set = %plan.data_set, error = %e, "cannot record which accounts the MX push landed");
+    }
 }
 
 async fn send_plan(client: &MxClient, plan: &PushPlan) -> Result<Outcome, MxError> {

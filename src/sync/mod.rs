@@ -1,4 +1,4 @@
-//! One sync run at a time: a **push** ([`push`]: a list reconciled into the AD group it is
+//! One sync run at a time — and resolving a principal in its directory ([`accounts`]): a **push** ([`push`]: a list reconciled into the AD group it is
 //! mapped to), a **pull** ([`pull`]: an LDAP query, through attribute mappings, into a data
 //! set; [`nested`] resolves a nested data set's query, [`incremental`] pulls only the changes; [`refresh`] runs one either way and records it), an **MX push** ([`imperva`]: data sets out to an Imperva MX), and directory status
 //! from the recent runs ([`directory_statuses`]). The loops that schedule them are
@@ -9,6 +9,7 @@
 //! retried with backoff by its service and changes nothing it did not finish. A failed or
 //! partial pull never replaces the last good data set.
 
+pub mod accounts;
 pub mod database;
 pub mod imperva;
 pub mod incremental;

@@ -25,19 +25,40 @@ pub struct Resolved {
     pub chain: Option<GroupChain>,
 }
 
-/// The `(memberOf=<value>)` atom of a filter: its byte range and its value.
-fn member_of_atom(filter: &str) -> Option<(std::ops::Range<usize>, &str)> {
+/// The `(memberOf=<value>)` atom of a filter — or, written by hand, its in-chain form
+/// `(memberOf:1.2.840.113556.1.4.1941:=<value>)` — : its byte range, its value, and whether
+/// it is the in-chain form.
+fn member_of_atom(filter: &str) -> Option<(std::ops::Range<usize>, &str, bool)> {
     let lower = filter.to_ascii_lowercase();
-    let at = lower.find("(memberof=")?;
-    let value_start = at + "(memberof=".len();
+    let plain = "(memberof=";
+    let chained = format!("(memberof:{IN_CHAIN_OID}:=");
+    let (at, len, in_chain) = match (lower.find(plain), lower.find(&chained)) {
+        (Some(a), Some(b)) if b < a => (b, chained.len(), true),
+        (Some(a), _) => (a, plain.len(), false),
+        (None, Some(b)) => (b, chained.len(), true),
+        (None, None) => return None,
+    };
+    let value_start = at + len;
     let end = value_start + filter[value_start..].find(')')?;
     let value = filter[value_start..end].trim();
-    (!value.is_empty()).then(|| (at..end + 1, value))
+    (!value.is_empty()).then(|| (at..end + 1, value, in_chain))
+}
+
+/// The group a filter selects on (`(memberOf=<g>)`, or the in-chain rule on `<g>`): what
+/// to watch, and where a nested data set's chain starts.
+pub fn selected_group(filter: &str) -> Option<&str> {
+    member_of_atom(filter).map(|(_, g, _)| g)
+}
+
+/// Whether a filter selects on a group through the in-chain rule written by hand: it is
+/// watched like `nested = true` (`config` makes it so), since the server follows the chain.
+pub fn is_in_chain(filter: &str) -> bool {
+    member_of_atom(filter).is_some_and(|(_, _, in_chain)| in_chain)
 }
 
 /// `filter` with its `(memberOf=<g>)` atom replaced by `with(<g>)`.
 fn rewrite(filter: &str, with: impl FnOnce(&str) -> String) -> Option<String> {
-    let (range, value) = member_of_atom(filter)?;
+    let (range, value, _) = member_of_atom(filter)?;
     let mut out = String::with_capacity(filter.len() + 64);
     out.push_str(&filter[..range.start]);
     out.push_str(&with(value));
@@ -108,7 +129,7 @@ pub async fn resolve(
     source: &LdapSource,
 ) -> Result<Resolved, SyncError> {
     let dir_err = |e| SyncError::directory(directory, e);
-    let group = member_of_atom(&source.filter).map(|(_, g)| g.to_owned());
+    let group = selected_group(&source.filter).map(str::to_owned);
     let (Some(nesting), Some(group)) = (source.nested, group.as_deref()) else {
         return Ok(Resolved {
             filter: source.filter.clone(),
@@ -163,5 +184,20 @@ mod tests {
         );
         assert_eq!(in_chain_filter("(objectClass=user)"), None);
         assert_eq!(in_chain_filter("(memberOf=)"), None);
+    }
+
+    /// A filter written the way AD admins write nesting selects on the same group, and is
+    /// left as it is by the in-chain rewrite.
+    #[test]
+    fn a_hand_written_in_chain_filter_selects_on_its_group() {
+        let f = "(&(objectClass=user)(memberOf:1.2.840.113556.1.4.1941:=CN=Top,OU=x,DC=corp))";
+        assert_eq!(selected_group(f), Some("CN=Top,OU=x,DC=corp"));
+        assert!(is_in_chain(f));
+        assert_eq!(in_chain_filter(f).as_deref(), Some(f));
+        assert!(!is_in_chain("(memberOf=CN=Top,DC=corp)"));
+        assert_eq!(
+            selected_group("(memberOf=CN=Top,DC=corp)"),
+            Some("CN=Top,DC=corp")
+        );
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::SyncError;
 use super::SyncMetrics;
+use super::accounts::record_rows;
 use super::nested::{self, Resolved};
 use crate::base::identity::Identity;
 use crate::base::time::now;
@@ -29,7 +30,7 @@ use crate::directory::{Directory, DirectoryClient, ShrinkWindow};
 use crate::model::dataset::{Cell, DataSet, DataSetBuilder, DataSetError, Row, Schema, fold};
 use crate::model::pattern::MappingStats;
 use crate::runtime::Warden;
-use crate::store::{HeldRefresh, hold_id, principal_key};
+use crate::store::{HeldRefresh, SurfaceKind, hold_id};
 use crate::sync::push::dn_key;
 
 /// Skipped entries kept (with their reason) for test-query output.
@@ -380,14 +381,16 @@ fn guard_keys(set: &DataSet, identity: &Identity) -> HashSet<String> {
         .collect()
 }
 
-/// Keys in `a` that are not in `b` (folded as the data set folds).
-fn keys_missing(a: &DataSet, b: &DataSet) -> usize {
+/// Keys in `a` that are not in `b` (folded as the data set folds), as `a` holds them.
+fn keys_missing(a: &DataSet, b: &DataSet) -> Vec<String> {
     let cs = a.schema().case_sensitive();
     let in_b: HashSet<String> = b.rows().iter().map(|r| fold(b.key_of(r), cs)).collect();
     a.rows()
         .iter()
-        .filter(|r| !in_b.contains(&fold(a.key_of(r), cs)))
-        .count()
+        .map(|r| a.key_of(r))
+        .filter(|k| !in_b.contains(&fold(k, cs)))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The canonical account names (folded) of the listed members of every list mapped to
@@ -405,15 +408,10 @@ fn listed_accounts(
         .iter()
         .filter(|m| m.directory == directory.name() && dn_key(&m.group_dn) == dn_key(group_dn))
     {
-        let aliases = warden.store().account_names(&mapping.list)?;
         for m in warden.store().active_members(&mapping.list)? {
             names.insert(fold(&identity.canonical(&m.principal), false));
-            for a in aliases
-                .get(&principal_key(&m.principal))
-                .into_iter()
-                .flatten()
-            {
-                names.insert(fold(&identity.canonical(a), false));
+            for n in &m.names {
+                names.insert(fold(&identity.canonical(n), false));
             }
         }
     }
@@ -539,7 +537,7 @@ pub fn apply(
         },
     );
     let (added, removed) = if unchanged {
-        (0, 0)
+        (Vec::new(), Vec::new())
     } else {
         (keys_missing(&new, &current), keys_missing(&current, &new))
     };
@@ -548,10 +546,20 @@ pub fn apply(
     let snapshot_version = match published {
         Published::Swapped(v) | Published::Unchanged(v) => v,
     };
+    // Where the pulled rows landed listed accounts (what `warden accounts show` reads).
+    if let Err(e) = record_rows(
+        warden.store(),
+        SurfaceKind::DataSet,
+        &ds.name,
+        &added,
+        &removed,
+    ) {
+        tracing::warn!(data_set = %ds.name, error = %e, "cannot record which accounts the pull landed");
+    }
     Ok(RefreshOutcome::Applied {
         rows,
-        added,
-        removed,
+        added: added.len(),
+        removed: removed.len(),
         snapshot_version,
     })
 }
@@ -571,15 +579,10 @@ fn watched_groups<'d>(
     own.into_iter().chain(union).collect()
 }
 
-/// The group a data set's filter selects on (`(memberOf=<group DN>)`), which is what to watch.
+/// The group a data set's filter selects on (`(memberOf=<group DN>)`, or the in-chain rule
+/// on it), which is what to watch.
 pub fn watched_dn(filter: &str) -> Option<String> {
-    let lower = filter.to_ascii_lowercase();
-    let start = lower.find("memberof=")? + "memberof=".len();
-    let rest = &filter[start..];
-    // The value runs to the first ')' that is not escaped (RFC 4515 escapes are \XX).
-    let end = rest.find(')')?;
-    let value = rest[..end].trim();
-    (!value.is_empty()).then(|| value.to_string())
+    super::nested::selected_group(filter).map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -11,14 +11,15 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::{SyncError, failed_update};
+use crate::base::account::{Account, guid_of_key};
 use crate::base::actor::Actor;
 use crate::base::dn::parse_dn;
 use crate::base::time::now_ms;
 use crate::config::MappingConfig;
 use crate::directory::Directory;
-use crate::directory::{Account, DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError};
+use crate::directory::{DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError, MemberChange};
 use crate::model::dataset::fold;
-use crate::store::{AuditRecord, PushedAccount, RecentUpdate, Store, principal_key};
+use crate::store::{AuditRecord, PushedAccount, RecentUpdate, Store, SurfaceEvent, SurfaceKind};
 
 /// LDAP noSuchObject.
 const RC_NO_SUCH_OBJECT: u32 = 32;
@@ -43,6 +44,9 @@ pub struct Plan {
     /// Listed principals whose last pushed DN someone else removed from the group (drift):
     /// the run puts them back.
     pub drift: Vec<String>,
+    /// Their account keys, in the same order.
+    #[serde(skip)]
+    pub drift_accounts: Vec<String>,
     /// Whether this mapping has synced before.
     pub first_sync: bool,
     /// What the run records as pushed, per listed principal.
@@ -52,6 +56,14 @@ pub struct Plan {
     /// set on the group may lose without its shrink guard counting it.
     #[serde(skip)]
     pub removed_names: HashMap<String, Vec<String>>,
+    /// The accounts the directory named in this run, by the key the member has now: the
+    /// entry's (a provisional account becomes its entry's; a renamed or moved one learns its
+    /// names and DN).
+    #[serde(skip)]
+    pub learned: Vec<(String, Account)>,
+    /// The accounts last pushed at the DNs to remove, by DN key: where the block is lifted.
+    #[serde(skip)]
+    pub removed_accounts: HashMap<String, String>,
 }
 
 /// The result of a push run.
@@ -64,6 +76,9 @@ pub struct PushReport {
     pub refused: Vec<String>,
     /// Listed principals put back into the group after someone removed them.
     pub drift: Vec<String>,
+    /// Their account keys, in the same order.
+    #[serde(skip)]
+    pub drift_accounts: Vec<String>,
     /// The canonical names (folded) of the accounts removed: what the shrink guard of a data
     /// set on this group is credited with.
     #[serde(skip)]
@@ -80,33 +95,39 @@ pub fn dn_key(dn: &str) -> String {
 
 /// How a principal resolved.
 enum Resolved {
-    Account(Account),
+    Account(crate::directory::Account),
     /// No user answers to it (or, here, none of this directory's domain).
     Missing,
     /// More than one user answers to it.
     Ambiguous,
 }
 
-/// Resolves one principal, through the directory's cache unless `fresh`.
+/// Resolves one listed account (cached under its key), through the directory's cache unless
+/// `fresh`: an account the directory found before by its objectGUID (wherever it moved,
+/// whatever it is called now), any other by its canonical name `principal`.
 async fn resolve(
     directory: &Directory,
     client: &DirectoryClient,
+    key: &str,
     principal: &str,
     fresh: bool,
 ) -> Result<Resolved, SyncError> {
-    let key = principal_key(principal);
+    let key = key.to_owned();
     if !fresh && let Some(account) = directory.cached_account(&key) {
         return Ok(Resolved::Account(account));
     }
-    match client
-        .resolve_account(
-            &directory.config().base_dn,
-            principal,
-            directory.netbios(),
-            directory.identity(),
-        )
-        .await
-    {
+    let base = &directory.config().base_dn;
+    let found = match guid_of_key(&key) {
+        // Not found by its GUID: deleted (or another directory's). Never looked for by name
+        // instead: another user may have that name now.
+        Some(guid) => client.resolve_guid(base, guid).await,
+        None => {
+            client
+                .resolve_account(base, principal, directory.netbios(), directory.identity())
+                .await
+        }
+    };
+    match found {
         Ok(Some(account)) => {
             directory.cache_account(key, account.clone());
             Ok(Resolved::Account(account))
@@ -165,9 +186,11 @@ pub async fn plan(
     let mut unresolved = Vec::new();
     let mut other_domain = Vec::new();
     let mut drift = Vec::new();
+    let mut drift_accounts = Vec::new();
     let mut accounts = Vec::new();
-    for principal in store.active_principals(&mapping.list)? {
-        let key = principal_key(&principal);
+    let mut learned = Vec::new();
+    for member in store.active_members(&mapping.list)? {
+        let (key, principal) = (member.account, member.principal);
         if directory.routed_elsewhere(&principal).is_some() {
             // Not this domain's: never looked up here. Whatever was pushed for it before
             // stays (a push never removes a listed principal's DN).
@@ -178,25 +201,28 @@ pub async fn plan(
             other_domain.push(principal);
             continue;
         }
-        let mut resolved = resolve(directory, &client, &principal, false).await?;
+        let mut resolved = resolve(directory, &client, &key, &principal, false).await?;
         if let Resolved::Account(a) = &resolved
             && !have.contains_key(&dn_key(&a.dn))
         {
             // About to be added: make sure the cached DN is still the user's.
-            resolved = resolve(directory, &client, &principal, true).await?;
+            resolved = resolve(directory, &client, &key, &principal, true).await?;
         }
         match resolved {
-            Resolved::Account(account) => {
-                let k = dn_key(&account.dn);
+            Resolved::Account(entry) => {
+                let k = dn_key(&entry.dn);
                 if !have.contains_key(&k) && last.get(&key).is_some_and(|l| dn_key(&l.dn) == k) {
                     drift.push(principal.clone());
+                    drift_accounts.push(key.clone());
                 }
-                want.insert(k, account.dn.clone());
+                want.insert(k, entry.dn.clone());
+                let account = directory.account_of(&entry);
                 accounts.push(PushedAccount {
-                    principal_key: key,
-                    names: directory.account_names(&account),
-                    dn: account.dn,
+                    account_key: account.key.clone(),
+                    names: account.names.clone(),
+                    dn: entry.dn,
                 });
+                learned.push((key, account));
             }
             Resolved::Missing | Resolved::Ambiguous => {
                 unresolved.push(principal);
@@ -225,10 +251,18 @@ pub async fn plan(
     add.sort_unstable();
     remove.sort_unstable();
     kept.sort_unstable();
-    let removed_names = last
+    let removing: HashSet<String> = remove.iter().map(|dn| dn_key(dn)).collect();
+    let removed_last: Vec<&PushedAccount> = last
         .values()
-        .filter(|l| remove.iter().any(|dn| dn_key(dn) == dn_key(&l.dn)))
+        .filter(|l| removing.contains(&dn_key(&l.dn)))
+        .collect();
+    let removed_names = removed_last
+        .iter()
         .map(|l| (dn_key(&l.dn), l.names.clone()))
+        .collect();
+    let removed_accounts = removed_last
+        .iter()
+        .map(|l| (dn_key(&l.dn), l.account_key.clone()))
         .collect();
     Ok(Plan {
         current_members: current.len(),
@@ -238,11 +272,14 @@ pub async fn plan(
         other_domain,
         kept,
         drift,
+        drift_accounts,
         first_sync: store
             .mapping_first_synced(&mapping.list, &mapping.group_dn)?
             .is_none(),
         accounts,
         removed_names,
+        learned,
+        removed_accounts,
     })
 }
 
@@ -281,12 +318,26 @@ pub async fn reconcile(
             .iter()
             .filter(|a| dn_key(&a.dn) == dn_key(&f.member))
         {
-            directory.evict(&a.principal_key);
+            directory.evict(&a.account_key);
         }
     }
     store.mark_mapping_synced(&mapping.list, &mapping.group_dn)?;
-    let names_changed =
-        store.set_pushed_accounts(&mapping.list, &mapping.group_dn, &plan.accounts)?;
+    // What the directory said of each account is the account's from now on: a provisional
+    // one becomes its entry's (two members of one account merge), a renamed one gains its
+    // new names (the list data set's alias keys: `john.doe@corp.example.test` finds
+    // `CORP\jdoe`), a moved one its DN.
+    let mut names_changed = false;
+    for (key, account) in &plan.learned {
+        if *key == account.key {
+            names_changed |= store.update_account(account)?;
+        } else {
+            tracing::info!(account = %account.canonical, from = %key, to = %account.key, "the directory named a listed account: keyed by its entry from now on");
+            store.merge_account(key, account)?;
+            names_changed = true;
+        }
+    }
+    store.set_pushed_accounts(&mapping.list, &mapping.group_dn, &plan.accounts)?;
+    record_landings(directory, store, mapping, &plan, &change)?;
     let refused: HashSet<String> = change
         .failed
         .iter()
@@ -297,6 +348,7 @@ pub async fn reconcile(
         added: change.added,
         removed: change.removed,
         drift: plan.drift,
+        drift_accounts: plan.drift_accounts,
         removed_names: plan
             .removed_names
             .iter()
@@ -312,6 +364,55 @@ pub async fn reconcile(
             .map(|f| format!("{}: {}", f.member, f.message))
             .collect(),
     })
+}
+
+/// Records where the block landed: each listed account whose DN the group holds after the
+/// run (added now, or there already and not recorded yet) has landed in the group; each
+/// account whose DN the run removed is lifted from it.
+fn record_landings(
+    directory: &Directory,
+    store: &Store,
+    mapping: &MappingConfig,
+    plan: &Plan,
+    change: &MemberChange,
+) -> Result<(), SyncError> {
+    let target = format!("{} (on {})", mapping.group_dn, directory.name());
+    let refused: HashSet<String> = change.failed.iter().map(|f| dn_key(&f.member)).collect();
+    let landed = store.surface_states(SurfaceKind::Group, &target)?;
+    let at = now_ms();
+    let mut events = Vec::new();
+    let adding: HashSet<String> = plan.add.iter().map(|dn| dn_key(dn)).collect();
+    let removing: HashSet<String> = plan.remove.iter().map(|dn| dn_key(dn)).collect();
+    for a in &plan.accounts {
+        let k = dn_key(&a.dn);
+        let held = !refused.contains(&k) && !removing.contains(&k);
+        let new =
+            adding.contains(&k) || landed.get(&a.account_key).map(String::as_str) != Some("landed");
+        if held && new {
+            events.push(SurfaceEvent {
+                account_key: a.account_key.clone(),
+                surface: SurfaceKind::Group,
+                target: target.clone(),
+                state: "landed",
+                detail: a.dn.clone(),
+                at_ms: at,
+            });
+        }
+    }
+    for (dn, key) in &plan.removed_accounts {
+        if !refused.contains(dn) {
+            events.push(SurfaceEvent {
+                account_key: key.clone(),
+                surface: SurfaceKind::Group,
+                target: target.clone(),
+                state: "lifted",
+                detail: dn.clone(),
+                at_ms: at,
+            });
+        }
+    }
+    store.record_surfaces(&events)?;
+    Ok(())
 }
 
 /// Runs a push and records it as a recent update, whatever the outcome.
@@ -354,20 +455,21 @@ pub async fn run(
     if let Ok(r) = &result
         && !r.drift.is_empty()
     {
-        record_drift(directory, store, mapping, started, &r.drift);
+        record_drift(directory, store, mapping, started, r);
     }
     (update, result)
 }
 
 /// Records drift a run repaired — listed members someone else removed from the group, put
-/// back — as a recent update of kind `drift` and an audit record.
+/// back — as a recent update of kind `drift` and one audit record per account.
 fn record_drift(
     directory: &Directory,
     store: &Store,
     mapping: &MappingConfig,
     started: i64,
-    principals: &[String],
+    report: &PushReport,
 ) {
+    let principals = &report.drift;
     tracing::warn!(
         group = %mapping.group_dn,
         members = ?principals,
@@ -391,13 +493,21 @@ fn record_drift(
     if let Err(e) = store.record_update(&update) {
         tracing::error!(error = %e, "cannot record drift");
     }
-    let record = AuditRecord::new(
-        &Actor::system("drift repair"),
-        "group.drift_repaired",
-        &mapping.group_dn,
-        serde_json::json!({ "list": mapping.list, "members": principals }),
-    );
-    if let Err(e) = store.append_audit(&record) {
+    let actor = Actor::system("drift repair");
+    let records: Vec<AuditRecord> = principals
+        .iter()
+        .zip(&report.drift_accounts)
+        .map(|(principal, key)| {
+            AuditRecord::new(
+                &actor,
+                "group.drift_repaired",
+                &mapping.group_dn,
+                serde_json::json!({ "list": mapping.list, "members": [principal] }),
+            )
+            .about(key)
+        })
+        .collect();
+    if let Err(e) = store.audited(|_| Ok::<_, crate::store::StoreError>(()), |_| records) {
         tracing::error!(error = %e, "cannot audit drift");
     }
 }

@@ -183,10 +183,13 @@ fn a_dead_webhook_changes_no_decision_and_a_full_queue_is_counted() {
         &actions,
     );
     for i in 0..40 {
-        add(&server, &format!("user{i}"));
+        add(&server, &format!(r"corp\user{i}"));
     }
     for i in 0..40 {
-        assert_eq!(server.decision("orders", &format!("user{i}")), "block");
+        assert_eq!(
+            server.decision("orders", &format!(r"CORP\user{i}")),
+            "block"
+        );
     }
     let dropped = metric(&server, "warden_followed_actions_dropped_total");
     assert!(
@@ -221,10 +224,13 @@ fn a_stalled_webhook_does_not_starve_syslog_in_the_same_action_set() {
     );
     let server = start(tmp.path(), "anonymous_decisions = true", &actions);
     for i in 0..20 {
-        add(&server, &format!("user{i}"));
+        add(&server, &format!(r"corp\user{i}"));
     }
     for i in 0..20 {
-        assert_eq!(server.decision("orders", &format!("user{i}")), "block");
+        assert_eq!(
+            server.decision("orders", &format!(r"CORP\user{i}")),
+            "block"
+        );
     }
     let mut seen = std::collections::HashSet::new();
     let mut buf = [0u8; 2048];

@@ -195,6 +195,18 @@ fn first_sync_removes_members_the_list_lacks() {
     assert_eq!(status["recent_updates"][0]["kind"], "push");
 }
 
+/// A principal is resolved when it is added: a name no entry answers to is refused there
+/// with the reason (never listed as a string that blocks nobody).
+fn refused(dir: &Path, config: &Path, principal: &str) -> String {
+    let r = warden(
+        dir,
+        config,
+        &["lists", "add", "Suspicious Users", principal],
+    );
+    assert_eq!(r.code, 2, "{principal} was listed: {}", r.stdout);
+    r.stderr
+}
+
 #[test]
 fn all_four_principal_forms_resolve_and_unknown_is_reported() {
     let _g = dc::shared();
@@ -206,14 +218,18 @@ fn all_four_principal_forms_resolve_and_unknown_is_reported() {
         ns.upn("u2"),
         ns.sam("u3"),
         ns.user_dn("u4"),
-        ns.sam("ghost"),
     ] {
         add_to_list(tmp.path(), &config, &p);
     }
+    let why = refused(tmp.path(), &config, &ns.sam("ghost"));
+    assert!(
+        why.contains("no entry answers to it in directory dc"),
+        "{why}"
+    );
     let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("added 4, removed 0, unresolved 1"),
+        r.stdout.contains("added 4, removed 0, unresolved 0"),
         "{}",
         r.stdout
     );
@@ -222,11 +238,17 @@ fn all_four_principal_forms_resolve_and_unknown_is_reported() {
         .map(|u| ns.user_dn(u))
         .collect();
     assert_eq!(dn_keys(&dc.values(&group, "member")), dn_keys(&want));
+    // Listed, then deleted from the directory: its objectGUID answers no more. Unresolved
+    // and reported — never looked for by a name someone else may have now.
+    dc.modify(&format!("dn: {}\nchangetype: delete\n", ns.user_dn("u4")));
+    let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("unresolved 1"), "{}", r.stdout);
     let status = device_status(tmp.path(), &config);
     assert_eq!(status["status"], "degraded", "{status}");
     assert_eq!(
         status["recent_updates"][0]["unresolved"][0],
-        ns.sam("ghost")
+        format!("CORP\\{}", ns.sam("u4"))
     );
 }
 
@@ -242,6 +264,8 @@ fn hostile_principals_cannot_widen_a_filter_or_break_a_dn() {
         "dn: {smith}\nchangetype: add\nobjectClass: user\nsAMAccountName: {}\nuserAccountControl: 544\n",
         ns.sam("smith")
     ));
+    // Each is looked up escaped when it is added: a widened filter would find alice (or
+    // several users) and list her; each names no account and is refused.
     for p in [
         "*)(objectClass=*",
         "a,b=c",
@@ -249,14 +273,15 @@ fn hostile_principals_cannot_widen_a_filter_or_break_a_dn() {
         "*",
         "*@corp.example.test",
     ] {
-        add_to_list(tmp.path(), &config, p);
+        let why = refused(tmp.path(), &config, p);
+        assert!(why.contains("names no account"), "{p}: {why}");
     }
     add_to_list(tmp.path(), &config, &smith);
     add_to_list(tmp.path(), &config, &ns.mapped("alice"));
     let r = warden(tmp.path(), &config, &["devices", "sync", "dc"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("added 2, removed 0, unresolved 5"),
+        r.stdout.contains("added 2, removed 0, unresolved 0"),
         "{}",
         r.stdout
     );
@@ -718,7 +743,7 @@ fn expiry_takes_a_member_out_of_the_group_and_the_data_set() {
 
 /// The seed setup plus a data set fed straight from the list (no group round trip): what a
 /// list member blocks, by every name its account has.
-fn with_list_data_set(config: &Path) {
+pub fn with_list_data_set(config: &Path) {
     let mut text = std::fs::read_to_string(config).unwrap();
     text.push_str(
         r#"

@@ -196,6 +196,69 @@ idle_timeout = "0s"
     assert_eq!(g.idle_timeout, Some(std::time::Duration::from_secs(300)));
 }
 
+/// A gate in front of a service decided on `db_user` must say whose accounts its bare logins
+/// are: without a `domain` (or a default domain) they would match no listed `DOMAIN\user`,
+/// and check-config says which setting fixes it.
+#[test]
+fn a_gate_whose_bare_logins_belong_to_no_domain_is_refused_with_the_fix() {
+    let policy = r#"
+[[lists]]
+name = "L"
+[[data_sets]]
+name = "L"
+columns = [{ name = "user", key = true }]
+source = { type = "list", list = "L" }
+[[policies]]
+name = "p"
+action = "block"
+severity = "high"
+apply_to = ["pg-*"]
+[[policies.criteria]]
+field = "db_user"
+operation = "at-least-one"
+data_set = "L"
+"#;
+    let gate = "[[gates]]\nname = \"g\"\nlisten = \"127.0.0.1:6434\"\nupstream = \"localhost:5432\"\n\
+                service = \"pg-d\"\nupstream_plain = true\nallow_plain = true\n";
+    let corp = "[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\n";
+    let err = Config::parse(&format!("{policy}{gate}"), "g.toml", Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gates[0].domain")
+            && err.contains("domain = \"CORP\"")
+            && err.contains("default = true"),
+        "{err}"
+    );
+    // Its own domain, or the default domain: accepted, and bare logins are that domain's.
+    let own = Config::parse(
+        &format!("{policy}{corp}{gate}domain = \"corp\"\n"),
+        "g.toml",
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(own.gates[0].domain.as_deref(), Some("CORP"));
+    assert_eq!(own.gates[0].account_name("alice"), "CORP\\alice");
+    let inherited = Config::parse(
+        &format!("{policy}{corp}default = true\n{gate}"),
+        "g.toml",
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(inherited.gates[0].domain.as_deref(), Some("CORP"));
+    let unknown = Config::parse(
+        &format!("{policy}{gate}domain = \"PARTNER\"\n"),
+        "g.toml",
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        unknown.contains("gates[0].domain") && unknown.contains("not in [[domains]]"),
+        "{unknown}"
+    );
+}
+
 #[test]
 fn broken_databases_report_their_key_paths() {
     let text = r#"

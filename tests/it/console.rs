@@ -365,10 +365,31 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
 
         // The member row, and (live, once pushed) the account it resolved to.
         b.goto(&list_path("Suspicious Users")).await;
-        let row = b.wait_for("#members tr.member", &alice).await;
+        let row = b.wait_for("#members tr.member", &db_user).await;
         assert!(row.contains("phishing kit login"), "{row}");
         b.wait_for("#members tr.member", &ns.user_dn("alice")).await;
+        // Another spelling of the listed account (her UPN), added from the list page: a
+        // second membership of the same member, never a second row.
+        b.fill("#principal", &ns.upn("alice")).await;
+        b.fill("#reason", "second report").await;
+        b.fill("#incident", "INC-99").await;
+        b.click("form[action$='/members'] button[type=submit]")
+            .await;
+        b.wait_for("#flash", "Already listed").await;
+        let row = b.wait_for("#members tr.member", "second report").await;
+        assert!(
+            row.contains("phishing kit login"),
+            "both memberships: {row}"
+        );
+        assert_eq!(b.text("#members h2 .muted").await, "(1 active)");
         b.screenshot("list").await;
+        // The account's panel: every name, both memberships, and the group the block landed in.
+        b.click("#members a.principal").await;
+        b.wait_for("#account", &ns.upn("alice")).await;
+        b.wait_for("#listings", "INC-99").await;
+        let surfaces = b.wait_for("#surfaces", "landed").await;
+        assert!(surfaces.contains(&group), "{surfaces}");
+        b.screenshot("account").await;
         assert!(in_group(), "the push reached the Samba DC's group");
         b.click("nav a[href='/console/lists']").await;
         let row = b.wait_for("table tbody tr", "Suspicious Users").await;
@@ -395,7 +416,8 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
             b.fill("#service", "orders").await;
             b.click("form[action='/console/policies'] button[type=submit]")
                 .await;
-            outcome = b.text("#outcome").await;
+            // The tester's answer is the next page: wait for it rather than read at once.
+            outcome = b.wait_for("#outcome", "").await;
             if outcome == "block" {
                 break;
             }
@@ -407,6 +429,8 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
                 .await
                 .contains("PTR Block Suspicious Users")
         );
+        // The tester says which account it decided on.
+        assert_eq!(b.text("#tested-account").await, db_user);
         b.screenshot("policies").await;
 
         // The data set: its rows, and a Test Query with sample results.
@@ -418,6 +442,14 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
             enc("PTR Suspicious Users")
         ))
         .await;
+        // Searching the data set by another name of the account (her UPN) finds her row.
+        b.goto(&format!(
+            "/console/data-sets/{}?q={}",
+            enc("PTR Suspicious Users"),
+            enc(&ns.upn("alice"))
+        ))
+        .await;
+        b.wait_for("table tbody", &alice).await;
         b.click("form[action$='/test-query'] button").await;
         let sample = b.wait_for("#test-result", "Sample Results").await;
         assert!(sample.contains(&alice), "{sample}");
@@ -441,17 +473,26 @@ fn an_analyst_contains_and_releases_a_user_from_the_browser() {
         b.click("nav a[href='/console/gates']").await;
         b.wait_for("main", "No PostgreSQL gates").await;
 
-        // Release: remove the member from the list page.
+        // Release: one release of the account from the list page, with a reason.
         b.goto(&list_path("Suspicious Users")).await;
+        b.fill("#members input[name=reason]", "false positive")
+            .await;
         b.click(&format!(
-            "#members button[aria-label='Remove {} from Suspicious Users']",
-            alice.replace('\\', "\\\\")
+            "#members button[aria-label='Release {} from Suspicious Users']",
+            db_user.replace('\\', "\\\\")
         ))
         .await;
-        b.wait_for("#flash", "Removed").await;
+        b.wait_for("#flash", "Released").await;
         b.wait_for("#members", "Nobody is on this list.").await;
         b.close().await;
     });
+    // Every spelling is allowed again: the release was of the account, not of the text.
+    for name in [db_user.clone(), ns.upn("alice")] {
+        assert!(
+            eventually(WAIT, || server.decision("orders", &name) == "allow").is_some(),
+            "{name} is still blocked after the release"
+        );
+    }
     assert!(
         eventually(WAIT, || !in_group()).is_some(),
         "the release left the user in the group; logs:\n{}",
@@ -912,7 +953,8 @@ fn the_gates_page_lists_open_sessions() {
     let config = format!(
         "{}\n[[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:{port}\"\n\
          upstream = \"127.0.0.1:{}\"\nservice = \"pg-appdb\"\nallow_plain = true\n\
-         upstream_plain = true\n",
+         upstream_plain = true\ndomain = \"CORP\"\n\
+         [[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\n",
         list_config("", "\"pg-*\""),
         pg.port
     );
@@ -983,11 +1025,11 @@ fn an_expiring_member_moves_to_expired_on_the_open_page() {
         b.fill("#expires_in", "2s").await;
         b.click("form[action$='/members'] button[type=submit]")
             .await;
-        b.wait_for("#members tr.member", "corp\\contractor").await;
+        b.wait_for("#members tr.member", "CORP\\contractor").await;
         b.c.execute("window.notReloaded = true;", vec![])
             .await
             .unwrap();
-        let expired = b.wait_for("#members tr.expired", "corp\\contractor").await;
+        let expired = b.wait_for("#members tr.expired", "CORP\\contractor").await;
         assert!(expired.contains("access review pending"), "{expired}");
         b.wait_for("#members", "Nobody is on this list.").await;
         let kept = b.c.execute("return window.notReloaded === true;", vec![]);
@@ -1334,8 +1376,9 @@ fn the_browser_is_signed_out_when_its_key_is_revoked_or_rotated() {
     let members = server
         .get(&format!("/v1/lists/{}/members", enc("Suspicious Users")))
         .json();
+    // The member is the account, named canonically whatever spelling added it.
     assert_eq!(
-        members["members"][0]["principal"], "corp\\alice",
+        members["members"][0]["principal"], "CORP\\alice",
         "{members}"
     );
 }

@@ -112,9 +112,10 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// The README's setup: the managed role, the warden login with ADMIN OPTION on it (what
-/// PostgreSQL 15 needs to grant and revoke it) and pg_signal_backend (to end sessions); the
-/// reject line first but after warden's own (on 15, ADMIN OPTION makes warden a member).
+/// The setup docs/reference.md gives ("The agentless mode"): the managed role, the warden login
+/// with ADMIN OPTION on it (what PostgreSQL 15 needs to grant and revoke it) and pg_signal_backend
+/// (to end sessions); the reject line first but after warden's own (on 15, ADMIN OPTION makes
+/// warden a member).
 fn provision(pg: &OwnPg) -> PathBuf {
     let password = "wardenpw-test-agentless";
     pg.admin(&format!(
@@ -291,6 +292,37 @@ fn a_list_is_reconciled_into_a_role_that_pg_hba_refuses() {
         r.stderr
     );
     assert_eq!(pg.members(), "bob");
+}
+
+/// The documented role pattern (`^[^\\]*\\(.*)$`, docs/reference.md "The agentless mode")
+/// applies to the account's names: a member listed by its UPN is the account `CORP\alice`,
+/// granted the role as `alice`, and `pg_hba` refuses her; the account's provenance names the
+/// role with the time the grant landed.
+#[test]
+fn a_member_listed_by_upn_is_granted_the_role_and_refused_by_pg_hba() {
+    let pg = OwnPg::start("upn");
+    let secret = provision(&pg);
+    let (server, dir) = start(&pg, &secret);
+    wait_members(&pg, &server, "");
+    assert!(login(&pg, "alice").status.success());
+    assert_eq!(server.add_member("alice@corp.example.test"), 201);
+    wait_members(&pg, &server, "alice");
+    assert!(refused(&login(&pg, "alice")), "alice's login is refused");
+    let r = server.get(&format!("/v1/accounts/{}", enc("ALICE@corp.example.test")));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answer = r.json();
+    assert_eq!(answer["account"]["canonical"], "CORP\\alice", "{answer}");
+    let role = answer["surfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["surface"] == "role")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(role["target"], "appdb/warden_blocked", "{answer}");
+    assert_eq!(role["state"], "landed", "{answer}");
+    assert!(role["since_ms"].as_i64().unwrap() > 0, "{answer}");
+    drop(dir);
 }
 
 /// Issue 24 §7: twelve members, ten of them expiring in the same second. The expiry sweep

@@ -360,6 +360,26 @@ impl Ns {
     }
 
     /// Creates a group `CN=<cn>` in the OU with the given members.
+    /// A user whose UPN prefix is another name than its sAMAccountName (`jdoe` with
+    /// `john.doe@…`, namespaced): returns its sAMAccountName, UPN and DN.
+    pub fn add_user_with_upn(
+        &self,
+        dc: &Dc,
+        sam: &str,
+        upn_prefix: &str,
+    ) -> (String, String, String) {
+        let (sam, upn) = (
+            self.sam(sam),
+            format!("{}{upn_prefix}@{}", self.p, self.dns_domain),
+        );
+        let dn = format!("CN={sam},{}", self.ou);
+        dc.modify(&format!(
+            "dn: {dn}\nchangetype: add\nobjectClass: user\nsAMAccountName: {sam}\n\
+             userPrincipalName: {upn}\nuserAccountControl: 544\n"
+        ));
+        (sam, upn, dn)
+    }
+
     pub fn add_group(&self, dc: &Dc, cn: &str, members: &[String]) -> String {
         let dn = format!("CN={cn},{}", self.ou);
         let mut ldif = format!(

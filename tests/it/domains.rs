@@ -317,7 +317,9 @@ fn each_domain_s_group_gets_only_its_own_members() {
     );
     let mut other: Vec<String> = serde_json::from_value(corp_plan["other_domain"].clone()).unwrap();
     other.sort();
-    let mut want = vec![d.partner_name("bob"), carol_upn.clone()];
+    // Each as its account's canonical name: carol was listed by her UPN.
+    let _ = &carol_upn;
+    let mut want = vec![d.partner_name("bob"), d.partner_name("carol")];
     want.sort();
     assert_eq!(other, want, "{corp_plan}");
     let partner_plan = plan(&d.partner_group);
@@ -343,17 +345,29 @@ fn each_domain_s_group_gets_only_its_own_members() {
         assert_eq!(s["domain"], domain, "{status}");
     }
 
-    // A PARTNER name PARTNER does not know: unresolved there, nothing removed anywhere, and
-    // never looked for in CORP.
-    add(dir, &config, &d.partner_name("nobody"));
+    // A PARTNER name PARTNER does not know: refused when it is added, having asked
+    // PARTNER's directory only (never CORP's); nothing changes anywhere.
+    let refused = warden(
+        dir,
+        &config,
+        &[
+            "lists",
+            "add",
+            "Suspicious Users",
+            &d.partner_name("nobody"),
+        ],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("no entry answers to it in directory partner"),
+        "{}",
+        refused.stderr
+    );
     let partner_sync = ok(dir, &config, &["directories", "sync", "partner"]);
     assert!(
-        partner_sync.stdout.contains("removed 0, unresolved 1"),
-        "{}",
-        partner_sync.stdout
-    );
-    assert!(
-        partner_sync.stdout.contains(&d.partner_name("nobody")),
+        partner_sync.stdout.contains("removed 0, unresolved 0"),
         "{}",
         partner_sync.stdout
     );

@@ -34,7 +34,7 @@ fn sigkill_during_a_burst_loses_no_acknowledged_write() {
             let (acked, count, key) = (Arc::clone(&acked), Arc::clone(&count), key.clone());
             std::thread::spawn(move || {
                 for i in 0..250 {
-                    let principal = format!("burst{w}x{i}");
+                    let principal = format!(r"corp\burst{w}x{i}");
                     let body = serde_json::json!({ "principal": principal }).to_string();
                     let auth = format!("Bearer {}", key.as_deref().unwrap_or(""));
                     let r = std::panic::catch_unwind(|| {
@@ -92,9 +92,12 @@ fn sigkill_during_a_burst_loses_no_acknowledged_write() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["principal"].as_str().unwrap().to_owned())
+        .map(|m| m["principal"].as_str().unwrap().to_lowercase())
         .collect();
-    let lost: Vec<&String> = acked.iter().filter(|p| !present.contains(*p)).collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|p| !present.contains(&p.to_lowercase()))
+        .collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     // And they block at once.
     assert_eq!(restarted.decision("orders", &acked[0]), "block");
@@ -145,7 +148,7 @@ fn a_corrupt_or_unwritable_store_is_a_clear_error_never_an_empty_state() {
             "lists",
             "add",
             "Suspicious Users",
-            "x",
+            r"corp\x",
         ]);
         assert_eq!(run(c).code, 0);
     }
@@ -298,11 +301,11 @@ fn decisions_stay_correct_while_snapshots_swap_under_load() {
         })
         .collect();
     for i in 0..200 {
-        let churn = format!("churn{i}");
+        let churn = format!(r"corp\churn{i}");
         assert_eq!(server.add_member(&churn), 201);
         let r = server.call(
             "DELETE",
-            &format!("/v1/lists/Suspicious%20Users/members/{churn}"),
+            &format!("/v1/lists/Suspicious%20Users/members/corp%5Cchurn{i}"),
             server.admin_key.as_deref(),
             b"",
         );

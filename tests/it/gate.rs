@@ -22,22 +22,15 @@ struct Gate {
 
 /// `warden serve` with the list policy on services `pg-*` and these `[[gates]]` sections
 /// (`{dir}` in them is the config's directory); waits until every `listen` port answers.
-fn start_gates(gates: &str, ports: &[u16]) -> Gate {
+fn start_gates(gates: &str, names: &[&str]) -> Gate {
     let dir = tempfile::tempdir().unwrap();
     let gates = gates.replace("{dir}", &dir.path().display().to_string());
-    let config = format!("{}\n{gates}", list_config("", "\"pg-*\""));
+    // Bare logins (alice) and bare listed names are CORP's accounts.
+    let domains = "[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n";
+    let config = format!("{}\n{domains}\n{gates}", list_config("", "\"pg-*\""));
     std::fs::write(dir.path().join("warden.toml"), config).unwrap();
     let server = start_warden(dir.path(), &["--config", "warden.toml"]);
-    for port in ports {
-        let up = eventually(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", *port)).is_ok()
-        });
-        assert!(
-            up.is_some(),
-            "gate {port} did not listen:\n{}",
-            server.logs()
-        );
-    }
+    let ports: Vec<u16> = names.iter().map(|name| server.gate_port(name)).collect();
     Gate {
         server,
         port: ports[0],
@@ -48,9 +41,8 @@ fn start_gates(gates: &str, ports: &[u16]) -> Gate {
 /// One gate presenting the server's own certificate, verifying the server's TLS.
 fn start_gate() -> Gate {
     let pg = postgres();
-    let port = free_port();
     let gates = format!(
-        "[[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{}\"\n\
+        "[[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:0\"\nupstream = \"localhost:{}\"\n\
          service = \"pg-appdb\"\n\
          # The server's own certificate, so SCRAM channel binding verifies through the gate.\n\
          tls_cert_file = \"{dir}/tls/server.pem\"\n\
@@ -59,7 +51,7 @@ fn start_gate() -> Gate {
         pg.ca.display(),
         dir = pg.dir.display(),
     );
-    start_gates(&gates, &[port])
+    start_gates(&gates, &["appdb"])
 }
 
 fn psql(gate: &Gate, user: &str, sslmode: &str, ca: &Path, sql: &str) -> Command {
@@ -328,13 +320,12 @@ fn a_cancel_reaches_its_backend_and_a_forged_one_is_dropped() {
 #[test]
 fn plain_gates_caps_an_unreachable_server_and_a_foreign_certificate() {
     let pg = postgres();
-    let (plain, down, foreign) = (free_port(), free_port(), free_port());
     let nothing = free_port();
     let gates = format!(
         r#"
 [[gates]]
 name = "plain"
-listen = "127.0.0.1:{plain}"
+listen = "127.0.0.1:0"
 upstream = "127.0.0.1:{pg_port}"
 service = "pg-plain"
 allow_plain = true
@@ -343,7 +334,7 @@ max_connections_per_client = 1
 
 [[gates]]
 name = "down"
-listen = "127.0.0.1:{down}"
+listen = "127.0.0.1:0"
 upstream = "localhost:{nothing}"
 service = "pg-down"
 allow_plain = true
@@ -352,7 +343,7 @@ startup_timeout = "3s"
 
 [[gates]]
 name = "foreign"
-listen = "127.0.0.1:{foreign}"
+listen = "127.0.0.1:0"
 upstream = "localhost:{pg_port}"
 service = "pg-foreign"
 tls_cert_file = "server.pem"
@@ -366,25 +357,23 @@ upstream_ca_file = "{ca}"
     let gate = {
         let dir = tempfile::tempdir().unwrap();
         crate::support::make_certs(dir.path());
-        let config = format!("{}\n{gates}", list_config("", "\"pg-*\""));
+        // Bare logins (alice) and bare listed names are CORP's accounts.
+        let domains =
+            "[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n";
+        let config = format!("{}\n{domains}\n{gates}", list_config("", "\"pg-*\""));
         std::fs::write(dir.path().join("warden.toml"), config).unwrap();
         let server = start_warden(dir.path(), &["--config", "warden.toml"]);
-        for port in [plain, down, foreign] {
-            let up = eventually(Duration::from_secs(20), || {
-                TcpStream::connect(("127.0.0.1", port)).is_ok()
-            });
-            assert!(
-                up.is_some(),
-                "gate {port} did not listen:\n{}",
-                server.logs()
-            );
-        }
         Gate {
+            port: server.gate_port("plain"),
             server,
-            port: plain,
             dir,
         }
     };
+    let (plain, down, foreign) = (
+        gate.port,
+        gate.server.gate_port("down"),
+        gate.server.gate_port("foreign"),
+    );
 
     // Plain: sslmode=prefer asks for TLS, hears `N`, and goes on without it.
     let out = psql_at(
@@ -461,14 +450,15 @@ upstream_ca_file = "{ca}"
 
 /// A plain gate (plain upstream) with this `idle_timeout`, and its port.
 fn idle_gate(idle_timeout: &str) -> (Gate, u16) {
-    let port = free_port();
     let gates = format!(
-        "[[gates]]\nname = \"idle\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\n\
+        "[[gates]]\nname = \"idle\"\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n\
          service = \"pg-idle\"\nallow_plain = true\nupstream_plain = true\n\
          idle_timeout = \"{idle_timeout}\"\n",
         postgres().port
     );
-    (start_gates(&gates, &[port]), port)
+    let gate = start_gates(&gates, &["idle"]);
+    let port = gate.port;
+    (gate, port)
 }
 
 #[test]
@@ -603,9 +593,10 @@ fn a_reload_remakes_the_listener_and_open_sessions_go_on() {
     let out = sleeper.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "survived");
-    // The remade listener serves.
+    // The remade listener serves (on a new port: the gate listens on port 0).
+    let tls = format!("sslmode=verify-full sslrootcert={}", ca.display());
     let served = eventually(Duration::from_secs(20), || {
-        psql(&gate, "alice", "verify-full", &ca, "SELECT 1")
+        psql_at(gate.server.gate_port("appdb"), "alice", &tls, "SELECT 1")
             .output()
             .unwrap()
             .status
@@ -624,7 +615,6 @@ fn a_reload_remakes_the_listener_and_open_sessions_go_on() {
 #[test]
 fn a_user_the_snapshot_cannot_decide_for_is_refused() {
     let pg = postgres();
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     crate::support::write_secret(&dir.path().join("bind.secret"), "unused\n");
     let config = format!(
@@ -669,11 +659,16 @@ search_in = ["user"]
 
 [[gates]]
 name = "appdb"
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 upstream = "localhost:{pg_port}"
 service = "pg-appdb"
 allow_plain = true
 upstream_ca_file = "{ca}"
+domain = "CORP"
+
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
 "#,
         dir = dir.path().display(),
         pg_port = pg.port,
@@ -681,10 +676,7 @@ upstream_ca_file = "{ca}"
     );
     std::fs::write(dir.path().join("warden.toml"), config).unwrap();
     let server = start_warden(dir.path(), &["--config", "warden.toml"]);
-    let up = eventually(Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(up.is_some(), "gate did not listen:\n{}", server.logs());
+    let port = server.gate_port("appdb");
     let out = psql_at(port, "alice", "sslmode=disable", "SELECT 1")
         .output()
         .unwrap();
@@ -756,11 +748,10 @@ fn the_seed_through_the_gate_refuses_psql_and_ends_the_open_session() {
          GRANT CONNECT ON DATABASE appdb TO \"{role}\""
     ));
     std::fs::write(pg.dir.join(format!("{role}.secret")), &password).unwrap();
-    let port = free_port();
     let mut text_config = std::fs::read_to_string(&config).unwrap();
     text_config.push_str(&format!(
         "\n[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n\n\
-         [[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{}\"\n\
+         [[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:0\"\nupstream = \"localhost:{}\"\n\
          service = \"pg-appdb\"\ntls_cert_file = \"{dir}/tls/server.pem\"\n\
          tls_key_file = \"{dir}/tls/server.key\"\nupstream_ca_file = \"{}\"\n",
         pg.port,
@@ -770,10 +761,7 @@ fn the_seed_through_the_gate_refuses_psql_and_ends_the_open_session() {
     std::fs::write(&config, text_config).unwrap();
     let server = start_warden(tmp.path(), &["--config", config.to_str().unwrap()]);
     server.wait_ready();
-    let up = eventually(Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(up.is_some(), "gate did not listen:\n{}", server.logs());
+    let port = server.gate_port("appdb");
     let query = |sql: &str| psql_at(port, &role, "sslmode=require", sql);
     let out = query("SELECT current_user").output().unwrap();
     assert!(
@@ -1026,16 +1014,16 @@ fn slow_proxy(delay: Duration) -> u16 {
 #[test]
 fn a_block_published_while_the_gate_connects_upstream_is_not_missed() {
     let pg = postgres();
-    let port = free_port();
     let proxy = slow_proxy(Duration::from_secs(3));
     let gates = format!(
-        "[[gates]]\nname = \"slow\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{proxy}\"\n\
+        "[[gates]]\nname = \"slow\"\nlisten = \"127.0.0.1:0\"\nupstream = \"localhost:{proxy}\"\n\
          service = \"pg-slow\"\ntls_cert_file = \"{dir}/tls/server.pem\"\n\
          tls_key_file = \"{dir}/tls/server.key\"\nupstream_ca_file = \"{}\"\n",
         pg.ca.display(),
         dir = pg.dir.display(),
     );
-    let gate = start_gates(&gates, &[port]);
+    let gate = start_gates(&gates, &["slow"]);
+    let port = gate.port;
     let tls = format!("sslmode=verify-full sslrootcert={}", pg.ca.display());
     let client = psql_at(port, "alice", &tls, "SELECT 'worked'")
         .stdout(Stdio::piped())

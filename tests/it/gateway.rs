@@ -55,6 +55,7 @@ const KEYED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/decisions", "decide"),
     ("GET", "/v1/lists", "respond"),
     ("POST", "/v1/lists", "respond"),
+    ("GET", "/v1/accounts/x", "respond"),
     ("GET", "/v1/lists/Suspicious%20Users/members", "respond"),
     (
         "POST",
@@ -67,6 +68,7 @@ const KEYED: &[(&str, &str, &str)] = &[
         "/v1/lists/Suspicious%20Users/members/x",
         "respond",
     ),
+    ("PATCH", "/v1/lists/Suspicious%20Users/members/x", "respond"),
     ("GET", "/v1/incidents", "respond"),
     ("POST", "/v1/incidents", "respond"),
     ("GET", "/v1/incidents/INC-1", "respond"),

@@ -40,6 +40,10 @@ timeout = "3s"
 [[imperva.data_sets]]
 data_set = "Suspicious Users"
 name = "{MX_NAME}"
+
+# The members are bare names no domain rule places: listed as the text they are.
+[identity]
+unresolvable = "keep"
 "#
         );
     std::fs::write(dir.join("warden.toml"), config).unwrap();
@@ -872,8 +876,8 @@ fn plain_http_and_an_unknown_certificate_are_refused() {
     assert!(mx.requests().is_empty(), "{:?}", mx.requests());
 }
 
-/// The fingerprint of the certificate a TLS server presents, read the way the README tells an
-/// operator to: `openssl s_client … | openssl x509 -noout -fingerprint -sha256`, as a pin.
+/// The fingerprint of the certificate a TLS server presents, read the way docs/imperva.md tells
+/// an operator to: `openssl s_client … | openssl x509 -noout -fingerprint -sha256`, as a pin.
 fn pin_of(addr: std::net::SocketAddr) -> String {
     let out = std::process::Command::new("sh")
         .arg("-c")
@@ -892,7 +896,7 @@ fn pin_of(addr: std::net::SocketAddr) -> String {
 
 /// An MX with a self-signed certificate that names no host (as MXs usually have): without a CA
 /// or a pin it is refused; with a pin of another certificate it is refused and the error says
-/// which fingerprint it found; with its own pin, read by the README's openssl command, the
+/// which fingerprint it found; with its own pin, read by docs/imperva.md's openssl command, the
 /// push goes through — the certificate is verified exactly, never skipped.
 #[test]
 fn a_self_signed_mx_is_reached_through_its_pinned_certificate_only() {

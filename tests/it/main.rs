@@ -5,6 +5,7 @@
 
 mod support;
 
+mod accounts;
 mod actions;
 mod ad;
 mod cli;

@@ -31,8 +31,8 @@ const VARYING: &[&str] = &[
 
 /// The list policy on every service (it runs the `page` followed action), an `api` data set
 /// no one has written (a decision it could change is an error), and a plain gate to a port
-/// nothing listens on.
-fn config(store: &str, gate_port: u16, upstream_port: u16) -> String {
+/// nothing listens on, its bare logins CORP's.
+fn config(store: &str, upstream_port: u16) -> String {
     let list = list_config("", r#""*""#)
         .replace(
             "severity = \"high\"",
@@ -60,19 +60,24 @@ data_set = "Feed"
 name = "page"
 actions = [{{ type = "log" }}]
 
+[[domains]]
+netbios = "CORP"
+dns = "corp.example.test"
+
 [[gates]]
 name = "appdb"
-listen = "127.0.0.1:{gate_port}"
+listen = "127.0.0.1:0"
 upstream = "localhost:{upstream_port}"
 service = "pg-appdb"
 allow_plain = true
 upstream_plain = true
+domain = "CORP"
 "#
     )
 }
 
 /// A PostgreSQL start-up message with these parameters; the gate's answer, read to its end.
-fn gate_startup(port: u16, params: &[(&str, &str)]) -> Vec<u8> {
+fn gate_startup(port: u16, params: &[(&str, &str)]) -> std::io::Result<Vec<u8>> {
     let mut body = 196_608_u32.to_be_bytes().to_vec();
     for (k, v) in params {
         body.extend_from_slice(k.as_bytes());
@@ -86,23 +91,20 @@ fn gate_startup(port: u16, params: &[(&str, &str)]) -> Vec<u8> {
         .to_be_bytes()
         .to_vec();
     packet.extend_from_slice(&body);
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&packet).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(&packet)?;
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
-    answer
+    Ok(answer)
 }
 
 /// Brings `server` to the known state: alice listed; decisions over HTTP (block, allow, and
 /// an error on the unwritten set); three refusals at the gate (no user, and two users it
 /// cannot decide on with the upstream down: the gate decides after the server authenticated
 /// them); two refused requests; the followed action run once.
-fn known_state(server: &Server, gate_port: u16) {
-    let up = eventually(Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", gate_port)).is_ok()
-    });
-    assert!(up.is_some(), "the gate did not listen:\n{}", server.logs());
+fn known_state(server: &Server) {
+    let gate_port = server.gate_port("appdb");
     assert_eq!(server.add_member("CORP\\alice"), 201);
     assert_eq!(server.decision("orders", "CORP\\alice"), "block");
     assert_eq!(server.decision("orders", "CORP\\bob"), "allow");
@@ -116,7 +118,8 @@ fn known_state(server: &Server, gate_port: u16) {
         &[("user", "CORP\\alice")],
         &[("user", "CORP\\bob")],
     ] {
-        let answer = gate_startup(gate_port, params);
+        let answer = gate_startup(gate_port, params)
+            .unwrap_or_else(|e| panic!("{params:?}: {e}\n{}", server.logs()));
         assert_eq!(answer.first(), Some(&b'E'), "{params:?}: {answer:?}");
     }
     let ran = eventually(Duration::from_secs(20), || {
@@ -197,11 +200,10 @@ fn families(exposition: &str) -> Vec<String> {
 #[test]
 fn the_exposition_of_a_known_state_is_unchanged_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (gate, upstream) = (free_port(), free_port());
-    let config = config("path = \"warden.db\"", gate, upstream);
+    let config = config("path = \"warden.db\"", free_port());
     std::fs::write(dir.path().join("warden.toml"), config).unwrap();
     let server = start_warden(dir.path(), &["--config", "warden.toml"]);
-    known_state(&server, gate);
+    known_state(&server);
     assert_exposition(&server);
 }
 
@@ -241,13 +243,8 @@ fn the_exposition_of_a_known_state_is_unchanged_on_postgresql() {
         pg.ca.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let (gate, upstream) = (free_port(), free_port());
-    std::fs::write(
-        dir.path().join("warden.toml"),
-        config(&store, gate, upstream),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("warden.toml"), config(&store, free_port())).unwrap();
     let server = start_warden(dir.path(), &["--config", "warden.toml"]);
-    known_state(&server, gate);
+    known_state(&server);
     assert_exposition(&server);
 }

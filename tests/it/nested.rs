@@ -311,3 +311,47 @@ fn eight_groups(dc: &Dc, ns: &Ns) -> (String, Vec<String>) {
     let top = ns.add_group(dc, "Top", &subs);
     (top, subs)
 }
+
+/// A filter written the way AD admins write nesting — the in-chain rule on the group, no
+/// `nested` key — is followed and watched like `nested = true`: every group of its chain is
+/// watched, so a member added to a sub-group reaches decisions through the watches.
+#[test]
+fn a_hand_written_in_chain_filter_is_watched_like_nested() {
+    let _g = dc::shared();
+    let dc = dc::dc();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Ns::new(dc);
+    for u in ["t1", "a1", "a2"] {
+        ns.add_user(dc, u);
+    }
+    let a = ns.add_group(dc, "A", &[ns.user_dn("a1")]);
+    let top = ns.add_group(dc, "Top", &[ns.user_dn("t1"), a.clone()]);
+    let config = config(dc, tmp.path(), &ns, &top, "max_shrink = 1.0");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("(memberOf={top})"),
+        &format!("(memberOf:1.2.840.113556.1.4.1941:={top})"),
+    );
+    assert!(text.contains("1.2.840.113556.1.4.1941"));
+    std::fs::write(&config, text).unwrap();
+    let server = serve(tmp.path(), &config);
+    for u in ["t1", "a1"] {
+        until(&server, &ns.mapped(u), "block");
+    }
+    logged(&server, "watching for changes");
+    let took = timed(
+        &server,
+        || ns.set_members(dc, &a, "add", &[ns.user_dn("a2")]),
+        &ns.mapped("a2"),
+        "block",
+    );
+    println!("hand-written in-chain filter: member added in a sub-group → block {took:?}");
+    // Both groups of the chain are watched (before, such a filter was watched not at all).
+    assert!(
+        server
+            .logs()
+            .lines()
+            .any(|l| l.contains("watching for changes") && l.contains("\"groups\":2")),
+        "{}",
+        server.logs()
+    );
+}

@@ -1,5 +1,5 @@
 //! A real nginx with `auth_request` in front of a tiny upstream, asking warden's `/v1/authz`
-//! (the README's snippet): warden's 200 lets the request through, 403 is a 403, and a 503 (a
+//! (docs/reference.md's snippet): warden's 200 lets the request through, 403 is a 403, and a 503 (a
 //! data set that has never loaded) is a 503 — never the upstream. The test installs nothing:
 //! without nginx it fails, naming the apt-get command (scripts/test installs it).
 
@@ -70,9 +70,9 @@ impl Drop for Nginx {
     }
 }
 
-/// The README's `auth_request` setup: the service and the user come from the client's query
-/// (`?service=…&user=…`, already percent-encoded) and go to `/v1/authz`; a 503 from warden,
-/// which nginx's auth_request turns into 500, is answered 503.
+/// docs/reference.md's `auth_request` setup: the service and the user come from the client's query
+/// (`?service=…&user=…`, already percent-encoded) and go to `/v1/authz`; a 503 from warden, which
+/// nginx's auth_request turns into 500, is answered 503.
 fn nginx_conf(dir: &Path, listen: u16, warden: SocketAddr, upstream: SocketAddr, key: &str) {
     let d = dir.display();
     let conf = format!(

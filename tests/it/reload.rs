@@ -15,6 +15,10 @@ fn config(apply_to: &str, extra: &str) -> String {
 
 /// A second list with its data set and a policy on `os_user`.
 const WATCH_LIST: &str = r#"
+# OS users are no domain's accounts: listed as the text they are.
+[identity]
+unresolvable = "keep"
+
 [[lists]]
 name = "Watched OS Users"
 

@@ -507,8 +507,9 @@ fn a_thousand_acknowledged_writes_over_the_replicas_survive_a_restart() {
     );
     let listed = pg().psql(
         &db,
-        "SELECT principal FROM members m JOIN lists l ON l.id = m.list_id \
-         WHERE l.name = 'Suspicious Users'",
+        "SELECT s.principal FROM memberships s JOIN members m \
+           ON m.list_id = s.list_id AND m.account_key = s.account_key \
+         JOIN lists l ON l.id = m.list_id WHERE l.name = 'Suspicious Users'",
     );
     let listed: std::collections::HashSet<&str> = listed.lines().collect();
     let missing: Vec<&String> = acknowledged
@@ -1159,10 +1160,12 @@ fn a_write_under_a_term_that_lost_the_lease_is_refused_and_leaves_nothing() {
         (first, second)
     });
     assert!(second.token() > first.token());
-    let member = |p: &str| warden::store::NewMember {
-        principal: p.into(),
-        added_by: "test".into(),
-        ..Default::default()
+    let member = |p: &str| {
+        let account = warden::base::account::Account::by_rules_or_text(
+            &warden::base::identity::Identity::default(),
+            p,
+        );
+        warden::store::NewMember::new(account, p, "test")
     };
     let as_leader = |term, p: &'static str| {
         runtime.block_on(warden::store::changes::as_leader(term, async {
@@ -1177,7 +1180,7 @@ fn a_write_under_a_term_that_lost_the_lease_is_refused_and_leaves_nothing() {
     assert_eq!(
         pg().psql(
             &db,
-            "SELECT count(*) FROM members WHERE principal = 'corp\\stale'"
+            "SELECT count(*) FROM memberships WHERE principal = 'corp\\stale'"
         ),
         "0"
     );
@@ -1189,5 +1192,35 @@ fn a_write_under_a_term_that_lost_the_lease_is_refused_and_leaves_nothing() {
         .into_iter()
         .map(|m| m.principal)
         .collect();
-    assert_eq!(listed, ["corp\\analyst", "corp\\current"]);
+    // Members are accounts, named canonically.
+    assert_eq!(listed, ["CORP\\analyst", "CORP\\current"]);
+}
+
+/// A change of leadership restarts the leader's jobs, never the front ends: a gate on a replica
+/// that becomes the leader keeps its listener (before, every replica's gates stopped listening
+/// when it took the lead, and clients connecting meanwhile were refused).
+#[test]
+fn a_gate_keeps_listening_when_its_replica_becomes_the_leader() {
+    let _g = shared();
+    let db = pg().database("gate_lead");
+    // The gate's bare logins are CORP's accounts (a gate in front of a db_user policy says
+    // whose they are).
+    let extra = "\n[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\n\
+                 [[gates]]\nname = \"appdb\"\nlisten = \"127.0.0.1:0\"\n\
+                 upstream = \"127.0.0.1:1\"\nservice = \"pg-appdb\"\nallow_plain = true\n\
+                 upstream_plain = true\ndomain = \"CORP\"\n";
+    let r = replicas_of(&db, 1, extra);
+    let s = &r.servers[0];
+    assert!(
+        eventually(WAIT, || role_of(s).as_deref() == Some("leader")).is_some(),
+        "never led: {}",
+        s.logs()
+    );
+    let port = s.gate_port("appdb");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let logs = s.logs();
+    assert!(
+        logs.contains("leadership changed") && !logs.contains("gate stopped listening"),
+        "{logs}"
+    );
 }

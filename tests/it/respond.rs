@@ -20,8 +20,13 @@ fields = { category = "exfil*" }
 expires_in = "1h"
 "#;
 
+/// Alerts and incidents name bare users (`erin`): CORP is the domain bare names belong to, so
+/// each is the account `CORP\erin`.
+const DOMAIN: &str =
+    "\n[[domains]]\nnetbios = \"CORP\"\ndns = \"corp.example.test\"\ndefault = true\n";
+
 fn start(dir: &Path) -> Server {
-    let config = list_config("anonymous_decisions = true", r#""*""#) + RULES;
+    let config = list_config("anonymous_decisions = true", r#""*""#) + RULES + DOMAIN;
     std::fs::write(dir.join("warden.toml"), config).unwrap();
     start_warden(dir, &["--config", "warden.toml"])
 }
@@ -274,12 +279,14 @@ fn members_leave_their_list_on_expiry() {
     let listed = server.get("/v1/lists/Suspicious%20Users/members").json();
     let listed = listed["members"].as_array().unwrap().clone();
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["principal"], "erin");
+    assert_eq!(listed[0]["principal"], r"CORP\erin");
     assert_eq!(listed[0]["state"], "expired");
+    assert_eq!(listed[0]["memberships"][0]["principal"], "erin", "as typed");
     let audit = server.get("/v1/audit?action=lists.expire").json();
     let record = &audit["records"][0];
     assert_eq!(record["actor"], "system");
-    assert_eq!(record["detail"]["principal"], "erin");
+    assert_eq!(record["detail"]["principal"], r"CORP\erin");
+    assert_eq!(record["account"], r"name:corp\erin");
 }
 
 #[test]

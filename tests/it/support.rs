@@ -225,6 +225,27 @@ impl Server {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// The port gate `name` listens on, once it does (its latest listener, after a reload):
+    /// test gates listen on `127.0.0.1:0`, so no other test's listener can take their port
+    /// between choosing and binding it.
+    pub fn gate_port(&self, name: &str) -> u16 {
+        let bound = |line: &String| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            let fields = &v["fields"];
+            if fields["message"] != "gate listening" || fields["gate"] != name {
+                return None;
+            }
+            let address: SocketAddr = fields["address"].as_str()?.parse().ok()?;
+            Some(address.port())
+        };
+        let mut port = None;
+        eventually(Duration::from_secs(20), || {
+            port = self.logs.lock().unwrap().iter().rev().find_map(bound);
+            port.is_some()
+        });
+        port.unwrap_or_else(|| panic!("gate {name} did not listen:\n{}", self.logs()))
+    }
+
     /// Sends SIGTERM and waits for the process to exit; returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         // SAFETY-free: use the kill command rather than libc.

@@ -264,7 +264,12 @@ struct Pulls {
 /// Nesting and DirSync follow one group of one directory: they need a `(memberOf=<group>)`
 /// filter and no union.
 fn pulls(ctx: &mut Ctx<'_>, path: &KeyPath, s: &RawSource, filter: &str, union: bool) -> Pulls {
-    let nested = nesting(ctx, path, s, filter);
+    // A filter that selects on its group through the in-chain rule, written by hand, is
+    // followed as `nested = "in_chain"`: the server already follows the chain, and warden
+    // watches every group of it (a member added in a sub-group arrives within a second, not
+    // at the next schedule).
+    let nested = nesting(ctx, path, s, filter)
+        .or_else(|| (!union && in_chain_atom(filter)).then_some(Nesting::InChain));
     let incremental = s.incremental.unwrap_or(false);
     if union && (nested.is_some() || incremental) {
         ctx.err(
@@ -398,11 +403,22 @@ fn nesting(ctx: &mut Ctx<'_>, path: &KeyPath, s: &RawSource, filter: &str) -> Op
             }
         }
     };
-    if !filter.is_empty() && !filter.to_ascii_lowercase().contains("memberof=") {
+    if !filter.is_empty()
+        && !filter.to_ascii_lowercase().contains("memberof=")
+        && !in_chain_atom(filter)
+    {
         ctx.err(
             path.key("nested"),
             "nested membership starts from a group: the filter must select on (memberOf=<group DN>)",
         );
     }
     Some(nesting)
+}
+
+/// Whether a filter selects on a group through the in-chain rule
+/// (`(memberOf:1.2.840.113556.1.4.1941:=<group DN>)`).
+fn in_chain_atom(filter: &str) -> bool {
+    filter
+        .to_ascii_lowercase()
+        .contains("(memberof:1.2.840.113556.1.4.1941:=")
 }

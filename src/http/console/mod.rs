@@ -79,6 +79,8 @@ enum Page {
     Asset(&'static str, &'static str),
     Lists,
     List(String),
+    /// One account's panel: why it is blocked.
+    Account(String),
     AddMember(String),
     RemoveMember(String),
     ReleaseExpiry(String),
@@ -125,6 +127,7 @@ impl Page {
             }
             (true, _, ["lists"]) => Page::Lists,
             (true, _, ["lists", l]) => Page::List(name(l)),
+            (true, _, ["accounts", a]) => Page::Account(name(a)),
             (_, true, ["lists", l, "members"]) => Page::AddMember(name(l)),
             (_, true, ["lists", l, "remove"]) => Page::RemoveMember(name(l)),
             (_, true, ["lists", l, "release-expiry"]) => Page::ReleaseExpiry(name(l)),
@@ -159,6 +162,7 @@ impl Page {
             | Page::Asset(..) => None,
             Page::Lists
             | Page::List(_)
+            | Page::Account(_)
             | Page::AddMember(_)
             | Page::RemoveMember(_)
             | Page::Incidents
@@ -193,6 +197,7 @@ impl Page {
             | Page::AddMember(_)
             | Page::RemoveMember(_)
             | Page::ReleaseExpiry(_) => "/console/lists",
+            Page::Account(_) => "/console/accounts",
             Page::Incidents | Page::CreateIncident | Page::Incident(_) | Page::Respond(_) => {
                 "/console/incidents"
             }

@@ -13,8 +13,9 @@ use super::session::Flash;
 use super::views::{self, Chrome, NavItem};
 use super::{Ctx, Page, html, problem_page, redirect};
 use crate::auth::Scope;
+use crate::base::account::Resolution;
 use crate::base::severity::IncidentSeverity;
-use crate::base::time::{format_rfc3339, now_ms, parse_rfc3339};
+use crate::base::time::{format_rfc3339, instant_or_ago, now_ms};
 use crate::config::Source;
 use crate::decide::Request;
 use crate::operations::incidents::{IncidentRequest, ResponseRequest};
@@ -22,7 +23,7 @@ use crate::operations::lists::MemberRequest;
 use crate::operations::{self, OperationError, data_sets, directories, incidents, lists};
 use crate::store::audit::AUDIT_READ_MAX;
 use crate::store::incidents::{incident_ref, parse_incident_ref};
-use crate::store::{Added, AuditFilter, Member, principal_key};
+use crate::store::{Added, AuditFilter, Member};
 use crate::sync::Health;
 use crate::sync::SyncMetrics;
 use crate::sync::pull::RefreshOutcome;
@@ -65,6 +66,7 @@ pub(super) async fn show(ctx: &Ctx<'_>, page: Page) -> Response {
         Page::SignOut => return blocking(|| sign_out(ctx)),
         Page::Lists => blocking(|| lists_page(ctx)),
         Page::List(list) => blocking(|| list_page(ctx, &list)),
+        Page::Account(name) => blocking(|| account_page(ctx, &name)),
         Page::AddMember(list) => return blocking(|| add_member(ctx, &list)),
         Page::RemoveMember(list) => return blocking(|| remove_member(ctx, &list)),
         Page::ReleaseExpiry(list) => return blocking(|| release_expiry(ctx, &list)),
@@ -220,24 +222,72 @@ fn resolved(ctx: &Ctx<'_>, list: &str, members: &[Member]) -> Read<Vec<Vec<Strin
             .store()
             .pushed_accounts(list, &mapping.group_dn)?;
         for (m, shown) in members.iter().zip(out.iter_mut()) {
-            if let Some(a) = accounts.get(&principal_key(&m.principal)) {
-                shown.push(format!("{} (on {})", a.dn, mapping.directory));
+            match accounts.get(&m.account) {
+                Some(a) => shown.push(format!(
+                    "in {} (on {}) as {}",
+                    mapping.group_dn, mapping.directory, a.dn
+                )),
+                None => shown.push(format!(
+                    "not pushed to {} (on {}) yet",
+                    mapping.group_dn, mapping.directory
+                )),
             }
         }
     }
     Ok(out)
 }
 
+/// The console's page of the account `name` names.
+pub(super) fn account_href(name: &str) -> String {
+    format!("/console/accounts/{}", enc(name))
+}
+
+/// How an account was resolved, in words.
+fn resolution(m: &Member) -> String {
+    match m.resolution {
+        Resolution::Directory => format!(
+            "directory entry {}",
+            m.dn.as_deref().unwrap_or("(DN unknown)")
+        ),
+        Resolution::Rules => "the domain rules".to_owned(),
+        Resolution::Pending => "carried over; resolved at the next start".to_owned(),
+        Resolution::Text => "kept as text: no rule or directory places it".to_owned(),
+    }
+}
+
 fn member_row(m: Member, resolved: Vec<String>) -> views::MemberRow {
+    let memberships = m
+        .memberships
+        .iter()
+        .map(|s| views::MembershipRow {
+            principal: s.principal.clone(),
+            reason: s.reason.clone(),
+            incident_href: s.incident.as_deref().map(incident_href).unwrap_or_default(),
+            incident: s.incident.clone().unwrap_or_default(),
+            added_by: s.added_by.clone(),
+            added_at: when(s.added_at),
+            expires: s.expires_at.map_or_else(|| "never".to_owned(), when),
+        })
+        .collect();
     views::MemberRow {
-        incident_href: m.incident.as_deref().map(incident_href).unwrap_or_default(),
-        incident: m.incident.unwrap_or_default(),
+        account_href: account_href(&m.principal),
+        names: m
+            .names
+            .iter()
+            .filter(|n| **n != m.principal)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        resolution: resolution(&m),
         added_at: when(m.added_at),
-        expires: m.expires_at.map_or_else(|| "never".to_owned(), when),
+        expires: match (&m.expiry_set_by, m.expires_at) {
+            (_, None) => "never".to_owned(),
+            (Some(by), Some(at)) => format!("{} (set by {by})", when(at)),
+            (None, Some(at)) => when(at),
+        },
         expired_at: m.expired_at.map(when).unwrap_or_default(),
+        memberships,
         principal: m.principal,
-        reason: m.reason,
-        added_by: m.added_by,
         resolved,
     }
 }
@@ -292,12 +342,17 @@ fn add_member(ctx: &Ctx<'_>, list: &str) -> Response {
     let done = lists::add_member(ctx.warden(), &ctx.actor(), list, &req).map(|d| {
         let how = match d.added {
             Added::New => "Added",
-            Added::Updated => "Updated",
+            Added::Again => "Already listed: added a membership to",
             Added::Reactivated => "Reactivated",
         };
+        let typed = if d.member.principal == d.account.canonical {
+            String::new()
+        } else {
+            format!(" (as {})", d.member.principal)
+        };
         format!(
-            "{how} {} on {list} (snapshot {}); the push to its directory groups follows.",
-            d.member.principal, d.snapshot_version
+            "{how} {}{typed} on {list} (snapshot {}); the push to its directory groups follows.",
+            d.account.canonical, d.snapshot_version
         )
     });
     ctx.done(&list_href(list), done)
@@ -305,15 +360,20 @@ fn add_member(ctx: &Ctx<'_>, list: &str) -> Response {
 
 fn remove_member(ctx: &Ctx<'_>, list: &str) -> Response {
     let principal = ctx.form.get("principal");
-    let done = lists::remove_member(ctx.warden(), &ctx.actor(), list, principal);
+    let reason = ctx.form.get("reason");
+    let done = lists::remove_member(ctx.warden(), &ctx.actor(), list, principal, reason);
     let flash = match done {
-        Ok(true) => Flash {
+        Ok(Some(r)) => Flash {
             ok: true,
-            text: format!("Removed {principal} from {list}; the push to its groups follows."),
+            text: format!(
+                "Released {} from {list} ({} membership(s)); every name of the account is \
+                 allowed again once the push to its groups follows.",
+                r.principal, r.memberships
+            ),
         },
-        Ok(false) => Flash {
+        Ok(None) => Flash {
             ok: false,
-            text: format!("{principal} is not on {list}."),
+            text: format!("{principal} names no member of {list}."),
         },
         Err(e) => Flash {
             ok: false,
@@ -332,6 +392,127 @@ fn release_expiry(ctx: &Ctx<'_>, list: &str) -> Response {
         )
     });
     ctx.done("/console/lists", done)
+}
+
+// Accounts ---------------------------------------------------------------------------------
+
+/// One account's panel: every name, every membership and past release, the data-set rows
+/// and policies that hold it, the decision for a service (`?service=`), and each
+/// enforcement surface with the time the block landed there.
+fn account_page(ctx: &Ctx<'_>, name: &str) -> Shown {
+    let service = ctx.query.get("service");
+    let service = (!service.is_empty() && service.len() <= TESTER_MAX).then_some(service);
+    let p = operations::accounts::provenance(ctx.warden(), name, service)?;
+    let membership = |m: &crate::store::Membership| views::MembershipRow {
+        principal: m.principal.clone(),
+        reason: m.reason.clone(),
+        incident_href: m.incident.as_deref().map(incident_href).unwrap_or_default(),
+        incident: m.incident.clone().unwrap_or_default(),
+        added_by: format!("{} from {}", m.added_by, m.source.as_deref().unwrap_or("?")),
+        added_at: when(m.added_at),
+        expires: m.expires_at.map_or_else(|| "never".to_owned(), when),
+    };
+    let a = &p.account;
+    let view = views::AccountPanel {
+        chrome: chrome(ctx, a.canonical.clone(), "/console/lists"),
+        canonical: a.canonical.clone(),
+        key: a.key.clone(),
+        resolution: match a.resolution {
+            Resolution::Directory => format!(
+                "the directory {}: {}",
+                a.directory.as_deref().unwrap_or("?"),
+                a.dn.as_deref().unwrap_or("(DN unknown)")
+            ),
+            Resolution::Rules => "the domain rules".to_owned(),
+            Resolution::Pending => "carried over from an older store".to_owned(),
+            Resolution::Text => "kept as text: no rule or directory places it".to_owned(),
+        },
+        names: a.names.join(", "),
+        known: p.known,
+        self_href: account_href(name),
+        service: service.unwrap_or_default().to_owned(),
+        decision: p.decision.as_ref().map_or_else(String::new, |d| {
+            let why = if d.matched.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", d.matched.join(", "))
+            };
+            format!("{} on {}: {}{why}", d.db_user, d.service, d.decision)
+        }),
+        listings: p
+            .lists
+            .iter()
+            .map(|l| views::ListingRow {
+                href: list_href(&l.list),
+                list: l.list.clone(),
+                state: format!("{:?}", l.state).to_lowercase(),
+                since: when(l.added_at),
+                expires: match (&l.expiry_set_by, l.expires_at) {
+                    (_, None) => "never".to_owned(),
+                    (Some(by), Some(at)) => format!("{} (set by {by})", when(at)),
+                    (None, Some(at)) => when(at),
+                },
+                memberships: l.memberships.iter().map(membership).collect(),
+            })
+            .collect(),
+        released: p
+            .released
+            .iter()
+            .map(|m| views::ReleaseRow {
+                list: m.list.clone(),
+                membership: membership(m),
+                released: format!(
+                    "{} by {}: {}",
+                    m.released_at.map(when).unwrap_or_default(),
+                    m.released_by.as_deref().unwrap_or("?"),
+                    m.release_reason.as_deref().unwrap_or("")
+                ),
+            })
+            .collect(),
+        rows: p
+            .rows
+            .iter()
+            .map(|r| views::RowHoldRow {
+                data_set: r.data_set.clone(),
+                key: r.key.clone(),
+                how: r.how.clone(),
+            })
+            .collect(),
+        policies: p
+            .policies
+            .iter()
+            .map(|h| views::PolicyHoldRow {
+                policy: h.policy.clone(),
+                action: format!("{} ({})", h.action, h.severity),
+                services: h.services.join(", "),
+                blocks: if h.blocks {
+                    "blocks it".to_owned()
+                } else if h.enabled {
+                    "does not block".to_owned()
+                } else {
+                    "disabled".to_owned()
+                },
+            })
+            .collect(),
+        surfaces: p
+            .surfaces
+            .iter()
+            .map(|s| views::SurfaceRow {
+                surface: s.surface.as_str().to_owned(),
+                target: s.target.clone(),
+                state: s.state.clone(),
+                since: s.since_ms.map(when_ms).unwrap_or_default(),
+                detail: s.detail.clone(),
+                now: match (s.holds_now, &s.note) {
+                    (Some(true), _) => "the directory holds it now".to_owned(),
+                    (Some(false), _) => "the directory does NOT hold it now".to_owned(),
+                    (None, Some(n)) => n.clone(),
+                    (None, None) => String::new(),
+                },
+            })
+            .collect(),
+    };
+    Ok(views::render(&view))
 }
 
 // Incidents --------------------------------------------------------------------------------
@@ -774,16 +955,24 @@ fn data_set_page(ctx: &Ctx<'_>, name: &str, test: Option<views::TestView>) -> Sh
         .collect();
     let search = query.get("q").to_owned();
     let needle = search.to_lowercase();
+    // A row also matches when its key is the account the search names (as decisions compare
+    // them): `alice@corp.example.test` finds the row `corp\alice`.
+    let identity = &ctx.warden().config().identity;
+    let account = identity.canonical(&search).to_lowercase();
     let matching: Vec<Vec<String>> = set
         .rows()
         .iter()
+        .filter(|row| {
+            needle.is_empty()
+                || identity.canonical(set.key_of(row)).to_lowercase() == account
+                || row
+                    .iter()
+                    .any(|c| c.values().join(", ").to_lowercase().contains(&needle))
+        })
         .map(|row| {
             row.iter()
                 .map(|c| c.values().join(", "))
                 .collect::<Vec<_>>()
-        })
-        .filter(|cells| {
-            needle.is_empty() || cells.iter().any(|c| c.to_lowercase().contains(&needle))
         })
         .collect();
     let pages = matching.len().div_ceil(PAGE_ROWS).max(1);
@@ -935,8 +1124,16 @@ fn policies_page(ctx: &Ctx<'_>) -> String {
         // The snapshot's own pure decision: a tester's question is not a database session, so
         // it neither counts as a decision nor triggers followed actions.
         let decision = snapshot.decide(&Request::new(service).db_user(principal));
+        let account = ctx
+            .warden()
+            .config()
+            .identity
+            .canonical(principal)
+            .into_owned();
         tested = Some(views::Tested {
             outcome: decision.outcome.as_str(),
+            account_href: account_href(&account),
+            account,
             matched: decision
                 .matched
                 .iter()
@@ -962,21 +1159,25 @@ fn time_field(name: &str, value: &str) -> Result<Option<i64>, String> {
     if value.is_empty() {
         return Ok(None);
     }
-    parse_rfc3339(value)
-        .map(|s| Some(s.saturating_mul(1000)))
-        .map_err(|e| format!("{name}: {e} (an RFC 3339 time such as 2026-12-01T09:00:00Z)"))
+    instant_or_ago(value, now_ms())
+        .map(Some)
+        .map_err(|e| format!("{name}: {e}"))
 }
 
 fn audit_page(ctx: &Ctx<'_>) -> Shown {
     let q = &ctx.query;
     let (actor, action, target) = (q.get("actor"), q.get("action"), q.get("target"));
-    let (since, until) = (q.get("since"), q.get("until"));
+    let (since, until, account) = (q.get("since"), q.get("until"), q.get("account"));
     let mut error = String::new();
     let mut filter = AuditFilter {
         actor: Some(actor.to_owned()).filter(|a| !a.is_empty()),
         action: Some(action.to_owned()).filter(|a| !a.is_empty()),
         ..AuditFilter::default()
     };
+    if !account.is_empty() {
+        // Any name of the account: the records about it, whichever name they were made under.
+        filter.accounts = Some(operations::accounts::audit_keys(ctx.warden(), account)?);
+    }
     match (time_field("since", since), time_field("until", until)) {
         (Ok(s), Ok(u)) => {
             // Without a start, the last day: the store reads oldest first, up to its cap.
@@ -1018,6 +1219,7 @@ fn audit_page(ctx: &Ctx<'_>) -> Shown {
         .collect();
     Ok(views::render(&views::Audit {
         chrome: chrome(ctx, "Audit log", "/console/audit"),
+        account: account.to_owned(),
         actor: actor.to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),

@@ -86,7 +86,28 @@ pub struct Lists {
     pub lists: Vec<ListRow>,
 }
 
+/// One member: an account, and the memberships that hold it on the list.
 pub struct MemberRow {
+    /// The account's canonical name (or, kept as text, the text).
+    pub principal: String,
+    /// The account's panel (`/console/accounts/…`).
+    pub account_href: String,
+    /// The other names the account is known by.
+    pub names: String,
+    /// How the account was resolved: `directory corp-dc: CN=…`, `domain rules`, or
+    /// `kept as text: no rule or directory places it`.
+    pub resolution: String,
+    pub added_at: String,
+    pub expires: String,
+    pub expired_at: String,
+    /// Every membership: who put it here, when, why, for which incident, until when.
+    pub memberships: Vec<MembershipRow>,
+    /// The directory accounts it was last pushed as (`DN on directory`).
+    pub resolved: Vec<String>,
+}
+
+pub struct MembershipRow {
+    /// As typed.
     pub principal: String,
     pub reason: String,
     pub incident: String,
@@ -94,9 +115,67 @@ pub struct MemberRow {
     pub added_by: String,
     pub added_at: String,
     pub expires: String,
-    pub expired_at: String,
-    /// The directory accounts the principal was last pushed as (`DN on directory`).
-    pub resolved: Vec<String>,
+}
+
+/// One account's panel (`/console/accounts/…`).
+#[derive(Template)]
+#[template(path = "console/account.html")]
+pub struct AccountPanel {
+    pub chrome: Chrome,
+    pub canonical: String,
+    pub key: String,
+    pub resolution: String,
+    pub names: String,
+    /// Whether warden has the account (listed now or before).
+    pub known: bool,
+    pub self_href: String,
+    pub service: String,
+    /// The decision for `service`, in words; empty when no service was asked.
+    pub decision: String,
+    pub listings: Vec<ListingRow>,
+    pub released: Vec<ReleaseRow>,
+    pub rows: Vec<RowHoldRow>,
+    pub policies: Vec<PolicyHoldRow>,
+    pub surfaces: Vec<SurfaceRow>,
+}
+
+pub struct ListingRow {
+    pub list: String,
+    pub href: String,
+    pub state: String,
+    pub since: String,
+    pub expires: String,
+    pub memberships: Vec<MembershipRow>,
+}
+
+pub struct ReleaseRow {
+    pub list: String,
+    pub membership: MembershipRow,
+    /// When, by whom, why.
+    pub released: String,
+}
+
+pub struct RowHoldRow {
+    pub data_set: String,
+    pub key: String,
+    pub how: String,
+}
+
+pub struct PolicyHoldRow {
+    pub policy: String,
+    pub action: String,
+    pub services: String,
+    pub blocks: String,
+}
+
+pub struct SurfaceRow {
+    pub surface: String,
+    pub target: String,
+    pub state: String,
+    pub since: String,
+    pub detail: String,
+    /// Asked live: whether the directory holds it now.
+    pub now: String,
 }
 
 /// A list's members: on the list page, and alone as its live fragment.
@@ -306,6 +385,9 @@ pub struct PolicyRow {
 
 pub struct Tested {
     pub outcome: &'static str,
+    /// The account name the principal was compared as, and its panel.
+    pub account: String,
+    pub account_href: String,
     pub matched: Vec<String>,
     pub snapshot_version: u64,
 }
@@ -337,6 +419,8 @@ pub struct AuditRow {
 #[template(path = "console/audit.html")]
 pub struct Audit {
     pub chrome: Chrome,
+    /// Any name of an account: the records about it.
+    pub account: String,
     pub actor: String,
     pub action: String,
     pub target: String,
