@@ -40,7 +40,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -151,6 +151,8 @@ pub struct Gateway {
     sessions: console::session::Sessions,
     /// The console's single sign-on.
     sso: console::sso::Sso,
+    /// Requests and connections counted (held here: every request records one).
+    http_metrics: Arc<admin::HttpMetrics>,
 }
 
 /// The `[server]` limits a request is held to, read from the configuration in force so that a
@@ -173,7 +175,9 @@ impl Gateway {
             config.server.max_connections,
             config.server.max_connections_per_client,
         );
+        let http_metrics = warden.metrics().get::<admin::HttpMetrics>();
         Gateway {
+            http_metrics,
             warden,
             services,
             caps,
@@ -215,6 +219,7 @@ impl Gateway {
             connection: listener::Timeouts {
                 write: s.write_timeout,
                 idle: s.idle_timeout,
+                head: s.header_read_timeout,
             },
             anonymous_decisions: s.anonymous_decisions,
         }
@@ -401,16 +406,7 @@ async fn dispatch(
     };
     let caller = match authorize(gw, route.access, &parts.headers, peer, route.path) {
         Ok(c) => c,
-        Err(p) => {
-            let mut resp = problem::render(route.path, p);
-            if resp.status() == StatusCode::UNAUTHORIZED {
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"warden\""),
-                );
-            }
-            return (route.path, resp);
-        }
+        Err(p) => return (route.path, refusal(route.path, p)),
     };
     let body = if matches!(parts.method, Method::POST | Method::PUT | Method::DELETE) {
         match read_body(body, &parts.headers, gw.limits().max_body_bytes).await {
@@ -443,6 +439,58 @@ async fn dispatch(
         }
     }
     (route.path, resp)
+}
+
+/// The answer to a caller [`authorize`] turned away (a 401 says how to authenticate).
+fn refusal(route: &'static str, p: Problem) -> Response {
+    let mut resp = problem::render(route, p);
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"warden\""),
+        );
+    }
+    resp
+}
+
+/// A decision answered without waiting for anything: `GET` (or `HEAD`) `/v1/decision` or
+/// `/v1/authz` without `min_revision`, routed and authorised as [`dispatch`] does. It runs
+/// in the connection's own poll, with no request timeout to arm (there is nothing to wait
+/// for) and without the dispatch future, which holds room for every handler's state and
+/// would be kilobytes to set up per request. `None`: [`dispatch`] answers it.
+fn decide_now(
+    gw: &Gateway,
+    req: &hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Option<(&'static str, Response)> {
+    let query = req.uri().query().unwrap_or("");
+    if query.contains("min_revision") {
+        return None;
+    }
+    let Ok(Matched::Route(route, params)) = routes::find(req.method(), req.uri().path()) else {
+        return None;
+    };
+    let authz = match route.handler {
+        Handler::Decision => false,
+        Handler::Authz => true,
+        _ => return None,
+    };
+    let caller = match authorize(gw, route.access, req.headers(), peer, route.path) {
+        Ok(c) => c,
+        Err(p) => return Some((route.path, refusal(route.path, p))),
+    };
+    let call = Call {
+        gw,
+        params,
+        query,
+        headers: req.headers(),
+        method: req.method(),
+        body: Bytes::new(),
+        caller,
+        peer,
+    };
+    let resp = decisions::single(&call, authz).unwrap_or_else(|p| problem::render(route.path, p));
+    Some((route.path, resp))
 }
 
 async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> {
@@ -510,36 +558,114 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
     }
 }
 
-async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
-    let is_head = req.method() == Method::HEAD;
-    // The same comparison the route table makes: this is every request that reaches (or, with
-    // another method, would reach) these handlers.
-    let authz = is_authz_path(req.uri().path());
-    let decision_route = authz || req.uri().path() == DECISION_PATH;
+/// What every answer goes through on its way out, whichever path made it.
+#[derive(Clone, Copy)]
+struct Shape {
+    is_head: bool,
+    authz: bool,
+    decision_route: bool,
+}
+
+impl Shape {
+    fn of(req: &hyper::Request<Incoming>) -> Shape {
+        // The same comparison the route table makes: this is every request that reaches (or,
+        // with another method, would reach) the decision handlers.
+        let authz = is_authz_path(req.uri().path());
+        Shape {
+            is_head: req.method() == Method::HEAD,
+            authz,
+            decision_route: authz || req.uri().path() == DECISION_PATH,
+        }
+    }
+
+    /// The decision contract kept, the answer counted, a `HEAD`'s body dropped.
+    fn finish(
+        self,
+        gw: &Gateway,
+        route: &'static str,
+        mut resp: Response,
+        peer: SocketAddr,
+    ) -> Response {
+        if self.decision_route {
+            decision_contract(self.authz, &mut resp);
+        }
+        gw.http_metrics.response(route, resp.status().as_u16());
+        tracing::trace!(%peer, route, status = resp.status().as_u16());
+        if self.is_head {
+            *resp.body_mut() = Full::new(Bytes::new());
+        }
+        resp
+    }
+}
+
+/// A request's answer as hyper awaits it: made at once (a decision that waits for nothing,
+/// [`decide_now`]), or on its way ([`answer`], boxed: its future holds room for every
+/// handler's state).
+enum Answering {
+    Now(std::future::Ready<Response>),
+    Later(std::pin::Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl Future for Answering {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Answering::Now(ready) => std::pin::Pin::new(ready).poll(cx).map(Ok),
+            Answering::Later(later) => later.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// Answers at once what waits for nothing: no task state, no request timeout, no clone of
+/// the gateway or of the connection's watch (nothing can read the connection while the answer
+/// is made in its own poll). Everything else is [`answer`]ed, the connection marked busy
+/// meanwhile so that a slow answer is not taken for an idle client.
+fn answering(
+    gw: &Arc<Gateway>,
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    watch: &listener::Watch,
+) -> Answering {
+    let shape = Shape::of(&req);
+    if shape.decision_route
+        && let Some((route, resp)) = decide_now(gw, &req, peer)
+    {
+        return Answering::Now(std::future::ready(shape.finish(gw, route, resp, peer)));
+    }
+    let gw = Arc::clone(gw);
+    let busy = watch.busy();
+    Answering::Later(Box::pin(async move {
+        let resp = answer(gw, req, peer, shape).await;
+        drop(busy);
+        resp
+    }))
+}
+
+async fn answer(
+    gw: Arc<Gateway>,
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    shape: Shape,
+) -> Response {
     let timeout = gw.limits().request_timeout;
-    let (route, mut resp) = match tokio::time::timeout(timeout, dispatch(&gw, req, peer)).await {
-        Ok(answered) => answered,
-        Err(_) => (
-            "timeout",
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the request was not answered within {timeout:?}; try again"),
-            )
-            .into_response(),
-        ),
-    };
-    if decision_route {
-        decision_contract(authz, &mut resp);
-    }
-    gw.warden
-        .metrics()
-        .get::<admin::HttpMetrics>()
-        .response(route, resp.status().as_u16());
-    tracing::trace!(%peer, route, status = resp.status().as_u16());
-    if is_head {
-        *resp.body_mut() = Full::new(Bytes::new());
-    }
-    resp
+    // Boxed: the dispatch future is large, and only moved once so.
+    let (route, resp) =
+        match tokio::time::timeout(timeout, Box::pin(dispatch(&gw, req, peer))).await {
+            Ok(answered) => answered,
+            Err(_) => (
+                "timeout",
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the request was not answered within {timeout:?}; try again"),
+                )
+                .into_response(),
+            ),
+        };
+    shape.finish(&gw, route, resp, peer)
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -550,7 +676,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let metrics = gateway.warden.metrics().get::<admin::HttpMetrics>();
+    let metrics = Arc::clone(&gateway.http_metrics);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -656,15 +782,10 @@ async fn connection(
             }
         }
     };
-    match served {
-        Ok(()) => watch.expired(),
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
-            watch
-                .expired()
-                .or(e.is_timeout().then_some(ConnectionDrop::HeaderTimeout))
-        }
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+    watch.expired()
 }
 
 async fn serve_connection<S>(
@@ -677,20 +798,11 @@ async fn serve_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = gw.limits().header_read_timeout;
-    let service = service_fn(move |req| {
-        let gw = Arc::clone(&gw);
-        // The connection is not idle while its answer is being made.
-        let busy = watch.busy();
-        async move {
-            let resp = answer(gw, req, peer).await;
-            drop(busy);
-            Ok::<_, Infallible>(resp)
-        }
-    });
+    let service = service_fn(move |req| answering(&gw, req, peer, &watch));
+    // The header read timeout is the head clock of `listener::Deadlines`, not hyper's, whose
+    // timer is armed and cancelled per request.
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(None)
         .serve_connection(TokioIo::new(stream), service);
     graceful.watch(conn).await
 }
