@@ -39,6 +39,8 @@
 //! - [`sync`]: one push, pull or MX push run; directory status.
 //! - [`operations`]: every use case that changes warden, once.
 //! - [`services`]: background loops under one [`services::Supervisor`].
+//! - [`front`]: the front-end kit — one answer, the session registry and its re-check, the
+//!   listener, the ending, the aggregated refusals.
 //! - [`gate`]: the PostgreSQL gate (a front end; below [`http`], which shows its sessions).
 //! - [`http`]: the hyper gateway.
 //!
@@ -74,5 +76,10 @@ pub mod operations;
 
 pub mod services;
 
+pub mod front;
+
 pub mod gate;
 pub mod http;
+pub mod mysql;
+
+pub mod server;

@@ -122,8 +122,8 @@ mod reference {
             .collect()
     }
 
-    /// The account a principal names under the default identity rules (DESIGN.md, "Identity:
-    /// one account, every name"; the seed's rule, no configured domain, no default domain):
+    /// The account a principal names under the default identity rules (docs/ARCHITECTURE.md,
+    /// "Several domains"; the seed's rule, no configured domain, no default domain):
     /// `DOMAIN\user` is the upper-cased NetBIOS domain's user, or, where the domain is a DNS
     /// name, its first label's; `user@suffix` is the first label of the suffix's user; a bare
     /// name, a DN-looking string (with `=`) or a part left empty is itself.

@@ -3,18 +3,19 @@
 //!
 //! Anyone who can reach the listener can send a bogus `Authorization` header, so a refusal
 //! must cost the gateway almost nothing: [`Denials::record`] adds one to an in-memory count
-//! keyed by (source IP, action, actor, reason, route) and returns. A background service
+//! ([`crate::base::tally`], the bounded tally the gates' refusals use too) keyed by (source IP,
+//! action, actor, reason, route) and returns. A background service
 //! ([`crate::services::audit`]) calls [`Denials::flush`] once a minute (and on shutdown), which
 //! turns each key into ONE audit record carrying the count, in one transaction. The map holds
 //! at most [`DENIALS_MAX`] keys; refusals beyond that fold into one `other` bucket per action
 //! and reason (source unknown), so memory is bounded whatever a caller varies, and the
 //! overflow is counted.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::base::actor::Actor;
+use crate::base::tally::{Count, Tally};
 use crate::base::time::now_ms;
 use crate::store::{AuditRecord, Store, StoreError};
 
@@ -105,24 +106,31 @@ struct Key {
     needs: Option<&'static str>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Tally {
-    count: u64,
-    first_ms: i64,
-    last_ms: i64,
-}
-
-#[derive(Default)]
-struct Pending {
-    tallies: HashMap<Key, Tally>,
-    /// Refusals folded into an overflow bucket since the last flush.
-    overflowed: u64,
+impl Key {
+    /// The bucket a refusal goes to once the tally is full: one per refusal reason, source
+    /// unknown.
+    fn overflow(self) -> Key {
+        Key {
+            source: None,
+            actor: "other".to_owned(),
+            refusal: self.refusal,
+            route: "other",
+            needs: None,
+        }
+    }
 }
 
 /// The refusals not yet audited.
-#[derive(Default)]
 pub struct Denials {
-    pending: Mutex<Pending>,
+    pending: Mutex<Tally<Key>>,
+}
+
+impl Default for Denials {
+    fn default() -> Denials {
+        Denials {
+            pending: Mutex::new(Tally::new(DENIALS_MAX)),
+        }
+    }
 }
 
 /// What one flush wrote.
@@ -145,45 +153,22 @@ impl Denials {
         route: &'static str,
         needs: Option<&'static str>,
     ) -> bool {
-        let at = now_ms();
-        let mut key = Key {
+        let key = Key {
             source: Some(source),
             actor: actor.to_owned(),
             refusal,
             route,
             needs,
         };
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let overflow = !pending.tallies.contains_key(&key) && pending.tallies.len() >= DENIALS_MAX;
-        if overflow {
-            key = Key {
-                source: None,
-                actor: "other".to_owned(),
-                refusal,
-                route: "other",
-                needs: None,
-            };
-            pending.overflowed += 1;
-        }
-        let tally = pending.tallies.entry(key).or_insert(Tally {
-            count: 0,
-            first_ms: at,
-            last_ms: at,
-        });
-        tally.count += 1;
-        tally.last_ms = at;
-        overflow
+        self.lock().record(key, now_ms(), (), Key::overflow)
     }
 
     /// How many refusals wait to be audited.
     pub fn pending(&self) -> u64 {
-        self.lock().tallies.values().map(|t| t.count).sum()
+        self.lock().pending()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tally<Key>> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -194,53 +179,46 @@ impl Denials {
     /// store fails, the tallies are put back (merged with any counted meanwhile) for the next
     /// flush.
     pub fn flush(&self, store: &Store) -> Result<Flushed, StoreError> {
-        let taken = std::mem::take(&mut *self.lock());
-        if taken.tallies.is_empty() {
+        let taken = self.lock().take();
+        if taken.counts.is_empty() {
             return Ok(Flushed::default());
         }
-        let mut records: Vec<AuditRecord> = taken
-            .tallies
-            .iter()
-            .map(|(k, t)| {
-                let actor = Actor::new(k.actor.clone(), k.source.map(|ip| ip.to_string()));
-                let mut detail = serde_json::json!({
-                    "reason": k.refusal.as_str(),
-                    "count": t.count,
-                    "first_ms": t.first_ms,
-                    "last_ms": t.last_ms,
-                    "route": k.route,
-                });
-                if let Some(needs) = k.needs {
-                    detail["needs"] = needs.into();
-                }
-                if k.source.is_none() {
-                    detail["overflow"] = true.into();
-                }
-                let mut r = AuditRecord::new(&actor, k.refusal.action(), k.route, detail)
-                    .with_outcome("denied");
-                r.at_ms = t.first_ms;
-                r
-            })
-            .collect();
+        let mut records: Vec<AuditRecord> = taken.counts.iter().map(record).collect();
         records.sort_by_key(|r| r.at_ms);
         let flushed = Flushed {
             records: records.len(),
-            refusals: taken.tallies.values().map(|t| t.count).sum(),
+            refusals: taken.events(),
         };
         match store.audited(|_| Ok::<_, StoreError>(()), |()| records) {
             Ok(()) => Ok(flushed),
             Err(e) => {
-                let mut pending = self.lock();
-                for (k, t) in taken.tallies {
-                    let e = pending.tallies.entry(k).or_insert(Tally { count: 0, ..t });
-                    e.count += t.count;
-                    e.first_ms = e.first_ms.min(t.first_ms);
-                }
-                pending.overflowed += taken.overflowed;
+                self.lock().restore(taken);
                 Err(e)
             }
         }
     }
+}
+
+/// The audit record of one key's refusals.
+fn record((k, t): &(Key, Count<()>)) -> AuditRecord {
+    let actor = Actor::new(k.actor.clone(), k.source.map(|ip| ip.to_string()));
+    let mut detail = serde_json::json!({
+        "reason": k.refusal.as_str(),
+        "count": t.count,
+        "first_ms": t.first_ms,
+        "last_ms": t.last_ms,
+        "route": k.route,
+    });
+    if let Some(needs) = k.needs {
+        detail["needs"] = needs.into();
+    }
+    if k.source.is_none() {
+        detail["overflow"] = true.into();
+    }
+    let mut r =
+        AuditRecord::new(&actor, k.refusal.action(), k.route, detail).with_outcome("denied");
+    r.at_ms = t.first_ms;
+    r
 }
 
 #[cfg(test)]
@@ -291,8 +269,8 @@ mod tests {
             let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             d.record(ip, "anonymous", Refusal::Invalid, "/v1/lists", None);
         }
-        assert_eq!(d.lock().tallies.len(), DENIALS_MAX + 1);
-        assert_eq!(d.lock().overflowed, u64::from(extra));
+        assert_eq!(d.lock().len(), DENIALS_MAX + 1);
+        assert_eq!(d.lock().overflowed(), u64::from(extra));
         let flushed = d.flush(&store).unwrap();
         assert_eq!(flushed.refusals, u64::from(DENIALS_MAX as u32 + extra));
         // DENIALS_MAX + 1 records is one more than a read returns (oldest first), and the

@@ -259,6 +259,17 @@ impl Identity {
     }
 }
 
+/// Whether `name` is its own canonical account name up to ASCII case, under any rules: a
+/// `DOMAIN\user` whose domain has no `.` (a NetBIOS name, not a DNS one). Its canonical name
+/// is the name itself or the name with the domain spelled as the rules spell it (a configured
+/// spelling, or upper case): [`Identity::canonical`] changes nothing else in it. So a
+/// case-insensitive lookup may use the name as written (`MemberIndex::contains_as_account`
+/// does, deciding this in the pass that hashes the name).
+pub fn is_canonical_up_to_case(name: &str) -> bool {
+    name.split_once('\\')
+        .is_some_and(|(domain, _)| !domain.contains('.'))
+}
+
 fn upper(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_lowercase()) {
         Cow::Owned(s.to_ascii_uppercase())
@@ -378,6 +389,53 @@ mod tests {
                 assert_eq!(id.canonical(&once), once, "{name}");
             }
         }
+    }
+
+    /// Every short name over the characters canonicalisation looks at, under rules with and
+    /// without configured domains and a default: a name [`is_canonical_up_to_case`] lets a
+    /// lookup use as written canonicalises to itself up to ASCII case.
+    #[test]
+    fn names_canonical_up_to_case_only_change_case() {
+        let partner = Domain {
+            netbios: "Partner".into(),
+            dns: "partner.test".into(),
+            upn_suffixes: vec![],
+        };
+        let mut with_partner = corp().domains().to_vec();
+        with_partner.push(partner);
+        let rules = [
+            Identity::default(),
+            corp(),
+            Identity::new(with_partner.clone(), SuffixRule::FirstLabel, Some(1)),
+            Identity::new(with_partner, SuffixRule::Listed, None),
+        ];
+        let alphabet = ['a', 'P', '\\', '.', '@', '=', 'é', 'c'];
+        let mut names = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = names
+                .iter()
+                .filter(|n| n.chars().count() == names.last().map_or(0, |l| l.chars().count()))
+                .flat_map(|n| alphabet.iter().map(move |c| format!("{n}{c}")))
+                .collect();
+            names.extend(longer);
+        }
+        names
+            .extend(["corp\\alice", "PaRtNeR\\bob", "CORP\\a@corp.example.test"].map(String::from));
+        let mut checked = 0;
+        for name in names.iter().filter(|n| is_canonical_up_to_case(n)) {
+            for id in &rules {
+                let canonical = id.canonical(name);
+                assert!(
+                    canonical.eq_ignore_ascii_case(name),
+                    "{name:?} canonicalises to {canonical:?} under {id:?}"
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked > 1000, "{checked}");
+        assert!(!is_canonical_up_to_case("corp.example.test\\alice"));
+        assert!(!is_canonical_up_to_case("alice@corp.example.test"));
+        assert!(!is_canonical_up_to_case("alice"));
     }
 
     #[test]

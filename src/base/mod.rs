@@ -3,7 +3,8 @@
 //! ([`time`]), severities ([`severity`]) and closed word lists ([`word`]), JSON string escaping
 //! ([`json`]), retry with backoff ([`retry`]), distinguished names ([`dn`]) and LDAP escaping
 //! ([`escape`]), principals ([`principal`]), which names are one account ([`identity`]), secrets
-//! ([`secret`]) and certificate pins ([`fingerprint`]).
+//! ([`secret`]) and certificate pins ([`fingerprint`]), and the bounded tally every aggregated
+//! audit counts in ([`tally`]).
 //!
 //! Nothing here imports another warden module outside `base`: it is the bottom layer
 //! (docs/ARCHITECTURE.md).
@@ -19,5 +20,6 @@ pub mod principal;
 pub mod retry;
 pub mod secret;
 pub mod severity;
+pub mod tally;
 pub mod time;
 pub mod word;

@@ -1,7 +1,9 @@
-//! `[[gates]]`: the PostgreSQL gates (`src/gate`) — each a listener that refuses and ends the
-//! sessions of users a policy blocks and relays everyone else's to its upstream server: where
-//! it listens and with which certificate, the upstream and how it is reached, the `service`
-//! its decisions are scoped by, and its limits.
+//! `[[gates]]`: the database gates — each a listener that refuses and ends the sessions of
+//! users a policy blocks and relays everyone else's to its upstream server, speaking
+//! PostgreSQL (`src/gate`, the default) or MariaDB/MySQL (`protocol = "mysql"`, `src/mysql`):
+//! where it listens and with which certificate, the upstream and how it is reached, the
+//! `service` its decisions are scoped by, its limits, and for MySQL the control account that
+//! stops a blocked session's statement on the server.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,14 +14,16 @@ use super::KeyPath;
 use super::check::Ctx;
 use super::identity::logins_domain;
 use super::listener::{self, TlsFiles, TlsPair};
-use super::outbound::{UpstreamTls, UpstreamTlsKeys, UpstreamTlsRef, host_port};
+use super::outbound::{SecretRef, UpstreamTls, UpstreamTlsKeys, UpstreamTlsRef, host_port};
 use crate::base::identity::Identity;
+use crate::base::secret::SecretSource;
 use crate::model::policy::{Field, Policy};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Raw {
     name: String,
+    protocol: Option<String>,
     listen: String,
     upstream: String,
     service: String,
@@ -33,8 +37,44 @@ pub(super) struct Raw {
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
     idle_timeout: Option<String>,
+    control_user: Option<String>,
+    control_password: Option<toml::Value>,
+    control_password_file: Option<String>,
+    control_password_env: Option<String>,
     /// The NetBIOS name of the `[[domains]]` entry bare logins through this gate belong to.
     domain: Option<String>,
+}
+
+/// The wire protocol a gate speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateProtocol {
+    /// PostgreSQL protocol v3 (`src/gate`).
+    Postgres,
+    /// The MariaDB/MySQL client/server protocol (`src/mysql`).
+    Mysql,
+}
+
+impl GateProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateProtocol::Postgres => "postgresql",
+            GateProtocol::Mysql => "mysql",
+        }
+    }
+}
+
+crate::base::word::words!(GateProtocol, "postgresql, mysql", {
+    "postgresql" => GateProtocol::Postgres,
+    "mysql" => GateProtocol::Mysql,
+});
+
+/// The account a MySQL gate logs in with to stop a blocked session's statement on the server
+/// (`KILL CONNECTION`): it needs the `CONNECTION ADMIN` privilege (MariaDB; `SUPER` before 10.5),
+/// and authenticates with `mysql_native_password`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlAccount {
+    pub user: String,
+    pub password: SecretSource,
 }
 
 /// `[[gates]]`: a PostgreSQL gate (`src/gate`) — a listener that refuses and ends the sessions
@@ -42,6 +82,7 @@ pub(super) struct Raw {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateConfig {
     pub name: String,
+    pub protocol: GateProtocol,
     pub listen: SocketAddr,
     /// The upstream server as written (`host:port`).
     pub upstream: String,
@@ -62,6 +103,9 @@ pub struct GateConfig {
     /// End a session with no statement outstanding on the server and no traffic this long; a
     /// long query or a pipeline the server still works on is not idle.
     pub idle_timeout: Option<Duration>,
+    /// MySQL: the control account that stops a blocked session's statement; without one, the
+    /// gate closes the upstream connection and the server stops the statement when it notices.
+    pub control: Option<ControlAccount>,
     /// The domain bare logins through this gate belong to (its `domain`, else the default
     /// domain): the login `alice` is decided as the account `CORP\alice`.
     pub domain: Option<String>,
@@ -124,7 +168,15 @@ pub(super) fn check(
 fn gate(ctx: &mut Ctx<'_>, context: &Context<'_>, path: KeyPath, mut g: Raw) -> Option<GateConfig> {
     let errors = ctx.error_count();
     let domain = domain(ctx, context, &path, &g);
-    let listen = listener::address(ctx, path.key("listen"), &g.listen, "127.0.0.1:6432");
+    let protocol = match g.protocol.as_deref() {
+        None => Some(GateProtocol::Postgres),
+        Some(word) => ctx.word::<GateProtocol>(path.key("protocol"), word),
+    };
+    let example = match protocol {
+        Some(GateProtocol::Mysql) => "127.0.0.1:3307",
+        _ => "127.0.0.1:6432",
+    };
+    let listen = listener::address(ctx, path.key("listen"), &g.listen, example);
     let upstream = host_port(&g.upstream);
     if upstream.is_none() {
         ctx.err(
@@ -163,11 +215,13 @@ fn gate(ctx: &mut Ctx<'_>, context: &Context<'_>, path: KeyPath, mut g: Raw) -> 
     }
     .check(ctx, &path);
     let limits = limits(ctx, &path, &g);
-    let ((upstream_host, upstream_port), upstream_tls, listen) =
-        (upstream?, upstream_tls?, listen?);
+    let control = control(ctx, &path, protocol, &mut g);
+    let ((upstream_host, upstream_port), upstream_tls, listen, protocol) =
+        (upstream?, upstream_tls?, listen?, protocol?);
     Some(GateConfig {
         domain,
         name: g.name,
+        protocol,
         listen,
         upstream: g.upstream,
         upstream_host,
@@ -181,7 +235,55 @@ fn gate(ctx: &mut Ctx<'_>, context: &Context<'_>, path: KeyPath, mut g: Raw) -> 
         max_connections: limits.max_connections,
         max_connections_per_client: limits.max_connections_per_client,
         idle_timeout: limits.idle_timeout,
+        control,
     })
+}
+
+/// `control_user` and its password (a MySQL gate's only): both or neither.
+fn control(
+    ctx: &mut Ctx<'_>,
+    path: &KeyPath,
+    protocol: Option<GateProtocol>,
+    g: &mut Raw,
+) -> Option<ControlAccount> {
+    let password = SecretRef {
+        name: "control_password",
+        inline: g.control_password.is_some(),
+        file: g.control_password_file.take(),
+        env: g.control_password_env.take(),
+    };
+    let given = password.inline || password.file.is_some() || password.env.is_some();
+    if protocol == Some(GateProtocol::Postgres) && (given || g.control_user.is_some()) {
+        let key = if given {
+            "control_password_file"
+        } else {
+            "control_user"
+        };
+        ctx.err(
+            path.key(key),
+            "is used by protocol = \"mysql\" only (a PostgreSQL gate cancels with the \
+             session's own cancel key)",
+        );
+        return None;
+    }
+    match g.control_user.take() {
+        Some(user) if !user.is_empty() => {
+            let password = password.check(ctx, path)?;
+            Some(ControlAccount { user, password })
+        }
+        Some(_) => {
+            ctx.err(path.key("control_user"), "must not be empty");
+            None
+        }
+        None if given => {
+            ctx.err(
+                path.key("control_user"),
+                "is required with control_password_file / control_password_env",
+            );
+            None
+        }
+        None => None,
+    }
 }
 
 /// The domain the gate's bare logins belong to: its `domain`, else the default domain. A gate
@@ -200,7 +302,7 @@ fn domain(ctx: &mut Ctx<'_>, context: &Context<'_>, path: &KeyPath, g: &Raw) -> 
         ctx.err(
             path,
             format!(
-                "the gate's logins are bare PostgreSQL user names (alice), which belong to no \
+                "the gate's logins are bare database user names (alice), which belong to no \
                  domain here, so they would match no listed account (CORP\\alice) and a \
                  listed user would log in; set domain = \"CORP\" on this gate (a [[domains]] \
                  entry), or default = true on the [[domains]] entry bare names belong to \

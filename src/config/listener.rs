@@ -62,10 +62,10 @@ pub(super) fn address(
 }
 
 /// Every listener's address, first come first served: a later one on an address an earlier
-/// one holds is told at its `listen` key.
+/// one holds is told at its `listen` key. Port 0 (any free port, as tests listen) never
+/// collides.
 pub(super) fn distinct(ctx: &mut Ctx<'_>, listeners: &[(KeyPath, SocketAddr)]) {
     for (i, (path, listen)) in listeners.iter().enumerate() {
-        // Port 0 is "any free port": the kernel never hands two listeners the same one.
         if listen.port() != 0 && listeners[..i].iter().any(|(_, earlier)| earlier == listen) {
             ctx.err(
                 path.key("listen"),

@@ -46,7 +46,7 @@ pub use databases::{DatabaseConfig, RoleMappingConfig};
 pub use decision_log::DecisionLogConfig;
 pub use directories::DirectoryConfig;
 pub use events::{EventFormat, EventsConfig, SinkConfig, SinkTransport};
-pub use gates::GateConfig;
+pub use gates::{ControlAccount, GateConfig, GateProtocol};
 pub use imperva::{ImpervaConfig, ImpervaPush};
 pub use listener::TlsFiles;
 pub use lists::ListConfig;

@@ -136,12 +136,25 @@ struct CompiledCriterion {
 }
 
 impl CompiledCriterion {
-    #[inline]
+    /// Whether the index holds `value` — for a principal, its account: the common
+    /// `DOMAIN\user` is looked up as written, classified in the pass that hashes it
+    /// ([`MemberIndex::contains_as_account`]); any other form is canonicalised first.
+    #[inline(always)]
     fn contains(&self, value: &str) -> bool {
         match &self.accounts {
             None => self.index.contains(value),
-            Some(identity) => self.index.contains(&identity.canonical(value)),
+            Some(identity) => match self.index.contains_as_account(value) {
+                Some(found) => found,
+                None => self.contains_canonical(identity, value),
+            },
         }
+    }
+
+    /// The lookup of a principal that needs its canonical name first. Out of line, so that
+    /// the common lookup above stays small enough to inline into `decide`.
+    #[inline(never)]
+    fn contains_canonical(&self, identity: &Identity, value: &str) -> bool {
+        self.index.contains(&identity.canonical(value))
     }
 
     #[inline]

@@ -55,34 +55,29 @@
 //! it again on the new configuration. Open sessions are not ended by that (nor by shutdown's
 //! drain: they end when warden exits); they keep being checked against every new snapshot.
 //!
-//! **Audit.** Anyone who can reach the gate can make it refuse, so a refusal never costs one
-//! store write: refusals of blocked users and sessions ended by policy are tallied in a
-//! bounded in-memory map (by gate, user, policy; at most [`MAX_TALLY`] keys, the rest counted
-//! as overflow) that each gate service writes to the audit log as one `gate.refused` /
-//! `gate.ended` record per key with its count, every [`AUDIT_FLUSH`] and when it stops. Every
-//! refusal is also counted in metrics (`warden_gate_refused_total`) and logged.
+//! **The kit.** What is not PostgreSQL is the front-end kit's ([`crate::front`]): the
+//! decision on a login ([`front::answer_session`]), the session registry and the re-check on
+//! every swap, the listener with its caps and TLS, the ending sequence, and the aggregated
+//! audit of refusals (`gate.refused` / `gate.ended`, one record per key with its count). This
+//! module frames PostgreSQL: the start-up phase ([`startup`], [`login`]), the relay's message
+//! boundaries ([`wire`], [`relay`]), and PostgreSQL's ending — a `CancelRequest` stops the
+//! statement, FATAL 57P01 tells the client.
 
-mod ending;
 pub mod login;
-mod metrics;
 mod relay;
 pub mod startup;
 pub mod wire;
 
-pub use metrics::{GateCounters, GateMetrics};
-
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpStream;
 
-use crate::config::{GateConfig, UpstreamTls};
-use crate::decide::{Decision, Outcome, Request, Snapshot};
+use crate::config::{GateConfig, GateProtocol, UpstreamTls};
+use crate::front::{
+    self, Asking, GateCounters, GateMetrics, OverCap, SessionFront, Shared, ending,
+};
 use crate::runtime::Warden;
 use crate::services::{Ready, Service, Shutdown};
 use login::Login;
@@ -99,346 +94,48 @@ pub const UNDECIDED: &str =
 /// The message when the upstream cannot be reached.
 pub const UNREACHABLE: &str = "the database is unreachable through the gate";
 
-/// Most distinct (gate, user, policy, action) keys tallied between two audit flushes.
-pub const MAX_TALLY: usize = 1024;
-/// How often a gate service writes the tally to the audit log.
-pub const AUDIT_FLUSH: Duration = Duration::from_secs(10);
-
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 type Stream = Box<dyn Io>;
 
-/// One open session, as `GET /v1/gates` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionInfo {
-    pub user: String,
-    pub database: String,
-    pub application: Option<String>,
-    pub client: String,
-    pub since: String,
-    pub backend_pid: Option<u32>,
-}
-
-struct Entry {
-    info: SessionInfo,
-    secret: Option<Vec<u8>>,
-}
-
-/// The sessions of every gate; shared by the gate services and the HTTP gateway.
-#[derive(Clone, Default)]
-pub struct Gates(Arc<Registry>);
-
-#[derive(Default)]
-struct Registry {
-    next: AtomicU64,
-    sessions: Mutex<HashMap<String, HashMap<u64, Entry>>>,
-    tally: Mutex<Tally>,
-    /// Woken when a session is ended by policy: a gate service flushes the tally then rather
-    /// than at its next [`AUDIT_FLUSH`], so a containment receipt shows the ended session
-    /// within moments. Ending needs an authenticated session open, so this is bounded by the
-    /// sessions there are.
-    ended: tokio::sync::Notify,
-}
-
-/// What happened to whom, not yet in the audit log.
-#[derive(Default)]
-struct Tally {
-    counts: HashMap<TallyKey, TallyCount>,
-    /// Events beyond [`MAX_TALLY`] keys, by action.
-    overflow: HashMap<&'static str, u64>,
-}
-
-#[derive(Hash, PartialEq, Eq)]
-struct TallyKey {
-    action: &'static str,
-    gate: String,
-    user: String,
-    /// The account name the login was decided as (its audit record is about that account).
-    account: String,
-    policy: String,
-}
-
-struct TallyCount {
-    count: u64,
-    first_ms: i64,
-    last_ms: i64,
-    last_client: String,
-}
-
-impl Gates {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u64, Entry>>> {
-        self.0
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The open sessions of gate `name`, oldest first.
-    pub fn open_sessions(&self, name: &str) -> Vec<SessionInfo> {
-        let sessions = self.sessions();
-        let mut out: Vec<(u64, SessionInfo)> = sessions
-            .get(name)
-            .map(|m| m.iter().map(|(id, e)| (*id, e.info.clone())).collect())
-            .unwrap_or_default();
-        out.sort_by_key(|(id, _)| *id);
-        out.into_iter().map(|(_, s)| s).collect()
-    }
-
-    /// Registers an admitted session with its backend's key (for cancel requests).
-    fn register(&self, gate: &str, info: SessionInfo, key: Option<(u32, Vec<u8>)>) -> SessionGuard {
-        let id = self.0.next.fetch_add(1, Ordering::Relaxed);
-        let secret = key.map(|(_, secret)| secret);
-        self.sessions()
-            .entry(gate.to_owned())
-            .or_default()
-            .insert(id, Entry { info, secret });
-        SessionGuard {
-            gates: self.clone(),
-            gate: gate.to_owned(),
-            id,
-        }
-    }
-
-    /// Tallies one refusal or ended session for the audit log (never a store write here):
-    /// `user` is the name that was blocked, `account` the account it was decided as.
-    fn tally(
-        &self,
-        action: &'static str,
-        gate: &str,
-        who: (&str, &str),
-        client: &str,
-        policy: &str,
-    ) {
-        let (user, account) = who;
-        let mut tally = self.0.tally.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = TallyKey {
-            action,
-            gate: gate.to_owned(),
-            user: user.to_owned(),
-            account: account.to_owned(),
-            policy: policy.trim().trim_matches('"').to_owned(),
-        };
-        let now = crate::base::time::now_ms();
-        let full = tally.counts.len() >= MAX_TALLY;
-        match tally.counts.get_mut(&key) {
-            Some(c) => {
-                c.count += 1;
-                c.last_ms = now;
-                client.clone_into(&mut c.last_client);
-            }
-            None if full => *tally.overflow.entry(action).or_default() += 1,
-            None => {
-                tally.counts.insert(
-                    key,
-                    TallyCount {
-                        count: 1,
-                        first_ms: now,
-                        last_ms: now,
-                        last_client: client.to_owned(),
-                    },
-                );
-            }
-        }
-        drop(tally);
-        if action == "gate.ended" {
-            self.0.ended.notify_one();
-        }
-    }
-
-    /// Writes the tally to the audit log in one transaction and clears it.
-    fn flush_audit(&self, warden: &Warden) {
-        let tally =
-            std::mem::take(&mut *self.0.tally.lock().unwrap_or_else(PoisonError::into_inner));
-        if tally.counts.is_empty() && tally.overflow.is_empty() {
-            return;
-        }
-        let actor = crate::base::actor::Actor::system("gate");
-        let mut surfaces = Vec::new();
-        let mut records: Vec<crate::store::AuditRecord> = tally
-            .counts
-            .into_iter()
-            .map(|(k, c)| {
-                let record = crate::store::AuditRecord::new(
-                    &actor,
-                    k.action,
-                    &k.user,
-                    serde_json::json!({
-                        "gate": k.gate,
-                        "account": k.account,
-                        "policy": k.policy,
-                        "count": c.count,
-                        "first_ms": c.first_ms,
-                        "last_ms": c.last_ms,
-                        "last_client": c.last_client,
-                    }),
-                )
-                .with_outcome("denied");
-                // About the listed account the login is, and where its block landed.
-                match crate::operations::accounts::gate_event(
-                    warden, &k.gate, &k.account, k.action, c.count, c.first_ms,
-                ) {
-                    Some((key, surface)) => {
-                        surfaces.push(surface);
-                        record.about(&key)
-                    }
-                    None => record,
-                }
-            })
-            .collect();
-        for (action, count) in tally.overflow {
-            records.push(
-                crate::store::AuditRecord::new(
-                    &actor,
-                    action,
-                    "(more users)",
-                    serde_json::json!({ "count": count, "note": "tally full" }),
-                )
-                .with_outcome("denied"),
-            );
-        }
-        let n = records.len();
-        let written = warden
-            .store()
-            .audited(|store| store.record_surfaces(&surfaces), |_| records);
-        if let Err(e) = written {
-            tracing::error!(error = %e, records = n, "gate audit records not written");
-        }
-    }
-
-    /// Whether gate `name` relays the session of backend `pid` with this secret key.
-    fn knows_key(&self, gate: &str, pid: u32, secret: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        let sessions = self.sessions();
-        sessions.get(gate).is_some_and(|m| {
-            m.values().any(|e| {
-                e.info.backend_pid == Some(pid)
-                    && e.secret
-                        .as_deref()
-                        .is_some_and(|s| s.len() == secret.len() && bool::from(s.ct_eq(secret)))
-            })
-        })
-    }
-
-    /// One service per configured gate (for [`crate::services::Supervisor::with_configured`]).
-    pub fn services(&self, warden: &Arc<Warden>) -> Vec<Service> {
-        warden
-            .config()
-            .gates
-            .iter()
-            .map(|g| {
-                let (warden, gates, config) = (Arc::clone(warden), self.clone(), g.clone());
-                Service::new(format!("gate {}", g.name), move |shutdown, ready| {
-                    run(warden, gates, config, shutdown, ready)
-                })
-            })
-            .collect()
-    }
-}
-
-/// Removes its session from the registry when the session ends, however it ends.
-struct SessionGuard {
-    gates: Gates,
-    gate: String,
-    id: u64,
-}
-
-impl SessionGuard {
-    fn key(&self) -> Option<(u32, Vec<u8>)> {
-        let sessions = self.gates.sessions();
-        let e = sessions.get(&self.gate)?.get(&self.id)?;
-        Some((e.info.backend_pid?, e.secret.clone()?))
-    }
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        if let Some(m) = self.gates.sessions().get_mut(&self.gate) {
-            m.remove(&self.id);
-        }
-    }
+/// One service per configured PostgreSQL gate.
+pub fn services(warden: &Arc<Warden>, shared: &Shared) -> Vec<Service> {
+    front::gate_services(warden, shared, GateProtocol::Postgres, run)
 }
 
 /// What one running gate shares with its connections.
 struct Gate {
     warden: Arc<Warden>,
-    gates: Gates,
+    shared: Shared,
     config: GateConfig,
     counters: Arc<GateCounters>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     connector: Option<tokio_rustls::TlsConnector>,
-    per_client: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// Errors preparing a gate's TLS.
-#[derive(Debug, thiserror::Error)]
-pub enum GateTlsError {
-    #[error("gate certificate: {0}")]
-    Certificate(String),
-    #[error("upstream CA {path}: {message}")]
-    UpstreamCa { path: String, message: String },
-}
-
-fn acceptor(config: &GateConfig) -> Result<Option<tokio_rustls::TlsAcceptor>, GateTlsError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let Some(tls) = &config.tls else {
-        return Ok(None);
-    };
-    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| GateTlsError::Certificate(format!("{}: {e}", tls.cert_file.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| GateTlsError::Certificate(format!("{}: {e}", tls.key_file.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| GateTlsError::Certificate(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| GateTlsError::Certificate(e.to_string()))?;
-    // Direct TLS (PostgreSQL 17) requires it; after an SSLRequest clients may offer it too.
-    server.alpn_protocols = vec![b"postgresql".to_vec()];
-    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
-}
-
-fn connector(config: &GateConfig) -> Result<Option<tokio_rustls::TlsConnector>, GateTlsError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let UpstreamTls::Verify(path) = &config.upstream_tls else {
-        return Ok(None);
-    };
-    let fail = |message: String| GateTlsError::UpstreamCa {
-        path: path.display().to_string(),
-        message,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(e.to_string()))? {
-        roots
-            .add(cert.map_err(|e| fail(e.to_string()))?)
-            .map_err(|e| fail(e.to_string()))?;
+impl Gate {
+    /// Who `login` is, as its decisions read it.
+    fn asking(&self, login: &Login, client: &str) -> Asking {
+        Asking {
+            service: self.config.service.clone(),
+            names: login.names().map(str::to_owned).collect(),
+            applications: login.applications.clone(),
+            client_ip: client.to_owned(),
+            domain: self.config.domain.clone(),
+        }
     }
-    if roots.is_empty() {
-        return Err(fail("no certificate in the file".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(client))))
 }
 
 /// Runs one gate until `shutdown`: binds (retrying while the address is busy, e.g. during a
 /// reload), then accepts until told to stop. Open sessions outlive the listener.
 async fn run(
     warden: Arc<Warden>,
-    gates: Gates,
+    shared: Shared,
     config: GateConfig,
     mut shutdown: Shutdown,
     ready: Ready,
 ) {
-    let tls = acceptor(&config).and_then(|a| Ok((a, connector(&config)?)));
+    let tls = tls(&config);
     let (acceptor, connector) = match tls {
         Ok(t) => t,
         Err(e) => {
@@ -446,127 +143,48 @@ async fn run(
             return shutdown.requested().await;
         }
     };
-    let listener = loop {
-        match TcpListener::bind(config.listen).await {
-            Ok(l) => break l,
-            Err(e) => {
-                tracing::warn!(gate = %config.name, listen = %config.listen, error = %e, "cannot listen; retrying");
-                tokio::select! {
-                    () = shutdown.requested() => return,
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        }
-    };
-    // The bound address, not the configured one: `listen = "…:0"` asks for any free port.
-    let address = listener.local_addr().map_or(config.listen, |a| a);
-    tracing::info!(gate = %config.name, %address, upstream = %config.upstream, "gate listening");
-    let slots = Arc::new(Semaphore::new(config.max_connections));
     let gate = Arc::new(Gate {
         counters: warden.metrics().get::<GateMetrics>().gate(&config.name),
-        warden,
-        gates,
-        config,
+        warden: Arc::clone(&warden),
+        shared: shared.clone(),
+        config: config.clone(),
         acceptor,
         connector,
-        per_client: Mutex::new(HashMap::new()),
     });
-    ready.set();
-    let mut flush = tokio::time::interval(AUDIT_FLUSH);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.requested() => break,
-            _ = flush.tick() => {
-                flush_audit(&gate).await;
-                continue;
-            }
-            () = gate.gates.0.ended.notified() => {
-                flush_audit(&gate).await;
-                continue;
-            }
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "gate accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+    front::serve_gate(gate, &config, warden, shared, shutdown, ready).await;
+}
+
+type Tls = (
+    Option<tokio_rustls::TlsAcceptor>,
+    Option<tokio_rustls::TlsConnector>,
+);
+
+/// The gate's own TLS (with ALPN `postgresql`: PostgreSQL 17's direct TLS requires it, and
+/// after an SSLRequest clients may offer it too) and its upstream's.
+fn tls(config: &GateConfig) -> Result<Tls, front::tls::TlsError> {
+    let acceptor = match &config.tls {
+        Some(files) => Some(front::tls::acceptor(files, &[b"postgresql"])?),
+        None => None,
+    };
+    let connector = match &config.upstream_tls {
+        UpstreamTls::Verify(ca) => Some(front::tls::connector(ca)?),
+        UpstreamTls::Plain => None,
+    };
+    Ok((acceptor, connector))
+}
+
+impl SessionFront for Gate {
+    async fn over_cap(&self, mut stream: TcpStream, why: OverCap) {
+        self.counters.refused(why.as_str());
+        let message = match why {
+            OverCap::Listener => "too many connections through the gate",
+            OverCap::Client => "too many connections from this client through the gate",
         };
-        let _ = stream.set_nodelay(true);
-        let gate = Arc::clone(&gate);
-        let slot = Arc::clone(&slots).try_acquire_owned();
-        tokio::spawn(async move {
-            let mut stream = stream;
-            let Ok(_slot) = slot else {
-                gate.counters.refused("max_connections");
-                let _ = stream
-                    .write_all(&wire::fatal(
-                        "53300",
-                        "too many connections through the gate",
-                    ))
-                    .await;
-                return;
-            };
-            let Some(_client) = ClientSlot::take(&gate, peer.ip()) else {
-                gate.counters.refused("max_connections_per_client");
-                let _ = stream
-                    .write_all(&wire::fatal(
-                        "53300",
-                        "too many connections from this client through the gate",
-                    ))
-                    .await;
-                return;
-            };
-            connection(gate, stream, peer).await;
-        });
+        let _ = stream.write_all(&wire::fatal("53300", message)).await;
     }
-    flush_audit(&gate).await;
-    tracing::info!(gate = %gate.config.name, "gate stopped listening; open sessions continue");
-}
 
-async fn flush_audit(gate: &Arc<Gate>) {
-    let (gates, warden) = (gate.gates.clone(), Arc::clone(&gate.warden));
-    let _ = tokio::task::spawn_blocking(move || gates.flush_audit(&warden)).await;
-}
-
-/// One connection's place in the per-client cap.
-struct ClientSlot {
-    gate: Arc<Gate>,
-    ip: IpAddr,
-}
-
-impl ClientSlot {
-    fn take(gate: &Arc<Gate>, ip: IpAddr) -> Option<ClientSlot> {
-        let mut map = gate
-            .per_client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let n = map.entry(ip).or_insert(0);
-        if *n >= gate.config.max_connections_per_client {
-            return None;
-        }
-        *n += 1;
-        Some(ClientSlot {
-            gate: Arc::clone(gate),
-            ip,
-        })
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut map = self
-            .gate
-            .per_client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
+    async fn session(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        connection(self, stream, peer).await;
     }
 }
 
@@ -699,7 +317,11 @@ async fn finish(
 ) -> Result<Negotiated, (Option<Stream>, Refusal)> {
     match startup {
         Startup::Cancel { pid, secret } => {
-            if gate.gates.knows_key(&gate.config.name, pid, &secret) {
+            if gate
+                .shared
+                .sessions
+                .knows_key(&gate.config.name, pid, &secret)
+            {
                 forward_cancel(gate, pid, &secret).await;
             } else {
                 tracing::debug!(gate = %gate.config.name, pid, "cancel request for no session of this gate dropped");
@@ -769,81 +391,6 @@ async fn forward_cancel(gate: &Gate, pid: u32, secret: &[u8]) {
     }
 }
 
-/// The name of the first policy that blocked.
-fn blocking_policy(snapshot: &Snapshot, decision: &Decision) -> Option<String> {
-    decision
-        .matched
-        .iter()
-        .filter(|m| m.action == crate::model::policy::Action::Block)
-        .find_map(|m| snapshot.policy(m))
-        .map(|p| p.name.clone())
-}
-
-/// The decision on a whole login: every role name it asks for, with every application name
-/// it sets.
-enum Verdict {
-    Allow,
-    /// `user` (one of the login's names) is blocked by `policy` (its name).
-    Block {
-        user: String,
-        policy: Option<String>,
-    },
-    /// The snapshot cannot answer for `user`: not allow.
-    Undecided {
-        user: String,
-    },
-}
-
-impl Gate {
-    /// Decides `login` from the current snapshot: blocked when any name is, undecided when any
-    /// cannot be decided and none is blocked. `first` records every decision (the login's);
-    /// later checks record only what ends the session.
-    fn verdict(&self, login: &Login, client: &str, first: bool) -> Verdict {
-        let snapshot = self.warden.engine().snapshot();
-        let applications: Vec<Option<&str>> = if login.applications.is_empty() {
-            vec![None]
-        } else {
-            login
-                .applications
-                .iter()
-                .map(|a| Some(a.as_str()))
-                .collect()
-        };
-        let mut undecided = None;
-        for name in login.names() {
-            for application in &applications {
-                // A bare login is decided as the account of the gate's domain.
-                let account = self.config.account_name(name);
-                let mut request = Request::new(&self.config.service).db_user(&account);
-                request.source_app = *application;
-                request.client_ip = Some(client);
-                let decision = if first {
-                    self.warden.decide(&snapshot, &request)
-                } else {
-                    snapshot.decide(&request)
-                };
-                if !first && decision.outcome != Outcome::Allow {
-                    self.warden
-                        .record_decision(&snapshot, &request, &decision, Duration::ZERO);
-                }
-                match decision.outcome {
-                    Outcome::Allow => {}
-                    Outcome::Block => {
-                        return Verdict::Block {
-                            user: name.to_owned(),
-                            policy: blocking_policy(&snapshot, &decision),
-                        };
-                    }
-                    Outcome::Error => {
-                        undecided.get_or_insert_with(|| name.to_owned());
-                    }
-                }
-            }
-        }
-        undecided.map_or(Verdict::Allow, |user| Verdict::Undecided { user })
-    }
-}
-
 async fn refuse(gate: &Gate, stream: Option<Stream>, refusal: Refusal) {
     let Some(mut s) = stream else {
         return;
@@ -907,7 +454,7 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
     }
     // Subscribed before anything is decided: a swap from here on is seen by the relay, however
     // long the upstream takes to answer.
-    let snapshots = gate.warden.subscribe_snapshots();
+    let recheck = front::Recheck::subscribe(&gate.warden);
     let upstream = tokio::time::timeout(gate.config.startup_timeout, async {
         let mut up = connect_upstream(&gate).await?;
         up.write_all(&packet).await?;
@@ -928,5 +475,5 @@ async fn connection(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     let client = relay::Client { stream, peer, tls };
-    relay::relay(&gate, login, client, upstream, snapshots).await;
+    relay::relay(&gate, login, client, upstream, recheck).await;
 }

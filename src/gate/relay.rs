@@ -2,7 +2,9 @@
 //! through as whole messages, the gate decides at the server's first `ReadyForQuery` (after
 //! `AuthenticationOk`, so a client without the password never learns whether its user is
 //! listed), then both directions stream with their message boundaries tracked, and every
-//! snapshot swap decides again. How the session ends is [`super::ending`]'s.
+//! snapshot swap decides again ([`front::Recheck`]). How the session ends is the kit's
+//! ([`front::ending`]); the PostgreSQL parts — a `CancelRequest` stops the statement, FATAL
+//! tells the client — are handed to it here.
 //!
 //! **Before the decision** only authentication reaches the server: the client → server pump
 //! forwards whole password/SASL messages (`p`) and holds anything else until the session is
@@ -21,15 +23,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::GateCounters;
-use super::ending::{self, ClientOut, Ending};
 use super::login::Login;
-use super::{ENDED, Gate, REFUSED, SessionInfo, Stream, UNDECIDED, Verdict, wire};
+use super::{ENDED, Gate, REFUSED, Stream, UNDECIDED, wire};
 use crate::base::time::format_rfc3339;
+use crate::front::ending::{self, ClientOut, End, Ending, forward};
+use crate::front::refusals::Action;
+use crate::front::{self, GateCounters, Moment, Recheck, SessionInfo, Verdict};
 
 /// Largest message accepted while authentication runs (they are all small).
 const MAX_AUTH_MESSAGE: usize = 1 << 20;
@@ -230,7 +233,7 @@ fn authenticate(
                         login.add_role(name);
                     }
                 }
-                return Ok(match gate.verdict(login, client, false) {
+                return Ok(match decide(gate, login, client, Moment::Recheck) {
                     Verdict::Allow => Admission::Admitted { rest },
                     refused => Admission::Refused(by_policy(gate, login, client, refused, false)),
                 });
@@ -238,7 +241,7 @@ fn authenticate(
         };
         out.push(&now);
         if let refused @ (Verdict::Block { .. } | Verdict::Undecided { .. }) =
-            gate.verdict(login, client, true)
+            decide(gate, login, client, Moment::Admission)
         {
             return Ok(Admission::Refused(by_policy(
                 gate, login, client, refused, false,
@@ -248,21 +251,12 @@ fn authenticate(
     }
 }
 
-/// Why the session is ending.
-enum End {
-    /// The server closed, or its stream was not understood.
-    Closed,
-    /// The client hung up (or its stream was not understood).
-    ClientGone,
-    /// Refused at the decision after authentication.
-    Refused { words: Vec<u8> },
-    /// Blocked, or no longer decidable, on a snapshot swap.
-    Ended {
-        reason: &'static str,
-        words: Vec<u8>,
-    },
-    /// Waited on its client for `idle_timeout`.
-    Idle,
+/// Decides `login` from the snapshot in force now. At `AuthenticationOk` the decisions are the
+/// login's own ([`Moment::Admission`]: all recorded); at `ReadyForQuery` they only confirm it
+/// with the role the server reports, and record only a refusal.
+fn decide(gate: &Gate, login: &Login, client: &str, moment: Moment) -> Verdict {
+    let snapshot = gate.warden.engine().snapshot();
+    front::answer_session(&gate.warden, &snapshot, &gate.asking(login, client), moment)
 }
 
 /// The client side of a session.
@@ -273,14 +267,14 @@ pub(super) struct Client {
     pub tls: bool,
 }
 
-/// Relays one session whose start-up message `upstream` has been sent. `snapshots` was
+/// Relays one session whose start-up message `upstream` has been sent. `recheck` was
 /// subscribed before anything was decided, so no swap since is missed.
 pub(super) async fn relay(
     gate: &Arc<Gate>,
     mut login: Login,
     client: Client,
     upstream: Stream,
-    mut snapshots: watch::Receiver<u64>,
+    mut recheck: Recheck,
 ) {
     let peer = client.peer;
     let (cr, mut cw) = tokio::io::split(client.stream);
@@ -300,12 +294,12 @@ pub(super) async fn relay(
         ..Authentication::default()
     });
     let mut session = None;
+    // Who the admitted session is, for the re-check on every swap.
+    let mut asking = None;
     let mut bounds = wire::Boundaries::default();
     let mut out = ClientOut::default();
     let idle = gate.config.idle_timeout;
-    let mut idle_check = tokio::time::interval(idle.map_or(Duration::from_secs(3600), |d| {
-        (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
-    }));
+    let mut idle_check = ending::idle_ticker(idle);
     let mut buf = vec![0u8; 16 * 1024];
     let end = loop {
         tokio::select! {
@@ -329,6 +323,7 @@ pub(super) async fn relay(
                         let _ = bounds.advance(&done.held, false);
                         out.push(&done.held);
                         session = Some(open_session(gate, &login, peer, done.key));
+                        asking = Some(gate.asking(&login, &client_ip));
                         let _ = admit.send(true);
                         Some(rest)
                     }
@@ -338,32 +333,26 @@ pub(super) async fn relay(
                     }
                 };
                 let chunk = rest.as_deref().unwrap_or(&buf[..n]);
-                let counted = {
-                    let mut s = flow.state();
-                    bounds.advance_with(chunk, false, |kind| Flow::server_message(&mut s, kind))
-                };
-                if let Err(e) = counted {
+                if let Err(e) = server_bytes(&flow, &mut bounds, &mut out, chunk) {
                     tracing::warn!(gate = %gate.config.name, error = %e, "server stream not understood; session closed");
                     break End::Closed;
                 }
-                out.push(chunk);
             }
             written = out.progress(&mut cw), if out.pending() => match written {
                 Ok(n) => gate.counters.relayed_to_client(n),
                 Err(_) => break End::ClientGone,
             },
-            changed = snapshots.changed(), if session.is_some() => {
-                if changed.is_err() {
-                    break End::Closed;
-                }
-                match gate.verdict(&login, &client_ip, false) {
-                    Verdict::Allow => {}
-                    ended => break by_policy(gate, &login, &client_ip, ended, true),
+            ended = async { recheck.blocked(&gate.warden, asking.as_ref()?).await }, if asking.is_some() => {
+                match ended {
+                    Some(ended) => break by_policy(gate, &login, &client_ip, ended, true),
+                    None => break End::Closed,
                 }
             }
             _ = idle_check.tick(), if session.is_some() && idle.is_some() => {
                 if idle.is_some_and(|limit| flow.idle_for(limit)) {
-                    break End::Idle;
+                    break End::Idle {
+                        words: wire::fatal("57P05", "terminating connection due to idle timeout of the gate"),
+                    };
                 }
             }
             _ = async { client_pump.as_mut()?.await.ok() }, if client_pump.is_some() => {
@@ -372,34 +361,18 @@ pub(super) async fn relay(
             }
         }
     };
-    let key = session.as_ref().and_then(super::SessionGuard::key);
-    let statement_runs = flow.outstanding();
+    let key = session.as_ref().and_then(front::Session::key);
     let at_boundary = auth.is_some() || bounds.at_boundary();
-    let (cancel, last_words) = match end {
-        End::Closed => (false, None),
-        End::ClientGone => (statement_runs, None),
-        End::Refused { words } => (false, Some(words)),
-        End::Ended { reason, words } => {
-            gate.counters.ended(reason);
-            (true, Some(words))
-        }
-        End::Idle => {
-            gate.counters.ended("idle");
-            let words = wire::fatal(
-                "57P05",
-                "terminating connection due to idle timeout of the gate",
-            );
-            (false, Some(words))
-        }
-    };
+    let (cancel, last_words) = end.settle(&gate.counters, flow.outstanding());
     let cancel = key.filter(|_| cancel).map(|(pid, secret)| {
         let gate = Arc::clone(gate);
-        Box::pin(async move { super::forward_cancel(&gate, pid, &secret).await }) as ending::Cancel
+        Box::pin(async move { super::forward_cancel(&gate, pid, &secret).await })
+            as ending::StopStatement
     });
     ending::end(Ending {
         client_pump,
-        cancel,
-        finish: finish(ur, cw, out, bounds, at_boundary),
+        stop_statement: cancel,
+        finish: ending::finish(ur, cw, out, bounds, at_boundary),
         last_words,
     })
     .await;
@@ -408,13 +381,29 @@ pub(super) async fn relay(
     }
 }
 
+/// The server's bytes of a session past authentication: boundaries and the flow learn them,
+/// the client gets them.
+fn server_bytes(
+    flow: &Flow,
+    bounds: &mut wire::Boundaries,
+    out: &mut ClientOut,
+    chunk: &[u8],
+) -> Result<(), wire::FrameError> {
+    {
+        let mut s = flow.state();
+        bounds.advance_with(chunk, false, |kind| Flow::server_message(&mut s, kind))?;
+    }
+    out.push(chunk);
+    Ok(())
+}
+
 /// Registers an admitted session (for `GET /v1/gates` and cancel requests) and counts it.
 fn open_session(
     gate: &Gate,
     login: &Login,
     peer: SocketAddr,
     key: Option<(u32, Vec<u8>)>,
-) -> super::SessionGuard {
+) -> front::Session {
     let info = SessionInfo {
         user: login.user.clone(),
         database: login.database.clone(),
@@ -424,81 +413,50 @@ fn open_session(
         backend_pid: key.as_ref().map(|(pid, _)| *pid),
     };
     gate.counters.session_opened();
-    gate.gates.register(&gate.config.name, info, key)
-}
-
-/// Brings the client's stream to a message boundary: writes what is on its way, then takes
-/// the rest of the server's message in flight (and nothing after it). The upstream closes
-/// when this returns or is dropped.
-async fn finish<R, W>(
-    mut upstream: ReadHalf<R>,
-    mut client: W,
-    mut out: ClientOut,
-    mut bounds: wire::Boundaries,
-    whole_messages: bool,
-) -> Option<W>
-where
-    R: AsyncRead + AsyncWrite,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        out.drain(&mut client).await.ok()?;
-        if whole_messages || bounds.at_boundary() {
-            drop(upstream);
-            return Some(client);
-        }
-        let n = upstream.read(&mut buf).await.ok().filter(|n| *n > 0)?;
-        let k = bounds.advance(&buf[..n], true).ok()?;
-        out.push(&buf[..k]);
-    }
+    let secret = key.map(|(_, secret)| secret);
+    gate.shared
+        .sessions
+        .register(&gate.config.name, info, secret)
 }
 
 /// The end a verdict other than allow brings: at the decision after authentication, a refusal
 /// (28000 for a block); on a snapshot swap, the end of an open session (57P01). Tallied for
 /// the audit log under the name that was blocked, and logged.
 fn by_policy(gate: &Gate, login: &Login, client: &str, verdict: Verdict, open: bool) -> End {
-    let (reason, user, name) = match verdict {
-        Verdict::Block { user, policy } => ("blocked", user, policy),
-        Verdict::Undecided { user } => ("undecided", user, None),
+    let policy = match &verdict {
         Verdict::Allow => return End::Closed,
+        Verdict::Block { policy, .. } if !policy.is_empty() => format!(" {policy:?}"),
+        _ => String::new(),
     };
-    // As the client is told: quoted (control characters escaped), after a space.
-    let policy = match (reason, &name) {
-        ("blocked", Some(n)) => format!(" {n:?}"),
-        ("blocked", None) => String::new(),
-        _ => " (undecided)".to_owned(),
-    };
-    let words = match (reason, open) {
-        ("blocked", false) => wire::fatal("28000", &format!("{REFUSED}{policy}")),
-        ("blocked", true) => wire::fatal("57P01", &format!("{ENDED}{policy}")),
+    let (reason, user) = (verdict.reason(), verdict.user().unwrap_or_default());
+    let words = match (&verdict, open) {
+        (Verdict::Block { .. }, false) => wire::fatal("28000", &format!("{REFUSED}{policy}")),
+        (Verdict::Block { .. }, true) => wire::fatal("57P01", &format!("{ENDED}{policy}")),
         (_, false) => wire::fatal("57P03", UNDECIDED),
         (_, true) => wire::fatal("57P01", UNDECIDED),
     };
     let (action, what) = if open {
-        ("gate.ended", "gate ended a session by policy")
+        (Action::Ended, "gate ended a session by policy")
     } else {
         gate.counters.refused(reason);
         (
-            "gate.refused",
+            Action::Refused,
             "gate refused a session after authentication",
         )
     };
-    tracing::warn!(gate = %gate.config.name, user = %user, login = %login.user, client = %client, policy = %policy.trim(), "{what}");
-    emit(
-        gate,
-        &user,
-        client,
-        (reason == "blocked").then_some(name.as_deref()),
-        open,
-    );
-    let account = gate.config.account_name(&user);
-    gate.gates.tally(
+    tracing::warn!(gate = %gate.config.name, user = %user, login = %login.user, client = %client, policy = %verdict.policy(), "{what}");
+    let blocked = match &verdict {
+        Verdict::Block { policy, .. } => Some((!policy.is_empty()).then_some(policy.as_str())),
+        _ => None,
+    };
+    emit(gate, user, client, blocked, open);
+    let account = gate.config.account_name(user);
+    gate.shared.refusals.tally(
         action,
         &gate.config.name,
-        (&user, &account),
+        (user, &account),
         client,
-        &policy,
+        verdict.policy(),
     );
     if open {
         End::Ended { reason, words }
@@ -596,15 +554,6 @@ async fn client_to_server(
         }
         counters.relayed_to_server(n);
     }
-}
-
-/// Writes and flushes: a TLS stream keeps what the socket did not take until flushed.
-async fn forward<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    w.write_all(bytes).await?;
-    w.flush().await
 }
 
 #[cfg(test)]

@@ -162,6 +162,16 @@ pub struct Boundaries {
     last: u8,
 }
 
+impl crate::front::ending::Framing for Boundaries {
+    fn at_boundary(&self) -> bool {
+        Boundaries::at_boundary(self)
+    }
+
+    fn to_boundary(&mut self, chunk: &[u8]) -> Option<usize> {
+        self.advance(chunk, true).ok()
+    }
+}
+
 impl Boundaries {
     /// Whether everything seen so far ends with a whole message.
     pub fn at_boundary(&self) -> bool {

@@ -53,7 +53,7 @@ pub(super) fn open_sessions(
         .collect();
     let mut out = Vec::new();
     for gate in &config.gates {
-        for s in call.gates().open_sessions(&gate.name) {
+        for s in call.gate_sessions().open_sessions(&gate.name) {
             let as_account = identity
                 .canonical(&gate.account_name(&s.user))
                 .to_lowercase();

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyper::StatusCode;
 use serde::Deserialize;
 
-use super::listener::ConnectionDrop;
 use super::problem::{Problem, parse_json};
 use super::query::decode;
 use super::{Call, Response, json_value, no_content, respond};
 use crate::base::time::{instant_or_ago, now_ms};
-use crate::gate::GateMetrics;
+use crate::front::GateMetrics;
+use crate::front::listener::ConnectionDrop;
 use crate::metrics::{Collect, CounterMap, Desc, Exposition, Registry, Slot, Slots};
 use crate::operations::keys::{self, DEFAULT_ROTATE_OVERLAP, KeyRequest};
 use crate::operations::{self, ExpiryMetrics, OperationError, databases, directories};
@@ -262,7 +262,7 @@ pub async fn sync_database(call: &Call<'_>) -> Result<Response, Problem> {
 }
 
 /// `GET /v1/policies`: the policies in the current snapshot.
-/// `GET /v1/gates`: every configured PostgreSQL gate and its open sessions.
+/// `GET /v1/gates`: every configured gate (PostgreSQL or MySQL) and its open sessions.
 pub fn gates(call: &Call<'_>) -> Response {
     let config = call.warden().config();
     let gates: Vec<serde_json::Value> = config
@@ -272,9 +272,10 @@ pub fn gates(call: &Call<'_>) -> Response {
             serde_json::json!({
                 "name": g.name,
                 "listen": g.listen.to_string(),
+                "protocol": g.protocol.as_str(),
                 "upstream": g.upstream,
                 "service": g.service,
-                "sessions": call.gates().open_sessions(&g.name),
+                "sessions": call.gate_sessions().open_sessions(&g.name),
             })
         })
         .collect();

@@ -1,7 +1,8 @@
 //! Decision routes, the hot path: `GET /v1/decision`, `GET /v1/authz` (200 allow / 403 block,
 //! same body) and `POST /v1/decisions` (a batch, answered in order). One snapshot load, no
-//! lock; the query is decoded borrowing from the request line and the answer rendered straight
-//! into the response body.
+//! lock; the query is decoded borrowing from the request line, answered by the front-end
+//! kit's [`front::answer`] (the decision with its side effects, as every front end), and
+//! rendered straight into the response body.
 //!
 //! A decision that depends on a data set that has never loaded is an error, not an allow:
 //! `/v1/decision` and `/v1/authz` answer 503 problem+json naming the data sets (with the
@@ -20,6 +21,7 @@ use super::problem::{Object, Problem, parse_json};
 use super::query::{DecisionQuery, MAX_DB_USERS};
 use super::{Call, Response, WARDEN_DECISION, json};
 use crate::decide::{Decision, Outcome, Request, Snapshot};
+use crate::front;
 
 /// `GET /v1/decision` (200 allow or block) and `GET /v1/authz` (200 allow, 403 block); both
 /// 503 when the decision depends on a data set that has never loaded.
@@ -27,18 +29,18 @@ pub fn single(call: &Call<'_>, authz: bool) -> Result<Response, Problem> {
     let q = DecisionQuery::parse(call.query).map_err(|e| Problem::bad_request(e.to_string()))?;
     let request = q.request();
     let snapshot = call.warden().engine().load();
-    let d = call.warden().decide(&snapshot, &request);
+    let answer = front::answer(call.warden(), &snapshot, &request);
     let mut body = Vec::with_capacity(160);
-    snapshot.render_decision(&d, &mut body);
-    let mut resp = match d.outcome {
+    answer.render(&mut body);
+    let mut resp = match answer.outcome() {
         Outcome::Allow => json(StatusCode::OK, body),
         Outcome::Block if authz => json(StatusCode::FORBIDDEN, body),
         Outcome::Block => json(StatusCode::OK, body),
-        Outcome::Error => unknown(&snapshot, &d, &body).into_response(),
+        Outcome::Error => unknown(&answer, &body).into_response(),
     };
     resp.headers_mut().insert(
         WARDEN_DECISION,
-        hyper::header::HeaderValue::from_static(d.outcome.as_str()),
+        hyper::header::HeaderValue::from_static(answer.outcome().as_str()),
     );
     Ok(resp)
 }
@@ -75,8 +77,8 @@ pub async fn at_least(call: &Call<'_>) -> Result<(), Problem> {
 /// The 503 of a decision that depends on data sets that have never loaded: names them, and
 /// carries the decision's own fields (`decision`, `snapshot_version`, `matched`, `unknown`).
 #[cold]
-fn unknown(snapshot: &Snapshot, d: &Decision, rendered: &[u8]) -> Problem {
-    let names = snapshot.unknown_data_sets(d);
+fn unknown(answer: &front::Answer<'_>, rendered: &[u8]) -> Problem {
+    let names = answer.unknown_data_sets();
     let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
     let mut p = Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -6,8 +6,8 @@
 //! in the accept queue) and `max_connections_per_client` from one address (more are refused),
 //! request headers within `header_read_timeout` (slowloris), an answer within
 //! `request_timeout`, written to a client that reads it within `write_timeout`, idle
-//! connections closed after `idle_timeout` ([`listener`] holds the per-address cap and the
-//! connection timeouts), bodies up to `max_body_bytes`. [`routes`] says which handler and
+//! connections closed after `idle_timeout` (the front-end kit's [`crate::front::listener`]
+//! holds the caps and the connection timeouts), bodies up to `max_body_bytes`. [`routes`] says which handler and
 //! scope each method and path has; dispatch authenticates, checks the scope, reads the body
 //! and calls the handler. Every error is `application/problem+json` (RFC 9457), but on the MX
 //! Open API paths warden serves ([`mx_api`]), which answer as an MX does. On shutdown the
@@ -22,7 +22,6 @@ mod decisions;
 pub use decisions::answer_batch;
 mod imperva;
 mod incidents;
-pub mod listener;
 mod lists;
 mod mx_api;
 pub mod problem;
@@ -41,18 +40,17 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::auth::denials::Refusal;
 use crate::auth::{AuthError, Caller, Scope};
 use crate::base::actor::Actor;
+use crate::front::listener::{self, ConnectionDrop};
 use crate::runtime::Warden;
 use crate::services::Board;
-use listener::ConnectionDrop;
 use problem::Problem;
 use routes::{Access, Handler, Matched, Params};
 
@@ -144,16 +142,17 @@ pub struct Gateway {
     warden: Arc<Warden>,
     /// The background services and whether each is ready, shown in `/readyz`.
     services: Board,
-    /// Fixed for the life of the listener: a reload cannot resize it.
-    max_connections: usize,
-    /// The connections each client address holds (its cap fixed like `max_connections`).
-    clients: Arc<listener::ClientCaps>,
-    /// The sessions of the PostgreSQL gates, shown in `GET /v1/gates`.
-    gates: crate::gate::Gates,
+    /// `max_connections` and `max_connections_per_client`, fixed for the life of the listener:
+    /// a reload cannot resize them.
+    caps: listener::Caps,
+    /// The sessions of the gates, shown in `GET /v1/gates`.
+    sessions_open: crate::front::Sessions,
     /// The analyst console's signed-in sessions.
     sessions: console::session::Sessions,
     /// The console's single sign-on.
     sso: console::sso::Sso,
+    /// Requests and connections counted (held here: every request records one).
+    http_metrics: Arc<admin::HttpMetrics>,
 }
 
 /// The `[server]` limits a request is held to, read from the configuration in force so that a
@@ -172,22 +171,25 @@ impl Gateway {
     pub fn new(warden: Arc<Warden>, services: Board) -> Gateway {
         admin::register_metrics(warden.metrics());
         let config = warden.config();
-        let max_connections = config.server.max_connections;
-        let clients = listener::ClientCaps::new(config.server.max_connections_per_client);
+        let caps = listener::Caps::new(
+            config.server.max_connections,
+            config.server.max_connections_per_client,
+        );
+        let http_metrics = warden.metrics().get::<admin::HttpMetrics>();
         Gateway {
+            http_metrics,
             warden,
             services,
-            max_connections,
-            clients,
-            gates: crate::gate::Gates::default(),
+            caps,
+            sessions_open: crate::front::Sessions::default(),
             sessions: console::session::Sessions::default(),
             sso: console::sso::Sso::default(),
         }
     }
 
     /// Shows these gates' sessions in `GET /v1/gates`.
-    pub fn with_gates(mut self, gates: crate::gate::Gates) -> Gateway {
-        self.gates = gates;
+    pub fn with_sessions(mut self, sessions: crate::front::Sessions) -> Gateway {
+        self.sessions_open = sessions;
         self
     }
 
@@ -217,6 +219,7 @@ impl Gateway {
             connection: listener::Timeouts {
                 write: s.write_timeout,
                 idle: s.idle_timeout,
+                head: s.header_read_timeout,
             },
             anonymous_decisions: s.anonymous_decisions,
         }
@@ -240,8 +243,8 @@ impl Call<'_> {
         &self.gw.warden
     }
 
-    fn gates(&self) -> &crate::gate::Gates {
-        &self.gw.gates
+    fn gate_sessions(&self) -> &crate::front::Sessions {
+        &self.gw.sessions_open
     }
 
     fn param(&self, i: usize) -> &str {
@@ -403,16 +406,7 @@ async fn dispatch(
     };
     let caller = match authorize(gw, route.access, &parts.headers, peer, route.path) {
         Ok(c) => c,
-        Err(p) => {
-            let mut resp = problem::render(route.path, p);
-            if resp.status() == StatusCode::UNAUTHORIZED {
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"warden\""),
-                );
-            }
-            return (route.path, resp);
-        }
+        Err(p) => return (route.path, refusal(route.path, p)),
     };
     let body = if matches!(parts.method, Method::POST | Method::PUT | Method::DELETE) {
         match read_body(body, &parts.headers, gw.limits().max_body_bytes).await {
@@ -445,6 +439,58 @@ async fn dispatch(
         }
     }
     (route.path, resp)
+}
+
+/// The answer to a caller [`authorize`] turned away (a 401 says how to authenticate).
+fn refusal(route: &'static str, p: Problem) -> Response {
+    let mut resp = problem::render(route, p);
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"warden\""),
+        );
+    }
+    resp
+}
+
+/// A decision answered without waiting for anything: `GET` (or `HEAD`) `/v1/decision` or
+/// `/v1/authz` without `min_revision`, routed and authorised as [`dispatch`] does. It runs
+/// in the connection's own poll, with no request timeout to arm (there is nothing to wait
+/// for) and without the dispatch future, which holds room for every handler's state and
+/// would be kilobytes to set up per request. `None`: [`dispatch`] answers it.
+fn decide_now(
+    gw: &Gateway,
+    req: &hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Option<(&'static str, Response)> {
+    let query = req.uri().query().unwrap_or("");
+    if query.contains("min_revision") {
+        return None;
+    }
+    let Ok(Matched::Route(route, params)) = routes::find(req.method(), req.uri().path()) else {
+        return None;
+    };
+    let authz = match route.handler {
+        Handler::Decision => false,
+        Handler::Authz => true,
+        _ => return None,
+    };
+    let caller = match authorize(gw, route.access, req.headers(), peer, route.path) {
+        Ok(c) => c,
+        Err(p) => return Some((route.path, refusal(route.path, p))),
+    };
+    let call = Call {
+        gw,
+        params,
+        query,
+        headers: req.headers(),
+        method: req.method(),
+        body: Bytes::new(),
+        caller,
+        peer,
+    };
+    let resp = decisions::single(&call, authz).unwrap_or_else(|p| problem::render(route.path, p));
+    Some((route.path, resp))
 }
 
 async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> {
@@ -513,36 +559,114 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
     }
 }
 
-async fn answer(gw: Arc<Gateway>, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
-    let is_head = req.method() == Method::HEAD;
-    // The same comparison the route table makes: this is every request that reaches (or, with
-    // another method, would reach) these handlers.
-    let authz = is_authz_path(req.uri().path());
-    let decision_route = authz || req.uri().path() == DECISION_PATH;
+/// What every answer goes through on its way out, whichever path made it.
+#[derive(Clone, Copy)]
+struct Shape {
+    is_head: bool,
+    authz: bool,
+    decision_route: bool,
+}
+
+impl Shape {
+    fn of(req: &hyper::Request<Incoming>) -> Shape {
+        // The same comparison the route table makes: this is every request that reaches (or,
+        // with another method, would reach) the decision handlers.
+        let authz = is_authz_path(req.uri().path());
+        Shape {
+            is_head: req.method() == Method::HEAD,
+            authz,
+            decision_route: authz || req.uri().path() == DECISION_PATH,
+        }
+    }
+
+    /// The decision contract kept, the answer counted, a `HEAD`'s body dropped.
+    fn finish(
+        self,
+        gw: &Gateway,
+        route: &'static str,
+        mut resp: Response,
+        peer: SocketAddr,
+    ) -> Response {
+        if self.decision_route {
+            decision_contract(self.authz, &mut resp);
+        }
+        gw.http_metrics.response(route, resp.status().as_u16());
+        tracing::trace!(%peer, route, status = resp.status().as_u16());
+        if self.is_head {
+            *resp.body_mut() = Full::new(Bytes::new());
+        }
+        resp
+    }
+}
+
+/// A request's answer as hyper awaits it: made at once (a decision that waits for nothing,
+/// [`decide_now`]), or on its way ([`answer`], boxed: its future holds room for every
+/// handler's state).
+enum Answering {
+    Now(std::future::Ready<Response>),
+    Later(std::pin::Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl Future for Answering {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Answering::Now(ready) => std::pin::Pin::new(ready).poll(cx).map(Ok),
+            Answering::Later(later) => later.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// Answers at once what waits for nothing: no task state, no request timeout, no clone of
+/// the gateway or of the connection's watch (nothing can read the connection while the answer
+/// is made in its own poll). Everything else is [`answer`]ed, the connection marked busy
+/// meanwhile so that a slow answer is not taken for an idle client.
+fn answering(
+    gw: &Arc<Gateway>,
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    watch: &listener::Watch,
+) -> Answering {
+    let shape = Shape::of(&req);
+    if shape.decision_route
+        && let Some((route, resp)) = decide_now(gw, &req, peer)
+    {
+        return Answering::Now(std::future::ready(shape.finish(gw, route, resp, peer)));
+    }
+    let gw = Arc::clone(gw);
+    let busy = watch.busy();
+    Answering::Later(Box::pin(async move {
+        let resp = answer(gw, req, peer, shape).await;
+        drop(busy);
+        resp
+    }))
+}
+
+async fn answer(
+    gw: Arc<Gateway>,
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    shape: Shape,
+) -> Response {
     let timeout = gw.limits().request_timeout;
-    let (route, mut resp) = match tokio::time::timeout(timeout, dispatch(&gw, req, peer)).await {
-        Ok(answered) => answered,
-        Err(_) => (
-            "timeout",
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the request was not answered within {timeout:?}; try again"),
-            )
-            .into_response(),
-        ),
-    };
-    if decision_route {
-        decision_contract(authz, &mut resp);
-    }
-    gw.warden
-        .metrics()
-        .get::<admin::HttpMetrics>()
-        .response(route, resp.status().as_u16());
-    tracing::trace!(%peer, route, status = resp.status().as_u16());
-    if is_head {
-        *resp.body_mut() = Full::new(Bytes::new());
-    }
-    resp
+    // Boxed: the dispatch future is large, and only moved once so.
+    let (route, resp) =
+        match tokio::time::timeout(timeout, Box::pin(dispatch(&gw, req, peer))).await {
+            Ok(answered) => answered,
+            Err(_) => (
+                "timeout",
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the request was not answered within {timeout:?}; try again"),
+                )
+                .into_response(),
+            ),
+        };
+    shape.finish(&gw, route, resp, peer)
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -553,14 +677,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(gateway.max_connections));
-    let metrics = gateway.warden.metrics().get::<admin::HttpMetrics>();
+    let metrics = Arc::clone(&gateway.http_metrics);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(s) => s,
-                Err(_) => break,
+            slot = gateway.caps.listener_slot() => match slot {
+                Some(s) => s,
+                None => break,
             },
             () = &mut shutdown => break,
         };
@@ -582,8 +705,7 @@ pub async fn serve(
         let tls = tls.clone();
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
-            let _slot = slot;
-            let Some(_client) = gw.clients.take(peer.ip()) else {
+            let Ok(_held) = gw.caps.hold_with(slot, peer.ip()) else {
                 metrics.connection_dropped(ConnectionDrop::PerClientCap);
                 refuse_over_cap(stream, tls.is_some());
                 return;
@@ -661,15 +783,10 @@ async fn connection(
             }
         }
     };
-    match served {
-        Ok(()) => watch.expired(),
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
-            watch
-                .expired()
-                .or(e.is_timeout().then_some(ConnectionDrop::HeaderTimeout))
-        }
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+    watch.expired()
 }
 
 async fn serve_connection<S>(
@@ -682,43 +799,23 @@ async fn serve_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = gw.limits().header_read_timeout;
-    let service = service_fn(move |req| {
-        let gw = Arc::clone(&gw);
-        // The connection is not idle while its answer is being made.
-        let busy = watch.busy();
-        async move {
-            let resp = answer(gw, req, peer).await;
-            drop(busy);
-            Ok::<_, Infallible>(resp)
-        }
-    });
+    let service = service_fn(move |req| answering(&gw, req, peer, &watch));
+    // The header read timeout is the head clock of `listener::Deadlines`, not hyper's, whose
+    // timer is armed and cancelled per request.
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(None)
         .serve_connection(TokioIo::new(stream), service);
     graceful.watch(conn).await
 }
 
-/// A TLS acceptor for the configured certificate and key.
+/// A TLS acceptor for the configured certificate and key (the kit's, without ALPN).
 pub fn tls_acceptor(
     cert_file: &std::path::Path,
     key_file: &std::path::Path,
 ) -> Result<tokio_rustls::TlsAcceptor, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    crate::base::secret::check_private(key_file).map_err(|e| e.to_string())?;
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("{}: {e}", key_file.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    let files = crate::config::TlsFiles {
+        cert_file: cert_file.to_path_buf(),
+        key_file: key_file.to_path_buf(),
+    };
+    crate::front::tls::acceptor(&files, &[]).map_err(|e| e.to_string())
 }

@@ -621,8 +621,12 @@ pub struct MemberIndex {
     arena: Vec<u8>,
     /// Offset in `arena` of each member's length prefix.
     table: HashTable<u32>,
-    hasher: foldhash::fast::FixedState,
 }
+
+/// The hasher of every membership index. A constant rather than a field, so that a lookup
+/// hashes the value while it is still loading the index (the seed needs no load).
+const MEMBER_HASHER: foldhash::fast::FixedState =
+    foldhash::fast::FixedState::with_seed(0x3a11_0c8e);
 
 /// `0x01` in every byte of a word.
 const LANES: u64 = u64::from_ne_bytes([1; 8]);
@@ -652,9 +656,18 @@ fn lower_ascii_word(w: u64) -> u64 {
     w | (upper >> 2)
 }
 
+/// `0x80` in each byte of `w` equal to the ASCII byte `b`, `0` in every other byte. Exact:
+/// `(t & 0x7f) + 0x7f` reaches bit 7 exactly when a byte of `t` has a low bit set, and cannot
+/// carry into the next byte; a byte with bit 7 set (not ASCII) is never equal to `b`.
+#[inline(always)]
+fn bytes_equal(w: u64, b: u8) -> u64 {
+    let t = w ^ (u64::from(b) * LANES);
+    !(((t & (0x7f * LANES)) + (0x7f * LANES)) | t) & (0x80 * LANES)
+}
+
 /// The hash of folded bytes as the table stores it: the length, then the bytes as words.
-fn hash_folded(hasher: &foldhash::fast::FixedState, folded: &[u8]) -> u64 {
-    let mut h = hasher.build_hasher();
+fn hash_folded(folded: &[u8]) -> u64 {
+    let mut h = MEMBER_HASHER.build_hasher();
     h.write_usize(folded.len());
     for w in words(folded) {
         h.write_u64(w);
@@ -665,8 +678,8 @@ fn hash_folded(hasher: &foldhash::fast::FixedState, folded: &[u8]) -> u64 {
 /// [`hash_folded`] of `value` ASCII-lowered, computed without writing the lowered bytes
 /// anywhere; `None` if `value` is not ASCII.
 #[inline]
-fn hash_ascii_lowered(hasher: &foldhash::fast::FixedState, value: &[u8]) -> Option<u64> {
-    let mut h = hasher.build_hasher();
+fn hash_ascii_lowered(value: &[u8]) -> Option<u64> {
+    let mut h = MEMBER_HASHER.build_hasher();
     h.write_usize(value.len());
     let mut high = 0;
     for w in words(value) {
@@ -674,6 +687,31 @@ fn hash_ascii_lowered(hasher: &foldhash::fast::FixedState, value: &[u8]) -> Opti
         h.write_u64(lower_ascii_word(w));
     }
     (high & (0x80 * LANES) == 0).then(|| h.finish())
+}
+
+/// [`hash_ascii_lowered`], and in the same pass over the words whether `value` is a
+/// `DOMAIN\user` with no `.` before its first `\` (see
+/// [`crate::base::identity::is_canonical_up_to_case`]); `None` if `value` is not ASCII.
+#[inline(always)]
+fn hash_ascii_lowered_account(value: &[u8]) -> Option<(u64, bool)> {
+    let mut h = MEMBER_HASHER.build_hasher();
+    h.write_usize(value.len());
+    let (mut high, mut domain_dots, mut slash) = (0, 0, false);
+    for w in words(value) {
+        high |= w;
+        h.write_u64(lower_ascii_word(w));
+        if !slash {
+            let slashes = bytes_equal(w, b'\\');
+            // Every byte before the first `\` (all of this word's when it has none).
+            let before = match slashes {
+                0 => !0,
+                s => (s & s.wrapping_neg()) - 1,
+            };
+            domain_dots |= bytes_equal(w, b'.') & before;
+            slash = slashes != 0;
+        }
+    }
+    (high & (0x80 * LANES) == 0).then(|| (h.finish(), slash && domain_dots == 0))
 }
 
 /// Whether `stored` (folded) equals ASCII `value` lowered: whole words, then the last eight
@@ -746,7 +784,6 @@ impl MemberIndex {
             case_sensitive,
             arena: Vec::new(),
             table: HashTable::new(),
-            hasher: foldhash::fast::FixedState::with_seed(0x3a11_0c8e),
         }
     }
 
@@ -766,16 +803,16 @@ impl MemberIndex {
     /// neither rehashes nor leaves outgrown arenas behind.
     pub fn reserve(&mut self, values: usize, bytes: usize) {
         self.arena.reserve(bytes.saturating_add(values));
-        let (arena, hasher) = (&self.arena, &self.hasher);
+        let arena = &self.arena;
         self.table
-            .reserve(values, |&at| hash_folded(hasher, value_at(arena, at)));
+            .reserve(values, |&at| hash_folded(value_at(arena, at)));
     }
 
     /// Adds a value; returns false if it (or a case variant, for folding sets) was present.
     pub fn insert(&mut self, value: &str) -> bool {
         let mut buf = FoldBuf::new();
         let folded = buf.fold(value, self.case_sensitive);
-        let hash = hash_folded(&self.hasher, folded);
+        let hash = hash_folded(folded);
         if self
             .table
             .find(hash, |&at| value_at(&self.arena, at) == folded)
@@ -798,17 +835,17 @@ impl MemberIndex {
         }
         self.arena.push(len as u8);
         self.arena.extend_from_slice(folded);
-        let (arena, hasher) = (&self.arena, &self.hasher);
+        let arena = &self.arena;
         self.table
-            .insert_unique(hash, offset, |&a| hash_folded(hasher, value_at(arena, a)));
+            .insert_unique(hash, offset, |&a| hash_folded(value_at(arena, a)));
         true
     }
 
     fn shrink(&mut self) {
         self.arena.shrink_to_fit();
-        let (arena, hasher) = (&self.arena, &self.hasher);
+        let arena = &self.arena;
         self.table
-            .shrink_to_fit(|&at| hash_folded(hasher, value_at(arena, at)));
+            .shrink_to_fit(|&at| hash_folded(value_at(arena, at)));
     }
 
     /// Whether `value` is a member (folding case when the set is case-insensitive).
@@ -819,7 +856,7 @@ impl MemberIndex {
         }
         let bytes = value.as_bytes();
         if self.case_sensitive {
-            let hash = hash_folded(&self.hasher, bytes);
+            let hash = hash_folded(bytes);
             return self
                 .table
                 .find(hash, |&at| {
@@ -827,20 +864,52 @@ impl MemberIndex {
                 })
                 .is_some();
         }
-        if let Some(hash) = hash_ascii_lowered(&self.hasher, bytes) {
-            return self
-                .table
-                .find(hash, |&at| {
-                    value_of_len(&self.arena, at, bytes.len())
-                        .is_some_and(|v| eq_ascii_lowered(v, bytes))
-                })
-                .is_some();
+        match hash_ascii_lowered(bytes) {
+            Some(hash) => self.find_ascii_lowered(hash, bytes),
+            None => self.contains_folded(value),
         }
+    }
+
+    /// [`MemberIndex::contains`] of a value that is not ASCII, in a case-insensitive index:
+    /// folded into a buffer first. Out of line, so that the ASCII lookup stays small enough to
+    /// inline into the decision.
+    #[inline(never)]
+    fn contains_folded(&self, value: &str) -> bool {
         let mut buf = FoldBuf::new();
         let folded = buf.fold(value, false);
-        let hash = hash_folded(&self.hasher, folded);
+        let hash = hash_folded(folded);
         self.table
             .find(hash, |&at| value_at(&self.arena, at) == folded)
+            .is_some()
+    }
+
+    /// [`MemberIndex::contains`] for an index of canonical account names, asked a principal
+    /// as a client wrote it — when that needs no rewriting: a case-insensitive index asked an
+    /// ASCII `DOMAIN\user` with no `.` in its domain, whose canonical name differs from it in
+    /// case at most ([`crate::base::identity::is_canonical_up_to_case`]). One pass over the
+    /// name both classifies and hashes it. `None` for any other name (a UPN, a DNS domain, a
+    /// bare name): the caller canonicalises it and asks [`MemberIndex::contains`].
+    #[inline(always)]
+    pub fn contains_as_account(&self, value: &str) -> Option<bool> {
+        if self.case_sensitive {
+            return None;
+        }
+        let bytes = value.as_bytes();
+        match hash_ascii_lowered_account(bytes)? {
+            (hash, true) => Some(self.find_ascii_lowered(hash, bytes)),
+            (_, false) => None,
+        }
+    }
+
+    /// Whether the ASCII `value`, whose lowered form hashes to `hash`, is a member of this
+    /// case-insensitive index.
+    #[inline(always)]
+    fn find_ascii_lowered(&self, hash: u64, bytes: &[u8]) -> bool {
+        self.table
+            .find(hash, |&at| {
+                value_of_len(&self.arena, at, bytes.len())
+                    .is_some_and(|v| eq_ascii_lowered(v, bytes))
+            })
             .is_some()
     }
 
@@ -985,6 +1054,60 @@ mod tests {
         ));
     }
 
+    /// The pass that hashes a principal also tells whether it may be looked up as written:
+    /// exactly the ASCII names `is_canonical_up_to_case` accepts, wherever the `\` and the
+    /// `.` fall across the words it reads, and then it answers as `contains` does.
+    #[test]
+    fn a_principal_is_looked_up_as_written_exactly_when_its_domain_has_no_dot() {
+        use crate::base::identity::is_canonical_up_to_case;
+        let mut names = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..10 {
+            last = last
+                .iter()
+                .flat_map(|n| ['a', '\\', '.'].map(|c| format!("{n}{c}")))
+                .collect();
+            names.extend(last.iter().cloned());
+        }
+        names.extend(
+            [
+                "CORP\\Alice",
+                "abcdefgh\\x.y",
+                "abcdefg.\\x",
+                "corp\\ölaf",
+                "Corp.\\alice",
+            ]
+            .map(String::from),
+        );
+        let mut b = DataSetBuilder::new("s", schema(false));
+        for n in [
+            "a\\a",
+            "aa\\.a",
+            "corp\\alice",
+            "a.\\a",
+            "aaaaaaa\\aa",
+            "corp\\ölaf",
+        ] {
+            b.push(row(n, &[])).unwrap();
+        }
+        let ds = b.build();
+        let index = ds.index(&[0]);
+        let mut hits = 0;
+        for n in &names {
+            let as_written = n.is_ascii() && is_canonical_up_to_case(n);
+            let found = index.contains_as_account(n);
+            assert_eq!(found, as_written.then(|| index.contains(n)), "{n:?}");
+            hits += usize::from(found == Some(true));
+        }
+        assert_eq!(hits, 4);
+        let mut b = DataSetBuilder::new("s", schema(true));
+        b.push(row("CORP\\alice", &[])).unwrap();
+        assert_eq!(
+            b.build().index(&[0]).contains_as_account("CORP\\alice"),
+            None
+        );
+    }
+
     #[test]
     fn index_folds_unicode_and_ascii() {
         let mut b = DataSetBuilder::new("s", schema(false));
@@ -1039,10 +1162,10 @@ mod tests {
             let mut index = MemberIndex::new(case_sensitive);
             for v in &values {
                 let lowered = fold(v, false).into_bytes();
-                match hash_ascii_lowered(&index.hasher, v.as_bytes()) {
+                match hash_ascii_lowered(v.as_bytes()) {
                     Some(hash) => {
                         assert!(v.is_ascii(), "{v:?}");
-                        assert_eq!(hash, hash_folded(&index.hasher, &lowered), "{v:?}");
+                        assert_eq!(hash, hash_folded(&lowered), "{v:?}");
                         assert!(eq_ascii_lowered(&lowered, v.as_bytes()), "{v:?}");
                     }
                     None => assert!(!v.is_ascii(), "{v:?}"),

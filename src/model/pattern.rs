@@ -4,9 +4,8 @@
 //! `corp\alice`), the per-value application of such a mapping to
 //! multi-valued attributes ([`AttributeMapping`], [`MappingStats`]), the typed
 //! errors raised when a mapping is compiled from configuration
-//! ([`PatternError`]), and a DN-aware helper ([`dn_first_rdn_value`]) that
-//! extracts the unescaped value of a DN's first RDN, which a regex cannot do
-//! correctly.
+//! ([`PatternError`]). The unescaped value of a DN's first RDN, which a regex
+//! cannot extract correctly, is `base::dn`'s (`Dn::first_value`).
 //!
 //! # Semantics
 //!
@@ -796,92 +795,6 @@ impl AttributeMapping {
                 None => stats.values_dropped += 1,
             }
         }
-    }
-}
-
-/// Returns the unescaped value of the first attribute of the first RDN of an
-/// RFC 4514 distinguished name: `CN=Smith\, John,OU=x` → `Smith, John`.
-///
-/// * The attribute type (before the first `=`) must be non-empty ASCII
-///   letters, digits, `-` and `.` (a descriptor or numeric OID); spaces
-///   around it are ignored.
-/// * The value ends at the first unescaped `,`, `+` (multi-valued RDN: only
-///   the first attribute's value is returned) or `;` (the RFC 2253 legacy
-///   separator), or at the end of the string.
-/// * Escapes: `\` followed by one of `, + " \ < > ; = #` or a space yields
-///   that character; `\` followed by two hex digits yields that byte
-///   (`\2C` → `,`; `\C3\A9` → `é`). The unescaped bytes must form valid
-///   UTF-8.
-/// * Unescaped spaces at the start and end of the value are dropped
-///   (escaped ones, `\ `, are kept).
-/// * Returns `None` for: no `=`, an invalid attribute type, a value starting
-///   with `#` (a BER-encoded hex string, which this helper does not decode),
-///   any other escape or a dangling `\`, an unescaped `"`, `<`, `>` or NUL
-///   (this includes RFC 1779 quoted values), or escapes that decode to
-///   invalid UTF-8.
-/// * The rest of the DN after the first RDN is not validated.
-/// * An empty value (`CN=,OU=x`) gives `Some("")`.
-pub fn dn_first_rdn_value(dn: &str) -> Option<String> {
-    let (attr_type, rest) = dn.split_once('=')?;
-    let attr_type = attr_type.trim_matches(' ');
-    if attr_type.is_empty()
-        || !attr_type
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
-        return None;
-    }
-    let value = rest.trim_start_matches(' ');
-    if value.starts_with('#') {
-        return None;
-    }
-    let bytes = value.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
-    // Length of `out` without trailing unescaped spaces.
-    let mut keep = 0;
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b',' | b'+' | b';' => break,
-            b'"' | b'<' | b'>' | 0 => return None,
-            b'\\' => {
-                let next = *bytes.get(i + 1)?;
-                if let Some(hi) = hex_value(next) {
-                    let lo = hex_value(*bytes.get(i + 2)?)?;
-                    out.push(hi << 4 | lo);
-                    i += 3;
-                } else if matches!(
-                    next,
-                    b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';' | b'=' | b'#' | b' '
-                ) {
-                    out.push(next);
-                    i += 2;
-                } else {
-                    return None;
-                }
-                keep = out.len();
-            }
-            b' ' => {
-                out.push(b);
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-                keep = out.len();
-            }
-        }
-    }
-    out.truncate(keep);
-    String::from_utf8(out).ok()
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

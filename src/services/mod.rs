@@ -9,8 +9,12 @@
 //! SIEM sinks and the decision log ([`events`]).
 //! *Configured* services are made from the configuration in force — push
 //! and pull loops with their change watches ([`sync`]) and the Imperva MX push ([`imperva`])
-//! — and are stopped (each finishes its current run) and made again after every reload. On
-//! shutdown the supervisor stops every service and waits for each, within a grace period.
+//! — and are stopped (each finishes its current run) and made again after every reload.
+//! *Front-end* services (the HTTP gateway, handed over by the layer that owns it) run for the
+//! whole process too, and are the first to stop. On shutdown ([`Stopping`]) the supervisor
+//! stops every service and waits for each, within a grace period: the front ends' own when
+//! draining (HTTP finishes its in-flight requests), [`FAST_GRACE`] for all when stopping
+//! fast.
 
 pub mod audit;
 pub mod database;
@@ -37,6 +41,17 @@ use crate::store::changes::Term;
 
 /// How long a stopping service gets to finish its current run.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long any service gets when warden stops fast (SIGINT).
+pub const FAST_GRACE: Duration = Duration::from_millis(500);
+
+/// How the supervisor is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopping {
+    /// Each service finishes what it is doing, within its grace (SIGTERM).
+    Drain,
+    /// Now: every service gets [`FAST_GRACE`] (SIGINT).
+    Fast,
+}
 
 /// Fires once, when the service is to stop.
 #[derive(Clone)]
@@ -179,14 +194,14 @@ impl Group {
         Group { stop, running }
     }
 
-    /// Asks every service to stop and waits for each, at most [`STOP_GRACE`] in all.
-    async fn stop(self) {
+    /// Asks every service to stop and waits for each, at most `grace` in all.
+    async fn stop(self, grace: Duration) {
         let _ = self.stop.send(true);
-        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        let deadline = tokio::time::Instant::now() + grace;
         for r in self.running {
             let mut task = r.task;
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-                tracing::warn!(service = %r.name, "did not stop within {STOP_GRACE:?}; aborted");
+                tracing::warn!(service = %r.name, "did not stop within {grace:?}; aborted");
                 task.abort();
             }
         }
@@ -231,6 +246,9 @@ pub type Factory = Box<dyn Fn(&Arc<Warden>) -> Vec<Service> + Send + Sync>;
 pub struct Supervisor {
     board: Board,
     front_ends: Vec<Factory>,
+    /// Process-long services of the layers above (the HTTP gateway), stopped first, with the
+    /// grace each drains within.
+    first_to_stop: Vec<(Service, Duration)>,
 }
 
 impl Supervisor {
@@ -238,6 +256,7 @@ impl Supervisor {
         Supervisor {
             board,
             front_ends: Vec::new(),
+            first_to_stop: Vec::new(),
         }
     }
 
@@ -247,17 +266,31 @@ impl Supervisor {
         self
     }
 
-    /// Front ends (layers above this one: the PostgreSQL gates) are remade on a reload only:
-    /// a change of leadership must not close their listeners, or clients are refused while
-    /// they rebind. Leader jobs are remade on either.
-    pub async fn run(self, warden: Arc<Warden>, shutdown: impl Future<Output = ()>) {
+    /// Also runs `service` for the whole process, and stops it before every other service,
+    /// giving it `grace` to drain.
+    pub fn with_front_end(mut self, service: Service, grace: Duration) -> Supervisor {
+        self.first_to_stop.push((service, grace));
+        self
+    }
+
+    /// Front ends of the layers above (the gates) are remade on a reload only: a change of
+    /// leadership must not close their listeners, or clients are refused while they rebind.
+    /// Leader jobs are remade on either.
+    pub async fn run(self, warden: Arc<Warden>, shutdown: impl Future<Output = Stopping>) {
+        let drain = self
+            .first_to_stop
+            .iter()
+            .map(|(_, grace)| *grace)
+            .max()
+            .unwrap_or(STOP_GRACE);
+        let first = Group::start(self.first_to_stop.into_iter().map(|(s, _)| s).collect());
         let process = Group::start(process_services(&warden));
         let mut reloads = warden.subscribe_config();
         let mut leadership = warden.store().subscribe_leader();
         tokio::pin!(shutdown);
         reloads.borrow_and_update();
-        let mut front_ends = Group::start(self.front_end_services(&warden));
-        loop {
+        let mut front_ends = Group::start(front_end_services(&self.front_ends, &warden));
+        let (stopping, leader) = loop {
             leadership.borrow_and_update();
             let leader = Group::start(leader_services(&warden));
             self.board.show(
@@ -268,32 +301,42 @@ impl Supervisor {
                     .chain(&leader.running),
             );
             let why = tokio::select! {
-                () = &mut shutdown => None,
-                changed = reloads.changed() => changed.ok().map(|()| Restart::Reload),
-                changed = leadership.changed() => changed.ok().map(|()| Restart::Leadership),
+                stopping = &mut shutdown => Err(stopping),
+                changed = reloads.changed() => Ok(changed.ok().map(|()| Restart::Reload)),
+                changed = leadership.changed() => Ok(changed.ok().map(|()| Restart::Leadership)),
             };
-            leader.stop().await;
             match why {
-                None => break,
-                Some(Restart::Leadership) => {
+                Ok(Some(Restart::Leadership)) => {
+                    leader.stop(STOP_GRACE).await;
                     tracing::info!("leadership changed; leader jobs restarted");
                 }
-                Some(Restart::Reload) => {
-                    front_ends.stop().await;
+                Ok(Some(Restart::Reload)) => {
+                    leader.stop(STOP_GRACE).await;
+                    front_ends.stop(STOP_GRACE).await;
                     reloads.borrow_and_update();
-                    front_ends = Group::start(self.front_end_services(&warden));
+                    front_ends = Group::start(front_end_services(&self.front_ends, &warden));
                     tracing::info!("configuration reloaded; background services restarted");
                 }
+                // A sender is gone: warden is going away; stop.
+                Ok(None) => break (Stopping::Drain, leader),
+                Err(stopping) => break (stopping, leader),
             }
-        }
-        front_ends.stop().await;
-        process.stop().await;
+        };
+        let (drain, grace) = match stopping {
+            Stopping::Drain => (drain, STOP_GRACE),
+            Stopping::Fast => (FAST_GRACE, FAST_GRACE),
+        };
+        first.stop(drain).await;
+        front_ends.stop(grace).await;
+        leader.stop(grace).await;
+        process.stop(grace).await;
         self.board.show(std::iter::empty());
     }
+}
 
-    fn front_end_services(&self, warden: &Arc<Warden>) -> Vec<Service> {
-        self.front_ends.iter().flat_map(|f| f(warden)).collect()
-    }
+/// The services the front ends' factories make from the configuration in force.
+fn front_end_services(factories: &[Factory], warden: &Arc<Warden>) -> Vec<Service> {
+    factories.iter().flat_map(|f| f(warden)).collect()
 }
 
 /// Why the supervisor remakes services.

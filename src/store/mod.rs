@@ -1,12 +1,15 @@
-//! Durable state on SQLite: lists and their members, recent directory updates, last-known-good
-//! and held data sets, API keys (hashes only, in [`keys`]), incidents with their responses and
-//! the alerts seen ([`incidents`]) and the audit log ([`audit`]).
+//! Durable state on SQLite (the embedded default) or PostgreSQL (shared by replicas,
+//! [`postgres`]): lists and their members, recent directory updates, last-known-good and held
+//! data sets, API keys (hashes only, in [`keys`]), incidents with their responses and the
+//! alerts seen ([`incidents`]) and the audit log ([`audit`]). The queries are written once over
+//! [`db`]'s connection; the change log, leadership and store health are [`changes`]'.
 //!
-//! The database runs in WAL mode with `synchronous = FULL`, so a write returns only once it is
-//! on disk: a change is durable before it is acknowledged. The schema is versioned through
-//! `PRAGMA user_version` and migrated forward on open; a database from a newer warden is
-//! refused rather than misread. Other processes (the CLI) write to the same file; `serve`
-//! notices their commits through [`Store::data_version`].
+//! On SQLite the database runs in WAL mode with `synchronous = FULL`, so a write returns only
+//! once it is on disk: a change is durable before it is acknowledged. The schema is versioned
+//! (`PRAGMA user_version` on SQLite, the same numbers in PostgreSQL's schema table) and
+//! migrated forward on open; a database from a newer warden is refused rather than misread.
+//! Other processes (the CLI) write to the same store; `serve` notices their commits through
+//! [`Store::data_version`] (SQLite) or the change feed (PostgreSQL).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

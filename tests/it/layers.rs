@@ -22,8 +22,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sync", &["sync"]),
     ("operations", &["operations"]),
     ("services", &["services"]),
-    ("gate", &["gate"]),
+    ("front kit", &["front"]),
+    ("gate", &["gate", "mysql"]),
     ("front ends", &["http"]),
+    ("server", &["server"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -29,6 +29,7 @@ mod imperva;
 mod layers;
 mod limits;
 mod metrics;
+mod mysql;
 mod nested;
 mod nginx;
 mod patterns;

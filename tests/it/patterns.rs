@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use serde::Deserialize;
-use warden::model::pattern::{AttributeMapping, MappingStats, dn_first_rdn_value};
+use warden::base::dn::Dn;
+use warden::model::pattern::{AttributeMapping, MappingStats};
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
@@ -161,7 +162,10 @@ fn run_dn(case: &Case) -> Result<(), String> {
     }
     let expect = expectation(case)?;
     let input = input_of(case)?;
-    match (expect, dn_first_rdn_value(&input)) {
+    let first = Dn::parse(&input)
+        .ok()
+        .and_then(|dn| dn.first_value().map(str::to_owned));
+    match (expect, first) {
         (Expect::Value(want), Some(got)) if want == got => Ok(()),
         (Expect::NoMatch, None) => Ok(()),
         (Expect::Value(want), got) => Err(format!("expected {}, got {got:?}", show(&want))),

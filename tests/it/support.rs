@@ -515,10 +515,15 @@ pub fn start_postgres(dir: &Path) -> u16 {
 
 /// Destroys the PostgreSQL in `dir` once this test process is gone, however it ends.
 pub fn destroy_postgres_on_exit(dir: &Path) {
+    destroy_on_exit(&postgres_script(), dir);
+}
+
+/// Runs `script destroy dir` once this test process is gone, however it ends.
+fn destroy_on_exit(script: &Path, dir: &Path) {
     let watchdog = format!(
         "while kill -0 {} 2>/dev/null; do sleep 1; done; '{}' destroy '{}'",
         std::process::id(),
-        postgres_script().display(),
+        script.display(),
         dir.display()
     );
     // Not waited for: it outlives this process on purpose.
@@ -530,5 +535,79 @@ pub fn destroy_postgres_on_exit(dir: &Path) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn the PostgreSQL watchdog");
+        .expect("spawn the server's watchdog");
+}
+
+/// The MariaDB server the MySQL gate tests share: one per test run, started through
+/// `scripts/mariadb start` in a temp dir on a free port (or the one `WARDEN_TEST_MARIADB_DIR`
+/// names, already started), destroyed when the test process exits.
+pub struct Mariadb {
+    pub dir: std::path::PathBuf,
+    pub port: u16,
+    pub ca: std::path::PathBuf,
+}
+
+impl Mariadb {
+    pub fn password(&self, user: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{user}.secret")))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Runs SQL as root over the server's socket; returns stdout (tab-separated, no headers).
+    pub fn admin(&self, sql: &str) -> String {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-N", "-B", "-u", "root", "-S"])
+            .arg(self.dir.join("mysqld.sock"))
+            .args(["-e", sql])
+            .output()
+            .expect("run mariadb (scripts/mariadb install)");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn mariadb_script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mariadb")
+}
+
+pub fn mariadb() -> &'static Mariadb {
+    static DB: std::sync::OnceLock<Mariadb> = std::sync::OnceLock::new();
+    DB.get_or_init(|| {
+        let (dir, port) = match std::env::var("WARDEN_TEST_MARIADB_DIR") {
+            Ok(d) => {
+                let dir = std::path::PathBuf::from(d);
+                let port = std::fs::read_to_string(dir.join("port")).unwrap();
+                (dir, port.trim().parse().unwrap())
+            }
+            Err(_) => {
+                let dir =
+                    std::env::temp_dir().join(format!("warden-mariadb-{}", std::process::id()));
+                let port = free_port();
+                let out = Command::new(mariadb_script())
+                    .arg("start")
+                    .arg(&dir)
+                    .arg(port.to_string())
+                    .output()
+                    .expect("run scripts/mariadb");
+                assert!(
+                    out.status.success(),
+                    "scripts/mariadb start failed (run `scripts/mariadb install`):\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                destroy_on_exit(&mariadb_script(), &dir);
+                (dir, port)
+            }
+        };
+        Mariadb {
+            ca: dir.join("tls/ca.pem"),
+            dir,
+            port,
+        }
+    })
 }

@@ -1244,7 +1244,7 @@ fn gates_page(ctx: &Ctx<'_>) -> String {
             service: g.service.clone(),
             sessions: ctx
                 .gw
-                .gates
+                .sessions_open
                 .open_sessions(&g.name)
                 .into_iter()
                 .map(|s| views::GateSession {

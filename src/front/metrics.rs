@@ -1,4 +1,5 @@
-//! The gates' metrics: open sessions, refusals and ended sessions by reason, bytes relayed.
+//! The gates' metrics, whatever protocol a gate speaks: open sessions, refusals and ended
+//! sessions by reason, bytes relayed.
 //! A session holds its gate's [`GateCounters`], so relaying looks nothing up.
 
 use std::sync::Arc;
@@ -75,7 +76,7 @@ impl Collect for GateMetrics {
     }
 }
 
-/// The counters of one PostgreSQL gate (`src/gate`).
+/// The counters of one gate (`src/gate`, `src/mysql`).
 pub struct GateCounters {
     name: String,
     opened: AtomicU64,

@@ -1,13 +1,17 @@
-//! What the listener holds each connection to, whatever protocol it speaks: a cap on the
-//! connections one client address holds ([`ClientCaps`]), and the connection's own timeouts
-//! ([`Deadlines`]) — a client that leaves what it is sent unread loses the connection after
-//! `write_timeout`, one on which nothing moves while nothing is being answered after
-//! `idle_timeout`.
+//! What a listener holds each connection to, whatever protocol it speaks — the HTTP gateway and
+//! every gate alike: the address, bound with retry ([`bind`], recorded in [`Listening`]); a cap
+//! on the connections the listener holds and on those one client address holds ([`Caps`],
+//! [`ClientCaps`]); and the connection's own timeouts ([`Deadlines`]) — a client that leaves
+//! what it is sent unread loses the connection after `write_timeout`, one on which nothing moves
+//! while nothing is being answered after `idle_timeout`, one that has not sent its next
+//! request's head within `header_read_timeout` of the previous answer (or of connecting) after
+//! that.
 //!
-//! Neither knows HTTP. The protocol on top tells [`Deadlines`] when it is answering (a
+//! None of it knows a protocol. The protocol on top tells [`Deadlines`] when it is answering (a
 //! [`Busy`] from [`Watch::busy`] held while a request is in flight, so a slow answer is not
 //! taken for an idle client), and reads from the [`Watch`] why the connection ended
-//! ([`Watch::expired`]), to count it.
+//! ([`Watch::expired`]), to count it; a connection over a cap is the protocol's to turn away
+//! with its own words ([`OverCap`]).
 //!
 //! Why a write timeout is needed at all: a server's answer is written into the kernel's socket
 //! buffer, and a client that never reads fills it; the write then waits forever, and the
@@ -21,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -30,7 +34,150 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
+
+use crate::services::Shutdown;
+
+/// How long [`bind`] waits before trying a taken address again.
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Where each front end of a server listens now, by name (`http`, `gate appdb`): the address
+/// it bound, port 0 resolved. A server is ready to take connections once every front end it
+/// runs is here ([`Listening::wait_for`]), which is how a caller (a test) learns it without
+/// reading a log.
+#[derive(Clone)]
+pub struct Listening(Arc<watch::Sender<HashMap<String, SocketAddr>>>);
+
+impl Default for Listening {
+    fn default() -> Listening {
+        Listening(Arc::new(watch::Sender::new(HashMap::new())))
+    }
+}
+
+impl Listening {
+    pub fn set(&self, name: &str, address: SocketAddr) {
+        self.0.send_modify(|m| {
+            m.insert(name.to_owned(), address);
+        });
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.0.send_if_modified(|m| m.remove(name).is_some());
+    }
+
+    /// Where `name` listens now.
+    pub fn get(&self, name: &str) -> Option<SocketAddr> {
+        self.0.borrow().get(name).copied()
+    }
+
+    /// Waits until every one of `names` listens.
+    pub async fn wait_for(&self, names: &[String]) {
+        let mut rx = self.0.subscribe();
+        // The sender lives as long as `self`: the wait ends only when all are there.
+        let _ = rx
+            .wait_for(|m| names.iter().all(|n| m.contains_key(n)))
+            .await;
+    }
+}
+
+/// Binds `listen` for front end `name`, trying again every half second while the address is
+/// taken (a reload remakes a listener while the old one lets go), and records it in
+/// `listening`; `None` when `shutdown` comes first.
+pub async fn bind(
+    name: &str,
+    listen: SocketAddr,
+    listening: &Listening,
+    shutdown: &mut Shutdown,
+) -> Option<TcpListener> {
+    loop {
+        match TcpListener::bind(listen).await {
+            Ok(l) => {
+                listening.set(name, l.local_addr().unwrap_or(listen));
+                return Some(l);
+            }
+            Err(e) => {
+                tracing::warn!(front = name, %listen, error = %e, "cannot listen; retrying");
+                tokio::select! {
+                    () = shutdown.requested() => return None,
+                    () = tokio::time::sleep(BIND_RETRY) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Which cap turned a connection away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverCap {
+    /// The listener held `max_connections`.
+    Listener,
+    /// The client's address held `max_connections_per_client`.
+    Client,
+}
+
+impl OverCap {
+    /// The name of the setting, the `reason` label of a refusal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverCap::Listener => "max_connections",
+            OverCap::Client => "max_connections_per_client",
+        }
+    }
+}
+
+/// A listener's caps: at most `max_connections` connections at once, and
+/// `max_connections_per_client` from one client ([`Client`]). Fixed for the listener's life.
+#[derive(Clone)]
+pub struct Caps {
+    slots: Arc<Semaphore>,
+    clients: Arc<ClientCaps>,
+}
+
+/// A connection's place under a listener's [`Caps`], given back on drop.
+#[derive(Debug)]
+pub struct Held {
+    _slot: OwnedSemaphorePermit,
+    _client: ClientSlot,
+}
+
+impl Caps {
+    pub fn new(max_connections: usize, max_connections_per_client: usize) -> Caps {
+        Caps {
+            slots: Arc::new(Semaphore::new(max_connections.max(1))),
+            clients: ClientCaps::new(max_connections_per_client),
+        }
+    }
+
+    /// A place for a connection from `ip` now, or which cap is full.
+    pub fn try_hold(&self, ip: IpAddr) -> Result<Held, OverCap> {
+        let slot = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| OverCap::Listener)?;
+        self.hold_with(slot, ip)
+    }
+
+    /// A place for a connection once the listener has one free (the rest wait in the kernel's
+    /// accept queue); `None` if the caps were closed.
+    pub async fn listener_slot(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.slots).acquire_owned().await.ok()
+    }
+
+    /// Adds the client's place to a listener slot already held.
+    pub fn hold_with(&self, slot: OwnedSemaphorePermit, ip: IpAddr) -> Result<Held, OverCap> {
+        let client = self.clients.take(ip).ok_or(OverCap::Client)?;
+        Ok(Held {
+            _slot: slot,
+            _client: client,
+        })
+    }
+
+    /// Clients holding a connection now.
+    pub fn clients(&self) -> usize {
+        self.clients.clients()
+    }
+}
 
 /// Why the HTTP listener dropped a connection on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +300,10 @@ pub struct Timeouts {
     pub write: Duration,
     /// How long nothing may move, either way, while nothing is being answered.
     pub idle: Duration,
+    /// How long the next request's head may take to be answered from the previous answer
+    /// (or the connection's start): a slowloris client trickling a head is cut after this
+    /// however often its bytes arrive, and so is a keep-alive connection left waiting.
+    pub head: Duration,
 }
 
 /// What a connection's stream, its protocol and its task share: whether a request is being
@@ -168,7 +319,11 @@ struct WatchState {
 }
 
 /// The reasons [`Deadlines`] ends a connection for, in [`WatchState::expired`]'s numbering.
-const EXPIRIES: [ConnectionDrop; 2] = [ConnectionDrop::WriteTimeout, ConnectionDrop::IdleTimeout];
+const EXPIRIES: [ConnectionDrop; 3] = [
+    ConnectionDrop::WriteTimeout,
+    ConnectionDrop::IdleTimeout,
+    ConnectionDrop::HeaderTimeout,
+];
 
 impl Watch {
     /// Marks a request in flight until the returned guard drops: the idle clock stops.
@@ -181,7 +336,8 @@ impl Watch {
         self.0.busy.load(Ordering::Acquire) > 0
     }
 
-    /// Why [`Deadlines`] ended the connection: `write_timeout` or `idle_timeout`.
+    /// Why [`Deadlines`] ended the connection: `write_timeout`, `idle_timeout` or
+    /// `header_read_timeout`.
     pub fn expired(&self) -> Option<ConnectionDrop> {
         let n = self.0.expired.load(Ordering::Acquire);
         EXPIRIES.get(usize::from(n).checked_sub(1)?).copied()
@@ -217,13 +373,21 @@ impl Drop for Busy {
 ///   client is not reading) and stops when the socket takes bytes again or a flush completes.
 /// - The **idle clock** runs from the last byte moved either way, while no request is in
 ///   flight and no write is waiting; it is checked when a read finds nothing to read.
+/// - The **head clock** runs from the last byte of the previous answer (or the connection's
+///   start) while no request is in flight, whatever the client sends meanwhile; checked
+///   likewise. (hyper's own header timeout does the same with a timer armed and cancelled
+///   per request, which cost more than the rest of the listener: BENCHMARKS.md.)
+///
+/// One timer serves the idle and head clocks: it is moved on only when it goes off before
+/// the earlier of their deadlines, never per request.
 pub struct Deadlines<S> {
     inner: S,
     timeouts: Timeouts,
     watch: Watch,
     write_clock: Option<Pin<Box<Sleep>>>,
-    idle_clock: Pin<Box<Sleep>>,
+    clock: Pin<Box<Sleep>>,
     last_moved: Instant,
+    last_written: Instant,
 }
 
 impl<S> Deadlines<S> {
@@ -234,8 +398,11 @@ impl<S> Deadlines<S> {
             timeouts,
             watch,
             write_clock: None,
-            idle_clock: Box::pin(tokio::time::sleep_until(now + timeouts.idle)),
+            clock: Box::pin(tokio::time::sleep_until(
+                now + timeouts.idle.min(timeouts.head),
+            )),
             last_moved: now,
+            last_written: now,
         }
     }
 
@@ -243,6 +410,7 @@ impl<S> Deadlines<S> {
         self.watch.expire(why);
         let message = match why {
             ConnectionDrop::WriteTimeout => "the client left the answer unread (write timeout)",
+            ConnectionDrop::HeaderTimeout => "no request head in time (header read timeout)",
             _ => "nothing moved on the connection (idle timeout)",
         };
         io::Error::new(io::ErrorKind::TimedOut, message)
@@ -266,22 +434,29 @@ impl<S> Deadlines<S> {
         if n > 0 {
             self.write_clock = None;
             self.last_moved = Instant::now();
+            self.last_written = self.last_moved;
         }
     }
 
-    /// A read found nothing: fails once the connection has been idle too long.
+    /// A read found nothing: fails once the connection has been idle too long, or has waited
+    /// too long for a request head.
     fn read_waits(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.watch.is_busy() || self.write_clock.is_some() {
             return Poll::Pending;
         }
-        // The clock is moved on only when it goes off before the connection's deadline, not
-        // every time a byte moves: resetting a timer on every request is measurable.
-        let deadline = self.last_moved + self.timeouts.idle;
-        while self.idle_clock.as_mut().poll(cx).is_ready() {
-            if Instant::now() >= deadline {
+        // The clock is moved on only when it goes off before a deadline, not every time a
+        // byte moves: resetting a timer on every request is measurable.
+        let head = self.last_written + self.timeouts.head;
+        let idle = self.last_moved + self.timeouts.idle;
+        while self.clock.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            if now >= head {
+                return Poll::Ready(Err(self.expire(ConnectionDrop::HeaderTimeout)));
+            }
+            if now >= idle {
                 return Poll::Ready(Err(self.expire(ConnectionDrop::IdleTimeout)));
             }
-            self.idle_clock.as_mut().reset(deadline);
+            self.clock.as_mut().reset(head.min(idle));
         }
         Poll::Pending
     }
@@ -419,6 +594,7 @@ mod tests {
         let timeouts = Timeouts {
             write: SHORT,
             idle: LONG,
+            head: LONG,
         };
         let (ours, _theirs) = tokio::io::duplex(1024);
         let watch = Watch::default();
@@ -452,6 +628,7 @@ mod tests {
         let timeouts = Timeouts {
             write: LONG,
             idle: SHORT,
+            head: LONG,
         };
         let (ours, _theirs) = tokio::io::duplex(1024);
         let watch = Watch::default();
@@ -493,6 +670,61 @@ mod tests {
             assert_eq!(stream.read(&mut buf).await.unwrap(), 1);
         }
         let _theirs = sender.await.unwrap();
+        assert_eq!(watch.expired(), None);
+    }
+
+    /// The head clock: bytes trickling in more often than `idle` do not keep a connection
+    /// whose request head never completes past `head`; an answer written restarts it.
+    #[tokio::test]
+    async fn a_trickled_head_is_cut_and_each_answer_restarts_the_head_clock() {
+        let timeouts = Timeouts {
+            write: LONG,
+            idle: LONG,
+            head: SHORT,
+        };
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let watch = Watch::default();
+        let mut stream = Deadlines::new(ours, timeouts, watch.clone());
+        let sender = tokio::spawn(async move {
+            for _ in 0..40 {
+                tokio::time::sleep(SHORT / 4).await;
+                if theirs.write_all(b"x").await.is_err() {
+                    break;
+                }
+            }
+        });
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        let err = loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => panic!("the head clock never ran out"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(watch.expired(), Some(ConnectionDrop::HeaderTimeout));
+        assert!(started.elapsed() < SHORT * 4, "{:?}", started.elapsed());
+        drop(stream);
+        sender.await.unwrap();
+
+        // A request every `head / 2`, each answered: well past `head` in all, never cut.
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let watch = Watch::default();
+        let mut stream = Deadlines::new(ours, timeouts, watch.clone());
+        let client = tokio::spawn(async move {
+            let mut answer = [0u8; 1];
+            for _ in 0..8 {
+                tokio::time::sleep(SHORT / 2).await;
+                theirs.write_all(b"q").await.unwrap();
+                theirs.read_exact(&mut answer).await.unwrap();
+            }
+        });
+        for _ in 0..8 {
+            assert_eq!(stream.read(&mut buf).await.unwrap(), 1);
+            stream.write_all(b"a").await.unwrap();
+        }
+        client.await.unwrap();
         assert_eq!(watch.expired(), None);
     }
 }
