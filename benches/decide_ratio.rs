@@ -26,58 +26,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use common::QUERIES;
-
-/// Nanoseconds per item of one pass of `f` over `items`.
-fn pass<T, R>(items: &[T], mut f: impl FnMut(&T) -> R) -> f64 {
-    let started = Instant::now();
-    for item in items {
-        black_box(f(black_box(item)));
-    }
-    started.elapsed().as_nanos() as f64 / items.len() as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// One round of `rounds` interleaved passes of `a` and `b` (which goes first alternates):
-/// the medians of each and of the per-round ratio `a / b`, and that ratio's p10 and p90.
-fn interleaved(rounds: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> Ratio {
-    // Warm both before the rounds that count.
-    a();
-    b();
-    let (mut xs, mut ys, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let (x, y) = if round % 2 == 0 {
-            let x = a();
-            (x, b())
-        } else {
-            let y = b();
-            (a(), y)
-        };
-        xs.push(x);
-        ys.push(y);
-        ratios.push(x / y);
-    }
-    ratios.sort_by(f64::total_cmp);
-    Ratio {
-        a: median(xs),
-        b: median(ys),
-        p10: ratios[rounds / 10],
-        p90: ratios[rounds * 9 / 10],
-        ratio: median(ratios),
-    }
-}
-
-struct Ratio {
-    a: f64,
-    b: f64,
-    ratio: f64,
-    p10: f64,
-    p90: f64,
-}
+use common::{QUERIES, interleaved, pass};
 
 fn batch_section(rounds: usize) {
     use warden::decide::{Decision, Engine};

@@ -32,6 +32,8 @@
 //! - [`outbound`] (HTTPS client for the MX and webhooks) and [`auth`] (API keys).
 //! - [`decide`]: [`decide::Snapshot`], [`decide::Engine`], the followed-action queue.
 //! - [`metrics`]: counters and their Prometheus text.
+//! - [`events`]: SIEM events (CEF, OCSF) through durable queues to syslog over TLS or files,
+//!   and the decision log.
 //! - [`runtime`]: [`runtime::Warden`], which builds data sets from sources and publishes
 //!   snapshots.
 //! - [`sync`]: one push, pull or MX push run; directory status.
@@ -63,6 +65,8 @@ pub mod outbound;
 pub mod decide;
 
 pub mod metrics;
+
+pub mod events;
 
 pub mod runtime;
 

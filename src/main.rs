@@ -43,6 +43,9 @@ enum Command {
     /// Decide one request in-process and print the decision as JSON
     /// (exit code 0 allow, 1 block, 2 error)
     Decide(cli::decide::DecideArgs),
+    /// Recorded decisions (every block, sampled allows): who was blocked, when, by what
+    #[command(name = "decision-log")]
+    DecisionLog(cli::decision_log::DecisionLogArgs),
     /// Manage user lists
     #[command(subcommand)]
     Lists(cli::lists::ListsCommand),
@@ -108,6 +111,7 @@ fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Serve { listen } => cli::serve::run(source, listen),
         Command::CheckConfig { path } => cli::check_config::run(source, path),
         Command::Decide(a) => cli::decide::run(&source, &a),
+        Command::DecisionLog(a) => cli::decision_log::run(&source, &a),
         Command::Lists(c) => cli::lists::run(&source, c),
         Command::Accounts(c) => cli::accounts::run(&source, c),
         Command::Directories(c) => cli::directories::run(&source, c),

@@ -37,6 +37,7 @@ use crate::config::{Config, ConfigErrors, ConfigSource, DataSetConfig, MemberFie
 use crate::decide::Dispatcher;
 use crate::decide::{CompileError, Decision, Engine, IndexCache, Published, Request, Snapshot};
 use crate::directory::Directory;
+use crate::events::{Decisions, EventMetrics, Events, LogStats};
 use crate::metrics::Registry;
 use crate::model::dataset::{
     Cell, DataSet, DataSetBuilder, DataSetError, RecordsError, parse_records,
@@ -136,6 +137,10 @@ pub struct Warden {
     refusals: Arc<RefusalMetrics>,
     actions: Dispatcher,
     denials: Denials,
+    /// SIEM sinks (inert until the events service starts them).
+    events: Events,
+    /// Which decisions are recorded (the decision log, sinks that take decisions).
+    decision_log: Decisions,
     state: Mutex<State>,
     list_changes: tokio::sync::watch::Sender<u64>,
     /// The store revision the state in `state` was last loaded at (see
@@ -174,6 +179,18 @@ impl Warden {
         let metrics = Registry::default();
         let decisions = metrics.get::<DecisionMetrics>();
         let refusals = metrics.get::<RefusalMetrics>();
+        // A sink with a new queue reports the audit log from here on.
+        let audit_origin = if config.events.sinks.is_empty() {
+            0
+        } else {
+            store.newest_audit_id()?
+        };
+        let events = Events::new(&config.events, audit_origin, &metrics.get::<EventMetrics>());
+        let decision_log = Decisions::new(
+            config.decision_log.enabled || events.takes_decisions(),
+            config.decision_log.allow_sample,
+            metrics.get::<LogStats>(),
+        );
         let warden = Warden {
             config: ArcSwap::from_pointee(config),
             source: None,
@@ -189,6 +206,8 @@ impl Warden {
             refusals,
             actions,
             denials: Denials::default(),
+            events,
+            decision_log,
             state: Mutex::new(State {
                 data_sets,
                 generations,
@@ -272,6 +291,7 @@ impl Warden {
                 &next.identity,
             )
             .map_err(WardenError::from)?
+            .with_generations(&generations)
         };
         // Everything is built: from here on nothing can fail but the list rows, which are
         // idempotent and harmless to a config that is then not applied.
@@ -359,6 +379,16 @@ impl Warden {
         &self.actions
     }
 
+    /// Where SIEM events go: every layer above emits through this.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Which decisions are recorded, and the decision log's writer.
+    pub fn decisions(&self) -> &Decisions {
+        &self.decision_log
+    }
+
     /// Decides `request` against `snapshot` and records the decision (see
     /// [`Warden::record_decision`]). Every front end that answers a decision decides here, so
     /// counters and followed actions never depend on which one asked.
@@ -370,8 +400,10 @@ impl Warden {
     }
 
     /// The side effects of a decision taken from `snapshot` in `took`: the outcome and the
-    /// matched policies counted, followed actions offered (never waiting; a full queue drops
-    /// and counts). For batches decided with [`Snapshot::decide_batch`], once per decision.
+    /// matched policies counted, followed actions offered, and the decision recorded (every
+    /// block and error, allows as sampled) for the decision log and the SIEM sinks — none of
+    /// it waiting (a full queue drops and counts). For batches decided with
+    /// [`Snapshot::decide_batch`], once per decision.
     pub fn record_decision(
         &self,
         snapshot: &Snapshot,
@@ -390,6 +422,9 @@ impl Warden {
             for _ in 0..offered.evicted {
                 self.decisions.followed_dedup_evicted();
             }
+        }
+        if let Some(record) = self.decision_log.record(snapshot, request, decision) {
+            self.events.decision(&record);
         }
         self.decisions.decision(
             decision.outcome,
@@ -425,14 +460,17 @@ impl Warden {
         let config = self.config.load();
         let mut state = self.state();
         let State {
-            data_sets, cache, ..
+            data_sets,
+            cache,
+            generations,
         } = &mut *state;
         let snapshot = Snapshot::build_with(
             &config.policies,
             ordered(&config, data_sets),
             cache,
             &config.identity,
-        )?;
+        )?
+        .with_generations(generations);
         let revision = self.loaded.load(std::sync::atomic::Ordering::SeqCst);
         Ok(self.published(self.engine.publish_at(snapshot, revision)))
     }

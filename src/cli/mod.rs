@@ -7,6 +7,7 @@ pub mod check_config;
 pub mod data_sets;
 pub mod databases;
 pub mod decide;
+pub mod decision_log;
 pub mod directories;
 pub mod imperva;
 pub mod incidents;

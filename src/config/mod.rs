@@ -18,7 +18,9 @@ mod action_sets;
 mod console;
 mod data_sets;
 mod databases;
+mod decision_log;
 mod directories;
+mod events;
 mod gates;
 mod identity;
 mod imperva;
@@ -41,7 +43,9 @@ pub use data_sets::{
     MAX_WATCH_CONNECTIONS, MemberField, Nesting, Scope, Source,
 };
 pub use databases::{DatabaseConfig, RoleMappingConfig};
+pub use decision_log::DecisionLogConfig;
 pub use directories::DirectoryConfig;
+pub use events::{EventFormat, EventsConfig, SinkConfig, SinkTransport};
 pub use gates::{ControlAccount, GateConfig, GateProtocol};
 pub use imperva::{ImpervaConfig, ImpervaPush};
 pub use listener::TlsFiles;
@@ -180,6 +184,10 @@ pub struct Config {
     pub databases: Vec<DatabaseConfig>,
     /// `[console.oidc]`: the console's single sign-on, when configured.
     pub console_oidc: Option<Arc<OidcConfig>>,
+    /// `[events]`: SIEM events and their sinks.
+    pub events: EventsConfig,
+    /// `[decision_log]`: which decisions are kept, where, for how long.
+    pub decision_log: DecisionLogConfig,
 }
 
 impl Config {
@@ -187,11 +195,10 @@ impl Config {
     /// named after it (`warden.db` → `warden.db.bootstrap-admin.key`), so that stores sharing
     /// a directory, or a store deleted and made again, never meet another store's key file.
     pub fn bootstrap_key_file(&self) -> PathBuf {
-        self.server.bootstrap_key_file.clone().unwrap_or_else(|| {
-            let mut name = self.store.path.clone().into_os_string();
-            name.push(".bootstrap-admin.key");
-            PathBuf::from(name)
-        })
+        self.server
+            .bootstrap_key_file
+            .clone()
+            .unwrap_or_else(|| self.beside_store(".bootstrap-admin.key"))
     }
 
     /// Parses and validates TOML. Relative paths resolve against `base_dir`.
@@ -224,6 +231,27 @@ impl Config {
     /// The embedded default, with relative paths resolved against the working directory.
     pub fn embedded_default() -> Result<Config, ConfigErrors> {
         Config::parse(DEFAULT_CONFIG, EMBEDDED_ORIGIN, Path::new("."))
+    }
+
+    /// Where `sink` queues events: its `queue_dir`, else `<store path>.events/<name>`.
+    pub fn event_queue_dir(&self, sink: &SinkConfig) -> PathBuf {
+        sink.queue_dir
+            .clone()
+            .unwrap_or_else(|| self.beside_store(".events").join(&sink.name))
+    }
+
+    /// Where the decision log is written: `[decision_log] dir`, else `<store path>.decisions`.
+    pub fn decision_log_dir(&self) -> PathBuf {
+        self.decision_log
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.beside_store(".decisions"))
+    }
+
+    fn beside_store(&self, suffix: &str) -> PathBuf {
+        let mut name = self.store.path.clone().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
     }
 
     pub fn data_set(&self, name: &str) -> Option<&DataSetConfig> {
@@ -264,6 +292,13 @@ impl Config {
         );
         check(self.store.path != next.store.path, "store", "path");
         check(self.store.postgres != next.store.postgres, "store", "url");
+        // Sinks own queues and threads for the life of the process.
+        check(self.events != next.events, "events", "sinks");
+        check(
+            self.decision_log != next.decision_log,
+            "decision_log",
+            "enabled",
+        );
         problems
     }
 }

@@ -11,13 +11,14 @@ use toml::de::DeTable;
 use super::check::{Ctx, Names};
 use super::read::{de_array, de_value};
 use super::{
-    Config, ConfigError, KeyPath, action_sets, console, data_sets, databases, directories, gates,
-    identity, imperva, lists, mappings, policies, response_rules, server, store,
+    Config, ConfigError, KeyPath, action_sets, console, data_sets, databases, decision_log,
+    directories, events, gates, identity, imperva, lists, mappings, policies, response_rules,
+    server, store,
 };
 
 const SECTIONS: &str = "server, store, identity, domains, directories, lists, mappings, \
                         data_sets, policies, action_sets, response_rules, imperva, gates, databases, \
-                        console";
+                        console, events, decision_log";
 
 /// Every section as written: tables, and the entries of arrays with their index.
 #[derive(Default)]
@@ -37,6 +38,8 @@ struct RawConfig {
     gates: Vec<(usize, gates::Raw)>,
     databases: Vec<(usize, databases::Raw)>,
     console: console::Raw,
+    events: events::Raw,
+    decision_log: decision_log::Raw,
 }
 
 pub(super) fn parse(source: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -86,6 +89,8 @@ fn read_sections(ctx: &mut Ctx<'_>, doc: DeTable<'_>) -> RawConfig {
             "gates" => raw.gates = de_array(ctx, name, value),
             "databases" => raw.databases = de_array(ctx, name, value),
             "console" => raw.console = de_value(ctx, &path, value).unwrap_or_default(),
+            "events" => raw.events = de_value(ctx, &path, value).unwrap_or_default(),
+            "decision_log" => raw.decision_log = de_value(ctx, &path, value).unwrap_or_default(),
             other => {
                 let line = ctx.line_at(key.span().start);
                 ctx.errors.push(ConfigError {
@@ -219,6 +224,8 @@ fn validate(ctx: &mut Ctx<'_>, raw: RawConfig) -> Config {
         .map(Arc::new);
     Config {
         console_oidc,
+        events: events::check(ctx, raw.events),
+        decision_log: decision_log::check(ctx, raw.decision_log),
         gates,
         databases,
         server,

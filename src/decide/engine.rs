@@ -282,6 +282,22 @@ impl IndexCache {
     }
 }
 
+/// What one data set of a snapshot holds, so that a recorded decision can say which rows it
+/// read (the decision log).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataSetState {
+    pub name: String,
+    /// The generation of the rows persisted for it (`ldap` and `api` data sets, set by the
+    /// runtime); a list or static set has none: the snapshot's revision and the fingerprint
+    /// say which content it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    pub rows: usize,
+    /// The hash of its schema and rows, in hex.
+    pub fingerprint: String,
+    pub loaded: bool,
+}
+
 /// Everything a decision reads, immutable once built.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -298,6 +314,8 @@ pub struct Snapshot {
     /// The data sets an enabled policy reads that have never loaded, in config order. While
     /// any is, `decide` takes the cold path and `/readyz` waits for them.
     waiting: Vec<String>,
+    /// What each data set holds, shared by every decision record that names them.
+    states: Arc<[DataSetState]>,
 }
 
 impl Snapshot {
@@ -384,6 +402,16 @@ impl Snapshot {
             .map(|d| d.name().to_string())
             .collect();
         let fingerprint = snapshot_fingerprint(policies, &data_sets) ^ identity.fingerprint();
+        let states = data_sets
+            .iter()
+            .map(|d| DataSetState {
+                name: d.name().to_owned(),
+                generation: None,
+                rows: d.len(),
+                fingerprint: format!("{:016x}", d.fingerprint()),
+                loaded: d.is_loaded(),
+            })
+            .collect();
         Ok(Snapshot {
             version: 0,
             revision: std::sync::atomic::AtomicI64::new(0),
@@ -393,6 +421,7 @@ impl Snapshot {
             policies: compiled,
             active,
             waiting,
+            states,
         })
     }
 
@@ -407,7 +436,26 @@ impl Snapshot {
             policies: Vec::new(),
             active: Vec::new(),
             waiting: Vec::new(),
+            states: Arc::from(Vec::new()),
         }
+    }
+
+    /// The same snapshot with the generations of its persisted data sets' rows.
+    pub fn with_generations(mut self, generations: &HashMap<String, i64>) -> Snapshot {
+        self.states = self
+            .states
+            .iter()
+            .map(|s| DataSetState {
+                generation: generations.get(&s.name).copied(),
+                ..s.clone()
+            })
+            .collect();
+        self
+    }
+
+    /// What each data set of the snapshot holds.
+    pub fn data_set_states(&self) -> &Arc<[DataSetState]> {
+        &self.states
     }
 
     /// The data sets an enabled policy reads that have never loaded, in config order: empty

@@ -10,7 +10,7 @@ mod engine;
 mod followed;
 
 pub use engine::{
-    CompileError, CompiledPolicy, Decision, Engine, IndexCache, Outcome, PolicyMatch, Published,
-    Request, Snapshot,
+    CompileError, CompiledPolicy, DataSetState, Decision, Engine, IndexCache, Outcome, PolicyMatch,
+    Published, Request, Snapshot,
 };
 pub use followed::{DEDUP_MAX, DecisionEvent, Dispatcher, Offered};

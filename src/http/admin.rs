@@ -63,8 +63,22 @@ pub fn readyz(call: &Call<'_>) -> Result<Response, Problem> {
             "snapshot_version": engine.load().version(),
             "store": replica(call.warden()),
             "services": call.gw.services.states(),
+            "events": events_status(call.warden()),
         }),
     ))
+}
+
+/// The SIEM sinks (queued, dropped, connected) and the decision log's drops, for `/readyz`.
+fn events_status(warden: &crate::runtime::Warden) -> serde_json::Value {
+    let log = warden.decisions().stats();
+    serde_json::json!({
+        "sinks": warden.events().statuses(),
+        "decision_log": {
+            "written": log.written.load(std::sync::atomic::Ordering::Relaxed),
+            "dropped": log.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            "write_errors": log.write_errors.load(std::sync::atomic::Ordering::Relaxed),
+        },
+    })
 }
 
 /// `GET /v1/status`: this replica's store (backend, up or down), the revision its snapshot
@@ -356,6 +370,65 @@ pub fn audit_log(call: &Call<'_>) -> Result<Response, Problem> {
     Ok(json_value(
         StatusCode::OK,
         &serde_json::json!({ "records": records }),
+    ))
+}
+
+/// Most decision records one read returns.
+const DECISION_LOG_READ_MAX: usize = 10_000;
+
+/// `GET /v1/decision-log?principal=&since=&until=&service=&decision=&limit=`: the recorded
+/// decisions, oldest first; `principal` matches any spelling of the account.
+pub fn decision_log(call: &Call<'_>) -> Result<Response, Problem> {
+    let mut q = crate::events::decision_log::Query {
+        limit: 1000,
+        ..Default::default()
+    };
+    let mut principal = None;
+    for pair in call.query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v =
+            decode(v).map_err(|_| Problem::bad_request(format!("parameter {k:?}: bad escape")))?;
+        match k {
+            "principal" => principal = Some(v.into_owned()),
+            "since" => q.since_ms = Some(time_param(k, &v)?),
+            "until" => q.until_ms = Some(time_param(k, &v)?),
+            "service" => q.service = Some(v.into_owned()),
+            "decision" if matches!(&*v, "allow" | "block" | "error") => {
+                q.decision = Some(v.into_owned());
+            }
+            "limit" => {
+                q.limit = v
+                    .parse::<usize>()
+                    .map_err(|_| Problem::bad_request("parameter \"limit\": a whole number"))?
+                    .min(DECISION_LOG_READ_MAX);
+            }
+            _ => {
+                return Err(Problem::bad_request(format!(
+                    "unknown parameter {k:?}={v:?}; expected principal, since, until, service, \
+                     decision=allow|block|error, limit"
+                )));
+            }
+        }
+    }
+    let config = call.warden().config().clone();
+    if !config.decision_log.enabled {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "the decision log is off ([decision_log] enabled = false)",
+        ));
+    }
+    let (decisions, more) =
+        crate::events::decision_log::query_config(&config, principal.as_deref(), &q).map_err(
+            |e| {
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot read the decision log: {e}"),
+                )
+            },
+        )?;
+    Ok(json_value(
+        StatusCode::OK,
+        &serde_json::json!({ "decisions": decisions, "truncated": more }),
     ))
 }
 

@@ -550,6 +550,7 @@ async fn handle(handler: Handler, call: &Call<'_>) -> Result<Response, Problem> 
         Handler::ImpervaStatus => blocking(|| imperva::status(call)),
         Handler::ImpervaPush => imperva::push(call).await,
         Handler::Audit => blocking(|| admin::audit_log(call)),
+        Handler::DecisionLog => blocking(|| admin::decision_log(call)),
         Handler::Reload => blocking(|| admin::reload(call)),
         Handler::Keys => blocking(|| admin::keys(call)),
         Handler::CreateKey => blocking(|| admin::create_key(call)),

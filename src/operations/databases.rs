@@ -43,7 +43,8 @@ pub async fn sync_now(
     let identity = std::sync::Arc::clone(&warden.config().identity);
     let mut runs = Vec::new();
     for mapping in &db.roles {
-        let (update, result) = database::run(&db, warden.store(), mapping, &identity).await;
+        let (update, result) =
+            database::run(&db, warden.store(), warden.events(), mapping, &identity).await;
         if result.is_err() {
             warden.metrics().get::<SyncMetrics>().sync_failed(name);
         }

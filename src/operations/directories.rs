@@ -55,7 +55,8 @@ pub async fn sync_now(
     let directory = directory(warden, name)?;
     let mut runs = Vec::new();
     for mapping in mappings_of(warden, name) {
-        let (update, result) = push::run(&directory, warden.store(), &mapping).await;
+        let (update, result) =
+            push::run(&directory, warden.store(), warden.events(), &mapping).await;
         match &result {
             Err(_) => warden.metrics().get::<SyncMetrics>().sync_failed(name),
             Ok(r) => {

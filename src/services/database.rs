@@ -42,7 +42,8 @@ async fn role_loop(
     // The rules of the configuration this loop was made for (a reload remakes it).
     let identity = std::sync::Arc::clone(&warden.config().identity);
     while triggers.next(&mut shutdown, &retry, None).await {
-        let (_, result) = database::run(&db, warden.store(), &mapping, &identity).await;
+        let (_, result) =
+            database::run(&db, warden.store(), warden.events(), &mapping, &identity).await;
         match result {
             Ok(report) => {
                 retry.succeeded();

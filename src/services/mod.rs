@@ -5,7 +5,8 @@
 //! Two lifetimes. *Process* services run from start to exit: followed actions
 //! ([`followed_actions`]), the expiry sweep ([`expiry`]) and the store watch
 //! ([`store_watch`], or on a shared PostgreSQL store the change feed and leader election of
-//! [`replica`]), the aggregated audit of refusals and the audit retention ([`audit`]).
+//! [`replica`]), the aggregated audit of refusals and the audit retention ([`audit`]), the
+//! SIEM sinks and the decision log ([`events`]).
 //! *Configured* services are made from the configuration in force — push
 //! and pull loops with their change watches ([`sync`]) and the Imperva MX push ([`imperva`])
 //! — and are stopped (each finishes its current run) and made again after every reload.
@@ -17,6 +18,7 @@
 
 pub mod audit;
 pub mod database;
+pub mod events;
 pub mod expiry;
 pub mod followed_actions;
 pub mod imperva;
@@ -211,6 +213,7 @@ fn process_services(warden: &Arc<Warden>) -> Vec<Service> {
     let mut services = vec![
         followed_actions::service(Arc::clone(warden)),
         audit::service(Arc::clone(warden)),
+        events::service(Arc::clone(warden)),
     ];
     if warden.store().is_shared() {
         services.extend(replica::services(warden));

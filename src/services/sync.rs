@@ -188,7 +188,8 @@ async fn push_loop(
         .next(&mut shutdown, &retry, Some(&group_changed))
         .await
     {
-        let (update, result) = push::run(&directory, warden.store(), &mapping).await;
+        let (update, result) =
+            push::run(&directory, warden.store(), warden.events(), &mapping).await;
         match result {
             Ok(report) => {
                 retry.succeeded();

@@ -175,6 +175,33 @@ impl Store {
             .map_err(self.sql("count audit records"))
     }
 
+    /// At most `limit` records with ids above `after`, in id order: how a SIEM sink follows
+    /// the log (`src/events`).
+    pub fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT id, at_ms, actor, action, target, outcome, source, detail, account \
+                 FROM audit WHERE id > ?1 ORDER BY id LIMIT {}",
+                limit.min(AUDIT_READ_MAX)
+            ))
+            .map_err(self.sql("follow audit log"))?;
+        let rows = stmt
+            .query_map([after], audit_row)
+            .map_err(self.sql("follow audit log"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.sql("follow audit log"))
+    }
+
+    /// The id of the newest audit record (0 when there is none).
+    pub fn newest_audit_id(&self) -> Result<i64, StoreError> {
+        self.conn()
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM audit", params![], |r| {
+                r.get::<i64>(0)
+            })
+            .map_err(self.sql("read newest audit id"))
+    }
+
     /// Records matching `filter`, oldest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut sql = String::from(
@@ -215,24 +242,28 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql).map_err(self.sql("read audit log"))?;
         let rows = stmt
-            .query_map(args, |r| {
-                let detail: String = r.get(7)?;
-                Ok(AuditRecord {
-                    id: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    target: r.get(4)?,
-                    outcome: r.get(5)?,
-                    source: r.get(6)?,
-                    account: r.get(8)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                })
-            })
+            .query_map(args, audit_row)
             .map_err(self.sql("read audit log"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.sql("read audit log"))
     }
+}
+
+/// An audit record from a row of `id, at_ms, actor, action, target, outcome, source, detail,
+/// account`.
+fn audit_row(r: &super::db::Row) -> Result<AuditRecord, super::db::DbError> {
+    let detail: String = r.get(7)?;
+    Ok(AuditRecord {
+        id: r.get(0)?,
+        at_ms: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        target: r.get(4)?,
+        outcome: r.get(5)?,
+        source: r.get(6)?,
+        account: r.get(8)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use tokio_postgres::Client;
 use crate::base::identity::Identity;
 use crate::base::time::now_ms;
 use crate::config::{DatabaseConfig, RoleMappingConfig, UpstreamTls};
+use crate::events::{Event, Events};
 use crate::store::{Member, RecentUpdate, Store, StoreError, SurfaceEvent, SurfaceKind};
 
 /// The kind of the recent updates this run records.
@@ -76,6 +77,11 @@ pub struct RoleReport {
     pub unresolved: Vec<String>,
     /// Statements the server refused one by one, as "member: message".
     pub refused: Vec<String>,
+    /// The roles granted and revoked: the surface changes the run reports as events.
+    #[serde(skip)]
+    pub granted_members: Vec<String>,
+    #[serde(skip)]
+    pub revoked_members: Vec<String>,
 }
 
 /// The key under which a mapping's first sync is remembered (beside AD mappings').
@@ -376,6 +382,7 @@ pub async fn reconcile(
         }
     }
     report.granted = granted.len();
+    report.granted_members.clone_from(&granted);
     if !granted.is_empty() {
         match client
             .query(
@@ -403,6 +410,7 @@ pub async fn reconcile(
         &revoked_now,
         report.terminated,
     )?;
+    report.revoked_members = revoked_now;
     Ok(report)
 }
 
@@ -462,16 +470,26 @@ fn record_landings(
     store.record_surfaces(&events)
 }
 
-/// Runs a reconcile and records it as a recent update (kind [`KIND`], target the role),
-/// whatever the outcome.
+/// Runs a reconcile, records it as a recent update (kind [`KIND`], target the role)
+/// whatever the outcome, and reports each role granted or revoked as an event.
 pub async fn run(
     db: &DatabaseConfig,
     store: &Store,
+    events: &Events,
     mapping: &RoleMappingConfig,
     identity: &Identity,
 ) -> (RecentUpdate, Result<RoleReport, DatabaseError>) {
     let started = now_ms();
     let result = reconcile(db, store, mapping, identity).await;
+    if let Ok(r) = &result {
+        let target = format!("{}/{}", db.name, mapping.role);
+        events.emit_all(Event::surface_changes(
+            "db_role",
+            &target,
+            &r.granted_members,
+            &r.revoked_members,
+        ));
+    }
     let update = match &result {
         Ok(r) => RecentUpdate {
             directory: db.name.clone(),

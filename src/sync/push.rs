@@ -18,6 +18,7 @@ use crate::base::time::now_ms;
 use crate::config::MappingConfig;
 use crate::directory::Directory;
 use crate::directory::{DEFAULT_MEMBER_BATCH, DirectoryClient, DirectoryError, MemberChange};
+use crate::events::{Event, Events};
 use crate::model::dataset::fold;
 use crate::store::{AuditRecord, PushedAccount, RecentUpdate, Store, SurfaceEvent, SurfaceKind};
 
@@ -86,6 +87,12 @@ pub struct PushReport {
     /// Whether the names of listed accounts changed (the list data set's alias keys).
     #[serde(skip)]
     pub names_changed: bool,
+    /// The accounts added to and removed from the group, by name (the DN when warden knows
+    /// no name for it): the surface changes the run reports as events.
+    #[serde(skip)]
+    pub added_members: Vec<String>,
+    #[serde(skip)]
+    pub removed_members: Vec<String>,
 }
 
 /// Comparison key for DNs: AD spells them in its own case and spacing.
@@ -348,7 +355,10 @@ pub async fn reconcile(
         .filter(|f| !f.add)
         .map(|f| dn_key(&f.member))
         .collect();
+    let (added_members, removed_members) = changed_members(&plan, &change.failed);
     Ok(PushReport {
+        added_members,
+        removed_members,
         added: change.added,
         removed: change.removed,
         drift: plan.drift,
@@ -368,6 +378,38 @@ pub async fn reconcile(
             .map(|f| format!("{}: {}", f.member, f.message))
             .collect(),
     })
+}
+
+/// The names of the accounts a run added and removed (those the server did not refuse).
+fn changed_members(
+    plan: &Plan,
+    failed: &[crate::directory::MemberFailure],
+) -> (Vec<String>, Vec<String>) {
+    let refused: HashSet<(bool, String)> =
+        failed.iter().map(|f| (f.add, dn_key(&f.member))).collect();
+    let mut names: HashMap<String, &str> = HashMap::new();
+    for (dn, n) in &plan.removed_names {
+        if let Some(first) = n.first() {
+            names.insert(dn.clone(), first);
+        }
+    }
+    for a in &plan.accounts {
+        if let Some(first) = a.names.first() {
+            names.insert(dn_key(&a.dn), first);
+        }
+    }
+    let done = |dns: &[String], add: bool| -> Vec<String> {
+        dns.iter()
+            .map(|dn| (dn, dn_key(dn)))
+            .filter(|(_, key)| !refused.contains(&(add, key.clone())))
+            .map(|(dn, key)| {
+                names
+                    .get(&key)
+                    .map_or_else(|| dn.clone(), |n| (*n).to_owned())
+            })
+            .collect()
+    };
+    (done(&plan.add, true), done(&plan.remove, false))
 }
 
 /// Records where the block landed: each listed account whose DN the group holds after the
@@ -419,14 +461,24 @@ fn record_landings(
     Ok(())
 }
 
-/// Runs a push and records it as a recent update, whatever the outcome.
+/// Runs a push, records it as a recent update whatever the outcome, and reports each member
+/// it added or removed as an event.
 pub async fn run(
     directory: &Directory,
     store: &Store,
+    events: &Events,
     mapping: &MappingConfig,
 ) -> (RecentUpdate, Result<PushReport, SyncError>) {
     let started = now_ms();
     let result = reconcile(directory, store, mapping).await;
+    if let Ok(r) = &result {
+        events.emit_all(Event::surface_changes(
+            "ad_group",
+            &mapping.group_dn,
+            &r.added_members,
+            &r.removed_members,
+        ));
+    }
     if result.as_ref().is_err_and(SyncError::is_connection_problem) {
         directory.reset().await;
     }

@@ -96,6 +96,7 @@ const KEYED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/imperva", "admin"),
     ("POST", "/v1/imperva/push?dry_run=true", "admin"),
     ("GET", "/v1/audit", "admin"),
+    ("GET", "/v1/decision-log", "admin"),
     ("POST", "/v1/admin/reload", "admin"),
     ("GET", "/v1/keys", "admin"),
     ("POST", "/v1/keys", "admin"),

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("clients", &["outbound", "auth"]),
     ("decide", &["decide"]),
     ("metrics", &["metrics"]),
+    ("events", &["events"]),
     ("runtime", &["runtime"]),
     ("sync", &["sync"]),
     ("operations", &["operations"]),

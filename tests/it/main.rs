@@ -39,4 +39,5 @@ mod replicas;
 mod respond;
 mod security;
 mod seed;
+mod siem;
 mod sso;

@@ -102,7 +102,7 @@ fn gate_startup(port: u16, params: &[(&str, &str)]) -> std::io::Result<Vec<u8>> 
 /// Brings `server` to the known state: alice listed; decisions over HTTP (block, allow, and
 /// an error on the unwritten set); three refusals at the gate (no user, and two users it
 /// cannot decide on with the upstream down: the gate decides after the server authenticated
-/// them); two refused requests; the followed action run once.
+/// them); two refused requests; the followed action run once and the decision log written.
 fn known_state(server: &Server) {
     let gate_port = server.gate_port("appdb");
     assert_eq!(server.add_member("CORP\\alice"), 201);
@@ -122,13 +122,17 @@ fn known_state(server: &Server) {
             .unwrap_or_else(|e| panic!("{params:?}: {e}\n{}", server.logs()));
         assert_eq!(answer.first(), Some(&b'E'), "{params:?}: {answer:?}");
     }
-    let ran = eventually(Duration::from_secs(20), || {
-        server
-            .get("/metrics")
-            .body
-            .contains("warden_followed_actions_total{type=\"log\",outcome=\"sent\"} 1")
-    });
-    assert!(ran.is_some(), "{}", server.get("/metrics").body);
+    // The followed action and the decision log (the block and the error; no allow is
+    // sampled by default) run on their own threads, after the answers.
+    for settled in [
+        "warden_followed_actions_total{type=\"log\",outcome=\"sent\"} 1",
+        "warden_decision_log_written_total 2",
+    ] {
+        let ran = eventually(Duration::from_secs(20), || {
+            server.get("/metrics").body.contains(settled)
+        });
+        assert!(ran.is_some(), "{settled}: {}", server.get("/metrics").body);
+    }
 }
 
 /// The exposition with the values of [`VARYING`] families replaced by `_`.
