@@ -12,8 +12,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::Verdict;
 use crate::base::actor::Actor;
 use crate::base::tally::{Count, Tally};
+use crate::config::GateConfig;
+use crate::events::Event;
 use crate::runtime::Warden;
 use crate::store::AuditRecord;
 
@@ -167,6 +170,47 @@ impl Refusals {
             self.lock().restore(taken);
         }
     }
+}
+
+/// A session a gate refused or ended by policy, wherever that is reported, for every protocol
+/// alike: tallied for the audit log under the name that was blocked and the account it was
+/// decided as, and offered to the SIEM sinks as an event (never waited on).
+pub fn report(
+    warden: &Warden,
+    refusals: &Refusals,
+    gate: &GateConfig,
+    (user, client): (&str, &str),
+    verdict: &Verdict,
+    action: Action,
+) {
+    refusals.tally(
+        action,
+        &gate.name,
+        (user, &gate.account_name(user)),
+        client,
+        verdict.policy(),
+    );
+    let at = crate::events::Gate {
+        name: &gate.name,
+        service: &gate.service,
+        user,
+        client,
+    };
+    let (policy, why) = match verdict {
+        Verdict::Block { policy, .. } if !policy.is_empty() => (
+            Some(policy.as_str()),
+            format!("blocked by policy \"{policy}\""),
+        ),
+        Verdict::Block { .. } => (None, "blocked by policy".to_owned()),
+        _ => (
+            None,
+            "undecided: a data set a policy reads has not loaded".to_owned(),
+        ),
+    };
+    warden.events().emit(match action {
+        Action::Refused => Event::gate_refusal(&at, policy, &why),
+        Action::Ended => Event::gate_session_ended(&at, policy, &why),
+    });
 }
 
 fn record(actor: &Actor, (k, c): &(Key, Count<String>)) -> AuditRecord {

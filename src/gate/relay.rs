@@ -445,49 +445,19 @@ fn by_policy(gate: &Gate, login: &Login, client: &str, verdict: Verdict, open: b
         )
     };
     tracing::warn!(gate = %gate.config.name, user = %user, login = %login.user, client = %client, policy = %verdict.policy(), "{what}");
-    let blocked = match &verdict {
-        Verdict::Block { policy, .. } => Some((!policy.is_empty()).then_some(policy.as_str())),
-        _ => None,
-    };
-    emit(gate, user, client, blocked, open);
-    let account = gate.config.account_name(user);
-    gate.shared.refusals.tally(
+    front::refusals::report(
+        &gate.warden,
+        &gate.shared.refusals,
+        &gate.config,
+        (user, client),
+        &verdict,
         action,
-        &gate.config.name,
-        (user, &account),
-        client,
-        verdict.policy(),
     );
     if open {
         End::Ended { reason, words }
     } else {
         End::Refused { words }
     }
-}
-
-/// The SIEM event of a refusal or an ended session (offered, never waited on).
-/// `blocked` holds the blocking policy's name; `None` for a session that could not be decided.
-fn emit(gate: &Gate, user: &str, client: &str, blocked: Option<Option<&str>>, open: bool) {
-    let at = crate::events::Gate {
-        name: &gate.config.name,
-        service: &gate.config.service,
-        user,
-        client,
-    };
-    let (policy, why) = match blocked {
-        Some(Some(name)) => (Some(name), format!("blocked by policy \"{name}\"")),
-        Some(None) => (None, "blocked by policy".to_owned()),
-        None => (
-            None,
-            "undecided: a data set a policy reads has not loaded".to_owned(),
-        ),
-    };
-    let event = if open {
-        crate::events::Event::gate_session_ended(&at, policy, &why)
-    } else {
-        crate::events::Event::gate_refusal(&at, policy, &why)
-    };
-    gate.warden.events().emit(event);
 }
 
 /// The client → server pump. Until the session is admitted it forwards whole authentication

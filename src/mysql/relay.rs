@@ -437,7 +437,7 @@ fn ended_by_policy(
     }
 }
 
-/// Tallies a refusal or ended session for the audit log and logs it.
+/// Reports a refusal or ended session (audit tally, SIEM event) and logs it.
 fn record(gate: &Gate, login: &str, client: &str, verdict: &Verdict, action: Action) {
     let user = verdict.user().unwrap_or(login);
     let what = match action {
@@ -445,12 +445,13 @@ fn record(gate: &Gate, login: &str, client: &str, verdict: &Verdict, action: Act
         Action::Ended => "gate ended a session by policy",
     };
     tracing::warn!(gate = %gate.config.name, user = %user, login = %login, client = %client, policy = %verdict.policy(), "{what}");
-    gate.shared.refusals.tally(
+    crate::front::refusals::report(
+        &gate.warden,
+        &gate.shared.refusals,
+        &gate.config,
+        (user, client),
+        verdict,
         action,
-        &gate.config.name,
-        (user, &gate.config.account_name(user)),
-        client,
-        verdict.policy(),
     );
 }
 

@@ -108,6 +108,7 @@ control_password_file = "{control}"
 {extra}
 "#,
         list_config("listen = \"127.0.0.1:0\"", "\"*\""),
+        extra = extra.replace("{dir}", &dir.path().display().to_string()),
         ca = db.ca.display(),
         cert = db.dir.join("tls/gate.pem").display(),
         key = key.display(),
@@ -181,7 +182,12 @@ fn args(v: &[String]) -> Vec<&str> {
 #[test]
 fn allowed_users_query_and_listed_users_are_refused_with_the_policy() {
     let db = mariadb();
-    let gate = start_gate(db.port, "allow_plain = true");
+    // Every refusal also reaches the SOC: a file sink of OCSF events.
+    let gate = start_gate(
+        db.port,
+        "allow_plain = true\n\n[[events.sinks]]\nname = \"archive\"\ntype = \"file\"\n\
+         path = \"{dir}/events.jsonl\"",
+    );
     let tls = verify_full(db);
     // mysql_native_password, through TLS verified against the gate's certificate
     // (verify-full: the CA and the name 127.0.0.1).
@@ -250,6 +256,27 @@ fn allowed_users_query_and_listed_users_are_refused_with_the_policy() {
     assert!(
         metrics.contains("warden_gate_refused_total{gate=\"mariadb\",reason=\"blocked\"} 1"),
         "{metrics}"
+    );
+    // … and sent as an OCSF Authentication failure, as the PostgreSQL gate's are.
+    let events = gate._dir.path().join("events.jsonl");
+    let mut refusal = None;
+    eventually(Duration::from_secs(10), || {
+        let lines = std::fs::read_to_string(&events).unwrap_or_default();
+        refusal = lines
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["metadata"]["event_code"] == "gate.refusal");
+        refusal.is_some()
+    });
+    let refusal = refusal.unwrap_or_else(|| panic!("no gate.refusal event in {events:?}"));
+    assert_eq!(refusal["class_uid"], 3002);
+    assert_eq!(refusal["status"], "Failure");
+    assert_eq!(refusal["user"]["name"], "bob");
+    assert_eq!(refusal["service"]["name"], "mariadb");
+    assert_eq!(refusal["dst_endpoint"]["name"], "mariadb");
+    assert_eq!(
+        refusal["unmapped"]["policy"],
+        "Block suspicious database users"
     );
 }
 
