@@ -516,8 +516,9 @@ impl Snapshot {
     /// `none` the values it checked (none is in the set, so they are what matched), `?` for an
     /// unknown field that matched; lower-cased, `,` between values and `|` between criteria.
     /// Values the policy's data sets do not hold (an extra `db_user` beside the listed one)
-    /// are not part of it, so varying them does not make a new key. Allocates: only for
-    /// followed actions, off the common path.
+    /// are not part of it, so varying them does not make a new key. A principal is held and
+    /// keyed as its account, as `decide` matched it: every spelling of one account is one key,
+    /// two accounts are two. Allocates: only for followed actions, off the common path.
     pub fn match_key(&self, m: &PolicyMatch, request: &Request<'_>) -> String {
         let mut key = String::new();
         let Some(p) = self.policies.get(m.policy as usize) else {
@@ -535,7 +536,7 @@ impl Snapshot {
             let mut first = true;
             for v in values {
                 let keep = match c.operation {
-                    Operation::AtLeastOne | Operation::All => c.index.contains(v),
+                    Operation::AtLeastOne | Operation::All => c.contains(v),
                     Operation::None => true,
                 };
                 if keep {
@@ -543,6 +544,8 @@ impl Snapshot {
                         key.push(',');
                     }
                     first = false;
+                    let account = c.accounts.as_ref().map(|identity| identity.canonical(v));
+                    let v = account.as_deref().unwrap_or(v);
                     key.extend(v.chars().flat_map(char::to_lowercase));
                 }
             }
@@ -980,6 +983,9 @@ mod tests {
         assert_eq!(key(&["CORP\\Alice"]), ["corp\\alice"]);
         assert_eq!(key(&["corp\\alice", "x1"]), ["corp\\alice"]);
         assert_eq!(key(&["x2", "corp\\alice"]), ["corp\\alice"]);
+        // Another spelling of the listed account is the same account: the same key (it was
+        // left out, and so keyed like any other listed user's).
+        assert_eq!(key(&["alice@corp.example.test"]), ["corp\\alice"]);
         // `none`: the values checked are what matched.
         assert_eq!(key(&["Bob"]), ["bob"]);
     }
