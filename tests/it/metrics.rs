@@ -18,8 +18,10 @@ const EXPECTED: &str = include_str!("metrics_exposition.txt");
 
 /// Families whose values depend on timing or on the store (latency, how often readiness or
 /// metrics were asked, connections the listener has yet to count closed, revisions,
-/// leadership on a shared store): their samples are compared by name and labels only.
+/// leadership on a shared store, whether the audit service's first flush came before or
+/// after the refused requests): their samples are compared by name and labels only.
 const VARYING: &[&str] = &[
+    "warden_auth_refused_audit_records_total",
     "warden_decision_duration_seconds",
     "warden_http_requests_total",
     "warden_http_connections_open",
